@@ -1,0 +1,141 @@
+"""Prompt formats: the exact token ids a model is trained on are the ids chat sends it.
+
+One function renders the prompt for both paths (`prompt_ids`); training appends the target and
+masks the prompt with -100. Families:
+    yuan           `{user}<sep>` then `{output}<eod>` (Yuan 2.0 tutorial)
+    chat_template  the tokenizer's own chat template; the role's system prompt becomes the system turn
+    plain          base models without a template: `{system}\n\n{user}\n\n` then `{output}<eos>`
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from engine.roles import Role
+from registry.errors import UserError
+
+FORMATS = ("yuan", "chat_template", "plain")
+IGNORE_INDEX = -100
+MAX_LENGTH = 384
+# Llama-3 templates print today's date into the system turn; a fixed date keeps the prompt a model
+# was trained on identical to the one chat sends on any later day.
+TEMPLATE_DATE = "26 Jul 2024"
+
+Turn = tuple[str, str]  # (user text, assistant reply)
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    input_ids: list[int]
+    labels: list[int]
+    prompt_length: int
+    full_length: int  # before truncation
+
+    @property
+    def truncated(self) -> bool:
+        return self.full_length > len(self.input_ids)
+
+
+def user_text(role: Role, instruction: str = "", input_text: str = "") -> str:
+    """The user's turn: the record's instruction (else the role's) followed by its input."""
+    lead = instruction or role.instruction
+    if lead and input_text:
+        return f"{lead}\n{input_text}"
+    return lead or input_text
+
+
+def prompt_ids(
+    tokenizer, prompt_format: str, role: Role, text: str, history: Sequence[Turn] = ()
+) -> list[int]:
+    history = history if role.uses_history else ()
+    if prompt_format == "yuan":
+        past = "".join(f"{q}<sep>{a}<eod>" for q, a in history)
+        return _encode(tokenizer, f"{past}{text}<sep>")
+    if prompt_format == "chat_template":
+        return _template_ids(tokenizer, _messages(role, text, history), add_generation_prompt=True)
+    if prompt_format == "plain":
+        eos = tokenizer.eos_token or ""
+        system = f"{role.system_prompt}\n\n" if role.system_prompt else ""
+        past = "".join(f"{q}\n\n{a}{eos}\n\n" for q, a in history)
+        return _bos(tokenizer) + _encode(tokenizer, f"{system}{past}{text}\n\n")
+    raise UserError(f"Unknown prompt format {prompt_format!r}: use one of {', '.join(FORMATS)}.")
+
+
+def target_ids(tokenizer, prompt_format: str, role: Role, text: str, output: str) -> list[int]:
+    if prompt_format == "yuan":
+        return _encode(tokenizer, f"{output}<eod>")
+    if prompt_format == "chat_template":
+        messages = _messages(role, text, ())
+        prompt = _template_ids(tokenizer, messages, add_generation_prompt=True)
+        full = _template_ids(
+            tokenizer, [*messages, {"role": "assistant", "content": output}], add_generation_prompt=False
+        )
+        if full[: len(prompt)] != prompt:
+            raise UserError(
+                "This tokenizer's chat template renders the prompt differently once the answer is "
+                "added, so training and chat would disagree: use the 'plain' format for this model."
+            )
+        return full[len(prompt) :]
+    if prompt_format == "plain":
+        return _encode(tokenizer, output) + [tokenizer.eos_token_id]
+    raise UserError(f"Unknown prompt format {prompt_format!r}: use one of {', '.join(FORMATS)}.")
+
+
+def training_example(
+    tokenizer, prompt_format: str, role: Role, record: dict, max_length: int = MAX_LENGTH
+) -> TrainingExample | None:
+    """Token ids and labels for one record; None when truncation leaves no target token."""
+    text = user_text(role, record.get("instruction", ""), record.get("input", ""))
+    prompt = prompt_ids(tokenizer, prompt_format, role, text)
+    target = target_ids(tokenizer, prompt_format, role, text, record["output"])
+    input_ids = (prompt + target)[:max_length]
+    if len(prompt) >= len(input_ids):
+        return None
+    labels = [IGNORE_INDEX] * len(prompt) + input_ids[len(prompt) :]
+    return TrainingExample(input_ids, labels, len(prompt), len(prompt) + len(target))
+
+
+def stop_token_ids(tokenizer, prompt_format: str, model=None) -> list[int]:
+    """Tokens that end a reply: the format's end marker plus whatever the model declares."""
+    ids = set()
+    if prompt_format == "yuan":
+        eod = tokenizer.convert_tokens_to_ids("<eod>")
+        if isinstance(eod, int) and eod != tokenizer.unk_token_id:
+            ids.add(eod)
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    declared = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(declared, int):
+        ids.add(declared)
+    elif declared:
+        ids.update(declared)
+    return sorted(ids)
+
+
+def _messages(role: Role, text: str, history: Sequence[Turn]) -> list[dict]:
+    messages = [{"role": "system", "content": role.system_prompt}] if role.system_prompt else []
+    for question, answer in history:
+        messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    return [*messages, {"role": "user", "content": text}]
+
+
+def _template_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) -> list[int]:
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserError(
+            "This tokenizer has no chat template: use the 'plain' format (or 'yuan' for Yuan models)."
+        )
+    rendered = tokenizer.apply_chat_template(
+        messages,
+        tokenize=False,
+        add_generation_prompt=add_generation_prompt,
+        date_string=TEMPLATE_DATE,
+    )
+    return _encode(tokenizer, rendered)
+
+
+def _encode(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _bos(tokenizer) -> list[int]:
+    add_bos = getattr(tokenizer, "add_bos_token", False)
+    return [tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else []

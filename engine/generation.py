@@ -1,0 +1,250 @@
+"""One resident base model answering with any adapter, chosen per request.
+
+PEFT's `generate(adapter_names=...)` installs temporary hooks on the shared LoRA layers for the
+duration of a call; two concurrent calls stack their hooks and the last one wins, so each user could
+get the other's adapter. Here every LoRA layer carries one permanent hook that reads the adapter
+chosen by the calling thread, so concurrent generations with different adapters stay independent,
+and no request ever switches the adapter for everybody (`set_adapter`).
+"""
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine import formats, models
+from engine.adapters import check_loadable
+from engine.roles import Decoding, Role
+from registry.errors import UserError
+
+BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
+
+_thread_choice = threading.local()
+
+
+def _select_adapter_for_thread(module, args, kwargs):
+    adapter = getattr(_thread_choice, "adapter", None)
+    if adapter is None:
+        return None
+    batch = args[0] if args else kwargs["x"]
+    kwargs["adapter_names"] = [adapter] * batch.shape[0]
+    return args, kwargs
+
+
+class _SharedExclusiveLock:
+    """Many generations at once; loading an adapter (which edits the model) waits for them all."""
+
+    def __init__(self):
+        self._condition = threading.Condition()
+        self._readers = 0
+        self._writer = False
+
+    def shared(self):
+        return _Held(self._acquire_shared, self._release_shared)
+
+    def exclusive(self):
+        return _Held(self._acquire_exclusive, self._release_exclusive)
+
+    def _acquire_shared(self):
+        with self._condition:
+            self._condition.wait_for(lambda: not self._writer)
+            self._readers += 1
+
+    def _release_shared(self):
+        with self._condition:
+            self._readers -= 1
+            self._condition.notify_all()
+
+    def _acquire_exclusive(self):
+        with self._condition:
+            self._condition.wait_for(lambda: not self._writer)
+            self._writer = True
+            self._condition.wait_for(lambda: self._readers == 0)
+
+    def _release_exclusive(self):
+        with self._condition:
+            self._writer = False
+            self._condition.notify_all()
+
+
+class _Held:
+    def __init__(self, acquire, release):
+        self._acquire, self._release = acquire, release
+
+    def __enter__(self):
+        self._acquire()
+
+    def __exit__(self, *exc):
+        self._release()
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    adapter: str | None
+    settings: dict
+
+
+class ChatEngine:
+    """A base model held once per (model, dtype, device), shared by every session and thread."""
+
+    def __init__(
+        self,
+        base_model: str = "builtin",
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        trust_remote_code: bool = False,
+        progress: models.Progress | None = None,
+    ):
+        self.spec = models.parse_model_id(base_model)
+        self.device = device or models.choose_device()
+        self.dtype = models.parse_dtype(dtype, self.device)
+        self.model_dir = models.resolve_model_dir(self.spec, progress)
+        self.tokenizer = models.load_tokenizer(self.model_dir, self.spec, trust_remote_code)
+        self.model = models.load_model(
+            self.model_dir,
+            self.spec,
+            device=self.device,
+            dtype=self.dtype,
+            trust_remote_code=trust_remote_code,
+        ).eval()
+        self.prompt_format = models.default_prompt_format(self.spec, self.model_dir, self.tokenizer)
+        self._peft_model = None
+        self._loaded: dict[str, Path] = {}
+        self._lock = _SharedExclusiveLock()
+
+    @property
+    def base_model_id(self) -> str:
+        return self.spec.model_id
+
+    @property
+    def loaded_adapters(self) -> list[str]:
+        return list(self._loaded)
+
+    def ensure_adapter(self, adapter: dict) -> None:
+        """Load a registered adapter once; later requests only name it."""
+        folder = check_loadable(adapter, self.base_model_id)
+        name = adapter["name"]
+        if self._loaded.get(name) == folder:
+            return
+        with self._lock.exclusive():
+            if self._loaded.get(name) == folder:
+                return
+            if name in self._loaded:  # same name, new folder (renamed or retrained)
+                self._peft_model.delete_adapter(name)
+                del self._loaded[name]
+            self._load(name, folder)
+
+    def unload_adapter(self, name: str) -> None:
+        with self._lock.exclusive():
+            if name in self._loaded:
+                self._peft_model.delete_adapter(name)
+                del self._loaded[name]
+
+    def _load(self, name: str, folder: Path) -> None:
+        from peft import PeftModel
+        from peft.tuners.lora import LoraLayer
+
+        if self._peft_model is None:
+            self._peft_model = PeftModel.from_pretrained(
+                self.model, folder, adapter_name=name, is_trainable=False
+            )
+        else:
+            self._peft_model.load_adapter(folder, adapter_name=name, is_trainable=False)
+        self._peft_model.eval()
+        for module in self.model.modules():
+            if isinstance(module, LoraLayer) and not getattr(module, "_translator_hooked", False):
+                module.register_forward_pre_hook(_select_adapter_for_thread, with_kwargs=True)
+                module._translator_hooked = True
+        self._loaded[name] = folder
+
+    def prompt_ids(
+        self, role: Role, text: str, history: Sequence[formats.Turn] = (), adapter: dict | None = None
+    ) -> list[int]:
+        prompt_format = (adapter or {}).get("prompt_format") or self.prompt_format
+        return formats.prompt_ids(self.tokenizer, prompt_format, role, text, history)
+
+    def stream(
+        self,
+        text: str,
+        *,
+        role: Role,
+        adapter: dict | None = None,
+        history: Sequence[formats.Turn] = (),
+        decoding: Decoding | None = None,
+    ) -> Iterator[str]:
+        """Yield the reply piece by piece while a worker thread generates it."""
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        if adapter is not None:
+            self.ensure_adapter(adapter)
+        decoding = decoding or role.decoding
+        prompt_format = (adapter or {}).get("prompt_format") or self.prompt_format
+        ids = formats.prompt_ids(self.tokenizer, prompt_format, role, text, history)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        stop_requested = threading.Event()
+
+        class _StopWhenAsked(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return stop_requested.is_set()
+
+        failure: list[BaseException] = []
+
+        def generate() -> None:
+            import torch
+
+            try:
+                with self._lock.shared(), torch.inference_mode():
+                    _thread_choice.adapter = self._choice_for(adapter)
+                    input_ids = torch.tensor([ids], device=self.model.device)
+                    self.model.generate(
+                        input_ids=input_ids,
+                        attention_mask=torch.ones_like(input_ids),
+                        streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([_StopWhenAsked()]),
+                        eos_token_id=formats.stop_token_ids(self.tokenizer, prompt_format, self.model),
+                        pad_token_id=self.tokenizer.pad_token_id,
+                        **_generate_kwargs(decoding),
+                    )
+            except BaseException as error:  # surfaced to the reader below
+                failure.append(error)
+                streamer.end()
+            finally:
+                _thread_choice.adapter = None
+
+        worker = threading.Thread(target=generate, name="translator-generate", daemon=True)
+        worker.start()
+        try:
+            for piece in streamer:
+                if piece:
+                    yield piece
+        finally:
+            stop_requested.set()  # the reader left early: stop spending compute on it
+            worker.join()
+        if failure:
+            raise failure[0]
+
+    def _choice_for(self, adapter: dict | None) -> str | None:
+        """Called under the shared lock, so the set of loaded adapters cannot change meanwhile."""
+        if adapter is None:
+            return BASE if self._peft_model is not None else None
+        if adapter["name"] not in self._loaded:
+            raise UserError(f"Adapter {adapter['name']!r} was unloaded while the reply started; send again.")
+        return adapter["name"]
+
+    def reply(self, text: str, **kwargs) -> str:
+        return "".join(self.stream(text, **kwargs))
+
+
+def _generate_kwargs(decoding: Decoding) -> dict:
+    settings = {
+        "max_new_tokens": decoding.max_new_tokens,
+        "repetition_penalty": decoding.repetition_penalty,
+        "do_sample": decoding.do_sample,
+    }
+    if decoding.do_sample:
+        settings.update(temperature=decoding.temperature, top_p=decoding.top_p)
+    else:  # the model's generation_config may carry sampling defaults; greedy must ignore them
+        settings.update(temperature=None, top_p=None, top_k=None)
+    return settings

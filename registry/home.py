@@ -1,0 +1,39 @@
+"""Where the product keeps its state: one folder, `TRANSLATOR_HOME` (default `./workspace`).
+
+Deleting that folder resets the product.
+"""
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def home() -> Path:
+    configured = os.environ.get("TRANSLATOR_HOME")
+    path = Path(configured).expanduser() if configured else PROJECT_ROOT / "workspace"
+    path = path.resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def registry_path() -> Path:
+    return home() / "registry.db"
+
+
+def models_dir() -> Path:
+    return _subdir("models")
+
+
+def adapters_dir() -> Path:
+    return _subdir("adapters")
+
+
+def jobs_dir() -> Path:
+    return _subdir("jobs")
+
+
+def _subdir(name: str) -> Path:
+    path = home() / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path

