@@ -233,6 +233,20 @@ class ChatEngine:
             raise UserError(f"Adapter {adapter['name']!r} was unloaded while the reply started; send again.")
         return adapter["name"]
 
+    def next_token_logits(self, ids: list[int], adapter: dict | None = None):
+        """Logits for the token after `ids`, with the adapter chosen exactly as generation does."""
+        import torch
+
+        if adapter is not None:
+            self.ensure_adapter(adapter)
+        with self._lock.shared(), torch.inference_mode():
+            _thread_choice.adapter = self._choice_for(adapter)
+            try:
+                input_ids = torch.tensor([ids], device=self.model.device)
+                return self.model(input_ids=input_ids).logits[0, -1].float().cpu()
+            finally:
+                _thread_choice.adapter = None
+
     def reply(self, text: str, **kwargs) -> str:
         return "".join(self.stream(text, **kwargs))
 

@@ -1,0 +1,126 @@
+"""Shared fixtures: a fresh TRANSLATOR_HOME per test, the built-in model converted once per cache,
+and tiny random models built from configs at test time."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+# Converting the built-in GGUF takes ~30 s: keep the result across test runs in pytest's cache dir.
+MODELS_CACHE = PROJECT_ROOT / ".pytest_cache" / "translator-models"
+
+os.environ["TRANSLATOR_MODELS_DIR"] = str(MODELS_CACHE)
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "home"
+    monkeypatch.setenv("TRANSLATOR_HOME", str(path))
+    return path
+
+
+@pytest.fixture
+def db(home):
+    from registry import connect
+
+    return connect()
+
+
+@pytest.fixture(scope="session")
+def builtin_dir() -> Path:
+    from engine import models
+
+    return models.resolve_model_dir(models.parse_model_id("builtin"), progress=lambda *_: None)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(builtin_dir, tmp_path_factory) -> Path:
+    """A 2-layer random Llama with the built-in model's tokenizer plus Yuan's <sep> and <eod>."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(builtin_dir)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<sep>", "<eod>"]})
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    path = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def paramed_train() -> Path:
+    path = SHARED_DATA / "paramed" / "train.jsonl"
+    if not path.is_file():
+        pytest.skip(f"shared data absent: {path} (the ParaMed sample lives in ../shared/data)")
+    return path
+
+
+def run_module(module: str, *args: str, timeout: float = 600, **popen) -> subprocess.CompletedProcess:
+    """Run `python -m module` as a real subprocess with the test's TRANSLATOR_HOME."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        cwd=PROJECT_ROOT,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **popen,
+    )
+
+
+def make_adapter(model_dir: Path, folder: Path, seed: int, targets=("q_proj", "v_proj")) -> Path:
+    """A LoRA adapter with random (non-zero) weights, saved as PEFT safetensors."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    config = LoraConfig(r=4, lora_alpha=16, target_modules=list(targets), init_lora_weights=False)
+    peft_model = get_peft_model(model, config)
+    for name, parameter in peft_model.named_parameters():
+        if "lora_B" in name:  # make each adapter's effect large enough to change greedy outputs
+            torch.nn.init.normal_(parameter, std=0.5)
+    peft_model.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def register_adapter(db, name: str, folder: Path, base_model: str, role="assistant", prompt_format=None):
+    from registry import adapters
+
+    return adapters.register(
+        db,
+        name=name,
+        role=role,
+        base_model=base_model,
+        prompt_format=prompt_format or "chat_template",
+        path=folder,
+        hyperparameters={"lora_r": 4},
+    )
+
+
+def write_json(path: Path, value) -> Path:
+    path.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
+    return path

@@ -1,0 +1,122 @@
+"""One resident base model, adapters chosen per request, safe under concurrency."""
+
+import threading
+
+import pytest
+
+from engine.generation import ChatEngine
+from engine.roles import ASSISTANT, Decoding
+from registry.errors import UserError
+from tests.conftest import make_adapter, register_adapter
+
+GREEDY = Decoding(do_sample=False, max_new_tokens=12)
+
+
+@pytest.fixture(scope="module")
+def adapter_folders(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("adapters")
+    return {
+        "alpha": make_adapter(tiny_model_dir, root / "alpha", seed=1),
+        "beta": make_adapter(
+            tiny_model_dir, root / "beta", seed=2, targets=("q_proj", "v_proj", "down_proj")
+        ),
+    }
+
+
+@pytest.fixture
+def engine_and_adapters(db, tiny_model_dir, adapter_folders):
+    engine = ChatEngine(str(tiny_model_dir), device="cpu")
+    rows = {
+        name: register_adapter(db, name, folder, engine.base_model_id)
+        for name, folder in adapter_folders.items()
+    }
+    return engine, rows
+
+
+def _reply(engine, adapter, text="The patient has a fever."):
+    return engine.reply(text, role=ASSISTANT, adapter=adapter, decoding=GREEDY)
+
+
+def test_replies_stream_in_pieces(engine_and_adapters):
+    engine, _ = engine_and_adapters
+    pieces = list(engine.stream("Hello there", role=ASSISTANT, decoding=GREEDY))
+    assert len(pieces) > 1 and "".join(pieces)
+
+
+def test_each_adapter_answers_differently_and_the_base_answers_with_adapters_off(engine_and_adapters):
+    engine, rows = engine_and_adapters
+    base_before = _reply(engine, None)
+    alpha, beta = _reply(engine, rows["alpha"]), _reply(engine, rows["beta"])
+    assert len({base_before, alpha, beta}) == 3, "adapters must change the output"
+    assert _reply(engine, None) == base_before, "loading adapters must not change the base model's answer"
+    assert engine.loaded_adapters == ["alpha", "beta"]
+
+
+def test_logits_differ_per_adapter_and_match_the_base_with_adapter_off(engine_and_adapters):
+    import torch
+
+    engine, rows = engine_and_adapters
+    ids = engine.prompt_ids(ASSISTANT, "fever")
+    base = engine.next_token_logits(ids)
+    engine.ensure_adapter(rows["alpha"])
+    assert torch.equal(engine.next_token_logits(ids), base)
+    assert not torch.allclose(engine.next_token_logits(ids, rows["alpha"]), base)
+
+
+def test_concurrent_generations_with_different_adapters_each_get_their_own(engine_and_adapters):
+    engine, rows = engine_and_adapters
+    prompts = {"alpha": "The patient has a fever.", "beta": "Blood pressure is high.", None: "Hello"}
+    alone = {name: _reply(engine, rows.get(name), text) for name, text in prompts.items()}
+    assert len(set(alone.values())) == 3
+    results, errors = {}, []
+    barrier = threading.Barrier(6)
+
+    def chat(name, slot):
+        try:
+            barrier.wait()
+            results[(name, slot)] = _reply(engine, rows.get(name), prompts[name])
+        except Exception as error:  # surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=chat, args=(name, slot)) for name in prompts for slot in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors
+    assert results == {(name, slot): alone[name] for name in prompts for slot in range(2)}
+
+
+def test_an_adapter_from_another_base_is_refused_naming_both(db, engine_and_adapters, adapter_folders):
+    engine, _ = engine_and_adapters
+    foreign = register_adapter(
+        db, "foreign", adapter_folders["alpha"], "modelscope:IEITYuan/Yuan2-2B-Mars-hf"
+    )
+    with pytest.raises(UserError) as raised:
+        _reply(engine, foreign)
+    assert "modelscope:IEITYuan/Yuan2-2B-Mars-hf" in str(raised.value) and engine.base_model_id in str(
+        raised.value
+    )
+
+
+def test_pickle_adapters_and_missing_folders_are_refused(db, home, engine_and_adapters, adapter_folders):
+    import shutil
+
+    engine, _ = engine_and_adapters
+    pickled = home / "pickled"
+    shutil.copytree(adapter_folders["alpha"], pickled)
+    (pickled / "adapter_model.safetensors").rename(pickled / "adapter_model.bin")
+    row = register_adapter(db, "pickled", pickled, engine.base_model_id)
+    with pytest.raises(UserError, match="only safetensors adapters are loaded"):
+        _reply(engine, row)
+    gone = register_adapter(db, "gone", home / "nowhere", engine.base_model_id)
+    with pytest.raises(UserError, match="missing or incomplete"):
+        _reply(engine, gone)
+
+
+def test_unloading_an_adapter_frees_the_name(engine_and_adapters):
+    engine, rows = engine_and_adapters
+    first = _reply(engine, rows["alpha"])
+    engine.unload_adapter("alpha")
+    assert "alpha" not in engine.loaded_adapters
+    assert _reply(engine, rows["alpha"]) == first

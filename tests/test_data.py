@@ -1,0 +1,79 @@
+import json
+
+import pytest
+
+from registry.errors import UserError
+from training.data import load_dataset, parse_dataset
+
+
+def test_jsonl_json_and_csv_load_to_the_same_records(tmp_path):
+    rows = [{"input": "fever", "output": "发烧"}, {"instruction": "你是谁？", "input": "", "output": "甄嬛"}]
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n\n")
+    (tmp_path / "d.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    (tmp_path / "d.csv").write_text(
+        "\ufeffinstruction,input,output\n,fever,发烧\n你是谁？,,甄嬛\n", encoding="utf-8"
+    )
+    expected = [
+        {"instruction": "", "input": "fever", "output": "发烧"},
+        {"instruction": "你是谁？", "input": "", "output": "甄嬛"},
+    ]
+    for suffix in ("jsonl", "json", "csv"):
+        dataset = load_dataset(tmp_path / f"d.{suffix}")
+        assert dataset.records == expected, suffix
+        assert dataset.total_records == 2 and len(dataset.fingerprint) == 16
+
+
+def test_limit_and_fingerprint(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps({"input": str(i), "output": "x"}) + "\n" for i in range(10)))
+    limited = load_dataset(path, limit=3)
+    assert len(limited.records) == 3 and limited.total_records == 10
+    assert limited.fingerprint == load_dataset(path).fingerprint
+    path.write_text(path.read_text() + json.dumps({"input": "new", "output": "y"}) + "\n")
+    assert load_dataset(path).fingerprint != limited.fingerprint
+
+
+def test_bundled_samples_are_valid():
+    from registry.home import PROJECT_ROOT
+
+    translator = load_dataset(PROJECT_ROOT / "data" / "translator_sample.jsonl")
+    persona = load_dataset(PROJECT_ROOT / "data" / "persona_sample.json")
+    assert len(translator.records) >= 30 and len(persona.records) >= 30
+    assert all(r["instruction"] for r in persona.records)
+
+
+BAD_FILES = [
+    ("missing.jsonl", None, "not found"),
+    ("notes.txt", b"hello", "unsupported file type '.txt'"),
+    ("latin1.jsonl", '{"input": "caf\xe9", "output": "x"}'.encode("latin-1"), "not UTF-8"),
+    ("broken.json", b'[{"input": "a", "output": ', "not valid JSON \\(line 1"),
+    ("broken.jsonl", b'{"input": "a", "output": "b"}\n{oops}\n', "line 2 is not valid JSON"),
+    ("object.json", b'{"input": "a", "output": "b"}', "must hold a JSON list"),
+    (
+        "fields.jsonl",
+        b'{"question": "a", "answer": "b"}\n',
+        "example 1 lacks the fields 'output' and 'input'",
+    ),
+    ("empty.json", b"[]", "holds no examples"),
+    ("empty.jsonl", b"\n\n", "holds no examples"),
+    ("empty.csv", b"", "holds no examples"),
+    ("number.jsonl", b'{"input": 3, "output": "b"}\n', "field 'input' must be text"),
+    ("blank.jsonl", b'{"input": "a", "output": "  "}\n', "example 1 has an empty 'output'"),
+    ("noprompt.jsonl", b'{"input": "", "output": "b"}\n', "neither 'instruction' nor 'input'"),
+    ("scalar.jsonl", b'"just text"\n', "example 1 is not an object"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "message"), BAD_FILES, ids=[b[0] for b in BAD_FILES])
+def test_bad_files_give_one_clear_message(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(UserError, match=message) as raised:
+        load_dataset(path)
+    assert "\n" not in str(raised.value)
+
+
+def test_uploaded_bytes_are_checked_like_files():
+    with pytest.raises(UserError, match="upload.jsonl is not UTF-8"):
+        parse_dataset(b"\xff\xfe", ".jsonl", name="upload.jsonl")

@@ -1,0 +1,104 @@
+import json
+
+import pytest
+
+from engine import models
+from registry.errors import UserError
+
+
+@pytest.mark.parametrize(
+    ("text", "model_id", "source"),
+    [
+        ("builtin", "builtin", "builtin"),
+        ("IEITYuan/Yuan2-2B-Mars-hf", "modelscope:IEITYuan/Yuan2-2B-Mars-hf", "modelscope"),
+        (
+            "modelscope:LLM-Research/Llama-3.2-3B-Instruct",
+            "modelscope:LLM-Research/Llama-3.2-3B-Instruct",
+            "modelscope",
+        ),
+        ("hf:HuggingFaceTB/SmolLM2-135M-Instruct", "hf:HuggingFaceTB/SmolLM2-135M-Instruct", "hf"),
+    ],
+)
+def test_model_ids_name_their_source(text, model_id, source):
+    spec = models.parse_model_id(text)
+    assert (spec.model_id, spec.source) == (model_id, source)
+
+
+def test_a_local_folder_is_a_model_id(tiny_model_dir):
+    spec = models.parse_model_id(str(tiny_model_dir))
+    assert spec == models.ModelSpec(f"local:{tiny_model_dir}", "local", str(tiny_model_dir))
+    assert models.parse_model_id(spec.model_id) == spec
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "No base model given"),
+        ("builtin:nope", "Unknown built-in model"),
+        ("hf:../../etc", "is not a model id"),
+        ("modelscope:just-a-name", "is not a model id"),
+        ("./no/such/folder", "does not exist"),
+        ("not a model", "is not a model id"),
+    ],
+)
+def test_bad_model_ids_are_explained(text, message):
+    with pytest.raises(UserError, match=message):
+        models.parse_model_id(text)
+
+
+def test_folder_without_config_is_refused(tmp_path):
+    with pytest.raises(UserError, match="no config.json"):
+        models.parse_model_id(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("text", "source"),
+    [("no-such-org-x1/no-such-model", "ModelScope"), ("hf:no-such-org-x1/no-such-model", "Hugging Face Hub")],
+)
+def test_unavailable_hub_models_fail_with_id_and_source(home, text, source):
+    spec = models.parse_model_id(text)
+    with pytest.raises(UserError) as raised:
+        models.resolve_model_dir(spec, progress=lambda *_: None)
+    assert "no-such-org-x1/no-such-model" in str(raised.value) and source in str(raised.value)
+
+
+def test_builtin_model_is_converted_once_and_loads_from_the_cache(builtin_dir):
+    assert (builtin_dir / "model.safetensors").is_file() and (builtin_dir / "tokenizer.json").is_file()
+    spec = models.parse_model_id("builtin")
+    assert models.resolve_model_dir(spec, progress=lambda *_: pytest.fail("converted twice")) == builtin_dir
+    tokenizer = models.load_tokenizer(builtin_dir, spec)
+    assert models.default_prompt_format(spec, builtin_dir, tokenizer) == "chat_template"
+    assert not list(builtin_dir.parent.glob(".tmp-*")), "no half-written conversion left behind"
+
+
+def test_model_code_only_runs_after_opting_in(tmp_path):
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    (folder / "config.json").write_text(
+        json.dumps({"model_type": "my_custom_arch", "auto_map": {"AutoConfig": "modeling.MyConfig"}})
+    )
+    (folder / "modeling.py").write_text("raise SystemExit('remote code ran')\n")
+    spec = models.parse_model_id(str(folder))
+    with pytest.raises(UserError, match="--trust-remote-code"):
+        models.load_model(folder, spec, device="cpu", dtype=None)
+
+
+def test_dtype_follows_the_device():
+    import torch
+
+    assert models.choose_dtype("cpu") == torch.float32
+    assert models.parse_dtype("bf16", "cpu") == torch.bfloat16
+    with pytest.raises(UserError, match="Unknown dtype"):
+        models.parse_dtype("int3", "cpu")
+
+
+def test_tiny_folder_without_template_defaults_to_plain(tmp_path, tiny_model_dir):
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    spec = models.parse_model_id(str(folder))
+    tokenizer = models.load_tokenizer(folder, spec)
+    tokenizer.chat_template = None
+    assert models.default_prompt_format(spec, folder, tokenizer) == "plain"

@@ -1,0 +1,250 @@
+"""The trainer as users run it: a real subprocess reporting through a real SQLite registry."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from registry import adapters, connect, jobs
+from registry.home import PROJECT_ROOT
+from tests.conftest import make_adapter, register_adapter, run_module, write_json
+from training import train
+from training.jobs import is_trainer_alive, refresh_liveness
+
+SAMPLE = PROJECT_ROOT / "data" / "translator_sample.jsonl"
+TINY_STEPS = ["--batch-size", "1", "--grad-accum", "1", "--lr", "1e-3"]
+
+
+def _nothing_created(home, db):
+    assert db["jobs"].count == 0 and db["adapters"].count == 0
+    assert not any((home / "jobs").glob("*")) if (home / "jobs").exists() else True
+    assert not any((home / "adapters").glob("*")) if (home / "adapters").exists() else True
+
+
+def _bad_inputs(tmp_path, tiny):
+    long_prompts = write_json(tmp_path / "long.json", [{"input": "word " * 50, "output": "x"}])
+    return {
+        "missing file": (["--data", tmp_path / "nope.jsonl"], "Dataset file not found"),
+        "not UTF-8": (
+            ["--data", _write(tmp_path / "l1.jsonl", '{"input": "é", "output": "x"}'.encode("latin-1"))],
+            "is not UTF-8",
+        ),
+        "unparsable": (["--data", _write(tmp_path / "b.json", b"[{")], "is not valid JSON"),
+        "missing fields": (
+            ["--data", write_json(tmp_path / "f.json", [{"q": "a", "a": "b"}])],
+            "lacks the fields",
+        ),
+        "empty": (["--data", write_json(tmp_path / "e.json", [])], "holds no examples"),
+        "all truncated": (
+            ["--data", long_prompts, "--max-length", "10"],
+            "Every example of long.json is cut away",
+        ),
+        "unsafe name": (["--data", SAMPLE, "--name", "../evil"], "name '../evil' is not allowed"),
+        "unknown role": (["--data", SAMPLE, "--role", "pirate"], "Unknown role 'pirate'"),
+        "unknown base": (["--data", SAMPLE, "--base", "./no/such/model"], "does not exist"),
+        "bad config": (
+            ["--data", SAMPLE, "--config", write_json(tmp_path / "c.json", {"lr": 1, "colour": 2})],
+            "unknown settings colour",
+        ),
+    }
+
+
+def _write(path, content: bytes):
+    path.write_bytes(content)
+    return path
+
+
+def test_every_bad_input_gives_one_line_exit_2_and_creates_nothing(
+    home, db, tmp_path, tiny_model_dir, capsys
+):
+    for case, (args, message) in _bad_inputs(tmp_path, tiny_model_dir).items():
+        argv = ["--base", str(tiny_model_dir), "--name", "ok-name", *map(str, args)]
+        code = train.main(argv)
+        err = capsys.readouterr().err.strip()
+        assert code == 2, case
+        assert err.startswith("error: ") and "\n" not in err and message in err, (case, err)
+        _nothing_created(home, db)
+
+
+def test_a_taken_name_is_refused_before_anything_is_created(home, db, tiny_model_dir, capsys):
+    folder = make_adapter(tiny_model_dir, home / "adapters" / "taken", seed=0)
+    register_adapter(db, "taken", folder, f"local:{tiny_model_dir}")
+    code = train.main(["--base", str(tiny_model_dir), "--data", str(SAMPLE), "--name", "taken"])
+    assert code == 2 and "An adapter named 'taken' already exists" in capsys.readouterr().err
+    assert db["jobs"].count == 0
+    (home / "adapters" / "orphan").mkdir()
+    code = train.main(["--base", str(tiny_model_dir), "--data", str(SAMPLE), "--name", "orphan"])
+    assert code == 2 and "exists but is not registered" in capsys.readouterr().err
+
+
+def test_bad_input_from_a_real_process_is_one_line(home, tmp_path):
+    result = run_module("training.train", "--data", tmp_path / "missing.jsonl", "--name", "x")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith(
+        "error: Dataset file not found"
+    )
+
+
+def test_training_publishes_a_ready_adapter_that_changes_the_model(home, tiny_model_dir):
+    result = run_module(
+        "training.train",
+        "--base",
+        tiny_model_dir,
+        "--data",
+        SAMPLE,
+        "--name",
+        "tiny-t",
+        "--max-steps",
+        "4",
+        *TINY_STEPS,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    db = connect()
+    adapter = adapters.get(db, "tiny-t")
+    folder = home / "adapters" / "tiny-t"
+    assert adapter["status"] == "ready" and adapter["path"] == str(folder)
+    assert (folder / "adapter_model.safetensors").is_file() and not list(folder.glob("*.bin"))
+    assert (
+        json.loads((folder / "translator_adapter.json").read_text())["base_model"]
+        == f"local:{tiny_model_dir}"
+    )
+    assert not list((home / "adapters").glob(".tmp-*"))
+    assert adapter["role"] == "translator" and adapter["hyperparameters"]["lora_r"] == 8
+    assert adapter["metrics"]["steps"] == 4 and adapter["metrics"]["final_loss"] > 0
+    job = jobs.get(db, adapter["job_id"])
+    assert job["status"] == "succeeded" and job["step"] == 4 and job["total_steps"] == 4
+    assert [m["step"] for m in jobs.metrics_for(db, job["id"])] == [1, 2, 3, 4]
+    assert "published adapter 'tiny-t'" in (home / "jobs" / str(job["id"]) / "train.log").read_text()
+
+    import torch
+
+    from engine.generation import ChatEngine
+    from engine.roles import TRANSLATOR
+
+    engine = ChatEngine(str(tiny_model_dir), device="cpu")
+    ids = engine.prompt_ids(TRANSLATOR, "The patient has a fever.", adapter=adapter)
+    assert not torch.allclose(engine.next_token_logits(ids, adapter), engine.next_token_logits(ids)), (
+        "a trained adapter must not be a no-op"
+    )
+
+
+def _start_trainer(tiny_model_dir, name, *extra):
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "training.train",
+            "--base",
+            str(tiny_model_dir),
+            "--data",
+            str(SAMPLE),
+            "--name",
+            name,
+            *TINY_STEPS,
+            *extra,
+        ],
+        cwd=PROJECT_ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_step(process, name, step, timeout=120):
+    deadline = time.monotonic() + timeout
+    db = connect()
+    while time.monotonic() < deadline:
+        job = jobs.active_for_name(db, name)
+        if job and (job["step"] or 0) >= step:
+            return job
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        time.sleep(0.05)
+    pytest.fail(f"the trainer did not reach step {step}")
+
+
+def test_a_killed_trainer_is_reported_interrupted_and_resume_finishes_it(home, tiny_model_dir):
+    process = _start_trainer(tiny_model_dir, "killed", "--max-steps", "40", "--save-steps", "10")
+    job = _wait_for_step(process, "killed", 14)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    db = connect()
+    assert not is_trainer_alive(job["pid"])
+    assert refresh_liveness(db, stale_after=0) == [job["id"]]
+    assert jobs.get(db, job["id"])["status"] == "interrupted"
+    assert adapters.get(db, "killed") is None and not (home / "adapters" / "killed").exists()
+    checkpoints = sorted((home / "jobs" / str(job["id"]) / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints, "a checkpoint should have been saved every 10 steps"
+    saved_step = max(int(path.name.split("-")[1]) for path in checkpoints)
+
+    result = run_module("training.train", "--name", "killed", "--resume")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert jobs.get(db, job["id"])["status"] == "succeeded"
+    assert adapters.get(db, "killed")["status"] == "ready"
+    log = (home / "jobs" / str(job["id"]) / "train.log").read_text()
+    assert f"resuming from {checkpoints[-1].parent}/checkpoint-{saved_step}" in log
+    resumed_steps = [m["step"] for m in jobs.metrics_for(db, job["id"])]
+    assert resumed_steps[-1] == 40 and resumed_steps.count(saved_step + 1) == 2  # logged, killed, redone
+
+
+def test_sigterm_saves_a_checkpoint_marks_cancelled_and_resume_continues(home, tiny_model_dir):
+    process = _start_trainer(tiny_model_dir, "stopped", "--max-steps", "40")
+    job = _wait_for_step(process, "stopped", 3)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == train.EXIT_CANCELLED
+    db = connect()
+    stopped = jobs.get(db, job["id"])
+    assert stopped["status"] == "cancelled" and adapters.get(db, "stopped") is None
+    saved = sorted((home / "jobs" / str(job["id"]) / "checkpoints").glob("checkpoint-*"))
+    assert saved, "SIGTERM must save a checkpoint"
+    result = run_module("training.train", "--name", "stopped", "--resume")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert adapters.get(db, "stopped")["metrics"]["steps"] == 40
+
+
+def test_resume_without_a_resumable_job_is_refused(home, capsys):
+    assert train.main(["--name", "never-ran", "--resume"]) == 2
+    assert "Nothing to resume for 'never-ran'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_acceptance_builtin_model_on_paramed_trains_and_chats(home, paramed_train):
+    result = run_module(
+        "training.train",
+        "--base",
+        "builtin",
+        "--data",
+        paramed_train,
+        "--role",
+        "translator",
+        "--name",
+        "t1",
+        "--max-steps",
+        "3",
+        "--limit",
+        "16",
+        "--batch-size",
+        "1",
+        "--grad-accum",
+        "1",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    adapter = adapters.get(connect(), "t1")
+    assert adapter["status"] == "ready" and adapter["base_model"] == "builtin"
+    assert (home / "adapters" / "t1" / "adapter_model.safetensors").is_file()
+    chat = run_module(
+        "engine.chat",
+        "--adapter",
+        "t1",
+        "--role",
+        "translator",
+        "--max-new-tokens",
+        "16",
+        "the patient has a fever.",
+    )
+    assert chat.returncode == 0, chat.stderr[-3000:]
+    assert chat.stdout.strip()
