@@ -17,10 +17,8 @@ Exit codes: 0 published, 1 the job failed, 2 bad input (nothing created), 143 ca
 import logging
 import os
 import shutil
-import signal
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -30,8 +28,6 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 warnings.filterwarnings("ignore", category=FutureWarning)  # deprecation chatter from library internals
 
-from transformers import TrainerCallback  # noqa: E402
-from transformers.trainer_callback import PrinterCallback  # noqa: E402
 
 from engine import models  # noqa: E402
 from engine.adapters import write_metadata  # noqa: E402
@@ -47,21 +43,9 @@ from training.data import Dataset, load_dataset  # noqa: E402
 from training.examples import TokenizedDataset, tokenize_dataset  # noqa: E402
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 143
-HEARTBEAT_SECONDS = 5.0
 LARGE_MODEL_PARAMETERS = 1_000_000_000
 
 log = logging.getLogger("translator.train")
-
-
-class _Cancellation:
-    """Set by SIGTERM or SIGINT; the training loop checks it between steps."""
-
-    def __init__(self):
-        self.requested = threading.Event()
-
-    def install(self) -> None:
-        for signal_number in (signal.SIGTERM, signal.SIGINT):  # Ctrl-C in a terminal cancels cleanly
-            signal.signal(signal_number, lambda *_: self.requested.set())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,6 +140,8 @@ def _refuse_if_running(db, name: str) -> None:
 
 
 def _run(plan: _Plan) -> int:
+    from training.progress import Cancellation, Heartbeat  # torch loads only once the input is known good
+
     config = plan.config
     db = connect()
     job = plan.job or job_rows.create(
@@ -188,9 +174,9 @@ def _run(plan: _Plan) -> int:
         num_truncated=plan.tokenized.num_truncated,
     )
     (job_dir / "config.json").write_text(_json(config.as_dict(), indent=2), encoding="utf-8")
-    cancellation = _Cancellation()
+    cancellation = Cancellation()
     cancellation.install()
-    heartbeat = _Heartbeat(job["id"])
+    heartbeat = Heartbeat(job["id"])
     heartbeat.start()
     log.info("job %s: training %r on %s (%s)", job["id"], config.name, config.base, plan.prompt_format)
     log.info("data %s [%s]: %s", plan.dataset.name, plan.dataset.fingerprint, plan.tokenized.summary())
@@ -211,11 +197,14 @@ def _run(plan: _Plan) -> int:
         heartbeat.stop()
 
 
-def _train(plan: _Plan, job: dict, job_dir: Path, cancellation: _Cancellation, db) -> str:
+def _train(plan: _Plan, job: dict, job_dir: Path, cancellation, db) -> str:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_utils import get_last_checkpoint
+
+    from training.progress import RegistryProgress, TokenCounter
 
     config = plan.config
     device = config.device or models.choose_device()
@@ -270,8 +259,8 @@ def _train(plan: _Plan, job: dict, job_dir: Path, cancellation: _Cancellation, d
         dataloader_num_workers=0,
         disable_tqdm=True,
     )
-    counter = _TokenCounter(DataCollatorForSeq2Seq(plan.tokenizer, padding=True))
-    progress = _RegistryProgress(db, job["id"], counter, cancellation)
+    counter = TokenCounter(DataCollatorForSeq2Seq(plan.tokenizer, padding=True))
+    progress = RegistryProgress(db, job["id"], counter, cancellation)
     trainer = Trainer(
         model=model,
         args=arguments,
@@ -376,95 +365,6 @@ def _use_gradient_checkpointing(choice: str, device: str, model) -> bool:
     return device.startswith("cuda") and model.num_parameters() > LARGE_MODEL_PARAMETERS
 
 
-class _TokenCounter:
-    """The tutorials' collator, counting the real (unpadded) tokens that go through it."""
-
-    def __init__(self, collator):
-        self.collator = collator
-        self.tokens = 0
-
-    def __call__(self, features):
-        self.tokens += sum(len(feature["input_ids"]) for feature in features)
-        return self.collator(features)
-
-
-class _RegistryProgress(TrainerCallback):
-    """Writes step, loss, learning rate, tokens/s and ETA to the registry; obeys cancellation."""
-
-    def __init__(self, db, job_id: int, counter: _TokenCounter, cancellation: _Cancellation):
-        self.db, self.job_id, self.counter, self.cancellation = db, job_id, counter, cancellation
-        self.last_loss = None
-        self._rates: list[float] = []
-        self._mark = (time.monotonic(), 0)
-        self._start = (time.monotonic(), 0)
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self._start = (time.monotonic(), state.global_step)
-        self._mark = (time.monotonic(), self.counter.tokens)
-        job_rows.heartbeat(self.db, self.job_id, total_steps=state.max_steps, step=state.global_step)
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.cancellation.requested.is_set():
-            control.should_save = True
-            control.should_training_stop = True
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        logs = logs or {}
-        if "loss" not in logs:
-            return
-        now = time.monotonic()
-        tokens_per_second = (self.counter.tokens - self._mark[1]) / max(now - self._mark[0], 1e-9)
-        self._mark = (now, self.counter.tokens)
-        self._rates.append(tokens_per_second)
-        started, first_step = self._start
-        done = state.global_step - first_step
-        eta = (now - started) / done * (state.max_steps - state.global_step) if done else None
-        self.last_loss = logs["loss"]
-        values = {
-            "epoch": state.epoch,
-            "loss": logs["loss"],
-            "learning_rate": logs.get("learning_rate"),
-            "tokens_per_second": tokens_per_second,
-        }
-        job_rows.record_metric(
-            self.db, self.job_id, state.global_step, grad_norm=_number(logs.get("grad_norm")), **values
-        )
-        job_rows.heartbeat(self.db, self.job_id, step=state.global_step, eta_seconds=eta, **values)
-        log.info(
-            "step %d/%d loss %.4f lr %.2e %.0f tok/s eta %s",
-            state.global_step,
-            state.max_steps,
-            logs["loss"],
-            logs.get("learning_rate") or 0,
-            tokens_per_second,
-            f"{eta:.0f}s" if eta is not None else "?",
-        )
-
-    def mean_tokens_per_second(self) -> float | None:
-        return sum(self._rates) / len(self._rates) if self._rates else None
-
-
-class _Heartbeat:
-    """Beats while the main thread is busy in one long step or loading a model."""
-
-    def __init__(self, job_id: int):
-        self.job_id = job_id
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=HEARTBEAT_SECONDS)
-
-    def _beat(self) -> None:
-        db = connect()  # a connection belongs to the thread that opened it
-        while not self._stop.wait(HEARTBEAT_SECONDS):
-            job_rows.heartbeat(db, self.job_id)
-
-
 def _configure_logging(log_path: Path, captured: bool) -> None:
     """When the app launched us, stdout already is the log file; from a shell, also write it."""
     handlers = [logging.StreamHandler(sys.stdout if captured else sys.stderr)]
@@ -473,13 +373,6 @@ def _configure_logging(log_path: Path, captured: bool) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers, force=True
     )
-
-
-def _number(value):
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _one_line(error: BaseException) -> str:

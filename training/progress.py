@@ -1,0 +1,122 @@
+"""What the trainer tells the registry while it runs: progress, a heartbeat, and cancellation."""
+
+import logging
+import signal
+import threading
+import time
+
+from transformers import TrainerCallback
+
+from registry import connect
+from registry import jobs as job_rows
+
+HEARTBEAT_SECONDS = 5.0
+
+log = logging.getLogger("translator.train")
+
+
+class Cancellation:
+    """Set by SIGTERM or SIGINT; the training loop checks it between steps."""
+
+    def __init__(self):
+        self.requested = threading.Event()
+
+    def install(self) -> None:
+        for signal_number in (signal.SIGTERM, signal.SIGINT):  # Ctrl-C in a terminal cancels cleanly
+            signal.signal(signal_number, lambda *_: self.requested.set())
+
+
+class TokenCounter:
+    """The tutorials' collator, counting the real (unpadded) tokens that go through it."""
+
+    def __init__(self, collator):
+        self.collator = collator
+        self.tokens = 0
+
+    def __call__(self, features):
+        self.tokens += sum(len(feature["input_ids"]) for feature in features)
+        return self.collator(features)
+
+
+class RegistryProgress(TrainerCallback):
+    """Writes step, loss, learning rate, tokens/s and ETA to the registry; obeys cancellation."""
+
+    def __init__(self, db, job_id: int, counter: TokenCounter, cancellation: Cancellation):
+        self.db, self.job_id, self.counter, self.cancellation = db, job_id, counter, cancellation
+        self.last_loss = None
+        self._rates: list[float] = []
+        self._mark = (time.monotonic(), 0)
+        self._start = (time.monotonic(), 0)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._start = (time.monotonic(), state.global_step)
+        self._mark = (time.monotonic(), self.counter.tokens)
+        job_rows.heartbeat(self.db, self.job_id, total_steps=state.max_steps, step=state.global_step)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.cancellation.requested.is_set():
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "loss" not in logs:
+            return
+        now = time.monotonic()
+        tokens_per_second = (self.counter.tokens - self._mark[1]) / max(now - self._mark[0], 1e-9)
+        self._mark = (now, self.counter.tokens)
+        self._rates.append(tokens_per_second)
+        started, first_step = self._start
+        done = state.global_step - first_step
+        eta = (now - started) / done * (state.max_steps - state.global_step) if done else None
+        self.last_loss = logs["loss"]
+        values = {
+            "epoch": state.epoch,
+            "loss": logs["loss"],
+            "learning_rate": logs.get("learning_rate"),
+            "tokens_per_second": tokens_per_second,
+        }
+        job_rows.record_metric(
+            self.db, self.job_id, state.global_step, grad_norm=_number(logs.get("grad_norm")), **values
+        )
+        job_rows.heartbeat(self.db, self.job_id, step=state.global_step, eta_seconds=eta, **values)
+        log.info(
+            "step %d/%d loss %.4f lr %.2e %.0f tok/s eta %s",
+            state.global_step,
+            state.max_steps,
+            logs["loss"],
+            logs.get("learning_rate") or 0,
+            tokens_per_second,
+            f"{eta:.0f}s" if eta is not None else "?",
+        )
+
+    def mean_tokens_per_second(self) -> float | None:
+        return sum(self._rates) / len(self._rates) if self._rates else None
+
+
+class Heartbeat:
+    """Beats while the main thread is busy in one long step or loading a model."""
+
+    def __init__(self, job_id: int):
+        self.job_id = job_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=HEARTBEAT_SECONDS)
+
+    def _beat(self) -> None:
+        db = connect()  # a connection belongs to the thread that opened it
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            job_rows.heartbeat(db, self.job_id)
+
+
+def _number(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
