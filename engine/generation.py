@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine import formats, models
-from engine.adapters import check_loadable
+from engine.adapters import WEIGHTS_FILE, check_loadable
 from engine.roles import Decoding, Role
 from registry.errors import UserError
 
@@ -111,7 +111,7 @@ class ChatEngine:
         ).eval()
         self.prompt_format = models.default_prompt_format(self.spec, self.model_dir, self.tokenizer)
         self._peft_model = None
-        self._loaded: dict[str, Path] = {}
+        self._loaded: dict[str, tuple] = {}  # name -> weights version
         self._lock = _SharedExclusiveLock()
 
     @property
@@ -123,18 +123,21 @@ class ChatEngine:
         return list(self._loaded)
 
     def ensure_adapter(self, adapter: dict) -> None:
-        """Load a registered adapter once; later requests only name it."""
+        """Load a registered adapter once; later requests only name it. A retrained adapter with
+        the same name and folder has new weights, so the weights file's version is part of the key."""
         folder = check_loadable(adapter, self.base_model_id)
         name = adapter["name"]
-        if self._loaded.get(name) == folder:
+        version = _weights_version(folder)
+        if self._loaded.get(name) == version:
             return
         with self._lock.exclusive():
-            if self._loaded.get(name) == folder:
+            if self._loaded.get(name) == version:
                 return
-            if name in self._loaded:  # same name, new folder (renamed or retrained)
+            if name in self._loaded:
                 self._peft_model.delete_adapter(name)
                 del self._loaded[name]
             self._load(name, folder)
+            self._loaded[name] = version
 
     def unload_adapter(self, name: str) -> None:
         with self._lock.exclusive():
@@ -157,7 +160,6 @@ class ChatEngine:
             if isinstance(module, LoraLayer) and not getattr(module, "_translator_hooked", False):
                 module.register_forward_pre_hook(_select_adapter_for_thread, with_kwargs=True)
                 module._translator_hooked = True
-        self._loaded[name] = folder
 
     def prompt_ids(
         self, role: Role, text: str, history: Sequence[formats.Turn] = (), adapter: dict | None = None
@@ -249,6 +251,11 @@ class ChatEngine:
 
     def reply(self, text: str, **kwargs) -> str:
         return "".join(self.stream(text, **kwargs))
+
+
+def _weights_version(folder: Path) -> tuple:
+    stat = (folder / WEIGHTS_FILE).stat()
+    return (str(folder), stat.st_mtime_ns, stat.st_size)
 
 
 def _generate_kwargs(decoding: Decoding) -> dict:

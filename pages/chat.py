@@ -1,38 +1,150 @@
-"""Chat with the base model or any registered adapter (the full page arrives with the app issue)."""
+"""Chat with the base model or any adapter; compare them side by side; translate a text."""
 
 import streamlit as st
 
-from engine.generation import ChatEngine
-from engine.roles import get_role, list_roles
+from engine.conversation import provenance, respond
+from engine.roles import BUILTIN_ROLES, Decoding, get_role, list_roles
+from pages import common, texts
 from registry import adapters as adapter_rows
-from registry import connect
+from registry import conversations
 
-BASE_ONLY = "基座模型 (no adapter)"
+db = common.registry()
+all_adapters = adapter_rows.list_all(db)
+roles = list_roles(db)
+role_names = [role.name for role in roles]
 
-
-@st.cache_resource(show_spinner="正在加载基座模型 Loading the base model…")
-def shared_engine(base_model: str) -> ChatEngine:
-    return ChatEngine(base_model)
-
-
-db = connect()
-engine = shared_engine("builtin")
-usable = [a for a in adapter_rows.list_all(db) if a["base_model"] == engine.base_model_id]
+# --- sidebar: base model, adapter (grouped by role), role and its settings, conversations --------
 with st.sidebar:
-    st.caption(f"基座 base: `{engine.base_model_id}`")
-    choice = st.selectbox("适配器 Adapter", [BASE_ONLY, *(a["name"] for a in usable)])
-    adapter = next((a for a in usable if a["name"] == choice), None)
-    role_names = [role.name for role in list_roles(db)]
-    default_role = adapter["role"] if adapter and adapter["role"] in role_names else "assistant"
-    role = get_role(db, st.selectbox("角色 Role", role_names, index=role_names.index(default_role)))
+    bases = list(
+        dict.fromkeys([common.default_base_model(), "builtin", *(a["base_model"] for a in all_adapters)])
+    )
+    requested = st.query_params.get("adapter")
+    requested_row = next((a for a in all_adapters if a["name"] == requested), None)
+    if requested_row and st.session_state.get("base_model") != requested_row["base_model"]:
+        st.session_state["base_model"] = requested_row["base_model"]
+    base_model = st.selectbox(texts.BASE_MODEL, bases, key="base_model")
+    usable = [a for a in all_adapters if a["base_model"] == base_model]
+    group_order = {"translator": 0, "persona": 1}
+    usable.sort(key=lambda a: (group_order.get(a["role"], 2), a["name"]))
 
-st.title("翻译机器人")
-history = st.session_state.setdefault("history", [])
-for question, answer in history:
-    st.chat_message("user").write(question)
-    st.chat_message("assistant").write(answer)
-if prompt := st.chat_input("输入消息 Message", submit_mode="disable"):
-    st.chat_message("user").write(prompt)
-    with st.chat_message("assistant"):
-        answer = st.write_stream(engine.stream(prompt, role=role, adapter=adapter, history=history))
-    history.append((prompt, answer))
+    def adapter_label(name: str) -> str:
+        if name == "":
+            return f"【{texts.GROUPS['base']}】{texts.BASE_ONLY}"
+        role = next(a["role"] for a in usable if a["name"] == name)
+        return f"【{texts.GROUPS.get(role, texts.GROUPS['custom'])}】{name}"
+
+    options = ["", *(a["name"] for a in usable)]
+    if requested in options and st.session_state.get("adapter_choice") != requested:
+        st.session_state["adapter_choice"] = requested
+    adapter_name = st.selectbox(texts.ADAPTER, options, format_func=adapter_label, key="adapter_choice")
+    st.query_params["adapter"] = adapter_name
+    adapter = next((a for a in usable if a["name"] == adapter_name), None)
+    default_role = adapter["role"] if adapter and adapter["role"] in role_names else "assistant"
+    role = get_role(
+        db,
+        st.selectbox(
+            texts.ROLE,
+            role_names,
+            index=role_names.index(default_role),
+            format_func=lambda name: next(r.title for r in roles if r.name == name),
+            key=f"role-for-{adapter_name}",
+        ),
+    )
+    with st.expander(texts.DECODING, expanded=False):
+        preset = role.decoding
+        key = f"{role.name}-{adapter_name}"
+        do_sample = st.toggle(texts.SAMPLING, value=preset.do_sample, key=f"sample-{key}")
+        decoding = Decoding(
+            do_sample=do_sample,
+            temperature=st.slider(
+                texts.TEMPERATURE, 0.05, 2.0, preset.temperature, 0.05, key=f"t-{key}", disabled=not do_sample
+            ),
+            top_p=st.slider(
+                texts.TOP_P, 0.05, 1.0, preset.top_p, 0.05, key=f"p-{key}", disabled=not do_sample
+            ),
+            repetition_penalty=st.slider(
+                texts.REPETITION_PENALTY, 1.0, 2.0, preset.repetition_penalty, 0.05, key=f"r-{key}"
+            ),
+            max_new_tokens=st.number_input(
+                texts.MAX_NEW_TOKENS, 1, 4096, preset.max_new_tokens, key=f"m-{key}"
+            ),
+        )
+
+    st.subheader(texts.CONVERSATIONS)
+    if st.button(texts.NEW_CONVERSATION, width="stretch"):
+        st.query_params["c"] = str(conversations.create(db)["id"])
+    existing = conversations.list_all(db)
+    if not existing:
+        existing = [conversations.create(db)]
+    ids = [c["id"] for c in existing]
+    wanted = int(st.query_params.get("c", ids[0])) if str(st.query_params.get("c", "")).isdigit() else ids[0]
+    current_id = wanted if wanted in ids else ids[0]
+    current_id = st.radio(
+        texts.CONVERSATIONS,
+        ids,
+        index=ids.index(current_id),
+        format_func=lambda cid: next(c["title"] for c in existing if c["id"] == cid),
+        label_visibility="collapsed",
+    )
+    st.query_params["c"] = str(current_id)
+    with st.popover(texts.RENAME + " / " + texts.DELETE, width="stretch"):
+        new_title = st.text_input(texts.RENAME, key=f"title-{current_id}")
+        if (
+            st.button(texts.RENAME, key=f"rename-{current_id}")
+            and common.show_user_error(conversations.rename, db, current_id, new_title) is None
+        ):
+            st.rerun()
+        if st.button(texts.CONFIRM_DELETE, key=f"delete-{current_id}", type="primary"):
+            conversations.delete(db, current_id)
+            st.query_params.pop("c", None)
+            st.rerun()
+
+engine = common.engine_or_stop(base_model)
+dtype_name = str(engine.dtype).removeprefix("torch.")
+st.caption(f"{texts.BASE_MODEL}: `{engine.base_model_id}` · {engine.device} · {dtype_name}")
+
+modes = [texts.MODE_CHAT, texts.MODE_COMPARE] + ([texts.MODE_TRANSLATE] if role.name == "translator" else [])
+mode = st.segmented_control(texts.MODE, modes, default=texts.MODE_CHAT, key="mode") or texts.MODE_CHAT
+
+if mode == texts.MODE_CHAT:
+    for message in conversations.messages(db, current_id):
+        with st.chat_message(message["role"]):
+            st.markdown(message["content"])
+            if message["role"] == "assistant":
+                st.caption(provenance(message), help=str(message["settings"]))
+    if prompt := st.chat_input(texts.MESSAGE_PLACEHOLDER, submit_mode="disable"):
+        with st.chat_message("user"):
+            st.markdown(prompt)
+        with st.chat_message("assistant"):
+            stream = respond(db, engine, current_id, prompt, role=role, adapter=adapter, decoding=decoding)
+            common.show_user_error(st.write_stream, stream)
+        st.rerun()
+
+elif mode == texts.MODE_COMPARE:
+    others = [a["name"] for a in usable]
+    if not others:
+        st.info(texts.NO_ADAPTER_FOR_BASE)
+    chosen = st.multiselect(texts.COMPARE_WITH, others, default=others[:1], max_selections=2)
+    prompt = st.text_area(texts.COMPARE_PROMPT, key="compare-prompt")
+    if st.button(texts.COMPARE_RUN, type="primary", disabled=not prompt.strip()):
+        contenders = [None, *(a for a in usable if a["name"] in chosen)]
+        for column, contender in zip(st.columns(len(contenders)), contenders, strict=True):
+            with column:
+                contender_role = (
+                    get_role(db, contender["role"]) if contender and contender["role"] in role_names else role
+                )
+                st.markdown(
+                    f"**{contender['name'] if contender else texts.BASE_ONLY}** · {contender_role.title}"
+                )
+                stream = engine.stream(prompt, role=contender_role, adapter=contender, decoding=decoding)
+                common.show_user_error(st.write_stream, stream)
+
+else:
+    source = st.text_area(texts.TRANSLATE_INPUT, height=150, key="translate-input")
+    if st.button(texts.TRANSLATE_RUN, type="primary", disabled=not source.strip()):
+        translator = BUILTIN_ROLES["translator"] if role.name == "translator" else role
+        st.markdown(f"**{texts.TRANSLATE_OUTPUT}**")
+        for line in (line.strip() for line in source.splitlines()):
+            if line:
+                stream = engine.stream(line, role=translator, adapter=adapter, decoding=decoding)
+                common.show_user_error(st.write_stream, stream)

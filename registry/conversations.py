@@ -5,9 +5,11 @@ from sqlite_utils import Database
 from registry.db import from_json, now, to_json
 from registry.errors import UserError
 
+DEFAULT_TITLE = "新对话"
+
 
 def create(
-    db: Database, title: str = "新对话", base_model: str = "", adapter: str = "", role: str = ""
+    db: Database, title: str = DEFAULT_TITLE, base_model: str = "", adapter: str = "", role: str = ""
 ) -> dict:
     stamp = now()
     row = {

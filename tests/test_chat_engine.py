@@ -120,3 +120,21 @@ def test_unloading_an_adapter_frees_the_name(engine_and_adapters):
     engine.unload_adapter("alpha")
     assert "alpha" not in engine.loaded_adapters
     assert _reply(engine, rows["alpha"]) == first
+
+
+def test_an_adapter_retrained_under_the_same_name_and_folder_is_reloaded(
+    db, home, engine_and_adapters, tiny_model_dir
+):
+    import shutil
+
+    from registry import adapters
+
+    engine, _ = engine_and_adapters
+    folder = make_adapter(tiny_model_dir, home / "adapters" / "reused", seed=5)
+    first = _reply(engine, register_adapter(db, "reused", folder, engine.base_model_id))
+    adapters.delete(db, "reused")
+    shutil.rmtree(folder, ignore_errors=True)
+    make_adapter(tiny_model_dir, folder, seed=6)
+    second = _reply(engine, register_adapter(db, "reused", folder, engine.base_model_id))
+    assert second != first
+    assert second == _reply(ChatEngine(str(tiny_model_dir), device="cpu"), adapters.get(db, "reused"))

@@ -1,0 +1,91 @@
+"""A chat turn with its record: the user's message, the streamed reply, and what produced it.
+
+The reply is stored with the adapter, role and generation settings that made it, also when the
+reader stops early (a closed tab), marked as partial.
+"""
+
+from collections.abc import Iterator
+
+from engine.generation import ChatEngine
+from engine.roles import Decoding, Role
+from registry import conversations
+
+TITLE_LENGTH = 24
+
+
+def history_pairs(messages: list[dict]) -> list[tuple[str, str]]:
+    """(user, assistant) pairs of complete exchanges, oldest first."""
+    pairs, question = [], None
+    for message in messages:
+        if message["role"] == "user":
+            question = message["content"]
+        elif message["role"] == "assistant" and question is not None:
+            pairs.append((question, message["content"]))
+            question = None
+    return pairs
+
+
+def title_from(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= TITLE_LENGTH else text[: TITLE_LENGTH - 1] + "…"
+
+
+def respond(
+    db,
+    engine: ChatEngine,
+    conversation_id: int,
+    text: str,
+    *,
+    role: Role,
+    adapter: dict | None,
+    decoding: Decoding,
+) -> Iterator[str]:
+    """Store the user's message, stream the reply, then store the reply with its provenance."""
+    history = history_pairs(conversations.messages(db, conversation_id))
+    if not history and conversations.get(db, conversation_id)["title"] == conversations.DEFAULT_TITLE:
+        conversations.update(db, conversation_id, title=title_from(text))
+    conversations.add_message(db, conversation_id, "user", text)
+    conversations.update(
+        db,
+        conversation_id,
+        base_model=engine.base_model_id,
+        adapter=adapter["name"] if adapter else "",
+        role=role.name,
+    )
+    pieces, finished = [], False
+    try:
+        for piece in engine.stream(text, role=role, adapter=adapter, history=history, decoding=decoding):
+            pieces.append(piece)
+            yield piece
+        finished = True
+    finally:
+        if pieces or finished:
+            settings = decoding.as_dict() | ({} if finished else {"partial": True})
+            conversations.add_message(
+                db,
+                conversation_id,
+                "assistant",
+                "".join(pieces),
+                base_model=engine.base_model_id,
+                adapter=adapter["name"] if adapter else "",
+                chat_role=role.name,
+                settings=settings,
+            )
+
+
+def provenance(message: dict) -> str:
+    """One line saying which model, adapter, role and settings produced a reply."""
+    settings = message.get("settings") or {}
+    parts = [message.get("adapter") or "基座 base", message.get("chat_role") or ""]
+    if settings.get("do_sample"):
+        parts.append(
+            f"T={settings.get('temperature')} top_p={settings.get('top_p')} "
+            f"rep={settings.get('repetition_penalty')}"
+        )
+    elif settings:
+        parts.append(f"greedy rep={settings.get('repetition_penalty')}")
+    if settings.get("max_new_tokens"):
+        parts.append(f"max {settings['max_new_tokens']} tokens")
+    if settings.get("partial"):
+        parts.append("未完成 partial")
+    return " · ".join(part for part in parts if part)

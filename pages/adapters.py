@@ -1,0 +1,97 @@
+"""Every adapter in the registry: details, loss curve, rename, change role, delete; and job history."""
+
+import datetime
+
+import streamlit as st
+
+from engine.roles import list_roles
+from pages import common, texts
+from registry import adapters as adapter_rows
+from registry import jobs as job_rows
+from training import jobs as job_control
+
+
+def when(timestamp: float | None) -> str:
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M") if timestamp else "–"
+
+
+db = common.registry()
+st.title(texts.ADAPTERS_TITLE)
+rows = adapter_rows.list_all(db)
+role_names = [role.name for role in list_roles(db)]
+if not rows:
+    st.info(texts.NO_ADAPTERS)
+else:
+    st.dataframe(
+        [
+            {
+                "name": a["name"],
+                "role": a["role"],
+                "base": a["base_model"],
+                "dataset": f"{a['dataset_name']} [{a['dataset_fingerprint']}]",
+                "final loss": a["metrics"].get("final_loss"),
+                "r/alpha": f"{a['hyperparameters'].get('lora_r')}/{a['hyperparameters'].get('lora_alpha')}",
+                "size (MB)": round((a["size_bytes"] or 0) / 1e6, 2),
+                "created": when(a["created_at"]),
+                "folder": "✅" if adapter_rows.folder_is_present(a) else "⚠️",
+            }
+            for a in rows
+        ],
+        width="stretch",
+        hide_index=True,
+    )
+for adapter in rows:
+    name = adapter["name"]
+    with st.expander(f"{name} · {adapter['role']} · {adapter['base_model']}"):
+        if not adapter_rows.folder_is_present(adapter):
+            st.warning(texts.FOLDER_MISSING.format(path=adapter["path"]))
+        st.json(
+            {"hyperparameters": adapter["hyperparameters"], "metrics": adapter["metrics"]}, expanded=False
+        )
+        if adapter["job_id"]:
+            losses = [m["loss"] for m in job_rows.metrics_for(db, adapter["job_id"])]
+            if losses:
+                st.line_chart({"loss": losses}, height=150)
+        st.page_link("pages/chat.py", label=texts.CHAT_WITH, query_params={"adapter": name})
+        rename_col, role_col, delete_col = st.columns(3)
+        with rename_col:
+            new_name = st.text_input(texts.NEW_NAME, value=name, key=f"name-{name}")
+            if st.button(texts.RENAME, key=f"rename-{name}") and new_name != name:
+                if common.show_user_error(adapter_rows.rename, db, name, new_name):
+                    st.rerun()
+        with role_col:
+            current = role_names.index(adapter["role"]) if adapter["role"] in role_names else 0
+            new_role = st.selectbox(texts.CHANGE_ROLE, role_names, index=current, key=f"role-{name}")
+            if st.button(texts.SAVE, key=f"save-role-{name}") and new_role != adapter["role"]:
+                adapter_rows.set_role(db, name, new_role)
+                st.rerun()
+        with delete_col:
+            confirmed = st.checkbox(texts.DELETE_CONFIRM, key=f"confirm-{name}")
+            if st.button(texts.DELETE, key=f"delete-{name}", disabled=not confirmed, type="primary"):
+                adapter_rows.delete(db, name)
+                st.rerun()
+
+st.subheader(texts.JOBS_TITLE)
+job_control.refresh_liveness(db)
+jobs = job_rows.list_all(db)
+st.dataframe(
+    [
+        {
+            "id": j["id"],
+            "adapter": j["adapter_name"],
+            "status": texts.STATUS.get(j["status"], j["status"]),
+            "step": f"{j['step'] or 0}/{j['total_steps'] or '?'}",
+            "loss": j["loss"],
+            "created": when(j["created_at"]),
+            "error": j["error"] or "",
+        }
+        for j in jobs
+    ],
+    width="stretch",
+    hide_index=True,
+)
+for job in jobs[:20]:
+    with st.expander(
+        f"#{job['id']} {job['adapter_name']} · {texts.STATUS.get(job['status'], job['status'])}"
+    ):
+        st.code(job_control.read_log_tail(job, lines=60) or "…", language="log")

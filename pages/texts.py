@@ -1,0 +1,86 @@
+"""Every user-facing string of the pages, in one place (Chinese first, English after)."""
+
+APP_TITLE = "翻译机器人"
+PAGE_CHAT = "对话 Chat"
+PAGE_TRAIN = "训练 Train"
+PAGE_ADAPTERS = "适配器 Adapters"
+
+LOADING_BASE = "正在加载基座模型 Loading the base model…"
+BASE_MODEL = "基座模型 Base model"
+ADAPTER = "适配器 Adapter"
+BASE_ONLY = "基座 base only（不加适配器）"
+ROLE = "角色 Role"
+DECODING = "生成参数 Generation settings"
+SAMPLING = "采样 Sample (off: greedy)"
+TEMPERATURE = "temperature"
+TOP_P = "top_p"
+REPETITION_PENALTY = "repetition penalty"
+MAX_NEW_TOKENS = "max new tokens"
+CONVERSATIONS = "会话 Conversations"
+NEW_CONVERSATION = "➕ 新会话 New"
+RENAME = "重命名 Rename"
+DELETE = "删除 Delete"
+CONFIRM_DELETE = "确认删除 Confirm"
+MESSAGE_PLACEHOLDER = "输入消息 Message…"
+MODE = "模式 Mode"
+MODE_CHAT = "对话 Chat"
+MODE_COMPARE = "对比 Compare"
+MODE_TRANSLATE = "翻译 Translate"
+COMPARE_WITH = "对比的适配器（最多两个）Adapters to compare (up to 2)"
+COMPARE_PROMPT = "同一个问题 One prompt for all"
+COMPARE_RUN = "对比 Compare"
+TRANSLATE_INPUT = "英文原文 English text（每行一句 one sentence per line）"
+TRANSLATE_RUN = "翻译 Translate"
+TRANSLATE_OUTPUT = "中文译文 Chinese translation"
+NO_ADAPTER_FOR_BASE = "这个基座还没有适配器，去训练页训练一个。No adapter for this base yet."
+
+GROUPS = {"translator": "翻译", "persona": "甄嬛", "custom": "自定义", "base": "基座"}
+
+TRAIN_TITLE = "训练 LoRA 适配器 Train a LoRA adapter"
+DEMO_BUTTON = "⚡ 一键演示 One-click demo（内置模型 + 示例数据，约 3 分钟）"
+DEMO_HELP = "在内置 SmolLM2-135M 上用示例数据训练一个翻译适配器 (CPU, ≤ 3 min)"
+DATA_SOURCE = "数据 Dataset"
+DATA_SAMPLE = "示例数据 Bundled sample"
+DATA_PATH = "本地路径 Path on disk"
+DATA_UPLOAD = "上传 Upload"
+DATA_PATH_INPUT = "文件路径 File path (.json / .jsonl / .csv)"
+UPLOAD_INPUT = "上传数据文件 Upload a dataset"
+PREVIEW = "数据预览 Preview"
+FIRST_EXAMPLE = "第一个样本（模型看到的样子）The first example as the model sees it"
+PROMPT_PART = "提示 prompt（labels = -100）"
+TARGET_PART = "目标 target（参与训练 trained on）"
+LENGTHS = "token 长度分布 Token lengths"
+TRUNCATED = (
+    "{count} 个样本超过 max length {max_length}，会被截断。"
+    "{count} example(s) exceed max length and will be cut."
+)
+HYPERPARAMETERS = "超参数 Hyperparameters（教程默认值 tutorial defaults）"
+ADAPTER_NAME = "适配器名称 Adapter name"
+START = "🚀 开始训练 Start"
+TRUST_REMOTE_CODE = "允许运行模型自带代码 trust_remote_code（仅在信任作者时）"
+JOB_PANEL = "训练任务 Job"
+CANCEL = "⏹ 取消 Cancel"
+RESUME = "▶ 继续 Resume"
+LOG_TAIL = "日志 Log"
+LOSS_CURVE = "loss 曲线 Loss curve"
+ADAPTER_READY = "✅ 适配器 {name} 已就绪，可在对话页选择。Adapter {name} is ready in chat."
+GO_CHAT = "💬 去对话 Chat with it"
+STATUS = {
+    "queued": "排队中 queued",
+    "running": "训练中 running",
+    "succeeded": "完成 succeeded",
+    "failed": "失败 failed",
+    "cancelled": "已取消 cancelled",
+    "interrupted": "已中断 interrupted",
+}
+
+ADAPTERS_TITLE = "适配器 Adapters"
+NO_ADAPTERS = "还没有适配器：去训练页训练一个，或点一键演示。No adapters yet."
+FOLDER_MISSING = "⚠️ 文件夹不存在 Folder missing: {path}"
+CHAT_WITH = "💬 用它对话 Chat with this"
+NEW_NAME = "新名称 New name"
+CHANGE_ROLE = "修改角色 Change role"
+SAVE = "保存 Save"
+DELETE_CONFIRM = "我确认删除这个适配器及其文件 I confirm deleting the adapter and its files"
+JOBS_TITLE = "训练记录 Jobs"
+DONE = "已保存 Saved"

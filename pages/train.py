@@ -1,0 +1,170 @@
+"""Train an adapter: choose base, role and data, preview it, start a detached job, watch it live."""
+
+from dataclasses import replace
+
+import streamlit as st
+
+from engine import models
+from engine.roles import get_role, list_roles
+from pages import common, texts
+from registry import jobs as job_rows
+from registry.errors import UserError
+from training import jobs as job_control
+from training import launch
+from training.config import TrainConfig
+from training.data import load_dataset
+from training.preview import preview
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def tokenizer_for(base_model: str):
+    spec = models.parse_model_id(base_model)
+    model_dir = models.resolve_model_dir(spec, progress=lambda *_: None)
+    tokenizer = models.load_tokenizer(model_dir, spec)
+    return tokenizer, models.default_prompt_format(spec, model_dir, tokenizer)
+
+
+def job_panel(job_id: int, started_as: str) -> None:
+    db = common.registry()
+    job_control.refresh_liveness(db)
+    job = job_rows.get(db, job_id)
+    if job is None:
+        return
+    if job["status"] != started_as and started_as in job_rows.ACTIVE:
+        st.rerun(scope="app")  # finished: redraw the page without the timer
+    st.subheader(f"{texts.JOB_PANEL} #{job['id']} · {job['adapter_name']} · {texts.STATUS[job['status']]}")
+    total, step = job["total_steps"] or 0, job["step"] or 0
+    st.progress(step / total if total else 0.0, text=f"step {step}/{total or '?'}")
+    columns = st.columns(4)
+    columns[0].metric("loss", f"{job['loss']:.4f}" if job["loss"] is not None else "–")
+    columns[1].metric("tokens/s", f"{job['tokens_per_second']:.0f}" if job["tokens_per_second"] else "–")
+    columns[2].metric("ETA", f"{job['eta_seconds']:.0f} s" if job["eta_seconds"] is not None else "–")
+    columns[3].metric("lr", f"{job['learning_rate']:.1e}" if job["learning_rate"] else "–")
+    metrics = job_rows.metrics_for(db, job_id)
+    if metrics:
+        st.caption(texts.LOSS_CURVE)
+        st.line_chart({"loss": [m["loss"] for m in metrics]}, height=180)
+    if job["status"] == "failed" and job["error"]:
+        st.error(job["error"])
+    if job["status"] == "succeeded":
+        st.success(texts.ADAPTER_READY.format(name=job["adapter_name"]))
+        st.page_link("pages/chat.py", label=texts.GO_CHAT, query_params={"adapter": job["adapter_name"]})
+    buttons = st.columns(2)
+    if job["status"] in job_rows.ACTIVE and buttons[0].button(texts.CANCEL, key=f"cancel-{job_id}"):
+        job_control.cancel(db, job_id)
+    if job["status"] in job_rows.RESUMABLE and buttons[1].button(texts.RESUME, key=f"resume-{job_id}"):
+        if common.show_user_error(launch.resume, db, job_id):
+            st.rerun(scope="app")
+    with st.expander(texts.LOG_TAIL, expanded=job["status"] == "failed"):
+        st.code(job_control.read_log_tail(job) or "…", language="log")
+
+
+db = common.registry()
+st.title(texts.TRAIN_TITLE)
+
+if st.button(texts.DEMO_BUTTON, help=texts.DEMO_HELP, type="primary"):
+    demo_job = common.show_user_error(launch.start_demo, db)
+    if demo_job:
+        st.query_params["job"] = str(demo_job["id"])
+
+roles = list_roles(db)
+left, right = st.columns(2)
+with left:
+    base_choices = list(dict.fromkeys(["builtin", common.default_base_model(), *models.CATALOGUE]))
+    base_model = st.selectbox(
+        texts.BASE_MODEL,
+        base_choices,
+        accept_new_options=True,
+        format_func=lambda mid: f"{models.CATALOGUE[mid].title} · {mid}" if mid in models.CATALOGUE else mid,
+    )
+    role_name = st.selectbox(
+        texts.ROLE, [r.name for r in roles], format_func=lambda n: next(r.title for r in roles if r.name == n)
+    )
+    trust_remote_code = st.checkbox(texts.TRUST_REMOTE_CODE, value=False)
+with right:
+    source = st.radio(
+        texts.DATA_SOURCE, [texts.DATA_SAMPLE, texts.DATA_PATH, texts.DATA_UPLOAD], horizontal=True
+    )
+    data_path = None
+    if source == texts.DATA_SAMPLE:
+        sample = st.selectbox(
+            texts.DATA_SAMPLE,
+            list(launch.SAMPLES),
+            index=list(launch.SAMPLES).index(role_name) if role_name in launch.SAMPLES else 0,
+            format_func=lambda key: launch.SAMPLES[key].name,
+        )
+        data_path = str(launch.SAMPLES[sample])
+    elif source == texts.DATA_PATH:
+        data_path = st.text_input(texts.DATA_PATH_INPUT).strip() or None
+    else:
+        upload = st.file_uploader(texts.UPLOAD_INPUT, type=["json", "jsonl", "csv"])
+        if upload is not None:
+            saved = common.show_user_error(launch.save_upload, upload.name, upload.getvalue())
+            data_path = str(saved) if saved else None
+
+with st.expander(texts.HYPERPARAMETERS):
+    columns = st.columns(4)
+    defaults = TrainConfig()
+    settings = {
+        "epochs": columns[0].number_input("epochs", 0.1, 100.0, defaults.epochs, 0.5),
+        "max_steps": columns[0].number_input("max steps (-1: epochs)", -1, 1_000_000, defaults.max_steps),
+        "limit": columns[0].number_input("limit examples (0: all)", 0, 10_000_000, defaults.limit),
+        "lr": columns[1].number_input("learning rate", 1e-7, 1.0, defaults.lr, format="%.1e"),
+        "batch_size": columns[1].number_input("batch size", 1, 1024, defaults.batch_size),
+        "grad_accum": columns[1].number_input("grad accumulation", 1, 1024, defaults.grad_accum),
+        "lora_r": columns[2].number_input("LoRA r", 1, 512, defaults.lora_r),
+        "lora_alpha": columns[2].number_input("LoRA alpha", 1, 1024, defaults.lora_alpha),
+        "lora_dropout": columns[2].number_input("LoRA dropout", 0.0, 0.9, defaults.lora_dropout, 0.05),
+        "max_length": columns[3].number_input("max length", 8, 32768, defaults.max_length),
+        "save_steps": columns[3].number_input(
+            "save every N steps (0: epoch)", 0, 1_000_000, defaults.save_steps
+        ),
+    }
+
+if data_path:
+    try:
+        dataset = load_dataset(data_path, limit=settings["limit"] or None)
+        role = get_role(db, role_name)
+        with st.spinner(texts.LOADING_BASE):
+            tokenizer, prompt_format = tokenizer_for(models.parse_model_id(base_model).model_id)
+        shown = preview(dataset, tokenizer, prompt_format, role, settings["max_length"])
+        with st.expander(
+            f"{texts.PREVIEW} · {dataset.name} · {dataset.total_records} · {prompt_format}", expanded=True
+        ):
+            st.dataframe(dataset.records[:5], width="stretch")
+            st.caption(texts.FIRST_EXAMPLE)
+            st.text(f"{texts.PROMPT_PART}:\n{shown.first_prompt}")
+            st.text(f"{texts.TARGET_PART}:\n{shown.first_target}")
+            st.caption(texts.LENGTHS)
+            st.bar_chart(shown.histogram(), height=160)
+            if shown.num_truncated:
+                st.warning(texts.TRUNCATED.format(count=shown.num_truncated, max_length=shown.max_length))
+    except UserError as error:
+        st.error(str(error))
+
+adapter_name = st.text_input(texts.ADAPTER_NAME, key="adapter-name")
+if st.button(texts.START, type="primary"):
+    config = replace(
+        TrainConfig(),
+        base=base_model,
+        data=data_path or "",
+        role=role_name,
+        name=adapter_name,
+        trust_remote_code=trust_remote_code,
+        **{key: type(getattr(defaults, key))(value) for key, value in settings.items()},
+    )
+    if not data_path:
+        st.error("请先选择数据 Choose a dataset first.")
+    else:
+        job = common.show_user_error(launch.start, db, config)
+        if job:
+            st.query_params["job"] = str(job["id"])
+
+job_control.refresh_liveness(db)
+recent = job_rows.list_all(db, limit=1)
+requested = st.query_params.get("job")
+job_id = int(requested) if requested and requested.isdigit() else (recent[0]["id"] if recent else None)
+if job_id is not None and (job := job_rows.get(db, job_id)) is not None:
+    active = job["status"] in job_rows.ACTIVE
+    st.divider()
+    st.fragment(job_panel, run_every=2 if active else None)(job_id, job["status"])
