@@ -65,7 +65,7 @@ def respond(
                 db,
                 conversation_id,
                 "assistant",
-                "".join(pieces),
+                "".join(pieces).strip(),
                 base_model=engine.base_model_id,
                 adapter=adapter["name"] if adapter else "",
                 chat_role=role.name,

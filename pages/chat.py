@@ -8,6 +8,16 @@ from pages import common, texts
 from registry import adapters as adapter_rows
 from registry import conversations
 
+
+def start_conversation() -> None:
+    st.session_state["conversation"] = conversations.create(common.registry())["id"]
+
+
+def delete_conversation(conversation_id: int) -> None:
+    conversations.delete(common.registry(), conversation_id)
+    st.session_state["conversation"] = None
+
+
 db = common.registry()
 all_adapters = adapter_rows.list_all(db)
 roles = list_roles(db)
@@ -18,10 +28,15 @@ with st.sidebar:
     bases = list(
         dict.fromkeys([common.default_base_model(), "builtin", *(a["base_model"] for a in all_adapters)])
     )
-    requested = st.query_params.get("adapter")
+    # A link such as ?adapter=NAME (from the training or adapters page) selects once; after that
+    # the sidebar is the user's, and the URL follows it so a reload keeps the choice.
+    requested = st.query_params.get("adapter", "")
     requested_row = next((a for a in all_adapters if a["name"] == requested), None)
-    if requested_row and st.session_state.get("base_model") != requested_row["base_model"]:
+    follow_link = requested_row is not None and st.session_state.get("followed_link") != requested
+    if follow_link:
+        st.session_state["followed_link"] = requested
         st.session_state["base_model"] = requested_row["base_model"]
+        st.session_state["adapter_choice"] = requested
     base_model = st.selectbox(texts.BASE_MODEL, bases, key="base_model")
     usable = [a for a in all_adapters if a["base_model"] == base_model]
     group_order = {"translator": 0, "persona": 1}
@@ -34,10 +49,11 @@ with st.sidebar:
         return f"【{texts.GROUPS.get(role, texts.GROUPS['custom'])}】{name}"
 
     options = ["", *(a["name"] for a in usable)]
-    if requested in options and st.session_state.get("adapter_choice") != requested:
-        st.session_state["adapter_choice"] = requested
+    if st.session_state.get("adapter_choice") not in options:
+        st.session_state["adapter_choice"] = ""
     adapter_name = st.selectbox(texts.ADAPTER, options, format_func=adapter_label, key="adapter_choice")
     st.query_params["adapter"] = adapter_name
+    st.session_state["followed_link"] = adapter_name
     adapter = next((a for a in usable if a["name"] == adapter_name), None)
     default_role = adapter["role"] if adapter and adapter["role"] in role_names else "assistant"
     role = get_role(
@@ -71,33 +87,33 @@ with st.sidebar:
         )
 
     st.subheader(texts.CONVERSATIONS)
-    if st.button(texts.NEW_CONVERSATION, width="stretch"):
-        st.query_params["c"] = str(conversations.create(db)["id"])
-    existing = conversations.list_all(db)
-    if not existing:
-        existing = [conversations.create(db)]
+    st.button(texts.NEW_CONVERSATION, width="stretch", on_click=start_conversation)
+    existing = conversations.list_all(db) or [conversations.create(db)]
     ids = [c["id"] for c in existing]
-    wanted = int(st.query_params.get("c", ids[0])) if str(st.query_params.get("c", "")).isdigit() else ids[0]
-    current_id = wanted if wanted in ids else ids[0]
+    if st.session_state.get("conversation") not in ids:  # first visit, reload, or deleted
+        linked = str(st.query_params.get("c", ""))
+        st.session_state["conversation"] = int(linked) if linked.isdigit() and int(linked) in ids else ids[0]
     current_id = st.radio(
         texts.CONVERSATIONS,
         ids,
-        index=ids.index(current_id),
-        format_func=lambda cid: next(c["title"] for c in existing if c["id"] == cid),
+        key="conversation",
+        # Streamlit tells options apart by their label, and many conversations are called 新对话.
+        format_func=lambda cid: f"{next(c['title'] for c in existing if c['id'] == cid)} · #{cid}",
         label_visibility="collapsed",
     )
     st.query_params["c"] = str(current_id)
     with st.popover(texts.RENAME + " / " + texts.DELETE, width="stretch"):
         new_title = st.text_input(texts.RENAME, key=f"title-{current_id}")
-        if (
-            st.button(texts.RENAME, key=f"rename-{current_id}")
-            and common.show_user_error(conversations.rename, db, current_id, new_title) is None
-        ):
-            st.rerun()
-        if st.button(texts.CONFIRM_DELETE, key=f"delete-{current_id}", type="primary"):
-            conversations.delete(db, current_id)
-            st.query_params.pop("c", None)
-            st.rerun()
+        if st.button(texts.RENAME, key=f"rename-{current_id}"):
+            if common.show_user_error(conversations.rename, db, current_id, new_title) is None:
+                st.rerun()
+        st.button(
+            texts.CONFIRM_DELETE,
+            key=f"delete-{current_id}",
+            type="primary",
+            on_click=delete_conversation,
+            args=(current_id,),
+        )
 
 engine = common.engine_or_stop(base_model)
 dtype_name = str(engine.dtype).removeprefix("torch.")
@@ -126,7 +142,7 @@ elif mode == texts.MODE_COMPARE:
         st.info(texts.NO_ADAPTER_FOR_BASE)
     chosen = st.multiselect(texts.COMPARE_WITH, others, default=others[:1], max_selections=2)
     prompt = st.text_area(texts.COMPARE_PROMPT, key="compare-prompt")
-    if st.button(texts.COMPARE_RUN, type="primary", disabled=not prompt.strip()):
+    if st.button(texts.COMPARE_RUN, key="compare-run", type="primary", disabled=not prompt.strip()):
         contenders = [None, *(a for a in usable if a["name"] in chosen)]
         for column, contender in zip(st.columns(len(contenders)), contenders, strict=True):
             with column:
@@ -141,7 +157,7 @@ elif mode == texts.MODE_COMPARE:
 
 else:
     source = st.text_area(texts.TRANSLATE_INPUT, height=150, key="translate-input")
-    if st.button(texts.TRANSLATE_RUN, type="primary", disabled=not source.strip()):
+    if st.button(texts.TRANSLATE_RUN, key="translate-run", type="primary", disabled=not source.strip()):
         translator = BUILTIN_ROLES["translator"] if role.name == "translator" else role
         st.markdown(f"**{texts.TRANSLATE_OUTPUT}**")
         for line in (line.strip() for line in source.splitlines()):

@@ -4,6 +4,7 @@ import os
 
 import streamlit as st
 
+from engine import models
 from engine.generation import ChatEngine
 from pages import texts
 from registry import connect
@@ -31,8 +32,14 @@ def engine_or_stop(base_model: str) -> ChatEngine:
 
 
 def default_base_model() -> str:
-    """The base chat opens with; TRANSLATOR_BASE_MODEL lets a GPU box default to its own model."""
-    return os.environ.get("TRANSLATOR_BASE_MODEL", "builtin")
+    """The canonical id of the base chat opens with; TRANSLATOR_BASE_MODEL lets a GPU box default
+    to its own model."""
+    configured = os.environ.get("TRANSLATOR_BASE_MODEL", "builtin")
+    try:
+        return models.parse_model_id(configured).model_id
+    except UserError as error:
+        st.warning(f"TRANSLATOR_BASE_MODEL: {error}")
+        return "builtin"
 
 
 def show_user_error(action, *args, **kwargs):

@@ -1,0 +1,164 @@
+"""Each page driven by Streamlit's AppTest against a real registry and the tiny model."""
+
+import json
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pages import texts
+from registry import adapters, connect, conversations, jobs
+from tests.conftest import PROJECT_ROOT, make_adapter, register_adapter
+
+ENTRY = str(PROJECT_ROOT / "翻译机器人.py")
+
+
+@pytest.fixture
+def app_env(home, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("TRANSLATOR_BASE_MODEL", str(tiny_model_dir))
+    db = connect()
+    base = f"local:{tiny_model_dir}"
+    for name, role, seed in (("med-zh", "translator", 1), ("huanhuan", "persona", 2)):
+        register_adapter(
+            db, name, make_adapter(tiny_model_dir, home / "adapters" / name, seed), base, role=role
+        )
+    return db
+
+
+def _app(page: str | None = None, **query) -> AppTest:
+    app = AppTest.from_file(ENTRY, default_timeout=120)
+    app.query_params.update(query)
+    app.run()
+    if page:
+        app.switch_page(page).run()
+    assert not app.exception, app.exception
+    return app
+
+
+def _shorten_replies(app: AppTest) -> None:
+    for widget in app.sidebar.number_input:
+        if widget.label == texts.MAX_NEW_TOKENS:
+            widget.set_value(8)
+
+
+def test_chat_uses_the_chosen_adapter_records_it_and_persists(app_env):
+    app = _app()
+    adapter_box = app.sidebar.selectbox(key="adapter_choice")
+    assert adapter_box.options[0].startswith("【基座】")
+    assert [o for o in adapter_box.options[1:]] == ["【翻译】med-zh", "【甄嬛】huanhuan"]
+    adapter_box.select("med-zh").run()
+    _shorten_replies(app)
+    app.chat_input[0].set_value("The patient has a fever.").run()
+    assert not app.exception, app.exception
+    conversation = conversations.list_all(app_env)[0]
+    stored = conversations.messages(app_env, conversation["id"])
+    assert [m["role"] for m in stored] == ["user", "assistant"]
+    reply = stored[1]
+    assert reply["adapter"] == "med-zh" and reply["chat_role"] == "translator" and reply["content"]
+    assert reply["settings"]["max_new_tokens"] == 8 and reply["settings"]["do_sample"] is False
+    assert conversation["title"] == "The patient has a fever."
+
+    reopened = _app(c=str(conversation["id"]))  # a new session, as after a reload or restart
+    shown = [m.value for m in reopened.chat_message[1].markdown]
+    assert reply["content"] in shown
+    assert any("med-zh" in caption.value for caption in reopened.chat_message[1].caption)
+
+
+def test_conversations_can_be_created_renamed_and_deleted(app_env):
+    app = _app()
+    first = conversations.list_all(app_env)[0]["id"]
+    app.sidebar.button[0].click().run()  # new
+    assert len(conversations.list_all(app_env)) == 2
+    newest = conversations.list_all(app_env)[0]["id"]
+    app.text_input(key=f"title-{newest}").set_value("复诊").run()
+    app.button(key=f"rename-{newest}").click().run()
+    assert conversations.get(app_env, newest)["title"] == "复诊"
+    app.button(key=f"delete-{newest}").click().run()
+    assert [c["id"] for c in conversations.list_all(app_env)] == [first]
+
+
+def test_compare_mode_answers_with_the_base_and_two_adapters(app_env):
+    app = _app()
+    _shorten_replies(app)
+    app.segmented_control(key="mode").set_value(texts.MODE_COMPARE).run()
+    app.multiselect[0].set_value(["med-zh", "huanhuan"]).run()
+    app.text_area(key="compare-prompt").input("Hello").run()
+    app.button(key="compare-run").click().run()
+    assert not app.exception, app.exception
+    headers = [m.value for m in app.markdown if m.value.startswith("**")]
+    assert len(headers) == 3 and "med-zh" in headers[1] and "huanhuan" in headers[2]
+    assert texts.BASE_ONLY in headers[0]
+
+
+def test_translate_box_appears_for_the_translator(app_env):
+    app = _app(adapter="med-zh")
+    assert texts.MODE_TRANSLATE in app.segmented_control(key="mode").options
+    _shorten_replies(app)
+    app.segmented_control(key="mode").set_value(texts.MODE_TRANSLATE).run()
+    app.text_area(key="translate-input").input("fever\ncough").run()
+    app.button(key="translate-run").click().run()
+    assert not app.exception, app.exception
+    assert any(m.value == f"**{texts.TRANSLATE_OUTPUT}**" for m in app.markdown)
+
+
+def test_train_form_rejects_bad_data_and_creates_no_job(app_env, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("[{", encoding="utf-8")
+    app = _app("pages/train.py")
+    app.radio[0].set_value(texts.DATA_PATH).run()
+    app.text_input[0].set_value(str(bad)).run()
+    assert any("is not valid JSON" in e.value for e in app.error)
+    app.text_input(key="adapter-name").set_value("new-one").run()
+    app.button[-1].click().run()
+    assert any("is not valid JSON" in e.value for e in app.error)
+    assert jobs.list_all(app_env) == []
+
+
+def test_train_form_rejects_unsafe_and_taken_names(app_env):
+    app = _app("pages/train.py")
+    for name, message in (("../x", "is not allowed"), ("med-zh", "already exists")):
+        app.text_input(key="adapter-name").set_value(name).run()
+        app.button[-1].click().run()
+        assert any(message in e.value for e in app.error), [e.value for e in app.error]
+    assert jobs.list_all(app_env) == []
+
+
+def test_train_page_previews_the_first_example_and_truncation(app_env):
+    app = _app("pages/train.py")
+    texts_shown = [t.value for t in app.text]
+    assert any(t.startswith(texts.PROMPT_PART) and "<|im_start|>assistant" in t for t in texts_shown)
+    assert any(t.startswith(texts.TARGET_PART) for t in texts_shown)
+    app.number_input[-2].set_value(40).run()  # max length
+    assert any("exceed max length" in w.value for w in app.warning)
+
+
+def test_upload_is_validated_and_saved_under_home(app_env, home):
+    app = _app("pages/train.py")
+    app.radio[0].set_value(texts.DATA_UPLOAD).run()
+    row = {"input": "fever", "output": "发烧"}
+    content = json.dumps(row, ensure_ascii=False).encode()
+    app.file_uploader[0].set_value(("../../my data.jsonl", content, "application/json")).run()
+    assert not app.error, [e.value for e in app.error]
+    saved = list((home / "uploads").glob("*.jsonl"))
+    assert len(saved) == 1 and saved[0].name.startswith("my_data-")
+    app.file_uploader[0].set_value(("broken.jsonl", b"{nope", "application/json")).run()
+    assert any("line 1 is not valid JSON" in e.value for e in app.error)
+    assert len(list((home / "uploads").glob("*"))) == 1
+
+
+def test_adapters_page_renames_changes_role_deletes_and_flags_missing_folders(app_env, home):
+    import shutil
+
+    shutil.rmtree(home / "adapters" / "huanhuan")
+    app = _app("pages/adapters.py")
+    assert any("Folder missing" in w.value for w in app.warning)
+    app.text_input(key="name-med-zh").set_value("med-zh-2").run()
+    app.button(key="rename-med-zh").click().run()
+    assert adapters.get(app_env, "med-zh-2") is not None and (home / "adapters" / "med-zh-2").is_dir()
+    app.selectbox(key="role-med-zh-2").set_value("persona").run()
+    app.button(key="save-role-med-zh-2").click().run()
+    assert adapters.get(app_env, "med-zh-2")["role"] == "persona"
+    assert app.button(key="delete-huanhuan").disabled
+    app.checkbox(key="confirm-huanhuan").check().run()
+    app.button(key="delete-huanhuan").click().run()
+    assert adapters.get(app_env, "huanhuan") is None
+    assert not app.exception, app.exception
