@@ -15,6 +15,7 @@ def when(timestamp: float | None) -> str:
     return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M") if timestamp else "–"
 
 
+common.leave_legacy_multipage_mode()
 db = common.registry()
 st.title(texts.ADAPTERS_TITLE)
 rows = adapter_rows.list_all(db)

@@ -18,6 +18,7 @@ def delete_conversation(conversation_id: int) -> None:
     st.session_state["conversation"] = None
 
 
+common.leave_legacy_multipage_mode()
 db = common.registry()
 all_adapters = adapter_rows.list_all(db)
 roles = list_roles(db)

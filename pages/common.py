@@ -1,14 +1,41 @@
 """Streamlit glue shared by the pages: the resident chat engines and the registry connection."""
 
+import contextlib
 import os
+import threading
 
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
 from engine import models
 from engine.generation import ChatEngine
 from pages import texts
 from registry import connect
 from registry.errors import UserError
+
+_entry_run = threading.local()  # each session's script runs in its own thread
+
+
+@contextlib.contextmanager
+def run_from_entry():
+    """The entry script wraps `navigation.run()` in this, so a page knows how it was started."""
+    _entry_run.active = True
+    try:
+        yield
+    finally:
+        _entry_run.active = False
+
+
+def leave_legacy_multipage_mode(in_entry: bool = False) -> None:
+    """With a `pages/` folder next to the entry, Streamlit's first runs after a start emulate the old
+    multipage API: they list every file in `pages/` and, for a URL such as /train, run that file
+    without the entry, so st.navigation never gets to switch the emulation off. A page started any
+    way but through the entry switches it off and reruns once; then our navigation takes over."""
+    legacy = getattr(PagesManager, "uses_pages_directory", False)
+    if legacy or (not in_entry and not getattr(_entry_run, "active", False)):
+        if hasattr(PagesManager, "uses_pages_directory"):
+            PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 def registry():

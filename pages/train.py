@@ -59,6 +59,7 @@ def job_panel(job_id: int, started_as: str) -> None:
         st.code(job_control.read_log_tail(job) or "…", language="log")
 
 
+common.leave_legacy_multipage_mode()
 db = common.registry()
 st.title(texts.TRAIN_TITLE)
 
@@ -70,7 +71,7 @@ if st.button(texts.DEMO_BUTTON, help=texts.DEMO_HELP, type="primary"):
 roles = list_roles(db)
 left, right = st.columns(2)
 with left:
-    base_choices = list(dict.fromkeys(["builtin", common.default_base_model(), *models.CATALOGUE]))
+    base_choices = list(dict.fromkeys([common.default_base_model(), "builtin", *models.CATALOGUE]))
     base_model = st.selectbox(
         texts.BASE_MODEL,
         base_choices,

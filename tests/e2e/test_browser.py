@@ -1,0 +1,227 @@
+"""The product in a real browser: streaming chat, training from the page, re-attaching, two users."""
+
+import os
+import time
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from engine.roles import TRANSLATOR
+from pages import texts
+from registry import adapters, connect, conversations, jobs
+from tests.conftest import make_adapter, register_adapter
+from tests.e2e.conftest import open_page, wait_idle
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module", autouse=True)
+def registry_env(app_home):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRANSLATOR_HOME", str(app_home))
+        yield
+
+
+def _poll(condition, timeout: float, what: str, interval: float = 0.25):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _assistant_texts(page) -> list[str]:
+    messages = page.locator("[data-testid='stChatMessage']").filter(
+        has=page.get_by_test_id("stChatMessageAvatarAssistant")
+    )
+    return [
+        text.strip() for text in messages.locator("[data-testid='stChatMessageContent']").all_inner_texts()
+    ]
+
+
+def _send(page, text: str) -> None:
+    box = page.get_by_test_id("stChatInputTextArea")
+    box.fill(text)
+    box.press("Enter")
+
+
+def _send_and_wait_for_reply(page, text: str, timeout: float) -> dict:
+    """Send a message in the page's conversation (its ?c= id) and wait for the stored reply."""
+    conversation_id = int(parse_qs(urlparse(page.url).query)["c"][0])
+    before = len(_assistant_replies(conversation_id))
+    _send(page, text)
+    replies = _poll(
+        lambda: (r := _assistant_replies(conversation_id))[before:] and r, timeout, f"a reply to {text!r}"
+    )
+    return replies[before]
+
+
+def _wait_for_job_panel(page, adapter_name: str, status: str, timeout: float) -> None:
+    title = f"{adapter_name} · {texts.STATUS[status]}"
+    _poll(lambda: page.get_by_text(title).count() > 0, timeout, f"the job panel to show {title!r}", 0.5)
+
+
+def _assistant_replies(conversation_id: int) -> list[dict]:
+    return [m for m in conversations.messages(connect(), conversation_id) if m["role"] == "assistant"]
+
+
+def _choose_in_sidebar_selectbox(page, label: str, option: str) -> None:
+    page.get_by_test_id("stSidebar").get_by_label(label).click()
+    page.get_by_role("option", name=option).click()
+    wait_idle(page)
+
+
+def test_a_chat_reply_streams_and_persists_across_a_reload(browser, server):
+    page = open_page(browser, f"{server.url}/")
+    assert_our_navigation(page)
+    _choose_in_sidebar_selectbox(page, texts.BASE_MODEL, "builtin")
+    _send(page, "Tell me a short story about a cat.")
+    seen = []
+
+    def finished():
+        current = _assistant_texts(page)
+        if current and current[-1] and (not seen or seen[-1] != current[-1]):
+            seen.append(current[-1])
+        stored = [r for c in conversations.list_all(connect()) for r in _assistant_replies(c["id"])]
+        return stored
+
+    stored = _poll(finished, 180, "the reply to be stored", interval=0.05)
+    final = stored[-1]["content"]
+    partial = [text for text in seen if text != final and final.startswith(text.rstrip("…").strip())]
+    assert partial, f"expected to see the reply grow while streaming; saw {seen!r}"
+    assert stored[-1]["base_model"] == "builtin" and stored[-1]["adapter"] == ""
+
+    page.reload()
+    wait_idle(page)
+    assert "c=" in page.url
+    _poll(lambda: final.split()[0] in " ".join(_assistant_texts(page)), 30, "the stored reply after reload")
+    page.context.close()
+
+
+def assert_our_navigation(page) -> None:
+    """Only the three pages, never Streamlit's listing of every file in pages/."""
+    links = page.get_by_test_id("stSidebarNav").get_by_role("link").all_inner_texts()
+    assert [link.split()[-1] for link in links] == ["Chat", "Train", "Adapters"], links
+
+
+def test_b_a_job_started_from_the_page_completes_and_its_adapter_answers(browser, server):
+    page = open_page(browser, f"{server.url}/train")
+    assert_our_navigation(page)
+    page.get_by_text(texts.HYPERPARAMETERS).click()
+    for label, value in (("max steps (-1: epochs)", "4"), ("batch size", "1"), ("grad accumulation", "1")):
+        field = page.get_by_label(label)
+        field.fill(value)
+        field.press("Tab")
+        wait_idle(page)
+    page.get_by_label(texts.ADAPTER_NAME).fill("e2e-trained")
+    page.get_by_label(texts.ADAPTER_NAME).press("Tab")
+    wait_idle(page)
+    page.get_by_role("button", name=texts.START).click()
+    _wait_for_job_panel(page, "e2e-trained", "succeeded", 180)
+    assert adapters.get(connect(), "e2e-trained")["status"] == "ready"
+
+    page.get_by_role("link", name=texts.GO_CHAT).click()
+    wait_idle(page)
+    assert_our_navigation(page)
+    adapter_box = page.get_by_test_id("stSidebar").get_by_label(texts.ADAPTER)
+    _poll(
+        lambda: adapter_box.input_value() == "【翻译】e2e-trained", 30, "the adapter selected in the sidebar"
+    )
+    reply = _send_and_wait_for_reply(page, "The patient has a fever.", 120)
+    assert reply["adapter"] == "e2e-trained" and reply["chat_role"] == "translator"
+    page.context.close()
+
+
+def test_c_reloading_mid_training_reattaches_to_the_live_progress(browser, server):
+    page = open_page(browser, f"{server.url}/train")
+    page.get_by_text(texts.HYPERPARAMETERS).click()
+    for label, value in (("max steps (-1: epochs)", "2000"), ("batch size", "1"), ("grad accumulation", "1")):
+        page.get_by_label(label).fill(value)
+        page.get_by_label(label).press("Tab")
+        wait_idle(page)
+    page.get_by_label(texts.ADAPTER_NAME).fill("e2e-long")
+    page.get_by_label(texts.ADAPTER_NAME).press("Tab")
+    wait_idle(page)
+    page.get_by_role("button", name=texts.START).click()
+    _wait_for_job_panel(page, "e2e-long", "running", 120)
+
+    def shown_step(view) -> int:
+        text = view.get_by_test_id("stProgress").first.inner_text()
+        return int(text.split("step ")[1].split("/")[0])
+
+    page.reload()
+    wait_idle(page)
+    _wait_for_job_panel(page, "e2e-long", "running", 30)
+    first = _poll(lambda: shown_step(page), 60, "a step to be shown")
+    _poll(lambda: shown_step(page) > first, 60, "the step to advance without any click")
+    page.context.close()
+
+    fresh = open_page(browser, f"{server.url}/train")  # a closed tab: a new session finds the job
+    _poll(lambda: fresh.get_by_text("e2e-long").count() > 0, 30, "the job in a new session")
+    fresh.get_by_role("button", name=texts.CANCEL).click()
+    job = _poll(lambda: jobs.latest_resumable(connect(), "e2e-long"), 90, "the job to be cancelled")
+    assert job["status"] == "cancelled"
+    fresh.context.close()
+
+
+def test_d_two_browsers_chatting_at_once_each_get_their_own_adapter(
+    browser, server, tiny_model_dir, app_home
+):
+    from engine.generation import ChatEngine
+
+    db = connect()
+    base = f"local:{tiny_model_dir}"
+    rows = {
+        name: register_adapter(
+            db,
+            name,
+            make_adapter(tiny_model_dir, app_home / "adapters" / name, seed),
+            base,
+            role="translator",
+        )
+        for name, seed in (("alpha", 11), ("beta", 12))
+    }
+    prompt = "Blood pressure should be measured twice a day."
+    engine = ChatEngine(str(tiny_model_dir), device="cpu")
+    expected = {
+        name: engine.reply(prompt, role=TRANSLATOR, adapter=row).strip() for name, row in rows.items()
+    }
+    assert expected["alpha"] != expected["beta"]
+
+    conversation_ids = {name: conversations.create(db, title=name)["id"] for name in rows}
+    pages = {
+        name: open_page(browser, f"{server.url}/?adapter={name}&c={conversation_ids[name]}") for name in rows
+    }
+    for name, page in pages.items():
+        try:
+            page.get_by_test_id("stChatInputTextArea").fill(prompt, timeout=10_000)
+        except Exception:
+            page.screenshot(path=f"/tmp/e2e_d_{name}.png")
+            raise
+    for page in pages.values():  # send both before either reply is done
+        page.get_by_test_id("stChatInputTextArea").press("Enter")
+    for name, conversation_id in conversation_ids.items():
+        reply = _poll(lambda cid=conversation_id: _assistant_replies(cid), 120, f"{name}'s reply")[-1]
+        assert reply["adapter"] == name
+        assert reply["content"] == expected[name]
+    for page in pages.values():
+        page.context.close()
+
+
+@pytest.mark.skipif(os.environ.get("TRANSLATOR_SKIP_DEMO") == "1", reason="TRANSLATOR_SKIP_DEMO=1")
+def test_e_the_demo_button_produces_a_usable_translator(browser, server):
+    page = open_page(browser, f"{server.url}/train")
+    started = time.monotonic()
+    page.get_by_role("button", name=texts.DEMO_BUTTON).click()
+    _wait_for_job_panel(page, "demo-translator-1", "succeeded", 420)
+    print(f"\ndemo training took {time.monotonic() - started:.0f} s from the click")
+    demo = adapters.get(connect(), "demo-translator-1")
+    assert demo["status"] == "ready" and demo["role"] == "translator" and demo["base_model"] == "builtin"
+    page.get_by_role("link", name=texts.GO_CHAT).click()
+    wait_idle(page)
+    reply = _send_and_wait_for_reply(page, "The patient has a fever.", 180)
+    assert reply["adapter"] == "demo-translator-1" and reply["content"]
+    print(f"demo adapter: 'The patient has a fever.' → {reply['content']!r}")
+    page.context.close()
