@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -204,6 +205,30 @@ def test_sigterm_saves_a_checkpoint_marks_cancelled_and_resume_continues(home, t
     result = run_module("training.train", "--name", "stopped", "--resume")
     assert result.returncode == 0, result.stderr[-3000:]
     assert adapters.get(db, "stopped")["metrics"]["steps"] == 40
+
+
+def test_a_second_job_waits_queued_until_the_first_is_done(home, tiny_model_dir):
+    first = _start_trainer(tiny_model_dir, "first", "--max-steps", "200")
+    _wait_for_step(first, "first", 1)
+    second = _start_trainer(tiny_model_dir, "second", "--max-steps", "2")
+    db = connect()
+    waiting = _poll_job(db, "second", lambda job: job["pid"] == second.pid and job["log_path"])
+    log = Path(waiting["log_path"])
+    _poll_job(db, "second", lambda job: "waiting for the running job" in log.read_text())
+    assert jobs.get(db, waiting["id"])["status"] == "queued" and first.poll() is None
+    assert first.wait(timeout=180) == 0 and second.wait(timeout=120) == 0
+    first_job, second_job = (adapters.get(db, name)["job_id"] for name in ("first", "second"))
+    assert jobs.get(db, second_job)["started_at"] >= jobs.get(db, first_job)["finished_at"]
+
+
+def _poll_job(db, name, condition, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = jobs.active_for_name(db, name)
+        if job and condition(job):
+            return job
+        time.sleep(0.1)
+    pytest.fail(f"no matching job for {name}")
 
 
 def test_resume_without_a_resumable_job_is_refused(home, capsys):

@@ -161,7 +161,7 @@ def _run(plan: _Plan) -> int:
     job_rows.update(
         db,
         job["id"],
-        status="running",
+        status="queued",
         pid=os.getpid(),
         started_at=time.time(),
         heartbeat_at=time.time(),
@@ -178,6 +178,11 @@ def _run(plan: _Plan) -> int:
     cancellation.install()
     heartbeat = Heartbeat(job["id"])
     heartbeat.start()
+    device_lock = _wait_for_the_device(db, job["id"], cancellation)
+    if device_lock is None:
+        heartbeat.stop()
+        job_rows.finish(db, job["id"], "cancelled")
+        return EXIT_CANCELLED
     log.info("job %s: training %r on %s (%s)", job["id"], config.name, config.base, plan.prompt_format)
     log.info("data %s [%s]: %s", plan.dataset.name, plan.dataset.fingerprint, plan.tokenized.summary())
     try:
@@ -195,6 +200,33 @@ def _run(plan: _Plan) -> int:
         return EXIT_FAILED
     finally:
         heartbeat.stop()
+        device_lock.close()
+
+
+def _wait_for_the_device(db, job_id: int, cancellation):
+    """One training at a time per home: two jobs on one GPU (or two CPU cores) fight over memory
+    and each runs at half speed or fails. A later job stays queued, heartbeating, until the device
+    is free; cancelling it while it waits ends it."""
+    lock_file = open(home.jobs_dir() / ".device.lock", "w")  # noqa: SIM115 (held for the whole run)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no queue, jobs run side by side
+        return lock_file
+    announced = False
+    while True:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if not announced:
+                job_rows.update(db, job_id, status="queued")
+                log.info("waiting for the running job to finish (one training at a time)")
+                announced = True
+            if cancellation.requested.wait(1.0):
+                lock_file.close()
+                return None
+    job_rows.update(db, job_id, status="running", started_at=time.time())
+    return lock_file
 
 
 def _train(plan: _Plan, job: dict, job_dir: Path, cancellation, db) -> str:

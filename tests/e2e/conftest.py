@@ -122,6 +122,20 @@ def server(app_home, tiny_model_dir, request):
     running = StreamlitServer(app_home, env, app_home / "streamlit.log").start()
     yield running
     running.stop()
+    stop_trainers(app_home)
+
+
+def stop_trainers(app_home: Path) -> None:
+    """Trainers are detached on purpose (they outlive the page); a test server's must not outlive the test."""
+    import signal
+
+    from registry import connect
+    from training.jobs import is_trainer_alive
+
+    db = connect(app_home / "registry.db")
+    for job in db["jobs"].rows_where("status in ('queued', 'running')"):
+        if job["pid"] and is_trainer_alive(job["pid"]):
+            os.kill(job["pid"], signal.SIGKILL)
 
 
 def open_page(browser, url: str):
