@@ -202,9 +202,16 @@ def test_sigterm_saves_a_checkpoint_marks_cancelled_and_resume_continues(home, t
     assert stopped["status"] == "cancelled" and adapters.get(db, "stopped") is None
     saved = sorted((home / "jobs" / str(job["id"]) / "checkpoints").glob("checkpoint-*"))
     assert saved, "SIGTERM must save a checkpoint"
-    result = run_module("training.train", "--name", "stopped", "--resume")
-    assert result.returncode == 0, result.stderr[-3000:]
+    from training import launch
+
+    launch.resume(db, job["id"])  # as the training page's Resume button does
+    _poll_job(db, "stopped", lambda job: True)
+    deadline = time.monotonic() + 120
+    while adapters.get(db, "stopped") is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert jobs.get(db, job["id"])["status"] == "succeeded", jobs.get(db, job["id"])
     assert adapters.get(db, "stopped")["metrics"]["steps"] == 40
+    assert "resuming from" in (home / "jobs" / str(job["id"]) / "train.log").read_text()
 
 
 def test_a_second_job_waits_queued_until_the_first_is_done(home, tiny_model_dir):
@@ -229,6 +236,16 @@ def _poll_job(db, name, condition, timeout=60):
             return job
         time.sleep(0.1)
     pytest.fail(f"no matching job for {name}")
+
+
+def test_a_queued_job_that_fails_its_checks_is_marked_failed_with_the_reason(home, db, tmp_path, capsys):
+    job = jobs.create(
+        db, adapter_name="queued-bad", config={"name": "queued-bad", "data": str(tmp_path / "x.json")}
+    )
+    assert train.main(["--job-id", str(job["id"])]) == 2
+    failed = jobs.get(db, job["id"])
+    assert failed["status"] == "failed" and "Dataset file not found" in failed["error"]
+    assert "Dataset file not found" in capsys.readouterr().err
 
 
 def test_resume_without_a_resumable_job_is_refused(home, capsys):

@@ -25,9 +25,17 @@ def launch(db, config: dict, **job_fields) -> dict:
     job_dir.mkdir(parents=True, exist_ok=True)
     log_path = job_dir / "train.log"
     (job_dir / "config.json").write_text(to_json(config), encoding="utf-8")
+    process = spawn_trainer(["--job-id", str(job["id"])], log_path)
+    job_rows.update(db, job["id"], pid=process.pid, log_path=str(log_path), job_dir=str(job_dir))
+    return job_rows.get(db, job["id"])
+
+
+def spawn_trainer(arguments: list[str], log_path: Path) -> subprocess.Popen:
+    """`python -m training.train ARGS`, detached, appending its output to the job's log."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "training.train", "--job-id", str(job["id"])],
+        return subprocess.Popen(
+            [sys.executable, "-m", "training.train", *arguments],
             cwd=home.PROJECT_ROOT,
             env={**os.environ, "TRANSLATOR_HOME": str(home.home()), "PYTHONUNBUFFERED": "1"},
             stdin=subprocess.DEVNULL,
@@ -35,8 +43,6 @@ def launch(db, config: dict, **job_fields) -> dict:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    job_rows.update(db, job["id"], pid=process.pid, log_path=str(log_path), job_dir=str(job_dir))
-    return job_rows.get(db, job["id"])
 
 
 def cancel(db, job_id: int) -> bool:

@@ -5,10 +5,7 @@ never leaves a job behind.
 """
 
 import hashlib
-import os
 import re
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -94,18 +91,9 @@ def resume(db, job_id: int) -> dict:
     if job is None or job["status"] not in job_rows.RESUMABLE:
         raise UserError("Only interrupted, cancelled or failed jobs can be resumed.")
     log_path = Path(job["log_path"] or home.jobs_dir() / str(job_id) / "train.log")
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "training.train", "--name", job["adapter_name"], "--resume"],
-            cwd=home.PROJECT_ROOT,
-            env={**os.environ, "TRANSLATOR_HOME": str(home.home()), "PYTHONUNBUFFERED": "1"},
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    job_rows.update(db, job_id, status="queued", pid=process.pid, error=None, heartbeat_at=None)
+    job_rows.update(db, job_id, status="queued", error=None, heartbeat_at=None, finished_at=None)
+    process = job_control.spawn_trainer(["--job-id", str(job_id), "--resume"], log_path)
+    job_rows.update(db, job_id, pid=process.pid)
     return job_rows.get(db, job_id)
 
 

@@ -49,11 +49,14 @@ log = logging.getLogger("translator.train")
 
 
 def main(argv: list[str] | None = None) -> int:
+    config = None
     try:
         config = parse_config(argv)
         plan = _prepare(config)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
+        if config is not None and config.job_id:  # the app queued it: show the reason there
+            job_rows.finish(connect(), config.job_id, "failed", error=str(error))
         return EXIT_BAD_INPUT
     return _run(plan)
 
@@ -80,7 +83,8 @@ def _prepare(config: TrainConfig) -> _Plan:
         job = job_rows.get(db, config.job_id)
         if job is None or job["status"] != "queued":
             raise UserError(f"Job {config.job_id} does not exist or is not queued.")
-        config = TrainConfig(**{**check_keys(job["config"], f"job {job['id']}"), "job_id": job["id"]})
+        stored = check_keys(job["config"], f"job {job['id']}")
+        config = TrainConfig(**{**stored, "job_id": job["id"], "resume": config.resume})
     elif config.resume:
         name = check_name(config.name)
         job = job_rows.latest_resumable(db, name)

@@ -58,6 +58,17 @@ def _send_and_wait_for_reply(page, text: str, timeout: float) -> dict:
     return replies[before]
 
 
+def _start_job_from_the_form(page, adapter_name: str, max_steps: int) -> None:
+    page.get_by_text(texts.HYPERPARAMETERS).click()
+    settings = (("max steps (-1: epochs)", max_steps), ("batch size", 1), ("grad accumulation", 1))
+    for label, value in (*settings, (texts.ADAPTER_NAME, adapter_name)):
+        field = page.get_by_label(label)
+        field.fill(str(value))
+        field.press("Tab")
+        wait_idle(page)
+    page.get_by_role("button", name=texts.START).click()
+
+
 def _wait_for_job_panel(page, adapter_name: str, status: str, timeout: float) -> None:
     title = f"{adapter_name} · {texts.STATUS[status]}"
     _poll(lambda: page.get_by_text(title).count() > 0, timeout, f"the job panel to show {title!r}", 0.5)
@@ -109,16 +120,7 @@ def assert_our_navigation(page) -> None:
 def test_b_a_job_started_from_the_page_completes_and_its_adapter_answers(browser, server):
     page = open_page(browser, f"{server.url}/train")
     assert_our_navigation(page)
-    page.get_by_text(texts.HYPERPARAMETERS).click()
-    for label, value in (("max steps (-1: epochs)", "4"), ("batch size", "1"), ("grad accumulation", "1")):
-        field = page.get_by_label(label)
-        field.fill(value)
-        field.press("Tab")
-        wait_idle(page)
-    page.get_by_label(texts.ADAPTER_NAME).fill("e2e-trained")
-    page.get_by_label(texts.ADAPTER_NAME).press("Tab")
-    wait_idle(page)
-    page.get_by_role("button", name=texts.START).click()
+    _start_job_from_the_form(page, "e2e-trained", max_steps=4)
     _wait_for_job_panel(page, "e2e-trained", "succeeded", 180)
     assert adapters.get(connect(), "e2e-trained")["status"] == "ready"
 
@@ -134,17 +136,9 @@ def test_b_a_job_started_from_the_page_completes_and_its_adapter_answers(browser
     page.context.close()
 
 
-def test_c_reloading_mid_training_reattaches_to_the_live_progress(browser, server):
+def test_c_reloading_or_restarting_mid_training_reattaches_to_the_live_progress(browser, server):
     page = open_page(browser, f"{server.url}/train")
-    page.get_by_text(texts.HYPERPARAMETERS).click()
-    for label, value in (("max steps (-1: epochs)", "2000"), ("batch size", "1"), ("grad accumulation", "1")):
-        page.get_by_label(label).fill(value)
-        page.get_by_label(label).press("Tab")
-        wait_idle(page)
-    page.get_by_label(texts.ADAPTER_NAME).fill("e2e-long")
-    page.get_by_label(texts.ADAPTER_NAME).press("Tab")
-    wait_idle(page)
-    page.get_by_role("button", name=texts.START).click()
+    _start_job_from_the_form(page, "e2e-long", max_steps=2000)
     _wait_for_job_panel(page, "e2e-long", "running", 120)
 
     def shown_step(view) -> int:
@@ -158,11 +152,16 @@ def test_c_reloading_mid_training_reattaches_to_the_live_progress(browser, serve
     _poll(lambda: shown_step(page) > first, 60, "the step to advance without any click")
     page.context.close()
 
-    fresh = open_page(browser, f"{server.url}/train")  # a closed tab: a new session finds the job
-    _poll(lambda: fresh.get_by_text("e2e-long").count() > 0, 30, "the job in a new session")
+    server.stop()  # a Streamlit restart: the detached trainer keeps going
+    server.start()
+    fresh = open_page(browser, f"{server.url}/train")  # a closed tab and a new server find the job
+    _wait_for_job_panel(fresh, "e2e-long", "running", 30)
+    first = _poll(lambda: shown_step(fresh), 60, "a step to be shown after the restart")
+    _poll(lambda: shown_step(fresh) > first, 60, "the step to advance after the restart")
     fresh.get_by_role("button", name=texts.CANCEL).click()
     job = _poll(lambda: jobs.latest_resumable(connect(), "e2e-long"), 90, "the job to be cancelled")
     assert job["status"] == "cancelled"
+    _wait_for_job_panel(fresh, "e2e-long", "cancelled", 30)
     fresh.context.close()
 
 
