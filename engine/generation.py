@@ -249,6 +249,85 @@ class ChatEngine:
             finally:
                 _thread_choice.adapter = None
 
+    def generate_batch(
+        self,
+        texts: Sequence[str],
+        *,
+        role: Role,
+        adapter: dict | None = None,
+        decoding: Decoding | None = None,
+        batch_size: int = 8,
+        max_new_tokens: Sequence[int] | None = None,
+        progress=None,
+    ) -> list[str]:
+        """Replies to many single-turn prompts, a batch per forward pass (left padding).
+
+        `max_new_tokens` may give a limit per text (a batch uses its largest); `progress(done)`
+        is called after each batch."""
+        import torch
+
+        if adapter is not None:
+            self.ensure_adapter(adapter)
+        decoding = decoding or role.decoding
+        prompt_format = (adapter or {}).get("prompt_format") or self.prompt_format
+        stop_ids = formats.stop_token_ids(self.tokenizer, prompt_format, self.model)
+        replies = []
+        for start in range(0, len(texts), batch_size):
+            chunk = texts[start : start + batch_size]
+            prompts = [formats.prompt_ids(self.tokenizer, prompt_format, role, text) for text in chunk]
+            width = max(map(len, prompts))
+            pad = self.tokenizer.pad_token_id
+            ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.model.device)
+            mask = torch.tensor(
+                [[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.model.device
+            )
+            limit = (
+                max(max_new_tokens[start : start + batch_size]) if max_new_tokens else decoding.max_new_tokens
+            )
+            settings = _generate_kwargs(decoding) | {"max_new_tokens": limit}
+            with self._lock.shared(), torch.inference_mode():
+                _thread_choice.adapter = self._choice_for(adapter)
+                try:
+                    output = self.model.generate(
+                        input_ids=ids,
+                        attention_mask=mask,
+                        eos_token_id=stop_ids,
+                        pad_token_id=pad,
+                        **settings,
+                    )
+                finally:
+                    _thread_choice.adapter = None
+            replies += self.tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
+            if progress is not None:
+                progress(len(replies))
+        return [reply.strip() for reply in replies]
+
+    def reference_loss(
+        self, records: Sequence[dict], *, role: Role, adapter: dict | None = None
+    ) -> tuple[float, int]:
+        """Summed cross-entropy of the references' tokens under the model, and their count."""
+        import torch
+
+        if adapter is not None:
+            self.ensure_adapter(adapter)
+        prompt_format = (adapter or {}).get("prompt_format") or self.prompt_format
+        total, count = 0.0, 0
+        for record in records:
+            example = formats.training_example(self.tokenizer, prompt_format, role, record, max_length=10**9)
+            with self._lock.shared(), torch.inference_mode():
+                _thread_choice.adapter = self._choice_for(adapter)
+                try:
+                    input_ids = torch.tensor([example.input_ids], device=self.model.device)
+                    logits = self.model(input_ids=input_ids).logits[0, :-1].float()
+                finally:
+                    _thread_choice.adapter = None
+            labels = torch.tensor(example.labels[1:], device=logits.device)
+            total += torch.nn.functional.cross_entropy(
+                logits, labels, ignore_index=formats.IGNORE_INDEX, reduction="sum"
+            ).item()
+            count += int((labels != formats.IGNORE_INDEX).sum())
+        return total, count
+
     def reply(self, text: str, **kwargs) -> str:
         return "".join(self.stream(text, **kwargs))
 

@@ -9,6 +9,39 @@ from pages import common, texts
 from registry import adapters as adapter_rows
 from registry import jobs as job_rows
 from training import jobs as job_control
+from training.data import load_dataset
+from training.evaluate import evaluate
+from training.scores import score_table
+
+
+def evaluate_with_progress(db, adapter: dict, data_path: str, limit: int) -> None:
+    """The adapter, then its base on the same examples (for the gain), with a progress bar."""
+    dataset = common.show_user_error(load_dataset, data_path, limit=limit or None)
+    if dataset is None:
+        return
+    engine = common.engine_or_stop(adapter["base_model"])
+    bar = st.progress(0.0, text=texts.EVALUATING)
+    total = 2 * len(dataset.records)
+    for step, who in enumerate((adapter["name"], None)):
+        done_before = step * len(dataset.records)
+
+        def progress(done: int, before: int = done_before) -> None:
+            bar.progress((before + done) / total, text=texts.EVALUATING)
+
+        result = common.show_user_error(
+            evaluate,
+            db,
+            data=data_path,
+            adapter_name=who,
+            base=adapter["base_model"],
+            role_name=adapter["role"],
+            limit=limit or None,
+            engine=engine,
+            progress=progress,
+        )
+        if result is None:
+            return
+    st.rerun()
 
 
 def when(timestamp: float | None) -> str:
@@ -53,6 +86,17 @@ for adapter in rows:
             losses = [m["loss"] for m in job_rows.metrics_for(db, adapter["job_id"])]
             if losses:
                 st.line_chart({"loss": losses}, height=150)
+        st.caption(texts.EVALUATIONS)
+        table = score_table(db, adapter)
+        if table:
+            st.dataframe(table, hide_index=True)
+        else:
+            st.caption(texts.NO_EVALUATIONS)
+        with st.form(f"evaluate-{name}"):
+            data_path = st.text_input(texts.EVALUATE_DATA, key=f"eval-data-{name}")
+            limit = st.number_input(texts.EVALUATE_LIMIT, 0, 100_000, 20, key=f"eval-limit-{name}")
+            if st.form_submit_button(texts.EVALUATE_RUN, key=f"evaluate-run-{name}"):
+                evaluate_with_progress(db, adapter, data_path, limit)
         st.page_link("pages/chat.py", label=texts.CHAT_WITH, query_params={"adapter": name})
         rename_col, role_col, delete_col = st.columns(3)
         with rename_col:

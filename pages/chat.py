@@ -7,6 +7,7 @@ from engine.roles import BUILTIN_ROLES, Decoding, get_role, list_roles
 from pages import common, texts
 from registry import adapters as adapter_rows
 from registry import conversations
+from training.scores import evaluation_examples
 
 
 def start_conversation() -> None:
@@ -142,7 +143,20 @@ elif mode == texts.MODE_COMPARE:
     if not others:
         st.info(texts.NO_ADAPTER_FOR_BASE)
     chosen = st.multiselect(texts.COMPARE_WITH, others, default=others[:1], max_selections=2)
+    examples = [e for a in usable if a["name"] in chosen for e in evaluation_examples(db, a)]
+    if examples:
+        st.selectbox(
+            texts.EXAMPLE_FROM_EVALUATION,
+            ["", *dict.fromkeys(e["input"] for e in examples)],
+            key="compare-example",
+            on_change=lambda: st.session_state.update(
+                {"compare-prompt": st.session_state["compare-example"]}
+            ),
+        )
     prompt = st.text_area(texts.COMPARE_PROMPT, key="compare-prompt")
+    reference = next((e["reference"] for e in examples if e["input"] == prompt), None)
+    if reference:
+        st.caption(f"{texts.REFERENCE}: {reference}")
     if st.button(texts.COMPARE_RUN, key="compare-run", type="primary", disabled=not prompt.strip()):
         contenders = [None, *(a for a in usable if a["name"] in chosen)]
         for column, contender in zip(st.columns(len(contenders)), contenders, strict=True):

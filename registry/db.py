@@ -143,6 +143,31 @@ def m001_initial_schema(db: Database) -> None:
     )
 
 
+@migrations()
+def m002_evaluations(db: Database) -> None:
+    db["evaluations"].create(
+        {
+            "id": int,
+            "adapter_id": int,  # NULL: the base model alone
+            "adapter_name": str,
+            "base_model": str,
+            "role": str,
+            "kind": str,  # translation (BLEU/chrF) or loss (reference loss/perplexity)
+            "dataset_name": str,
+            "dataset_fingerprint": str,
+            "num_examples": int,
+            "scores": str,  # JSON
+            "signature": str,  # sacrebleu signatures, or how the loss was computed
+            "predictions_path": str,
+            "created_at": float,
+        },
+        pk="id",
+        not_null={"base_model", "kind", "dataset_fingerprint", "num_examples", "scores", "created_at"},
+        foreign_keys=[("adapter_id", "adapters", "id")],
+    )
+    db["evaluations"].create_index(["adapter_id", "dataset_fingerprint"])
+
+
 def connect(path: Path | None = None) -> Database:
     """Open the registry (creating or upgrading its schema) for use on the calling thread."""
     path = Path(path) if path else home.registry_path()

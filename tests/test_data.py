@@ -74,6 +74,11 @@ def test_bad_files_give_one_clear_message(tmp_path, name, content, message):
     assert "\n" not in str(raised.value)
 
 
+def test_an_empty_path_asks_for_a_dataset():
+    with pytest.raises(UserError, match="No dataset given"):
+        load_dataset("  ")
+
+
 def test_uploaded_bytes_are_checked_like_files():
     with pytest.raises(UserError, match="upload.jsonl is not UTF-8"):
         parse_dataset(b"\xff\xfe", ".jsonl", name="upload.jsonl")

@@ -178,3 +178,31 @@ def test_adapters_page_renames_changes_role_deletes_and_flags_missing_folders(ap
     app.button(key="delete-huanhuan").click().run()
     assert adapters.get(app_env, "huanhuan") is None
     assert not app.exception, app.exception
+
+
+def test_adapters_page_evaluates_with_progress_and_shows_the_gain(app_env, tmp_path):
+    from registry import evaluations
+
+    data = tmp_path / "eval.jsonl"
+    rows = [
+        {"input": "fever", "output": "发烧"},
+        {"input": "cough", "output": "咳嗽"},
+        {"input": "pain", "output": "疼痛"},
+    ]
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    app = _app("pages/adapters.py")
+    app.text_input(key="eval-data-med-zh").set_value(str(data))
+    app.number_input(key="eval-limit-med-zh").set_value(3)
+    app.button(key="evaluate-run-med-zh").click().run()
+    assert not app.exception, app.exception
+    assert not app.error, [e.value for e in app.error]
+    med = adapters.get(app_env, "med-zh")
+    stored = evaluations.for_adapter(app_env, med["id"])
+    assert len(stored) == 1 and evaluations.base_counterpart(app_env, stored[0]) is not None
+    assert any("gain bleu" in frame.value.columns for frame in app.dataframe)
+
+    chat = _app(adapter="med-zh")
+    chat.segmented_control(key="mode").set_value(texts.MODE_COMPARE).run()
+    chat.selectbox(key="compare-example").set_value("fever").run()
+    assert chat.text_area(key="compare-prompt").value == "fever"
+    assert any(f"{texts.REFERENCE}: 发烧" in c.value for c in chat.caption)

@@ -14,7 +14,7 @@ def test_schema_is_created_with_wal_foreign_keys_and_recorded_migrations(db, hom
     assert db.journal_mode == "wal"
     assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     applied = [row["name"] for row in db["_sqlite_migrations"].rows]
-    assert applied == ["m001_initial_schema"]
+    assert applied == ["m001_initial_schema", "m002_evaluations"]
     again = connect()  # reopening applies nothing twice
     assert [row["name"] for row in again["_sqlite_migrations"].rows] == applied
 

@@ -15,6 +15,7 @@ from registry.home import PROJECT_ROOT
 from tests.conftest import make_adapter, register_adapter, run_module, write_json
 from training import train
 from training.jobs import is_trainer_alive, refresh_liveness
+from training.scores import score_table
 
 SAMPLE = PROJECT_ROOT / "data" / "translator_sample.jsonl"
 TINY_STEPS = ["--batch-size", "1", "--grad-accum", "1", "--lr", "1e-3"]
@@ -290,3 +291,12 @@ def test_acceptance_builtin_model_on_paramed_trains_and_chats(home, paramed_trai
     )
     assert chat.returncode == 0, chat.stderr[-3000:]
     assert chat.stdout.strip()
+
+    dev = paramed_train.with_name("dev.jsonl")
+    for who in (["--base-only", "--base", "builtin"], ["--adapter", "t1"]):
+        scored = run_module("training.evaluate", *who, "--data", dev, "--limit", "20")
+        assert scored.returncode == 0, scored.stderr[-3000:]
+        assert "BLEU = " in scored.stdout and "tok:zh" in scored.stdout and "chrF = " in scored.stdout
+        print(scored.stdout)
+    line = score_table(connect(), adapter)[0]
+    assert line["n"] == 20 and "gain bleu" in line and "gain chrf" in line

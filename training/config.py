@@ -33,6 +33,8 @@ class TrainConfig:
     max_steps: int = _option(-1, "stop after this many optimizer steps (overrides --epochs)")
     limit: int = _option(0, "use only the first N examples (0: all)")
     max_length: int = _option(384, "examples are cut to this many tokens")
+    holdout: float = _option(0.05, "fraction of examples kept out of training, to evaluate on")
+    skip_evaluation: bool = _option(False, "do not evaluate on the held-out examples after training")
     # optimisation
     lr: float = _option(1e-4, "learning rate")
     batch_size: int = _option(4, "examples per device per step")

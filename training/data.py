@@ -27,6 +27,8 @@ class Dataset:
 
 
 def load_dataset(path: str | Path, limit: int | None = None) -> Dataset:
+    if not str(path).strip():
+        raise UserError("No dataset given: enter the path of a .json, .jsonl or .csv file.")
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"Dataset file not found: {path}. Check the path (or upload the file).")
@@ -60,6 +62,21 @@ def parse_dataset(raw: bytes, suffix: str, *, name: str, path: Path | None = Non
         records=records[:limit] if limit else records,
         total_records=len(records),
     )
+
+
+def split_holdout(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, list[dict]]:
+    """Keep a reproducible random `fraction` of the examples out of training (same seed, same split,
+    so a resumed job trains on exactly the same examples)."""
+    import random
+
+    if not 0 <= fraction < 1:
+        raise UserError(f"--holdout must be at least 0 and below 1, not {fraction}.")
+    order = list(range(len(dataset.records)))
+    random.Random(seed).shuffle(order)
+    held = set(order[: int(len(order) * fraction)])
+    kept = [record for index, record in enumerate(dataset.records) if index not in held]
+    heldout = [record for index, record in enumerate(dataset.records) if index in held]
+    return Dataset(dataset.name, dataset.path, dataset.fingerprint, kept, dataset.total_records), heldout
 
 
 def _json_rows(text: str, name: str) -> list:

@@ -14,6 +14,7 @@ renamed into `$TRANSLATOR_HOME/adapters/<name>/` and only then registered as rea
 Exit codes: 0 published, 1 the job failed, 2 bad input (nothing created), 143 cancelled.
 """
 
+import json
 import logging
 import os
 import shutil
@@ -39,7 +40,7 @@ from registry import jobs as job_rows  # noqa: E402
 from registry.errors import UserError  # noqa: E402
 from registry.names import check_name  # noqa: E402
 from training.config import TrainConfig, check_keys, parse_config  # noqa: E402
-from training.data import Dataset, load_dataset  # noqa: E402
+from training.data import Dataset, load_dataset, split_holdout  # noqa: E402
 from training.examples import TokenizedDataset, tokenize_dataset  # noqa: E402
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 143
@@ -69,6 +70,7 @@ class _Plan:
     job: dict | None
     role: Role
     dataset: Dataset
+    heldout: list[dict]  # never trained on; evaluated after publishing
     spec: models.ModelSpec
     model_dir: Path
     tokenizer: object
@@ -108,6 +110,7 @@ def _prepare(config: TrainConfig) -> _Plan:
             f"{dataset.name} changed since job {job['id']} started (fingerprint "
             f"{job['dataset_fingerprint']} → {dataset.fingerprint}): start a new job instead."
         )
+    dataset, heldout = split_holdout(dataset, config.holdout, config.seed)
     if config.prompt_format and config.prompt_format not in FORMATS:
         raise UserError(f"Unknown prompt format {config.prompt_format!r}: use {', '.join(FORMATS)}.")
     if config.gradient_checkpointing not in ("auto", "on", "off"):
@@ -118,7 +121,7 @@ def _prepare(config: TrainConfig) -> _Plan:
     prompt_format = config.prompt_format or models.default_prompt_format(spec, model_dir, tokenizer)
     tokenized = tokenize_dataset(dataset, tokenizer, prompt_format, role, config.max_length)
     config = replace(config, name=name, base=spec.model_id, prompt_format=prompt_format)
-    return _Plan(config, job, role, dataset, spec, model_dir, tokenizer, prompt_format, tokenized)
+    return _Plan(config, job, role, dataset, heldout, spec, model_dir, tokenizer, prompt_format, tokenized)
 
 
 def _refuse_taken_name(db, name: str, queued_job: dict | None) -> None:
@@ -195,6 +198,8 @@ def _run(plan: _Plan) -> int:
             job_rows.finish(db, job["id"], "cancelled")
             log.info("cancelled; a checkpoint was saved: resume with --resume --name %s", config.name)
             return EXIT_CANCELLED
+        if plan.heldout and not config.skip_evaluation:
+            _evaluate_heldout(plan, job_dir, db)
         return 0
     except BaseException as error:
         message = _one_line(error)
@@ -347,6 +352,7 @@ def _publish(plan: _Plan, job: dict, model, result, progress, db) -> None:
         "num_target_tokens": plan.tokenized.num_target_tokens,
         "num_truncated": plan.tokenized.num_truncated,
         "num_dropped": plan.tokenized.num_dropped,
+        "num_heldout": len(plan.heldout),
     }
     hyperparameters = {
         key: getattr(config, key)
@@ -363,6 +369,7 @@ def _publish(plan: _Plan, job: dict, model, result, progress, db) -> None:
             "target_modules",
             "seed",
             "limit",
+            "holdout",
         )
     }
     adapter_rows.register(
@@ -381,6 +388,36 @@ def _publish(plan: _Plan, job: dict, model, result, progress, db) -> None:
     )
     job_rows.finish(db, job["id"], "succeeded")
     log.info("published adapter %r at %s (final loss %s)", config.name, final, progress.last_loss)
+
+
+def _evaluate_heldout(plan: _Plan, job_dir: Path, db) -> None:
+    """Score the new adapter and its base on the examples training never saw. The adapter is already
+    published, so a failure here is logged and does not fail the job."""
+    import gc
+
+    from engine.generation import ChatEngine
+    from training.evaluate import describe, evaluate
+
+    path = job_dir / "heldout.jsonl"
+    path.write_text(
+        "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in plan.heldout), encoding="utf-8"
+    )
+    gc.collect()  # the training copy of the model is no longer needed
+    try:
+        engine = ChatEngine(plan.config.base, device=plan.config.device or None)
+        for adapter_name in (plan.config.name, None):
+            row, _ = evaluate(
+                db,
+                data=str(path),
+                adapter_name=adapter_name,
+                base=plan.config.base,
+                role_name=plan.config.role,
+                engine=engine,
+            )
+            who = adapter_name or "base model"
+            log.info("held-out evaluation (%d examples), %s:\n%s", len(plan.heldout), who, describe(row))
+    except Exception as error:  # the adapter is fine; only its scores are missing
+        log.warning("held-out evaluation failed: %s", _one_line(error))
 
 
 def _lora_targets(model, requested: str) -> list[str]:
@@ -417,8 +454,6 @@ def _one_line(error: BaseException) -> str:
 
 
 def _json(value, indent=None) -> str:
-    import json
-
     return json.dumps(value, ensure_ascii=False, sort_keys=True, indent=indent)
 
 

@@ -1,0 +1,146 @@
+"""Evaluation: scores that match sacrebleu, stored once per adapter and dataset, shown with the gain."""
+
+import json
+import math
+
+import pytest
+
+from engine.roles import TRANSLATOR
+from registry import evaluations
+from tests.conftest import make_adapter, register_adapter, run_module
+from training import evaluate as evaluation
+from training.data import load_dataset, split_holdout
+from training.scores import evaluation_examples, score_table
+
+ROWS = [
+    {"input": "The patient has a fever.", "output": "患者发烧。"},
+    {"input": "Take one tablet after each meal.", "output": "每餐后服用一片。"},
+    {"input": "Blood pressure should be measured twice a day.", "output": "血压应每天测量两次。"},
+    {"input": "The wound should be kept clean.", "output": "伤口应保持清洁。"},
+    {"input": "Drink plenty of water.", "output": "多喝水。"},
+]
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir):
+    from engine.generation import ChatEngine
+
+    return ChatEngine(str(tiny_model_dir), device="cpu")
+
+
+@pytest.fixture
+def data(tmp_path):
+    path = tmp_path / "eval.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ROWS), encoding="utf-8")
+    return path
+
+
+def test_bleu_and_chrf_on_known_strings_equal_sacrebleu():
+    scores, signature = evaluation.translation_scores(
+        ["患者发烧了。", "每天测量两次血压。"], ["患者发烧。", "血压应每天测量两次。"]
+    )
+    assert scores["bleu"] == pytest.approx(62.91120376646141, abs=1e-9)
+    assert scores["chrf"] == pytest.approx(51.852116059757456, abs=1e-9)
+    assert "tok:zh" in signature and "nc:6" in signature
+
+
+def test_batched_generation_equals_one_by_one(engine):
+    texts = [row["input"] for row in ROWS]
+    greedy = TRANSLATOR.decoding.with_changes(max_new_tokens=12)
+    batched = engine.generate_batch(texts, role=TRANSLATOR, decoding=greedy, batch_size=3)
+    assert batched == [engine.reply(text, role=TRANSLATOR, decoding=greedy).strip() for text in texts]
+
+
+def test_base_evaluation_is_stored_once_and_reused(db, engine, data):
+    row, cached = evaluation.evaluate(db, data=str(data), base=engine.base_model_id, engine=engine)
+    assert not cached and row["kind"] == "translation" and row["adapter_id"] is None
+    assert set(row["scores"]) == {"bleu", "chrf"} and "tok:zh" in row["signature"]
+    predictions = [json.loads(line) for line in open(row["predictions_path"], encoding="utf-8")]
+    assert [p["reference"] for p in predictions] == [r["output"] for r in ROWS]
+    assert set(predictions[0]) == {"input", "reference", "output"}
+    again, cached = evaluation.evaluate(db, data=str(data), base=engine.base_model_id, engine=engine)
+    assert cached and again["id"] == row["id"] and db["evaluations"].count == 1
+    _, cached = evaluation.evaluate(db, data=str(data), base=engine.base_model_id, engine=engine, limit=3)
+    assert not cached and db["evaluations"].count == 2, "a different number of examples is another evaluation"
+
+
+def test_adapter_scores_show_the_gain_over_the_base(db, home, engine, data, tiny_model_dir):
+    folder = make_adapter(tiny_model_dir, home / "adapters" / "med", seed=3)
+    adapter = register_adapter(db, "med", folder, engine.base_model_id, role="translator")
+    evaluation.evaluate(db, data=str(data), adapter_name="med", engine=engine)
+    assert score_table(db, adapter)[0].keys() == {"dataset", "n", "bleu", "chrf"}
+    evaluation.evaluate(db, data=str(data), base=engine.base_model_id, engine=engine)
+    line = score_table(db, adapter)[0]
+    assert line["gain bleu"] == pytest.approx(line["bleu"] - line["base bleu"], abs=0.011)
+    assert [e["input"] for e in evaluation_examples(db, adapter)] == [r["input"] for r in ROWS]
+
+
+def test_persona_evaluation_reports_reference_loss_and_perplexity(db, engine, data):
+    row, _ = evaluation.evaluate(
+        db, data=str(data), base=engine.base_model_id, role_name="persona", engine=engine
+    )
+    assert row["kind"] == "loss" and row["scores"]["tokens"] > 0
+    assert row["scores"]["perplexity"] == pytest.approx(math.exp(row["scores"]["loss"]))
+
+
+def test_missing_adapter_and_malformed_files_give_one_line_and_store_nothing(db, data, tmp_path, capsys):
+    assert evaluation.main(["--adapter", "nope", "--data", str(data)]) == 2
+    assert "No adapter named 'nope'" in capsys.readouterr().err
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"input": "a"\n', encoding="utf-8")
+    assert evaluation.main(["--base-only", "--data", str(broken)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: broken.jsonl line 1 is not valid JSON") and "\n" not in err
+    assert db["evaluations"].count == 0
+
+
+def test_cli_prints_scores_with_signatures(home, data, tiny_model_dir):
+    result = run_module("training.evaluate", "--base-only", "--base", tiny_model_dir, "--data", data)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "BLEU = " in result.stdout and "tok:zh" in result.stdout and "chrF = " in result.stdout
+    again = run_module("training.evaluate", "--base-only", "--base", tiny_model_dir, "--data", data)
+    assert "already stored, not recomputed" in again.stdout
+
+
+def test_holdout_is_reproducible_and_never_trained_on(data):
+    dataset = load_dataset(data)
+    kept, heldout = split_holdout(dataset, 0.4, seed=7)
+    assert len(heldout) == 2 and len(kept.records) == 3
+    assert not [r for r in heldout if r in kept.records]
+    assert split_holdout(dataset, 0.4, seed=7)[1] == heldout
+    with pytest.raises(Exception, match="--holdout"):
+        split_holdout(dataset, 1.0, seed=7)
+
+
+def test_training_evaluates_the_adapter_and_base_on_the_heldout_split(home, tiny_model_dir):
+    from registry import adapters, connect
+    from registry.home import PROJECT_ROOT
+
+    result = run_module(
+        "training.train",
+        "--base",
+        tiny_model_dir,
+        "--data",
+        PROJECT_ROOT / "data" / "translator_sample.jsonl",
+        "--name",
+        "held",
+        "--limit",
+        "12",
+        "--holdout",
+        "0.25",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "1",
+        "--grad-accum",
+        "1",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    db = connect()
+    adapter = adapters.get(db, "held")
+    assert adapter["num_examples"] == 9 and adapter["metrics"]["num_heldout"] == 3
+    line = score_table(db, adapter)[0]
+    assert line["n"] == 3 and "gain bleu" in line
+    log = (home / "jobs" / str(adapter["job_id"]) / "train.log").read_text()
+    assert "held-out evaluation (3 examples)" in log
+    assert evaluations.base_counterpart(db, evaluations.for_adapter(db, adapter["id"])[0]) is not None

@@ -1,0 +1,204 @@
+"""Evaluate an adapter, or the base model alone, on a dataset; the scores go to the registry.
+
+    python -m training.evaluate --adapter t1 --data ../shared/data/paramed/dev.jsonl --limit 20
+    python -m training.evaluate --base-only --base builtin --data ../shared/data/paramed/dev.jsonl --limit 20
+
+Translator role: greedy, batched generation (left padding), then sacrebleu corpus BLEU with the `zh`
+tokenizer and chrF (signatures printed and stored). Other roles: mean loss and perplexity of the
+references under the model, plus greedy predictions for reading. The same evaluation (same adapter,
+base, dataset fingerprint and size) is not recomputed unless --force; predictions are written as
+JSONL (input, reference, output).
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+from engine import formats, models  # noqa: E402
+from engine.roles import get_role  # noqa: E402
+from registry import adapters as adapter_rows  # noqa: E402
+from registry import connect, home  # noqa: E402
+from registry import evaluations as evaluation_rows  # noqa: E402
+from registry.errors import UserError  # noqa: E402
+from training.data import load_dataset  # noqa: E402
+
+
+def translation_scores(predictions: list[str], references: list[str]) -> tuple[dict, str]:
+    from sacrebleu.metrics import BLEU, CHRF
+
+    bleu, chrf = BLEU(tokenize="zh"), CHRF()
+    scores = {
+        "bleu": bleu.corpus_score(predictions, [references]).score,
+        "chrf": chrf.corpus_score(predictions, [references]).score,
+    }
+    return scores, f"BLEU {bleu.get_signature()} | chrF {chrf.get_signature()}"
+
+
+def evaluate(
+    db,
+    *,
+    data: str,
+    adapter_name: str | None = None,
+    base: str | None = None,
+    role_name: str | None = None,
+    limit: int | None = None,
+    batch_size: int = 8,
+    out: str | None = None,
+    force: bool = False,
+    engine=None,
+    progress=None,
+) -> tuple[dict, bool]:
+    """Return (evaluation row, whether it was already stored). Checks everything before computing."""
+    adapter = adapter_rows.require(db, adapter_name) if adapter_name else None
+    base_model = adapter["base_model"] if adapter else models.parse_model_id(base or "builtin").model_id
+    if adapter and base and models.parse_model_id(base).model_id != base_model:
+        raise UserError(f"Adapter {adapter_name!r} was trained on {base_model}, not on {base}.")
+    role = get_role(db, role_name or (adapter["role"] if adapter else "translator"))
+    if batch_size < 1:
+        raise UserError("--batch-size must be at least 1.")
+    dataset = load_dataset(data, limit=limit)
+    kind = "translation" if role.name == "translator" else "loss"
+    key = {
+        "adapter_id": adapter["id"] if adapter else None,
+        "base_model": base_model,
+        "kind": kind,
+        "fingerprint": dataset.fingerprint,
+        "num_examples": len(dataset.records),
+    }
+    stored = evaluation_rows.find(db, **key)
+    if stored and not force:
+        return stored, True
+
+    if engine is None:
+        from engine.generation import ChatEngine
+
+        engine = ChatEngine(base_model)
+    texts = [formats.user_text(role, r["instruction"], r["input"]) for r in dataset.records]
+    references = [r["output"] for r in dataset.records]
+    greedy = role.decoding.with_changes(do_sample=False)
+    # A translation is about as long as its reference: capping there saves most of the time.
+    limits = [
+        min(greedy.max_new_tokens, 2 * len(engine.tokenizer(ref, add_special_tokens=False)["input_ids"]) + 16)
+        for ref in references
+    ]
+    predictions = engine.generate_batch(
+        texts,
+        role=role,
+        adapter=adapter,
+        decoding=greedy,
+        batch_size=batch_size,
+        max_new_tokens=limits,
+        progress=progress,
+    )
+    if kind == "translation":
+        scores, signature = translation_scores(predictions, references)
+    else:
+        total, count = engine.reference_loss(dataset.records, role=role, adapter=adapter)
+        scores = {"loss": total / count, "perplexity": math.exp(total / count), "tokens": count}
+        signature = f"mean cross-entropy over {count} reference tokens, prompts as in training"
+    path = _write_predictions(out, adapter_name or "base", dataset, texts, references, predictions)
+    row = evaluation_rows.store(
+        db,
+        adapter_id=key["adapter_id"],
+        adapter_name=adapter_name or "",
+        base_model=base_model,
+        role=role.name,
+        kind=kind,
+        dataset_name=dataset.name,
+        dataset_fingerprint=dataset.fingerprint,
+        num_examples=len(dataset.records),
+        scores=scores,
+        signature=signature,
+        predictions_path=str(path),
+    )
+    return row, False
+
+
+def _write_predictions(out, who: str, dataset, texts, references, predictions) -> Path:
+    if out:
+        path = Path(out).expanduser()
+    else:
+        folder = home.home() / "evaluations"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{who}-{dataset.fingerprint}-{len(texts)}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".tmp-{path.name}")
+    with open(staging, "w", encoding="utf-8") as file:
+        for text, reference, output in zip(texts, references, predictions, strict=True):
+            file.write(
+                json.dumps({"input": text, "reference": reference, "output": output}, ensure_ascii=False)
+            )
+            file.write("\n")
+    staging.replace(path)
+    return path
+
+
+def describe(row: dict) -> str:
+    scores, lines = row["scores"], []
+    if row["kind"] == "translation":
+        bleu_signature, chrf_signature = row["signature"].removeprefix("BLEU ").split(" | chrF ")
+        lines.append(f"BLEU = {scores['bleu']:.2f}  {bleu_signature}")
+        lines.append(f"chrF = {scores['chrf']:.2f}  {chrf_signature}")
+    else:
+        lines.append(
+            f"loss = {scores['loss']:.4f}  perplexity = {scores['perplexity']:.2f}  ({row['signature']})"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--adapter", help="registered adapter to evaluate")
+    who.add_argument("--base-only", action="store_true", help="evaluate the base model without adapter")
+    parser.add_argument("--base", help="base model (default: the adapter's, else builtin)")
+    parser.add_argument("--data", required=True, help=".json, .jsonl or .csv with input/output")
+    parser.add_argument("--role", help="role (default: the adapter's, else translator)")
+    parser.add_argument("--limit", type=int, help="only the first N examples")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--out", help="where to write predictions.jsonl")
+    parser.add_argument("--force", action="store_true", help="recompute even if stored")
+    args = parser.parse_args(argv)
+    try:
+        from tqdm.auto import tqdm
+
+        db = connect()
+        bar = None
+
+        def progress(done: int) -> None:
+            nonlocal bar
+            bar = bar or tqdm(total=len(load_dataset(args.data, limit=args.limit).records), desc="evaluating")
+            bar.update(done - bar.n)
+
+        row, cached = evaluate(
+            db,
+            data=args.data,
+            adapter_name=args.adapter,
+            base=args.base,
+            role_name=args.role,
+            limit=args.limit,
+            batch_size=args.batch_size,
+            out=args.out,
+            force=args.force,
+            progress=progress,
+        )
+        if bar is not None:
+            bar.close()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    who = f"adapter {args.adapter}" if args.adapter else f"base {row['base_model']}"
+    print(f"{who} on {row['dataset_name']} [{row['dataset_fingerprint']}], {row['num_examples']} examples")
+    print(describe(row))
+    note = "already stored, not recomputed (--force recomputes)" if cached else "stored"
+    print(f"evaluation #{row['id']} {note}; predictions: {row['predictions_path']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
