@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.generation import ChatEngine  # noqa: E402
 from engine.roles import TRANSLATOR  # noqa: E402
 from training.data import load_dataset  # noqa: E402
+from training.evaluate import length_caps  # noqa: E402
 
 PARAMED_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "paramed" / "dev.jsonl"
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "translator_sample.jsonl"
@@ -36,13 +37,7 @@ def main() -> None:
     engine = ChatEngine(args.base)
     texts = [r["input"] for r in records]
     greedy = TRANSLATOR.decoding
-    caps = [
-        min(
-            greedy.max_new_tokens,
-            2 * len(engine.tokenizer(r["output"], add_special_tokens=False)["input_ids"]) + 16,
-        )
-        for r in records
-    ]
+    caps = length_caps(engine.tokenizer, [r["output"] for r in records], greedy.max_new_tokens)
     one_by_one_times, batched_times = [], []
     for _ in range(args.repeats):
         start = time.perf_counter()

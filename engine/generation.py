@@ -271,35 +271,37 @@ class ChatEngine:
         decoding = decoding or role.decoding
         prompt_format = (adapter or {}).get("prompt_format") or self.prompt_format
         stop_ids = formats.stop_token_ids(self.tokenizer, prompt_format, self.model)
-        replies = []
-        for start in range(0, len(texts), batch_size):
-            chunk = texts[start : start + batch_size]
-            prompts = [formats.prompt_ids(self.tokenizer, prompt_format, role, text) for text in chunk]
-            width = max(map(len, prompts))
+        prompts = [formats.prompt_ids(self.tokenizer, prompt_format, role, text) for text in texts]
+        limits = list(max_new_tokens) if max_new_tokens else [decoding.max_new_tokens] * len(texts)
+        # Similar lengths together: a batch pads to its longest prompt and runs to its largest limit.
+        order = sorted(range(len(texts)), key=lambda i: (limits[i], len(prompts[i])))
+        replies: list[str] = [""] * len(texts)
+        done = 0
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            width = max(len(prompts[i]) for i in rows)
             pad = self.tokenizer.pad_token_id
-            ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.model.device)
-            mask = torch.tensor(
-                [[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.model.device
-            )
-            limit = (
-                max(max_new_tokens[start : start + batch_size]) if max_new_tokens else decoding.max_new_tokens
-            )
-            settings = _generate_kwargs(decoding) | {"max_new_tokens": limit}
+            ids = [[pad] * (width - len(prompts[i])) + prompts[i] for i in rows]
+            mask = [[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in rows]
+            settings = _generate_kwargs(decoding) | {"max_new_tokens": max(limits[i] for i in rows)}
             with self._lock.shared(), torch.inference_mode():
                 _thread_choice.adapter = self._choice_for(adapter)
                 try:
                     output = self.model.generate(
-                        input_ids=ids,
-                        attention_mask=mask,
+                        input_ids=torch.tensor(ids, device=self.model.device),
+                        attention_mask=torch.tensor(mask, device=self.model.device),
                         eos_token_id=stop_ids,
                         pad_token_id=pad,
                         **settings,
                     )
                 finally:
                     _thread_choice.adapter = None
-            replies += self.tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
+            decoded = self.tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
+            for i, text in zip(rows, decoded, strict=True):
+                replies[i] = text
+            done += len(rows)
             if progress is not None:
-                progress(len(replies))
+                progress(done)
         return [reply.strip() for reply in replies]
 
     def reference_loss(
