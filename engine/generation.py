@@ -9,8 +9,9 @@ and no request ever switches the adapter for everybody (`set_adapter`).
 
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+
+from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from engine import formats, models
 from engine.adapters import WEIGHTS_FILE, check_loadable
@@ -78,11 +79,20 @@ class _Held:
         self._release()
 
 
-@dataclass(frozen=True)
-class Reply:
-    text: str
-    adapter: str | None
-    settings: dict
+class _LockedStreamer(TextIteratorStreamer):
+    """Decodes under the engine's tokenizer lock (another thread may be encoding)."""
+
+    def __init__(self, lock: threading.Lock, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._tokenizer_lock = lock
+
+    def put(self, value):
+        with self._tokenizer_lock:
+            super().put(value)
+
+    def end(self):
+        with self._tokenizer_lock:
+            super().end()
 
 
 class ChatEngine:
@@ -113,6 +123,8 @@ class ChatEngine:
         self._peft_model = None
         self._loaded: dict[str, tuple] = {}  # name -> weights version
         self._lock = _SharedExclusiveLock()
+        # Fast tokenizers are not safe to call from several threads at once ("Already borrowed").
+        self._tokenizer_lock = threading.Lock()
 
     @property
     def base_model_id(self) -> str:
@@ -165,7 +177,8 @@ class ChatEngine:
         self, role: Role, text: str, history: Sequence[formats.Turn] = (), adapter: dict | None = None
     ) -> list[int]:
         prompt_format = (adapter or {}).get("prompt_format") or self.prompt_format
-        return formats.prompt_ids(self.tokenizer, prompt_format, role, text, history)
+        with self._tokenizer_lock:
+            return formats.prompt_ids(self.tokenizer, prompt_format, role, text, history)
 
     def stream(
         self,
@@ -177,14 +190,14 @@ class ChatEngine:
         decoding: Decoding | None = None,
     ) -> Iterator[str]:
         """Yield the reply piece by piece while a worker thread generates it."""
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
-
         if adapter is not None:
             self.ensure_adapter(adapter)
         decoding = decoding or role.decoding
         prompt_format = (adapter or {}).get("prompt_format") or self.prompt_format
-        ids = formats.prompt_ids(self.tokenizer, prompt_format, role, text, history)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        ids = self.prompt_ids(role, text, history, adapter)
+        streamer = _LockedStreamer(
+            self._tokenizer_lock, self.tokenizer, skip_prompt=True, skip_special_tokens=True
+        )
         stop_requested = threading.Event()
 
         class _StopWhenAsked(StoppingCriteria):
@@ -271,7 +284,8 @@ class ChatEngine:
         decoding = decoding or role.decoding
         prompt_format = (adapter or {}).get("prompt_format") or self.prompt_format
         stop_ids = formats.stop_token_ids(self.tokenizer, prompt_format, self.model)
-        prompts = [formats.prompt_ids(self.tokenizer, prompt_format, role, text) for text in texts]
+        with self._tokenizer_lock:
+            prompts = [formats.prompt_ids(self.tokenizer, prompt_format, role, text) for text in texts]
         limits = list(max_new_tokens) if max_new_tokens else [decoding.max_new_tokens] * len(texts)
         # Similar lengths together: a batch pads to its longest prompt and runs to its largest limit.
         order = sorted(range(len(texts)), key=lambda i: (limits[i], len(prompts[i])))
@@ -296,7 +310,8 @@ class ChatEngine:
                     )
                 finally:
                     _thread_choice.adapter = None
-            decoded = self.tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
+            with self._tokenizer_lock:
+                decoded = self.tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
             for i, text in zip(rows, decoded, strict=True):
                 replies[i] = text
             done += len(rows)
@@ -315,7 +330,10 @@ class ChatEngine:
         prompt_format = (adapter or {}).get("prompt_format") or self.prompt_format
         total, count = 0.0, 0
         for record in records:
-            example = formats.training_example(self.tokenizer, prompt_format, role, record, max_length=10**9)
+            with self._tokenizer_lock:
+                example = formats.training_example(
+                    self.tokenizer, prompt_format, role, record, max_length=10**9
+                )
             with self._lock.shared(), torch.inference_mode():
                 _thread_choice.adapter = self._choice_for(adapter)
                 try:

@@ -5,7 +5,19 @@ import os
 import threading
 
 import streamlit as st
+
+# transformers resolves its names lazily, and that lazy import is not thread-safe: two sessions
+# loading models at once could see a half-imported module ("cannot import name 'AutoTokenizer'",
+# seen in CI). Import what the engine uses once, here, under Python's import lock.
+from peft import PeftModel  # noqa: F401
 from streamlit.runtime.pages_manager import PagesManager
+from transformers import (  # noqa: F401
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    TextIteratorStreamer,
+)
 
 from engine import models
 from engine.generation import ChatEngine
