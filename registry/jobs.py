@@ -6,7 +6,6 @@ from registry.db import from_json, now, to_json
 
 ACTIVE = ("queued", "running")
 RESUMABLE = ("interrupted", "cancelled", "failed")
-FINISHED = ("succeeded", "failed", "cancelled", "interrupted")
 
 
 def create(db: Database, *, adapter_name: str, config: dict, **fields) -> dict:

@@ -124,6 +124,30 @@ def evaluate(
     return row, False
 
 
+def evaluate_with_base(db, *, adapter_name: str, data: str, engine, limit=None, progress=None) -> list[dict]:
+    """The adapter, then its base alone on the same examples, so the gain can be shown.
+    `progress(fraction)` covers both passes."""
+    adapter = adapter_rows.require(db, adapter_name)
+    total = 2 * len(load_dataset(data, limit=limit).records)
+    rows = []
+    for step, who in enumerate((adapter_name, None)):
+        done_before = step * total // 2
+        row, _ = evaluate(
+            db,
+            data=data,
+            adapter_name=who,
+            base=adapter["base_model"],
+            role_name=adapter["role"],
+            limit=limit,
+            engine=engine,
+            progress=None
+            if progress is None
+            else (lambda done, before=done_before: progress((before + done) / total)),
+        )
+        rows.append(row)
+    return rows
+
+
 def _write_predictions(out, who: str, dataset, texts, references, predictions) -> Path:
     if out:
         path = Path(out).expanduser()

@@ -396,7 +396,7 @@ def _evaluate_heldout(plan: _Plan, job_dir: Path, db) -> None:
     import gc
 
     from engine.generation import ChatEngine
-    from training.evaluate import describe, evaluate
+    from training.evaluate import describe, evaluate_with_base
 
     path = job_dir / "heldout.jsonl"
     path.write_text(
@@ -405,16 +405,8 @@ def _evaluate_heldout(plan: _Plan, job_dir: Path, db) -> None:
     gc.collect()  # the training copy of the model is no longer needed
     try:
         engine = ChatEngine(plan.config.base, device=plan.config.device or None)
-        for adapter_name in (plan.config.name, None):
-            row, _ = evaluate(
-                db,
-                data=str(path),
-                adapter_name=adapter_name,
-                base=plan.config.base,
-                role_name=plan.config.role,
-                engine=engine,
-            )
-            who = adapter_name or "base model"
+        rows = evaluate_with_base(db, adapter_name=plan.config.name, data=str(path), engine=engine)
+        for who, row in zip((plan.config.name, "base model"), rows, strict=True):
             log.info("held-out evaluation (%d examples), %s:\n%s", len(plan.heldout), who, describe(row))
     except Exception as error:  # the adapter is fine; only its scores are missing
         log.warning("held-out evaluation failed: %s", _one_line(error))
