@@ -28,6 +28,7 @@ Progress = Callable[[float, str], None]
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*$")
 _NETWORK_PROBE_SECONDS = 3.0
+YUAN_MODEL_TYPE = "yuan"  # checkpoints that engine.yuan builds, whatever their auto_map says
 
 
 @dataclass(frozen=True)
@@ -286,9 +287,22 @@ def parse_dtype(name: str | None, device: str):
     return dtypes[name]
 
 
+def model_type(model_dir: Path) -> str | None:
+    config = Path(model_dir) / "config.json"
+    if not config.is_file():
+        return None
+    return json.loads(config.read_text(encoding="utf-8")).get("model_type")
+
+
 def load_tokenizer(model_dir: Path, spec: ModelSpec, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
+    if model_type(model_dir) == YUAN_MODEL_TYPE:
+        from engine import yuan
+
+        # Our port needs none of the checkpoint's code; its tokenizer is a plain LlamaTokenizer.
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, add_bos_token=False, add_eos_token=False)
+        return yuan.prepare_tokenizer(tokenizer)
     with _explain_remote_code(spec, trust_remote_code):
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
@@ -306,6 +320,10 @@ def load_model(
 ):
     from transformers import AutoModelForCausalLM
 
+    if model_type(model_dir) == YUAN_MODEL_TYPE:
+        import engine.yuan  # noqa: F401  (registers the port with the Auto classes)
+
+        trust_remote_code = False  # the checkpoint's own code no longer builds; our port replaces it
     with _explain_remote_code(spec, trust_remote_code):
         model = AutoModelForCausalLM.from_pretrained(
             model_dir, dtype=dtype, trust_remote_code=trust_remote_code
@@ -344,7 +362,6 @@ def default_prompt_format(spec: ModelSpec, model_dir: Path, tokenizer) -> str:
     """The catalogue's choice, else what the model itself suggests."""
     if spec.model_id in CATALOGUE:
         return CATALOGUE[spec.model_id].prompt_format
-    config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
-    if config.get("model_type") == "yuan":
+    if model_type(model_dir) == YUAN_MODEL_TYPE:
         return "yuan"
     return "chat_template" if getattr(tokenizer, "chat_template", None) else "plain"
