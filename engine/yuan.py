@@ -17,7 +17,7 @@ What differs from Llama, and why the code below looks the way it does:
   reset. Unlike the reference, the padding mask is honoured on that path too, and LF ignores padded
   positions, so a left-padded row in a batch gives the same result as the row alone.
 - The LF convolution does cross `<eod>` boundaries, so packing two examples into one row changes the
-  second one's logits: never pack Yuan batches (`supports_packing`).
+  second one's logits: never pack Yuan batches (`training.batching`).
 """
 
 import torch
@@ -110,11 +110,6 @@ class YuanConfig(PreTrainedConfig):
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
-
-
-def supports_packing(config) -> bool:
-    """Padding-free packing is exact only where nothing mixes neighbouring tokens but attention."""
-    return getattr(config, "model_type", None) != MODEL_TYPE
 
 
 # --- cache -----------------------------------------------------------------------------------------

@@ -165,10 +165,9 @@ def test_packing_two_examples_into_one_row_changes_the_second_ones_logits():
     # last tokens into the second one's queries and keys (its first token only attends to itself).
     assert torch.allclose(packed[0], alone[0], atol=1e-5)
     assert (packed[1] - alone[1]).abs().max() > 1e-3
-    assert not yuan.supports_packing(model.config)
-    from transformers import LlamaConfig
+    from training.batching import choose_packing
 
-    assert yuan.supports_packing(LlamaConfig())
+    assert not choose_packing("auto", model.config.model_type, trust_remote_code=False)
 
 
 def test_lora_on_all_projections_trains_with_gradient_checkpointing():
@@ -286,6 +285,8 @@ def test_lora_training_run_registers_an_adapter_that_chats(home, yuan_model_dir)
     for target in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"):
         assert f'"{target}"' in config
     assert "remote code" not in result.stderr.lower()
+    log = (home / "jobs" / str(adapter["job_id"]) / "train.log").read_text()
+    assert "batches padded, length-grouped" in log  # never packed: the convolution would cross examples
 
     chat = run_module("engine.chat", "--adapter", "yuan-t", "--max-new-tokens", "8", "A fever.")
     assert chat.returncode == 0, chat.stderr[-3000:]

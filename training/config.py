@@ -44,6 +44,7 @@ class TrainConfig:
     lora_dropout: float = _option(0.1, "LoRA dropout")
     target_modules: str = _option(LORA_TARGETS, "comma-separated modules to adapt (those the model has)")
     gradient_checkpointing: str = _option("auto", "auto (on for >1B models on GPU), on or off")
+    packing: str = _option("auto", "padding-free packed batches: auto (where exact; never Yuan), on or off")
     seed: int = _option(42, "random seed")
     # where and how
     device: str = _option("", "cpu or cuda (default: cuda when available)")

@@ -39,12 +39,20 @@ from registry import connect, home  # noqa: E402
 from registry import jobs as job_rows  # noqa: E402
 from registry.errors import UserError  # noqa: E402
 from registry.names import check_name  # noqa: E402
+from training.batching import (  # noqa: E402
+    check_choice,
+    choose_checkpointing,
+    choose_packing,
+    choose_recipe,
+    collator,
+    prepare_model,
+    sampling_strategy,
+)
 from training.config import TrainConfig, check_keys, parse_config  # noqa: E402
 from training.data import Dataset, load_dataset, split_holdout  # noqa: E402
 from training.examples import TokenizedDataset, tokenize_dataset  # noqa: E402
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 143
-LARGE_MODEL_PARAMETERS = 1_000_000_000
 
 log = logging.getLogger("translator.train")
 
@@ -76,6 +84,7 @@ class _Plan:
     tokenizer: object
     prompt_format: str
     tokenized: TokenizedDataset
+    packing: bool
 
 
 def _prepare(config: TrainConfig) -> _Plan:
@@ -113,15 +122,18 @@ def _prepare(config: TrainConfig) -> _Plan:
     dataset, heldout = split_holdout(dataset, config.holdout, config.seed)
     if config.prompt_format and config.prompt_format not in FORMATS:
         raise UserError(f"Unknown prompt format {config.prompt_format!r}: use {', '.join(FORMATS)}.")
-    if config.gradient_checkpointing not in ("auto", "on", "off"):
-        raise UserError("--gradient-checkpointing takes auto, on or off.")
+    check_choice("gradient-checkpointing", config.gradient_checkpointing)
+    check_choice("packing", config.packing)
     spec = models.parse_model_id(config.base)
     model_dir = models.resolve_model_dir(spec)
+    packing = choose_packing(config.packing, models.model_type(model_dir), config.trust_remote_code)
     tokenizer = models.load_tokenizer(model_dir, spec, config.trust_remote_code)
     prompt_format = config.prompt_format or models.default_prompt_format(spec, model_dir, tokenizer)
     tokenized = tokenize_dataset(dataset, tokenizer, prompt_format, role, config.max_length)
     config = replace(config, name=name, base=spec.model_id, prompt_format=prompt_format)
-    return _Plan(config, job, role, dataset, heldout, spec, model_dir, tokenizer, prompt_format, tokenized)
+    return _Plan(
+        config, job, role, dataset, heldout, spec, model_dir, tokenizer, prompt_format, tokenized, packing
+    )
 
 
 def _refuse_taken_name(db, name: str, queued_job: dict | None) -> None:
@@ -241,7 +253,7 @@ def _wait_for_the_device(db, job_id: int, cancellation):
 def _train(plan: _Plan, job: dict, job_dir: Path, cancellation, db) -> str:
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers import Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -257,10 +269,9 @@ def _train(plan: _Plan, job: dict, job_dir: Path, cancellation, db) -> str:
     if cancellation.requested.is_set():
         return "cancelled"
     targets = _lora_targets(model, config.target_modules)
-    checkpointing = _use_gradient_checkpointing(config.gradient_checkpointing, device, model)
-    if checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
+    checkpointing = choose_checkpointing(config.gradient_checkpointing, device, model.num_parameters())
+    recipe = choose_recipe(plan.packing, checkpointing)
+    prepare_model(model, recipe)
     lora = LoraConfig(
         task_type="CAUSAL_LM",
         r=config.lora_r,
@@ -271,13 +282,13 @@ def _train(plan: _Plan, job: dict, job_dir: Path, cancellation, db) -> str:
     model = get_peft_model(model, lora)
     trainable, total = model.get_nb_trainable_parameters()
     log.info(
-        "LoRA on %s: %s trainable of %s parameters; %s %s, gradient checkpointing %s",
+        "LoRA on %s: %s trainable of %s parameters; %s %s; %s",
         ",".join(targets),
         f"{trainable:,}",
         f"{total:,}",
         device,
         str(dtype).removeprefix("torch."),
-        "on" if checkpointing else "off",
+        recipe.describe(),
     )
     checkpoints = job_dir / "checkpoints"
     arguments = TrainingArguments(
@@ -299,8 +310,9 @@ def _train(plan: _Plan, job: dict, job_dir: Path, cancellation, db) -> str:
         remove_unused_columns=False,
         dataloader_num_workers=0,
         disable_tqdm=True,
+        train_sampling_strategy=sampling_strategy(recipe),
     )
-    counter = TokenCounter(DataCollatorForSeq2Seq(plan.tokenizer, padding=True))
+    counter = TokenCounter(collator(plan.tokenizer, recipe))
     progress = RegistryProgress(db, job["id"], counter, cancellation)
     trainer = Trainer(
         model=model,
@@ -316,11 +328,11 @@ def _train(plan: _Plan, job: dict, job_dir: Path, cancellation, db) -> str:
     result = trainer.train(resume_from_checkpoint=resume_from)
     if cancellation.requested.is_set():
         return "cancelled"
-    _publish(plan, job, model, result, progress, db)
+    _publish(plan, job, model, result, progress, db, recipe)
     return "succeeded"
 
 
-def _publish(plan: _Plan, job: dict, model, result, progress, db) -> None:
+def _publish(plan: _Plan, job: dict, model, result, progress, db, recipe) -> None:
     """Temporary folder → rename → row: no row ever points at a half-written folder."""
     config = plan.config
     adapters_dir = home.adapters_dir()
@@ -353,6 +365,7 @@ def _publish(plan: _Plan, job: dict, model, result, progress, db) -> None:
         "num_truncated": plan.tokenized.num_truncated,
         "num_dropped": plan.tokenized.num_dropped,
         "num_heldout": len(plan.heldout),
+        "recipe": recipe.describe(),
     }
     hyperparameters = {
         key: getattr(config, key)
@@ -422,12 +435,6 @@ def _lora_targets(model, requested: str) -> list[str]:
             "pass --target-modules with names from the model."
         )
     return targets
-
-
-def _use_gradient_checkpointing(choice: str, device: str, model) -> bool:
-    if choice != "auto":
-        return choice == "on"
-    return device.startswith("cuda") and model.num_parameters() > LARGE_MODEL_PARAMETERS
 
 
 def _configure_logging(log_path: Path, captured: bool) -> None:
