@@ -268,7 +268,7 @@ def _train(plan: _Plan, job: dict, job_dir: Path, cancellation, db) -> str:
     )
     if cancellation.requested.is_set():
         return "cancelled"
-    targets = _lora_targets(model, config.target_modules)
+    targets = lora_targets(model, config.target_modules)
     checkpointing = choose_checkpointing(config.gradient_checkpointing, device, model.num_parameters())
     recipe = choose_recipe(plan.packing, checkpointing)
     prepare_model(model, recipe)
@@ -425,7 +425,7 @@ def _evaluate_heldout(plan: _Plan, job_dir: Path, db) -> None:
         log.warning("held-out evaluation failed: %s", _one_line(error))
 
 
-def _lora_targets(model, requested: str) -> list[str]:
+def lora_targets(model, requested: str) -> list[str]:
     wanted = [name.strip() for name in requested.split(",") if name.strip()]
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     targets = [name for name in wanted if name in present]
