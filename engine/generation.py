@@ -301,17 +301,29 @@ class ChatEngine:
             with self._lock.shared(), torch.inference_mode():
                 _thread_choice.adapter = self._choice_for(adapter)
                 try:
-                    output = self.model.generate(
-                        input_ids=torch.tensor(ids, device=self.model.device),
-                        attention_mask=torch.tensor(mask, device=self.model.device),
-                        eos_token_id=stop_ids,
-                        pad_token_id=pad,
-                        **settings,
-                    )
+                    input_ids = torch.tensor(ids, device=self.model.device)
+                    attention_mask = torch.tensor(mask, device=self.model.device)
+                    if decoding.do_sample:
+                        output = self.model.generate(
+                            input_ids=input_ids,
+                            attention_mask=attention_mask,
+                            eos_token_id=stop_ids,
+                            pad_token_id=pad,
+                            **settings,
+                        )[:, width:]
+                    else:
+                        output = _greedy_shrinking_batch(
+                            self.model,
+                            input_ids,
+                            attention_mask,
+                            [limits[i] for i in rows],
+                            stop_ids,
+                            decoding.repetition_penalty,
+                        )
                 finally:
                     _thread_choice.adapter = None
             with self._tokenizer_lock:
-                decoded = self.tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
+                decoded = self.tokenizer.batch_decode(output, skip_special_tokens=True)
             for i, text in zip(rows, decoded, strict=True):
                 replies[i] = text
             done += len(rows)
@@ -350,6 +362,114 @@ class ChatEngine:
 
     def reply(self, text: str, **kwargs) -> str:
         return "".join(self.stream(text, **kwargs))
+
+
+def _greedy_shrinking_batch(model, input_ids, attention_mask, limits, stop_ids, repetition_penalty):
+    """Greedy decoding of a left-padded batch in which each row leaves as soon as it is done (a
+    stop token or its own limit): the KV cache drops the row, so the remaining steps only compute
+    the rows still writing. `generate()` would run every row until the last one finishes."""
+    import torch
+    from transformers import RepetitionPenaltyLogitsProcessor
+
+    penalty = RepetitionPenaltyLogitsProcessor(repetition_penalty) if repetition_penalty != 1.0 else None
+    stops = set(stop_ids)
+    replies: list[list[int]] = [[] for _ in limits]
+    active = list(range(len(limits)))  # original row of each row still in the batch
+    sequences = input_ids
+    positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    logits, cache = _prefill(model, input_ids, attention_mask, positions)
+    positions = positions[:, -1:]
+    while True:
+        if penalty is not None:
+            logits = penalty(sequences, logits)
+        tokens = logits.argmax(-1)
+        keep = []
+        for slot, (row, token) in enumerate(zip(active, tokens.tolist(), strict=True)):
+            if token in stops:
+                continue
+            replies[row].append(token)
+            if len(replies[row]) < limits[row]:
+                keep.append(slot)
+        if not keep:
+            return replies
+        if len(keep) < len(active):
+            selected = torch.tensor(keep, device=tokens.device)
+            cache.batch_select_indices(selected)
+            active = [active[slot] for slot in keep]
+            tokens, sequences = tokens[selected], sequences[selected]
+            attention_mask, positions = attention_mask[selected], positions[selected]
+        sequences = torch.cat((sequences, tokens[:, None]), dim=1)
+        attention_mask = torch.cat((attention_mask, attention_mask.new_ones(len(active), 1)), dim=1)
+        positions = positions + 1
+        output = model(
+            input_ids=tokens[:, None],
+            attention_mask=attention_mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        logits, cache = output.logits[:, -1].float(), output.past_key_values
+
+
+def _prefill(model, input_ids, attention_mask, positions):
+    """The prompts' pass: last-position logits and the batch's KV cache.
+
+    On a CPU, computing the padding of a left-padded batch is pure waste (compute-bound), so each
+    prompt runs alone and the row caches are stacked, left-padded with masked zeros. A GPU runs the
+    padded batch at once. Caches we cannot stack (e.g. sliding-window layers) take the padded path."""
+    import torch
+
+    if input_ids.shape[0] > 1 and input_ids.device.type == "cpu":
+        rows, row_logits = [], []
+        pads = (attention_mask == 0).sum(-1).tolist()
+        for row, pad in enumerate(pads):
+            output = model(input_ids=input_ids[row : row + 1, pad:], use_cache=True, logits_to_keep=1)
+            rows.append(output.past_key_values)
+            row_logits.append(output.logits[:, -1].float())
+        cache = _stack_left_padded(rows, pads)
+        if cache is not None:
+            return torch.cat(row_logits), cache
+    output = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=positions,
+        use_cache=True,
+        logits_to_keep=1,  # the prompt's other positions need no vocabulary-sized logits
+    )
+    return output.logits[:, -1].float(), output.past_key_values
+
+
+def _stack_left_padded(caches, pads):
+    """One batch cache from single-row caches (full-attention layers only), else None."""
+    import torch
+    from transformers.cache_utils import DynamicLayer
+
+    from engine.yuan import YuanCache, YuanCacheLayer
+
+    stackable = (DynamicLayer, YuanCacheLayer)
+    if any(type(layer) not in stackable for cache in caches for layer in cache.layers):
+        return None
+    merged = caches[0]
+    for index, layer in enumerate(merged.layers):
+        rows = [cache.layers[index] for cache in caches]
+        layer.keys = _left_pad([row.keys for row in rows], pads)
+        layer.values = _left_pad([row.values for row in rows], pads)
+        if isinstance(layer, YuanCacheLayer):
+            states = [row.lf_state for row in rows]
+            layer.lf_state = tuple(torch.cat(parts) for parts in zip(*states, strict=True))
+    if isinstance(merged, YuanCache) and merged.last_eod is not None:
+        # positions move right by the padding in front of each row
+        eods = [cache.last_eod for cache in caches]
+        merged.last_eod = torch.cat([eod + pad * (eod >= 0) for eod, pad in zip(eods, pads, strict=True)])
+    return merged
+
+
+def _left_pad(states, pads):
+    """Stack (1, heads, length, dim) states into one batch, zeros in front up to a common length."""
+    import torch
+    import torch.nn.functional as F
+
+    return torch.cat([F.pad(state, (0, 0, pad, 0)) for state, pad in zip(states, pads, strict=True)])
 
 
 def _weights_version(folder: Path) -> tuple:

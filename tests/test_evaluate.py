@@ -144,3 +144,15 @@ def test_training_evaluates_the_adapter_and_base_on_the_heldout_split(home, tiny
     log = (home / "jobs" / str(adapter["job_id"]) / "train.log").read_text()
     assert "held-out evaluation (3 examples)" in log
     assert evaluations.base_counterpart(db, evaluations.for_adapter(db, adapter["id"])[0]) is not None
+
+
+def test_batched_generation_without_stacked_row_caches_is_the_same(engine, monkeypatch):
+    """The padded-prefill path (GPUs, sliding-window caches) answers like the stacked-rows path."""
+    from engine import generation
+
+    texts = ["The patient has a fever.", "Pain.", "Take two tablets daily after meals."]
+    greedy = TRANSLATOR.decoding.with_changes(max_new_tokens=12)
+    stacked = engine.generate_batch(texts, role=TRANSLATOR, decoding=greedy, batch_size=3)
+    monkeypatch.setattr(generation, "_stack_left_padded", lambda caches, pads: None)
+    padded = engine.generate_batch(texts, role=TRANSLATOR, decoding=greedy, batch_size=3)
+    assert padded == stacked

@@ -291,3 +291,20 @@ def test_lora_training_run_registers_an_adapter_that_chats(home, yuan_model_dir)
     chat = run_module("engine.chat", "--adapter", "yuan-t", "--max-new-tokens", "8", "A fever.")
     assert chat.returncode == 0, chat.stderr[-3000:]
     assert chat.stdout.endswith("\n")
+
+
+def test_batched_greedy_with_rows_leaving_early_equals_one_by_one(yuan_model_dir):
+    """Rows leave the batch at their own limits: the Yuan cache drops them, LF state included."""
+    from engine.generation import ChatEngine
+
+    chat = ChatEngine(str(yuan_model_dir), device="cpu")
+    texts = ["A fever.", "The patient has a cough and a fever.", "Pain."]
+    limits = [3, 9, 6]
+    greedy = TRANSLATOR.decoding
+    batched = chat.generate_batch(texts, role=TRANSLATOR, decoding=greedy, max_new_tokens=limits)
+    for text, limit, reply in zip(texts, limits, batched, strict=True):
+        alone = chat.generate_batch([text], role=TRANSLATOR, decoding=greedy, max_new_tokens=[limit])[0]
+        assert reply == alone
+    # each row's own limit counts: the first row was cut at 3 tokens, not at the batch's 9
+    longer = chat.generate_batch(texts[:1], role=TRANSLATOR, decoding=greedy, max_new_tokens=[9])[0]
+    assert longer != batched[0]
