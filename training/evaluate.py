@@ -56,7 +56,7 @@ def evaluate(
     base: str | None = None,
     role_name: str | None = None,
     limit: int | None = None,
-    batch_size: int = 8,
+    batch_size: int = 16,
     out: str | None = None,
     force: bool = False,
     engine=None,
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help=".json, .jsonl or .csv with input/output")
     parser.add_argument("--role", help="role (default: the adapter's, else translator)")
     parser.add_argument("--limit", type=int, help="only the first N examples")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=16, help="rows per generate batch")
     parser.add_argument("--out", help="where to write predictions.jsonl")
     parser.add_argument("--force", action="store_true", help="recompute even if stored")
     args = parser.parse_args(argv)
