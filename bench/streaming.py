@@ -4,11 +4,11 @@
     .venv/bin/python bench/streaming.py --adapters 2 --repeats 9
 
 Raw: `model.generate` with a token-level streamer that only records when the first token arrives.
-Ours: `ChatEngine.stream` as the chat page uses it (worker thread, text streamer, stop button hook,
-per-thread adapter selection); with --adapters N, N adapters are loaded and both paths answer as
-the base model. Greedy decoding, so both produce the same tokens (checked). Tokens/s = generated
-tokens / wall time of the whole reply; first token = time to the first streamed text. Medians over
-alternating repeats; the last line is the tokens/s ratio.
+Ours: `ChatEngine.stream` as the chat page uses it (token loop in the reader's thread, incremental
+detokenisation, per-thread adapter selection, lock per step); with --adapters N, N adapters are
+loaded and both paths answer as the base model. Greedy decoding, so both produce the same tokens
+(checked). Tokens/s = generated tokens / wall time of the whole reply; first token = time to the
+first streamed text. Medians over alternating repeats; the last line is the tokens/s ratio.
 """
 
 import argparse
@@ -46,7 +46,7 @@ def run(args, scratch: Path) -> None:
     from transformers.generation.streamers import BaseStreamer
 
     from engine import formats
-    from engine.generation import ChatEngine
+    from engine.generation import ChatEngine, _thread_choice
     from engine.roles import ASSISTANT
     from registry import adapters as adapter_rows
     from registry import connect
@@ -78,6 +78,8 @@ def run(args, scratch: Path) -> None:
         streamer = FirstToken()
         start = time.perf_counter()
         with torch.inference_mode():
+            # with adapters loaded, answer as the base exactly as the engine selects it
+            _thread_choice.adapter = engine._choice_for(None)
             output = engine.model.generate(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
@@ -91,6 +93,7 @@ def run(args, scratch: Path) -> None:
                 top_k=None,
                 repetition_penalty=decoding.repetition_penalty,
             )
+            _thread_choice.adapter = None
         seconds = time.perf_counter() - start
         new = output[0, ids.shape[1] :]
         text = engine.tokenizer.decode(new, skip_special_tokens=True)

@@ -43,6 +43,53 @@ def test_replies_stream_in_pieces(engine_and_adapters):
     assert len(pieces) > 1 and "".join(pieces)
 
 
+@pytest.mark.parametrize(
+    "decoding",
+    [
+        Decoding(do_sample=False, max_new_tokens=20, repetition_penalty=1.1),
+        Decoding(do_sample=True, temperature=0.5, top_p=0.9, repetition_penalty=1.1, max_new_tokens=20),
+    ],
+    ids=["greedy", "persona-sampling"],
+)
+def test_streaming_picks_tokens_exactly_as_generate_does(engine_and_adapters, decoding):
+    import torch
+
+    from engine import formats
+    from engine.generation import _generate_kwargs
+
+    engine, rows = engine_and_adapters
+    text = "The patient has a fever."
+    ids = torch.tensor([engine.prompt_ids(ASSISTANT, text)])
+    torch.manual_seed(7)
+    with torch.inference_mode():
+        output = engine.model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            eos_token_id=formats.stop_token_ids(engine.tokenizer, engine.prompt_format, engine.model),
+            pad_token_id=engine.tokenizer.pad_token_id,
+            **_generate_kwargs(decoding),
+        )
+    expected = engine.tokenizer.decode(output[0, ids.shape[1] :], skip_special_tokens=True)
+    torch.manual_seed(7)
+    assert engine.reply(text, role=ASSISTANT, decoding=decoding) == expected
+
+
+def test_a_reader_that_stops_reading_stops_the_computation(engine_and_adapters, monkeypatch):
+    engine, rows = engine_and_adapters
+    engine.ensure_adapter(rows["alpha"])
+    calls = []
+    forward = engine.model.forward
+    monkeypatch.setattr(engine.model, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    reply = engine.stream("Hello there", role=ASSISTANT, decoding=GREEDY.with_changes(max_new_tokens=200))
+    next(reply)
+    reply.close()
+    steps = len(calls)
+    assert steps < 20
+    engine.unload_adapter("alpha")  # the exclusive lock is free at once: no reply holds it
+    assert "alpha" not in engine.loaded_adapters
+    assert len(calls) == steps
+
+
 def test_each_adapter_answers_differently_and_the_base_answers_with_adapters_off(engine_and_adapters):
     engine, rows = engine_and_adapters
     base_before = _reply(engine, None)
