@@ -11,7 +11,14 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from transformers import TextStreamer
+from transformers import (
+    LogitsProcessorList,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TextStreamer,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from engine import formats, models
 from engine.adapters import WEIGHTS_FILE, check_loadable
@@ -339,7 +346,6 @@ def _greedy_shrinking_batch(model, input_ids, attention_mask, limits, stop_ids, 
     stop token or its own limit): the KV cache drops the row, so the remaining steps only compute
     the rows still writing. `generate()` would run every row until the last one finishes."""
     import torch
-    from transformers import RepetitionPenaltyLogitsProcessor
 
     penalty = RepetitionPenaltyLogitsProcessor(repetition_penalty) if repetition_penalty != 1.0 else None
     stops = set(stop_ids)
@@ -438,13 +444,6 @@ def _token_chooser(model, decoding: Decoding):
     """The next token as `generate()` picks it: repetition penalty, then (when sampling)
     temperature, the model's top-k (50 unless its generation config says otherwise) and top-p."""
     import torch
-    from transformers import (
-        LogitsProcessorList,
-        RepetitionPenaltyLogitsProcessor,
-        TemperatureLogitsWarper,
-        TopKLogitsWarper,
-        TopPLogitsWarper,
-    )
 
     steps = LogitsProcessorList()
     if decoding.repetition_penalty != 1.0:

@@ -8,16 +8,11 @@ import streamlit as st
 
 # transformers resolves its names lazily, and that lazy import is not thread-safe: two sessions
 # loading models at once could see a half-imported module ("cannot import name 'AutoTokenizer'",
-# seen in CI). Import what the engine uses once, here, under Python's import lock.
+# seen in CI). Import what the engine uses once, here, under Python's import lock (engine.generation
+# imports the rest of its transformers names at module level for the same reason).
 from peft import PeftModel  # noqa: F401
 from streamlit.runtime.pages_manager import PagesManager
-from transformers import (  # noqa: F401
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    StoppingCriteria,
-    StoppingCriteriaList,
-    TextIteratorStreamer,
-)
+from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
 from engine import models
 from engine.generation import ChatEngine
