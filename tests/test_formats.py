@@ -31,16 +31,18 @@ def test_training_prompt_equals_what_chat_sends_to_the_model(chat_engine, monkey
         record = {"instruction": "你是谁？", "input": "", "output": "我是甄嬛。"}
     example = formats.training_example(chat_engine.tokenizer, prompt_format, role, record)
     sent = []
-    original_generate = chat_engine.model.generate
+    original_forward = chat_engine.model.forward
 
-    def spy(**kwargs):
+    def spy(*args, **kwargs):
         sent.append(kwargs["input_ids"][0].tolist())
-        return original_generate(**{**kwargs, "max_new_tokens": 1})
+        return original_forward(*args, **kwargs)
 
-    monkeypatch.setattr(chat_engine.model, "generate", spy)
+    monkeypatch.setattr(chat_engine.model, "forward", spy)
     monkeypatch.setattr(chat_engine, "prompt_format", prompt_format)
-    chat_engine.reply(formats.user_text(role, record["instruction"], record["input"]), role=role)
-    assert sent == [example.input_ids[: example.prompt_length]]
+    one_token = role.decoding.with_changes(max_new_tokens=1)
+    text = formats.user_text(role, record["instruction"], record["input"])
+    chat_engine.reply(text, role=role, decoding=one_token)
+    assert sent == [example.input_ids[: example.prompt_length]]  # the prompt's one forward pass
     assert example.labels[: example.prompt_length] == [formats.IGNORE_INDEX] * example.prompt_length
     assert example.labels[example.prompt_length :] == example.input_ids[example.prompt_length :]
 

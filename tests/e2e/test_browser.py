@@ -49,7 +49,9 @@ def _send(page, text: str) -> None:
 
 def _send_and_wait_for_reply(page, text: str, timeout: float) -> dict:
     """Send a message in the page's conversation (its ?c= id) and wait for the stored reply."""
-    conversation_id = int(parse_qs(urlparse(page.url).query)["c"][0])
+    # The script sets ?c= near its end; the sidebar can show the adapter before that run is over.
+    linked = _poll(lambda: parse_qs(urlparse(page.url).query).get("c"), 30, "the conversation id in the URL")
+    conversation_id = int(linked[0])
     before = len(_assistant_replies(conversation_id))
     _send(page, text)
     replies = _poll(
