@@ -2,7 +2,6 @@
 
 import os
 import time
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -48,16 +47,15 @@ def _send(page, text: str) -> None:
 
 
 def _send_and_wait_for_reply(page, text: str, timeout: float) -> dict:
-    """Send a message in the page's conversation (its ?c= id) and wait for the stored reply."""
-    # The script sets ?c= near its end; the sidebar can show the adapter before that run is over.
-    linked = _poll(lambda: parse_qs(urlparse(page.url).query).get("c"), 30, "the conversation id in the URL")
-    conversation_id = int(linked[0])
-    before = len(_assistant_replies(conversation_id))
+    """Send a message and wait for the reply the app stores, in whichever conversation it shows."""
+    seen = {reply["id"] for reply in _all_assistant_replies()}
     _send(page, text)
-    replies = _poll(
-        lambda: (r := _assistant_replies(conversation_id))[before:] and r, timeout, f"a reply to {text!r}"
+    new = _poll(
+        lambda: [reply for reply in _all_assistant_replies() if reply["id"] not in seen],
+        timeout,
+        f"a reply to {text!r}",
     )
-    return replies[before]
+    return new[0]
 
 
 def _start_job_from_the_form(page, adapter_name: str, max_steps: int) -> None:
@@ -80,6 +78,10 @@ def _assistant_replies(conversation_id: int) -> list[dict]:
     return [m for m in conversations.messages(connect(), conversation_id) if m["role"] == "assistant"]
 
 
+def _all_assistant_replies() -> list[dict]:
+    return [reply for c in conversations.list_all(connect()) for reply in _assistant_replies(c["id"])]
+
+
 def _choose_in_sidebar_selectbox(page, label: str, option: str) -> None:
     page.get_by_test_id("stSidebar").get_by_label(label).click()
     page.get_by_role("option", name=option).click()
@@ -97,8 +99,7 @@ def test_a_chat_reply_streams_and_persists_across_a_reload(browser, server):
         current = _assistant_texts(page)
         if current and current[-1] and (not seen or seen[-1] != current[-1]):
             seen.append(current[-1])
-        stored = [r for c in conversations.list_all(connect()) for r in _assistant_replies(c["id"])]
-        return stored
+        return _all_assistant_replies()
 
     stored = _poll(finished, 180, "the reply to be stored", interval=0.05)
     final = stored[-1]["content"]
