@@ -207,7 +207,7 @@ class ChatEngine:
                 finally:
                     _thread_choice.adapter = None
             cache = output.past_key_values
-            token = choose(sequence, output.logits[:, -1].float())
+            token = int(choose(sequence, output.logits[:, -1].float())[0])
             if token in stops:
                 break
             step_input = torch.tensor([[token]], device=sequence.device)
@@ -274,29 +274,17 @@ class ChatEngine:
             pad = self.tokenizer.pad_token_id
             ids = [[pad] * (width - len(prompts[i])) + prompts[i] for i in rows]
             mask = [[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in rows]
-            settings = _generate_kwargs(decoding) | {"max_new_tokens": max(limits[i] for i in rows)}
             with self._lock.shared(), torch.inference_mode():
                 _thread_choice.adapter = self._choice_for(adapter)
                 try:
-                    input_ids = torch.tensor(ids, device=self.model.device)
-                    attention_mask = torch.tensor(mask, device=self.model.device)
-                    if decoding.do_sample:
-                        output = self.model.generate(
-                            input_ids=input_ids,
-                            attention_mask=attention_mask,
-                            eos_token_id=stop_ids,
-                            pad_token_id=pad,
-                            **settings,
-                        )[:, width:]
-                    else:
-                        output = _greedy_shrinking_batch(
-                            self.model,
-                            input_ids,
-                            attention_mask,
-                            [limits[i] for i in rows],
-                            stop_ids,
-                            decoding.repetition_penalty,
-                        )
+                    output = _shrinking_batch(
+                        self.model,
+                        torch.tensor(ids, device=self.model.device),
+                        torch.tensor(mask, device=self.model.device),
+                        [limits[i] for i in rows],
+                        stop_ids,
+                        _token_chooser(self.model, decoding),
+                    )
                 finally:
                     _thread_choice.adapter = None
             with self._tokenizer_lock:
@@ -341,13 +329,12 @@ class ChatEngine:
         return "".join(self.stream(text, **kwargs))
 
 
-def _greedy_shrinking_batch(model, input_ids, attention_mask, limits, stop_ids, repetition_penalty):
-    """Greedy decoding of a left-padded batch in which each row leaves as soon as it is done (a
-    stop token or its own limit): the KV cache drops the row, so the remaining steps only compute
-    the rows still writing. `generate()` would run every row until the last one finishes."""
+def _shrinking_batch(model, input_ids, attention_mask, limits, stop_ids, choose):
+    """Decoding of a left-padded batch in which each row leaves as soon as it is done (a stop
+    token or its own limit): the KV cache drops the row, so the remaining steps only compute the
+    rows still writing. `generate()` would run every row until the last one finishes."""
     import torch
 
-    penalty = RepetitionPenaltyLogitsProcessor(repetition_penalty) if repetition_penalty != 1.0 else None
     stops = set(stop_ids)
     replies: list[list[int]] = [[] for _ in limits]
     active = list(range(len(limits)))  # original row of each row still in the batch
@@ -356,9 +343,7 @@ def _greedy_shrinking_batch(model, input_ids, attention_mask, limits, stop_ids, 
     logits, cache = _prefill(model, input_ids, attention_mask, positions)
     positions = positions[:, -1:]
     while True:
-        if penalty is not None:
-            logits = penalty(sequences, logits)
-        tokens = logits.argmax(-1)
+        tokens = choose(sequences, logits)
         keep = []
         for slot, (row, token) in enumerate(zip(active, tokens.tolist(), strict=True)):
             if token in stops:
@@ -456,11 +441,12 @@ def _token_chooser(model, decoding: Decoding):
         if decoding.top_p < 1.0:
             steps.append(TopPLogitsWarper(decoding.top_p))
 
-    def choose(sequence, logits) -> int:
-        scores = steps(sequence, logits)
+    def choose(sequences, logits):
+        """One next token per row of `sequences`, from the last position's `logits`."""
+        scores = steps(sequences, logits)
         if decoding.do_sample:
-            return int(torch.multinomial(scores.softmax(-1), num_samples=1))
-        return int(scores.argmax(-1))
+            return torch.multinomial(scores.softmax(-1), num_samples=1)[:, 0]
+        return scores.argmax(-1)
 
     return choose
 
@@ -505,16 +491,3 @@ def _left_pad(states, pads):
 def _weights_version(folder: Path) -> tuple:
     stat = (folder / WEIGHTS_FILE).stat()
     return (str(folder), stat.st_mtime_ns, stat.st_size)
-
-
-def _generate_kwargs(decoding: Decoding) -> dict:
-    settings = {
-        "max_new_tokens": decoding.max_new_tokens,
-        "repetition_penalty": decoding.repetition_penalty,
-        "do_sample": decoding.do_sample,
-    }
-    if decoding.do_sample:
-        settings.update(temperature=decoding.temperature, top_p=decoding.top_p)
-    else:  # the model's generation_config may carry sampling defaults; greedy must ignore them
-        settings.update(temperature=None, top_p=None, top_k=None)
-    return settings

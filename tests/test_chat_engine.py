@@ -43,6 +43,19 @@ def test_replies_stream_in_pieces(engine_and_adapters):
     assert len(pieces) > 1 and "".join(pieces)
 
 
+def _generate_settings(decoding: Decoding) -> dict:
+    """`generate()` arguments for a decoding preset: the reference the engine's choice is held to."""
+    settings = {
+        "max_new_tokens": decoding.max_new_tokens,
+        "repetition_penalty": decoding.repetition_penalty,
+        "do_sample": decoding.do_sample,
+    }
+    if decoding.do_sample:
+        return settings | {"temperature": decoding.temperature, "top_p": decoding.top_p}
+    # the model's generation_config may carry sampling defaults; greedy must ignore them
+    return settings | {"temperature": None, "top_p": None, "top_k": None}
+
+
 @pytest.mark.parametrize(
     "decoding",
     [
@@ -55,7 +68,6 @@ def test_streaming_picks_tokens_exactly_as_generate_does(engine_and_adapters, de
     import torch
 
     from engine import formats
-    from engine.generation import _generate_kwargs
 
     engine, rows = engine_and_adapters
     text = "The patient has a fever."
@@ -67,7 +79,7 @@ def test_streaming_picks_tokens_exactly_as_generate_does(engine_and_adapters, de
             attention_mask=torch.ones_like(ids),
             eos_token_id=formats.stop_token_ids(engine.tokenizer, engine.prompt_format, engine.model),
             pad_token_id=engine.tokenizer.pad_token_id,
-            **_generate_kwargs(decoding),
+            **_generate_settings(decoding),
         )
     expected = engine.tokenizer.decode(output[0, ids.shape[1] :], skip_special_tokens=True)
     torch.manual_seed(7)
