@@ -17,12 +17,13 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+from bench.scratch import make_adapters, scratch_home  # noqa: E402
 
 PROMPT = "The patient has a fever and a cough."
 
@@ -35,13 +36,8 @@ def main() -> None:
     parser.add_argument("--reloads", type=int, default=5, help="requests per count the tutorial way")
     parser.add_argument("--base", default="builtin")
     args = parser.parse_args()
-    from engine.models import models_dir
-
-    # A scratch registry, but the usual model cache: no second conversion of the built-in model.
-    os.environ.setdefault("TRANSLATOR_MODELS_DIR", str(models_dir()))
-    with tempfile.TemporaryDirectory() as scratch:
-        os.environ["TRANSLATOR_HOME"] = scratch
-        run(args, Path(scratch))
+    with scratch_home() as scratch:
+        run(args, scratch)
 
 
 def run(args, scratch: Path) -> None:
@@ -118,44 +114,6 @@ def reload_the_tutorial_way(engine, adapter_path: str):
 
     base = AutoModelForCausalLM.from_pretrained(engine.model_dir, dtype=engine.dtype).to(engine.device)
     return PeftModel.from_pretrained(base, adapter_path).eval()
-
-
-def make_adapters(engine, db, scratch: Path, count: int) -> list[str]:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    from engine.adapters import write_metadata
-    from registry import adapters as adapter_rows
-    from training.config import LORA_TARGETS
-    from training.train import lora_targets
-
-    model = AutoModelForCausalLM.from_pretrained(engine.model_dir)
-    config = LoraConfig(
-        r=8, lora_alpha=32, target_modules=lora_targets(model, LORA_TARGETS), init_lora_weights=False
-    )
-    model = get_peft_model(model, config)
-    names = []
-    for index in range(count):
-        torch.manual_seed(index)
-        for name, parameter in model.named_parameters():
-            if "lora_" in name:
-                torch.nn.init.normal_(parameter, std=0.02)
-        name = f"bench-{index}"
-        folder = scratch / "adapters" / name
-        model.save_pretrained(folder, safe_serialization=True)
-        write_metadata(folder, name=name, base_model=engine.base_model_id, role="translator")
-        adapter_rows.register(
-            db,
-            name=name,
-            role="translator",
-            base_model=engine.base_model_id,
-            prompt_format=engine.prompt_format,
-            path=folder,
-            hyperparameters={"lora_r": 8},
-        )
-        names.append(name)
-    return names
 
 
 def _stats(seconds: list[float]) -> str:

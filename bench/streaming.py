@@ -15,12 +15,13 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+from bench.scratch import make_adapters, scratch_home  # noqa: E402
 
 PROMPT = "Explain in a few sentences why a fever makes people feel tired."
 
@@ -32,13 +33,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--adapters", type=int, default=0, help="adapters loaded in the engine meanwhile")
     args = parser.parse_args()
-    from engine.models import models_dir
-
-    # A scratch registry, but the usual model cache: no second conversion of the built-in model.
-    os.environ.setdefault("TRANSLATOR_MODELS_DIR", str(models_dir()))
-    with tempfile.TemporaryDirectory() as scratch:
-        os.environ["TRANSLATOR_HOME"] = scratch
-        run(args, Path(scratch))
+    with scratch_home() as scratch:
+        run(args, scratch)
 
 
 def run(args, scratch: Path) -> None:
@@ -53,8 +49,6 @@ def run(args, scratch: Path) -> None:
 
     engine = ChatEngine(args.base)
     if args.adapters:
-        from adapter_switch import make_adapters
-
         db = connect()
         for name in make_adapters(engine, db, scratch, args.adapters):
             engine.ensure_adapter(adapter_rows.get(db, name))
