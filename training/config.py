@@ -1,21 +1,74 @@
-"""The trainer's settings: one dataclass, read from defaults, then a JSON file, then flags.
+"""The trainer's settings: one dataclass and one schema, read from defaults, a JSON file, then flags.
 
 Defaults are the tutorials': LoRA r=8, alpha 32, dropout 0.1 on q/k/v/o/gate/up/down, lr 1e-4,
-3 epochs, max length 384.
+3 epochs, max length 384. Every setting carries its accepted range or choices here, and
+`check_settings` is the one place they are enforced: flags, a `--config` file and the training
+page's form all go through it before any job row or folder exists.
 """
 
 import argparse
 import json
+import math
+import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from registry.errors import UserError
 
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+PROMPT_FORMATS = ("yuan", "chat_template", "plain")
+SWITCHES = ("auto", "on", "off")
 
 
-def _option(default, help_text: str):
-    return field(default=default, metadata={"help": help_text})
+@dataclass(frozen=True)
+class Rule:
+    """What a setting accepts: a closed or half-open interval, or a list of choices."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # the lower bound itself is not accepted (learning rate 0)
+    high_open: bool = False
+    choices: tuple = ()
+    also: tuple = ()  # extra accepted values outside the interval (max steps -1)
+    pattern: str = ""
+
+    def describe(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(repr(c) if c else "'' (automatic)" for c in self.choices)
+        if self.pattern:
+            return f"text matching {self.pattern}"
+        left = (
+            f"{'above' if self.low_open else 'at least'} {_number(self.low)}" if self.low is not None else ""
+        )
+        right = (
+            f"{'below' if self.high_open else 'at most'} {_number(self.high)}"
+            if self.high is not None
+            else ""
+        )
+        interval = " and ".join(part for part in (left, right) if part)
+        extra = "".join(f" (or {_number(value)})" for value in self.also)
+        return interval + extra
+
+    def accepts(self, value) -> bool:
+        if self.choices:
+            return value in self.choices
+        if self.pattern:
+            return re.fullmatch(self.pattern, value) is not None
+        if value in self.also:
+            return True
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+def _option(default, help_text: str, rule: Rule | None = None):
+    return field(default=default, metadata={"help": help_text, "rule": rule})
 
 
 @dataclass
@@ -27,35 +80,116 @@ class TrainConfig:
     data: str = _option("", "dataset file: .json, .jsonl or .csv with input/output (and instruction)")
     role: str = _option("translator", "role: translator, persona, assistant or a custom role")
     name: str = _option("", "name of the adapter to publish")
-    prompt_format: str = _option("", "yuan, chat_template or plain (default: the base model's)")
+    prompt_format: str = _option(
+        "", "yuan, chat_template or plain (default: the base model's)", Rule(choices=("", *PROMPT_FORMATS))
+    )
     # how much
-    epochs: float = _option(3.0, "training epochs")
-    max_steps: int = _option(-1, "stop after this many optimizer steps (overrides --epochs)")
-    limit: int = _option(0, "use only the first N examples (0: all)")
-    max_length: int = _option(384, "examples are cut to this many tokens")
-    holdout: float = _option(0.05, "fraction of examples kept out of training, to evaluate on")
+    epochs: float = _option(3.0, "training epochs", Rule(low=0, high=1000, low_open=True))
+    max_steps: int = _option(
+        -1, "stop after this many optimizer steps (overrides --epochs)", Rule(low=1, high=10**7, also=(-1,))
+    )
+    limit: int = _option(0, "use only the first N examples (0: all)", Rule(low=0, high=10**9))
+    max_length: int = _option(384, "examples are cut to this many tokens", Rule(low=8, high=131072))
+    holdout: float = _option(
+        0.05, "fraction of examples kept out of training, to evaluate on", Rule(low=0, high=0.5)
+    )
     skip_evaluation: bool = _option(False, "do not evaluate on the held-out examples after training")
     # optimisation
-    lr: float = _option(1e-4, "learning rate")
-    batch_size: int = _option(4, "examples per device per step")
-    grad_accum: int = _option(4, "gradient accumulation steps")
-    lora_r: int = _option(8, "LoRA rank")
-    lora_alpha: int = _option(32, "LoRA alpha")
-    lora_dropout: float = _option(0.1, "LoRA dropout")
-    target_modules: str = _option(LORA_TARGETS, "comma-separated modules to adapt (those the model has)")
-    gradient_checkpointing: str = _option("auto", "auto (on for >1B models on GPU), on or off")
-    packing: str = _option("auto", "padding-free packed batches: auto (where exact; never Yuan), on or off")
-    seed: int = _option(42, "random seed")
+    lr: float = _option(1e-4, "learning rate", Rule(low=0, high=1, low_open=True))
+    batch_size: int = _option(4, "examples per device per step", Rule(low=1, high=4096))
+    grad_accum: int = _option(4, "gradient accumulation steps", Rule(low=1, high=4096))
+    lora_r: int = _option(8, "LoRA rank", Rule(low=1, high=1024))
+    lora_alpha: int = _option(32, "LoRA alpha", Rule(low=1, high=4096))
+    lora_dropout: float = _option(0.1, "LoRA dropout", Rule(low=0, high=1, high_open=True))
+    target_modules: str = _option(
+        LORA_TARGETS,
+        "comma-separated modules to adapt (those the model has)",
+        Rule(pattern=r"[A-Za-z_][\w.]*(\s*,\s*[A-Za-z_][\w.]*)*"),
+    )
+    gradient_checkpointing: str = _option(
+        "auto", "auto (on for >1B models on GPU), on or off", Rule(choices=SWITCHES)
+    )
+    packing: str = _option(
+        "auto",
+        "padding-free packed batches: auto (where exact; never Yuan), on or off",
+        Rule(choices=SWITCHES),
+    )
+    seed: int = _option(42, "random seed", Rule(low=0, high=2**32 - 1))
     # where and how
-    device: str = _option("", "cpu or cuda (default: cuda when available)")
-    dtype: str = _option("auto", "auto (bf16 on capable GPUs, fp32 on CPU), bf16, fp16 or fp32")
-    save_steps: int = _option(0, "save a checkpoint every N steps (0: at the end of every epoch)")
+    device: str = _option(
+        "", "cpu or cuda (default: cuda when available)", Rule(pattern=r"|cpu|cuda(:\d+)?|mps")
+    )
+    dtype: str = _option(
+        "auto",
+        "auto (bf16 on capable GPUs, fp32 on CPU), bf16, fp16 or fp32",
+        Rule(choices=("auto", "bf16", "fp16", "fp32")),
+    )
+    save_steps: int = _option(
+        0, "save a checkpoint every N steps (0: at the end of every epoch)", Rule(low=0, high=10**7)
+    )
     trust_remote_code: bool = _option(False, "run code shipped with the model (only if you trust it)")
     resume: bool = _option(False, "continue the newest interrupted/cancelled job of --name")
-    job_id: int = _option(0, "run a job the app already queued in the registry")
+    job_id: int = _option(0, "run a job the app already queued in the registry", Rule(low=0, high=2**62))
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+SETTINGS = {option.name: option for option in fields(TrainConfig)}
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool, int: int, float: float, str: str, bool: bool}
+
+
+def rule(name: str) -> Rule | None:
+    return SETTINGS[name].metadata["rule"]
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_settings(settings: dict, where: str = "") -> TrainConfig:
+    """A TrainConfig from `settings` (any subset), every value checked for type and range.
+
+    A value of the wrong type (a number written as text in a JSON file) or outside its range is
+    refused with a message naming the setting and what it accepts."""
+    prefix = f"{where}: " if where else ""
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        known = ", ".join(sorted(name for name, o in SETTINGS.items() if o.default is not MISSING))
+        raise UserError(f"{prefix}unknown settings {', '.join(unknown)}; known: {known}.")
+    values = {}
+    for name, value in settings.items():
+        kind = _TYPES[SETTINGS[name].type]
+        values[name] = _typed(name, value, kind, prefix)
+        setting_rule = rule(name)
+        if setting_rule is not None and not setting_rule.accepts(values[name]):
+            raise UserError(
+                f"{prefix}{flag(name)} must be {setting_rule.describe()}, not {value!r}." + _hint(name)
+            )
+    return TrainConfig(**values)
+
+
+def _typed(name: str, value, kind: type, prefix: str):
+    if kind is bool or kind is str:
+        ok = isinstance(value, kind)
+    else:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok and kind is int:
+            ok = float(value).is_integer()  # 4.0 from a form or a JSON file is the whole number 4
+        if ok:
+            value = kind(value)
+    if not ok:
+        what = {int: "a whole number", float: "a number", str: "text", bool: "true or false"}[kind]
+        raise UserError(f"{prefix}{flag(name)} must be {what}, not {value!r} ({type(value).__name__}).")
+    return value
+
+
+def _hint(name: str) -> str:
+    if name == "epochs":
+        return " To train a fixed number of steps instead, set --max-steps."
+    if name == "max_length":
+        return " The tutorials use 384."
+    return ""
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
@@ -66,18 +200,41 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     )
     parser.add_argument("--config", help="JSON file with any of the settings below")
     for option in fields(TrainConfig):
-        flag = "--" + option.name.replace("_", "-")
-        if option.type in (bool, "bool"):
-            parser.add_argument(flag, action="store_true", help=option.metadata["help"])
+        kind = _TYPES[option.type]
+        if kind is bool:
+            parser.add_argument(flag(option.name), action="store_true", help=option.metadata["help"])
         else:
-            kind = {"int": int, "float": float, "str": str}.get(option.type, option.type)
             parser.add_argument(
-                flag, type=kind, help=f"{option.metadata['help']} (default: {option.default})"
+                flag(option.name), type=_flag_value(option.name, kind), help=_flag_help(option)
             )
     given = vars(parser.parse_args(argv))
     settings = read_config_file(Path(given.pop("config"))) if "config" in given else {}
     settings.update(given)
-    return TrainConfig(**settings)
+    return check_settings(settings)
+
+
+def _flag_help(option) -> str:
+    setting_rule = option.metadata["rule"]
+    accepted = f"; {setting_rule.describe()}" if setting_rule is not None else ""
+    return f"{option.metadata['help']} (default: {option.default!r}{accepted})"
+
+
+def _flag_value(name: str, kind: type):
+    """argparse would print its own usage error; ours names the flag and what it accepts."""
+
+    def convert(text: str):
+        if kind is str:
+            return text
+        try:
+            number = float(text)
+        except ValueError:
+            number = None
+        if number is None or (kind is int and not number.is_integer()):
+            what = "a whole number" if kind is int else "a number"
+            raise UserError(f"{flag(name)} must be {what}, not {text!r}.")
+        return int(number) if kind is int else number
+
+    return convert
 
 
 def read_config_file(path: Path) -> dict:
@@ -89,12 +246,5 @@ def read_config_file(path: Path) -> dict:
         raise UserError(f"Config file {path} is not valid UTF-8 JSON ({error}).") from None
     if not isinstance(settings, dict):
         raise UserError(f"Config file {path} must hold a JSON object of settings.")
-    return check_keys(settings, str(path))
-
-
-def check_keys(settings: dict, where: str) -> dict:
-    known = {option.name for option in fields(TrainConfig) if option.default is not MISSING}
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise UserError(f"{where}: unknown settings {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
+    check_settings(settings, str(path))
     return settings
