@@ -61,6 +61,18 @@ BAD_FILES = [
     ("blank.jsonl", b'{"input": "a", "output": "  "}\n', "example 1 has an empty 'output'"),
     ("noprompt.jsonl", b'{"input": "", "output": "b"}\n', "neither 'instruction' nor 'input'"),
     ("scalar.jsonl", b'"just text"\n', "example 1 is not an object"),
+    ("no-output.jsonl", b'{"input": "a", "answer": "b"}\n', "example 1 lacks the field 'output'; it has"),
+    (
+        "no-input.jsonl",
+        b'{"question": "a", "output": "b"}\n',
+        "lacks the field 'input' \\(or 'instruction'\\)",
+    ),
+    (
+        "comma.csv",
+        "input,output\nfever,发烧\nhigh fever, chills,高烧，寒战\n".encode(),
+        "comma.csv line 3 has 3 fields but the header has 2 \\(input, output\\): put a value",
+    ),
+    ("short.csv", b"instruction,input,output\nx,fever\n", "line 2 has 2 fields but the header has 3"),
 ]
 
 
@@ -82,3 +94,22 @@ def test_an_empty_path_asks_for_a_dataset():
 def test_uploaded_bytes_are_checked_like_files():
     with pytest.raises(UserError, match="upload.jsonl is not UTF-8"):
         parse_dataset(b"\xff\xfe", ".jsonl", name="upload.jsonl")
+
+
+def test_a_folder_or_a_pipe_is_not_called_missing(tmp_path):
+    import os
+
+    with pytest.raises(UserError, match="is a folder, not a dataset file"):
+        load_dataset(tmp_path)
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(UserError, match="is not a regular file \\(a pipe or a device\\)"):
+        load_dataset(fifo)
+
+
+def test_a_quoted_comma_in_csv_keeps_all_the_chinese(tmp_path):
+    path = tmp_path / "quoted.csv"
+    path.write_text('input,output\n"high fever, chills",高烧，寒战\n', encoding="utf-8")
+    assert load_dataset(path).records == [
+        {"instruction": "", "input": "high fever, chills", "output": "高烧，寒战"}
+    ]

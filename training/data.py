@@ -14,6 +14,7 @@ from pathlib import Path
 from registry.errors import UserError
 
 SUPPORTED_SUFFIXES = (".json", ".jsonl", ".csv")
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 TEXT_FIELDS = ("instruction", "input", "output")
 
 
@@ -30,6 +31,12 @@ def load_dataset(path: str | Path, limit: int | None = None) -> Dataset:
     if not str(path).strip():
         raise UserError("No dataset given: enter the path of a .json, .jsonl or .csv file.")
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise UserError(
+            f"{path} is a folder, not a dataset file: give the path of a .json, .jsonl or .csv file."
+        )
+    if path.exists() and not path.is_file():
+        raise UserError(f"{path} is not a regular file (a pipe or a device): save the data to a file first.")
     if not path.is_file():
         raise UserError(f"Dataset file not found: {path}. Check the path (or upload the file).")
     suffix = path.suffix.lower()
@@ -106,24 +113,45 @@ def _jsonl_rows(text: str, name: str) -> list:
 
 
 def _csv_rows(text: str, name: str) -> list:
+    """Rows as dicts. A row with more or fewer fields than the header is refused: an unquoted comma
+    in a value would otherwise shift the text into the wrong field (or drop it) silently."""
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        rows = list(reader)
+        header = next(reader, None)
+        if header is None:
+            return []
+        rows = []
+        for fields in reader:
+            if not any(field.strip() for field in fields):
+                continue
+            if len(fields) != len(header):
+                raise UserError(
+                    f"{name} line {reader.line_num} has {len(fields)} fields but the header has "
+                    f"{len(header)} ({', '.join(header)}): put a value that contains a comma in "
+                    'double quotes, e.g. "high fever, chills".'
+                )
+            rows.append(dict(zip(header, fields, strict=True)))
     except csv.Error as error:
         raise UserError(f"{name} is not valid CSV ({error}).") from None
-    if reader.fieldnames is None:
-        return []
     return rows
 
 
 def _record(row, number: int, name: str) -> dict:
     if not isinstance(row, dict):
         raise UserError(f"{name}: example {number} is not an object with 'input'/'output' fields.")
-    if "output" not in row or ("input" not in row and "instruction" not in row):
+    missing = [
+        label
+        for label, present in (
+            ("'output'", "output" in row),
+            ("'input' (or 'instruction')", "input" in row or "instruction" in row),
+        )
+        if not present
+    ]
+    if missing:
         present = ", ".join(sorted(map(str, row))) or "none"
         raise UserError(
-            f"{name}: example {number} lacks the fields 'output' and 'input' (or 'instruction'); "
-            f"it has: {present}."
+            f"{name}: example {number} lacks the field{'s' if len(missing) > 1 else ''} "
+            f"{' and '.join(missing)}; it has: {present}."
         )
     record = {}
     for field in TEXT_FIELDS:
@@ -140,3 +168,28 @@ def _record(row, number: int, name: str) -> dict:
     if not (record["instruction"].strip() or record["input"].strip()):
         raise UserError(f"{name}: example {number} has neither 'instruction' nor 'input' text.")
     return record
+
+
+def save_upload(name: str, data: bytes, folder: Path) -> Path:
+    """Validate an uploaded dataset, then keep it in `folder` under a safe, content-addressed name."""
+    import re
+
+    suffix = Path(name).suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise UserError(
+            f"{name}: unsupported file type {suffix or '(none)'!r}; upload .json, .jsonl or .csv."
+        )
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise UserError(
+            f"{name} is {len(data) / 1e6:.0f} MB; the limit is {MAX_UPLOAD_BYTES // 1_000_000} MB."
+        )
+    parse_dataset(data, suffix, name=name)
+    stem = re.sub(r"[^\w.-]+", "_", Path(name).stem).strip("._")[:60] or "dataset"
+    digest = hashlib.sha256(data).hexdigest()[:12]
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{stem}-{digest}{suffix}"
+    if not target.exists():
+        staging = target.with_name(f".tmp-{target.name}")
+        staging.write_bytes(data)
+        staging.replace(target)
+    return target
