@@ -4,7 +4,6 @@ import shutil
 from pathlib import Path
 
 from sqlite_utils import Database
-from sqlite_utils.db import NotFoundError
 
 from registry.db import from_json, now, to_json
 from registry.errors import UserError
@@ -26,14 +25,17 @@ def register(
     metrics: dict | None = None,
     job_id: int | None = None,
 ) -> dict:
-    """Insert the row for an adapter whose folder is already complete on disk."""
+    """Insert the row for an adapter whose folder is already complete on disk, after refusing a
+    folder chat could not serve per request (see engine.adapters)."""
+    from engine.adapters import check_folder
+
+    check_folder(Path(path), name)
     row = {
         "name": name,
         "role": role,
         "base_model": base_model,
         "prompt_format": prompt_format,
         "path": str(path),
-        "status": "ready",
         "hyperparameters": to_json(hyperparameters),
         "dataset_name": dataset_name,
         "dataset_fingerprint": dataset_fingerprint,
@@ -78,6 +80,8 @@ def rename(db: Database, old: str, new: str) -> dict:
     """Rename the row and its folder together; the folder keeps following the name."""
     new = check_name(new)
     adapter = require(db, old)
+    if new == old:
+        raise UserError(f"The adapter is already called {old!r}: type a different name to rename it.")
     if get(db, new) is not None:
         raise UserError(f"An adapter named {new!r} already exists: pick another name.")
     old_path = Path(adapter["path"])
@@ -96,15 +100,30 @@ def rename(db: Database, old: str, new: str) -> dict:
     return get(db, new)
 
 
-def delete(db: Database, name: str) -> None:
-    """Remove the row first, so no row ever points at a folder being deleted."""
+def delete(db: Database, name: str) -> dict:
+    """Remove the adapter with its evaluations, their prediction files and its folder, all or nothing:
+    the folder is first moved aside (one rename), then the rows go in one transaction; if that fails
+    the folder is moved back. Only then are the files removed."""
     adapter = require(db, name)
+    folder = Path(adapter["path"])
+    trash = folder.with_name(f".deleted-{folder.name}-{adapter['id']}")
+    moved = folder.is_dir() and not trash.exists()
+    if moved:
+        folder.rename(trash)
     try:
+        evaluations = list(db["evaluations"].rows_where("adapter_id = ?", [adapter["id"]]))
         with db.conn:
+            db["evaluations"].delete_where("adapter_id = ?", [adapter["id"]])
             db["adapters"].delete(adapter["id"])
-    except NotFoundError:
-        return
-    shutil.rmtree(adapter["path"], ignore_errors=True)
+    except BaseException:
+        if moved:
+            trash.rename(folder)
+        raise
+    for evaluation in evaluations:
+        if evaluation["predictions_path"]:
+            Path(evaluation["predictions_path"]).unlink(missing_ok=True)
+    shutil.rmtree(trash if moved else folder, ignore_errors=True)
+    return adapter
 
 
 def folder_size(path: Path) -> int:

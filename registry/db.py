@@ -15,6 +15,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from registry import home
+from registry.errors import UserError
 
 BUSY_TIMEOUT_SECONDS = 30
 
@@ -33,7 +34,7 @@ def m001_initial_schema(db: Database) -> None:
             "dataset_name": str,
             "dataset_fingerprint": str,
             "config": str,  # JSON of the trainer's settings
-            "status": str,  # queued running succeeded failed cancelled interrupted
+            "status": str,  # queued running evaluating succeeded failed cancelled interrupted
             "pid": int,
             "heartbeat_at": float,
             "created_at": float,
@@ -66,7 +67,7 @@ def m001_initial_schema(db: Database) -> None:
             "base_model": str,
             "prompt_format": str,
             "path": str,
-            "status": str,  # ready
+            "status": str,  # dropped in m004
             "hyperparameters": str,  # JSON
             "dataset_name": str,
             "dataset_fingerprint": str,
@@ -168,19 +169,61 @@ def m002_evaluations(db: Database) -> None:
     db["evaluations"].create_index(["adapter_id", "dataset_fingerprint"])
 
 
+@migrations()
+def m003_process_identity(db: Database) -> None:
+    # A pid alone is reused by the system; with its start time it names one process for good.
+    db["jobs"].add_column("pid_started", int)
+
+
+@migrations()
+def m004_no_adapter_status(db: Database) -> None:
+    # A row exists only once its folder is complete, so an adapter's status was always "ready".
+    db.execute("alter table adapters drop column status")
+
+
 def connect(path: Path | None = None) -> Database:
-    """Open the registry (creating or upgrading its schema) for use on the calling thread."""
+    """Open the registry (creating or upgrading its schema) for use on the calling thread.
+
+    A file that is not a SQLite database, or one this process may not write, is refused with a
+    message saying what to do, never a raw sqlite3 error."""
     path = Path(path) if path else home.registry_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS)
-    conn.execute("PRAGMA foreign_keys = ON")
-    db = Database(conn)
-    if migrations.pending(db):
-        with _migration_lock(path):
-            if migrations.pending(db):
-                db.enable_wal()
-                migrations.apply(db)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS)
+        conn.execute("PRAGMA foreign_keys = ON")
+        db = Database(conn)
+        if migrations.pending(db):
+            with _migration_lock(path):
+                if migrations.pending(db):
+                    db.enable_wal()
+                    migrations.apply(db)
+        # Rewriting the schema version with itself needs write access: a read-only file or folder is
+        # found here, at the door, instead of at the first write of some later action.
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        conn.execute(f"PRAGMA user_version = {int(version)}")
+    except sqlite3.DatabaseError as error:
+        raise UserError(_explain(path, error)) from error
+    except PermissionError as error:
+        raise UserError(
+            f"The registry {path} cannot be opened ({error.strerror}): give this user write access to "
+            f"{path.parent}, or set TRANSLATOR_HOME to a folder you own."
+        ) from error
     return db
+
+
+def _explain(path: Path, error: sqlite3.DatabaseError) -> str:
+    text = str(error)
+    if "not a database" in text or "malformed" in text:
+        return (
+            f"{path} is not a registry database (SQLite says: {text}). Move it away to start a new "
+            "registry, or set TRANSLATOR_HOME to the folder of your real registry."
+        )
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        return (
+            f"The registry {path} is read-only or its folder cannot be written ({text}): give this "
+            "user write access to the file and its folder, or set TRANSLATOR_HOME to another folder."
+        )
+    return f"The registry {path} cannot be used ({text}): check the file and its folder."
 
 
 @contextlib.contextmanager

@@ -1,10 +1,11 @@
-"""Rows of the `jobs` and `metrics` tables. The trainer writes them; pages only read them."""
+"""Rows of the `jobs` and `metrics` tables. The trainer and `training.lifecycle` write them; pages
+only read them."""
 
 from sqlite_utils import Database
 
 from registry.db import from_json, now, to_json
 
-ACTIVE = ("queued", "running")
+ACTIVE = ("queued", "running", "evaluating")
 RESUMABLE = ("interrupted", "cancelled", "failed")
 
 
@@ -44,9 +45,29 @@ def list_all(db: Database, limit: int = 200) -> list[dict]:
     return [_decode(r) for r in db["jobs"].rows_where(order_by="id desc", limit=limit)]
 
 
+def mark_interrupted(db: Database, job_id: int, pid: int | None, error: str) -> bool:
+    """Interrupted, only if the job is still active under the same process: a trainer that finished
+    between our look and this write keeps the status it wrote."""
+    stamp = now()
+    with db.conn:
+        cursor = db.conn.execute(
+            f"update jobs set status = 'interrupted', error = ?, finished_at = ?, heartbeat_at = ? "
+            f"where id = ? and status in ({', '.join('?' * len(ACTIVE))}) and pid is ?",
+            [error, stamp, stamp, job_id, *ACTIVE, pid],
+        )
+    return cursor.rowcount == 1
+
+
+def active(db: Database) -> list[dict]:
+    where = f"status in ({', '.join('?' * len(ACTIVE))})"
+    return [_decode(row) for row in db["jobs"].rows_where(where, list(ACTIVE), order_by="id")]
+
+
 def active_for_name(db: Database, adapter_name: str) -> dict | None:
     rows = db["jobs"].rows_where(
-        "adapter_name = ? and status in (?, ?)", [adapter_name, *ACTIVE], order_by="id desc"
+        f"adapter_name = ? and status in ({', '.join('?' * len(ACTIVE))})",
+        [adapter_name, *ACTIVE],
+        order_by="id desc",
     )
     rows = list(rows)
     return _decode(rows[0]) if rows else None

@@ -7,6 +7,7 @@ import pytest
 from registry import adapters, connect, conversations, jobs
 from registry.errors import UserError
 from registry.names import check_name
+from tests.conftest import lora_folder
 
 
 def test_schema_is_created_with_wal_foreign_keys_and_recorded_migrations(db, home):
@@ -14,7 +15,12 @@ def test_schema_is_created_with_wal_foreign_keys_and_recorded_migrations(db, hom
     assert db.journal_mode == "wal"
     assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     applied = [row["name"] for row in db["_sqlite_migrations"].rows]
-    assert applied == ["m001_initial_schema", "m002_evaluations"]
+    assert applied == [
+        "m001_initial_schema",
+        "m002_evaluations",
+        "m003_process_identity",
+        "m004_no_adapter_status",
+    ]
     again = connect()  # reopening applies nothing twice
     assert [row["name"] for row in again["_sqlite_migrations"].rows] == applied
 
@@ -39,25 +45,49 @@ def test_threads_and_processes_write_at_the_same_time(db):
     assert db["metrics"].count == 160
 
 
-def test_a_connection_belongs_to_its_thread(db):
-    errors = []
+def test_every_thread_opens_its_own_connection_with_the_same_settings(db):
+    """Streamlit runs each session in its own thread: each must get foreign keys and a busy
+    timeout, and its writes must be seen by the others."""
+    seen = []
 
-    def use_foreign_connection():
-        try:
-            db["jobs"].count  # noqa: B018
-        except sqlite3.ProgrammingError as error:
-            errors.append(error)
+    def work():
+        own = connect()
+        seen.append(
+            (
+                own.execute("PRAGMA foreign_keys").fetchone()[0],
+                own.execute("PRAGMA busy_timeout").fetchone()[0],
+                own.journal_mode,
+            )
+        )
+        jobs.create(own, adapter_name="from-a-thread", config={})
 
-    thread = threading.Thread(target=use_foreign_connection)
+    thread = threading.Thread(target=work)
     thread.start()
     thread.join()
-    assert errors, "sqlite connections must not be shared across threads; open one per thread"
+    assert seen == [(1, 30_000, "wal")]
+    assert [job["adapter_name"] for job in jobs.list_all(db)] == ["from-a-thread"]
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        with db.conn:
+            db["metrics"].insert({"job_id": 999, "step": 1, "created_at": 0.0})
+
+
+def test_a_registry_that_is_not_sqlite_or_is_read_only_gets_a_clear_message(home, monkeypatch):
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "registry.db").write_bytes(b"these are notes, not a database" * 100)
+    with pytest.raises(UserError, match="is not a registry database.*Move it away"):
+        connect()
+    (home / "registry.db").unlink()
+    connect()  # a real registry, then opened read-only as on a read-only mount
+    real_connect = sqlite3.connect
+    monkeypatch.setattr(
+        sqlite3, "connect", lambda path, **kw: real_connect(f"file:{path}?mode=ro", uri=True, **kw)
+    )
+    with pytest.raises(UserError, match="read-only.*give this user write access"):
+        connect()
 
 
 def test_adapter_rows_register_rename_and_delete_with_their_folders(db, home):
-    folder = home / "adapters" / "first"
-    folder.mkdir(parents=True)
-    (folder / "adapter_model.safetensors").write_bytes(b"12345")
+    folder = lora_folder(home / "adapters" / "first")
     row = adapters.register(
         db,
         name="first",
@@ -68,11 +98,16 @@ def test_adapter_rows_register_rename_and_delete_with_their_folders(db, home):
         hyperparameters={"lora_r": 8},
         metrics={"final_loss": 1.5},
     )
-    assert row["status"] == "ready" and row["size_bytes"] == 5 and row["metrics"]["final_loss"] == 1.5
+    size = sum(path.stat().st_size for path in folder.iterdir())
+    assert (
+        adapters.folder_is_present(row) and row["size_bytes"] == size and row["metrics"]["final_loss"] == 1.5
+    )
     with pytest.raises(sqlite3.IntegrityError):
         adapters.register(
             db, name="first", role="x", base_model="b", prompt_format="plain", path=folder, hyperparameters={}
         )
+    with pytest.raises(UserError, match="already called 'first'"):
+        adapters.rename(db, "first", "first")
     renamed = adapters.rename(db, "first", "second")
     assert renamed["path"].endswith("second") and (home / "adapters" / "second").is_dir()
     assert not folder.exists() and adapters.get(db, "first") is None
@@ -122,3 +157,76 @@ def test_safe_names_pass(name):
 def test_unsafe_names_are_refused_with_the_rule(name):
     with pytest.raises(UserError, match="name"):
         check_name(name)
+
+
+def _register(db, folder, name="first"):
+    return adapters.register(
+        db,
+        name=name,
+        role="translator",
+        base_model="builtin",
+        prompt_format="plain",
+        path=folder,
+        hyperparameters={},
+    )
+
+
+def test_deleting_an_adapter_removes_its_evaluations_predictions_and_folder(db, home):
+    from registry import evaluations
+
+    adapter = _register(db, lora_folder(home / "adapters" / "first"))
+    predictions = home / "evaluations" / "first.jsonl"
+    predictions.parent.mkdir()
+    predictions.write_text("{}\n")
+    row = dict(adapter_name="first", base_model="builtin", role="translator", kind="translation")
+    row |= dict(
+        dataset_name="d", dataset_fingerprint="f", num_examples=1, scores={"bleu": 1.0}, signature="s"
+    )
+    evaluations.store(db, adapter_id=adapter["id"], predictions_path=str(predictions), **row)
+    base = evaluations.store(db, adapter_id=None, predictions_path="", **row)
+    adapters.delete(db, "first")
+    assert adapters.get(db, "first") is None and not (home / "adapters" / "first").exists()
+    assert [e["id"] for e in db["evaluations"].rows] == [base["id"]]  # the base model's own score stays
+    assert not predictions.exists() and not list((home / "adapters").iterdir())
+
+
+def test_a_failed_delete_changes_nothing(db, home, monkeypatch):
+    adapter = _register(db, lora_folder(home / "adapters" / "first"))
+
+    def failing_delete(*args):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(type(db["adapters"]), "delete", failing_delete)
+    with pytest.raises(sqlite3.OperationalError):
+        adapters.delete(db, "first")
+    assert adapters.get(db, "first")["id"] == adapter["id"]
+    assert (home / "adapters" / "first" / "adapter_model.safetensors").is_file()
+    assert [p.name for p in (home / "adapters").iterdir()] == ["first"]
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"modules_to_save": ["lm_head"]}, "replaces whole modules \\(modules_to_save: lm_head\\)"),
+        ({"trainable_token_indices": {"embed_tokens": [1, 2]}}, "trainable_token_indices"),
+        ({"peft_type": "IA3"}, "is a IA3 adapter: only LoRA"),
+    ],
+)
+def test_adapters_the_per_request_choice_cannot_reach_are_refused_at_registration(db, home, config, message):
+    folder = lora_folder(home / "adapters" / "first", **config)
+    with pytest.raises(UserError, match=message):
+        _register(db, folder)
+    assert db["adapters"].count == 0
+
+
+def test_a_damaged_safetensors_file_is_refused_with_a_clear_message(db, home):
+    folder = lora_folder(home / "adapters" / "first")
+    weights = folder / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    with pytest.raises(
+        UserError, match="adapter_model.safetensors is damaged.*Delete the adapter and retrain"
+    ):
+        _register(db, folder)
+    weights.write_bytes(b"\xff" * 20)
+    with pytest.raises(UserError, match="is damaged \\(its header is cut off\\)"):
+        _register(db, folder)
