@@ -13,6 +13,8 @@ import sys
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+from engine import models  # noqa: E402
+from engine.adapters import check_loadable  # noqa: E402
 from engine.generation import ChatEngine  # noqa: E402
 from engine.roles import get_role  # noqa: E402
 from registry import adapters as adapter_rows  # noqa: E402
@@ -46,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
             repetition_penalty=args.repetition_penalty,
             do_sample=False if args.greedy else None,
         )
+        if adapter is not None:  # a wrong or broken adapter is refused before the model loads
+            check_loadable(adapter, models.parse_model_id(base).model_id)
         engine = ChatEngine(base, device=args.device, trust_remote_code=args.trust_remote_code)
         for piece in engine.stream(args.message, role=role, adapter=adapter, decoding=decoding):
             print(piece, end="", flush=True)

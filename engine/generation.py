@@ -111,11 +111,32 @@ class ChatEngine:
             trust_remote_code=trust_remote_code,
         ).eval()
         self.prompt_format = models.default_prompt_format(self.spec, self.model_dir, self.tokenizer)
-        self._peft_model = None
+        self._setup_adapters()
+
+    def _setup_adapters(self, peft_model=None) -> None:
+        self._peft_model = peft_model
         self._loaded: dict[str, tuple] = {}  # name -> weights version
+        self._peft_names: dict[str, str] = {}  # registry name -> PEFT's name, where they differ
         self._lock = _SharedExclusiveLock()
         # Fast tokenizers are not safe to call from several threads at once ("Already borrowed").
         self._tokenizer_lock = threading.Lock()
+
+    @classmethod
+    def around_trained(cls, peft_model, tokenizer, spec, model_dir, prompt_format: str, adapter: dict):
+        """An engine over a model that training has just adapted, without loading a second copy:
+        the registered `adapter` is the one training produced (PEFT's "default"), and the base model
+        answers through PEFT's "__base__" as usual. Used for the held-out evaluation inside a job."""
+        engine = cls.__new__(cls)
+        engine.spec, engine.model_dir, engine.tokenizer = spec, Path(model_dir), tokenizer
+        engine.model = peft_model.get_base_model().eval()
+        engine.device, engine.dtype = str(engine.model.device.type), engine.model.dtype
+        engine.prompt_format = prompt_format
+        engine._setup_adapters(peft_model.eval())
+        folder = check_loadable(adapter, spec.model_id)
+        engine._peft_names[adapter["name"]] = peft_model.active_adapter
+        engine._loaded[adapter["name"]] = _weights_version(folder)
+        engine._hook_lora_layers()
+        return engine
 
     @property
     def base_model_id(self) -> str:
@@ -128,11 +149,13 @@ class ChatEngine:
     def ensure_adapter(self, adapter: dict) -> None:
         """Load a registered adapter once; later requests only name it. A retrained adapter with
         the same name and folder has new weights, so the weights file's version is part of the key."""
-        folder = check_loadable(adapter, self.base_model_id)
         name = adapter["name"]
+        if adapter["base_model"] == self.base_model_id and self._loaded.get(name) == _weights_version(
+            Path(adapter["path"])
+        ):
+            return  # checked when it was loaded, and unchanged since
+        folder = check_loadable(adapter, self.base_model_id)
         version = _weights_version(folder)
-        if self._loaded.get(name) == version:
-            return
         with self._lock.exclusive():
             if self._loaded.get(name) == version:
                 return
@@ -150,15 +173,26 @@ class ChatEngine:
 
     def _load(self, name: str, folder: Path) -> None:
         from peft import PeftModel
+        from safetensors import SafetensorError
+
+        try:
+            if self._peft_model is None:
+                self._peft_model = PeftModel.from_pretrained(
+                    self.model, folder, adapter_name=name, is_trainable=False
+                )
+            else:
+                self._peft_model.load_adapter(folder, adapter_name=name, is_trainable=False)
+        except (SafetensorError, OSError, ValueError, RuntimeError, KeyError) as error:
+            raise UserError(
+                f"Adapter {name!r} cannot be loaded from {folder} ({models.first_line(error)}): "
+                "delete it and retrain it."
+            ) from error
+        self._peft_model.eval()
+        self._hook_lora_layers()
+
+    def _hook_lora_layers(self) -> None:
         from peft.tuners.lora import LoraLayer
 
-        if self._peft_model is None:
-            self._peft_model = PeftModel.from_pretrained(
-                self.model, folder, adapter_name=name, is_trainable=False
-            )
-        else:
-            self._peft_model.load_adapter(folder, adapter_name=name, is_trainable=False)
-        self._peft_model.eval()
         for module in self.model.modules():
             if isinstance(module, LoraLayer) and not getattr(module, "_translator_hooked", False):
                 module.register_forward_pre_hook(_select_adapter_for_thread, with_kwargs=True)
@@ -223,7 +257,7 @@ class ChatEngine:
             return BASE if self._peft_model is not None else None
         if adapter["name"] not in self._loaded:
             raise UserError(f"Adapter {adapter['name']!r} was unloaded while the reply started; send again.")
-        return adapter["name"]
+        return self._peft_names.get(adapter["name"], adapter["name"])
 
     def next_token_logits(self, ids: list[int], adapter: dict | None = None):
         """Logits for the token after `ids`, with the adapter chosen exactly as generation does."""
@@ -488,6 +522,9 @@ def _left_pad(states, pads):
     return torch.cat([F.pad(state, (0, 0, pad, 0)) for state, pad in zip(states, pads, strict=True)])
 
 
-def _weights_version(folder: Path) -> tuple:
-    stat = (folder / WEIGHTS_FILE).stat()
+def _weights_version(folder: Path) -> tuple | None:
+    try:
+        stat = (folder / WEIGHTS_FILE).stat()
+    except OSError:
+        return None
     return (str(folder), stat.st_mtime_ns, stat.st_size)

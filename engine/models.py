@@ -29,6 +29,14 @@ Progress = Callable[[float, str], None]
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*$")
 _NETWORK_PROBE_SECONDS = 3.0
 YUAN_MODEL_TYPE = "yuan"  # checkpoints that engine.yuan builds, whatever their auto_map says
+# What makes a folder loadable, checked before anything heavy is read.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "vocab.txt")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 @dataclass(frozen=True)
@@ -294,20 +302,75 @@ def model_type(model_dir: Path) -> str | None:
     return json.loads(config.read_text(encoding="utf-8")).get("model_type")
 
 
+def register_architectures() -> None:
+    """Teach transformers' Auto classes our own ports (Yuan 2.0) before a model folder is read."""
+    import engine.yuan  # noqa: F401  (registers itself with AutoConfig and AutoModelForCausalLM)
+
+
+def check_model_folder(model_dir: Path, trust_remote_code: bool = False) -> str | None:
+    """Refuse a folder transformers cannot load, saying why, before anything heavy is read.
+    Returns its model type."""
+    model_dir = Path(model_dir)
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{model_dir} has no config.json: it is not a transformers model folder.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{model_dir}/config.json cannot be read as JSON ({error}).") from None
+    kind = config.get("model_type") if isinstance(config, dict) else None
+    if kind != YUAN_MODEL_TYPE and not (trust_remote_code and config.get("auto_map")):
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+        if kind not in CONFIG_MAPPING_NAMES:
+            import transformers
+
+            ships_code = " It ships its own code: opt in with --trust-remote-code if you trust its authors."
+            raise UserError(
+                f"{model_dir}: model type {kind!r} is unknown to transformers {transformers.__version__}."
+                + (ships_code if config.get("auto_map") else " Use a model of a supported architecture.")
+            )
+    if not any((model_dir / name).is_file() for name in TOKENIZER_FILES) and not list(
+        model_dir.glob("*.tiktoken")
+    ):
+        raise UserError(
+            f"{model_dir} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}): copy the tokenizer "
+            "files of the model into the folder, or download the complete model."
+        )
+    if not any((model_dir / name).is_file() for name in WEIGHT_FILES):
+        raise UserError(
+            f"{model_dir} has no weights (model.safetensors or pytorch_model.bin, or their index): "
+            "the download is incomplete; download the model again."
+        )
+    return kind
+
+
 def load_tokenizer(model_dir: Path, spec: ModelSpec, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    if model_type(model_dir) == YUAN_MODEL_TYPE:
-        from engine import yuan
+    kind = check_model_folder(model_dir, trust_remote_code)
+    register_architectures()
+    try:
+        if kind == YUAN_MODEL_TYPE:
+            from engine import yuan
 
-        # Our port needs none of the checkpoint's code; its tokenizer is a plain LlamaTokenizer.
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, add_bos_token=False, add_eos_token=False)
-        return yuan.prepare_tokenizer(tokenizer)
-    with _explain_remote_code(spec, trust_remote_code):
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+            # Our port needs none of the checkpoint's code; its tokenizer is a plain LlamaTokenizer.
+            tokenizer = AutoTokenizer.from_pretrained(model_dir, add_bos_token=False, add_eos_token=False)
+            return yuan.prepare_tokenizer(tokenizer)
+        with _explain_remote_code(spec, trust_remote_code):
+            tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, ImportError, TypeError, KeyError) as error:
+        raise UserError(
+            f"The tokenizer in {model_dir} cannot be loaded ({first_line(error)}): check its tokenizer "
+            "files, or download the model again."
+        ) from error
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def load_model(
@@ -320,14 +383,19 @@ def load_model(
 ):
     from transformers import AutoModelForCausalLM
 
-    if model_type(model_dir) == YUAN_MODEL_TYPE:
-        import engine.yuan  # noqa: F401  (registers the port with the Auto classes)
-
+    if check_model_folder(model_dir, trust_remote_code) == YUAN_MODEL_TYPE:
         trust_remote_code = False  # the checkpoint's own code no longer builds; our port replaces it
-    with _explain_remote_code(spec, trust_remote_code):
-        model = AutoModelForCausalLM.from_pretrained(
-            model_dir, dtype=dtype, trust_remote_code=trust_remote_code
-        )
+    register_architectures()
+    try:
+        with _explain_remote_code(spec, trust_remote_code):
+            model = AutoModelForCausalLM.from_pretrained(
+                model_dir, dtype=dtype, trust_remote_code=trust_remote_code
+            )
+    except (OSError, ValueError, KeyError) as error:
+        raise UserError(
+            f"The model in {model_dir} cannot be loaded ({first_line(error)}): its files may be "
+            "incomplete or of another architecture; download it again."
+        ) from error
     return model.to(device)
 
 
