@@ -20,6 +20,7 @@ from pathlib import Path
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from engine import formats, models  # noqa: E402
+from engine.adapters import check_loadable  # noqa: E402
 from engine.roles import get_role  # noqa: E402
 from registry import adapters as adapter_rows  # noqa: E402
 from registry import connect, home  # noqa: E402
@@ -71,6 +72,8 @@ def evaluate(
     if batch_size < 1:
         raise UserError("--batch-size must be at least 1.")
     dataset = load_dataset(data, limit=limit)
+    if adapter is not None:  # refuse a wrong or broken adapter before loading anything heavy
+        check_loadable(adapter, base_model)
     kind = "translation" if role.name == "translator" else "loss"
     key = {
         "adapter_id": adapter["id"] if adapter else None,
@@ -106,7 +109,8 @@ def evaluate(
         total, count = engine.reference_loss(dataset.records, role=role, adapter=adapter)
         scores = {"loss": total / count, "perplexity": math.exp(total / count), "tokens": count}
         signature = f"mean cross-entropy over {count} reference tokens, prompts as in training"
-    path = _write_predictions(out, adapter_name or "base", dataset, texts, references, predictions)
+    who = f"{adapter_name}-{adapter['id']}" if adapter else f"base-{_short_hash(base_model, role.name)}"
+    path = _write_predictions(out, who, dataset, texts, references, predictions)
     row = evaluation_rows.store(
         db,
         adapter_id=key["adapter_id"],
@@ -165,6 +169,13 @@ def _write_predictions(out, who: str, dataset, texts, references, predictions) -
             file.write("\n")
     staging.replace(path)
     return path
+
+
+def _short_hash(*parts: str) -> str:
+    """Base-model predictions of different bases and roles must not share a file name."""
+    import hashlib
+
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:10]
 
 
 def describe(row: dict) -> str:

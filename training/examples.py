@@ -37,8 +37,6 @@ class TokenizedDataset:
 def tokenize_dataset(
     dataset: Dataset, tokenizer, prompt_format: str, role: Role, max_length: int
 ) -> TokenizedDataset:
-    if max_length < 8:
-        raise UserError(f"--max-length {max_length} is too small: use at least 8 (the tutorials use 384).")
     examples, dropped = [], 0
     for record in dataset.records:
         example = formats.training_example(tokenizer, prompt_format, role, record, max_length)

@@ -1,29 +1,24 @@
-"""What the trainer tells the registry while it runs: progress, a heartbeat, and cancellation."""
+"""What the trainer tells the registry while it runs: progress, a heartbeat, checkpoints that are
+recognisably complete; and how it obeys a cancel."""
 
+import json
 import logging
-import signal
+import os
+import shutil
 import threading
 import time
+from pathlib import Path
 
 from transformers import TrainerCallback
 
 from registry import connect
 from registry import jobs as job_rows
+from training.cancellation import Cancellation
 
 HEARTBEAT_SECONDS = 5.0
+COMPLETE_MARKER = "translator-complete.json"
 
 log = logging.getLogger("translator.train")
-
-
-class Cancellation:
-    """Set by SIGTERM or SIGINT; the training loop checks it between steps."""
-
-    def __init__(self):
-        self.requested = threading.Event()
-
-    def install(self) -> None:
-        for signal_number in (signal.SIGTERM, signal.SIGINT):  # Ctrl-C in a terminal cancels cleanly
-            signal.signal(signal_number, lambda *_: self.requested.set())
 
 
 class TokenCounter:
@@ -53,10 +48,25 @@ class RegistryProgress(TrainerCallback):
         self._mark = (time.monotonic(), self.counter.tokens)
         job_rows.heartbeat(self.db, self.job_id, total_steps=state.max_steps, step=state.global_step)
 
+    def on_substep_end(self, args, state, control, **kwargs):
+        """After each micro-batch inside a gradient accumulation: a cancel need not wait for the
+        optimizer step. The checkpoint then holds the state after the last whole step, which is
+        exactly where a resume continues."""
+        self._stop_if_cancelled(control)
+
     def on_step_end(self, args, state, control, **kwargs):
+        self._stop_if_cancelled(control)
+
+    def _stop_if_cancelled(self, control) -> None:
         if self.cancellation.requested.is_set():
             control.should_save = True
             control.should_training_stop = True
+
+    def on_save(self, args, state, control, **kwargs):
+        """Called once a checkpoint is fully written: only then is it marked complete."""
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir():
+            mark_complete(folder, state.global_step)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
@@ -120,3 +130,35 @@ def _number(value):
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def mark_complete(folder: Path, step: int) -> None:
+    marker = folder / COMPLETE_MARKER
+    staging = folder / f".{COMPLETE_MARKER}.tmp"
+    with open(staging, "w", encoding="utf-8") as file:
+        json.dump({"step": step}, file)
+        file.flush()
+        os.fsync(file.fileno())
+    staging.replace(marker)
+
+
+def newest_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint that was completely written; incomplete ones (a kill while saving)
+    are removed, so neither a resume nor the trainer's own rotation ever counts them."""
+    if not folder.is_dir():
+        return None
+    newest = None
+    for checkpoint in sorted(folder.glob("checkpoint-*"), key=_step_of, reverse=True):
+        if (checkpoint / COMPLETE_MARKER).is_file():
+            newest = newest or checkpoint
+        else:
+            log.warning("removing %s: it was not completely saved", checkpoint.name)
+            shutil.rmtree(checkpoint, ignore_errors=True)
+    return newest
+
+
+def _step_of(path: Path) -> int:
+    try:
+        return int(path.name.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return -1

@@ -5,25 +5,37 @@
     python -m training.train --name med-zh-1 --resume      # after a crash, kill or cancel
     python -m training.train --config job.json             # settings from a JSON file
 
-The data is validated before anything is created: a bad input prints one `error:` line, exits 2
-and leaves no job, folder or row. While training, progress, loss and a heartbeat go to the registry
-and a log to `$TRANSLATOR_HOME/jobs/<id>/train.log`; checkpoints are saved every epoch. SIGTERM
-saves a checkpoint and marks the job cancelled. The adapter is written to a temporary folder,
-renamed into `$TRANSLATOR_HOME/adapters/<name>/` and only then registered as ready.
+The request is checked by `training.lifecycle.check` (the same checks the training page runs)
+before anything is created: a bad input prints one `error:` line, exits 2 and leaves no job,
+folder or row. While training, progress, loss and a heartbeat go to the registry and a log to
+`$TRANSLATOR_HOME/jobs/<id>/train.log`; checkpoints are saved every epoch (or --save-steps) and
+marked complete once written. SIGTERM or Ctrl-C: while preparing, loading or waiting for the
+device the job ends at once; while training, after the current micro-batch, with a checkpoint.
+The adapter is written to a temporary folder, renamed into `$TRANSLATOR_HOME/adapters/<name>/`,
+registered, and then scored on the held-out examples with the same model (status evaluating).
 
 Exit codes: 0 published, 1 the job failed, 2 bad input (nothing created), 143 cancelled.
 """
 
-import json
-import logging
-import os
-import shutil
+import signal
 import sys
-import tempfile
-import time
-import warnings
-from dataclasses import dataclass, replace
-from pathlib import Path
+
+if __name__ == "__main__":
+    # Before the imports below (about a second): a cancel that arrives while they load still
+    # counts, and ends the job as cancelled rather than killing it half-started.
+    _signalled_early: list[int] = []
+    for _number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(_number, lambda number, _frame: _signalled_early.append(number))
+
+import gc  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -31,247 +43,244 @@ warnings.filterwarnings("ignore", category=FutureWarning)  # deprecation chatter
 
 
 from engine import models  # noqa: E402
-from engine.adapters import write_metadata  # noqa: E402
-from engine.formats import FORMATS  # noqa: E402
-from engine.roles import Role, get_role  # noqa: E402
+from engine.adapters import read_metadata, write_metadata  # noqa: E402
 from registry import adapters as adapter_rows  # noqa: E402
 from registry import connect, home  # noqa: E402
 from registry import jobs as job_rows  # noqa: E402
 from registry.errors import UserError  # noqa: E402
-from registry.names import check_name  # noqa: E402
-from training.batching import (  # noqa: E402
-    check_choice,
-    choose_checkpointing,
-    choose_packing,
-    choose_recipe,
-    collator,
-    prepare_model,
-    sampling_strategy,
-)
-from training.config import TrainConfig, check_keys, parse_config  # noqa: E402
-from training.data import Dataset, load_dataset, split_holdout  # noqa: E402
-from training.examples import TokenizedDataset, tokenize_dataset  # noqa: E402
+from training import batching, lifecycle  # noqa: E402
+from training.cancellation import Cancellation, JobCancelled  # noqa: E402
+from training.config import TrainConfig, parse_config  # noqa: E402
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 143
+HYPERPARAMETERS = (
+    "epochs",
+    "max_steps",
+    "lr",
+    "batch_size",
+    "grad_accum",
+    "max_length",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "target_modules",
+    "seed",
+    "limit",
+    "holdout",
+)
 
 log = logging.getLogger("translator.train")
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = None
+    cancellation = Cancellation()
+    cancellation.install()  # before anything heavy: a cancel while preparing ends the job at once
+    try:
+        return _main(argv, cancellation)
+    finally:
+        cancellation.uninstall()
+
+
+def _main(argv: list[str] | None, cancellation: Cancellation) -> int:
+    config, db, claimed = None, None, []
     try:
         config = parse_config(argv)
-        plan = _prepare(config)
+        if globals().get("_signalled_early"):
+            raise JobCancelled
+        db = connect()
+        plan = _plan_and_claim(db, config, claimed)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
-        if config is not None and config.job_id:  # the app queued it: show the reason there
-            job_rows.finish(connect(), config.job_id, "failed", error=str(error))
+        if claimed:  # the app queued it, or it is a resume: show the reason there
+            job_rows.finish(db, claimed[0]["id"], "failed", error=str(error))
         return EXIT_BAD_INPUT
-    return _run(plan)
+    except JobCancelled:
+        job_id = claimed[0]["id"] if claimed else (config.job_id if config else 0)
+        if job_id:
+            job_rows.finish(db or connect(), job_id, "cancelled")
+        print("cancelled before training started", file=sys.stderr)
+        return EXIT_CANCELLED
+    return _run(db, plan, claimed[0], cancellation, launched_by_app=bool(config.job_id))
 
 
-@dataclass
-class _Plan:
-    """Everything checked and loaded before the job row exists (or, for a queued job, is claimed)."""
-
-    config: TrainConfig
-    job: dict | None
-    role: Role
-    dataset: Dataset
-    heldout: list[dict]  # never trained on; evaluated after publishing
-    spec: models.ModelSpec
-    model_dir: Path
-    tokenizer: object
-    prompt_format: str
-    tokenized: TokenizedDataset
-    packing: bool
-
-
-def _prepare(config: TrainConfig) -> _Plan:
-    db = connect()
-    job = None
-    if config.job_id:
+def _plan_and_claim(db, config: TrainConfig, claimed: list) -> lifecycle.Plan:
+    """The checked plan; the job row it runs as goes into `claimed` as soon as it is ours (a new
+    job's row is created only after the check passed)."""
+    if config.job_id:  # queued by the app (Start or Resume): the row and its config exist
         job = job_rows.get(db, config.job_id)
         if job is None or job["status"] != "queued":
             raise UserError(f"Job {config.job_id} does not exist or is not queued.")
-        stored = check_keys(job["config"], f"job {job['id']}")
-        config = TrainConfig(**{**stored, "job_id": job["id"], "resume": config.resume})
-    elif config.resume:
-        name = check_name(config.name)
-        job = job_rows.latest_resumable(db, name)
-        if job is None:
-            raise UserError(
-                f"Nothing to resume for {name!r}: no interrupted, cancelled or failed job has that name."
-            )
-        _refuse_if_running(db, name)
-        defaults = TrainConfig().as_dict()
-        given = {k: v for k, v in config.as_dict().items() if v != defaults[k]}
-        config = TrainConfig(**{**check_keys(job["config"], f"job {job['id']}"), **given, "resume": True})
-    name = check_name(config.name)
-    if not config.resume:
-        _refuse_taken_name(db, name, queued_job=job)
-    role = get_role(db, config.role)
-    if not config.data:
-        raise UserError("No dataset given: pass --data PATH to a .json, .jsonl or .csv file.")
-    dataset = load_dataset(config.data, limit=config.limit or None)
-    if config.resume and dataset.fingerprint != job["dataset_fingerprint"]:
-        raise UserError(
-            f"{dataset.name} changed since job {job['id']} started (fingerprint "
-            f"{job['dataset_fingerprint']} → {dataset.fingerprint}): start a new job instead."
+        claimed.append(lifecycle.claim(db, job))
+        return lifecycle.check(db, lifecycle.stored_config(job, resume=config.resume), job=job)
+    if config.resume:
+        job = lifecycle.find_resumable(db, config.name)
+        claimed.append(lifecycle.claim(db, job))
+        return lifecycle.check(
+            db, lifecycle.stored_config(job, **_given_settings(config), resume=True), job=job
         )
-    dataset, heldout = split_holdout(dataset, config.holdout, config.seed)
-    if config.prompt_format and config.prompt_format not in FORMATS:
-        raise UserError(f"Unknown prompt format {config.prompt_format!r}: use {', '.join(FORMATS)}.")
-    check_choice("gradient-checkpointing", config.gradient_checkpointing)
-    check_choice("packing", config.packing)
-    spec = models.parse_model_id(config.base)
-    model_dir = models.resolve_model_dir(spec)
-    packing = choose_packing(config.packing, models.model_type(model_dir), config.trust_remote_code)
-    tokenizer = models.load_tokenizer(model_dir, spec, config.trust_remote_code)
-    prompt_format = config.prompt_format or models.default_prompt_format(spec, model_dir, tokenizer)
-    tokenized = tokenize_dataset(dataset, tokenizer, prompt_format, role, config.max_length)
-    config = replace(config, name=name, base=spec.model_id, prompt_format=prompt_format)
-    return _Plan(
-        config, job, role, dataset, heldout, spec, model_dir, tokenizer, prompt_format, tokenized, packing
+    plan = lifecycle.check(db, config, base_dir=Path.cwd())
+    claimed.append(
+        lifecycle.create_job(db, plan, pid=os.getpid(), pid_started=lifecycle.process_start(os.getpid()))
     )
+    return plan
 
 
-def _refuse_taken_name(db, name: str, queued_job: dict | None) -> None:
-    if adapter_rows.get(db, name) is not None:
-        raise UserError(f"An adapter named {name!r} already exists: pick another --name.")
-    if (home.adapters_dir() / name).exists():
-        raise UserError(
-            f"The folder {home.adapters_dir() / name} exists but is not registered: "
-            "move it away or pick another --name."
-        )
-    active = job_rows.active_for_name(db, name)
-    if active is not None and (queued_job is None or active["id"] != queued_job["id"]):
-        _refuse_if_running(db, name)
+def _given_settings(config: TrainConfig) -> dict:
+    """Flags a `--resume` run sets beyond its name: they override the stored config (e.g. --device)."""
+    defaults = TrainConfig().as_dict()
+    ignored = {"name", "resume", "job_id"}
+    return {k: v for k, v in config.as_dict().items() if v != defaults[k] and k not in ignored}
 
 
-def _refuse_if_running(db, name: str) -> None:
-    from training.jobs import refresh_liveness
+@dataclass
+class _Run:
+    """What one trainer process works with once its job is claimed."""
 
-    refresh_liveness(db)
-    active = job_rows.active_for_name(db, name)
-    if active is not None:
-        raise UserError(f"Job {active['id']} is already training {name!r} (status {active['status']}).")
+    db: object
+    plan: lifecycle.Plan
+    job: dict
+    job_dir: Path
+    cancellation: Cancellation
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.plan.config
 
 
-def _run(plan: _Plan) -> int:
-    from training.progress import Cancellation, Heartbeat  # torch loads only once the input is known good
+def _run(db, plan: lifecycle.Plan, job: dict, cancellation: Cancellation, launched_by_app: bool) -> int:
+    from training.progress import Heartbeat  # torch loads only once the input is known good
 
-    config = plan.config
-    db = connect()
-    job = plan.job or job_rows.create(
-        db,
-        adapter_name=config.name,
-        config=config.as_dict(),
-        base_model=config.base,
-        role=config.role,
-        dataset_path=str(Path(config.data).expanduser().resolve()),
-        dataset_name=plan.dataset.name,
-        dataset_fingerprint=plan.dataset.fingerprint,
-    )
     job_dir = home.jobs_dir() / str(job["id"])
     job_dir.mkdir(parents=True, exist_ok=True)
     log_path = job_dir / "train.log"
-    _configure_logging(log_path, captured=bool(config.job_id))
+    _configure_logging(log_path, captured=launched_by_app)
     job_rows.update(
         db,
         job["id"],
-        status="queued",
-        pid=os.getpid(),
         started_at=time.time(),
         heartbeat_at=time.time(),
-        finished_at=None,
-        error=None,
-        config=_json(config.as_dict()),
         log_path=str(log_path),
         job_dir=str(job_dir),
-        num_examples=len(plan.tokenized.examples),
-        num_truncated=plan.tokenized.num_truncated,
+        **{key: value for key, value in plan.job_fields().items() if key not in ("adapter_name", "config")},
+        config=json.dumps(plan.config.as_dict(), ensure_ascii=False, sort_keys=True),
     )
-    (job_dir / "config.json").write_text(_json(config.as_dict(), indent=2), encoding="utf-8")
-    cancellation = Cancellation()
-    cancellation.install()
+    (job_dir / "config.json").write_text(json.dumps(plan.config.as_dict(), indent=2), encoding="utf-8")
+    run = _Run(db, plan, job, job_dir, cancellation)
     heartbeat = Heartbeat(job["id"])
     heartbeat.start()
-    device_lock = _wait_for_the_device(db, job["id"], cancellation)
-    if device_lock is None:
-        heartbeat.stop()
-        job_rows.finish(db, job["id"], "cancelled")
-        return EXIT_CANCELLED
-    log.info("job %s: training %r on %s (%s)", job["id"], config.name, config.base, plan.prompt_format)
-    log.info("data %s [%s]: %s", plan.dataset.name, plan.dataset.fingerprint, plan.tokenized.summary())
+    device_lock = None
     try:
-        outcome = _train(plan, job, job_dir, cancellation, db)
-        if outcome == "cancelled":
+        device_lock = _wait_for_the_device(db, job["id"], cancellation)
+        log.info(
+            "job %s: training %r on %s (%s)",
+            job["id"],
+            plan.config.name,
+            plan.config.base,
+            plan.config.prompt_format,
+        )
+        log.info("data %s [%s]: %s", plan.dataset.name, plan.dataset.fingerprint, plan.tokenized.summary())
+        if _train_and_publish(run) == "cancelled":
             job_rows.finish(db, job["id"], "cancelled")
-            log.info("cancelled; a checkpoint was saved: resume with --resume --name %s", config.name)
+            log.info("cancelled; a checkpoint was saved: resume with --resume --name %s", plan.config.name)
             return EXIT_CANCELLED
-        if plan.heldout and not config.skip_evaluation:
-            _evaluate_heldout(plan, job_dir, db)
+        with cancellation.deferred():
+            job_rows.finish(db, job["id"], "succeeded")
+        log.info("job %s succeeded", job["id"])
         return 0
+    except JobCancelled:
+        job_rows.finish(db, job["id"], "cancelled")
+        log.info("cancelled before training started")
+        return EXIT_CANCELLED
     except BaseException as error:
-        message = _one_line(error)
+        message = models.first_line(error)
         job_rows.finish(db, job["id"], "failed", error=message)
         log.exception("training failed: %s", message)
         print(f"error: {message}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         heartbeat.stop()
-        device_lock.close()
+        if device_lock is not None:
+            device_lock.close()
 
 
 def _wait_for_the_device(db, job_id: int, cancellation):
     """One training at a time per home: two jobs on one GPU (or two CPU cores) fight over memory
     and each runs at half speed or fails. A later job stays queued, heartbeating, until the device
-    is free; cancelling it while it waits ends it."""
+    is free; a cancel while it waits ends it at once."""
     lock_file = open(home.jobs_dir() / ".device.lock", "w")  # noqa: SIM115 (held for the whole run)
     try:
         import fcntl
     except ImportError:  # Windows: no queue, jobs run side by side
         return lock_file
     announced = False
-    while True:
-        try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if not announced:
-                job_rows.update(db, job_id, status="queued")
-                log.info("waiting for the running job to finish (one training at a time)")
-                announced = True
-            if cancellation.requested.wait(1.0):
-                lock_file.close()
-                return None
+    try:
+        while True:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not announced:
+                    log.info("waiting for the running job to finish (one training at a time)")
+                    announced = True
+                cancellation.requested.wait(1.0)
+                cancellation.raise_if_requested()
+    except BaseException:
+        lock_file.close()
+        raise
     job_rows.update(db, job_id, status="running", started_at=time.time())
     return lock_file
 
 
-def _train(plan: _Plan, job: dict, job_dir: Path, cancellation, db) -> str:
+def _train_and_publish(run: _Run) -> str:
+    """Train (or finish what a stopped run left), publish the adapter, score it on the held-out
+    examples with the same model. Returns "cancelled" or "succeeded"."""
+    if _recover_published(run):
+        return "succeeded"
+    model, summary = _train(run)
+    if summary is None:
+        return "cancelled"
+    with run.cancellation.deferred():  # a half-published adapter would help nobody
+        adapter = _publish(run, model, summary)
+    _evaluate_heldout(run, model, adapter)
+    return "succeeded"
+
+
+def _recover_published(run: _Run) -> bool:
+    """A run stopped after its adapter folder was renamed into place but before the row was
+    written: the folder is complete (it was renamed whole), so register it now."""
+    final = home.adapters_dir() / run.config.name
+    metadata = read_metadata(final)
+    if not final.is_dir() or metadata.get("job_id") != run.job["id"] or "registration" not in metadata:
+        return False
+    with run.cancellation.deferred():
+        adapter_rows.register(run.db, path=final, job_id=run.job["id"], **metadata["registration"])
+    lifecycle.remove_staging(run.config.name, run.job["id"])
+    log.info("registered adapter %r, published by this job before it was stopped", run.config.name)
+    return True
+
+
+def _train(run: _Run):
+    """The trained PEFT model and a summary of the training, or (None, None) when cancelled."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
-    from transformers.trainer_utils import get_last_checkpoint
 
-    from training.progress import RegistryProgress, TokenCounter
+    from training.progress import RegistryProgress, TokenCounter, newest_complete_checkpoint
 
-    config = plan.config
+    config, plan = run.config, run.plan
     device = config.device or models.choose_device()
     dtype = models.parse_dtype(config.dtype, device)
     torch.manual_seed(config.seed)
     model = models.load_model(
         plan.model_dir, plan.spec, device=device, dtype=dtype, trust_remote_code=config.trust_remote_code
     )
-    if cancellation.requested.is_set():
-        return "cancelled"
     targets = lora_targets(model, config.target_modules)
-    checkpointing = choose_checkpointing(config.gradient_checkpointing, device, model.num_parameters())
-    recipe = choose_recipe(plan.packing, checkpointing)
-    prepare_model(model, recipe)
+    checkpointing = batching.choose_checkpointing(
+        config.gradient_checkpointing, device, model.num_parameters()
+    )
+    recipe = batching.choose_recipe(plan.packing, checkpointing)
+    batching.prepare_model(model, recipe)
     lora = LoraConfig(
         task_type="CAUSAL_LM",
         r=config.lora_r,
@@ -290,7 +299,7 @@ def _train(plan: _Plan, job: dict, job_dir: Path, cancellation, db) -> str:
         str(dtype).removeprefix("torch."),
         recipe.describe(),
     )
-    checkpoints = job_dir / "checkpoints"
+    checkpoints = run.job_dir / "checkpoints"
     arguments = TrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=config.epochs,
@@ -310,10 +319,10 @@ def _train(plan: _Plan, job: dict, job_dir: Path, cancellation, db) -> str:
         remove_unused_columns=False,
         dataloader_num_workers=0,
         disable_tqdm=True,
-        train_sampling_strategy=sampling_strategy(recipe),
+        train_sampling_strategy=batching.sampling_strategy(recipe),
     )
-    counter = TokenCounter(collator(plan.tokenizer, recipe))
-    progress = RegistryProgress(db, job["id"], counter, cancellation)
+    counter = TokenCounter(batching.collator(plan.tokenizer, recipe))
+    progress = RegistryProgress(run.db, run.job["id"], counter, run.cancellation)
     trainer = Trainer(
         model=model,
         args=arguments,
@@ -322,22 +331,81 @@ def _train(plan: _Plan, job: dict, job_dir: Path, cancellation, db) -> str:
         callbacks=[progress],
     )
     trainer.remove_callback(PrinterCallback)  # our callback logs each step already
-    resume_from = get_last_checkpoint(str(checkpoints)) if config.resume and checkpoints.is_dir() else None
+    resume_from = newest_complete_checkpoint(checkpoints) if config.resume else None
     if config.resume:
-        log.info("resuming from %s", resume_from or "the start (no checkpoint was saved)")
-    result = trainer.train(resume_from_checkpoint=resume_from)
-    if cancellation.requested.is_set():
-        return "cancelled"
-    _publish(plan, job, model, result, progress, db, recipe)
-    return "succeeded"
+        log.info("resuming from %s", resume_from or "the start (no complete checkpoint was saved)")
+    with run.cancellation.deferred():
+        if resume_from is not None and _already_finished(resume_from):
+            summary = _summary_from_checkpoint(model, resume_from)
+        else:
+            result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+            summary = {
+                "final_loss": progress.last_loss,
+                "train_loss": result.training_loss,
+                "steps": result.global_step,
+                "train_seconds": result.metrics.get("train_runtime"),
+                "tokens_per_second": progress.mean_tokens_per_second(),
+            }
+    del trainer  # its optimizer state is not needed for publishing or evaluating
+    gc.collect()
+    if run.cancellation.requested.is_set():
+        return None, None
+    return model, {**summary, "recipe": recipe.describe()}
 
 
-def _publish(plan: _Plan, job: dict, model, result, progress, db, recipe) -> None:
-    """Temporary folder → rename → row: no row ever points at a half-written folder."""
-    config = plan.config
-    adapters_dir = home.adapters_dir()
-    final = adapters_dir / config.name
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{config.name}-", dir=adapters_dir))
+def _already_finished(checkpoint: Path) -> bool:
+    """The checkpoint holds the last step: training it again would run one step past the end."""
+    state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    return state["global_step"] >= state["max_steps"] > 0
+
+
+def _summary_from_checkpoint(model, checkpoint: Path) -> dict:
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(checkpoint / "adapter_model.safetensors"))
+    state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    log.info(
+        "the checkpoint holds the final step %d: publishing it without training further", state["global_step"]
+    )
+    return {
+        "final_loss": losses[-1] if losses else None,
+        "train_loss": sum(losses) / len(losses) if losses else None,
+        "steps": state["global_step"],
+        "train_seconds": None,
+        "tokens_per_second": None,
+    }
+
+
+def _publish(run: _Run, model, summary: dict) -> dict:
+    """Temporary folder → rename → row: no row ever points at a half-written folder, and the folder
+    carries what its row needs, so a run stopped between the rename and the row can register it."""
+    config, plan = run.config, run.plan
+    final = home.adapters_dir() / config.name
+    if final.exists():
+        raise UserError(f"{final} appeared while training: the adapter was not published.")
+    tokenized = plan.tokenized
+    registration = {
+        "name": config.name,
+        "role": config.role,
+        "base_model": config.base,
+        "prompt_format": config.prompt_format,
+        "hyperparameters": {key: getattr(config, key) for key in HYPERPARAMETERS},
+        "dataset_name": plan.dataset.name,
+        "dataset_fingerprint": plan.dataset.fingerprint,
+        "num_examples": len(tokenized.examples),
+        "metrics": {
+            **summary,
+            "num_tokens": tokenized.num_tokens,
+            "num_target_tokens": tokenized.num_target_tokens,
+            "num_truncated": tokenized.num_truncated,
+            "num_dropped": tokenized.num_dropped,
+            "num_heldout": len(plan.heldout),
+        },
+    }
+    staging = lifecycle.staging_folder(config.name, run.job["id"])
+    shutil.rmtree(staging, ignore_errors=True)  # left by a run killed while writing it
     try:
         model.save_pretrained(staging, safe_serialization=True)
         write_metadata(
@@ -345,84 +413,47 @@ def _publish(plan: _Plan, job: dict, model, result, progress, db, recipe) -> Non
             name=config.name,
             base_model=config.base,
             role=config.role,
-            prompt_format=plan.prompt_format,
-            job_id=job["id"],
+            prompt_format=config.prompt_format,
+            job_id=run.job["id"],
+            registration=registration,
         )
-        if final.exists():
-            raise UserError(f"{final} appeared while training: the adapter was not published.")
         staging.rename(final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    metrics = {
-        "final_loss": progress.last_loss,
-        "train_loss": result.training_loss,
-        "steps": result.global_step,
-        "train_seconds": result.metrics.get("train_runtime"),
-        "tokens_per_second": progress.mean_tokens_per_second(),
-        "num_tokens": plan.tokenized.num_tokens,
-        "num_target_tokens": plan.tokenized.num_target_tokens,
-        "num_truncated": plan.tokenized.num_truncated,
-        "num_dropped": plan.tokenized.num_dropped,
-        "num_heldout": len(plan.heldout),
-        "recipe": recipe.describe(),
-    }
-    hyperparameters = {
-        key: getattr(config, key)
-        for key in (
-            "epochs",
-            "max_steps",
-            "lr",
-            "batch_size",
-            "grad_accum",
-            "max_length",
-            "lora_r",
-            "lora_alpha",
-            "lora_dropout",
-            "target_modules",
-            "seed",
-            "limit",
-            "holdout",
-        )
-    }
-    adapter_rows.register(
-        db,
-        name=config.name,
-        role=config.role,
-        base_model=config.base,
-        prompt_format=plan.prompt_format,
-        path=final,
-        hyperparameters=hyperparameters,
-        dataset_name=plan.dataset.name,
-        dataset_fingerprint=plan.dataset.fingerprint,
-        num_examples=len(plan.tokenized.examples),
-        metrics=metrics,
-        job_id=job["id"],
-    )
-    job_rows.finish(db, job["id"], "succeeded")
-    log.info("published adapter %r at %s (final loss %s)", config.name, final, progress.last_loss)
+    adapter = adapter_rows.register(run.db, path=final, job_id=run.job["id"], **registration)
+    log.info("published adapter %r at %s (final loss %s)", config.name, final, summary["final_loss"])
+    return adapter
 
 
-def _evaluate_heldout(plan: _Plan, job_dir: Path, db) -> None:
-    """Score the new adapter and its base on the examples training never saw. The adapter is already
-    published, so a failure here is logged and does not fail the job."""
-    import gc
-
+def _evaluate_heldout(run: _Run, model, adapter: dict) -> None:
+    """Score the new adapter and its base on the examples training never saw, with the model this
+    job trained (no second copy, same dtype and device). The adapter is already published, so a
+    failure or a cancel here is logged and the job still succeeds."""
     from engine.generation import ChatEngine
     from training.evaluate import describe, evaluate_with_base
 
-    path = job_dir / "heldout.jsonl"
-    path.write_text(
-        "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in plan.heldout), encoding="utf-8"
-    )
-    gc.collect()  # the training copy of the model is no longer needed
+    plan = run.plan
+    if not plan.heldout or run.config.skip_evaluation:
+        return
     try:
-        engine = ChatEngine(plan.config.base, device=plan.config.device or None)
-        rows = evaluate_with_base(db, adapter_name=plan.config.name, data=str(path), engine=engine)
-        for who, row in zip((plan.config.name, "base model"), rows, strict=True):
+        job_rows.update(run.db, run.job["id"], status="evaluating")
+        path = run.job_dir / "heldout.jsonl"
+        path.write_text(
+            "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in plan.heldout),
+            encoding="utf-8",
+        )
+        run.cancellation.raise_if_requested()
+        engine = ChatEngine.around_trained(
+            model, plan.tokenizer, plan.spec, plan.model_dir, plan.config.prompt_format, adapter
+        )
+        rows = evaluate_with_base(run.db, adapter_name=run.config.name, data=str(path), engine=engine)
+        for who, row in zip((run.config.name, "base model"), rows, strict=True):
             log.info("held-out evaluation (%d examples), %s:\n%s", len(plan.heldout), who, describe(row))
+    except JobCancelled:
+        log.warning("held-out evaluation cancelled; the adapter is published")
     except Exception as error:  # the adapter is fine; only its scores are missing
-        log.warning("held-out evaluation failed: %s", _one_line(error))
+        log.warning("held-out evaluation failed: %s", models.first_line(error))
 
 
 def lora_targets(model, requested: str) -> list[str]:
@@ -445,15 +476,6 @@ def _configure_logging(log_path: Path, captured: bool) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers, force=True
     )
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[-1] if text else type(error).__name__
-
-
-def _json(value, indent=None) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, indent=indent)
 
 
 if __name__ == "__main__":
