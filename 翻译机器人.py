@@ -4,14 +4,13 @@ import streamlit as st
 
 from pages import common, texts
 
-common.leave_legacy_multipage_mode(in_entry=True)
 st.set_page_config(page_title=texts.APP_TITLE, page_icon="🤖", layout="wide")
-navigation = st.navigation(
-    [
-        st.Page("pages/chat.py", title=texts.PAGE_CHAT, icon="💬", default=True),  # served at /
-        st.Page("pages/train.py", title=texts.PAGE_TRAIN, icon="🏋️", url_path="train"),
-        st.Page("pages/adapters.py", title=texts.PAGE_ADAPTERS, icon="🗂️", url_path="adapters"),
-    ]
-)
+pages = common.app_pages()
+# Our own links: the automatic sidebar navigation is off (see common.enter_through_entry).
+navigation = st.navigation(pages, position="hidden")
+with st.sidebar:
+    for page in pages:
+        st.page_link(page)
+    st.divider()
 with common.run_from_entry():
     navigation.run()

@@ -8,7 +8,7 @@ from engine.roles import list_roles
 from pages import common, texts
 from registry import adapters as adapter_rows
 from registry import jobs as job_rows
-from training import jobs as job_control
+from training import lifecycle
 from training.evaluate import evaluate_with_base
 from training.scores import score_table
 
@@ -33,7 +33,7 @@ def when(timestamp: float | None) -> str:
     return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M") if timestamp else "–"
 
 
-common.leave_legacy_multipage_mode()
+common.enter_through_entry()
 db = common.registry()
 st.title(texts.ADAPTERS_TITLE)
 rows = adapter_rows.list_all(db)
@@ -86,7 +86,7 @@ for adapter in rows:
         rename_col, role_col, delete_col = st.columns(3)
         with rename_col:
             new_name = st.text_input(texts.NEW_NAME, value=name, key=f"name-{name}")
-            if st.button(texts.RENAME, key=f"rename-{name}") and new_name != name:
+            if st.button(texts.RENAME, key=f"rename-{name}"):
                 if common.show_user_error(adapter_rows.rename, db, name, new_name):
                     st.rerun()
         with role_col:
@@ -98,12 +98,11 @@ for adapter in rows:
         with delete_col:
             confirmed = st.checkbox(texts.DELETE_CONFIRM, key=f"confirm-{name}")
             if st.button(texts.DELETE, key=f"delete-{name}", disabled=not confirmed, type="primary"):
-                adapter_rows.delete(db, name)
-                st.rerun()
+                if common.show_user_error(adapter_rows.delete, db, name):
+                    st.rerun()
 
 st.subheader(texts.JOBS_TITLE)
-job_control.refresh_liveness(db)
-jobs = job_rows.list_all(db)
+jobs = lifecycle.list_recent(db)
 st.dataframe(
     [
         {
@@ -124,4 +123,4 @@ for job in jobs[:20]:
     with st.expander(
         f"#{job['id']} {job['adapter_name']} · {texts.STATUS.get(job['status'], job['status'])}"
     ):
-        st.code(job_control.read_log_tail(job, lines=60) or "…", language="log")
+        st.code(lifecycle.read_log_tail(job, lines=60) or "…", language="log")

@@ -11,7 +11,8 @@ from training.scores import evaluation_examples
 
 
 def start_conversation() -> None:
-    st.session_state["conversation"] = conversations.create(common.registry())["id"]
+    """A new conversation gets its row with its first message (see respond_in)."""
+    st.session_state["conversation"] = None
 
 
 def delete_conversation(conversation_id: int) -> None:
@@ -19,7 +20,7 @@ def delete_conversation(conversation_id: int) -> None:
     st.session_state["conversation"] = None
 
 
-common.leave_legacy_multipage_mode()
+common.enter_through_entry()
 db = common.registry()
 all_adapters = adapter_rows.list_all(db)
 roles = list_roles(db)
@@ -88,11 +89,15 @@ with st.sidebar:
 
     st.subheader(texts.CONVERSATIONS)
     st.button(texts.NEW_CONVERSATION, width="stretch", on_click=start_conversation)
-    existing = conversations.list_all(db) or [conversations.create(db)]
+    existing = conversations.list_all(db)
     ids = [c["id"] for c in existing]
-    if st.session_state.get("conversation") not in ids:  # first visit, reload, or deleted
+    if "pending_conversation" in st.session_state:  # created by this session's first message
+        st.session_state["conversation"] = st.session_state.pop("pending_conversation")
+    if "conversation" not in st.session_state or st.session_state["conversation"] not in [None, *ids]:
+        # A visit opens the conversation its link names (a reload keeps ?c=), else a new one of its
+        # own: never the newest conversation of whoever used the app last.
         linked = str(st.query_params.get("c", ""))
-        st.session_state["conversation"] = int(linked) if linked.isdigit() and int(linked) in ids else ids[0]
+        st.session_state["conversation"] = int(linked) if linked.isdigit() and int(linked) in ids else None
     current_id = st.radio(
         texts.CONVERSATIONS,
         ids,
@@ -101,8 +106,12 @@ with st.sidebar:
         format_func=lambda cid: f"{next(c['title'] for c in existing if c['id'] == cid)} · #{cid}",
         label_visibility="collapsed",
     )
-    st.query_params["c"] = str(current_id)
-    with st.popover(texts.RENAME + " / " + texts.DELETE, width="stretch"):
+    if current_id is None:
+        st.query_params.pop("c", None)
+        st.caption(texts.NEW_CONVERSATION_HINT)
+    else:
+        st.query_params["c"] = str(current_id)
+    with st.popover(texts.RENAME + " / " + texts.DELETE, width="stretch", disabled=current_id is None):
         new_title = st.text_input(texts.RENAME, key=f"title-{current_id}")
         if st.button(texts.RENAME, key=f"rename-{current_id}"):
             if common.show_user_error(conversations.rename, db, current_id, new_title) is None:
@@ -123,12 +132,16 @@ modes = [texts.MODE_CHAT, texts.MODE_COMPARE] + ([texts.MODE_TRANSLATE] if role.
 mode = st.segmented_control(texts.MODE, modes, default=texts.MODE_CHAT, key="mode") or texts.MODE_CHAT
 
 if mode == texts.MODE_CHAT:
-    for message in conversations.messages(db, current_id):
+    for message in conversations.messages(db, current_id) if current_id is not None else []:
         with st.chat_message(message["role"]):
             st.markdown(message["content"])
             if message["role"] == "assistant":
                 st.caption(provenance(message), help=str(message["settings"]))
     if prompt := st.chat_input(texts.MESSAGE_PLACEHOLDER, submit_mode="disable"):
+        if current_id is None:
+            current_id = conversations.create(db)["id"]
+            st.session_state["pending_conversation"] = current_id
+            st.query_params["c"] = str(current_id)  # a reload during the reply finds it
         with st.chat_message("user"):
             st.markdown(prompt)
         with st.chat_message("assistant"):
@@ -151,11 +164,17 @@ elif mode == texts.MODE_COMPARE:
                 {"compare-prompt": st.session_state["compare-example"]}
             ),
         )
-    prompt = st.text_area(texts.COMPARE_PROMPT, key="compare-prompt")
+    # A form: one click submits what was typed (a plain button stays disabled until the text area
+    # loses focus, so the first click would only blur it).
+    with st.form("compare-form", border=False):
+        prompt = st.text_area(texts.COMPARE_PROMPT, key="compare-prompt")
+        submitted = st.form_submit_button(texts.COMPARE_RUN, key="compare-run", type="primary")
     reference = next((e["reference"] for e in examples if e["input"] == prompt), None)
     if reference:
         st.caption(f"{texts.REFERENCE}: {reference}")
-    if st.button(texts.COMPARE_RUN, key="compare-run", type="primary", disabled=not prompt.strip()):
+    if submitted and not prompt.strip():
+        st.warning(texts.TYPE_SOMETHING)
+    elif submitted:
         contenders = [None, *(a for a in usable if a["name"] in chosen)]
         for column, contender in zip(st.columns(len(contenders)), contenders, strict=True):
             with column:
@@ -169,8 +188,12 @@ elif mode == texts.MODE_COMPARE:
                 common.show_user_error(st.write_stream, stream)
 
 else:
-    source = st.text_area(texts.TRANSLATE_INPUT, height=150, key="translate-input")
-    if st.button(texts.TRANSLATE_RUN, key="translate-run", type="primary", disabled=not source.strip()):
+    with st.form("translate-form", border=False):
+        source = st.text_area(texts.TRANSLATE_INPUT, height=150, key="translate-input")
+        submitted = st.form_submit_button(texts.TRANSLATE_RUN, key="translate-run", type="primary")
+    if submitted and not source.strip():
+        st.warning(texts.TYPE_SOMETHING)
+    elif submitted:
         translator = BUILTIN_ROLES["translator"] if role.name == "translator" else role
         st.markdown(f"**{texts.TRANSLATE_OUTPUT}**")
         for line in (line.strip() for line in source.splitlines()):

@@ -1,4 +1,4 @@
-"""Streamlit glue shared by the pages: the resident chat engines and the registry connection."""
+"""Streamlit glue shared by the pages: navigation, the resident chat engines, the registry connection."""
 
 import contextlib
 import os
@@ -11,7 +11,6 @@ import streamlit as st
 # seen in CI). Import what the engine uses once, here, under Python's import lock (engine.generation
 # imports the rest of its transformers names at module level for the same reason).
 from peft import PeftModel  # noqa: F401
-from streamlit.runtime.pages_manager import PagesManager
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
 from engine import models
@@ -20,12 +19,25 @@ from pages import texts
 from registry import connect
 from registry.errors import UserError
 
+PAGES = (
+    # (file, title, icon, url path); the first is the default page, served at /
+    ("pages/chat.py", texts.PAGE_CHAT, "💬", None),
+    ("pages/train.py", texts.PAGE_TRAIN, "🏋️", "train"),
+    ("pages/adapters.py", texts.PAGE_ADAPTERS, "🗂️", "adapters"),
+)
 _entry_run = threading.local()  # each session's script runs in its own thread
+
+
+def app_pages() -> list:
+    return [
+        st.Page(file, title=title, icon=icon, default=url is None, **({"url_path": url} if url else {}))
+        for file, title, icon, url in PAGES
+    ]
 
 
 @contextlib.contextmanager
 def run_from_entry():
-    """The entry script wraps `navigation.run()` in this, so a page knows how it was started."""
+    """The entry script runs the chosen page inside this, so a page knows how it was started."""
     _entry_run.active = True
     try:
         yield
@@ -33,36 +45,56 @@ def run_from_entry():
         _entry_run.active = False
 
 
-def leave_legacy_multipage_mode(in_entry: bool = False) -> None:
-    """With a `pages/` folder next to the entry, Streamlit's first runs after a start emulate the old
-    multipage API: they list every file in `pages/` and, for a URL such as /train, run that file
-    without the entry, so st.navigation never gets to switch the emulation off. A page started any
-    way but through the entry switches it off and reruns once; then our navigation takes over."""
-    legacy = getattr(PagesManager, "uses_pages_directory", False)
-    if legacy or (not in_entry and not getattr(_entry_run, "active", False)):
-        if hasattr(PagesManager, "uses_pages_directory"):
-            PagesManager.uses_pages_directory = False
+def enter_through_entry() -> None:
+    """Every page starts with this. Our `pages/` folder (its name is fixed by the product's shape)
+    makes Streamlit's first runs after a start use its legacy pages-folder mode, which runs a page
+    file such as pages/train.py on its own for a URL like /train. Only documented behaviour is used
+    to leave it: `st.navigation` switches the pages-folder mode off, and `client.showSidebarNavigation
+    = false` (.streamlit/config.toml) keeps that mode's automatic list of page files from ever
+    showing. A page run outside the entry declares our navigation and reruns, so the entry takes
+    over. tests/e2e pins this on a fresh server."""
+    if not getattr(_entry_run, "active", False):
+        st.navigation(app_pages(), position="hidden")
         st.rerun()
 
 
 def registry():
-    """One connection per script run: sqlite connections belong to the thread that opened them."""
-    return connect()
-
-
-@st.cache_resource(show_spinner=False, max_entries=2)
-def chat_engine(base_model: str) -> ChatEngine:
-    """One resident model per base, shared by every session (ChatEngine is thread-safe)."""
-    return ChatEngine(base_model)
-
-
-def engine_or_stop(base_model: str) -> ChatEngine:
+    """One connection per script run (sqlite connections belong to the thread that opened them);
+    a registry that cannot be used stops the page with the reason."""
     try:
-        with st.spinner(texts.LOADING_BASE):
-            return chat_engine(base_model)
+        return connect()
     except UserError as error:
         st.error(str(error))
         st.stop()
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def chat_engine(base_model: str, _progress=None) -> ChatEngine:
+    """One resident model per base, shared by every session (ChatEngine is thread-safe)."""
+    return ChatEngine(base_model, progress=_progress)
+
+
+def engine_or_stop(base_model: str) -> ChatEngine:
+    """The base model, with what is happening on screen while it loads: the first start converts
+    the built-in model (about a minute on 2 cores), later starts load it in about a second."""
+    status = st.empty()
+    try:
+        with status.container():
+            bar = st.progress(0.0, text=texts.LOADING_BASE)
+            return chat_engine(
+                base_model, _progress=lambda fraction, stage: bar.progress(fraction, text=stage)
+            )
+    except UserError as error:
+        st.error(str(error))
+        st.stop()
+    finally:
+        status.empty()
+
+
+def model_progress():
+    """A progress bar for a model being fetched or converted, as `engine.models` reports it."""
+    bar = st.progress(0.0, text=texts.LOADING_BASE)
+    return lambda fraction, stage: bar.progress(min(max(fraction, 0.0), 1.0), text=stage)
 
 
 def default_base_model() -> str:

@@ -1,33 +1,44 @@
 """Train an adapter: choose base, role and data, preview it, start a detached job, watch it live."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import streamlit as st
 
 from engine import models
 from engine.roles import get_role, list_roles
 from pages import common, texts
+from registry import home
 from registry import jobs as job_rows
 from registry.errors import UserError
-from training import jobs as job_control
-from training import launch
-from training.config import TrainConfig
-from training.data import load_dataset
+from training import lifecycle
+from training.config import TrainConfig, rule
+from training.data import load_dataset, save_upload
 from training.preview import preview
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def tokenizer_for(base_model: str):
+def tokenizer_for(base_model: str, _progress=None):
     spec = models.parse_model_id(base_model)
-    model_dir = models.resolve_model_dir(spec, progress=lambda *_: None)
+    model_dir = models.resolve_model_dir(spec, progress=_progress)
     tokenizer = models.load_tokenizer(model_dir, spec)
     return tokenizer, models.default_prompt_format(spec, model_dir, tokenizer)
 
 
+def number(column, name: str, label: str, step=None, format=None):
+    """A form field whose limits are the trainer's own (training.config), default included."""
+    limits = rule(name)
+    default = getattr(TrainConfig(), name)
+    kind = type(default)
+    low = min(limits.also + (limits.low,)) if limits.also else limits.low
+    return column.number_input(
+        label, kind(low), kind(limits.high), default, step=step, format=format, key=f"setting-{name}"
+    )
+
+
 def job_panel(job_id: int, started_as: str) -> None:
     db = common.registry()
-    job_control.refresh_liveness(db)
-    job = job_rows.get(db, job_id)
+    job = lifecycle.get(db, job_id)
     if job is None:
         return
     if job["status"] != started_as and started_as in job_rows.ACTIVE:
@@ -51,20 +62,20 @@ def job_panel(job_id: int, started_as: str) -> None:
         st.page_link("pages/chat.py", label=texts.GO_CHAT, query_params={"adapter": job["adapter_name"]})
     buttons = st.columns(2)
     if job["status"] in job_rows.ACTIVE and buttons[0].button(texts.CANCEL, key=f"cancel-{job_id}"):
-        job_control.cancel(db, job_id)
+        lifecycle.cancel(db, job_id)
     if job["status"] in job_rows.RESUMABLE and buttons[1].button(texts.RESUME, key=f"resume-{job_id}"):
-        if common.show_user_error(launch.resume, db, job_id):
+        if common.show_user_error(lifecycle.resume, db, job_id):
             st.rerun(scope="app")
     with st.expander(texts.LOG_TAIL, expanded=job["status"] == "failed"):
-        st.code(job_control.read_log_tail(job) or "…", language="log")
+        st.code(lifecycle.read_log_tail(job) or "…", language="log")
 
 
-common.leave_legacy_multipage_mode()
+common.enter_through_entry()
 db = common.registry()
 st.title(texts.TRAIN_TITLE)
 
 if st.button(texts.DEMO_BUTTON, help=texts.DEMO_HELP, type="primary"):
-    demo_job = common.show_user_error(launch.start_demo, db)
+    demo_job = common.show_user_error(lifecycle.start_demo, db)
     if demo_job:
         st.query_params["job"] = str(demo_job["id"])
 
@@ -86,51 +97,58 @@ with right:
     source = st.radio(
         texts.DATA_SOURCE, [texts.DATA_SAMPLE, texts.DATA_PATH, texts.DATA_UPLOAD], horizontal=True
     )
-    data_path = None
+    data_path, data_title, data_problem = None, None, texts.CHOOSE_DATA
     if source == texts.DATA_SAMPLE:
         sample = st.selectbox(
             texts.DATA_SAMPLE,
-            list(launch.SAMPLES),
-            index=list(launch.SAMPLES).index(role_name) if role_name in launch.SAMPLES else 0,
-            format_func=lambda key: launch.SAMPLES[key].name,
+            list(lifecycle.SAMPLES),
+            index=list(lifecycle.SAMPLES).index(role_name) if role_name in lifecycle.SAMPLES else 0,
+            format_func=lambda key: lifecycle.SAMPLES[key].name,
         )
-        data_path = str(launch.SAMPLES[sample])
+        data_path = str(lifecycle.SAMPLES[sample])
     elif source == texts.DATA_PATH:
-        data_path = st.text_input(texts.DATA_PATH_INPUT).strip() or None
+        typed = st.text_input(texts.DATA_PATH_INPUT, help=texts.DATA_PATH_HELP).strip()
+        # Relative paths mean the project folder, wherever the server was started (as the trainer does).
+        data_path = str(home.PROJECT_ROOT / Path(typed).expanduser()) if typed else None
     else:
         upload = st.file_uploader(texts.UPLOAD_INPUT, type=["json", "jsonl", "csv"])
         if upload is not None:
-            saved = common.show_user_error(launch.save_upload, upload.name, upload.getvalue())
-            data_path = str(saved) if saved else None
+            saved = common.show_user_error(
+                save_upload, upload.name, upload.getvalue(), home.home() / "uploads"
+            )
+            data_path, data_title = (str(saved), upload.name) if saved else (None, None)
+            data_problem = texts.UPLOAD_REJECTED if saved is None else data_problem
 
 with st.expander(texts.HYPERPARAMETERS):
     columns = st.columns(4)
-    defaults = TrainConfig()
     settings = {
-        "epochs": columns[0].number_input("epochs", 0.1, 100.0, defaults.epochs, 0.5),
-        "max_steps": columns[0].number_input("max steps (-1: epochs)", -1, 1_000_000, defaults.max_steps),
-        "limit": columns[0].number_input("limit examples (0: all)", 0, 10_000_000, defaults.limit),
-        "lr": columns[1].number_input("learning rate", 1e-7, 1.0, defaults.lr, format="%.1e"),
-        "batch_size": columns[1].number_input("batch size", 1, 1024, defaults.batch_size),
-        "grad_accum": columns[1].number_input("grad accumulation", 1, 1024, defaults.grad_accum),
-        "lora_r": columns[2].number_input("LoRA r", 1, 512, defaults.lora_r),
-        "lora_alpha": columns[2].number_input("LoRA alpha", 1, 1024, defaults.lora_alpha),
-        "lora_dropout": columns[2].number_input("LoRA dropout", 0.0, 0.9, defaults.lora_dropout, 0.05),
-        "max_length": columns[3].number_input("max length", 8, 32768, defaults.max_length),
-        "save_steps": columns[3].number_input(
-            "save every N steps (0: epoch)", 0, 1_000_000, defaults.save_steps
-        ),
+        "epochs": number(columns[0], "epochs", "epochs", step=0.5),
+        "max_steps": number(columns[0], "max_steps", "max steps (-1: epochs)"),
+        "limit": number(columns[0], "limit", "limit examples (0: all)"),
+        "lr": number(columns[1], "lr", "learning rate", format="%.1e"),
+        "batch_size": number(columns[1], "batch_size", "batch size"),
+        "grad_accum": number(columns[1], "grad_accum", "grad accumulation"),
+        "lora_r": number(columns[2], "lora_r", "LoRA r"),
+        "lora_alpha": number(columns[2], "lora_alpha", "LoRA alpha"),
+        "lora_dropout": number(columns[2], "lora_dropout", "LoRA dropout", step=0.05),
+        "max_length": number(columns[3], "max_length", "max length"),
+        "save_steps": number(columns[3], "save_steps", "save every N steps (0: epoch)"),
     }
 
 if data_path:
     try:
         dataset = load_dataset(data_path, limit=settings["limit"] or None)
         role = get_role(db, role_name)
-        with st.spinner(texts.LOADING_BASE):
-            tokenizer, prompt_format = tokenizer_for(models.parse_model_id(base_model).model_id)
+        loading = st.empty()
+        with loading.container():
+            tokenizer, prompt_format = tokenizer_for(
+                models.parse_model_id(base_model).model_id, _progress=common.model_progress()
+            )
+        loading.empty()
         shown = preview(dataset, tokenizer, prompt_format, role, settings["max_length"])
+        title = data_title or dataset.name
         with st.expander(
-            f"{texts.PREVIEW} · {dataset.name} · {dataset.total_records} · {prompt_format}", expanded=True
+            f"{texts.PREVIEW} · {title} · {dataset.total_records} · {prompt_format}", expanded=True
         ):
             st.dataframe(dataset.records[:5], width="stretch")
             st.caption(texts.FIRST_EXAMPLE)
@@ -152,20 +170,20 @@ if st.button(texts.START, type="primary"):
         role=role_name,
         name=adapter_name,
         trust_remote_code=trust_remote_code,
-        **{key: type(getattr(defaults, key))(value) for key, value in settings.items()},
+        **settings,
     )
     if not data_path:
-        st.error("请先选择数据 Choose a dataset first.")
+        st.error(data_problem)
     else:
-        job = common.show_user_error(launch.start, db, config)
+        with st.spinner(texts.CHECKING):
+            job = common.show_user_error(lifecycle.submit, db, config)
         if job:
             st.query_params["job"] = str(job["id"])
 
-job_control.refresh_liveness(db)
-recent = job_rows.list_all(db, limit=1)
+recent = lifecycle.list_recent(db, limit=1)
 requested = st.query_params.get("job")
 job_id = int(requested) if requested and requested.isdigit() else (recent[0]["id"] if recent else None)
-if job_id is not None and (job := job_rows.get(db, job_id)) is not None:
+if job_id is not None and (job := lifecycle.get(db, job_id)) is not None:
     active = job["status"] in job_rows.ACTIVE
     st.divider()
     st.fragment(job_panel, run_every=2 if active else None)(job_id, job["status"])
