@@ -90,7 +90,45 @@ def run_module(module: str, *args: str, timeout: float = 600, **popen) -> subpro
     )
 
 
-def make_adapter(model_dir: Path, folder: Path, seed: int, targets=("q_proj", "v_proj")) -> Path:
+TINY_TRAINING = ("--batch-size", "1", "--grad-accum", "1", "--lr", "1e-3")
+SAMPLE = PROJECT_ROOT / "data" / "translator_sample.jsonl"
+
+
+def start_trainer(tiny_model_dir: Path, name: str, *extra) -> subprocess.Popen:
+    """`python -m training.train` on the tiny model and the bundled sample, as a shell would run it."""
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "training.train", "--base", str(tiny_model_dir), "--data", str(SAMPLE),
+            "--name", name, *TINY_TRAINING, *map(str, extra),
+        ],
+        cwd=PROJECT_ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
+def wait_for_step(process: subprocess.Popen, name: str, step: int, timeout: float = 120):
+    """The job of `name` once its trainer reported `step`."""
+    import time
+
+    from registry import connect, jobs
+
+    db = connect()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = jobs.active_for_name(db, name)
+        if job and (job["step"] or 0) >= step:
+            return job
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        time.sleep(0.02)
+    pytest.fail(f"the trainer did not reach step {step}")
+
+
+def make_adapter(
+    model_dir: Path, folder: Path, seed: int, targets=("q_proj", "v_proj"), modules_to_save=None
+) -> Path:
     """A LoRA adapter with random (non-zero) weights, saved as PEFT safetensors."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -98,12 +136,29 @@ def make_adapter(model_dir: Path, folder: Path, seed: int, targets=("q_proj", "v
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    config = LoraConfig(r=4, lora_alpha=16, target_modules=list(targets), init_lora_weights=False)
+    config = LoraConfig(
+        r=4,
+        lora_alpha=16,
+        target_modules=list(targets),
+        init_lora_weights=False,
+        modules_to_save=modules_to_save,
+    )
     peft_model = get_peft_model(model, config)
     for name, parameter in peft_model.named_parameters():
         if "lora_B" in name:  # make each adapter's effect large enough to change greedy outputs
             torch.nn.init.normal_(parameter, std=0.5)
     peft_model.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def lora_folder(folder: Path, **config) -> Path:
+    """A minimal adapter folder as PEFT writes one (config + safetensors), without a model."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "adapter_config.json", {"peft_type": "LORA", "r": 4, **config})
+    save_file({"base_model.model.lora_A.weight": torch.ones(4, 8)}, folder / "adapter_model.safetensors")
     return folder
 
 
@@ -124,3 +179,16 @@ def register_adapter(db, name: str, folder: Path, base_model: str, role="assista
 def write_json(path: Path, value) -> Path:
     path.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
     return path
+
+
+def assert_whole_module_adapters_are_refused(db, model_dir: Path, folder: Path, base_model: str) -> None:
+    """A real PEFT adapter that also saves whole modules: its weights would reach every request
+    whatever adapter it chose, so registration refuses it."""
+    import pytest
+
+    from registry.errors import UserError
+
+    make_adapter(model_dir, folder, seed=3, modules_to_save=["lm_head"])
+    with pytest.raises(UserError, match="replaces whole modules \\(modules_to_save: lm_head\\)"):
+        register_adapter(db, "whole", folder, base_model)
+    assert db["adapters"].count == 0

@@ -118,7 +118,7 @@ def test_packing_is_chosen_only_where_it_is_exact():
         batching.check_choice("packing", "yes")
 
 
-def test_the_recipe_keeps_checkpointing_for_big_models_on_gpu_only():
+def test_the_recipe_keeps_checkpointing_for_big_models_on_gpu_only(tiny_model_dir):
     assert not batching.choose_checkpointing("auto", "cpu", 3_000_000_000)
     assert not batching.choose_checkpointing("auto", "cuda", 135_000_000)
     assert batching.choose_checkpointing("auto", "cuda", 2_100_000_000)
@@ -126,3 +126,14 @@ def test_the_recipe_keeps_checkpointing_for_big_models_on_gpu_only():
     padded = batching.choose_recipe(packing=False, checkpointing=False)
     assert padded.group_by_length and batching.sampling_strategy(padded) == "group_by_length"
     assert batching.TUTORIAL.describe() == "batches padded; gradient checkpointing on"
+    from transformers import AutoModelForCausalLM
+
+    # what the recipe does to the model, not only what it says
+    for recipe, checkpointed in ((padded, False), (batching.TUTORIAL, True)):
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        batching.prepare_model(model, recipe)
+        assert model.is_gradient_checkpointing is checkpointed and model.config.use_cache is False
+        model.train()
+        ids = torch.tensor([[1, 2, 3, 4]])
+        model(input_ids=ids, labels=ids).loss.backward()
+        assert model.get_input_embeddings().weight.grad is not None

@@ -197,3 +197,9 @@ def test_an_adapter_retrained_under_the_same_name_and_folder_is_reloaded(
     second = _reply(engine, register_adapter(db, "reused", folder, engine.base_model_id))
     assert second != first
     assert second == _reply(ChatEngine(str(tiny_model_dir), device="cpu"), adapters.get(db, "reused"))
+
+
+def test_an_adapter_with_whole_modules_is_refused_on_a_llama_base(db, home, tiny_model_dir):
+    from tests.conftest import assert_whole_module_adapters_are_refused
+
+    assert_whole_module_adapters_are_refused(db, tiny_model_dir, home / "whole", f"local:{tiny_model_dir}")

@@ -102,3 +102,29 @@ def test_tiny_folder_without_template_defaults_to_plain(tmp_path, tiny_model_dir
     tokenizer = models.load_tokenizer(folder, spec)
     tokenizer.chat_template = None
     assert models.default_prompt_format(spec, folder, tokenizer) == "plain"
+
+
+def test_the_first_conversion_of_the_builtin_model_reports_its_progress(tmp_path, monkeypatch):
+    """What the chat page shows on a fresh machine while it waits (about a minute on 2 cores)."""
+    monkeypatch.setenv("TRANSLATOR_MODELS_DIR", str(tmp_path / "models"))
+    reported = []
+    folder = models.resolve_model_dir(
+        models.parse_model_id("builtin"), progress=lambda fraction, stage: reported.append((fraction, stage))
+    )
+    fractions = [fraction for fraction, _ in reported]
+    assert fractions == sorted(fractions) and fractions[0] < 0.5 and fractions[-1] == 1.0
+    assert len(reported) >= 4 and all(
+        stage.startswith("Converting the built-in model") for _, stage in reported
+    )
+    assert (folder / "model.safetensors").is_file()
+
+
+def test_users_runs_watch_no_files_and_show_no_automatic_page_list():
+    """A watcher would follow the workspace, where jobs write checkpoints, and the virtualenv."""
+    import tomllib
+
+    from registry.home import PROJECT_ROOT
+
+    config = tomllib.loads((PROJECT_ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    assert config["server"]["fileWatcherType"] == "none" and config["server"]["address"] == "127.0.0.1"
+    assert config["client"]["showSidebarNavigation"] is False

@@ -1,6 +1,7 @@
 """Each page driven by Streamlit's AppTest against a real registry and the tiny model."""
 
 import json
+from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -79,12 +80,24 @@ def test_chat_uses_the_chosen_adapter_records_it_and_persists(app_env):
     assert any("med-zh" in caption.value for caption in reopened.chat_message[1].caption)
 
 
-def test_conversations_can_be_created_renamed_and_deleted(app_env):
+def _send(app: AppTest, text: str) -> None:
+    _shorten_replies(app)
+    app.chat_input[0].set_value(text).run()
+    assert not app.exception, app.exception
+
+
+def test_conversations_are_saved_with_their_first_message_renamed_and_deleted(app_env):
     app = _app()
+    assert conversations.list_all(app_env) == []  # a visit alone stores nothing
+    _send(app, "first question")
     first = conversations.list_all(app_env)[0]["id"]
+    assert app.sidebar.radio[0].value == first
     app.sidebar.button[0].click().run()  # new
-    assert len(conversations.list_all(app_env)) == 2
+    assert app.sidebar.radio[0].value is None and len(conversations.list_all(app_env)) == 1
+    _send(app, "second question")
     newest = conversations.list_all(app_env)[0]["id"]
+    assert newest != first and app.sidebar.radio[0].value == newest
+    assert [m["content"] for m in conversations.messages(app_env, newest)][0] == "second question"
     app.text_input(key=f"title-{newest}").set_value("复诊").run()
     app.button(key=f"rename-{newest}").click().run()
     assert conversations.get(app_env, newest)["title"] == "复诊"
@@ -92,28 +105,61 @@ def test_conversations_can_be_created_renamed_and_deleted(app_env):
     assert [c["id"] for c in conversations.list_all(app_env)] == [first]
 
 
-def test_compare_mode_answers_with_the_base_and_two_adapters(app_env):
+def test_a_second_visitor_starts_in_a_conversation_of_its_own(app_env):
+    _send(_app(), "the first visitor's secret")
+    other = _app()  # another browser, no ?c= in its URL
+    shown = [m.value for message in other.chat_message for m in message.markdown]
+    assert "the first visitor's secret" not in shown and other.sidebar.radio[0].value is None
+
+
+def _greedy_replies(app_env, tiny_model_dir, prompt, names, sidebar_role):
+    """What the engine itself answers for the base and each adapter (its own role), with the
+    sidebar role's settings made greedy and 8 tokens long, as the page sends them."""
+    from engine.generation import ChatEngine
+    from engine.roles import get_role
+
+    engine = ChatEngine(str(tiny_model_dir), device="cpu")
+    decoding = get_role(app_env, sidebar_role).decoding.with_changes(do_sample=False, max_new_tokens=8)
+    replies = []
+    for name in names:
+        adapter = adapters.get(app_env, name) if name else None
+        role = get_role(app_env, adapter["role"] if adapter else sidebar_role)
+        replies.append(engine.reply(prompt, role=role, adapter=adapter, decoding=decoding).strip())
+    return replies
+
+
+def test_compare_mode_answers_with_the_base_and_two_adapters(app_env, tiny_model_dir):
     app = _app()
     _shorten_replies(app)
+    app.sidebar.toggle[0].set_value(False).run()  # greedy, so the answers can be checked
     app.segmented_control(key="mode").set_value(texts.MODE_COMPARE).run()
     app.multiselect[0].set_value(["med-zh", "huanhuan"]).run()
-    app.text_area(key="compare-prompt").input("Hello").run()
-    app.button(key="compare-run").click().run()
+    app.text_area(key="compare-prompt").input("Hello")
+    app.button(key="compare-run").click().run()  # one click submits what was typed
     assert not app.exception, app.exception
     headers = [m.value for m in app.markdown if m.value.startswith("**")]
     assert len(headers) == 3 and "med-zh" in headers[1] and "huanhuan" in headers[2]
     assert texts.BASE_ONLY in headers[0]
+    answers = [m.value.strip() for m in app.markdown if not m.value.startswith("**")][-3:]
+    expected = _greedy_replies(app_env, tiny_model_dir, "Hello", [None, "med-zh", "huanhuan"], "assistant")
+    assert answers == expected and len(set(expected)) == 3, (answers, expected)
 
 
-def test_translate_box_appears_for_the_translator(app_env):
+def test_translate_box_appears_for_the_translator(app_env, tiny_model_dir):
     app = _app(adapter="med-zh")
     assert texts.MODE_TRANSLATE in app.segmented_control(key="mode").options
     _shorten_replies(app)
     app.segmented_control(key="mode").set_value(texts.MODE_TRANSLATE).run()
-    app.text_area(key="translate-input").input("fever\ncough").run()
+    app.text_area(key="translate-input").input("fever\ncough")
     app.button(key="translate-run").click().run()
     assert not app.exception, app.exception
-    assert any(m.value == f"**{texts.TRANSLATE_OUTPUT}**" for m in app.markdown)
+    shown = [m.value for m in app.markdown]
+    at = shown.index(f"**{texts.TRANSLATE_OUTPUT}**")
+    lines = [
+        _greedy_replies(app_env, tiny_model_dir, line, ["med-zh"], "translator")[0]
+        for line in ("fever", "cough")
+    ]
+    assert [text.strip() for text in shown[at + 1 : at + 3]] == lines
 
 
 def test_train_form_rejects_bad_data_and_creates_no_job(app_env, tmp_path):
@@ -143,8 +189,30 @@ def test_train_page_previews_the_first_example_and_truncation(app_env):
     texts_shown = [t.value for t in app.text]
     assert any(t.startswith(texts.PROMPT_PART) and "<|im_start|>assistant" in t for t in texts_shown)
     assert any(t.startswith(texts.TARGET_PART) for t in texts_shown)
-    app.number_input[-2].set_value(40).run()  # max length
-    assert any("exceed max length" in w.value for w in app.warning)
+    app.number_input(key="setting-max_length").set_value(110).run()
+    from engine.roles import TRANSLATOR
+    from training.data import load_dataset
+    from training.preview import preview
+
+    shown = preview(
+        load_dataset(PROJECT_ROOT / "data" / "translator_sample.jsonl"),
+        _tokenizer(),
+        "chat_template",
+        TRANSLATOR,
+        110,
+    )
+    assert 0 < shown.num_truncated < len(shown.lengths)
+    assert [w.value for w in app.warning] == [
+        texts.TRUNCATED.format(count=shown.num_truncated, max_length=110)
+    ]
+
+
+def _tokenizer():
+    import os
+
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(os.environ["TRANSLATOR_BASE_MODEL"])
 
 
 def test_upload_is_validated_and_saved_under_home(app_env, home):
@@ -156,9 +224,26 @@ def test_upload_is_validated_and_saved_under_home(app_env, home):
     assert not app.error, [e.value for e in app.error]
     saved = list((home / "uploads").glob("*.jsonl"))
     assert len(saved) == 1 and saved[0].name.startswith("my_data-")
+    preview_titles = [e.label for e in app.expander if e.label.startswith(texts.PREVIEW)]
+    assert preview_titles and "../../my data.jsonl" in preview_titles[0], preview_titles
     app.file_uploader[0].set_value(("broken.jsonl", b"{nope", "application/json")).run()
     assert any("line 1 is not valid JSON" in e.value for e in app.error)
     assert len(list((home / "uploads").glob("*"))) == 1
+    app.text_input(key="adapter-name").set_value("from-upload").run()
+    app.button[-1].click().run()
+    assert texts.UPLOAD_REJECTED in [e.value for e in app.error]
+    assert texts.CHOOSE_DATA not in [e.value for e in app.error]
+
+
+def test_start_refuses_what_the_trainer_would_refuse_and_creates_no_job(app_env, home):
+    app = _app("pages/train.py")
+    app.number_input(key="setting-max_length").set_value(8).run()
+    app.text_input(key="adapter-name").set_value("too-short").run()
+    app.button[-1].click().run()
+    assert any("is cut away at --max-length 8" in e.value for e in app.error), [e.value for e in app.error]
+    assert jobs.list_all(app_env) == []
+    assert not (home / "jobs").exists() or not any((home / "jobs").iterdir())
+    assert not app.exception
 
 
 def test_adapters_page_renames_changes_role_deletes_and_flags_missing_folders(app_env, home):
@@ -167,6 +252,8 @@ def test_adapters_page_renames_changes_role_deletes_and_flags_missing_folders(ap
     shutil.rmtree(home / "adapters" / "huanhuan")
     app = _app("pages/adapters.py")
     assert any("Folder missing" in w.value for w in app.warning)
+    app.button(key="rename-med-zh").click().run()  # the same name: say so
+    assert any("already called 'med-zh'" in e.value for e in app.error)
     app.text_input(key="name-med-zh").set_value("med-zh-2").run()
     app.button(key="rename-med-zh").click().run()
     assert adapters.get(app_env, "med-zh-2") is not None and (home / "adapters" / "med-zh-2").is_dir()
@@ -206,3 +293,13 @@ def test_adapters_page_evaluates_with_progress_and_shows_the_gain(app_env, tmp_p
     chat.selectbox(key="compare-example").set_value("fever").run()
     assert chat.text_area(key="compare-prompt").value == "fever"
     assert any(f"{texts.REFERENCE}: 发烧" in c.value for c in chat.caption)
+
+    # an adapter with evaluations (as every demo adapter has) deletes cleanly, scores and all
+    app = _app("pages/adapters.py")
+    app.checkbox(key="confirm-med-zh").check().run()
+    app.button(key="delete-med-zh").click().run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    assert adapters.get(app_env, "med-zh") is None
+    assert (
+        evaluations.for_adapter(app_env, med["id"]) == [] and not Path(stored[0]["predictions_path"]).exists()
+    )

@@ -1,10 +1,7 @@
 """The trainer as users run it: a real subprocess reporting through a real SQLite registry."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,13 +9,20 @@ import pytest
 
 from registry import adapters, connect, jobs
 from registry.home import PROJECT_ROOT
-from tests.conftest import make_adapter, register_adapter, run_module, write_json
-from training import train
-from training.jobs import is_trainer_alive, refresh_liveness
+from tests.conftest import (
+    TINY_TRAINING,
+    make_adapter,
+    register_adapter,
+    run_module,
+    start_trainer,
+    wait_for_step,
+    write_json,
+)
+from training import lifecycle, train
+from training.lifecycle import process_alive, reconcile
 from training.scores import score_table
 
 SAMPLE = PROJECT_ROOT / "data" / "translator_sample.jsonl"
-TINY_STEPS = ["--batch-size", "1", "--grad-accum", "1", "--lr", "1e-3"]
 
 
 def _nothing_created(home, db):
@@ -102,13 +106,13 @@ def test_training_publishes_a_ready_adapter_that_changes_the_model(home, tiny_mo
         "tiny-t",
         "--max-steps",
         "4",
-        *TINY_STEPS,
+        *TINY_TRAINING,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     db = connect()
     adapter = adapters.get(db, "tiny-t")
     folder = home / "adapters" / "tiny-t"
-    assert adapter["status"] == "ready" and adapter["path"] == str(folder)
+    assert adapters.folder_is_present(adapter) and adapter["path"] == str(folder)
     assert (folder / "adapter_model.safetensors").is_file() and not list(folder.glob("*.bin"))
     assert (
         json.loads((folder / "translator_adapter.json").read_text())["base_model"]
@@ -134,49 +138,14 @@ def test_training_publishes_a_ready_adapter_that_changes_the_model(home, tiny_mo
     )
 
 
-def _start_trainer(tiny_model_dir, name, *extra):
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "training.train",
-            "--base",
-            str(tiny_model_dir),
-            "--data",
-            str(SAMPLE),
-            "--name",
-            name,
-            *TINY_STEPS,
-            *extra,
-        ],
-        cwd=PROJECT_ROOT,
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _wait_for_step(process, name, step, timeout=120):
-    deadline = time.monotonic() + timeout
-    db = connect()
-    while time.monotonic() < deadline:
-        job = jobs.active_for_name(db, name)
-        if job and (job["step"] or 0) >= step:
-            return job
-        assert process.poll() is None, process.stderr.read()[-3000:]
-        time.sleep(0.05)
-    pytest.fail(f"the trainer did not reach step {step}")
-
-
 def test_a_killed_trainer_is_reported_interrupted_and_resume_finishes_it(home, tiny_model_dir):
-    process = _start_trainer(tiny_model_dir, "killed", "--max-steps", "40", "--save-steps", "10")
-    job = _wait_for_step(process, "killed", 14)
+    process = start_trainer(tiny_model_dir, "killed", "--max-steps", "40", "--save-steps", "10")
+    job = wait_for_step(process, "killed", 14)
     process.send_signal(signal.SIGKILL)
     process.wait()
     db = connect()
-    assert not is_trainer_alive(job["pid"])
-    assert refresh_liveness(db, stale_after=0) == [job["id"]]
+    assert not process_alive(job["pid"], job["pid_started"])
+    assert reconcile(db) == [job["id"]]  # at once: a dead pid is a dead job
     assert jobs.get(db, job["id"])["status"] == "interrupted"
     assert adapters.get(db, "killed") is None and not (home / "adapters" / "killed").exists()
     checkpoints = sorted((home / "jobs" / str(job["id"]) / "checkpoints").glob("checkpoint-*"))
@@ -186,7 +155,7 @@ def test_a_killed_trainer_is_reported_interrupted_and_resume_finishes_it(home, t
     result = run_module("training.train", "--name", "killed", "--resume")
     assert result.returncode == 0, result.stderr[-3000:]
     assert jobs.get(db, job["id"])["status"] == "succeeded"
-    assert adapters.get(db, "killed")["status"] == "ready"
+    assert adapters.folder_is_present(adapters.get(db, "killed"))
     log = (home / "jobs" / str(job["id"]) / "train.log").read_text()
     assert f"resuming from {checkpoints[-1].parent}/checkpoint-{saved_step}" in log
     resumed_steps = [m["step"] for m in jobs.metrics_for(db, job["id"])]
@@ -194,8 +163,8 @@ def test_a_killed_trainer_is_reported_interrupted_and_resume_finishes_it(home, t
 
 
 def test_sigterm_saves_a_checkpoint_marks_cancelled_and_resume_continues(home, tiny_model_dir):
-    process = _start_trainer(tiny_model_dir, "stopped", "--max-steps", "40")
-    job = _wait_for_step(process, "stopped", 3)
+    process = start_trainer(tiny_model_dir, "stopped", "--max-steps", "40")
+    job = wait_for_step(process, "stopped", 3)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == train.EXIT_CANCELLED
     db = connect()
@@ -203,30 +172,34 @@ def test_sigterm_saves_a_checkpoint_marks_cancelled_and_resume_continues(home, t
     assert stopped["status"] == "cancelled" and adapters.get(db, "stopped") is None
     saved = sorted((home / "jobs" / str(job["id"]) / "checkpoints").glob("checkpoint-*"))
     assert saved, "SIGTERM must save a checkpoint"
-    from training import launch
-
-    launch.resume(db, job["id"])  # as the training page's Resume button does
-    _poll_job(db, "stopped", lambda job: True)
-    deadline = time.monotonic() + 120
-    while adapters.get(db, "stopped") is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert jobs.get(db, job["id"])["status"] == "succeeded", jobs.get(db, job["id"])
+    lifecycle.resume(db, job["id"])  # as the training page's Resume button does
+    assert _wait_until_ended(db, job["id"])["status"] == "succeeded", jobs.get(db, job["id"])
     assert adapters.get(db, "stopped")["metrics"]["steps"] == 40
     assert "resuming from" in (home / "jobs" / str(job["id"]) / "train.log").read_text()
 
 
 def test_a_second_job_waits_queued_until_the_first_is_done(home, tiny_model_dir):
-    first = _start_trainer(tiny_model_dir, "first", "--max-steps", "200")
-    _wait_for_step(first, "first", 1)
-    second = _start_trainer(tiny_model_dir, "second", "--max-steps", "2")
+    first = start_trainer(tiny_model_dir, "first", "--max-steps", "200")
+    wait_for_step(first, "first", 1)
+    second = start_trainer(tiny_model_dir, "second", "--max-steps", "2")
     db = connect()
     waiting = _poll_job(db, "second", lambda job: job["pid"] == second.pid and job["log_path"])
     log = Path(waiting["log_path"])
-    _poll_job(db, "second", lambda job: "waiting for the running job" in log.read_text())
+    _poll_job(db, "second", lambda job: log.is_file() and "waiting for the running job" in log.read_text())
     assert jobs.get(db, waiting["id"])["status"] == "queued" and first.poll() is None
     assert first.wait(timeout=180) == 0 and second.wait(timeout=120) == 0
     first_job, second_job = (adapters.get(db, name)["job_id"] for name in ("first", "second"))
     assert jobs.get(db, second_job)["started_at"] >= jobs.get(db, first_job)["finished_at"]
+
+
+def _wait_until_ended(db, job_id, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = lifecycle.get(db, job_id)
+        if job["status"] not in jobs.ACTIVE:
+            return job
+        time.sleep(0.1)
+    pytest.fail(f"job {job_id} did not end")
 
 
 def _poll_job(db, name, condition, timeout=60):
@@ -277,7 +250,7 @@ def test_acceptance_builtin_model_on_paramed_trains_and_chats(home, paramed_trai
     )
     assert result.returncode == 0, result.stderr[-3000:]
     adapter = adapters.get(connect(), "t1")
-    assert adapter["status"] == "ready" and adapter["base_model"] == "builtin"
+    assert adapters.folder_is_present(adapter) and adapter["base_model"] == "builtin"
     assert (home / "adapters" / "t1" / "adapter_model.safetensors").is_file()
     chat = run_module(
         "engine.chat",

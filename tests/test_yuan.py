@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import engine  # noqa: F401  (teaches the Auto classes the architecture)
 from engine import formats, models, yuan
 from engine.roles import TRANSLATOR
 from registry import adapters, connect
@@ -250,9 +249,14 @@ def test_the_tokenizer_is_set_up_as_the_tutorials_do(yuan_model_dir):
     assert formats.stop_token_ids(tokenizer, "yuan") == [EOD]
 
 
-def test_the_catalogue_offers_yuan2_with_the_yuan_format():
-    entry = models.CATALOGUE["modelscope:IEITYuan/Yuan2-2B-Mars-hf"]
-    assert entry.prompt_format == "yuan"
+def test_the_catalogue_offers_yuan2_with_the_yuan_format(yuan_model_dir):
+    """The tutorial's model id, once downloaded, trains and chats with the yuan format."""
+    spec = models.parse_model_id("IEITYuan/Yuan2-2B-Mars-hf")  # as the tutorial writes it
+    assert spec.model_id in models.CATALOGUE and spec.source == "modelscope"
+    tokenizer = models.load_tokenizer(yuan_model_dir, spec)
+    assert models.default_prompt_format(spec, yuan_model_dir, tokenizer) == "yuan"
+    assert models.check_model_folder(yuan_model_dir, trust_remote_code=True) == models.YUAN_MODEL_TYPE
+    assert yuan.MODEL_TYPE == models.YUAN_MODEL_TYPE
 
 
 def test_lora_training_run_registers_an_adapter_that_chats(home, yuan_model_dir):
@@ -278,7 +282,7 @@ def test_lora_training_run_registers_an_adapter_that_chats(home, yuan_model_dir)
     )
     assert result.returncode == 0, result.stderr[-3000:]
     adapter = adapters.get(connect(), "yuan-t")
-    assert adapter["status"] == "ready" and adapter["prompt_format"] == "yuan"
+    assert adapters.folder_is_present(adapter) and adapter["prompt_format"] == "yuan"
     assert adapter["metrics"]["steps"] == 3
     folder = home / "adapters" / "yuan-t"
     config = (folder / "adapter_config.json").read_text()
@@ -288,9 +292,15 @@ def test_lora_training_run_registers_an_adapter_that_chats(home, yuan_model_dir)
     log = (home / "jobs" / str(adapter["job_id"]) / "train.log").read_text()
     assert "batches padded, length-grouped" in log  # never packed: the convolution would cross examples
 
-    chat = run_module("engine.chat", "--adapter", "yuan-t", "--max-new-tokens", "8", "A fever.")
+    chat = run_module("engine.chat", "--adapter", "yuan-t", "--greedy", "--max-new-tokens", "8", "A fever.")
     assert chat.returncode == 0, chat.stderr[-3000:]
-    assert chat.stdout.endswith("\n")
+    from engine.generation import ChatEngine
+
+    engine = ChatEngine(str(yuan_model_dir), device="cpu")
+    decoding = TRANSLATOR.decoding.with_changes(do_sample=False, max_new_tokens=8)
+    with_adapter = engine.reply("A fever.", role=TRANSLATOR, adapter=adapter, decoding=decoding)
+    assert chat.stdout == with_adapter + "\n"  # the CLI answers with the trained adapter, nothing else
+    assert with_adapter != engine.reply("A fever.", role=TRANSLATOR, decoding=decoding)
 
 
 def test_batched_greedy_with_rows_leaving_early_equals_one_by_one(yuan_model_dir):
@@ -308,3 +318,9 @@ def test_batched_greedy_with_rows_leaving_early_equals_one_by_one(yuan_model_dir
     # each row's own limit counts: the first row was cut at 3 tokens, not at the batch's 9
     longer = chat.generate_batch(texts[:1], role=TRANSLATOR, decoding=greedy, max_new_tokens=[9])[0]
     assert longer != batched[0]
+
+
+def test_an_adapter_with_whole_modules_is_refused_on_a_yuan_base(db, home, yuan_model_dir):
+    from tests.conftest import assert_whole_module_adapters_are_refused
+
+    assert_whole_module_adapters_are_refused(db, yuan_model_dir, home / "whole", f"local:{yuan_model_dir}")

@@ -51,8 +51,9 @@ def free_port() -> int:
 
 
 class StreamlitServer:
-    def __init__(self, home: Path, env: dict, log_path: Path):
+    def __init__(self, home: Path, env: dict, log_path: Path, watcher: str = "none"):
         self.home = home
+        self.watcher = watcher
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -71,7 +72,7 @@ class StreamlitServer:
             "--server.headless",
             "true",
             "--server.fileWatcherType",
-            "none",
+            self.watcher,
             "--browser.gatherUsageStats",
             "false",
         ]
@@ -130,11 +131,11 @@ def stop_trainers(app_home: Path) -> None:
     import signal
 
     from registry import connect
-    from training.jobs import is_trainer_alive
+    from training.lifecycle import process_alive
 
     db = connect(app_home / "registry.db")
-    for job in db["jobs"].rows_where("status in ('queued', 'running')"):
-        if job["pid"] and is_trainer_alive(job["pid"]):
+    for job in db["jobs"].rows_where("status in ('queued', 'running', 'evaluating')"):
+        if job["pid"] and process_alive(job["pid"], job["pid_started"]):
             os.kill(job["pid"], signal.SIGKILL)
 
 

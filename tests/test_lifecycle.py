@@ -1,0 +1,361 @@
+"""One job lifecycle (training.lifecycle): one check for page, CLI and resume; statuses that stay
+true; cancels that are quick; and every way a stopped run can be finished."""
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from registry import adapters, connect, jobs
+from registry.errors import UserError
+from registry.home import PROJECT_ROOT
+from tests.conftest import TINY_TRAINING, run_module, start_trainer, wait_for_step, write_json
+from training import lifecycle, train
+from training.config import TrainConfig, check_settings, parse_config
+from training.progress import COMPLETE_MARKER, newest_complete_checkpoint
+
+SAMPLE = PROJECT_ROOT / "data" / "translator_sample.jsonl"
+FAST = {"batch_size": 1, "grad_accum": 1, "lr": 1e-3}
+
+
+def _config(tiny_model_dir, name="job-1", **settings) -> TrainConfig:
+    given = {"base": str(tiny_model_dir), "data": str(SAMPLE), "name": name, **FAST, **settings}
+    return replace(TrainConfig(), **given)
+
+
+def _nothing_created(home, db):
+    assert db["jobs"].count == 0 and db["adapters"].count == 0
+    for folder in ("jobs", "adapters"):
+        assert not [p for p in (home / folder).glob("*") if p.name != ".device.lock"], folder
+
+
+BAD_SETTINGS = {
+    "lr": (0.0, "--lr must be above 0 and at most 1, not 0.0"),
+    "epochs": (0.0, "--epochs must be above 0 and at most 1,000, not 0.0. To train a fixed number"),
+    "max_steps": (-5, "--max-steps must be at least 1 and at most 10,000,000 (or -1), not -5"),
+    "lora_r": (0, "--lora-r must be at least 1 and at most 1,024, not 0"),
+    "batch_size": (0, "--batch-size must be at least 1"),
+    "lora_dropout": (1.0, "--lora-dropout must be at least 0 and below 1"),
+    "max_length": (7, "--max-length must be at least 8"),
+    "holdout": (0.9, "--holdout must be at least 0 and at most 0.5"),
+}
+
+
+@pytest.mark.parametrize("setting", sorted(BAD_SETTINGS))
+def test_every_setting_is_range_checked_before_anything_exists(home, db, tiny_model_dir, setting):
+    value, message = BAD_SETTINGS[setting]
+    with pytest.raises(UserError) as refused:
+        lifecycle.submit(db, _config(tiny_model_dir, **{setting: value}))
+    assert message in str(refused.value)
+    _nothing_created(home, db)
+
+
+def test_not_a_number_and_numbers_as_text_are_refused_naming_the_setting(home, db, tmp_path, capsys):
+    for argv, message in (
+        (["--lr", "nan"], "--lr must be above 0 and at most 1, not nan"),
+        (["--lr=-1e-4"], "--lr must be above 0"),
+        (["--batch-size", "two"], "--batch-size must be a whole number, not 'two'"),
+        (["--config", write_json(tmp_path / "c.json", {"lr": "1e-4"})], "c.json: --lr must be a number"),
+        (["--config", write_json(tmp_path / "d.json", {"epochs": True})], "--epochs must be a number"),
+    ):
+        code = train.main(["--data", str(SAMPLE), "--name", "x", *map(str, argv)])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err.startswith("error: ") and message in err and "\n" not in err, err
+    _nothing_created(home, db)
+    assert check_settings({"batch_size": 4.0}).batch_size == 4  # a form's 4.0 is the whole number 4
+
+
+def test_the_page_refuses_what_the_trainer_refuses_tokenisation_included(home, db, tiny_model_dir, tmp_path):
+    long_prompts = write_json(tmp_path / "long.json", [{"input": "word " * 50, "output": "x"}])
+    with pytest.raises(UserError, match="Every example of long.json is cut away at --max-length 8"):
+        lifecycle.submit(db, _config(tiny_model_dir, data=str(long_prompts), max_length=8))
+    with pytest.raises(UserError, match="Unknown role 'pirate'"):
+        lifecycle.submit(db, _config(tiny_model_dir, role="pirate"))
+    with pytest.raises(UserError, match="--prompt-format must be one of"):
+        lifecycle.submit(db, _config(tiny_model_dir, prompt_format="alpaca"))
+    with pytest.raises(UserError, match="does not exist"):
+        lifecycle.submit(db, _config(tiny_model_dir, base=str(tmp_path / "no-model")))
+    _nothing_created(home, db)
+
+
+def test_a_relative_dataset_path_means_the_project_folder_for_the_page(home, db, tiny_model_dir, tmp_path):
+    os.chdir(tmp_path)  # a server started elsewhere
+    try:
+        plan = lifecycle.check(
+            db, _config(tiny_model_dir, data="data/translator_sample.jsonl"), base_dir=PROJECT_ROOT
+        )
+    finally:
+        os.chdir(PROJECT_ROOT)
+    assert plan.config.data == str(SAMPLE) and Path(plan.config.data).is_absolute()
+    assert plan.config.base == f"local:{tiny_model_dir}" and plan.config.prompt_format == "chat_template"
+
+
+def test_one_check_chain_serves_page_cli_and_resume():
+    """The trainer, the page and resume call lifecycle.check; nothing else checks a request."""
+    sources = {
+        path.relative_to(PROJECT_ROOT).as_posix(): path.read_text(encoding="utf-8")
+        for folder in ("training", "pages", "engine", "registry")
+        for path in (PROJECT_ROOT / folder).glob("*.py")
+    }
+    callers = sorted(path for path, text in sources.items() if "lifecycle.check(" in text)
+    assert callers == ["training/train.py"]
+    lifecycle_text = sources["training/lifecycle.py"]
+    assert lifecycle_text.count("check(db, ") == 3  # its definition, submit and resume
+    for checker in ("load_dataset(", "tokenize_dataset(", "check_settings("):
+        users = sorted(
+            path for path, text in sources.items() if checker in text and "def " + checker not in text
+        )
+        assert "training/lifecycle.py" in users, checker
+        assert "training/train.py" not in users, checker
+
+
+def test_a_dead_trainer_is_interrupted_whoever_asks_and_resume_from_the_cli_finishes_it(home, tiny_model_dir):
+    process = start_trainer(tiny_model_dir, "killed", "--max-steps", "30", "--save-steps", "5")
+    job = wait_for_step(process, "killed", 7)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    result = run_module("training.train", "--name", "killed", "--resume")  # nothing else looked first
+    assert result.returncode == 0, result.stderr[-3000:]
+    db = connect()
+    assert jobs.get(db, job["id"])["status"] == "succeeded"
+    assert adapters.get(db, "killed")["metrics"]["steps"] == 30
+
+
+def test_a_checkpoint_cut_short_by_a_kill_is_never_resumed_from(home, tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    for step, complete in ((5, True), (10, True), (15, False)):
+        folder = checkpoints / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        if complete:
+            (folder / COMPLETE_MARKER).write_text("{}")
+    assert newest_complete_checkpoint(checkpoints) == checkpoints / "checkpoint-10"
+    assert not (checkpoints / "checkpoint-15").exists()
+
+
+def test_killed_while_saving_a_checkpoint_resume_uses_the_newest_complete_one(home, tiny_model_dir):
+    process = start_trainer(tiny_model_dir, "saving", "--max-steps", "20", "--save-steps", "4")
+    job = wait_for_step(process, "saving", 9)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    checkpoints = home / "jobs" / str(job["id"]) / "checkpoints"
+    complete = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-1]
+    assert (complete / COMPLETE_MARKER).is_file()
+    half_written = checkpoints / "checkpoint-12"  # as a kill in the middle of a save leaves it
+    half_written.mkdir()
+    (half_written / "adapter_model.safetensors").write_bytes(b"\0" * 100)
+    result = run_module("training.train", "--name", "saving", "--resume")
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (home / "jobs" / str(job["id"]) / "train.log").read_text()
+    assert f"resuming from {complete}" in log and "removing checkpoint-12" in log
+    assert jobs.get(connect(), job["id"])["status"] == "succeeded"
+
+
+def test_resumed_from_its_final_checkpoint_a_job_publishes_without_training_further(home, db, tiny_model_dir):
+    assert train.main(_argv(tiny_model_dir, "final", "--max-steps", "3", "--skip-evaluation")) == 0
+    adapter = adapters.get(db, "final")
+    job = jobs.get(db, adapter["job_id"])
+    metrics_before = len(jobs.metrics_for(db, job["id"]))
+    _unpublish(db, home, "final")  # as if killed after the last checkpoint, before publishing
+    jobs.finish(db, job["id"], "interrupted")
+    assert train.main(["--name", "final", "--resume"]) == 0
+    republished = adapters.get(db, "final")
+    assert republished["metrics"]["steps"] == 3 and len(jobs.metrics_for(db, job["id"])) == metrics_before
+    assert jobs.get(db, job["id"])["step"] == 3
+
+
+def test_killed_between_the_folder_rename_and_the_row_the_job_registers_its_adapter(home, db, tiny_model_dir):
+    assert train.main(_argv(tiny_model_dir, "renamed", "--max-steps", "2", "--skip-evaluation")) == 0
+    adapter = adapters.get(db, "renamed")
+    with db.conn:  # the row never got written; the folder was renamed into place
+        db["adapters"].delete(adapter["id"])
+    jobs.finish(db, adapter["job_id"], "interrupted")
+    assert train.main(["--name", "renamed", "--resume"]) == 0
+    again = adapters.get(db, "renamed")
+    assert again["metrics"]["steps"] == 2 and again["job_id"] == adapter["job_id"]
+    assert jobs.get(db, adapter["job_id"])["status"] == "succeeded"
+
+
+def test_a_run_killed_while_publishing_leaves_no_staging_folder_once_seen(home, db):
+    job = jobs.create(db, adapter_name="half", config={}, status="running", pid=None)
+    jobs.update(db, job["id"], created_at=time.time() - 60, heartbeat_at=time.time() - 60)
+    staging = lifecycle.staging_folder("half", job["id"])
+    staging.mkdir(parents=True)
+    (staging / "adapter_model.safetensors").write_bytes(b"half")
+    assert lifecycle.list_recent(db)[0]["status"] == "interrupted"
+    assert not staging.exists() and not list((home / "adapters").iterdir())
+
+
+def test_cancel_while_waiting_for_the_device_ends_cancelled_within_seconds(home, db, tiny_model_dir):
+    (home / "jobs").mkdir(parents=True, exist_ok=True)
+    lock = open(home / "jobs" / ".device.lock", "w")  # noqa: SIM115
+    fcntl.flock(lock, fcntl.LOCK_EX)  # another job holds the device
+    try:
+        job = lifecycle.submit(db, _config(tiny_model_dir, name="waiting"))
+        log = Path(job["log_path"])
+        _until(lambda: log.is_file() and "waiting for the running job" in log.read_text())
+        started = time.monotonic()
+        assert lifecycle.cancel(db, job["id"])
+        ended = _until(lambda: lifecycle.get(db, job["id"])["status"] not in jobs.ACTIVE)
+        latency = time.monotonic() - started
+    finally:
+        lock.close()
+    assert ended and jobs.get(db, job["id"])["status"] == "cancelled" and latency < 5, latency
+    print(f"cancel while queued: {latency:.2f} s")
+
+
+def test_cancel_while_preparing_ends_cancelled_within_5_seconds(home, db, tiny_model_dir, tmp_path):
+    """A dataset big enough that the trainer spends seconds reading and tokenising it."""
+    rows = [
+        {"input": f"The patient number {i} has a fever and a cough.", "output": "患者发烧咳嗽。"}
+        for i in range(40_000)
+    ]
+    big = tmp_path / "big.jsonl"
+    big.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    job = lifecycle.submit(db, _config(tiny_model_dir, name="preparing", data=str(big)))
+    time.sleep(1.5)  # the trainer is reading and tokenising
+    assert jobs.get(db, job["id"])["num_examples"] and lifecycle.get(db, job["id"])["status"] == "queued"
+    started = time.monotonic()
+    assert lifecycle.cancel(db, job["id"])
+    _until(lambda: lifecycle.get(db, job["id"])["status"] not in jobs.ACTIVE, timeout=30)
+    latency = time.monotonic() - started
+    assert jobs.get(db, job["id"])["status"] == "cancelled" and latency < 5, latency
+    print(f"cancel while preparing: {latency:.2f} s")
+
+
+def test_cancel_during_training_stops_within_a_micro_batch_with_a_checkpoint(home, tiny_model_dir, tmp_path):
+    """Optimizer steps of 300 micro-batches: a cancel must not wait for the end of one."""
+    rows = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines()] * 10
+    data = write_json(tmp_path / "many.json", rows)
+    process = start_trainer(
+        tiny_model_dir,
+        "accumulating",
+        "--data",
+        data,
+        "--max-steps",
+        "3",
+        "--grad-accum",
+        "300",
+        "--holdout",
+        "0",
+    )
+    wait_for_step(process, "accumulating", 1, timeout=300)
+    db = connect()
+    step_time = _median_step_seconds(db, jobs.active_for_name(db, "accumulating")["id"])
+    time.sleep(step_time / 4)  # inside the second step's accumulation
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == train.EXIT_CANCELLED
+    latency = time.monotonic() - started
+    job = jobs.latest_resumable(db, "accumulating")
+    assert job["status"] == "cancelled"
+    checkpoints = sorted((home / "jobs" / str(job["id"]) / "checkpoints").glob("checkpoint-*"))
+    assert [c.name for c in checkpoints] == ["checkpoint-1"]  # the state after the last whole step
+    assert (checkpoints[0] / COMPLETE_MARKER).is_file()
+    assert latency < step_time / 2, (latency, step_time)
+    print(f"cancel during training: {latency:.2f} s; one optimizer step takes {step_time:.2f} s")
+
+
+def test_held_out_evaluation_runs_inside_the_job_with_a_visible_state(home, db, tiny_model_dir, monkeypatch):
+    from engine.generation import ChatEngine
+
+    seen = []
+    original = ChatEngine.around_trained.__func__
+
+    def spy(cls, peft_model, *args):
+        seen.append(jobs.get(connect(), 1)["status"])
+        return original(cls, peft_model, *args)
+
+    monkeypatch.setattr(ChatEngine, "around_trained", classmethod(spy))
+    monkeypatch.setattr(ChatEngine, "__init__", lambda *a, **k: pytest.fail("a second model was loaded"))
+    assert train.main(_argv(tiny_model_dir, "scored", "--max-steps", "2", "--holdout", "0.1")) == 0
+    assert seen == ["evaluating"]
+    adapter = adapters.get(db, "scored")
+    assert jobs.get(db, adapter["job_id"])["status"] == "succeeded"
+    stored = {row["adapter_id"]: row for row in db["evaluations"].rows}
+    assert set(stored) == {adapter["id"], None} and stored[adapter["id"]]["num_examples"] == 4
+
+
+def test_base_predictions_of_different_bases_do_not_overwrite_each_other(home, db, tiny_model_dir, tmp_path):
+    from training.evaluate import evaluate
+
+    other = tmp_path / "other-model"
+    shutil.copytree(tiny_model_dir, other)
+    data = write_json(tmp_path / "d.json", [{"input": "fever", "output": "发烧"}])
+    paths = set()
+    for base in (tiny_model_dir, other):
+        row, _ = evaluate(db, data=str(data), base=str(base), role_name="translator")
+        paths.add(row["predictions_path"])
+    assert len(paths) == 2 and all(Path(p).is_file() for p in paths)
+
+
+def test_adapter_checks_run_before_the_base_model_loads(home, db, tiny_model_dir, tmp_path, monkeypatch):
+    """With an empty models folder, loading the built-in model would convert it into that folder:
+    it stays empty, so the refusal came first."""
+    from tests.conftest import lora_folder, register_adapter
+
+    empty_models = tmp_path / "models"
+    monkeypatch.setenv("TRANSLATOR_MODELS_DIR", str(empty_models))
+    register_adapter(db, "tiny-one", lora_folder(home / "adapters" / "tiny-one"), f"local:{tiny_model_dir}")
+    chat = run_module("engine.chat", "--adapter", "tiny-one", "--base", "builtin", "hi")
+    assert chat.returncode == 2 and f"was trained on local:{tiny_model_dir}" in chat.stderr
+    register_adapter(db, "damaged", lora_folder(home / "adapters" / "damaged"), "builtin")
+    weights = home / "adapters" / "damaged" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8])
+    evaluated = run_module("training.evaluate", "--adapter", "damaged", "--data", SAMPLE, "--limit", "1")
+    assert evaluated.returncode == 2 and "adapter_model.safetensors is damaged" in evaluated.stderr
+    assert "Traceback" not in chat.stderr + evaluated.stderr
+    assert not empty_models.exists() or not any(empty_models.iterdir())
+
+
+def test_model_folders_that_cannot_load_get_a_clear_message(home, db, tiny_model_dir, tmp_path):
+    only_config = tmp_path / "only-config"
+    only_config.mkdir()
+    shutil.copy(tiny_model_dir / "config.json", only_config)
+    with pytest.raises(UserError, match="has no tokenizer"):
+        lifecycle.check(db, _config(only_config))
+    unknown = tmp_path / "unknown"
+    shutil.copytree(tiny_model_dir, unknown)
+    config = json.loads((unknown / "config.json").read_text())
+    write_json(unknown / "config.json", {**config, "model_type": "wizard-lm-9000"})
+    with pytest.raises(UserError, match="model type 'wizard-lm-9000' is unknown to transformers"):
+        lifecycle.check(db, _config(unknown))
+    _nothing_created(home, db)
+
+
+def _argv(tiny_model_dir, name, *extra):
+    return ["--base", str(tiny_model_dir), "--data", str(SAMPLE), "--name", name, *TINY_TRAINING, *extra]
+
+
+def _unpublish(db, home, name):
+    adapter = adapters.get(db, name)
+    with db.conn:
+        db["evaluations"].delete_where("adapter_id = ?", [adapter["id"]])
+        db["adapters"].delete(adapter["id"])
+    shutil.rmtree(home / "adapters" / name)
+
+
+def _until(condition, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    pytest.fail("condition not met in time")
+
+
+def _median_step_seconds(db, job_id) -> float:
+    stamps = [m["created_at"] for m in jobs.metrics_for(db, job_id)]
+    gaps = sorted(b - a for a, b in zip(stamps, stamps[1:], strict=False))
+    job = jobs.get(db, job_id)
+    return gaps[len(gaps) // 2] if gaps else stamps[0] - job["started_at"]
+
+
+def test_parse_config_rejects_unknown_settings_in_a_file(tmp_path):
+    with pytest.raises(UserError, match="unknown settings colour"):
+        parse_config(["--config", str(write_json(tmp_path / "c.json", {"lr": 1e-4, "colour": 2}))])
