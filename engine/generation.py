@@ -150,8 +150,11 @@ class ChatEngine:
         """Load a registered adapter once; later requests only name it. A retrained adapter with
         the same name and folder has new weights, so the weights file's version is part of the key."""
         name = adapter["name"]
-        if adapter["base_model"] == self.base_model_id and self._loaded.get(name) == _weights_version(
-            Path(adapter["path"])
+        current = _weights_version(Path(adapter["path"]))
+        if (
+            current is not None
+            and adapter["base_model"] == self.base_model_id
+            and self._loaded.get(name) == current
         ):
             return  # checked when it was loaded, and unchanged since
         folder = check_loadable(adapter, self.base_model_id)

@@ -307,9 +307,11 @@ def register_architectures() -> None:
     import engine.yuan  # noqa: F401  (registers itself with AutoConfig and AutoModelForCausalLM)
 
 
-def check_model_folder(model_dir: Path, trust_remote_code: bool = False) -> str | None:
+def check_model_folder(
+    model_dir: Path, trust_remote_code: bool = False, needs: tuple[str, ...] = ("tokenizer", "weights")
+) -> str | None:
     """Refuse a folder transformers cannot load, saying why, before anything heavy is read.
-    Returns its model type."""
+    `needs`: which files must be there besides config.json. Returns its model type."""
     model_dir = Path(model_dir)
     try:
         config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
@@ -329,14 +331,16 @@ def check_model_folder(model_dir: Path, trust_remote_code: bool = False) -> str 
                 f"{model_dir}: model type {kind!r} is unknown to transformers {transformers.__version__}."
                 + (ships_code if config.get("auto_map") else " Use a model of a supported architecture.")
             )
-    if not any((model_dir / name).is_file() for name in TOKENIZER_FILES) and not list(
-        model_dir.glob("*.tiktoken")
+    if (
+        "tokenizer" in needs
+        and not any((model_dir / name).is_file() for name in TOKENIZER_FILES)
+        and not list(model_dir.glob("*.tiktoken"))
     ):
         raise UserError(
             f"{model_dir} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}): copy the tokenizer "
             "files of the model into the folder, or download the complete model."
         )
-    if not any((model_dir / name).is_file() for name in WEIGHT_FILES):
+    if "weights" in needs and not any((model_dir / name).is_file() for name in WEIGHT_FILES):
         raise UserError(
             f"{model_dir} has no weights (model.safetensors or pytorch_model.bin, or their index): "
             "the download is incomplete; download the model again."
@@ -347,7 +351,7 @@ def check_model_folder(model_dir: Path, trust_remote_code: bool = False) -> str 
 def load_tokenizer(model_dir: Path, spec: ModelSpec, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    kind = check_model_folder(model_dir, trust_remote_code)
+    kind = check_model_folder(model_dir, trust_remote_code, needs=("tokenizer",))
     register_architectures()
     try:
         if kind == YUAN_MODEL_TYPE:
@@ -383,7 +387,7 @@ def load_model(
 ):
     from transformers import AutoModelForCausalLM
 
-    if check_model_folder(model_dir, trust_remote_code) == YUAN_MODEL_TYPE:
+    if check_model_folder(model_dir, trust_remote_code, needs=("weights",)) == YUAN_MODEL_TYPE:
         trust_remote_code = False  # the checkpoint's own code no longer builds; our port replaces it
     register_architectures()
     try:

@@ -25,6 +25,20 @@ def tokenizer_for(base_model: str, _progress=None):
     return tokenizer, models.default_prompt_format(spec, model_dir, tokenizer)
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def dataset_for_preview(path: str, limit: int, stamp: tuple):
+    """Read once per file version: reruns of the form do not read the dataset again."""
+    return load_dataset(path, limit=limit or None)
+
+
+def file_stamp(path: str) -> tuple:
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return ()
+    return (stat.st_mtime_ns, stat.st_size)
+
+
 def number(column, name: str, label: str, step=None, format=None):
     """A form field whose limits are the trainer's own (training.config), default included."""
     limits = rule(name)
@@ -137,7 +151,7 @@ with st.expander(texts.HYPERPARAMETERS):
 
 if data_path:
     try:
-        dataset = load_dataset(data_path, limit=settings["limit"] or None)
+        dataset = dataset_for_preview(data_path, settings["limit"], file_stamp(data_path))
         role = get_role(db, role_name)
         loading = st.empty()
         with loading.container():

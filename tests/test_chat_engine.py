@@ -165,12 +165,27 @@ def test_pickle_adapters_and_missing_folders_are_refused(db, home, engine_and_ad
     pickled = home / "pickled"
     shutil.copytree(adapter_folders["alpha"], pickled)
     (pickled / "adapter_model.safetensors").rename(pickled / "adapter_model.bin")
-    row = register_adapter(db, "pickled", pickled, engine.base_model_id)
     with pytest.raises(UserError, match="only safetensors adapters are loaded"):
-        _reply(engine, row)
-    gone = register_adapter(db, "gone", home / "nowhere", engine.base_model_id)
+        register_adapter(db, "pickled", pickled, engine.base_model_id)
     with pytest.raises(UserError, match="missing or incomplete"):
-        _reply(engine, gone)
+        register_adapter(db, "gone", home / "nowhere", engine.base_model_id)
+    # rows registered before these checks existed are refused when chat would load them
+    for name, folder, message in (
+        ("pickled", pickled, "only safetensors adapters are loaded"),
+        ("gone", home / "nowhere", "missing or incomplete"),
+    ):
+        row = {**rows_like(engine), "name": name, "path": str(folder)}
+        with pytest.raises(UserError, match=message):
+            _reply(engine, row)
+
+
+def rows_like(engine) -> dict:
+    return {
+        "id": 0,
+        "role": "assistant",
+        "base_model": engine.base_model_id,
+        "prompt_format": "chat_template",
+    }
 
 
 def test_unloading_an_adapter_frees_the_name(engine_and_adapters):

@@ -26,7 +26,7 @@ from registry import adapters as adapter_rows  # noqa: E402
 from registry import connect, home  # noqa: E402
 from registry import evaluations as evaluation_rows  # noqa: E402
 from registry.errors import UserError  # noqa: E402
-from training.data import load_dataset  # noqa: E402
+from training.data import Dataset, load_dataset  # noqa: E402
 
 
 def translation_scores(predictions: list[str], references: list[str]) -> tuple[dict, str]:
@@ -62,8 +62,10 @@ def evaluate(
     force: bool = False,
     engine=None,
     progress=None,
+    dataset: Dataset | None = None,
 ) -> tuple[dict, bool]:
-    """Return (evaluation row, whether it was already stored). Checks everything before computing."""
+    """Return (evaluation row, whether it was already stored). Checks everything before computing.
+    `dataset`: `data` already loaded by the caller (read once per action)."""
     adapter = adapter_rows.require(db, adapter_name) if adapter_name else None
     base_model = adapter["base_model"] if adapter else models.parse_model_id(base or "builtin").model_id
     if adapter and base and models.parse_model_id(base).model_id != base_model:
@@ -71,7 +73,7 @@ def evaluate(
     role = get_role(db, role_name or (adapter["role"] if adapter else "translator"))
     if batch_size < 1:
         raise UserError("--batch-size must be at least 1.")
-    dataset = load_dataset(data, limit=limit)
+    dataset = dataset or load_dataset(data, limit=limit)
     if adapter is not None:  # refuse a wrong or broken adapter before loading anything heavy
         check_loadable(adapter, base_model)
     kind = "translation" if role.name == "translator" else "loss"
@@ -132,7 +134,8 @@ def evaluate_with_base(db, *, adapter_name: str, data: str, engine, limit=None, 
     """The adapter, then its base alone on the same examples, so the gain can be shown.
     `progress(fraction)` covers both passes."""
     adapter = adapter_rows.require(db, adapter_name)
-    total = 2 * len(load_dataset(data, limit=limit).records)
+    dataset = load_dataset(data, limit=limit)
+    total = 2 * len(dataset.records)
     rows = []
     for step, who in enumerate((adapter_name, None)):
         done_before = step * total // 2
@@ -144,6 +147,7 @@ def evaluate_with_base(db, *, adapter_name: str, data: str, engine, limit=None, 
             role_name=adapter["role"],
             limit=limit,
             engine=engine,
+            dataset=dataset,
             progress=None
             if progress is None
             else (lambda done, before=done_before: progress((before + done) / total)),
@@ -208,11 +212,12 @@ def main(argv: list[str] | None = None) -> int:
         from tqdm.auto import tqdm
 
         db = connect()
+        dataset = load_dataset(args.data, limit=args.limit)
         bar = None
 
         def progress(done: int) -> None:
             nonlocal bar
-            bar = bar or tqdm(total=len(load_dataset(args.data, limit=args.limit).records), desc="evaluating")
+            bar = bar or tqdm(total=len(dataset.records), desc="evaluating")
             bar.update(done - bar.n)
 
         row, cached = evaluate(
@@ -226,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             out=args.out,
             force=args.force,
             progress=progress,
+            dataset=dataset,
         )
         if bar is not None:
             bar.close()
