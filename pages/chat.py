@@ -11,7 +11,7 @@ from training.scores import evaluation_examples
 
 
 def start_conversation() -> None:
-    """A new conversation gets its row with its first message (see respond_in)."""
+    """A new conversation gets its row with its first message (see the chat input below)."""
     st.session_state["conversation"] = None
 
 
