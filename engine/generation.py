@@ -7,6 +7,7 @@ chosen by the calling thread, so concurrent generations with different adapters 
 and no request ever switches the adapter for everybody (`set_adapter`).
 """
 
+import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -235,14 +236,10 @@ class ChatEngine:
         sequence = torch.tensor([self.prompt_ids(role, text, history, adapter)], device=self.model.device)
         step_input, cache = sequence, None
         for _ in range(decoding.max_new_tokens):
-            with self._lock.shared(), torch.inference_mode():
-                _thread_choice.adapter = self._choice_for(adapter)
-                try:
-                    output = self.model(
-                        input_ids=step_input, past_key_values=cache, use_cache=True, logits_to_keep=1
-                    )
-                finally:
-                    _thread_choice.adapter = None
+            with self._answering_as(adapter):
+                output = self.model(
+                    input_ids=step_input, past_key_values=cache, use_cache=True, logits_to_keep=1
+                )
             cache = output.past_key_values
             token = int(choose(sequence, output.logits[:, -1].float())[0])
             if token in stops:
@@ -253,6 +250,19 @@ class ChatEngine:
                 yield piece
         if piece := pieces.finish():
             yield piece
+
+    @contextlib.contextmanager
+    def _answering_as(self, adapter: dict | None):
+        """Compute with `adapter` (None: the base model) on this thread only, under the shared lock,
+        so loading an adapter waits for the block and no other thread's choice changes."""
+        import torch
+
+        with self._lock.shared(), torch.inference_mode():
+            _thread_choice.adapter = self._choice_for(adapter)
+            try:
+                yield
+            finally:
+                _thread_choice.adapter = None
 
     def _choice_for(self, adapter: dict | None) -> str | None:
         """Called under the shared lock, so the set of loaded adapters cannot change meanwhile."""
@@ -268,13 +278,9 @@ class ChatEngine:
 
         if adapter is not None:
             self.ensure_adapter(adapter)
-        with self._lock.shared(), torch.inference_mode():
-            _thread_choice.adapter = self._choice_for(adapter)
-            try:
-                input_ids = torch.tensor([ids], device=self.model.device)
-                return self.model(input_ids=input_ids).logits[0, -1].float().cpu()
-            finally:
-                _thread_choice.adapter = None
+        with self._answering_as(adapter):
+            input_ids = torch.tensor([ids], device=self.model.device)
+            return self.model(input_ids=input_ids).logits[0, -1].float().cpu()
 
     def generate_batch(
         self,
@@ -311,19 +317,15 @@ class ChatEngine:
             pad = self.tokenizer.pad_token_id
             ids = [[pad] * (width - len(prompts[i])) + prompts[i] for i in rows]
             mask = [[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in rows]
-            with self._lock.shared(), torch.inference_mode():
-                _thread_choice.adapter = self._choice_for(adapter)
-                try:
-                    output = _shrinking_batch(
-                        self.model,
-                        torch.tensor(ids, device=self.model.device),
-                        torch.tensor(mask, device=self.model.device),
-                        [limits[i] for i in rows],
-                        stop_ids,
-                        _token_chooser(self.model, decoding),
-                    )
-                finally:
-                    _thread_choice.adapter = None
+            with self._answering_as(adapter):
+                output = _shrinking_batch(
+                    self.model,
+                    torch.tensor(ids, device=self.model.device),
+                    torch.tensor(mask, device=self.model.device),
+                    [limits[i] for i in rows],
+                    stop_ids,
+                    _token_chooser(self.model, decoding),
+                )
             with self._tokenizer_lock:
                 decoded = self.tokenizer.batch_decode(output, skip_special_tokens=True)
             for i, text in zip(rows, decoded, strict=True):
@@ -348,13 +350,9 @@ class ChatEngine:
                 example = formats.training_example(
                     self.tokenizer, prompt_format, role, record, max_length=10**9
                 )
-            with self._lock.shared(), torch.inference_mode():
-                _thread_choice.adapter = self._choice_for(adapter)
-                try:
-                    input_ids = torch.tensor([example.input_ids], device=self.model.device)
-                    logits = self.model(input_ids=input_ids).logits[0, :-1].float()
-                finally:
-                    _thread_choice.adapter = None
+            with self._answering_as(adapter):
+                input_ids = torch.tensor([example.input_ids], device=self.model.device)
+                logits = self.model(input_ids=input_ids).logits[0, :-1].float()
             labels = torch.tensor(example.labels[1:], device=logits.device)
             total += torch.nn.functional.cross_entropy(
                 logits, labels, ignore_index=formats.IGNORE_INDEX, reduction="sum"
