@@ -1,4 +1,5 @@
-"""Roles: a system prompt, an instruction, a decoding preset and whether history matters.
+"""Roles: a system prompt, an instruction, a decoding preset, whether history matters, the prompt
+format to train and chat with (empty: the base model's own), and the metric that scores it.
 
 Built-in roles mirror the two tutorials; users add their own, stored in the registry.
 """
@@ -21,6 +22,10 @@ class Decoding:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def describe(self) -> str:
+        how = f"T={self.temperature:g} top_p={self.top_p:g}" if self.do_sample else "greedy"
+        return f"{how} rep={self.repetition_penalty:g} max {self.max_new_tokens}"
+
     def with_changes(self, **changes) -> "Decoding":
         known = {k: v for k, v in changes.items() if k in self.__dataclass_fields__ and v is not None}
         return replace(self, **known)
@@ -36,6 +41,8 @@ class Role:
     decoding: Decoding = field(default_factory=Decoding)
     uses_history: bool = True
     builtin: bool = False
+    prompt_format: str = ""  # yuan, chat_template or plain; empty: the base model's own
+    metric: str = "loss"  # see METRICS
 
 
 TRANSLATOR = Role(
@@ -45,6 +52,7 @@ TRANSLATOR = Role(
     decoding=Decoding(do_sample=False, max_new_tokens=256),
     uses_history=False,  # every message is a new text to translate
     builtin=True,
+    metric="translation",
 )
 PERSONA = Role(
     name="persona",
@@ -60,6 +68,9 @@ ASSISTANT = Role(
     builtin=True,
 )
 BUILTIN_ROLES = {role.name: role for role in (TRANSLATOR, PERSONA, ASSISTANT)}
+# How evaluation scores a role: sacrebleu BLEU (zh) and chrF of greedy outputs, or the mean loss and
+# perplexity of the references.
+METRICS = ("translation", "loss")
 
 
 def get_role(db, name: str) -> Role:
@@ -78,19 +89,63 @@ def list_roles(db) -> list[Role]:
 
 
 def save_custom_role(db, role: Role) -> Role:
+    """Create or update a custom role, after checking every field."""
     name = check_name(role.name, "role")
-    if name in BUILTIN_ROLES:
+    if name.lower() in BUILTIN_ROLES:
         raise UserError(f"{name!r} is a built-in role: give your role another name.")
+    from engine.formats import FORMATS  # formats builds on roles
+
+    if role.prompt_format not in ("", *FORMATS):
+        raise UserError(f"Prompt format {role.prompt_format!r} is unknown: use yuan, chat_template or plain.")
+    if role.metric not in METRICS:
+        raise UserError(f"Metric {role.metric!r} is unknown: use {' or '.join(METRICS)}.")
+    _check_decoding(role.decoding)
     role_rows.save(
         db,
         name=name,
-        title=role.title or name,
+        title=(role.title or name).strip(),
         system_prompt=role.system_prompt,
         instruction=role.instruction,
         decoding=role.decoding.as_dict(),
         uses_history=role.uses_history,
+        prompt_format=role.prompt_format,
+        metric=role.metric,
     )
     return get_role(db, name)
+
+
+def delete_custom_role(db, name: str) -> str:
+    """Delete a custom role that no adapter and no unfinished job uses; returns its name."""
+    from registry import adapters as adapter_rows
+    from registry import jobs as job_rows
+
+    if name in BUILTIN_ROLES:
+        raise UserError(f"{name!r} is a built-in role and cannot be deleted.")
+    get_role(db, name)  # unknown: says which roles exist
+    users = [a["name"] for a in adapter_rows.list_all(db) if a["role"] == name]
+    users += [
+        f"job {j['id']}"
+        for j in job_rows.list_all(db)
+        if j["role"] == name and j["status"] in job_rows.ACTIVE
+    ]
+    if users:
+        raise UserError(
+            f"Role {name!r} is used by {', '.join(users)}: give those adapters another role first "
+            "(adapters page), or keep the role."
+        )
+    role_rows.delete(db, name)
+    return name
+
+
+def _check_decoding(decoding: Decoding) -> None:
+    for label, ok in (
+        ("temperature must be above 0 and at most 5", 0 < decoding.temperature <= 5),
+        ("top_p must be above 0 and at most 1", 0 < decoding.top_p <= 1),
+        ("repetition penalty must be at least 1 and at most 5", 1 <= decoding.repetition_penalty <= 5),
+        ("max new tokens must be at least 1 and at most 8192", 1 <= decoding.max_new_tokens <= 8192),
+    ):
+        if not ok:
+            raise UserError(f"The role's {label}.")
 
 
 def _from_row(row: dict) -> Role:
@@ -101,4 +156,6 @@ def _from_row(row: dict) -> Role:
         instruction=row["instruction"] or "",
         decoding=Decoding().with_changes(**row["decoding"]),
         uses_history=row["uses_history"],
+        prompt_format=row.get("prompt_format") or "",
+        metric=row.get("metric") or "loss",
     )

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from engine.conversation import adapters_for_base, provenance, respond
-from engine.roles import BUILTIN_ROLES, Decoding, get_role, list_roles
+from engine.roles import Decoding, get_role, list_roles
 from pages import common, texts
 from registry import adapters as adapter_rows
 from registry import conversations
@@ -128,7 +128,9 @@ engine = common.engine_or_stop(base_model)
 dtype_name = str(engine.dtype).removeprefix("torch.")
 st.caption(f"{texts.BASE_MODEL}: `{engine.base_model_id}` · {engine.device} · {dtype_name}")
 
-modes = [texts.MODE_CHAT, texts.MODE_COMPARE] + ([texts.MODE_TRANSLATE] if role.name == "translator" else [])
+modes = [texts.MODE_CHAT, texts.MODE_COMPARE] + (
+    [texts.MODE_TRANSLATE] if role.metric == "translation" else []
+)
 mode = st.segmented_control(texts.MODE, modes, default=texts.MODE_CHAT, key="mode") or texts.MODE_CHAT
 
 if mode == texts.MODE_CHAT:
@@ -194,9 +196,8 @@ else:
     if submitted and not source.strip():
         st.warning(texts.TYPE_SOMETHING)
     elif submitted:
-        translator = BUILTIN_ROLES["translator"] if role.name == "translator" else role
         st.markdown(f"**{texts.TRANSLATE_OUTPUT}**")
         for line in (line.strip() for line in source.splitlines()):
             if line:
-                stream = engine.stream(line, role=translator, adapter=adapter, decoding=decoding)
+                stream = engine.stream(line, role=role, adapter=adapter, decoding=decoding)
                 common.show_user_error(st.write_stream, stream)

@@ -24,6 +24,7 @@ PAGES = (
     ("pages/chat.py", texts.PAGE_CHAT, "💬", None),
     ("pages/train.py", texts.PAGE_TRAIN, "🏋️", "train"),
     ("pages/adapters.py", texts.PAGE_ADAPTERS, "🗂️", "adapters"),
+    ("pages/roles.py", texts.PAGE_ROLES, "🎭", "roles"),
 )
 _entry_run = threading.local()  # each session's script runs in its own thread
 

@@ -181,6 +181,12 @@ def m004_no_adapter_status(db: Database) -> None:
     db.execute("alter table adapters drop column status")
 
 
+@migrations()
+def m005_role_format_and_metric(db: Database) -> None:
+    db["roles"].add_column("prompt_format", str)  # empty: the base model's own format
+    db["roles"].add_column("metric", str)  # translation (BLEU/chrF) or loss
+
+
 def connect(path: Path | None = None) -> Database:
     """Open the registry (creating or upgrading its schema) for use on the calling thread.
 

@@ -14,8 +14,12 @@ def save(
     instruction: str,
     decoding: dict,
     uses_history: bool,
+    prompt_format: str,
+    metric: str,
 ) -> None:
     row = {
+        "prompt_format": prompt_format,
+        "metric": metric,
         "name": name,
         "title": title,
         "system_prompt": system_prompt,

@@ -20,6 +20,7 @@ def test_schema_is_created_with_wal_foreign_keys_and_recorded_migrations(db, hom
         "m002_evaluations",
         "m003_process_identity",
         "m004_no_adapter_status",
+        "m005_role_format_and_metric",
     ]
     again = connect()  # reopening applies nothing twice
     assert [row["name"] for row in again["_sqlite_migrations"].rows] == applied

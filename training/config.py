@@ -13,10 +13,10 @@ import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
+from engine.formats import FORMATS as PROMPT_FORMATS
 from registry.errors import UserError
 
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
-PROMPT_FORMATS = ("yuan", "chat_template", "plain")
 SWITCHES = ("auto", "on", "off")
 
 

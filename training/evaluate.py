@@ -76,7 +76,7 @@ def evaluate(
     dataset = dataset or load_dataset(data, limit=limit)
     if adapter is not None:  # refuse a wrong or broken adapter before loading anything heavy
         check_loadable(adapter, base_model)
-    kind = "translation" if role.name == "translator" else "loss"
+    kind = role.metric
     key = {
         "adapter_id": adapter["id"] if adapter else None,
         "base_model": base_model,

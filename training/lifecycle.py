@@ -105,7 +105,9 @@ def check(db, config: TrainConfig, *, job: dict | None = None, base_dir: Path | 
     model_type = models.check_model_folder(model_dir, config.trust_remote_code)
     packing = choose_packing(config.packing, model_type, config.trust_remote_code)
     tokenizer = models.load_tokenizer(model_dir, spec, config.trust_remote_code)
-    prompt_format = config.prompt_format or models.default_prompt_format(spec, model_dir, tokenizer)
+    prompt_format = (
+        config.prompt_format or role.prompt_format or models.default_prompt_format(spec, model_dir, tokenizer)
+    )
     tokenized = tokenize_dataset(trained, tokenizer, prompt_format, role, config.max_length)
     canonical = replace(
         config, name=name, base=spec.model_id, data=str(dataset.path), prompt_format=prompt_format

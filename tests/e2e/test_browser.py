@@ -121,7 +121,7 @@ def our_navigation(page) -> list[str]:
 def assert_our_navigation(page) -> None:
     """Only the three pages, never Streamlit's listing of every file in pages/."""
     links = our_navigation(page)
-    assert [link.split()[-1] for link in links] == ["Chat", "Train", "Adapters"], links
+    assert [link.split()[-1] for link in links] == ["Chat", "Train", "Adapters", "Roles"], links
     assert page.get_by_test_id("stSidebarNav").count() == 0
 
 
@@ -148,7 +148,7 @@ def test_0_a_fresh_server_shows_only_our_pages_from_the_first_moment(browser, tm
             wait_idle(page)
             assert page.get_by_role("heading", name=title).count() == 1, path
             assert_our_navigation(page)
-            raw = {"common", "texts", "chat", "train", "adapters"}
+            raw = {"common", "texts", "chat", "train", "adapters", "roles"}
             assert not any(line.strip() in raw for text in seen for line in text.splitlines()), seen
             page.context.close()
     finally:

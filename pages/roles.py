@@ -1,0 +1,97 @@
+"""Roles: the built-in ones and the user's own (system prompt, prompt format, decoding preset, metric)."""
+
+import streamlit as st
+
+from engine.roles import METRICS, Decoding, Role, delete_custom_role, list_roles, save_custom_role
+from pages import common, texts
+from registry import adapters as adapter_rows
+
+FORMAT_CHOICES = ("", "chat_template", "plain", "yuan")
+
+common.enter_through_entry()
+db = common.registry()
+st.title(texts.ROLES_TITLE)
+roles = list_roles(db)
+users = {}
+for adapter in adapter_rows.list_all(db):
+    users.setdefault(adapter["role"], []).append(adapter["name"])
+st.dataframe(
+    [
+        {
+            texts.ROLE_NAME: role.name,
+            texts.ROLE_TITLE: role.title,
+            texts.ROLE_FORMAT: role.prompt_format or texts.FORMAT_OF_BASE,
+            texts.ROLE_METRIC: texts.METRIC_NAMES[role.metric],
+            texts.DECODING: role.decoding.describe(),
+            texts.ROLE_SYSTEM_PROMPT: role.system_prompt,
+            texts.ROLE_USED_BY: ", ".join(users.get(role.name, [])),
+            texts.ROLE_BUILTIN: "✅" if role.builtin else "",
+        }
+        for role in roles
+    ],
+    width="stretch",
+    hide_index=True,
+)
+
+custom = [role.name for role in roles if not role.builtin]
+chosen = st.selectbox(
+    texts.ROLE_EDIT, ["", *custom], format_func=lambda name: name or texts.ROLE_NEW, key="role-to-edit"
+)
+current = next((role for role in roles if role.name == chosen), Role(name="", title=""))
+with st.form(f"role-form-{chosen}"):
+    left, right = st.columns(2)
+    name = left.text_input(texts.ROLE_NAME, current.name, disabled=bool(chosen), key=f"role-name-{chosen}")
+    title = right.text_input(texts.ROLE_TITLE, current.title, key=f"role-title-{chosen}")
+    system_prompt = st.text_area(texts.ROLE_SYSTEM_PROMPT, current.system_prompt, key=f"role-system-{chosen}")
+    instruction = st.text_input(texts.ROLE_INSTRUCTION, current.instruction, key=f"role-instruction-{chosen}")
+    left, middle, right = st.columns(3)
+    prompt_format = left.selectbox(
+        texts.ROLE_FORMAT,
+        FORMAT_CHOICES,
+        index=FORMAT_CHOICES.index(current.prompt_format),
+        format_func=lambda value: value or texts.FORMAT_OF_BASE,
+        key=f"role-format-{chosen}",
+    )
+    metric = middle.selectbox(
+        texts.ROLE_METRIC,
+        METRICS,
+        index=METRICS.index(current.metric),
+        format_func=texts.METRIC_NAMES.get,
+        key=f"role-metric-{chosen}",
+    )
+    uses_history = right.checkbox(texts.ROLE_HISTORY, current.uses_history, key=f"role-history-{chosen}")
+    preset = current.decoding
+    columns = st.columns(5)
+    decoding = Decoding(
+        do_sample=columns[0].checkbox(texts.SAMPLING, preset.do_sample, key=f"role-sample-{chosen}"),
+        temperature=columns[1].number_input(
+            texts.TEMPERATURE, 0.05, 5.0, preset.temperature, 0.05, key=f"role-t-{chosen}"
+        ),
+        top_p=columns[2].number_input(texts.TOP_P, 0.05, 1.0, preset.top_p, 0.05, key=f"role-p-{chosen}"),
+        repetition_penalty=columns[3].number_input(
+            texts.REPETITION_PENALTY, 1.0, 5.0, preset.repetition_penalty, 0.05, key=f"role-r-{chosen}"
+        ),
+        max_new_tokens=columns[4].number_input(
+            texts.MAX_NEW_TOKENS, 1, 8192, preset.max_new_tokens, key=f"role-m-{chosen}"
+        ),
+    )
+    if st.form_submit_button(texts.SAVE, type="primary"):
+        role = Role(
+            name=chosen or name,
+            title=title,
+            system_prompt=system_prompt,
+            instruction=instruction,
+            decoding=decoding,
+            uses_history=uses_history,
+            prompt_format=prompt_format,
+            metric=metric,
+        )
+        if common.show_user_error(save_custom_role, db, role):
+            st.success(texts.ROLE_SAVED.format(name=role.name))
+
+if chosen:
+    confirmed = st.checkbox(texts.ROLE_DELETE_CONFIRM.format(name=chosen), key=f"role-confirm-{chosen}")
+    if st.button(texts.DELETE, disabled=not confirmed, key=f"role-delete-{chosen}"):
+        if common.show_user_error(delete_custom_role, db, chosen):
+            del st.session_state["role-to-edit"]
+            st.rerun()
