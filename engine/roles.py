@@ -114,20 +114,25 @@ def save_custom_role(db, role: Role) -> Role:
     return get_role(db, name)
 
 
-def delete_custom_role(db, name: str) -> str:
-    """Delete a custom role that no adapter and no unfinished job uses; returns its name."""
+def role_users(db) -> dict[str, list[str]]:
+    """Per role, what uses it: its adapters, then its unfinished jobs ("job 7")."""
     from registry import adapters as adapter_rows
     from registry import jobs as job_rows
 
+    users: dict[str, list[str]] = {}
+    for adapter in adapter_rows.list_all(db):
+        users.setdefault(adapter["role"], []).append(adapter["name"])
+    for job in job_rows.active(db):
+        users.setdefault(job["role"], []).append(f"job {job['id']}")
+    return users
+
+
+def delete_custom_role(db, name: str) -> str:
+    """Delete a custom role that no adapter and no unfinished job uses; returns its name."""
     if name in BUILTIN_ROLES:
         raise UserError(f"{name!r} is a built-in role and cannot be deleted.")
     get_role(db, name)  # unknown: says which roles exist
-    users = [a["name"] for a in adapter_rows.list_all(db) if a["role"] == name]
-    users += [
-        f"job {j['id']}"
-        for j in job_rows.list_all(db)
-        if j["role"] == name and j["status"] in job_rows.ACTIVE
-    ]
+    users = role_users(db).get(name)
     if users:
         raise UserError(
             f"Role {name!r} is used by {', '.join(users)}: give those adapters another role first "

@@ -2,9 +2,8 @@
 
 import streamlit as st
 
-from engine.roles import METRICS, Decoding, Role, delete_custom_role, list_roles, save_custom_role
+from engine.roles import METRICS, Decoding, Role, delete_custom_role, list_roles, role_users, save_custom_role
 from pages import common, texts
-from registry import adapters as adapter_rows
 
 FORMAT_CHOICES = ("", "chat_template", "plain", "yuan")
 
@@ -12,9 +11,7 @@ common.enter_through_entry()
 db = common.registry()
 st.title(texts.ROLES_TITLE)
 roles = list_roles(db)
-users = {}
-for adapter in adapter_rows.list_all(db):
-    users.setdefault(adapter["role"], []).append(adapter["name"])
+users = role_users(db)
 st.dataframe(
     [
         {

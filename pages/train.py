@@ -122,8 +122,7 @@ with right:
         data_path = str(lifecycle.SAMPLES[sample])
     elif source == texts.DATA_PATH:
         typed = st.text_input(texts.DATA_PATH_INPUT, help=texts.DATA_PATH_HELP).strip()
-        # Relative paths mean the project folder, wherever the server was started (as the trainer does).
-        data_path = str(home.PROJECT_ROOT / Path(typed).expanduser()) if typed else None
+        data_path = str(lifecycle.data_path(typed, home.PROJECT_ROOT)) if typed else None
     else:
         upload = st.file_uploader(texts.UPLOAD_INPUT, type=["json", "jsonl", "csv"])
         if upload is not None:

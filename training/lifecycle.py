@@ -90,11 +90,8 @@ def check(db, config: TrainConfig, *, job: dict | None = None, base_dir: Path | 
     role = get_role(db, config.role)
     if not config.data.strip():
         raise UserError("No dataset given: pass --data PATH to a .json, .jsonl or .csv file.")
-    data_path = Path(config.data).expanduser()
-    if not data_path.is_absolute():
-        data_path = Path(base_dir or Path.cwd()) / data_path
     spec = models.parse_model_id(config.base)
-    dataset = load_dataset(data_path.resolve(), limit=config.limit or None)
+    dataset = load_dataset(data_path(config.data, base_dir), limit=config.limit or None)
     if job is not None and job["dataset_fingerprint"] not in (None, "", dataset.fingerprint):
         raise UserError(
             f"{dataset.name} changed since job {job['id']} started (fingerprint "
@@ -113,6 +110,13 @@ def check(db, config: TrainConfig, *, job: dict | None = None, base_dir: Path | 
         config, name=name, base=spec.model_id, data=str(dataset.path), prompt_format=prompt_format
     )
     return Plan(canonical, role, trained, heldout, spec, model_dir, tokenizer, tokenized, packing)
+
+
+def data_path(text: str, base_dir: Path | None = None) -> Path:
+    """A dataset path as typed, made absolute: relative to `base_dir` (the page: the project folder,
+    wherever the server was started), else to the working directory (the CLI)."""
+    path = Path(text.strip()).expanduser()
+    return (path if path.is_absolute() else Path(base_dir or Path.cwd()) / path).resolve()
 
 
 def _refuse_taken_name(db, name: str, job: dict | None) -> None:
