@@ -88,7 +88,7 @@ class StreamlitServer:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"streamlit exited: {self.log_path.read_text()[-3000:]}")
+                raise RuntimeError(f"streamlit exited: {self.log_tail()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as reply:
                     if reply.status == 200:
@@ -96,6 +96,9 @@ class StreamlitServer:
             except OSError:
                 time.sleep(0.3)
         raise RuntimeError("streamlit did not become healthy in 90 s")
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
