@@ -2,13 +2,16 @@
 
 import streamlit as st
 
-from pages import common, texts
+from engine import texts
+from pages import common
 
+common.choose_language()
 st.set_page_config(page_title=texts.APP_TITLE, page_icon="🤖", layout="wide")
 pages = common.app_pages()
 # Our own links: the automatic sidebar navigation is off (see common.enter_through_entry).
 navigation = st.navigation(pages, position="hidden")
 with st.sidebar:
+    common.language_switch()
     for page in pages:
         st.page_link(page)
     st.divider()

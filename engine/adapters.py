@@ -9,6 +9,7 @@ import json
 import struct
 from pathlib import Path
 
+from engine import texts
 from registry.errors import UserError
 
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -33,33 +34,23 @@ def check_folder(folder: Path, name: str) -> Path:
     """A complete, safetensors-only LoRA folder whose per-request choice reaches every weight."""
     folder = Path(folder)
     if not (folder / CONFIG_FILE).is_file():
-        raise UserError(
-            f"Adapter {name!r}: its folder {folder} is missing or incomplete; "
-            "delete the adapter on the adapters page or retrain it."
-        )
+        raise UserError(texts.ERR_ADAPTER_FOLDER.format(name=name, folder=folder))
     if not (folder / WEIGHTS_FILE).is_file():
-        raise UserError(
-            f"Adapter {name!r} has no {WEIGHTS_FILE}: only safetensors adapters are "
-            "loaded (pickle files can run code)."
-        )
+        raise UserError(texts.ERR_ADAPTER_NOT_SAFETENSORS.format(name=name, file=WEIGHTS_FILE))
     try:
         config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise UserError(f"Adapter {name!r}: {CONFIG_FILE} cannot be read ({error}); retrain it.") from None
+        raise UserError(texts.ERR_ADAPTER_CONFIG.format(name=name, file=CONFIG_FILE, error=error)) from None
     tuner = config.get("peft_type")
     if tuner != "LORA":
-        raise UserError(
-            f"Adapter {name!r} is a {tuner or 'unknown'} adapter: only LoRA adapters can be chosen per "
-            "request on a shared base model. Train a LoRA adapter instead."
-        )
+        raise UserError(texts.ERR_ADAPTER_NOT_LORA.format(name=name, tuner=tuner or "?"))
     whole = [key for key in ("modules_to_save", "trainable_token_indices") if config.get(key)]
     if whole:
+        modules = ", ".join(map(str, _names(config, whole)))
         raise UserError(
-            f"Adapter {name!r} also replaces whole modules ({', '.join(whole)}: "
-            f"{', '.join(map(str, _names(config, whole)))}), which the per-request adapter choice cannot "
-            "reach: every user would get those weights. Retrain it with LoRA target modules only."
+            texts.ERR_ADAPTER_WHOLE_MODULES.format(name=name, kinds=", ".join(whole), modules=modules)
         )
-    check_safetensors(folder / WEIGHTS_FILE, f"Adapter {name!r}")
+    check_safetensors(folder / WEIGHTS_FILE, texts.ADAPTER_WHO.format(name=name))
     return folder
 
 
@@ -72,27 +63,27 @@ def check_safetensors(path: Path, who: str) -> None:
             size = path.stat().st_size
             (header_length,) = struct.unpack("<Q", file.read(8))
             if 8 + header_length > size:
-                problem = "its header is cut off"
+                problem = texts.DAMAGE_HEADER
             else:
                 header = json.loads(file.read(header_length))
                 ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
                 if 8 + header_length + max(ends, default=0) != size:
-                    problem = f"its tensors need {max(ends, default=0)} bytes, the file holds " + str(
-                        size - 8 - header_length
+                    problem = texts.DAMAGE_SIZE.format(
+                        needed=max(ends, default=0), held=size - 8 - header_length
                     )
     except (OSError, struct.error, ValueError, KeyError, TypeError, IndexError) as error:
-        problem = f"it cannot be read ({error})"
+        problem = texts.DAMAGE_UNREADABLE.format(error=error)
     if problem:
-        raise UserError(f"{who}: {path.name} is damaged ({problem}). Delete the adapter and retrain it.")
+        raise UserError(texts.ERR_ADAPTER_DAMAGED.format(who=who, file=path.name, problem=problem))
 
 
 def check_loadable(adapter: dict, base_model_id: str) -> Path:
     """The adapter's folder, after refusing anything chat must not load."""
     if adapter["base_model"] != base_model_id:
         raise UserError(
-            f"Adapter {adapter['name']!r} was trained on {adapter['base_model']}, "
-            f"but the loaded base model is {base_model_id}: switch the base model to "
-            f"{adapter['base_model']} to use it."
+            texts.ERR_ADAPTER_OTHER_BASE.format(
+                name=adapter["name"], trained=adapter["base_model"], loaded=base_model_id
+            )
         )
     return check_folder(Path(adapter["path"]), adapter["name"])
 

@@ -6,6 +6,7 @@ reader stops early (a closed tab), marked as partial.
 
 from collections.abc import Iterator
 
+from engine import texts
 from engine.generation import ChatEngine
 from engine.roles import Decoding, Role
 from registry import conversations
@@ -20,6 +21,14 @@ def adapters_for_base(adapters: list[dict], base_model: str) -> list[dict]:
     """The adapters chat can use on this base: translators first, then personas, then custom."""
     usable = [a for a in adapters if a["base_model"] == base_model]
     return sorted(usable, key=lambda a: (ROLE_GROUP_ORDER.get(a["role"], 2), a["name"]))
+
+
+def adapter_label(name: str, usable: list[dict]) -> str:
+    """How the sidebar lists an adapter: its role's group, then its name ("" is the base alone)."""
+    if name == "":
+        return texts.ADAPTER_CHOICE.format(group=texts.GROUPS["base"], name=texts.BASE_ONLY)
+    role = next(a["role"] for a in usable if a["name"] == name)
+    return texts.ADAPTER_CHOICE.format(group=texts.GROUPS.get(role, texts.GROUPS["custom"]), name=name)
 
 
 def history_pairs(messages: list[dict]) -> list[tuple[str, str]]:
@@ -85,16 +94,16 @@ def respond(
 def provenance(message: dict) -> str:
     """One line saying which model, adapter, role and settings produced a reply."""
     settings = message.get("settings") or {}
-    parts = [message.get("adapter") or "基座 base", message.get("chat_role") or ""]
+    parts = [message.get("adapter") or texts.PROVENANCE_BASE, message.get("chat_role") or ""]
     if settings.get("do_sample"):
         parts.append(
             f"T={settings.get('temperature')} top_p={settings.get('top_p')} "
             f"rep={settings.get('repetition_penalty')}"
         )
     elif settings:
-        parts.append(f"greedy rep={settings.get('repetition_penalty')}")
+        parts.append(f"{texts.PROVENANCE_GREEDY} rep={settings.get('repetition_penalty')}")
     if settings.get("max_new_tokens"):
-        parts.append(f"max {settings['max_new_tokens']} tokens")
+        parts.append(texts.PROVENANCE_MAX.format(count=settings["max_new_tokens"]))
     if settings.get("partial"):
-        parts.append("未完成 partial")
+        parts.append(texts.PROVENANCE_PARTIAL)
     return " · ".join(part for part in parts if part)

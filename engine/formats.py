@@ -10,6 +10,7 @@ masks the prompt with -100. Families:
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from engine import texts
 from engine.roles import Role
 from registry.errors import UserError
 
@@ -57,7 +58,7 @@ def prompt_ids(
         system = f"{role.system_prompt}\n\n" if role.system_prompt else ""
         past = "".join(f"{q}\n\n{a}{eos}\n\n" for q, a in history)
         return _bos(tokenizer) + _encode(tokenizer, f"{system}{past}{text}\n\n")
-    raise UserError(f"Unknown prompt format {prompt_format!r}: use one of {', '.join(FORMATS)}.")
+    raise UserError(texts.ERR_UNKNOWN_FORMAT.format(value=prompt_format, choices=", ".join(FORMATS)))
 
 
 def target_ids(tokenizer, prompt_format: str, role: Role, text: str, output: str) -> list[int]:
@@ -70,14 +71,11 @@ def target_ids(tokenizer, prompt_format: str, role: Role, text: str, output: str
             tokenizer, [*messages, {"role": "assistant", "content": output}], add_generation_prompt=False
         )
         if full[: len(prompt)] != prompt:
-            raise UserError(
-                "This tokenizer's chat template renders the prompt differently once the answer is "
-                "added, so training and chat would disagree: use the 'plain' format for this model."
-            )
+            raise UserError(texts.ERR_TEMPLATE_DISAGREES)
         return full[len(prompt) :]
     if prompt_format == "plain":
         return _encode(tokenizer, output) + [tokenizer.eos_token_id]
-    raise UserError(f"Unknown prompt format {prompt_format!r}: use one of {', '.join(FORMATS)}.")
+    raise UserError(texts.ERR_UNKNOWN_FORMAT.format(value=prompt_format, choices=", ".join(FORMATS)))
 
 
 def training_example(
@@ -120,9 +118,7 @@ def _messages(role: Role, text: str, history: Sequence[Turn]) -> list[dict]:
 
 def _template_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) -> list[int]:
     if not getattr(tokenizer, "chat_template", None):
-        raise UserError(
-            "This tokenizer has no chat template: use the 'plain' format (or 'yuan' for Yuan models)."
-        )
+        raise UserError(texts.ERR_NO_CHAT_TEMPLATE)
     rendered = tokenizer.apply_chat_template(
         messages,
         tokenize=False,

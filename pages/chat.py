@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from engine.conversation import adapters_for_base, provenance, respond
+from engine import texts
+from engine.conversation import adapter_label, adapters_for_base, provenance, respond
 from engine.roles import Decoding, get_role, list_roles
-from pages import common, texts
+from pages import common
 from registry import adapters as adapter_rows
 from registry import conversations
 from training.scores import evaluation_examples
@@ -43,16 +44,12 @@ with st.sidebar:
     base_model = st.selectbox(texts.BASE_MODEL, bases, key="base_model")
     usable = adapters_for_base(all_adapters, base_model)
 
-    def adapter_label(name: str) -> str:
-        if name == "":
-            return f"【{texts.GROUPS['base']}】{texts.BASE_ONLY}"
-        role = next(a["role"] for a in usable if a["name"] == name)
-        return f"【{texts.GROUPS.get(role, texts.GROUPS['custom'])}】{name}"
-
     options = ["", *(a["name"] for a in usable)]
     if st.session_state.get("adapter_choice") not in options:
         st.session_state["adapter_choice"] = ""
-    adapter_name = st.selectbox(texts.ADAPTER, options, format_func=adapter_label, key="adapter_choice")
+    adapter_name = st.selectbox(
+        texts.ADAPTER, options, format_func=lambda name: adapter_label(name, usable), key="adapter_choice"
+    )
     st.query_params["adapter"] = adapter_name
     st.session_state["followed_link"] = adapter_name
     adapter = next((a for a in usable if a["name"] == adapter_name), None)
@@ -63,7 +60,7 @@ with st.sidebar:
             texts.ROLE,
             role_names,
             index=role_names.index(default_role),
-            format_func=lambda name: next(r.title for r in roles if r.name == name),
+            format_func=lambda name: next(r.label for r in roles if r.name == name),
             key=f"role-for-{adapter_name}",
         ),
     )
@@ -126,14 +123,14 @@ with st.sidebar:
 
 engine = common.engine_or_stop(base_model)
 dtype_name = str(engine.dtype).removeprefix("torch.")
-st.caption(f"{texts.BASE_MODEL}: `{engine.base_model_id}` · {engine.device} · {dtype_name}")
+st.caption(texts.ENGINE_CAPTION.format(model=engine.base_model_id, device=engine.device, dtype=dtype_name))
 
-modes = [texts.MODE_CHAT, texts.MODE_COMPARE] + (
-    [texts.MODE_TRANSLATE] if role.metric == "translation" else []
-)
-mode = st.segmented_control(texts.MODE, modes, default=texts.MODE_CHAT, key="mode") or texts.MODE_CHAT
+modes = ["chat", "compare"] + (["translate"] if role.metric == "translation" else [])
+if st.session_state.get("mode") not in modes:
+    st.session_state["mode"] = "chat"
+mode = st.segmented_control(texts.MODE, modes, format_func=texts.MODES.get, required=True, key="mode")
 
-if mode == texts.MODE_CHAT:
+if mode == "chat":
     for message in conversations.messages(db, current_id) if current_id is not None else []:
         with st.chat_message(message["role"]):
             st.markdown(message["content"])
@@ -151,7 +148,7 @@ if mode == texts.MODE_CHAT:
             common.show_user_error(st.write_stream, stream)
         st.rerun()
 
-elif mode == texts.MODE_COMPARE:
+elif mode == "compare":
     others = [a["name"] for a in usable]
     if not others:
         st.info(texts.NO_ADAPTER_FOR_BASE)
@@ -184,7 +181,7 @@ elif mode == texts.MODE_COMPARE:
                     get_role(db, contender["role"]) if contender and contender["role"] in role_names else role
                 )
                 st.markdown(
-                    f"**{contender['name'] if contender else texts.BASE_ONLY}** · {contender_role.title}"
+                    f"**{contender['name'] if contender else texts.BASE_ONLY}** · {contender_role.label}"
                 )
                 stream = engine.stream(prompt, role=contender_role, adapter=contender, decoding=decoding)
                 common.show_user_error(st.write_stream, stream)

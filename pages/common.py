@@ -13,27 +13,52 @@ import streamlit as st
 from peft import PeftModel  # noqa: F401
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
-from engine import models
+from engine import models, texts
 from engine.generation import ChatEngine
-from pages import texts
-from registry import connect
+from registry import connect, preferences
 from registry.errors import UserError
 
 PAGES = (
-    # (file, title, icon, url path); the first is the default page, served at /
-    ("pages/chat.py", texts.PAGE_CHAT, "💬", None),
-    ("pages/train.py", texts.PAGE_TRAIN, "🏋️", "train"),
-    ("pages/adapters.py", texts.PAGE_ADAPTERS, "🗂️", "adapters"),
-    ("pages/roles.py", texts.PAGE_ROLES, "🎭", "roles"),
+    # (file, title in engine.texts, icon, url path); the first is the default page, served at /
+    ("pages/chat.py", "PAGE_CHAT", "💬", None),
+    ("pages/train.py", "PAGE_TRAIN", "🏋️", "train"),
+    ("pages/adapters.py", "PAGE_ADAPTERS", "🗂️", "adapters"),
+    ("pages/roles.py", "PAGE_ROLES", "🎭", "roles"),
 )
 _entry_run = threading.local()  # each session's script runs in its own thread
 
 
 def app_pages() -> list:
     return [
-        st.Page(file, title=title, icon=icon, default=url is None, **({"url_path": url} if url else {}))
+        st.Page(
+            file,
+            title=getattr(texts, title),
+            icon=icon,
+            default=url is None,
+            **({"url_path": url} if url else {}),
+        )
         for file, title, icon, url in PAGES
     ]
+
+
+def choose_language() -> None:
+    """The language of this run: the session's choice, else the studio's saved one, else Chinese.
+    Runs before anything is drawn, so every text of the run speaks it."""
+    if st.session_state.get("language") not in texts.LANGUAGES:
+        st.session_state["language"] = preferences.get(registry(), "language", texts.default_language())
+    texts.use(st.session_state["language"])
+
+
+def language_switch() -> None:
+    st.segmented_control(
+        texts.LANGUAGE,
+        texts.LANGUAGES,
+        format_func=texts.LANGUAGE_NAMES.get,
+        required=True,
+        key="language",
+        on_change=lambda: preferences.put(registry(), "language", st.session_state["language"]),
+        label_visibility="collapsed",
+    )
 
 
 @contextlib.contextmanager
@@ -105,7 +130,7 @@ def default_base_model() -> str:
     try:
         return models.parse_model_id(configured).model_id
     except UserError as error:
-        st.warning(f"TRANSLATOR_BASE_MODEL: {error}")
+        st.warning(texts.BASE_MODEL_SETTING.format(error=error))
         return "builtin"
 
 

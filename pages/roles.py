@@ -2,8 +2,9 @@
 
 import streamlit as st
 
+from engine import texts
 from engine.roles import METRICS, Decoding, Role, delete_custom_role, list_roles, role_users, save_custom_role
-from pages import common, texts
+from pages import common
 
 FORMAT_CHOICES = ("", "chat_template", "plain", "yuan")
 
@@ -16,7 +17,7 @@ st.dataframe(
     [
         {
             texts.ROLE_NAME: role.name,
-            texts.ROLE_TITLE: role.title,
+            texts.ROLE_TITLE: role.label,
             texts.ROLE_FORMAT: role.prompt_format or texts.FORMAT_OF_BASE,
             texts.ROLE_METRIC: texts.METRIC_NAMES[role.metric],
             texts.DECODING: role.decoding.describe(),

@@ -1,19 +1,19 @@
 """Train an adapter: choose base, role and data, preview it, start a detached job, watch it live."""
 
-from dataclasses import replace
 from pathlib import Path
 
 import streamlit as st
 
-from engine import models
+from engine import models, texts
 from engine.roles import get_role, list_roles
-from pages import common, texts
+from pages import charts, common
 from registry import home
 from registry import jobs as job_rows
 from registry.errors import UserError
 from training import lifecycle
 from training.config import TrainConfig, rule
 from training.data import load_dataset, save_upload
+from training.panel import finished_since, job_view
 from training.preview import preview
 
 
@@ -39,14 +39,20 @@ def file_stamp(path: str) -> tuple:
     return (stat.st_mtime_ns, stat.st_size)
 
 
-def number(column, name: str, label: str, step=None, format=None):
+def number(column, name: str, step=None, format=None):
     """A form field whose limits are the trainer's own (training.config), default included."""
     limits = rule(name)
     default = getattr(TrainConfig(), name)
     kind = type(default)
     low = min(limits.also + (limits.low,)) if limits.also else limits.low
     return column.number_input(
-        label, kind(low), kind(limits.high), default, step=step, format=format, key=f"setting-{name}"
+        texts.SETTING_LABELS[name],
+        kind(low),
+        kind(limits.high),
+        default,
+        step=step,
+        format=format,
+        key=f"setting-{name}",
     )
 
 
@@ -55,29 +61,28 @@ def job_panel(job_id: int, started_as: str) -> None:
     job = lifecycle.get(db, job_id)
     if job is None:
         return
-    if job["status"] != started_as and started_as in job_rows.ACTIVE:
-        st.rerun(scope="app")  # finished: redraw the page without the timer
-    st.subheader(f"{texts.JOB_PANEL} #{job['id']} · {job['adapter_name']} · {texts.STATUS[job['status']]}")
-    total, step = job["total_steps"] or 0, job["step"] or 0
-    st.progress(step / total if total else 0.0, text=f"step {step}/{total or '?'}")
-    columns = st.columns(4)
-    columns[0].metric("loss", f"{job['loss']:.4f}" if job["loss"] is not None else "–")
-    columns[1].metric("tokens/s", f"{job['tokens_per_second']:.0f}" if job["tokens_per_second"] else "–")
-    columns[2].metric("ETA", f"{job['eta_seconds']:.0f} s" if job["eta_seconds"] is not None else "–")
-    columns[3].metric("lr", f"{job['learning_rate']:.1e}" if job["learning_rate"] else "–")
-    metrics = job_rows.metrics_for(db, job_id)
-    if metrics:
-        st.caption(texts.LOSS_CURVE)
-        st.line_chart({"loss": [m["loss"] for m in metrics]}, height=180)
-    if job["status"] == "failed" and job["error"]:
-        st.error(job["error"])
-    if job["status"] == "succeeded":
+    if finished_since(job, started_as):
+        st.rerun(scope="app")  # redraw the page without the timer
+    view = job_view(job)
+    st.subheader(view.heading)
+    st.progress(view.fraction, text=view.progress)
+    for column, label, value in zip(
+        st.columns(4),
+        (texts.METRIC_LOSS, texts.METRIC_SPEED, texts.METRIC_ETA, texts.METRIC_LR),
+        (view.loss, view.speed, view.eta, view.learning_rate),
+        strict=True,
+    ):
+        column.metric(label, value)
+    charts.loss_curve(job_rows.metrics_for(db, job_id), height=180)
+    if view.failed_with:
+        st.error(view.failed_with)
+    if view.succeeded:
         st.success(texts.ADAPTER_READY.format(name=job["adapter_name"]))
         st.page_link("pages/chat.py", label=texts.GO_CHAT, query_params={"adapter": job["adapter_name"]})
     buttons = st.columns(2)
-    if job["status"] in job_rows.ACTIVE and buttons[0].button(texts.CANCEL, key=f"cancel-{job_id}"):
+    if view.active and buttons[0].button(texts.CANCEL, key=f"cancel-{job_id}"):
         lifecycle.cancel(db, job_id)
-    if job["status"] in job_rows.RESUMABLE and buttons[1].button(texts.RESUME, key=f"resume-{job_id}"):
+    if view.resumable and buttons[1].button(texts.RESUME, key=f"resume-{job_id}"):
         if common.show_user_error(lifecycle.resume, db, job_id):
             st.rerun(scope="app")
     with st.expander(texts.LOG_TAIL, expanded=job["status"] == "failed"):
@@ -101,26 +106,26 @@ with left:
         texts.BASE_MODEL,
         base_choices,
         accept_new_options=True,
-        format_func=lambda mid: f"{models.CATALOGUE[mid].title} · {mid}" if mid in models.CATALOGUE else mid,
+        format_func=models.model_label,
     )
     role_name = st.selectbox(
-        texts.ROLE, [r.name for r in roles], format_func=lambda n: next(r.title for r in roles if r.name == n)
+        texts.ROLE, [r.name for r in roles], format_func=lambda n: next(r.label for r in roles if r.name == n)
     )
     trust_remote_code = st.checkbox(texts.TRUST_REMOTE_CODE, value=False)
 with right:
     source = st.radio(
-        texts.DATA_SOURCE, [texts.DATA_SAMPLE, texts.DATA_PATH, texts.DATA_UPLOAD], horizontal=True
+        texts.DATA_SOURCE, list(texts.DATA_SOURCES), format_func=texts.DATA_SOURCES.get, horizontal=True
     )
     data_path, data_title, data_problem = None, None, texts.CHOOSE_DATA
-    if source == texts.DATA_SAMPLE:
+    if source == "sample":
         sample = st.selectbox(
-            texts.DATA_SAMPLE,
+            texts.DATA_SOURCES["sample"],
             list(lifecycle.SAMPLES),
             index=list(lifecycle.SAMPLES).index(role_name) if role_name in lifecycle.SAMPLES else 0,
             format_func=lambda key: lifecycle.SAMPLES[key].name,
         )
         data_path = str(lifecycle.SAMPLES[sample])
-    elif source == texts.DATA_PATH:
+    elif source == "path":
         typed = st.text_input(texts.DATA_PATH_INPUT, help=texts.DATA_PATH_HELP).strip()
         data_path = str(lifecycle.data_path(typed, home.PROJECT_ROOT)) if typed else None
     else:
@@ -135,17 +140,17 @@ with right:
 with st.expander(texts.HYPERPARAMETERS):
     columns = st.columns(4)
     settings = {
-        "epochs": number(columns[0], "epochs", "epochs", step=0.5),
-        "max_steps": number(columns[0], "max_steps", "max steps (-1: epochs)"),
-        "limit": number(columns[0], "limit", "limit examples (0: all)"),
-        "lr": number(columns[1], "lr", "learning rate", format="%.1e"),
-        "batch_size": number(columns[1], "batch_size", "batch size"),
-        "grad_accum": number(columns[1], "grad_accum", "grad accumulation"),
-        "lora_r": number(columns[2], "lora_r", "LoRA r"),
-        "lora_alpha": number(columns[2], "lora_alpha", "LoRA alpha"),
-        "lora_dropout": number(columns[2], "lora_dropout", "LoRA dropout", step=0.05),
-        "max_length": number(columns[3], "max_length", "max length"),
-        "save_steps": number(columns[3], "save_steps", "save every N steps (0: epoch)"),
+        "epochs": number(columns[0], "epochs", step=0.5),
+        "max_steps": number(columns[0], "max_steps"),
+        "limit": number(columns[0], "limit"),
+        "lr": number(columns[1], "lr", format="%.1e"),
+        "batch_size": number(columns[1], "batch_size"),
+        "grad_accum": number(columns[1], "grad_accum"),
+        "lora_r": number(columns[2], "lora_r"),
+        "lora_alpha": number(columns[2], "lora_alpha"),
+        "lora_dropout": number(columns[2], "lora_dropout", step=0.05),
+        "max_length": number(columns[3], "max_length"),
+        "save_steps": number(columns[3], "save_steps"),
     }
 
 if data_path:
@@ -167,8 +172,7 @@ if data_path:
             st.caption(texts.FIRST_EXAMPLE)
             st.text(f"{texts.PROMPT_PART}:\n{shown.first_prompt}")
             st.text(f"{texts.TARGET_PART}:\n{shown.first_target}")
-            st.caption(texts.LENGTHS)
-            st.bar_chart(shown.histogram(), height=160)
+            charts.length_histogram(shown.histogram(), height=160)
             if shown.num_truncated:
                 st.warning(texts.TRUNCATED.format(count=shown.num_truncated, max_length=shown.max_length))
     except UserError as error:
@@ -176,20 +180,19 @@ if data_path:
 
 adapter_name = st.text_input(texts.ADAPTER_NAME, key="adapter-name")
 if st.button(texts.START, type="primary"):
-    config = replace(
-        TrainConfig(),
-        base=base_model,
-        data=data_path or "",
-        role=role_name,
-        name=adapter_name,
-        trust_remote_code=trust_remote_code,
+    form = {
+        "base": base_model,
+        "data": data_path,
+        "role": role_name,
+        "name": adapter_name,
+        "trust_remote_code": trust_remote_code,
         **settings,
-    )
+    }
     if not data_path:
         st.error(data_problem)
     else:
         with st.spinner(texts.CHECKING):
-            job = common.show_user_error(lifecycle.submit, db, config)
+            job = common.show_user_error(lifecycle.submit_form, db, form)
         if job:
             st.query_params["job"] = str(job["id"])
 

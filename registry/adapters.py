@@ -5,6 +5,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
+from engine import texts
 from registry.db import from_json, now, to_json
 from registry.errors import UserError
 from registry.names import check_name
@@ -59,7 +60,7 @@ def require(db: Database, name: str) -> dict:
     adapter = get(db, name)
     if adapter is None:
         known = ", ".join(a["name"] for a in list_all(db)) or "none yet"
-        raise UserError(f"No adapter named {name!r} in the registry (known: {known}).")
+        raise UserError(texts.ERR_NO_SUCH_ADAPTER.format(name=name, known=known))
     return adapter
 
 
@@ -81,13 +82,13 @@ def rename(db: Database, old: str, new: str) -> dict:
     new = check_name(new)
     adapter = require(db, old)
     if new == old:
-        raise UserError(f"The adapter is already called {old!r}: type a different name to rename it.")
+        raise UserError(texts.ERR_SAME_NAME.format(name=old))
     if get(db, new) is not None:
-        raise UserError(f"An adapter named {new!r} already exists: pick another name.")
+        raise UserError(texts.ERR_ADAPTER_EXISTS.format(name=new))
     old_path = Path(adapter["path"])
     new_path = old_path.with_name(new)
     if new_path.exists():
-        raise UserError(f"The folder {new_path} already exists: pick another name.")
+        raise UserError(texts.ERR_FOLDER_EXISTS.format(folder=new_path))
     if old_path.exists():
         old_path.rename(new_path)
     try:

@@ -2,6 +2,7 @@
 
 from sqlite_utils import Database
 
+from engine import texts
 from registry.db import from_json, now, to_json
 from registry.errors import UserError
 
@@ -42,7 +43,7 @@ def update(db: Database, conversation_id: int, **fields) -> None:
 def rename(db: Database, conversation_id: int, title: str) -> None:
     title = (title or "").strip()
     if not title:
-        raise UserError("A conversation title cannot be empty.")
+        raise UserError(texts.ERR_EMPTY_TITLE)
     update(db, conversation_id, title=title[:100])
 
 

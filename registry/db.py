@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from engine import texts
 from registry import home
 from registry.errors import UserError
 
@@ -187,6 +188,12 @@ def m005_role_format_and_metric(db: Database) -> None:
     db["roles"].add_column("metric", str)  # translation (BLEU/chrF) or loss
 
 
+@migrations()
+def m006_preferences(db: Database) -> None:
+    # What a person chose for the whole studio (the interface language), kept across closed tabs.
+    db["preferences"].create({"key": str, "value": str}, pk="key")
+
+
 def connect(path: Path | None = None) -> Database:
     """Open the registry (creating or upgrading its schema) for use on the calling thread.
 
@@ -211,8 +218,7 @@ def connect(path: Path | None = None) -> Database:
         raise UserError(_explain(path, error)) from error
     except PermissionError as error:
         raise UserError(
-            f"The registry {path} cannot be opened ({error.strerror}): give this user write access to "
-            f"{path.parent}, or set TRANSLATOR_HOME to a folder you own."
+            texts.ERR_REGISTRY_PERMISSION.format(path=path, error=error.strerror, folder=path.parent)
         ) from error
     return db
 
@@ -220,16 +226,10 @@ def connect(path: Path | None = None) -> Database:
 def _explain(path: Path, error: sqlite3.DatabaseError) -> str:
     text = str(error)
     if "not a database" in text or "malformed" in text:
-        return (
-            f"{path} is not a registry database (SQLite says: {text}). Move it away to start a new "
-            "registry, or set TRANSLATOR_HOME to the folder of your real registry."
-        )
+        return texts.ERR_REGISTRY_NOT_DB.format(path=path, error=text)
     if "readonly" in text or "read-only" in text or "unable to open" in text:
-        return (
-            f"The registry {path} is read-only or its folder cannot be written ({text}): give this "
-            "user write access to the file and its folder, or set TRANSLATOR_HOME to another folder."
-        )
-    return f"The registry {path} cannot be used ({text}): check the file and its folder."
+        return texts.ERR_REGISTRY_READ_ONLY.format(path=path, error=text)
+    return texts.ERR_REGISTRY_UNUSABLE.format(path=path, error=text)
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 import re
 
+from engine import texts
 from registry.errors import UserError
 
 # Letters of any script (adapters may have Chinese names), digits, dot, dash, underscore.
@@ -13,12 +14,13 @@ def check_name(name: str, what: str = "adapter") -> str:
     """Return the name stripped, or raise UserError explaining the rule."""
     name = (name or "").strip()
     if not name:
-        raise UserError(f"The {what} name is empty: give it a short name such as 'med-zh-1'.")
+        raise UserError(texts.ERR_NAME_EMPTY.format(what=_kind(what)))
     if not _SAFE_NAME.match(name) or ".." in name:
-        raise UserError(
-            f"The {what} name {name!r} is not allowed: use 1-64 letters, digits, '.', '-' or '_', "
-            "starting with a letter or digit (no spaces or slashes)."
-        )
+        raise UserError(texts.ERR_NAME_UNSAFE.format(what=_kind(what), name=name))
     if name.lower() in RESERVED:
-        raise UserError(f"The {what} name {name!r} is reserved: pick another one.")
+        raise UserError(texts.ERR_NAME_RESERVED.format(what=_kind(what), name=name))
     return name
+
+
+def _kind(what: str) -> str:
+    return texts.NAME_KINDS.get(what, what)

@@ -17,6 +17,9 @@ MODELS_CACHE = PROJECT_ROOT / ".pytest_cache" / "translator-models"
 os.environ["TRANSLATOR_MODELS_DIR"] = str(MODELS_CACHE)
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tests read messages in English (the product's default is Chinese); tests/test_texts.py and the
+# language tests render both languages on purpose.
+os.environ["TRANSLATOR_LANG"] = "en"
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pages import texts
+from engine import texts
 from registry import adapters, connect, conversations, jobs
 from tests.conftest import PROJECT_ROOT, make_adapter, register_adapter
 
@@ -60,8 +60,12 @@ def _shorten_replies(app: AppTest) -> None:
 def test_chat_uses_the_chosen_adapter_records_it_and_persists(app_env):
     app = _app()
     adapter_box = app.sidebar.selectbox(key="adapter_choice")
-    assert adapter_box.options[0].startswith("【基座】")
-    assert [o for o in adapter_box.options[1:]] == ["【翻译】med-zh", "【甄嬛】huanhuan"]
+    groups, choice = texts.GROUPS, texts.ADAPTER_CHOICE
+    assert adapter_box.options[0] == choice.format(group=groups["base"], name=texts.BASE_ONLY)
+    assert adapter_box.options[1:] == [
+        choice.format(group=groups["translator"], name="med-zh"),
+        choice.format(group=groups["persona"], name="huanhuan"),
+    ]
     adapter_box.select("med-zh").run()
     _shorten_replies(app)
     app.chat_input[0].set_value("The patient has a fever.").run()
@@ -132,7 +136,7 @@ def test_compare_mode_answers_with_the_base_and_two_adapters(app_env, tiny_model
     app = _app()
     _shorten_replies(app)
     app.sidebar.toggle[0].set_value(False).run()  # greedy, so the answers can be checked
-    app.segmented_control(key="mode").set_value(texts.MODE_COMPARE).run()
+    app.segmented_control(key="mode").set_value("compare").run()
     app.multiselect[0].set_value(["med-zh", "huanhuan"]).run()
     app.text_area(key="compare-prompt").input("Hello")
     app.button(key="compare-run").click().run()  # one click submits what was typed
@@ -147,9 +151,9 @@ def test_compare_mode_answers_with_the_base_and_two_adapters(app_env, tiny_model
 
 def test_translate_box_appears_for_the_translator(app_env, tiny_model_dir):
     app = _app(adapter="med-zh")
-    assert texts.MODE_TRANSLATE in app.segmented_control(key="mode").options
+    assert texts.MODES["translate"] in app.segmented_control(key="mode").options
     _shorten_replies(app)
-    app.segmented_control(key="mode").set_value(texts.MODE_TRANSLATE).run()
+    app.segmented_control(key="mode").set_value("translate").run()
     app.text_area(key="translate-input").input("fever\ncough")
     app.button(key="translate-run").click().run()
     assert not app.exception, app.exception
@@ -166,7 +170,7 @@ def test_train_form_rejects_bad_data_and_creates_no_job(app_env, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("[{", encoding="utf-8")
     app = _app("pages/train.py")
-    app.radio[0].set_value(texts.DATA_PATH).run()
+    app.radio[0].set_value("path").run()
     app.text_input[0].set_value(str(bad)).run()
     assert any("is not valid JSON" in e.value for e in app.error)
     app.text_input(key="adapter-name").set_value("new-one").run()
@@ -217,7 +221,7 @@ def _tokenizer():
 
 def test_upload_is_validated_and_saved_under_home(app_env, home):
     app = _app("pages/train.py")
-    app.radio[0].set_value(texts.DATA_UPLOAD).run()
+    app.radio[0].set_value("upload").run()
     row = {"input": "fever", "output": "发烧"}
     content = json.dumps(row, ensure_ascii=False).encode()
     app.file_uploader[0].set_value(("../../my data.jsonl", content, "application/json")).run()
@@ -289,7 +293,7 @@ def test_adapters_page_evaluates_with_progress_and_shows_the_gain(app_env, tmp_p
     assert any("gain bleu" in frame.value.columns for frame in app.dataframe)
 
     chat = _app(adapter="med-zh")
-    chat.segmented_control(key="mode").set_value(texts.MODE_COMPARE).run()
+    chat.segmented_control(key="mode").set_value("compare").run()
     chat.selectbox(key="compare-example").set_value("fever").run()
     assert chat.text_area(key="compare-prompt").value == "fever"
     assert any(f"{texts.REFERENCE}: 发烧" in c.value for c in chat.caption)

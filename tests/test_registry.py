@@ -11,7 +11,8 @@ from tests.conftest import lora_folder
 
 
 def test_schema_is_created_with_wal_foreign_keys_and_recorded_migrations(db, home):
-    assert {"adapters", "jobs", "metrics", "conversations", "messages", "roles"} <= set(db.table_names())
+    tables = {"adapters", "jobs", "metrics", "conversations", "messages", "roles", "preferences"}
+    assert tables <= set(db.table_names())
     assert db.journal_mode == "wal"
     assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     applied = [row["name"] for row in db["_sqlite_migrations"].rows]
@@ -21,6 +22,7 @@ def test_schema_is_created_with_wal_foreign_keys_and_recorded_migrations(db, hom
         "m003_process_identity",
         "m004_no_adapter_status",
         "m005_role_format_and_metric",
+        "m006_preferences",
     ]
     again = connect()  # reopening applies nothing twice
     assert [row["name"] for row in again["_sqlite_migrations"].rows] == applied

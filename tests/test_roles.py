@@ -3,8 +3,8 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from engine import texts
 from engine.roles import Decoding, Role, delete_custom_role, get_role, save_custom_role
-from pages import texts
 from registry import adapters, jobs
 from registry.errors import UserError
 from tests.conftest import PROJECT_ROOT, TINY_TRAINING, lora_folder, register_adapter
@@ -103,7 +103,7 @@ def test_a_role_made_on_the_page_trains_chats_with_its_preset_and_is_scored_with
     sliders = {slider.label: slider.value for slider in chat.sidebar.slider}
     assert sliders[texts.TEMPERATURE] == 0.3 and sliders[texts.TOP_P] == 0.8
     assert sliders[texts.REPETITION_PENALTY] == 1.2
-    assert texts.MODE_TRANSLATE in chat.segmented_control(key="mode").options  # a translation metric
+    assert texts.MODES["translate"] in chat.segmented_control(key="mode").options  # a translation metric
 
     page = _app("pages/roles.py")
     page.selectbox(key="role-to-edit").set_value("mediator").run()

@@ -13,6 +13,7 @@ always recompute activations (gradient checkpointing). Ours, without changing th
 
 from dataclasses import dataclass
 
+from engine import texts
 from engine.formats import IGNORE_INDEX
 from engine.models import YUAN_MODEL_TYPE
 from registry.errors import UserError
@@ -39,7 +40,7 @@ TUTORIAL = Recipe(packing=False, group_by_length=False, gradient_checkpointing=T
 
 def check_choice(flag: str, value: str) -> str:
     if value not in CHOICES:
-        raise UserError(f"--{flag} takes auto, on or off (got {value!r}).")
+        raise UserError(texts.ERR_SWITCH.format(flag=flag, value=value))
     return value
 
 
@@ -50,15 +51,8 @@ def packing_is_exact(model_type: str | None, trust_remote_code: bool) -> bool:
 def choose_packing(choice: str, model_type: str | None, trust_remote_code: bool) -> bool:
     exact = packing_is_exact(model_type, trust_remote_code)
     if choice == "on" and not exact:
-        why = (
-            "its localized-filtering convolution crosses example boundaries"
-            if model_type == YUAN_MODEL_TYPE
-            else "its attention is not known to respect packed example boundaries"
-        )
-        raise UserError(
-            f"This model cannot be trained with packed batches: {why}, so packing would change what "
-            "each example learns. Use --packing auto or off."
-        )
+        why = texts.WHY_YUAN if model_type == YUAN_MODEL_TYPE else texts.WHY_UNKNOWN
+        raise UserError(texts.ERR_PACKING.format(why=why))
     return exact if choice == "auto" else choice == "on"
 
 

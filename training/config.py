@@ -13,6 +13,7 @@ import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
+from engine import texts
 from engine.formats import FORMATS as PROMPT_FORMATS
 from registry.errors import UserError
 
@@ -34,20 +35,21 @@ class Rule:
 
     def describe(self) -> str:
         if self.choices:
-            return "one of " + ", ".join(repr(c) if c else "'' (automatic)" for c in self.choices)
+            choices = ", ".join(repr(c) if c else texts.RULE_AUTOMATIC for c in self.choices)
+            return texts.RULE_ONE_OF.format(choices=choices)
         if self.pattern:
-            return f"text matching {self.pattern}"
-        left = (
-            f"{'above' if self.low_open else 'at least'} {_number(self.low)}" if self.low is not None else ""
-        )
-        right = (
-            f"{'below' if self.high_open else 'at most'} {_number(self.high)}"
-            if self.high is not None
-            else ""
-        )
-        interval = " and ".join(part for part in (left, right) if part)
-        extra = "".join(f" (or {_number(value)})" for value in self.also)
-        return interval + extra
+            return texts.RULE_PATTERN.format(pattern=self.pattern)
+        bounds = []
+        if self.low is not None:
+            bounds.append(
+                (texts.RULE_ABOVE if self.low_open else texts.RULE_AT_LEAST).format(number=_number(self.low))
+            )
+        if self.high is not None:
+            bounds.append(
+                (texts.RULE_BELOW if self.high_open else texts.RULE_AT_MOST).format(number=_number(self.high))
+            )
+        extra = "".join(texts.RULE_OR_ALSO.format(number=_number(value)) for value in self.also)
+        return texts.RULE_AND.join(bounds) + extra
 
     def accepts(self, value) -> bool:
         if self.choices:
@@ -156,7 +158,9 @@ def check_settings(settings: dict, where: str = "") -> TrainConfig:
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
         known = ", ".join(sorted(name for name, o in SETTINGS.items() if o.default is not MISSING))
-        raise UserError(f"{prefix}unknown settings {', '.join(unknown)}; known: {known}.")
+        raise UserError(
+            texts.ERR_UNKNOWN_SETTINGS.format(prefix=prefix, unknown=", ".join(unknown), known=known)
+        )
     values = {}
     for name, value in settings.items():
         kind = _TYPES[SETTINGS[name].type]
@@ -164,7 +168,13 @@ def check_settings(settings: dict, where: str = "") -> TrainConfig:
         setting_rule = rule(name)
         if setting_rule is not None and not setting_rule.accepts(values[name]):
             raise UserError(
-                f"{prefix}{flag(name)} must be {setting_rule.describe()}, not {value!r}." + _hint(name)
+                texts.ERR_SETTING_RANGE.format(
+                    prefix=prefix,
+                    flag=flag(name),
+                    rule=setting_rule.describe(),
+                    value=value,
+                    hint=_hint(name),
+                )
             )
     return TrainConfig(**values)
 
@@ -179,16 +189,23 @@ def _typed(name: str, value, kind: type, prefix: str):
         if ok:
             value = kind(value)
     if not ok:
-        what = {int: "a whole number", float: "a number", str: "text", bool: "true or false"}[kind]
-        raise UserError(f"{prefix}{flag(name)} must be {what}, not {value!r} ({type(value).__name__}).")
+        raise UserError(
+            texts.ERR_SETTING_TYPE.format(
+                prefix=prefix,
+                flag=flag(name),
+                kind=texts.KIND_NAMES[kind.__name__],
+                value=value,
+                type=type(value).__name__,
+            )
+        )
     return value
 
 
 def _hint(name: str) -> str:
     if name == "epochs":
-        return " To train a fixed number of steps instead, set --max-steps."
+        return texts.HINT_EPOCHS
     if name == "max_length":
-        return " The tutorials use 384."
+        return texts.HINT_MAX_LENGTH
     return ""
 
 
@@ -230,8 +247,9 @@ def _flag_value(name: str, kind: type):
         except ValueError:
             number = None
         if number is None or (kind is int and not number.is_integer()):
-            what = "a whole number" if kind is int else "a number"
-            raise UserError(f"{flag(name)} must be {what}, not {text!r}.")
+            raise UserError(
+                texts.ERR_FLAG_VALUE.format(flag=flag(name), kind=texts.KIND_NAMES[kind.__name__], text=text)
+            )
         return int(number) if kind is int else number
 
     return convert
@@ -241,10 +259,10 @@ def read_config_file(path: Path) -> dict:
     try:
         settings = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(f"Config file not found: {path}.") from None
+        raise UserError(texts.ERR_CONFIG_MISSING.format(path=path)) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"Config file {path} is not valid UTF-8 JSON ({error}).") from None
+        raise UserError(texts.ERR_CONFIG_JSON.format(path=path, error=error)) from None
     if not isinstance(settings, dict):
-        raise UserError(f"Config file {path} must hold a JSON object of settings.")
+        raise UserError(texts.ERR_CONFIG_OBJECT.format(path=path))
     check_settings(settings, str(path))
     return settings

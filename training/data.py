@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine import texts
 from registry.errors import UserError
 
 SUPPORTED_SUFFIXES = (".json", ".jsonl", ".csv")
@@ -29,21 +30,17 @@ class Dataset:
 
 def load_dataset(path: str | Path, limit: int | None = None) -> Dataset:
     if not str(path).strip():
-        raise UserError("No dataset given: enter the path of a .json, .jsonl or .csv file.")
+        raise UserError(texts.ERR_NO_DATA)
     path = Path(path).expanduser()
     if path.is_dir():
-        raise UserError(
-            f"{path} is a folder, not a dataset file: give the path of a .json, .jsonl or .csv file."
-        )
+        raise UserError(texts.ERR_DATA_FOLDER.format(path=path))
     if path.exists() and not path.is_file():
-        raise UserError(f"{path} is not a regular file (a pipe or a device): save the data to a file first.")
+        raise UserError(texts.ERR_DATA_NOT_REGULAR.format(path=path))
     if not path.is_file():
-        raise UserError(f"Dataset file not found: {path}. Check the path (or upload the file).")
+        raise UserError(texts.ERR_DATA_MISSING.format(path=path))
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
-        raise UserError(
-            f"{path.name}: unsupported file type {suffix or '(none)'!r}; use .json, .jsonl or .csv."
-        )
+        raise UserError(texts.ERR_DATA_SUFFIX.format(name=path.name, suffix=suffix or texts.NOTHING))
     raw = path.read_bytes()
     return parse_dataset(raw, suffix, name=path.name, path=path, limit=limit)
 
@@ -53,15 +50,13 @@ def parse_dataset(raw: bytes, suffix: str, *, name: str, path: Path | None = Non
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise UserError(
-            f"{name} is not UTF-8 text (bad byte at offset {error.start}): save it as UTF-8 and retry."
-        ) from None
+        raise UserError(texts.ERR_NOT_UTF8.format(name=name, offset=error.start)) from None
     rows = {".json": _json_rows, ".jsonl": _jsonl_rows, ".csv": _csv_rows}[suffix](text, name)
     if not rows:
-        raise UserError(f"{name} holds no examples: add at least one example with an 'output'.")
+        raise UserError(texts.ERR_NO_EXAMPLES.format(name=name))
     records = [_record(row, number, name) for number, row in enumerate(rows, start=1)]
     if limit is not None and limit < 1:
-        raise UserError(f"--limit must be at least 1, not {limit}.")
+        raise UserError(texts.ERR_LIMIT.format(limit=limit))
     return Dataset(
         name=name,
         path=Path(path) if path else Path(name),
@@ -77,7 +72,7 @@ def split_holdout(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset
     import random
 
     if not 0 <= fraction < 1:
-        raise UserError(f"--holdout must be at least 0 and below 1, not {fraction}.")
+        raise UserError(texts.ERR_HOLDOUT.format(fraction=fraction))
     order = list(range(len(dataset.records)))
     random.Random(seed).shuffle(order)
     held = set(order[: int(len(order) * fraction)])
@@ -91,12 +86,10 @@ def _json_rows(text: str, name: str) -> list:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise UserError(
-            f"{name} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})."
+            texts.ERR_JSON.format(name=name, line=error.lineno, column=error.colno, error=error.msg)
         ) from None
     if not isinstance(data, list):
-        raise UserError(
-            f"{name} must hold a JSON list of examples, [{{...}}, ...], not a {type(data).__name__}."
-        )
+        raise UserError(texts.ERR_JSON_LIST.format(name=name, kind=type(data).__name__))
     return data
 
 
@@ -108,7 +101,7 @@ def _jsonl_rows(text: str, name: str) -> list:
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError as error:
-            raise UserError(f"{name} line {number} is not valid JSON ({error.msg}).") from None
+            raise UserError(texts.ERR_JSONL_LINE.format(name=name, line=number, error=error.msg)) from None
     return rows
 
 
@@ -126,32 +119,37 @@ def _csv_rows(text: str, name: str) -> list:
                 continue
             if len(fields) != len(header):
                 raise UserError(
-                    f"{name} line {reader.line_num} has {len(fields)} fields but the header has "
-                    f"{len(header)} ({', '.join(header)}): put a value that contains a comma in "
-                    'double quotes, e.g. "high fever, chills".'
+                    texts.ERR_CSV_FIELDS.format(
+                        name=name,
+                        line=reader.line_num,
+                        count=len(fields),
+                        expected=len(header),
+                        header=", ".join(header),
+                    )
                 )
             rows.append(dict(zip(header, fields, strict=True)))
     except csv.Error as error:
-        raise UserError(f"{name} is not valid CSV ({error}).") from None
+        raise UserError(texts.ERR_CSV.format(name=name, error=error)) from None
     return rows
 
 
 def _record(row, number: int, name: str) -> dict:
     if not isinstance(row, dict):
-        raise UserError(f"{name}: example {number} is not an object with 'input'/'output' fields.")
+        raise UserError(texts.ERR_EXAMPLE_NOT_OBJECT.format(name=name, number=number))
     missing = [
         label
         for label, present in (
-            ("'output'", "output" in row),
-            ("'input' (or 'instruction')", "input" in row or "instruction" in row),
+            (texts.FIELD_OUTPUT, "output" in row),
+            (texts.FIELD_INPUT, "input" in row or "instruction" in row),
         )
         if not present
     ]
     if missing:
-        present = ", ".join(sorted(map(str, row))) or "none"
+        present = ", ".join(sorted(map(str, row))) or texts.NOTHING
         raise UserError(
-            f"{name}: example {number} lacks the field{'s' if len(missing) > 1 else ''} "
-            f"{' and '.join(missing)}; it has: {present}."
+            (texts.ERR_EXAMPLE_FIELDS if len(missing) > 1 else texts.ERR_EXAMPLE_FIELD).format(
+                name=name, number=number, missing=texts.AND.join(missing), present=present
+            )
         )
     record = {}
     for field in TEXT_FIELDS:
@@ -160,13 +158,13 @@ def _record(row, number: int, name: str) -> dict:
             value = ""
         if not isinstance(value, str):
             raise UserError(
-                f"{name}: example {number} field {field!r} must be text, not {type(value).__name__}."
+                texts.ERR_FIELD_TYPE.format(name=name, number=number, field=field, kind=type(value).__name__)
             )
         record[field] = value
     if not record["output"].strip():
-        raise UserError(f"{name}: example {number} has an empty 'output'; fill it in or remove the example.")
+        raise UserError(texts.ERR_EMPTY_OUTPUT.format(name=name, number=number))
     if not (record["instruction"].strip() or record["input"].strip()):
-        raise UserError(f"{name}: example {number} has neither 'instruction' nor 'input' text.")
+        raise UserError(texts.ERR_NO_INPUT.format(name=name, number=number))
     return record
 
 
@@ -176,12 +174,12 @@ def save_upload(name: str, data: bytes, folder: Path) -> Path:
 
     suffix = Path(name).suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
-        raise UserError(
-            f"{name}: unsupported file type {suffix or '(none)'!r}; upload .json, .jsonl or .csv."
-        )
+        raise UserError(texts.ERR_UPLOAD_SUFFIX.format(name=name, suffix=suffix or texts.NOTHING))
     if len(data) > MAX_UPLOAD_BYTES:
         raise UserError(
-            f"{name} is {len(data) / 1e6:.0f} MB; the limit is {MAX_UPLOAD_BYTES // 1_000_000} MB."
+            texts.ERR_UPLOAD_SIZE.format(
+                name=name, size=f"{len(data) / 1e6:.0f}", limit=MAX_UPLOAD_BYTES // 1_000_000
+            )
         )
     parse_dataset(data, suffix, name=name)
     stem = re.sub(r"[^\w.-]+", "_", Path(name).stem).strip("._")[:60] or "dataset"

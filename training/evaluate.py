@@ -19,7 +19,11 @@ from pathlib import Path
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from engine import formats, models  # noqa: E402
+from engine import (  # noqa: E402
+    formats,
+    models,
+    texts,  # noqa: E402
+)
 from engine.adapters import check_loadable  # noqa: E402
 from engine.roles import get_role  # noqa: E402
 from registry import adapters as adapter_rows  # noqa: E402
@@ -69,10 +73,12 @@ def evaluate(
     adapter = adapter_rows.require(db, adapter_name) if adapter_name else None
     base_model = adapter["base_model"] if adapter else models.parse_model_id(base or "builtin").model_id
     if adapter and base and models.parse_model_id(base).model_id != base_model:
-        raise UserError(f"Adapter {adapter_name!r} was trained on {base_model}, not on {base}.")
+        raise UserError(
+            texts.ERR_TRAINED_ON_OTHER_BASE.format(name=adapter_name, trained=base_model, base=base)
+        )
     role = get_role(db, role_name or (adapter["role"] if adapter else "translator"))
     if batch_size < 1:
-        raise UserError("--batch-size must be at least 1.")
+        raise UserError(texts.ERR_BATCH_SIZE)
     dataset = dataset or load_dataset(data, limit=limit)
     if adapter is not None:  # refuse a wrong or broken adapter before loading anything heavy
         check_loadable(adapter, base_model)
@@ -92,12 +98,12 @@ def evaluate(
         from engine.generation import ChatEngine
 
         engine = ChatEngine(base_model)
-    texts = [formats.user_text(role, r["instruction"], r["input"]) for r in dataset.records]
+    inputs = [formats.user_text(role, r["instruction"], r["input"]) for r in dataset.records]
     references = [r["output"] for r in dataset.records]
     greedy = role.decoding.with_changes(do_sample=False)
     limits = length_caps(engine.tokenizer, references, greedy.max_new_tokens)
     predictions = engine.generate_batch(
-        texts,
+        inputs,
         role=role,
         adapter=adapter,
         decoding=greedy,
@@ -112,7 +118,7 @@ def evaluate(
         scores = {"loss": total / count, "perplexity": math.exp(total / count), "tokens": count}
         signature = f"mean cross-entropy over {count} reference tokens, prompts as in training"
     who = f"{adapter_name}-{adapter['id']}" if adapter else f"base-{_short_hash(base_model, role.name)}"
-    path = _write_predictions(out, who, dataset, texts, references, predictions)
+    path = _write_predictions(out, who, dataset, inputs, references, predictions)
     row = evaluation_rows.store(
         db,
         adapter_id=key["adapter_id"],
@@ -156,17 +162,17 @@ def evaluate_with_base(db, *, adapter_name: str, data: str, engine, limit=None, 
     return rows
 
 
-def _write_predictions(out, who: str, dataset, texts, references, predictions) -> Path:
+def _write_predictions(out, who: str, dataset, inputs, references, predictions) -> Path:
     if out:
         path = Path(out).expanduser()
     else:
         folder = home.home() / "evaluations"
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{who}-{dataset.fingerprint}-{len(texts)}.jsonl"
+        path = folder / f"{who}-{dataset.fingerprint}-{len(inputs)}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".tmp-{path.name}")
     with open(staging, "w", encoding="utf-8") as file:
-        for text, reference, output in zip(texts, references, predictions, strict=True):
+        for text, reference, output in zip(inputs, references, predictions, strict=True):
             file.write(
                 json.dumps({"input": text, "reference": reference, "output": output}, ensure_ascii=False)
             )

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from engine import formats
+from engine import formats, texts
 from engine.roles import Role
 from registry.errors import UserError
 from training.data import Dataset
@@ -45,9 +45,6 @@ def tokenize_dataset(
         else:
             examples.append(example)
     if not examples:
-        raise UserError(
-            f"Every example of {dataset.name} is cut away at --max-length {max_length}: "
-            "the prompts alone are that long. Raise --max-length or shorten the inputs."
-        )
+        raise UserError(texts.ERR_ALL_TRUNCATED.format(name=dataset.name, max_length=max_length))
     truncated = sum(example.truncated for example in examples)
     return TokenizedDataset(examples, len(dataset.records), truncated, dropped, max_length)

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from engine import models
+from engine import models, texts
 from engine.adapters import read_metadata
 from engine.roles import Role, get_role
 from registry import adapters as adapter_rows
@@ -89,13 +89,14 @@ def check(db, config: TrainConfig, *, job: dict | None = None, base_dir: Path | 
     _refuse_taken_name(db, name, job)
     role = get_role(db, config.role)
     if not config.data.strip():
-        raise UserError("No dataset given: pass --data PATH to a .json, .jsonl or .csv file.")
+        raise UserError(texts.ERR_NO_DATA_CLI)
     spec = models.parse_model_id(config.base)
     dataset = load_dataset(data_path(config.data, base_dir), limit=config.limit or None)
     if job is not None and job["dataset_fingerprint"] not in (None, "", dataset.fingerprint):
         raise UserError(
-            f"{dataset.name} changed since job {job['id']} started (fingerprint "
-            f"{job['dataset_fingerprint']} → {dataset.fingerprint}): start a new job instead."
+            texts.ERR_DATA_CHANGED.format(
+                name=dataset.name, job=job["id"], before=job["dataset_fingerprint"], after=dataset.fingerprint
+            )
         )
     trained, heldout = split_holdout(dataset, config.holdout, config.seed)
     model_dir = models.resolve_model_dir(spec, progress)
@@ -122,17 +123,19 @@ def data_path(text: str, base_dir: Path | None = None) -> Path:
 def _refuse_taken_name(db, name: str, job: dict | None) -> None:
     own = job["id"] if job else None
     if adapter_rows.get(db, name) is not None:
-        raise UserError(f"An adapter named {name!r} already exists: pick another name.")
+        raise UserError(texts.ERR_ADAPTER_EXISTS.format(name=name))
     folder = home.adapters_dir() / name
     # A folder this very job renamed into place before it was stopped is its own, to register.
     if folder.exists() and (own is None or read_metadata(folder).get("job_id") != own):
-        raise UserError(
-            f"The folder {folder} exists but is not registered: move it away or pick another name."
-        )
+        raise UserError(texts.ERR_FOLDER_UNREGISTERED.format(folder=folder))
     reconcile(db)
     active = job_rows.active_for_name(db, name)
     if active is not None and active["id"] != own:
-        raise UserError(f"Job {active['id']} is already training {name!r} (status {active['status']}).")
+        raise UserError(_already_training(active, name))
+
+
+def _already_training(job: dict, name: str) -> str:
+    return texts.ERR_ALREADY_TRAINING.format(job=job["id"], name=name, status=texts.STATUS[job["status"]])
 
 
 def create_job(db, plan: Plan, **fields) -> dict:
@@ -151,6 +154,12 @@ def submit(db, config: TrainConfig, *, progress=None) -> dict:
     plan = check(db, config, base_dir=home.PROJECT_ROOT, progress=progress)
     job = create_job(db, plan)
     return _launch(db, job, ["--job-id", str(job["id"])])
+
+
+def submit_form(db, form: dict, *, progress=None) -> dict:
+    """The page's Start with what its form holds (any subset of the settings): the trainer's
+    defaults fill the rest, and every value is typed and range-checked as a flag would be."""
+    return submit(db, check_settings(form), progress=progress)
 
 
 def start_demo(db) -> dict:
@@ -174,12 +183,10 @@ def find_resumable(db, name: str) -> dict:
     reconcile(db)
     active = job_rows.active_for_name(db, name)
     if active is not None:
-        raise UserError(f"Job {active['id']} is already training {name!r} (status {active['status']}).")
+        raise UserError(_already_training(active, name))
     job = job_rows.latest_resumable(db, name)
     if job is None:
-        raise UserError(
-            f"Nothing to resume for {name!r}: no interrupted, cancelled or failed job has that name."
-        )
+        raise UserError(texts.ERR_NOTHING_TO_RESUME.format(name=name))
     return job
 
 
@@ -189,7 +196,7 @@ def resume(db, job_id: int) -> dict:
     reconcile(db)
     job = job_rows.get(db, job_id)
     if job is None or job["status"] not in job_rows.RESUMABLE:
-        raise UserError("Only interrupted, cancelled or failed jobs can be resumed.")
+        raise UserError(texts.ERR_NOT_RESUMABLE)
     check(db, stored_config(job, resume=True), job=job)
     job_rows.update(
         db, job_id, status="queued", error=None, pid=None, heartbeat_at=time.time(), finished_at=None
@@ -271,7 +278,13 @@ def spawn_trainer(arguments: list[str], log_path: Path) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", "training.train", *arguments],
             cwd=home.PROJECT_ROOT,
-            env={**os.environ, "TRANSLATOR_HOME": str(home.home()), "PYTHONUNBUFFERED": "1"},
+            env={
+                **os.environ,
+                "TRANSLATOR_HOME": str(home.home()),
+                "PYTHONUNBUFFERED": "1",
+                # the trainer's messages (stored in the job row) in the language of whoever started it
+                "TRANSLATOR_LANG": texts.current(),
+            },
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,

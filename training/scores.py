@@ -1,5 +1,6 @@
 """Evaluation rows as a person reads them: the adapter's score, its base's, and the gain."""
 
+from engine import texts
 from registry import evaluations as evaluation_rows
 
 HEADLINE = {"translation": ("bleu", "chrf"), "loss": ("loss", "perplexity")}
@@ -18,6 +19,36 @@ def score_table(db, adapter: dict) -> list[dict]:
                 line[f"gain {metric}"] = round(value - base["scores"][metric], 2)
         table.append(line)
     return table
+
+
+def _metrics(line: dict) -> list[str]:
+    return [key for key in line if key not in ("dataset", "n") and not key.startswith(("base ", "gain "))]
+
+
+def with_headers(table: list[dict]) -> list[dict]:
+    """The score table with its column names in the chosen language (metric names stay: BLEU is BLEU)."""
+    columns = texts.SCORE_COLUMNS
+    names = {"dataset": columns["dataset"], "n": columns["n"]}
+    renamed = []
+    for line in table:
+        for metric in _metrics(line):
+            names[f"base {metric}"] = f"{columns['base']} {metric}"
+            names[f"gain {metric}"] = f"{columns['gain']} {metric}"
+        renamed.append({names.get(key, key): value for key, value in line.items()})
+    return renamed
+
+
+def score_chart_rows(table: list[dict], who_adapter: str, who_base: str) -> list[dict]:
+    """Long-form rows (metric · dataset, who, score) for one grouped bar chart: adapter next to base."""
+    rows = []
+    for line in table:
+        dataset = line["dataset"].split(" [")[0]
+        for metric in _metrics(line):
+            label = f"{metric} · {dataset}"
+            rows.append({"metric": label, "who": who_adapter, "score": line[metric]})
+            if f"base {metric}" in line:
+                rows.append({"metric": label, "who": who_base, "score": line[f"base {metric}"]})
+    return rows
 
 
 def evaluation_examples(db, adapter: dict, limit: int = 200) -> list[dict]:

@@ -42,7 +42,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 warnings.filterwarnings("ignore", category=FutureWarning)  # deprecation chatter from library internals
 
 
-from engine import models  # noqa: E402
+from engine import models, texts  # noqa: E402
 from engine.adapters import read_metadata, write_metadata  # noqa: E402
 from registry import adapters as adapter_rows  # noqa: E402
 from registry import connect, home  # noqa: E402
@@ -109,7 +109,7 @@ def _plan_and_claim(db, config: TrainConfig, claimed: list) -> lifecycle.Plan:
     if config.job_id:  # queued by the app (Start or Resume): the row and its config exist
         job = job_rows.get(db, config.job_id)
         if job is None or job["status"] != "queued":
-            raise UserError(f"Job {config.job_id} does not exist or is not queued.")
+            raise UserError(texts.ERR_JOB_NOT_QUEUED.format(job=config.job_id))
         claimed.append(lifecycle.claim(db, job))
         return lifecycle.check(db, lifecycle.stored_config(job, resume=config.resume), job=job)
     if config.resume:
@@ -384,7 +384,7 @@ def _publish(run: _Run, model, summary: dict) -> dict:
     config, plan = run.config, run.plan
     final = home.adapters_dir() / config.name
     if final.exists():
-        raise UserError(f"{final} appeared while training: the adapter was not published.")
+        raise UserError(texts.ERR_PUBLISH_RACE.format(folder=final))
     tokenized = plan.tokenized
     registration = {
         "name": config.name,
@@ -461,10 +461,7 @@ def lora_targets(model, requested: str) -> list[str]:
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     targets = [name for name in wanted if name in present]
     if not targets:
-        raise UserError(
-            f"None of the LoRA target modules {', '.join(wanted)} exist in this model: "
-            "pass --target-modules with names from the model."
-        )
+        raise UserError(texts.ERR_NO_TARGETS.format(wanted=", ".join(wanted)))
     return targets
 
 

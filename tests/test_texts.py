@@ -1,0 +1,266 @@
+"""One texts module, two languages: every text exists in both with the same fields, every text the
+code asks for exists, engine errors speak the chosen language, and each page renders whole in both."""
+
+import ast
+import re
+import string
+
+import pytest
+
+from engine import texts
+from registry.errors import UserError
+from tests.conftest import PROJECT_ROOT
+from tests.test_pages import ENTRY, app_env, navigation_as_on_a_running_server  # noqa: F401  (fixtures)
+
+CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
+# Data rather than interface (with the built-in roles' system prompts and the bundled samples, see
+# _without_data): the product's name, each language's own name on the switch, and the default title
+# of an unnamed conversation.
+NOT_INTERFACE = {"翻译机器人", "中文", "新对话"}
+
+
+def _leaves(value, path=()):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, (*path, key))
+    else:
+        yield path, value
+
+
+def _fields(template: str) -> set[str]:
+    return {field.split("!")[0] for _, field, _, _ in string.Formatter().parse(template) if field}
+
+
+def test_every_text_exists_in_both_languages_with_the_same_fields():
+    assert texts.names(), "no texts"
+    for name in texts.names():
+        for path, pair in _leaves(texts.entry(name)):
+            where = ".".join((name, *map(str, path)))
+            assert isinstance(pair, tuple) and len(pair) == len(texts.LANGUAGES), where
+            chinese, english = pair
+            assert chinese.strip() and english.strip(), f"{where} is empty in one language"
+            assert _fields(chinese) == _fields(english), f"{where}: the two languages take different fields"
+
+
+def test_english_texts_hold_no_chinese_and_chinese_texts_are_chinese():
+    for name in texts.names():
+        for path, (chinese, english) in _leaves(texts.entry(name)):
+            where = ".".join((name, *map(str, path)))
+            assert not CJK.search(english.replace("翻译机器人", "")), f"{where} has Chinese in English"
+            letters = re.sub(r"\{[^}]*\}|[^A-Za-z]", "", chinese)
+            if len(re.sub(r"\{[^}]*\}", "", english)) > 12 and chinese == english:
+                pytest.fail(f"{where} is not translated")
+            assert CJK.search(chinese) or len(letters) <= 16, f"{where} reads as English in Chinese"
+
+
+def _texts_the_code_asks_for() -> set[tuple[str, str]]:
+    asked = set()
+    for path in [*PROJECT_ROOT.glob("*.py"), *PROJECT_ROOT.glob("*/*.py")]:
+        if path.parts[-2] in ("tests", ".venv", "bench"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "texts"
+            ):
+                asked.add((str(path.relative_to(PROJECT_ROOT)), node.attr))
+    return asked
+
+
+def test_every_text_the_code_asks_for_exists_and_every_text_is_used():
+    asked = _texts_the_code_asks_for()
+    helpers = {name for name in dir(texts) if not name.startswith("_")}
+    missing = sorted(
+        (where, name) for where, name in asked if name not in texts.names() and name not in helpers
+    )
+    assert not missing, missing
+    used = {name for _, name in asked}
+    page_titles = {title for _, title, _, _ in __import__("pages.common", fromlist=["PAGES"]).PAGES}
+    unused = sorted(set(texts.names()) - used - page_titles)
+    assert not unused, f"texts nobody shows: {unused}"
+
+
+def test_the_language_follows_the_choice_then_the_environment_then_chinese(monkeypatch):
+    monkeypatch.delenv("TRANSLATOR_LANG")
+    assert texts.default_language() == "zh" and texts.current() == "zh"
+    assert texts.START == "🚀 开始训练"
+    monkeypatch.setenv("TRANSLATOR_LANG", "en_US.UTF-8")
+    assert texts.START == "🚀 Start training"
+    with texts.in_language("zh"):
+        assert texts.STATUS["failed"] == "失败"
+    assert texts.STATUS["failed"] == "failed"
+    with pytest.raises(AttributeError, match="no text 'NO_SUCH_TEXT'"):
+        _ = texts.NO_SUCH_TEXT
+
+
+@pytest.mark.parametrize(
+    "language, expected",
+    [("zh", "找不到数据文件"), ("en", "Dataset file not found")],
+)
+def test_errors_from_deep_inside_speak_the_chosen_language(tmp_path, language, expected):
+    from registry.names import check_name
+    from training.data import load_dataset, parse_dataset
+
+    with texts.in_language(language):
+        with pytest.raises(UserError, match=expected):
+            load_dataset(tmp_path / "missing.jsonl")
+        with pytest.raises(UserError) as not_utf8:
+            parse_dataset("é".encode("gbk"), ".jsonl", name="broken_gbk.jsonl")
+        with pytest.raises(UserError) as empty_name:
+            check_name("", "adapter")
+    for error in (not_utf8.value, empty_name.value):
+        assert bool(CJK.search(str(error))) == (language == "zh"), str(error)
+
+
+# --- each page, whole, in both languages ----------------------------------------------------------
+
+
+def _strings(message) -> list[str]:
+    found = []
+    for _, value in message.ListFields():
+        single = isinstance(value, str | bytes | int | float) or hasattr(value, "ListFields")
+        for item in [value] if single else list(value):
+            if isinstance(item, str):
+                found.append(item)
+            elif hasattr(item, "ListFields"):
+                found.extend(_strings(item))
+    return found
+
+
+def _shown(node) -> list[str]:
+    found = _strings(node.proto) if getattr(node, "proto", None) is not None else []
+    for child in getattr(node, "children", {}).values():
+        found.extend(_shown(child))
+    return found
+
+
+def _other_language_in(shown: list[str], language: str) -> list[str]:
+    if language == "en":
+        return [text for text in shown if CJK.search(_without_data(text))]
+    english = {
+        english
+        for name in texts.names()
+        for _, (chinese, english) in _leaves(texts.entry(name))
+        if chinese != english and len(re.sub(r"\{[^}]*\}", "", english)) > 12
+    }
+    sentences = {part.strip() for sentence in english for part in re.split(r"\{[^}]*\}", sentence)}
+    sentences = {part for part in sentences if len(part) > 12}
+    return sorted({part for text in shown for part in sentences if part in text})
+
+
+def _without_data(text: str) -> str:
+    """The text less what people and datasets wrote (the bundled samples are EN→ZH pairs)."""
+    from engine.roles import BUILTIN_ROLES
+    from training.data import load_dataset
+    from training.lifecycle import SAMPLES
+
+    rows = [row for path in SAMPLES.values() for row in load_dataset(path).records]
+    written = [*NOT_INTERFACE, *(value for row in rows for value in row.values())]
+    written += [role.system_prompt for role in BUILTIN_ROLES.values()]
+    for data in sorted(filter(None, written), key=len, reverse=True):
+        text = text.replace(data, "")
+    return text
+
+
+@pytest.mark.parametrize("language", texts.LANGUAGES)
+@pytest.mark.parametrize("page", ["pages/chat.py", "pages/train.py", "pages/adapters.py", "pages/roles.py"])
+def test_each_page_renders_whole_in_each_language(app_env, page, language):  # noqa: F811
+    from streamlit.testing.v1 import AppTest
+
+    with texts.in_language(language):  # AppTest formats options in this thread too
+        app = AppTest.from_file(ENTRY, default_timeout=120)
+        app.session_state["language"] = language
+        app.run()
+        app.switch_page(page).run()
+        assert not app.exception, app.exception
+        shown = _shown(app._tree)
+        title = {
+            "pages/chat.py": texts.BASE_MODEL,
+            "pages/train.py": texts.TRAIN_TITLE,
+            "pages/adapters.py": texts.ADAPTERS_TITLE,
+            "pages/roles.py": texts.ROLES_TITLE,
+        }[page]
+        links = [texts.PAGE_CHAT, texts.PAGE_TRAIN, texts.PAGE_ADAPTERS, texts.PAGE_ROLES]
+    assert title in shown, f"{title!r} not on {page}"
+    assert all(link in shown for link in links), links
+    assert not _other_language_in(shown, language), _other_language_in(shown, language)
+
+
+def test_the_switch_changes_the_language_at_once_and_the_next_visit_keeps_it(app_env):  # noqa: F811
+    from streamlit.testing.v1 import AppTest
+
+    from registry import preferences
+
+    with texts.in_language("zh"):
+        first = AppTest.from_file(ENTRY, default_timeout=120)
+        first.session_state["language"] = "zh"
+        first.run()
+        assert first.sidebar.segmented_control(key="language").options == ["中文", "English"]
+        assert any(link.label == "训练" for link in first.sidebar.get("page_link"))
+        # (AppTest re-formats the widgets it holds in this thread: those were drawn in Chinese)
+        first.sidebar.segmented_control(key="language").set_value("en").run()
+    assert not first.exception, first.exception
+    assert any(link.label == "Train" for link in first.sidebar.get("page_link"))
+    assert preferences.get(app_env, "language") == "en"
+    with texts.in_language("zh"):
+        preferences.put(app_env, "language", "zh")
+        later = AppTest.from_file(ENTRY, default_timeout=120)  # a new tab: no session state yet
+        later.run()
+        assert any(link.label == "训练" for link in later.sidebar.get("page_link"))
+
+
+def test_page_helpers_speak_the_chosen_language():
+    from engine.conversation import adapter_label
+    from engine.models import model_label
+    from training.panel import finished_since, job_view
+    from training.scores import score_chart_rows, with_headers
+
+    usable = [{"name": "med", "role": "translator"}, {"name": "mine", "role": "poet"}]
+    job = {
+        "id": 7,
+        "adapter_name": "med",
+        "status": "running",
+        "total_steps": 40,
+        "step": 10,
+        "loss": 1.23456,
+        "tokens_per_second": 812.4,
+        "eta_seconds": 95.2,
+        "learning_rate": 1e-4,
+        "error": None,
+    }
+    table = [
+        {
+            "dataset": "dev.jsonl [abc]",
+            "n": 20,
+            "bleu": 12.5,
+            "chrf": 20.0,
+            "base bleu": 1.0,
+            "gain bleu": 11.5,
+        }
+    ]
+    with texts.in_language("zh"):
+        assert adapter_label("", usable) == "【基座】仅基座（不加适配器）"
+        assert adapter_label("mine", usable) == "【自定义】mine"
+        assert model_label("builtin") == "SmolLM2-135M-Instruct（内置，离线可用）· builtin"
+        view = job_view(job)
+        assert view.heading == "训练任务 #7 · med · 训练中" and view.progress == "第 10/40 步"
+        assert (view.fraction, view.loss, view.speed, view.eta) == (0.25, "1.2346", "812", "95 秒")
+        assert view.active and not view.resumable and not view.succeeded and view.failed_with == ""
+        assert list(with_headers(table)[0]) == ["数据", "样本数", "bleu", "chrf", "基座 bleu", "提升 bleu"]
+    with texts.in_language("en"):
+        assert adapter_label("med", usable) == "[Translator] med"
+        assert model_label("/some/folder") == "/some/folder"
+        assert (
+            job_view({**job, "status": "failed", "error": "boom", "eta_seconds": None}).failed_with == "boom"
+        )
+        assert job_view({**job, "total_steps": 0}).progress == "step 10/?"
+        assert list(with_headers(table)[0])[-2:] == ["base bleu", "gain bleu"]
+    assert finished_since({**job, "status": "succeeded"}, "running")
+    assert not finished_since(job, "running") and not finished_since({**job, "status": "failed"}, "failed")
+    rows = score_chart_rows(table, who_adapter="A", who_base="B")
+    assert rows == [
+        {"metric": "bleu · dev.jsonl", "who": "A", "score": 12.5},
+        {"metric": "bleu · dev.jsonl", "who": "B", "score": 1.0},
+        {"metric": "chrf · dev.jsonl", "who": "A", "score": 20.0},
+    ]

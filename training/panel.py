@@ -1,0 +1,46 @@
+"""What the training page's job panel shows for one job row, in the chosen language."""
+
+from dataclasses import dataclass
+
+from engine import texts
+from registry import jobs as job_rows
+
+NOTHING_YET = "–"
+
+
+@dataclass(frozen=True)
+class JobView:
+    heading: str
+    fraction: float  # of the planned optimizer steps, 0..1
+    progress: str
+    loss: str
+    speed: str
+    eta: str
+    learning_rate: str
+    active: bool  # still queued, training or evaluating: the panel refreshes itself
+    resumable: bool
+    failed_with: str  # the trainer's message when it failed, else ""
+    succeeded: bool
+
+
+def job_view(job: dict) -> JobView:
+    total, step = job["total_steps"] or 0, job["step"] or 0
+    eta = job["eta_seconds"]
+    return JobView(
+        heading=f"{texts.JOB_PANEL} #{job['id']} · {job['adapter_name']} · {texts.STATUS[job['status']]}",
+        fraction=min(step / total, 1.0) if total else 0.0,
+        progress=texts.STEP_PROGRESS.format(step=step, total=total or "?"),
+        loss=f"{job['loss']:.4f}" if job["loss"] is not None else NOTHING_YET,
+        speed=f"{job['tokens_per_second']:.0f}" if job["tokens_per_second"] else NOTHING_YET,
+        eta=texts.SECONDS.format(seconds=f"{eta:.0f}") if eta is not None else NOTHING_YET,
+        learning_rate=f"{job['learning_rate']:.1e}" if job["learning_rate"] else NOTHING_YET,
+        active=job["status"] in job_rows.ACTIVE,
+        resumable=job["status"] in job_rows.RESUMABLE,
+        failed_with=(job["error"] or "") if job["status"] == "failed" else "",
+        succeeded=job["status"] == "succeeded",
+    )
+
+
+def finished_since(job: dict, started_as: str) -> bool:
+    """The panel was drawn for a running job that has ended since: the page redraws without its timer."""
+    return job["status"] != started_as and started_as in job_rows.ACTIVE
