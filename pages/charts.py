@@ -33,19 +33,19 @@ def length_histogram(counts: dict[str, int], height: int = 160) -> None:
 
 def scores(table: list[dict], height: int = 200) -> None:
     """Adapter against base, one bar pair per metric, for the newest evaluation of each dataset."""
-    rows = score_chart_rows(
-        table, who_adapter=texts.SCORE_COLUMNS["adapter"], who_base=texts.SCORE_COLUMNS["base"]
-    )
+    metric, adapter, base = (texts.SCORE_COLUMNS[key] for key in ("metric", "adapter", "base"))
+    rows = score_chart_rows(table, metric=metric, adapter=adapter, base=base)
     if not rows:
         return
     st.caption(texts.SCORE_CHART)
+    # Horizontal: "bleu · dataset" labels read across. The legend names the bars by their columns.
     st.bar_chart(
         rows,
-        x="metric",
-        y="score",
-        color="who",
+        x=metric,
+        y=[adapter, base],
         stack=False,
-        x_label=texts.SCORE_COLUMNS["metric"],
+        horizontal=True,
+        x_label=metric,
         y_label=texts.SCORE_AXIS,
         height=height,
     )

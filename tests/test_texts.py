@@ -258,9 +258,8 @@ def test_page_helpers_speak_the_chosen_language():
         assert list(with_headers(table)[0])[-2:] == ["base bleu", "gain bleu"]
     assert finished_since({**job, "status": "succeeded"}, "running")
     assert not finished_since(job, "running") and not finished_since({**job, "status": "failed"}, "failed")
-    rows = score_chart_rows(table, who_adapter="A", who_base="B")
+    rows = score_chart_rows(table, metric="M", adapter="A", base="B")
     assert rows == [
-        {"metric": "bleu · dev.jsonl", "who": "A", "score": 12.5},
-        {"metric": "bleu · dev.jsonl", "who": "B", "score": 1.0},
-        {"metric": "chrf · dev.jsonl", "who": "A", "score": 20.0},
+        {"M": "bleu · dev.jsonl", "A": 12.5, "B": 1.0},
+        {"M": "chrf · dev.jsonl", "A": 20.0, "B": 0.0},
     ]

@@ -38,16 +38,16 @@ def with_headers(table: list[dict]) -> list[dict]:
     return renamed
 
 
-def score_chart_rows(table: list[dict], who_adapter: str, who_base: str) -> list[dict]:
-    """Long-form rows (metric · dataset, who, score) for one grouped bar chart: adapter next to base."""
+def score_chart_rows(table: list[dict], *, metric: str, adapter: str, base: str) -> list[dict]:
+    """One row per metric and dataset, with the adapter's score next to its base's (0 when the base
+    was not scored on that dataset), under the given column names, for a grouped bar chart."""
     rows = []
     for line in table:
         dataset = line["dataset"].split(" [")[0]
-        for metric in _metrics(line):
-            label = f"{metric} · {dataset}"
-            rows.append({"metric": label, "who": who_adapter, "score": line[metric]})
-            if f"base {metric}" in line:
-                rows.append({"metric": label, "who": who_base, "score": line[f"base {metric}"]})
+        for name in _metrics(line):
+            rows.append(
+                {metric: f"{name} · {dataset}", adapter: line[name], base: line.get(f"base {name}", 0.0)}
+            )
     return rows
 
 
