@@ -23,6 +23,29 @@ def adapters_for_base(adapters: list[dict], base_model: str) -> list[dict]:
     return sorted(usable, key=lambda a: (ROLE_GROUP_ORDER.get(a["role"], 2), a["name"]))
 
 
+def base_choices(default_base: str, adapters: list[dict]) -> list[str]:
+    """The bases the sidebar offers: the configured default, the built-in model, then every base an
+    adapter was trained on, each once."""
+    return list(dict.fromkeys([default_base, "builtin", *(a["base_model"] for a in adapters)]))
+
+
+def adapter_from_link(requested: str, adapters: list[dict], already_followed: str | None) -> dict | None:
+    """The adapter a link such as ?adapter=NAME asks for, the first time the session sees it; after
+    that the sidebar is the user's (the URL then follows the sidebar, so a reload keeps the choice)."""
+    if not requested or requested == already_followed:
+        return None
+    return next((a for a in adapters if a["name"] == requested), None)
+
+
+def conversation_to_open(open_now: int | None, first_visit: bool, linked: str, ids: list[int]) -> int | None:
+    """Which conversation a session shows: the one it has open (None: a new one, not saved yet),
+    else, on its first visit or when its conversation was deleted, the one its link names (a reload
+    keeps ?c=), else a new one of its own: never the newest conversation of whoever used the app last."""
+    if not first_visit and (open_now is None or open_now in ids):
+        return open_now
+    return int(linked) if linked.isdigit() and int(linked) in ids else None
+
+
 def adapter_label(name: str, usable: list[dict]) -> str:
     """How the sidebar lists an adapter: its role's group, then its name ("" is the base alone)."""
     if name == "":

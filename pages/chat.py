@@ -3,7 +3,15 @@
 import streamlit as st
 
 from engine import texts
-from engine.conversation import adapter_label, adapters_for_base, provenance, respond
+from engine.conversation import (
+    adapter_from_link,
+    adapter_label,
+    adapters_for_base,
+    base_choices,
+    conversation_to_open,
+    provenance,
+    respond,
+)
 from engine.roles import Decoding, get_role, list_roles
 from pages import common
 from registry import adapters as adapter_rows
@@ -29,18 +37,14 @@ role_names = [role.name for role in roles]
 
 # --- sidebar: base model, adapter (grouped by role), role and its settings, conversations --------
 with st.sidebar:
-    bases = list(
-        dict.fromkeys([common.default_base_model(), "builtin", *(a["base_model"] for a in all_adapters)])
+    linked = adapter_from_link(
+        st.query_params.get("adapter", ""), all_adapters, st.session_state.get("followed_link")
     )
-    # A link such as ?adapter=NAME (from the training or adapters page) selects once; after that
-    # the sidebar is the user's, and the URL follows it so a reload keeps the choice.
-    requested = st.query_params.get("adapter", "")
-    requested_row = next((a for a in all_adapters if a["name"] == requested), None)
-    follow_link = requested_row is not None and st.session_state.get("followed_link") != requested
-    if follow_link:
-        st.session_state["followed_link"] = requested
-        st.session_state["base_model"] = requested_row["base_model"]
-        st.session_state["adapter_choice"] = requested
+    if linked is not None:
+        st.session_state["followed_link"] = linked["name"]
+        st.session_state["base_model"] = linked["base_model"]
+        st.session_state["adapter_choice"] = linked["name"]
+    bases = base_choices(common.default_base_model(), all_adapters)
     base_model = st.selectbox(texts.BASE_MODEL, bases, key="base_model")
     usable = adapters_for_base(all_adapters, base_model)
 
@@ -90,11 +94,12 @@ with st.sidebar:
     ids = [c["id"] for c in existing]
     if "pending_conversation" in st.session_state:  # created by this session's first message
         st.session_state["conversation"] = st.session_state.pop("pending_conversation")
-    if "conversation" not in st.session_state or st.session_state["conversation"] not in [None, *ids]:
-        # A visit opens the conversation its link names (a reload keeps ?c=), else a new one of its
-        # own: never the newest conversation of whoever used the app last.
-        linked = str(st.query_params.get("c", ""))
-        st.session_state["conversation"] = int(linked) if linked.isdigit() and int(linked) in ids else None
+    st.session_state["conversation"] = conversation_to_open(
+        st.session_state.get("conversation"),
+        "conversation" not in st.session_state,
+        str(st.query_params.get("c", "")),
+        ids,
+    )
     current_id = st.radio(
         texts.CONVERSATIONS,
         ids,

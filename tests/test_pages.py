@@ -307,3 +307,28 @@ def test_adapters_page_evaluates_with_progress_and_shows_the_gain(app_env, tmp_p
     assert (
         evaluations.for_adapter(app_env, med["id"]) == [] and not Path(stored[0]["predictions_path"]).exists()
     )
+
+
+def test_the_chat_sidebar_rules_follow_links_once_and_never_open_someone_elses_conversation():
+    from engine.conversation import adapter_from_link, adapters_for_base, base_choices, conversation_to_open
+
+    rows = [
+        {"name": "p", "role": "persona", "base_model": "builtin"},
+        {"name": "t", "role": "translator", "base_model": "builtin"},
+        {"name": "y", "role": "translator", "base_model": "local:/yuan"},
+        {"name": "c", "role": "poet", "base_model": "builtin"},
+    ]
+    assert base_choices("local:/yuan", rows) == ["local:/yuan", "builtin"]
+    assert [a["name"] for a in adapters_for_base(rows, "builtin")] == ["t", "p", "c"]
+    assert adapter_from_link("y", rows, None)["base_model"] == "local:/yuan"
+    assert adapter_from_link("y", rows, "y") is None, "a link selects once; then the sidebar is the user's"
+    assert adapter_from_link("gone", rows, None) is None and adapter_from_link("", rows, None) is None
+    ids = [3, 5]
+    assert conversation_to_open(None, True, "5", ids) == 5, "a first visit opens its link"
+    assert (
+        conversation_to_open(None, True, "9", ids) is None
+        and conversation_to_open(None, True, "", ids) is None
+    )
+    assert conversation_to_open(None, False, "5", ids) is None, "a new conversation stays new"
+    assert conversation_to_open(3, False, "5", ids) == 3
+    assert conversation_to_open(4, False, "5", ids) == 5, "a deleted conversation falls back to the link"
