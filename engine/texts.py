@@ -126,9 +126,17 @@ _TEXTS = dict(
     GREEDY=("贪心", "greedy"),
     DECODING_SUMMARY=("{how}，重复惩罚 {rep}，最多 {max} token", "{how}, repetition {rep}, max {max} tokens"),
     # --- train --------------------------------------------------------------------------------------
+    MODEL_TERMS=(
+        "使用这个模型即表示接受它的使用条款（Gemma Terms of Use）：`{path}`",
+        "Using this model means accepting its terms (Gemma Terms of Use): `{path}`",
+    ),
     MODEL_CHOICE=("{title}（{note}）· {id}", "{title} ({note}) · {id}"),
     CATALOGUE_NOTES={
-        "builtin": ("内置，离线可用", "built-in, works offline"),
+        "builtin": ("内置，离线可用，英文对话", "built-in, works offline, English chat"),
+        "builtin:gemma3-270m": (
+            "内置，离线可用，会中文；Gemma 使用条款",
+            "built-in, works offline, learns Chinese; Gemma terms apply",
+        ),
         "modelscope:IEITYuan/Yuan2-2B-Mars-hf": ("翻译教程", "the translator tutorial"),
         "modelscope:LLM-Research/Llama-3.2-3B-Instruct": ("甄嬛教程", "the Zhen Huan tutorial"),
     },
@@ -138,8 +146,9 @@ _TEXTS = dict(
         "⚡ One-click demo (built-in model + sample data, ~3 min)",
     ),
     DEMO_HELP=(
-        "在内置 SmolLM2-135M 上用示例数据训练一个翻译适配器（CPU，不超过 3 分钟）",
-        "Trains a translator adapter on the built-in SmolLM2-135M with the sample data (CPU, ≤ 3 min)",
+        "在内置、会中文的 Gemma-3-270m 上用示例数据训练一个英译中适配器（CPU 约 3 分钟；首次还要转换模型约 2 分钟）",
+        "Trains an English→Chinese translator on the built-in Gemma-3-270m with the sample data "
+        "(about 3 min on CPU; the first time also converts the model, about 2 min)",
     ),
     DATA_SOURCE=("数据", "Dataset"),
     DATA_SOURCES={
@@ -256,7 +265,22 @@ _TEXTS = dict(
         "adapter": ("适配器", "adapter"),
         "base": ("基座", "base"),
         "gain": ("提升", "gain"),
+        "p": ("p 值", "p"),
+        "significant": ("结论", "verdict"),
     },
+    VERDICTS={
+        "better": ("✅ 显著更好", "✅ significantly better"),
+        "worse": ("⚠️ 显著更差", "⚠️ significantly worse"),
+        "unclear": ("– 不显著", "– not significant"),
+    },
+    SCORES_EXPLAINED=(
+        "BLEU 数译文与参考译文共有的词组（按中文切分），chrF 数共有的字符片段：都是 0–100，越高越接近参考译文。"
+        "± 是 95% 置信区间，p 是这么大的差距纯属偶然的概率（与基座在同一批句子上配对 bootstrap 重采样 1000 次）；p < 0.05 记为显著。",
+        "BLEU counts the word sequences a translation shares with its reference (Chinese-tokenised), chrF "
+        "the shared character sequences: both run 0–100, higher is closer to the reference. ± is the 95% "
+        "confidence interval and p the chance that a difference this large is luck (paired bootstrap over the same "
+        "sentences as the base, 1,000 resamples); p < 0.05 is marked significant.",
+    ),
     SCORE_CHART=("适配器与基座的得分", "Adapter and base scores"),
     SCORE_AXIS=("得分", "score"),
     EVALUATE_DATA=("评估数据路径（.json / .jsonl / .csv）", "Evaluation data (.json / .jsonl / .csv)"),
@@ -492,6 +516,15 @@ _TEXTS = dict(
     ERR_TRAINED_ON_OTHER_BASE=(
         "适配器 {name!r} 是在 {trained} 上训练的，不是 {base}。",
         "Adapter {name!r} was trained on {trained}, not on {base}.",
+    ),
+    ERR_NOT_PAIRED=(
+        "两次评估不是同一批句子，无法配对比较：请在同一个数据文件、同样的样本数上评估两者。",
+        "The two evaluations are not of the same sentences, so they cannot be compared pair by pair: "
+        "evaluate both on the same data file with the same number of examples.",
+    ),
+    ERR_PREDICTIONS_UNREADABLE=(
+        "无法读取预测文件 {path}（{error}）：请重新评估。",
+        "The predictions file {path} cannot be read ({error}): evaluate again.",
     ),
     ERR_BATCH_SIZE=("--batch-size 至少为 1。", "--batch-size must be at least 1."),
     # --- errors: names and registry -----------------------------------------------------------------

@@ -76,6 +76,7 @@ for adapter in rows:
         table = score_table(db, adapter)
         if table:
             st.dataframe(with_headers(table), hide_index=True)
+            st.caption(texts.SCORES_EXPLAINED)
             charts.scores(table)
         else:
             st.caption(texts.NO_EVALUATIONS)

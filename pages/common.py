@@ -126,12 +126,12 @@ def model_progress():
 def default_base_model() -> str:
     """The canonical id of the base chat opens with; TRANSLATOR_BASE_MODEL lets a GPU box default
     to its own model."""
-    configured = os.environ.get("TRANSLATOR_BASE_MODEL", "builtin")
+    configured = os.environ.get("TRANSLATOR_BASE_MODEL", models.CHINESE_BUILTIN)
     try:
         return models.parse_model_id(configured).model_id
     except UserError as error:
         st.warning(texts.BASE_MODEL_SETTING.format(error=error))
-        return "builtin"
+        return models.CHINESE_BUILTIN
 
 
 def show_user_error(action, *args, **kwargs):

@@ -101,13 +101,16 @@ if st.button(texts.DEMO_BUTTON, help=texts.DEMO_HELP, type="primary"):
 roles = list_roles(db)
 left, right = st.columns(2)
 with left:
-    base_choices = list(dict.fromkeys([common.default_base_model(), "builtin", *models.CATALOGUE]))
+    base_choices = list(dict.fromkeys([common.default_base_model(), *models.CATALOGUE]))
     base_model = st.selectbox(
         texts.BASE_MODEL,
         base_choices,
         accept_new_options=True,
         format_func=models.model_label,
     )
+    terms = models.builtin_license(base_model)
+    if terms is not None:
+        st.caption(texts.MODEL_TERMS.format(path=terms))
     role_name = st.selectbox(
         texts.ROLE, [r.name for r in roles], format_func=lambda n: next(r.label for r in roles if r.name == n)
     )

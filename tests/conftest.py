@@ -195,3 +195,15 @@ def assert_whole_module_adapters_are_refused(db, model_dir: Path, folder: Path, 
     with pytest.raises(UserError, match="replaces whole modules \\(modules_to_save: lm_head\\)"):
         register_adapter(db, "whole", folder, base_model)
     assert db["adapters"].count == 0
+
+
+@pytest.fixture(scope="session")
+def gemma_dir() -> Path:
+    """The built-in Chinese model, converted once per models cache (~1.5 min on 2 cores the first time)."""
+    import importlib.util
+
+    from engine import models
+
+    if importlib.util.find_spec(models.BUILTIN_MODELS[models.CHINESE_BUILTIN].package) is None:
+        pytest.skip("the Gemma-3-270m packages are not installed (./setup.sh installs them)")
+    return models.resolve_model_dir(models.parse_model_id(models.CHINESE_BUILTIN), progress=lambda *_: None)

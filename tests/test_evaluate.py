@@ -72,6 +72,8 @@ def test_adapter_scores_show_the_gain_over_the_base(db, home, engine, data, tiny
     evaluation.evaluate(db, data=str(data), base=engine.base_model_id, engine=engine)
     line = score_table(db, adapter)[0]
     assert line["gain bleu"] == pytest.approx(line["bleu"] - line["base bleu"], abs=0.011)
+    assert {"bleu ±", "p bleu", "significant bleu", "chrf ±", "p chrf"} <= set(line), "the paired test ran"
+    assert 0 <= line["p bleu"] <= 1 and line["bleu ±"] >= 0
     assert [e["input"] for e in evaluation_examples(db, adapter)] == [r["input"] for r in ROWS]
 
 
@@ -156,3 +158,37 @@ def test_batched_generation_without_stacked_row_caches_is_the_same(engine, monke
     monkeypatch.setattr(generation, "_stack_left_padded", lambda caches, pads: None)
     padded = engine.generate_batch(texts, role=TRANSLATOR, decoding=greedy, batch_size=3)
     assert padded == stacked
+
+
+def test_the_paired_bootstrap_tells_a_real_gain_from_chance(tmp_path):
+    from registry.errors import UserError
+    from training.significance import compare_prediction_files, paired_bootstrap
+
+    references = [f"患者第{i}天发烧，需要多喝水并按时服药。" for i in range(40)]
+    good = [reference if i % 3 else reference[: 8 + i % 5] for i, reference in enumerate(references)]
+    poor = ["病人。"] * 40
+    comparisons, signature = paired_bootstrap(references, good, poor)
+    bleu = comparisons["bleu"]
+    assert (
+        bleu.system > bleu.baseline and bleu.significant and bleu.p_value < 0.05 and bleu.verdict == "better"
+    )
+    assert bleu.system_ci > 0 and comparisons["chrf"].significant
+    assert "bs:1000" in signature and "tok:zh" in signature
+    tie, _ = paired_bootstrap(references, good, good)
+    assert not tie["bleu"].significant and tie["bleu"].verdict == "unclear"
+    worse, _ = paired_bootstrap(references, poor, good)
+    assert worse["bleu"].verdict == "worse"
+
+    def write(name, outputs, refs=references):
+        path = tmp_path / name
+        rows = [
+            {"input": str(i), "reference": r, "output": o}
+            for i, (r, o) in enumerate(zip(refs, outputs, strict=True))
+        ]
+        path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+        return path
+
+    from_files, _ = compare_prediction_files(write("a.jsonl", good), write("b.jsonl", poor))
+    assert from_files["bleu"] == bleu
+    with pytest.raises(UserError, match="not of the same sentences"):
+        compare_prediction_files(write("a.jsonl", good), write("c.jsonl", poor[:39], references[:39]))

@@ -128,3 +128,36 @@ def test_users_runs_watch_no_files_and_show_no_automatic_page_list():
     config = tomllib.loads((PROJECT_ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
     assert config["server"]["fileWatcherType"] == "none" and config["server"]["address"] == "127.0.0.1"
     assert config["client"]["showSidebarNavigation"] is False
+
+
+def test_the_chinese_builtin_is_converted_once_tokenizer_included_and_uses_the_plain_format(gemma_dir):
+    """Gemma's own behaviour: a base model without a chat template whose GGUF tokenizer conversion is
+    the slow part; the cached folder holds tokenizer.json, so later starts skip it."""
+    spec = models.parse_model_id(models.CHINESE_BUILTIN)
+    assert spec.model_id == "builtin:gemma3-270m" and spec.source == "builtin"
+    assert (gemma_dir / "model.safetensors").is_file() and (gemma_dir / "tokenizer.json").is_file()
+    assert models.resolve_model_dir(spec, progress=lambda *_: pytest.fail("converted twice")) == gemma_dir
+    assert not list(gemma_dir.parent.glob(".tmp-*")), "no scratch GGUF or half-written folder left behind"
+    tokenizer = models.load_tokenizer(gemma_dir, spec)
+    assert not getattr(tokenizer, "chat_template", None)
+    assert models.default_prompt_format(spec, gemma_dir, tokenizer) == "plain"
+    assert models.model_type(gemma_dir) == "gemma3_text"
+    license_file = models.builtin_license(models.CHINESE_BUILTIN)
+    assert license_file is not None and "Gemma" in license_file.read_text(encoding="utf-8", errors="replace")
+    assert models.builtin_license("builtin") is None
+
+
+def test_gemma_prompts_start_with_bos_and_targets_end_with_eos(gemma_dir):
+    from engine import formats
+    from engine.roles import TRANSLATOR
+
+    tokenizer = models.load_tokenizer(gemma_dir, models.parse_model_id(models.CHINESE_BUILTIN))
+    record = {"instruction": "", "input": "The patient has a fever.", "output": "患者发烧了。"}
+    example = formats.training_example(tokenizer, "plain", TRANSLATOR, record)
+    tokens = tokenizer.convert_ids_to_tokens(example.input_ids)
+    assert tokens[0] == "<bos>" and tokens[-1] == "<eos>" and tokens.count("<bos>") == 1
+    prompt = formats.prompt_ids(tokenizer, "plain", TRANSLATOR, "The patient has a fever.")
+    assert example.input_ids[: example.prompt_length] == prompt, "chat sends exactly what was trained"
+    assert tokenizer.decode(example.input_ids[example.prompt_length : -1]) == "患者发烧了。"
+    # Gemma's turn markers are single tokens of its vocabulary (not used by the plain format).
+    assert len(tokenizer("<start_of_turn>", add_special_tokens=False)["input_ids"]) == 1

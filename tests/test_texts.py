@@ -242,7 +242,7 @@ def test_page_helpers_speak_the_chosen_language():
     with texts.in_language("zh"):
         assert adapter_label("", usable) == "【基座】仅基座（不加适配器）"
         assert adapter_label("mine", usable) == "【自定义】mine"
-        assert model_label("builtin") == "SmolLM2-135M-Instruct（内置，离线可用）· builtin"
+        assert model_label("builtin") == "SmolLM2-135M-Instruct（内置，离线可用，英文对话）· builtin"
         view = job_view(job)
         assert view.heading == "训练任务 #7 · med · 训练中" and view.progress == "第 10/40 步"
         assert (view.fraction, view.loss, view.speed, view.eta) == (0.25, "1.2346", "812", "95 秒")

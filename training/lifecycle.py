@@ -46,7 +46,12 @@ SAMPLES = {
 }
 # One click, on the built-in model and the bundled sample: ≤ 3 minutes on 2 CPU cores.
 DEMO = TrainConfig(
-    base="builtin", data=str(SAMPLES["translator"]), role="translator", epochs=2, lr=5e-4, grad_accum=1
+    base=models.CHINESE_BUILTIN,
+    data=str(SAMPLES["translator"]),
+    role="translator",
+    epochs=2,
+    lr=5e-4,
+    grad_accum=1,
 )
 
 

@@ -1,28 +1,60 @@
-"""Evaluation rows as a person reads them: the adapter's score, its base's, and the gain."""
+"""Evaluation rows as a person reads them: the adapter's score, its base's, the gain, and whether
+the gain is more than chance (paired bootstrap, training/significance.py)."""
+
+import functools
+from pathlib import Path
 
 from engine import texts
 from registry import evaluations as evaluation_rows
+from registry.errors import UserError
+from training.significance import compare_prediction_files
 
 HEADLINE = {"translation": ("bleu", "chrf"), "loss": ("loss", "perplexity")}
+METRICS = tuple(metric for metrics in HEADLINE.values() for metric in metrics)
 
 
 def score_table(db, adapter: dict) -> list[dict]:
+    """One line per evaluation: scores, the base's on the same examples and the gain; for translators
+    also each score's 95% interval (±), the p-value of the gain and whether it is significant."""
     table = []
     for row in evaluation_rows.for_adapter(db, adapter["id"]):
         base = evaluation_rows.base_counterpart(db, row)
         line = {"dataset": f"{row['dataset_name']} [{row['dataset_fingerprint']}]", "n": row["num_examples"]}
+        tested = _paired(row, base) if row["kind"] == "translation" and base is not None else {}
         for metric in HEADLINE[row["kind"]]:
             value = row["scores"][metric]
             line[metric] = round(value, 2)
+            if metric in tested:
+                line[f"{metric} ±"] = round(tested[metric].system_ci, 2)
             if base is not None:
                 line[f"base {metric}"] = round(base["scores"][metric], 2)
                 line[f"gain {metric}"] = round(value - base["scores"][metric], 2)
+            if metric in tested:
+                line[f"p {metric}"] = round(tested[metric].p_value, 4)
+                line[f"significant {metric}"] = texts.VERDICTS[tested[metric].verdict]
         table.append(line)
     return table
 
 
+def _paired(row: dict, base: dict) -> dict:
+    paths = [Path(evaluation["predictions_path"] or "") for evaluation in (row, base)]
+    if not all(path.is_file() for path in paths):
+        return {}
+    stamps = [path.stat().st_mtime_ns for path in paths]
+    try:
+        return _cached_comparison(str(paths[0]), str(paths[1]), *stamps)
+    except UserError:  # not the same examples after all: show the plain scores
+        return {}
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_comparison(system: str, baseline: str, *_stamps) -> dict:
+    """A page shows the same comparisons on every rerun: resample each pair of files once."""
+    return compare_prediction_files(Path(system), Path(baseline))[0]
+
+
 def _metrics(line: dict) -> list[str]:
-    return [key for key in line if key not in ("dataset", "n") and not key.startswith(("base ", "gain "))]
+    return [key for key in line if key in METRICS]
 
 
 def with_headers(table: list[dict]) -> list[dict]:
@@ -34,6 +66,8 @@ def with_headers(table: list[dict]) -> list[dict]:
         for metric in _metrics(line):
             names[f"base {metric}"] = f"{columns['base']} {metric}"
             names[f"gain {metric}"] = f"{columns['gain']} {metric}"
+            names[f"p {metric}"] = f"{columns['p']} {metric}"
+            names[f"significant {metric}"] = f"{columns['significant']} {metric}"
         renamed.append({names.get(key, key): value for key, value in line.items()})
     return renamed
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from engine import texts
+from engine import models, texts
 from engine.roles import TRANSLATOR
 from registry import adapters, connect, conversations, jobs
 from tests.conftest import make_adapter, register_adapter
@@ -276,7 +276,9 @@ def test_e_the_demo_button_produces_a_usable_translator(browser, server):
     print(f"\ndemo training took {time.monotonic() - started:.0f} s from the click")
     demo = adapters.get(connect(), "demo-translator-1")
     assert (
-        adapters.folder_is_present(demo) and demo["role"] == "translator" and demo["base_model"] == "builtin"
+        adapters.folder_is_present(demo)
+        and demo["role"] == "translator"
+        and demo["base_model"] == models.CHINESE_BUILTIN
     )
     page.get_by_role("link", name=texts.GO_CHAT).click()
     wait_idle(page)

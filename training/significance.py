@@ -1,0 +1,91 @@
+"""Is an adapter really better? sacrebleu's paired bootstrap resampling over the same sentences.
+
+Both systems' translations of one evaluation set are resampled together 1,000 times (sacrebleu's
+default seed, so a figure is reproducible): each score gets its 95% confidence interval, and the
+difference gets the p-value of arising by chance (Koehn 2004, as sacrebleu implements it: the test
+is on the absolute difference, so the sign of the gain says which way). The prediction files
+written by training/evaluate.py hold what is needed.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine import texts
+from registry.errors import UserError
+
+RESAMPLES = 1000
+SIGNIFICANCE_LEVEL = 0.05
+_METRIC_NAMES = {"BLEU": "bleu", "chrF2": "chrf"}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    metric: str  # bleu | chrf
+    system: float
+    system_ci: float  # half-width of the 95% interval: the score is system ± system_ci
+    baseline: float
+    baseline_ci: float
+    p_value: float  # of a difference this large arising by chance
+
+    @property
+    def significant(self) -> bool:
+        # Two identical systems get sacrebleu's smallest p-value (no resample beats a zero difference).
+        return self.p_value < SIGNIFICANCE_LEVEL and self.system != self.baseline
+
+    @property
+    def verdict(self) -> str:
+        """better, worse, or unclear (the difference may be chance)."""
+        if not self.significant:
+            return "unclear"
+        return "better" if self.system > self.baseline else "worse"
+
+
+def paired_bootstrap(
+    references: list[str], system: list[str], baseline: list[str]
+) -> tuple[dict[str, Comparison], str]:
+    """BLEU (zh tokenizer) and chrF of `system` against `baseline`, with the test's signatures."""
+    from sacrebleu.metrics import BLEU, CHRF
+    from sacrebleu.significance import PairedTest
+
+    if not (len(references) == len(system) == len(baseline)) or not references:
+        raise UserError(texts.ERR_NOT_PAIRED)
+    test = PairedTest(
+        [("baseline", baseline), ("system", system)],
+        {"BLEU": BLEU(tokenize="zh"), "chrF2": CHRF()},
+        [references],
+        test_type="bs",
+        n_samples=RESAMPLES,
+    )
+    signatures, results = test()
+    comparisons = {}
+    for name, metric in _METRIC_NAMES.items():
+        base, mine = results[name]
+        comparisons[metric] = Comparison(
+            metric=metric,
+            system=float(mine.score),
+            system_ci=float(mine.ci),
+            baseline=float(base.score),
+            baseline_ci=float(base.ci),
+            p_value=float(mine.p_value),
+        )
+    signature = " | ".join(f"{name} {signatures[name]}" for name in _METRIC_NAMES)
+    return comparisons, signature
+
+
+def compare_prediction_files(system_file: Path, baseline_file: Path) -> tuple[dict[str, Comparison], str]:
+    """The paired test on two evaluations of the same examples (refused when they differ)."""
+    system, baseline = _read(system_file), _read(baseline_file)
+    if [(r["input"], r["reference"]) for r in system] != [(r["input"], r["reference"]) for r in baseline]:
+        raise UserError(texts.ERR_NOT_PAIRED)
+    return paired_bootstrap(
+        [r["reference"] for r in system], [r["output"] for r in system], [r["output"] for r in baseline]
+    )
+
+
+def _read(path: Path) -> list[dict]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+    except (OSError, ValueError) as error:
+        raise UserError(texts.ERR_PREDICTIONS_UNREADABLE.format(path=path, error=error)) from None
