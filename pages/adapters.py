@@ -4,7 +4,7 @@ import datetime
 
 import streamlit as st
 
-from engine import texts
+from engine import blind, texts
 from engine.roles import list_roles
 from pages import charts, common
 from registry import adapters as adapter_rows
@@ -103,6 +103,32 @@ for adapter in rows:
             if st.button(texts.DELETE, key=f"delete-{name}", disabled=not confirmed, type="primary"):
                 if common.show_user_error(adapter_rows.delete, db, name):
                     st.rerun()
+
+st.subheader(texts.VOTES_TITLE)
+standings = blind.standings(db)
+if not standings:
+    st.caption(texts.NO_VOTES)
+else:
+    column = texts.VOTE_COLUMNS
+    st.dataframe(
+        [
+            {
+                column["base"]: row["base_model"],
+                column["first"]: row["first"] or texts.BASE_ONLY,
+                column["second"]: row["second"] or texts.BASE_ONLY,
+                column["votes"]: row["votes"],
+                column["first_wins"]: row["first_wins"],
+                column["second_wins"]: row["second_wins"],
+                column["ties"]: row["ties"],
+                column["rate"]: "–"
+                if row["first_rate"] is None
+                else f"{row['first_rate']:.0%} [{row['low']:.0%}, {row['high']:.0%}]",
+            }
+            for row in standings
+        ],
+        width="stretch",
+        hide_index=True,
+    )
 
 st.subheader(texts.JOBS_TITLE)
 jobs = lifecycle.list_recent(db)

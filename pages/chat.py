@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from engine import texts
+from engine import blind, texts
 from engine.conversation import (
     adapter_from_link,
     adapter_label,
@@ -127,6 +127,13 @@ with st.sidebar:
         )
 
 engine = common.engine_or_stop(base_model)
+
+
+def role_of(contender: dict | None):
+    """An adapter answers in its own role; the base model in the role chosen in the sidebar."""
+    return get_role(db, contender["role"]) if contender and contender["role"] in role_names else role
+
+
 dtype_name = str(engine.dtype).removeprefix("torch.")
 st.caption(texts.ENGINE_CAPTION.format(model=engine.base_model_id, device=engine.device, dtype=dtype_name))
 
@@ -158,6 +165,7 @@ elif mode == "compare":
     if not others:
         st.info(texts.NO_ADAPTER_FOR_BASE)
     chosen = st.multiselect(texts.COMPARE_WITH, others, default=others[:1], max_selections=2)
+    blind_test = st.toggle(texts.BLIND, help=texts.BLIND_HELP, key="blind", disabled=not chosen)
     examples = [e for a in usable if a["name"] in chosen for e in evaluation_examples(db, a)]
     if examples:
         st.selectbox(
@@ -178,18 +186,47 @@ elif mode == "compare":
         st.caption(f"{texts.REFERENCE}: {reference}")
     if submitted and not prompt.strip():
         st.warning(texts.TYPE_SOMETHING)
+    elif submitted and blind_test:
+        pair = chosen if len(chosen) == 2 else [chosen[0], ""]  # "" is the base model alone
+        shown = blind.draw_order(*pair)
+        answers = []
+        for column, label, name in zip(st.columns(2), "AB", shown, strict=True):
+            with column:
+                st.markdown(f"**{texts.BLIND_ANSWER.format(label=label)}**")
+                contender = next((a for a in usable if a["name"] == name), None)
+                stream = engine.stream(prompt, role=role_of(contender), adapter=contender, decoding=decoding)
+                answers.append(common.show_user_error(st.write_stream, stream) or "")
+        st.session_state["blind-round"] = blind.Round(prompt, base_model, shown, tuple(answers))
+        st.session_state.pop("blind-voted", None)
+        st.rerun()
     elif submitted:
         contenders = [None, *(a for a in usable if a["name"] in chosen)]
         for column, contender in zip(st.columns(len(contenders)), contenders, strict=True):
             with column:
-                contender_role = (
-                    get_role(db, contender["role"]) if contender and contender["role"] in role_names else role
-                )
+                contender_role = role_of(contender)
                 st.markdown(
                     f"**{contender['name'] if contender else texts.BASE_ONLY}** · {contender_role.label}"
                 )
                 stream = engine.stream(prompt, role=contender_role, adapter=contender, decoding=decoding)
                 common.show_user_error(st.write_stream, stream)
+    round_ = st.session_state.get("blind-round")
+    if blind_test and round_ is not None and round_.base_model == base_model:
+        for column, label, answer in zip(st.columns(2), "AB", round_.answers, strict=True):
+            column.markdown(f"**{texts.BLIND_ANSWER.format(label=label)}**")
+            column.markdown(answer)
+        voted = st.session_state.get("blind-voted")
+        if voted is None:
+            buttons = st.columns(3)
+            for column, choice, label in zip(
+                buttons, ("a", "tie", "b"), (texts.VOTE_A, texts.VOTE_TIE, texts.VOTE_B), strict=True
+            ):
+                if column.button(label, key=f"vote-{choice}", width="stretch"):
+                    blind.record(db, round_, choice)
+                    st.session_state["blind-voted"] = choice
+                    st.rerun()
+        else:
+            a, b = (name or texts.BASE_ONLY for name in round_.shown)
+            st.success(texts.BLIND_REVEAL.format(a=a, b=b))
 
 else:
     with st.form("translate-form", border=False):

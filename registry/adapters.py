@@ -6,6 +6,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from engine import texts
+from registry import votes
 from registry.db import from_json, now, to_json
 from registry.errors import UserError
 from registry.names import check_name
@@ -94,6 +95,7 @@ def rename(db: Database, old: str, new: str) -> dict:
     try:
         with db.conn:
             db["adapters"].update(adapter["id"], {"name": new, "path": str(new_path)})
+            votes.rename(db, adapter["base_model"], old, new)
     except Exception:
         if new_path.exists():
             new_path.rename(old_path)
@@ -102,7 +104,8 @@ def rename(db: Database, old: str, new: str) -> dict:
 
 
 def delete(db: Database, name: str) -> dict:
-    """Remove the adapter with its evaluations, their prediction files and its folder, all or nothing:
+    """Remove the adapter with its evaluations, their prediction files, its blind votes and its folder,
+    all or nothing:
     the folder is first moved aside (one rename), then the rows go in one transaction; if that fails
     the folder is moved back. Only then are the files removed."""
     adapter = require(db, name)
@@ -115,6 +118,7 @@ def delete(db: Database, name: str) -> dict:
         evaluations = list(db["evaluations"].rows_where("adapter_id = ?", [adapter["id"]]))
         with db.conn:
             db["evaluations"].delete_where("adapter_id = ?", [adapter["id"]])
+            votes.forget(db, adapter["base_model"], name)
             db["adapters"].delete(adapter["id"])
     except BaseException:
         if moved:

@@ -194,6 +194,28 @@ def m006_preferences(db: Database) -> None:
     db["preferences"].create({"key": str, "value": str}, pk="key")
 
 
+@migrations()
+def m007_blind_votes(db: Database) -> None:
+    # One blind A/B judgement. The pair is stored in name order (first < second; "" is the base
+    # alone) whatever order the answers were shown in, so the votes of a pair add up.
+    db["votes"].create(
+        {
+            "id": int,
+            "base_model": str,
+            "first": str,
+            "second": str,
+            "winner": str,  # first | second | tie
+            "prompt": str,
+            "first_answer": str,
+            "second_answer": str,
+            "created_at": float,
+        },
+        pk="id",
+        not_null={"base_model", "first", "second", "winner", "created_at"},
+    )
+    db["votes"].create_index(["base_model", "first", "second"])
+
+
 def connect(path: Path | None = None) -> Database:
     """Open the registry (creating or upgrading its schema) for use on the calling thread.
 

@@ -332,3 +332,66 @@ def test_the_chat_sidebar_rules_follow_links_once_and_never_open_someone_elses_c
     assert conversation_to_open(None, False, "5", ids) is None, "a new conversation stays new"
     assert conversation_to_open(3, False, "5", ids) == 3
     assert conversation_to_open(4, False, "5", ids) == 5, "a deleted conversation falls back to the link"
+
+
+def test_a_blind_comparison_hides_the_names_until_the_vote_and_records_it(app_env, tiny_model_dir):
+    from engine import blind
+
+    app = _app()
+    _shorten_replies(app)
+    app.sidebar.toggle[0].set_value(False).run()  # greedy: the answers can be matched to their makers
+    app.segmented_control(key="mode").set_value("compare").run()
+    app.multiselect[0].set_value(["med-zh"]).run()  # one adapter: it faces the base model
+    app.toggle(key="blind").set_value(True).run()
+    app.text_area(key="compare-prompt").input("Hello")
+    app.button(key="compare-run").click().run()
+    assert not app.exception, app.exception
+    shown_text = " ".join(m.value for m in app.markdown)
+    assert "med-zh" not in shown_text and texts.BASE_ONLY not in shown_text, "names stay hidden"
+    round_ = app.session_state["blind-round"]
+    assert sorted(round_.shown) == ["", "med-zh"] and round_.prompt == "Hello"
+    replies = _greedy_replies(app_env, tiny_model_dir, "Hello", [None, "med-zh"], "assistant")
+    expected = dict(zip(["", "med-zh"], replies, strict=True))
+    assert [answer.strip() for answer in round_.answers] == [expected[name] for name in round_.shown]
+    app.button(key="vote-a").click().run()
+    assert not app.exception, app.exception
+    stored = list(app_env["votes"].rows)
+    assert len(stored) == 1 and (stored[0]["first"], stored[0]["second"]) == ("", "med-zh")
+    assert stored[0]["winner"] == ("first" if round_.shown[0] == "" else "second")
+    assert any("med-zh" in s.value for s in app.success), "the names are revealed after the vote"
+    assert blind.standings(app_env)[0]["votes"] == 1
+    assert not [button for button in app.button if button.key == "vote-b"], "one vote per round"
+
+
+def test_votes_add_up_per_pair_follow_renames_and_go_with_a_deleted_adapter(app_env):
+    import random
+
+    from engine import blind
+
+    orders = {blind.draw_order("x", "y", random.Random(seed)) for seed in range(20)}
+    assert orders == {("x", "y"), ("y", "x")}, "either answer may come first"
+    base = adapters.get(app_env, "med-zh")["base_model"]
+    rounds = [
+        (blind.Round("p", base, ("med-zh", "huanhuan"), ("m", "h")), "a"),  # med-zh wins
+        (blind.Round("p", base, ("huanhuan", "med-zh"), ("h", "m")), "b"),  # med-zh wins
+        (blind.Round("p", base, ("huanhuan", "med-zh"), ("h", "m")), "a"),  # huanhuan wins
+        (blind.Round("p", base, ("med-zh", "huanhuan"), ("m", "h")), "tie"),
+    ]
+    for round_, choice in rounds:
+        blind.record(app_env, round_, choice)
+    (row,) = blind.standings(app_env)
+    assert (row["first"], row["second"]) == ("huanhuan", "med-zh")
+    assert (row["first_wins"], row["second_wins"], row["ties"], row["votes"]) == (1, 2, 1, 4)
+    assert row["first_rate"] == pytest.approx(1 / 3) and row["low"] < 1 / 3 < row["high"]
+    low, high = blind.wilson_interval(8, 10)
+    assert (round(low, 3), round(high, 3)) == (0.49, 0.943)  # the textbook Wilson interval
+    assert blind.wilson_interval(0, 0) == (0.0, 1.0)
+    first_answers = {v["winner"]: v["first_answer"] for v in app_env["votes"].rows}
+    assert first_answers["first"] == "h" and first_answers["second"] == "h", "answers stay with names"
+
+    adapters.rename(app_env, "med-zh", "a-med")  # now sorts before huanhuan: sides swap
+    (row,) = blind.standings(app_env)
+    assert (row["first"], row["second"], row["first_wins"], row["second_wins"]) == ("a-med", "huanhuan", 2, 1)
+    assert all(v["first_answer"] == "m" for v in app_env["votes"].rows if v["winner"] != "tie")
+    adapters.delete(app_env, "a-med")
+    assert blind.standings(app_env) == [] and app_env["votes"].count == 0
