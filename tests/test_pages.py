@@ -318,7 +318,7 @@ def test_the_chat_sidebar_rules_follow_links_once_and_never_open_someone_elses_c
         {"name": "y", "role": "translator", "base_model": "local:/yuan"},
         {"name": "c", "role": "poet", "base_model": "builtin"},
     ]
-    assert base_choices("local:/yuan", rows) == ["local:/yuan", "builtin"]
+    assert base_choices("local:/yuan", rows) == ["local:/yuan", "builtin:gemma3-270m", "builtin"]
     assert [a["name"] for a in adapters_for_base(rows, "builtin")] == ["t", "p", "c"]
     assert adapter_from_link("y", rows, None)["base_model"] == "local:/yuan"
     assert adapter_from_link("y", rows, "y") is None, "a link selects once; then the sidebar is the user's"

@@ -85,7 +85,7 @@ def _all_assistant_replies() -> list[dict]:
 
 def _choose_in_sidebar_selectbox(page, label: str, option: str) -> None:
     page.get_by_test_id("stSidebar").get_by_label(label).click()
-    page.get_by_role("option", name=option).click()
+    page.get_by_role("option", name=option, exact=True).click()
     wait_idle(page)
 
 
