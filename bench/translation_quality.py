@@ -2,7 +2,7 @@
 evaluator? Base and adapter BLEU / chrF (sacrebleu, zh) on ParaMed dev, with paired-bootstrap 95%
 intervals, the p-value of the gain, and the training wall time.
 
-    .venv/bin/python bench/translation_quality.py --quick      # < 5 min on 2 cores: a sanity figure
+    .venv/bin/python bench/translation_quality.py --quick      # ~5 min on 2 cores: a sanity figure
     .venv/bin/python bench/translation_quality.py              # the goal run: 30 min of training
     .venv/bin/python bench/translation_quality.py --models builtin:gemma3-270m --max-steps 40 --lr 5e-4
 
@@ -42,6 +42,7 @@ def measure(model: str, args) -> dict:
     train = ["--base", model, "--data", PARAMED / "train.jsonl", "--role", "translator", "--name", name]
     train += ["--holdout", "0", "--skip-evaluation", "--max-steps", args.max_steps, "--limit", args.limit]
     train += ["--lr", args.lr] if args.lr else []
+    train += ["--grad-accum", args.grad_accum] if args.grad_accum else []
     started = time.monotonic()
     run("training.train", *train)
     wall = time.monotonic() - started
@@ -65,18 +66,21 @@ def measure(model: str, args) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="10 steps on 200 pairs, 20 dev sentences")
+    parser.add_argument(
+        "--quick", action="store_true", help="10 steps of 4 pairs (no accumulation), 20 dev sentences"
+    )
     parser.add_argument("--models", default="builtin:gemma3-270m,builtin")
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--limit", type=int, default=None, help="training pairs used (0: all)")
     parser.add_argument("--dev-limit", type=int, default=None)
     parser.add_argument("--lr", default="", help="learning rate (default: the trainer's)")
+    parser.add_argument("--grad-accum", default="", help="gradient accumulation (default: the trainer's)")
     parser.add_argument("--batch-size", type=int, default=20, help="evaluation batch size")
     args = parser.parse_args()
-    quick = {"max_steps": 10, "limit": 200, "dev_limit": 20}
+    quick = {"max_steps": 10, "limit": 200, "dev_limit": 20, "grad_accum": "1"}
     full = {"max_steps": 120, "limit": 0, "dev_limit": 200}
     for key, value in (quick if args.quick else full).items():
-        if getattr(args, key) is None:
+        if getattr(args, key) in (None, ""):
             setattr(args, key, value)
     models = args.models.split(",")[:1] if args.quick else args.models.split(",")
     if not (PARAMED / "train.jsonl").is_file():
