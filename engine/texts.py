@@ -307,6 +307,10 @@ _TEXTS = dict(
         "confidence interval and p the chance that a difference this large is luck (paired bootstrap over the same "
         "sentences as the base, 1,000 resamples); p < 0.05 is marked significant.",
     ),
+    COMPARE_ADAPTER=(
+        "与另一个适配器配对比较（同一批句子，配对 bootstrap）",
+        "Compare with another adapter (same sentences, paired bootstrap)",
+    ),
     SCORE_CHART=("适配器与基座的得分", "Adapter and base scores"),
     SCORE_AXIS=("得分", "score"),
     EVALUATE_DATA=("评估数据路径（.json / .jsonl / .csv）", "Evaluation data (.json / .jsonl / .csv)"),

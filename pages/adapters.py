@@ -11,7 +11,7 @@ from registry import adapters as adapter_rows
 from registry import jobs as job_rows
 from training import lifecycle
 from training.evaluate import evaluate_with_base
-from training.scores import score_table, with_headers
+from training.scores import head_to_head, rivals, score_table, with_headers
 
 
 def evaluate_with_progress(db, adapter: dict, data_path: str, limit: int) -> None:
@@ -78,6 +78,13 @@ for adapter in rows:
             st.dataframe(with_headers(table), hide_index=True)
             st.caption(texts.SCORES_EXPLAINED)
             charts.scores(table)
+            others = rivals(db, adapter)
+            if others:
+                other = st.selectbox(
+                    texts.COMPARE_ADAPTER, ["", *others], format_func=lambda n: n or "–", key=f"rival-{name}"
+                )
+                if other:
+                    st.dataframe(head_to_head(*others[other], name, other), hide_index=True)
         else:
             st.caption(texts.NO_EVALUATIONS)
         with st.form(f"evaluate-{name}"):

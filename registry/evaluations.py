@@ -37,5 +37,22 @@ def base_counterpart(db: Database, evaluation: dict) -> dict | None:
     )
 
 
+def of_other_adapters(db: Database, evaluation: dict) -> list[dict]:
+    """Other adapters' evaluations of the same examples (same kind, dataset fingerprint and size),
+    newest first."""
+    rows = db["evaluations"].rows_where(
+        "kind = ? and dataset_fingerprint = ? and num_examples = ? and adapter_id is not null "
+        "and adapter_id != ?",
+        [
+            evaluation["kind"],
+            evaluation["dataset_fingerprint"],
+            evaluation["num_examples"],
+            evaluation["adapter_id"],
+        ],
+        order_by="id desc",
+    )
+    return [_decode(row) for row in rows]
+
+
 def _decode(row: dict) -> dict:
     return {**row, "scores": from_json(row["scores"], {})}

@@ -192,3 +192,22 @@ def test_the_paired_bootstrap_tells_a_real_gain_from_chance(tmp_path):
     assert from_files["bleu"] == bleu
     with pytest.raises(UserError, match="not of the same sentences"):
         compare_prediction_files(write("a.jsonl", good), write("c.jsonl", poor[:39], references[:39]))
+
+
+def test_two_adapters_on_the_same_sentences_can_be_compared_pair_by_pair(
+    db, home, engine, data, tiny_model_dir
+):
+    from training.scores import head_to_head, rivals
+
+    for name, seed in (("first", 3), ("second", 4)):
+        folder = make_adapter(tiny_model_dir, home / "adapters" / name, seed=seed)
+        register_adapter(db, name, folder, engine.base_model_id, role="translator")
+        evaluation.evaluate(db, data=str(data), adapter_name=name, engine=engine)
+    from registry import adapters as adapter_rows
+
+    found = rivals(db, adapter_rows.get(db, "first"))
+    assert list(found) == ["second"]
+    table = head_to_head(*found["second"], "first", "second")
+    assert [row["metric"] for row in table] == ["bleu", "chrf"]
+    assert {"first", "second", "p"} <= set(table[0]) and " ± " in table[0]["first"]
+    assert table[0]["verdict"] in {"✅ significantly better", "⚠️ significantly worse", "– not significant"}

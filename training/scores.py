@@ -53,6 +53,35 @@ def _cached_comparison(system: str, baseline: str, *_stamps) -> dict:
     return compare_prediction_files(Path(system), Path(baseline))[0]
 
 
+def rivals(db, adapter: dict) -> dict[str, tuple[dict, dict]]:
+    """Other translators evaluated on the same sentences as this one: their name → (this adapter's
+    evaluation, theirs), the newest pair for each."""
+    found = {}
+    for row in evaluation_rows.for_adapter(db, adapter["id"]):
+        if row["kind"] != "translation":
+            continue
+        for other in evaluation_rows.of_other_adapters(db, row):
+            found.setdefault(other["adapter_name"], (row, other))
+    return found
+
+
+def head_to_head(mine: dict, theirs: dict, my_name: str, their_name: str) -> list[dict]:
+    """This adapter against another on the same sentences: per metric both scores with their 95%
+    intervals, the p-value of the difference and the verdict for this adapter."""
+    tested = _paired(mine, theirs)
+    columns = texts.SCORE_COLUMNS
+    return [
+        {
+            columns["metric"]: metric,
+            my_name: f"{result.system:.2f} ± {result.system_ci:.2f}",
+            their_name: f"{result.baseline:.2f} ± {result.baseline_ci:.2f}",
+            columns["p"]: round(result.p_value, 4),
+            columns["significant"]: texts.VERDICTS[result.verdict],
+        }
+        for metric, result in tested.items()
+    ]
+
+
 def _metrics(line: dict) -> list[str]:
     return [key for key in line if key in METRICS]
 
