@@ -104,12 +104,7 @@ class ModelSpec:
 
     @property
     def source_title(self) -> str:
-        return {
-            "builtin": "the built-in package",
-            "modelscope": "ModelScope",
-            "hf": "Hugging Face Hub",
-            "local": "a local folder",
-        }[self.source]
+        return texts.SOURCE_TITLES[self.source]
 
 
 def parse_model_id(text: str) -> ModelSpec:

@@ -350,6 +350,12 @@ _TEXTS = dict(
     STAGE_WRITING=("写入 safetensors", "writing safetensors"),
     STAGE_STARTING=("开始", "starting"),
     STAGE_DONE=("完成", "done"),
+    SOURCE_TITLES={
+        "builtin": ("内置软件包", "the built-in package"),
+        "modelscope": ("ModelScope（魔搭）", "ModelScope"),
+        "hf": ("Hugging Face Hub 模型库", "Hugging Face Hub"),
+        "local": ("本地文件夹", "a local folder"),
+    },
     DOWNLOADING=("正在从 {source} 下载 {name}", "Downloading {name} from {source}"),
     # --- errors: settings ---------------------------------------------------------------------------
     RULE_ONE_OF=("取值之一：{choices}", "one of {choices}"),
