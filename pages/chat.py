@@ -164,7 +164,9 @@ elif mode == "compare":
     others = [a["name"] for a in usable]
     if not others:
         st.info(texts.NO_ADAPTER_FOR_BASE)
-    chosen = st.multiselect(texts.COMPARE_WITH, others, default=others[:1], max_selections=2)
+    chosen = st.multiselect(
+        texts.COMPARE_WITH, others, default=others[:1], max_selections=2, key="compare-with"
+    )
     blind_test = st.toggle(texts.BLIND, help=texts.BLIND_HELP, key="blind", disabled=not chosen)
     examples = [e for a in usable if a["name"] in chosen for e in evaluation_examples(db, a)]
     if examples:

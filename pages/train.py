@@ -107,17 +107,25 @@ with left:
         base_choices,
         accept_new_options=True,
         format_func=models.model_label,
+        key="train-base",  # keyed widgets keep their value when the language (their label) changes
     )
     terms = models.builtin_license(base_model)
     if terms is not None:
         st.caption(texts.MODEL_TERMS.format(path=terms))
     role_name = st.selectbox(
-        texts.ROLE, [r.name for r in roles], format_func=lambda n: next(r.label for r in roles if r.name == n)
+        texts.ROLE,
+        [r.name for r in roles],
+        format_func=lambda n: next(r.label for r in roles if r.name == n),
+        key="train-role",
     )
-    trust_remote_code = st.checkbox(texts.TRUST_REMOTE_CODE, value=False)
+    trust_remote_code = st.checkbox(texts.TRUST_REMOTE_CODE, value=False, key="train-trust-remote-code")
 with right:
     source = st.radio(
-        texts.DATA_SOURCE, list(texts.DATA_SOURCES), format_func=texts.DATA_SOURCES.get, horizontal=True
+        texts.DATA_SOURCE,
+        list(texts.DATA_SOURCES),
+        format_func=texts.DATA_SOURCES.get,
+        horizontal=True,
+        key="train-source",
     )
     data_path, data_title, data_problem = None, None, texts.CHOOSE_DATA
     if source == "sample":
@@ -126,13 +134,14 @@ with right:
             list(lifecycle.SAMPLES),
             index=list(lifecycle.SAMPLES).index(role_name) if role_name in lifecycle.SAMPLES else 0,
             format_func=lambda key: lifecycle.SAMPLES[key].name,
+            key="train-sample",
         )
         data_path = str(lifecycle.SAMPLES[sample])
     elif source == "path":
-        typed = st.text_input(texts.DATA_PATH_INPUT, help=texts.DATA_PATH_HELP).strip()
+        typed = st.text_input(texts.DATA_PATH_INPUT, help=texts.DATA_PATH_HELP, key="train-path").strip()
         data_path = str(lifecycle.data_path(typed, home.PROJECT_ROOT)) if typed else None
     else:
-        upload = st.file_uploader(texts.UPLOAD_INPUT, type=["json", "jsonl", "csv"])
+        upload = st.file_uploader(texts.UPLOAD_INPUT, type=["json", "jsonl", "csv"], key="train-upload")
         if upload is not None:
             saved = common.show_user_error(
                 save_upload, upload.name, upload.getvalue(), home.home() / "uploads"

@@ -263,3 +263,21 @@ def test_page_helpers_speak_the_chosen_language():
         {"M": "bleu · dev.jsonl", "A": 12.5, "B": 1.0},
         {"M": "chrf · dev.jsonl", "A": 20.0, "B": 0.0},
     ]
+
+
+def test_switching_the_language_keeps_what_the_form_holds(app_env):  # noqa: F811
+    from streamlit.testing.v1 import AppTest
+
+    with texts.in_language("zh"):
+        app = AppTest.from_file(ENTRY, default_timeout=120)
+        app.session_state["language"] = "zh"
+        app.run()
+        app.switch_page("pages/train.py").run()
+        app.radio(key="train-source").set_value("path").run()
+        app.text_input(key="train-path").input("no/such.jsonl").run()
+        assert "找不到数据文件" in app.error[0].value
+        app.sidebar.segmented_control(key="language").set_value("en").run()
+    assert not app.exception, app.exception
+    assert app.text_input(key="train-path").value == "no/such.jsonl"
+    assert app.radio(key="train-source").value == "path"
+    assert "Dataset file not found" in app.error[0].value
