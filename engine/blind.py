@@ -22,6 +22,11 @@ class Round:
     answers: tuple[str, str]
 
 
+def contenders(chosen: list[str]) -> tuple[str, str]:
+    """Two chosen adapters face each other; one faces the base model alone ("")."""
+    return (chosen[0], chosen[1]) if len(chosen) >= 2 else (chosen[0], "")
+
+
 def draw_order(first: str, second: str, rng: random.Random | None = None) -> tuple[str, str]:
     pair = (first, second)
     return pair if (rng or random).random() < 0.5 else (second, first)

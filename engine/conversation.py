@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from engine import texts
 from engine.generation import ChatEngine
 from engine.models import BUILTIN_MODELS
-from engine.roles import Decoding, Role
+from engine.roles import Decoding, Role, get_role
 from registry import conversations
+from registry.errors import UserError
 
 TITLE_LENGTH = 24
 
@@ -45,6 +46,17 @@ def conversation_to_open(open_now: int | None, first_visit: bool, linked: str, i
     if not first_visit and (open_now is None or open_now in ids):
         return open_now
     return int(linked) if linked.isdigit() and int(linked) in ids else None
+
+
+def answering_role(db, adapter: dict | None, chosen_role: Role) -> Role:
+    """An adapter answers in its own role (when that role still exists); the base model in the role
+    chosen in the sidebar."""
+    if adapter is None:
+        return chosen_role
+    try:
+        return get_role(db, adapter["role"])
+    except UserError:
+        return chosen_role
 
 
 def adapter_label(name: str, usable: list[dict]) -> str:

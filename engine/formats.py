@@ -7,6 +7,7 @@ masks the prompt with -100. Families:
     plain          base models without a template: `{system}\n\n{user}\n\n` then `{output}<eos>`
 """
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -136,8 +137,12 @@ def _bos(tokenizer) -> list[int]:
     """The begin token, for tokenizers that put it before every text themselves (Gemma, Llama):
     their models expect it. Asked of the tokenizer's own behaviour, since transformers 5 no longer
     exposes `add_bos_token` on every tokenizer."""
+    return [tokenizer.bos_token_id] if _adds_bos(tokenizer) else []
+
+
+@functools.lru_cache(maxsize=16)
+def _adds_bos(tokenizer) -> bool:
+    """Asked once per tokenizer: prompt_ids runs for every example and every chat message."""
     bos = tokenizer.bos_token_id
-    if bos is None:
-        return []
-    own = tokenizer("a", add_special_tokens=True)["input_ids"]
-    return [bos] if own and own[0] == bos else []
+    own = tokenizer("a", add_special_tokens=True)["input_ids"] if bos is not None else []
+    return bool(own) and own[0] == bos

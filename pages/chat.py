@@ -7,6 +7,7 @@ from engine.conversation import (
     adapter_from_link,
     adapter_label,
     adapters_for_base,
+    answering_role,
     base_choices,
     conversation_to_open,
     provenance,
@@ -129,11 +130,6 @@ with st.sidebar:
 engine = common.engine_or_stop(base_model)
 
 
-def role_of(contender: dict | None):
-    """An adapter answers in its own role; the base model in the role chosen in the sidebar."""
-    return get_role(db, contender["role"]) if contender and contender["role"] in role_names else role
-
-
 dtype_name = str(engine.dtype).removeprefix("torch.")
 st.caption(texts.ENGINE_CAPTION.format(model=engine.base_model_id, device=engine.device, dtype=dtype_name))
 
@@ -189,14 +185,15 @@ elif mode == "compare":
     if submitted and not prompt.strip():
         st.warning(texts.TYPE_SOMETHING)
     elif submitted and blind_test:
-        pair = chosen if len(chosen) == 2 else [chosen[0], ""]  # "" is the base model alone
-        shown = blind.draw_order(*pair)
+        shown = blind.draw_order(*blind.contenders(chosen))
         answers = []
         for column, label, name in zip(st.columns(2), "AB", shown, strict=True):
             with column:
                 st.markdown(f"**{texts.BLIND_ANSWER.format(label=label)}**")
                 contender = next((a for a in usable if a["name"] == name), None)
-                stream = engine.stream(prompt, role=role_of(contender), adapter=contender, decoding=decoding)
+                stream = engine.stream(
+                    prompt, role=answering_role(db, contender, role), adapter=contender, decoding=decoding
+                )
                 answers.append(common.show_user_error(st.write_stream, stream) or "")
         st.session_state["blind-round"] = blind.Round(prompt, base_model, shown, tuple(answers))
         st.session_state.pop("blind-voted", None)
@@ -205,7 +202,7 @@ elif mode == "compare":
         contenders = [None, *(a for a in usable if a["name"] in chosen)]
         for column, contender in zip(st.columns(len(contenders)), contenders, strict=True):
             with column:
-                contender_role = role_of(contender)
+                contender_role = answering_role(db, contender, role)
                 st.markdown(
                     f"**{contender['name'] if contender else texts.BASE_ONLY}** · {contender_role.label}"
                 )

@@ -395,3 +395,14 @@ def test_votes_add_up_per_pair_follow_renames_and_go_with_a_deleted_adapter(app_
     assert all(v["first_answer"] == "m" for v in app_env["votes"].rows if v["winner"] != "tie")
     adapters.delete(app_env, "a-med")
     assert blind.standings(app_env) == [] and app_env["votes"].count == 0
+
+
+def test_contenders_answer_in_their_own_roles(app_env):
+    from engine import blind
+    from engine.conversation import answering_role
+    from engine.roles import ASSISTANT, PERSONA
+
+    assert blind.contenders(["med-zh"]) == ("med-zh", "") and blind.contenders(["a", "b"]) == ("a", "b")
+    assert answering_role(app_env, None, ASSISTANT) is ASSISTANT, "the base answers in the sidebar's role"
+    assert answering_role(app_env, adapters.get(app_env, "huanhuan"), ASSISTANT) == PERSONA
+    assert answering_role(app_env, {"role": "a-deleted-role"}, ASSISTANT) is ASSISTANT
