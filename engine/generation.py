@@ -27,6 +27,7 @@ from engine.roles import Decoding, Role
 from registry.errors import UserError
 
 BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
+IN_TRAINING = "__in_training__"  # the adapter a training process is changing, scored as it goes
 
 _thread_choice = threading.local()
 
@@ -118,6 +119,7 @@ class ChatEngine:
         self._peft_model = peft_model
         self._loaded: dict[str, tuple] = {}  # name -> weights version
         self._peft_names: dict[str, str] = {}  # registry name -> PEFT's name, where they differ
+        self._resident: set[str] = set()  # adapters that live in the model only, with no folder
         self._lock = _SharedExclusiveLock()
         # Fast tokenizers are not safe to call from several threads at once ("Already borrowed").
         self._tokenizer_lock = threading.Lock()
@@ -127,15 +129,32 @@ class ChatEngine:
         """An engine over a model that training has just adapted, without loading a second copy:
         the registered `adapter` is the one training produced (PEFT's "default"), and the base model
         answers through PEFT's "__base__" as usual. Used for the held-out evaluation inside a job."""
+        engine = cls._around(peft_model, tokenizer, spec, model_dir, prompt_format)
+        folder = check_loadable(adapter, spec.model_id)
+        engine._peft_names[adapter["name"]] = peft_model.active_adapter
+        engine._loaded[adapter["name"]] = _weights_version(folder)
+        return engine
+
+    @classmethod
+    def around_training(cls, peft_model, tokenizer, spec, model_dir, prompt_format: str):
+        """An engine over a model in the middle of training, and the adapter (not yet saved
+        anywhere) that answers with its current weights: to score a checkpoint as it is saved.
+        The caller puts the model back in training mode afterwards."""
+        engine = cls._around(peft_model, tokenizer, spec, model_dir, prompt_format)
+        adapter = {"name": IN_TRAINING, "prompt_format": prompt_format}
+        engine._peft_names[IN_TRAINING] = peft_model.active_adapter
+        engine._loaded[IN_TRAINING] = None
+        engine._resident.add(IN_TRAINING)
+        return engine, adapter
+
+    @classmethod
+    def _around(cls, peft_model, tokenizer, spec, model_dir, prompt_format: str):
         engine = cls.__new__(cls)
         engine.spec, engine.model_dir, engine.tokenizer = spec, Path(model_dir), tokenizer
         engine.model = peft_model.get_base_model().eval()
         engine.device, engine.dtype = str(engine.model.device.type), engine.model.dtype
         engine.prompt_format = prompt_format
         engine._setup_adapters(peft_model.eval())
-        folder = check_loadable(adapter, spec.model_id)
-        engine._peft_names[adapter["name"]] = peft_model.active_adapter
-        engine._loaded[adapter["name"]] = _weights_version(folder)
         engine._hook_lora_layers()
         return engine
 
@@ -151,6 +170,8 @@ class ChatEngine:
         """Load a registered adapter once; later requests only name it. A retrained adapter with
         the same name and folder has new weights, so the weights file's version is part of the key."""
         name = adapter["name"]
+        if name in self._resident:
+            return
         current = _weights_version(Path(adapter["path"]))
         if (
             current is not None

@@ -44,6 +44,7 @@ WEIGHT_FILES = (
 class CatalogueEntry:
     title: str
     prompt_format: str
+    parameters: float = 0  # known before download: training defaults follow the size
 
 
 @dataclass(frozen=True)
@@ -79,10 +80,12 @@ CHINESE_BUILTIN = "builtin:gemma3-270m"
 
 CATALOGUE = {
     # plain for Gemma: a base model without a chat template; measured 24.5 BLEU on ParaMed with it
-    CHINESE_BUILTIN: CatalogueEntry("Gemma-3-270m", "plain"),
-    "builtin": CatalogueEntry("SmolLM2-135M-Instruct", "chat_template"),
-    "modelscope:IEITYuan/Yuan2-2B-Mars-hf": CatalogueEntry("Yuan2-2B-Mars", "yuan"),
-    "modelscope:LLM-Research/Llama-3.2-3B-Instruct": CatalogueEntry("Llama-3.2-3B-Instruct", "chat_template"),
+    CHINESE_BUILTIN: CatalogueEntry("Gemma-3-270m", "plain", 268e6),
+    "builtin": CatalogueEntry("SmolLM2-135M-Instruct", "chat_template", 135e6),
+    "modelscope:IEITYuan/Yuan2-2B-Mars-hf": CatalogueEntry("Yuan2-2B-Mars", "yuan", 2.1e9),
+    "modelscope:LLM-Research/Llama-3.2-3B-Instruct": CatalogueEntry(
+        "Llama-3.2-3B-Instruct", "chat_template", 3.21e9
+    ),
 }
 
 

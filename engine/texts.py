@@ -367,6 +367,26 @@ _TEXTS = dict(
     RULE_AT_MOST=("至多 {number}", "at most {number}"),
     RULE_AND=("且", " and "),
     RULE_OR_ALSO=("（或 {number}）", " (or {number})"),
+    RULE_OR_BY_SIZE=("（或 {number}：按模型大小）", " (or {number}: by model size)"),
+    DEFAULTS_SIZE=("{billions:.2f}B 参数", "{billions:.2f}B parameters"),
+    DEFAULTS_SIZE_UNKNOWN=("大小未知（下载前）", "size unknown until downloaded"),
+    DEFAULTS_SMALL=(
+        "默认值按模型大小（{size}）：学习率 {lr}，{epochs} 轮。教程的 1e-4 与 3 轮是为 2–3B 模型选的；"
+        "十亿参数以下的模型用它学得太慢。本机实测（bench/training_defaults.py，Gemma-3-270m，ParaMed，"
+        "每步 16 对，第 24 步留出集 BLEU）：学习率 1e-4 得 19.3，5e-4 得 24.6，1e-3 得 28.7。"
+        "两轮即 ParaMed 516 对的 65 步，在 2 个 CPU 核上约 30 分钟。",
+        "Defaults by model size ({size}): learning rate {lr}, {epochs} epochs. The tutorials' 1e-4 and 3 "
+        "epochs were chosen for 2-3B models; a model under a billion parameters learns too slowly with them. "
+        "Measured here (bench/training_defaults.py, Gemma-3-270m, ParaMed, 16 pairs a step, held-out BLEU at "
+        "step 24): lr 1e-4 gave 19.3, 5e-4 gave 24.6, 1e-3 gave 28.7. "
+        "Two epochs of ParaMed's 516 pairs are 65 steps, about 30 minutes on 2 CPU cores.",
+    ),
+    DEFAULTS_LARGE=(
+        "默认值按模型大小（{size}）：学习率 {lr}，{epochs} 轮，即两个教程为 2–3B 模型（Yuan2-2B、Llama-3.2-3B）"
+        "所选的设置。本机没有 GPU，未对这一大小重新测量。",
+        "Defaults by model size ({size}): learning rate {lr}, {epochs} epochs, the settings both tutorials "
+        "chose for their 2-3B models (Yuan2-2B, Llama-3.2-3B). Not measured again here: this machine has no GPU.",
+    ),
     ERR_UNKNOWN_SETTINGS=(
         "{prefix}未知设置 {unknown}；可用的有：{known}。",
         "{prefix}unknown settings {unknown}; known: {known}.",
@@ -585,6 +605,46 @@ _TEXTS = dict(
     ERR_SAME_NAME=(
         "适配器已经叫 {name!r}：请输入另一个名称。",
         "The adapter is already called {name!r}: type a different name to rename it.",
+    ),
+    CHECKPOINT_COLUMNS={
+        "step": ("步数", "step"),
+        "epoch": ("轮次", "epoch"),
+        "n": ("评分样本数", "scored on"),
+        "published": ("已发布", "published"),
+    },
+    CHECKPOINT_CHART=(
+        "每个检查点在留出样本上的得分（翻译：BLEU 与 chrF，越高越好；其他角色：参考答案的损失，越低越好）",
+        "Each checkpoint scored on the held-out examples (translators: BLEU and chrF, higher is better; other roles: the references' loss, lower is better)",
+    ),
+    CHECKPOINT_CHOSEN=(
+        "已发布第 {step} 步：在 {count} 个已评分检查点中 {metric} 最好（{value:.2f}），而不只是最后一步。",
+        "Published step {step}: the best {metric} ({value:.2f}) of {count} scored checkpoints, not merely the last.",
+    ),
+    CHECKPOINT_CHOSEN_BY_USER=(
+        "这是适配器 {source} 训练中第 {step} 步的检查点，由你选择发布。",
+        "This is checkpoint step {step} of the job that trained {source}, published by your choice.",
+    ),
+    CHECKPOINTS_HEADING=("检查点", "Checkpoints"),
+    CHECKPOINT_PICK=("发布另一个检查点", "Publish another checkpoint"),
+    CHECKPOINT_STEP=("检查点步数", "Checkpoint step"),
+    CHECKPOINT_NEW_NAME=("新适配器名称", "Name of the new adapter"),
+    CHECKPOINT_PUBLISH=("发布为新适配器", "Publish as a new adapter"),
+    CHECKPOINT_PUBLISHED=("已发布适配器 {name}（第 {step} 步）。", "Published adapter {name} (step {step})."),
+    ERR_CHECKPOINT_MISSING=(
+        "适配器 {name} 的训练任务没有留下第 {step} 步的已评分检查点：请从适配器卡片的检查点列表中选择一步。",
+        "The job that trained {name} kept no scored checkpoint at step {step}: pick a step from the checkpoint list on its adapter card.",
+    ),
+    ERR_EXPORT_EXISTS=(
+        "{path} 已存在：导出不会覆盖任何文件夹。请换一个输出路径，或先删除它。",
+        "{path} already exists: an export never overwrites a folder. Choose another output path, or delete it first.",
+    ),
+    ERR_EXPORT_WRITE=(
+        "无法写入 {path}：{error}。请检查磁盘空间和该文件夹的写权限；未留下任何半成品。",
+        "Could not write {path}: {error}. Check the disk space and that the folder is writable; nothing half-written was left.",
+    ),
+    ERR_MERGE_DTYPE=(
+        "不支持的精度 {dtype}：可选 {choices}。",
+        "Unsupported dtype {dtype}: choose one of {choices}.",
     ),
     ERR_FOLDER_EXISTS=(
         "文件夹 {folder} 已存在：请换一个名称。",

@@ -8,8 +8,9 @@ from engine import blind, texts
 from engine.roles import list_roles
 from pages import charts, common
 from registry import adapters as adapter_rows
+from registry import checkpoints as checkpoint_rows
 from registry import jobs as job_rows
-from training import lifecycle
+from training import checkpoints, lifecycle
 from training.evaluate import evaluate_with_base
 from training.scores import head_to_head, rivals, score_table, with_headers
 
@@ -28,6 +29,35 @@ def evaluate_with_progress(db, adapter: dict, data_path: str, limit: int) -> Non
     )
     if done:
         st.rerun()
+
+
+def checkpoint_section(db, adapter: dict) -> None:
+    """The job's scored checkpoints, which one this adapter holds and why, and publishing another."""
+    scored = checkpoint_rows.for_job(db, adapter["job_id"])
+    if not scored:
+        return
+    name = adapter["name"]
+    st.caption(texts.CHECKPOINTS_HEADING)
+    if reason := checkpoints.describe_choice(adapter):
+        st.caption(reason)
+    charts.checkpoint_scores(scored, height=150)
+    st.dataframe(checkpoints.table(scored, adapter["metrics"].get("checkpoint_step")), hide_index=True)
+    others = [row["step"] for row in scored if row["step"] != adapter["metrics"].get("checkpoint_step")]
+    if not others:
+        return
+    with st.form(f"checkpoint-{name}"):
+        st.caption(texts.CHECKPOINT_PICK)
+        step = st.selectbox(texts.CHECKPOINT_STEP, others, key=f"checkpoint-step-{name}")
+        new_name = st.text_input(
+            texts.CHECKPOINT_NEW_NAME, value=f"{name}-step{others[0]}", key=f"checkpoint-name-{name}"
+        )
+        if st.form_submit_button(texts.CHECKPOINT_PUBLISH, key=f"checkpoint-publish-{name}"):
+            published = common.show_user_error(
+                checkpoints.publish_checkpoint, db, adapter_name=name, step=step, new_name=new_name
+            )
+            if published:
+                st.toast(texts.CHECKPOINT_PUBLISHED.format(name=published["name"], step=step))
+                st.rerun()
 
 
 def when(timestamp: float | None) -> str:
@@ -72,6 +102,7 @@ for adapter in rows:
         st.json({**adapter["hyperparameters"], **adapter["metrics"]}, expanded=False)
         if adapter["job_id"]:
             charts.loss_curve(job_rows.metrics_for(db, adapter["job_id"]), height=150)
+            checkpoint_section(db, adapter)
         st.caption(texts.EVALUATIONS)
         table = score_table(db, adapter)
         if table:

@@ -6,6 +6,7 @@ file only names the axes and draws."""
 import streamlit as st
 
 from engine import texts
+from training.checkpoints import chart_rows as checkpoint_chart_rows
 from training.scores import score_chart_rows
 
 
@@ -48,4 +49,15 @@ def scores(table: list[dict], height: int = 200) -> None:
         x_label=metric,
         y_label=texts.SCORE_AXIS,
         height=height,
+    )
+
+
+def checkpoint_scores(rows: list[dict], height: int = 180) -> None:
+    """Each scored checkpoint's held-out score, step on x (training/checkpoints.py)."""
+    points, metrics = checkpoint_chart_rows(rows)
+    if not points:
+        return
+    st.caption(texts.CHECKPOINT_CHART)
+    st.line_chart(
+        points, x="step", y=metrics, x_label=texts.STEP_AXIS, y_label=texts.SCORE_AXIS, height=height
     )

@@ -7,10 +7,11 @@ import streamlit as st
 from engine import models, texts
 from engine.roles import get_role, list_roles
 from pages import charts, common
+from registry import checkpoints as checkpoint_rows
 from registry import home
 from registry import jobs as job_rows
 from registry.errors import UserError
-from training import lifecycle
+from training import defaults, lifecycle
 from training.config import TrainConfig, rule
 from training.data import load_dataset, save_upload
 from training.panel import finished_since, job_view
@@ -39,20 +40,22 @@ def file_stamp(path: str) -> tuple:
     return (stat.st_mtime_ns, stat.st_size)
 
 
-def number(column, name: str, step=None, format=None):
-    """A form field whose limits are the trainer's own (training.config), default included."""
+def number(column, name: str, step=None, format=None, default=None, key_suffix: str = ""):
+    """A form field whose limits are the trainer's own (training.config), default included unless
+    given (learning rate and epochs follow the base model: their keys name it, so choosing another
+    base shows that base's defaults)."""
     limits = rule(name)
-    default = getattr(TrainConfig(), name)
-    kind = type(default)
+    default = getattr(TrainConfig(), name) if default is None else default
+    kind = type(getattr(TrainConfig(), name))
     low = min(limits.also + (limits.low,)) if limits.also else limits.low
     return column.number_input(
         texts.SETTING_LABELS[name],
         kind(low),
         kind(limits.high),
-        default,
+        kind(default),
         step=step,
         format=format,
-        key=f"setting-{name}",
+        key=f"setting-{name}{key_suffix}",
     )
 
 
@@ -74,6 +77,7 @@ def job_panel(job_id: int, started_as: str) -> None:
     ):
         column.metric(label, value)
     charts.loss_curve(job_rows.metrics_for(db, job_id), height=180)
+    charts.checkpoint_scores(checkpoint_rows.for_job(db, job_id), height=160)
     if view.failed_with:
         st.error(view.failed_with)
     if view.succeeded:
@@ -149,13 +153,15 @@ with right:
             data_path, data_title = (str(saved), upload.name) if saved else (None, None)
             data_problem = texts.UPLOAD_REJECTED if saved is None else data_problem
 
+by_size = defaults.for_base(base_model)
 with st.expander(texts.HYPERPARAMETERS):
+    st.caption(by_size.reason())
     columns = st.columns(4)
     settings = {
-        "epochs": number(columns[0], "epochs", step=0.5),
+        "epochs": number(columns[0], "epochs", step=0.5, default=by_size.epochs, key_suffix=f"-{base_model}"),
         "max_steps": number(columns[0], "max_steps"),
         "limit": number(columns[0], "limit"),
-        "lr": number(columns[1], "lr", format="%.1e"),
+        "lr": number(columns[1], "lr", format="%.1e", default=by_size.lr, key_suffix=f"-{base_model}"),
         "batch_size": number(columns[1], "batch_size"),
         "grad_accum": number(columns[1], "grad_accum"),
         "lora_r": number(columns[2], "lora_r"),

@@ -216,6 +216,30 @@ def m007_blind_votes(db: Database) -> None:
     db["votes"].create_index(["base_model", "first", "second"])
 
 
+@migrations()
+def m008_checkpoint_scores(db: Database) -> None:
+    # Each saved checkpoint of a job scored on the job's held-out examples, so the best one (not
+    # just the last) is published and the others can still be published later.
+    db["checkpoint_scores"].create(
+        {
+            "id": int,
+            "job_id": int,
+            "step": int,
+            "epoch": float,
+            "kind": str,  # translation | loss (the role's metric)
+            "scores": str,  # JSON: bleu, chrf | loss, perplexity
+            "num_examples": int,
+            "signature": str,
+            "weights_path": str,  # the checkpoint's adapter weights, kept after checkpoint rotation
+            "created_at": float,
+        },
+        pk="id",
+        not_null={"job_id", "step", "kind", "scores", "created_at"},
+        foreign_keys=[("job_id", "jobs", "id")],
+    )
+    db["checkpoint_scores"].create_index(["job_id", "step"], unique=True)
+
+
 def connect(path: Path | None = None) -> Database:
     """Open the registry (creating or upgrading its schema) for use on the calling thread.
 

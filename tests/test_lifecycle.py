@@ -36,8 +36,11 @@ def _nothing_created(home, db):
 
 
 BAD_SETTINGS = {
-    "lr": (0.0, "--lr must be above 0 and at most 1, not 0.0"),
-    "epochs": (0.0, "--epochs must be above 0 and at most 1,000, not 0.0. To train a fixed number"),
+    "lr": (0.0, "--lr must be above 0 and at most 1 (or -1: by model size), not 0.0"),
+    "epochs": (
+        0.0,
+        "--epochs must be above 0 and at most 1,000 (or -1: by model size), not 0.0. To train a fixed number",
+    ),
     "max_steps": (-5, "--max-steps must be at least 1 and at most 10,000,000 (or -1), not -5"),
     "lora_r": (0, "--lora-r must be at least 1 and at most 1,024, not 0"),
     "batch_size": (0, "--batch-size must be at least 1"),
@@ -58,7 +61,7 @@ def test_every_setting_is_range_checked_before_anything_exists(home, db, tiny_mo
 
 def test_not_a_number_and_numbers_as_text_are_refused_naming_the_setting(home, db, tmp_path, capsys):
     for argv, message in (
-        (["--lr", "nan"], "--lr must be above 0 and at most 1, not nan"),
+        (["--lr", "nan"], "--lr must be above 0 and at most 1 (or -1: by model size), not nan"),
         (["--lr=-1e-4"], "--lr must be above 0"),
         (["--batch-size", "two"], "--batch-size must be a whole number, not 'two'"),
         (["--config", write_json(tmp_path / "c.json", {"lr": "1e-4"})], "c.json: --lr must be a number"),

@@ -24,6 +24,7 @@ def test_schema_is_created_with_wal_foreign_keys_and_recorded_migrations(db, hom
         "m005_role_format_and_metric",
         "m006_preferences",
         "m007_blind_votes",
+        "m008_checkpoint_scores",
     ]
     again = connect()  # reopening applies nothing twice
     assert [row["name"] for row in again["_sqlite_migrations"].rows] == applied

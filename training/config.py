@@ -1,9 +1,10 @@
 """The trainer's settings: one dataclass and one schema, read from defaults, a JSON file, then flags.
 
-Defaults are the tutorials': LoRA r=8, alpha 32, dropout 0.1 on q/k/v/o/gate/up/down, lr 1e-4,
-3 epochs, max length 384. Every setting carries its accepted range or choices here, and
-`check_settings` is the one place they are enforced: flags, a `--config` file and the training
-page's form all go through it before any job row or folder exists.
+Defaults are the tutorials': LoRA r=8, alpha 32, dropout 0.1 on q/k/v/o/gate/up/down, max length
+384; learning rate and epochs follow the model's size (training/defaults.py: the tutorials' lr 1e-4
+and 3 epochs from a billion parameters up, measured ones below). Every setting carries its
+accepted range or choices here, and `check_settings` is the one place they are enforced: flags, a
+`--config` file and the training page's form all go through it before any job row or folder exists.
 """
 
 import argparse
@@ -31,6 +32,7 @@ class Rule:
     high_open: bool = False
     choices: tuple = ()
     also: tuple = ()  # extra accepted values outside the interval (max steps -1)
+    also_means_by_size: bool = False  # the extra value asks for the model size's default
     pattern: str = ""
 
     def describe(self) -> str:
@@ -48,7 +50,8 @@ class Rule:
             bounds.append(
                 (texts.RULE_BELOW if self.high_open else texts.RULE_AT_MOST).format(number=_number(self.high))
             )
-        extra = "".join(texts.RULE_OR_ALSO.format(number=_number(value)) for value in self.also)
+        extra_text = texts.RULE_OR_BY_SIZE if self.also_means_by_size else texts.RULE_OR_ALSO
+        extra = "".join(extra_text.format(number=_number(value)) for value in self.also)
         return texts.RULE_AND.join(bounds) + extra
 
     def accepts(self, value) -> bool:
@@ -86,7 +89,11 @@ class TrainConfig:
         "", "yuan, chat_template or plain (default: the base model's)", Rule(choices=("", *PROMPT_FORMATS))
     )
     # how much
-    epochs: float = _option(3.0, "training epochs", Rule(low=0, high=1000, low_open=True))
+    epochs: float = _option(
+        -1.0,
+        "training epochs (-1: by model size, see training/defaults.py)",
+        Rule(low=0, high=1000, low_open=True, also=(-1,), also_means_by_size=True),
+    )
     max_steps: int = _option(
         -1, "stop after this many optimizer steps (overrides --epochs)", Rule(low=1, high=10**7, also=(-1,))
     )
@@ -97,7 +104,11 @@ class TrainConfig:
     )
     skip_evaluation: bool = _option(False, "do not evaluate on the held-out examples after training")
     # optimisation
-    lr: float = _option(1e-4, "learning rate", Rule(low=0, high=1, low_open=True))
+    lr: float = _option(
+        -1.0,
+        "learning rate (-1: by model size, see training/defaults.py)",
+        Rule(low=0, high=1, low_open=True, also=(-1,), also_means_by_size=True),
+    )
     batch_size: int = _option(4, "examples per device per step", Rule(low=1, high=4096))
     grad_accum: int = _option(4, "gradient accumulation steps", Rule(low=1, high=4096))
     lora_r: int = _option(8, "LoRA rank", Rule(low=1, high=1024))

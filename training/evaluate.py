@@ -15,6 +15,7 @@ import json
 import math
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -98,25 +99,11 @@ def evaluate(
         from engine.generation import ChatEngine
 
         engine = ChatEngine(base_model)
-    inputs = [formats.user_text(role, r["instruction"], r["input"]) for r in dataset.records]
-    references = [r["output"] for r in dataset.records]
-    greedy = role.decoding.with_changes(do_sample=False)
-    limits = length_caps(engine.tokenizer, references, greedy.max_new_tokens)
-    predictions = engine.generate_batch(
-        inputs,
-        role=role,
-        adapter=adapter,
-        decoding=greedy,
-        batch_size=batch_size,
-        max_new_tokens=limits,
-        progress=progress,
+    scored = score_records(
+        engine, dataset.records, role=role, adapter=adapter, batch_size=batch_size, progress=progress
     )
-    if kind == "translation":
-        scores, signature = translation_scores(predictions, references)
-    else:
-        total, count = engine.reference_loss(dataset.records, role=role, adapter=adapter)
-        scores = {"loss": total / count, "perplexity": math.exp(total / count), "tokens": count}
-        signature = f"mean cross-entropy over {count} reference tokens, prompts as in training"
+    scores, signature = scored.scores, scored.signature
+    inputs, references, predictions = scored.inputs, scored.references, scored.predictions
     who = f"{adapter_name}-{adapter['id']}" if adapter else f"base-{_short_hash(base_model, role.name)}"
     path = _write_predictions(out, who, dataset, inputs, references, predictions)
     row = evaluation_rows.store(
@@ -134,6 +121,44 @@ def evaluate(
         predictions_path=str(path),
     )
     return row, False
+
+
+@dataclass
+class Scored:
+    scores: dict
+    signature: str
+    inputs: list[str]
+    references: list[str]
+    predictions: list[str]  # empty when only the loss was asked for
+
+
+def score_records(
+    engine, records: list[dict], *, role, adapter, batch_size: int = 16, progress=None, predict: bool = True
+) -> Scored:
+    """Score `records` with the role's metric: translators by greedy generation, BLEU and chrF;
+    other roles by the references' loss (and greedy predictions for reading, unless `predict` is
+    False: a checkpoint's score needs the loss alone)."""
+    inputs = [formats.user_text(role, r["instruction"], r["input"]) for r in records]
+    references = [r["output"] for r in records]
+    predictions = []
+    if role.metric == "translation" or predict:
+        greedy = role.decoding.with_changes(do_sample=False)
+        predictions = engine.generate_batch(
+            inputs,
+            role=role,
+            adapter=adapter,
+            decoding=greedy,
+            batch_size=batch_size,
+            max_new_tokens=length_caps(engine.tokenizer, references, greedy.max_new_tokens),
+            progress=progress,
+        )
+    if role.metric == "translation":
+        scores, signature = translation_scores(predictions, references)
+    else:
+        total, count = engine.reference_loss(records, role=role, adapter=adapter)
+        scores = {"loss": total / count, "perplexity": math.exp(total / count), "tokens": count}
+        signature = f"mean cross-entropy over {count} reference tokens, prompts as in training"
+    return Scored(scores, signature, inputs, references, predictions)
 
 
 def evaluate_with_base(db, *, adapter_name: str, data: str, engine, limit=None, progress=None) -> list[dict]:

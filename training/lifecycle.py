@@ -32,6 +32,7 @@ from registry import jobs as job_rows
 from registry.db import to_json
 from registry.errors import UserError
 from registry.names import check_name
+from training import defaults
 from training.batching import choose_packing
 from training.config import TrainConfig, check_settings
 from training.data import Dataset, load_dataset, split_holdout
@@ -68,6 +69,7 @@ class Plan:
     tokenizer: object
     tokenized: TokenizedDataset
     packing: bool
+    by_size: defaults.Recommendation | None = None  # when --lr or --epochs was -1 (by model size)
 
     def job_fields(self) -> dict:
         return {
@@ -91,7 +93,7 @@ def check(db, config: TrainConfig, *, job: dict | None = None, base_dir: Path | 
     folder for the page)."""
     config = check_settings(config.as_dict())
     name = check_name(config.name)
-    _refuse_taken_name(db, name, job)
+    refuse_taken_name(db, name, job)
     role = get_role(db, config.role)
     if not config.data.strip():
         raise UserError(texts.ERR_NO_DATA_CLI)
@@ -105,6 +107,7 @@ def check(db, config: TrainConfig, *, job: dict | None = None, base_dir: Path | 
         )
     trained, heldout = split_holdout(dataset, config.holdout, config.seed)
     model_dir = models.resolve_model_dir(spec, progress)
+    config, by_size = defaults.resolve(config, model_dir)
     model_type = models.check_model_folder(model_dir, config.trust_remote_code)
     packing = choose_packing(config.packing, model_type, config.trust_remote_code)
     tokenizer = models.load_tokenizer(model_dir, spec, config.trust_remote_code)
@@ -115,7 +118,7 @@ def check(db, config: TrainConfig, *, job: dict | None = None, base_dir: Path | 
     canonical = replace(
         config, name=name, base=spec.model_id, data=str(dataset.path), prompt_format=prompt_format
     )
-    return Plan(canonical, role, trained, heldout, spec, model_dir, tokenizer, tokenized, packing)
+    return Plan(canonical, role, trained, heldout, spec, model_dir, tokenizer, tokenized, packing, by_size)
 
 
 def data_path(text: str, base_dir: Path | None = None) -> Path:
@@ -125,7 +128,7 @@ def data_path(text: str, base_dir: Path | None = None) -> Path:
     return (path if path.is_absolute() else Path(base_dir or Path.cwd()) / path).resolve()
 
 
-def _refuse_taken_name(db, name: str, job: dict | None) -> None:
+def refuse_taken_name(db, name: str, job: dict | None) -> None:
     own = job["id"] if job else None
     if adapter_rows.get(db, name) is not None:
         raise UserError(texts.ERR_ADAPTER_EXISTS.format(name=name))

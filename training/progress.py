@@ -11,12 +11,15 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from registry import checkpoints as checkpoint_rows
 from registry import connect
 from registry import jobs as job_rows
 from training.cancellation import Cancellation
+from training.checkpoints import keep_weights
 
 HEARTBEAT_SECONDS = 5.0
 COMPLETE_MARKER = "translator-complete.json"
+SCORED_EXAMPLES = 100  # enough to rank checkpoints; the full held-out set scores the published one
 
 log = logging.getLogger("translator.train")
 
@@ -102,6 +105,78 @@ class RegistryProgress(TrainerCallback):
 
     def mean_tokens_per_second(self) -> float | None:
         return sum(self._rates) / len(self._rates) if self._rates else None
+
+
+class _ScoringStopped(Exception):
+    """A cancel arrived while a checkpoint was being scored: stop scoring, let training stop."""
+
+
+class CheckpointScorer(TrainerCallback):
+    """Scores each checkpoint as soon as it is completely saved (after `RegistryProgress` marks it)."""
+
+    def __init__(self, db, job_id: int, job_dir: Path, plan, cancellation):
+        self.db, self.job_id, self.job_dir, self.plan = db, job_id, Path(job_dir), plan
+        self.cancellation = cancellation
+        self.records = plan.heldout[:SCORED_EXAMPLES]
+
+    def on_save(self, args, state, control, model=None, **kwargs):
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if model is None or self.cancellation.requested.is_set():
+            return  # the checkpoint of a cancel: the job stops now, a resume scores its last step
+        self.score(model, checkpoint, state.global_step, state.epoch)
+
+    def score_if_missing(self, model, checkpoint: Path) -> None:
+        """A resumed job whose last checkpoint was saved but not scored (stopped meanwhile)."""
+        step = int(checkpoint.name.rsplit("-", 1)[1])
+        if not any(row["step"] == step for row in checkpoint_rows.for_job(self.db, self.job_id)):
+            self.score(model, checkpoint, step, epoch=None)
+
+    def score(self, model, checkpoint: Path, step: int, epoch: float | None) -> None:
+        if not self.records or not (checkpoint / COMPLETE_MARKER).is_file():
+            return
+        weights = keep_weights(checkpoint, self.job_dir, step)
+        try:
+            scored = self._score(model)
+        except _ScoringStopped:
+            log.info("scoring checkpoint %d stopped by a cancel", step)
+            return
+        finally:
+            model.train()
+        row = checkpoint_rows.store(
+            self.db,
+            job_id=self.job_id,
+            step=step,
+            epoch=epoch,
+            kind=self.plan.role.metric,
+            scores=scored.scores,
+            num_examples=len(self.records),
+            signature=scored.signature,
+            weights_path=str(weights),
+        )
+        job_rows.heartbeat(self.db, self.job_id)
+        log.info(
+            "checkpoint %d scored on %d held-out examples: %s",
+            step,
+            len(self.records),
+            ", ".join(f"{key} {value:.4g}" for key, value in row["scores"].items()),
+        )
+
+    def _score(self, model):
+        from engine.generation import ChatEngine
+        from training.evaluate import score_records
+
+        plan = self.plan
+        engine, adapter = ChatEngine.around_training(
+            model, plan.tokenizer, plan.spec, plan.model_dir, plan.config.prompt_format
+        )
+
+        def stop_if_cancelled(_done: int) -> None:
+            if self.cancellation.requested.is_set():
+                raise _ScoringStopped
+
+        return score_records(
+            engine, self.records, role=plan.role, adapter=adapter, progress=stop_if_cancelled, predict=False
+        )
 
 
 class Heartbeat:

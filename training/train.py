@@ -11,8 +11,10 @@ folder or row. While training, progress, loss and a heartbeat go to the registry
 `$TRANSLATOR_HOME/jobs/<id>/train.log`; checkpoints are saved every epoch (or --save-steps) and
 marked complete once written. SIGTERM or Ctrl-C: while preparing, loading or waiting for the
 device the job ends at once; while training, after the current micro-batch, with a checkpoint.
-The adapter is written to a temporary folder, renamed into `$TRANSLATOR_HOME/adapters/<name>/`,
-registered, and then scored on the held-out examples with the same model (status evaluating).
+Each checkpoint is scored on the held-out examples as it is saved (training/checkpoints.py), and
+the best one by the role's metric is published, not merely the last. The adapter is written to a
+temporary folder, renamed into `$TRANSLATOR_HOME/adapters/<name>/`, registered, and then scored on
+all the held-out examples with the same model, next to its base (status evaluating).
 
 Exit codes: 0 published, 1 the job failed, 2 bad input (nothing created), 143 cancelled.
 """
@@ -179,6 +181,10 @@ def _run(db, plan: lifecycle.Plan, job: dict, cancellation: Cancellation, launch
             plan.config.prompt_format,
         )
         log.info("data %s [%s]: %s", plan.dataset.name, plan.dataset.fingerprint, plan.tokenized.summary())
+        if plan.by_size is not None:
+            log.info(
+                "learning rate %g, %g epochs: %s", plan.config.lr, plan.config.epochs, plan.by_size.reason()
+            )
         if _train_and_publish(run) == "cancelled":
             job_rows.finish(db, job["id"], "cancelled")
             log.info("cancelled; a checkpoint was saved: resume with --resume --name %s", plan.config.name)
@@ -266,7 +272,8 @@ def _train(run: _Run):
     from transformers import Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
-    from training.progress import RegistryProgress, TokenCounter, newest_complete_checkpoint
+    from training.checkpoints import choose_and_restore
+    from training.progress import CheckpointScorer, RegistryProgress, TokenCounter, newest_complete_checkpoint
 
     config, plan = run.config, run.plan
     device = config.device or models.choose_device()
@@ -323,12 +330,14 @@ def _train(run: _Run):
     )
     counter = TokenCounter(batching.collator(plan.tokenizer, recipe))
     progress = RegistryProgress(run.db, run.job["id"], counter, run.cancellation)
+    scorer = CheckpointScorer(run.db, run.job["id"], run.job_dir, plan, run.cancellation)
     trainer = Trainer(
         model=model,
         args=arguments,
         train_dataset=[{"input_ids": e.input_ids, "labels": e.labels} for e in plan.tokenized.examples],
         data_collator=counter,
-        callbacks=[progress],
+        # progress first: it marks a checkpoint complete before the scorer looks at it
+        callbacks=[progress] + ([scorer] if not config.skip_evaluation else []),
     )
     trainer.remove_callback(PrinterCallback)  # our callback logs each step already
     resume_from = newest_complete_checkpoint(checkpoints) if config.resume else None
@@ -337,6 +346,8 @@ def _train(run: _Run):
     with run.cancellation.deferred():
         if resume_from is not None and _already_finished(resume_from):
             summary = _summary_from_checkpoint(model, resume_from)
+            if not config.skip_evaluation:
+                scorer.score_if_missing(model, resume_from)
         else:
             result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
             summary = {
@@ -350,7 +361,8 @@ def _train(run: _Run):
     gc.collect()
     if run.cancellation.requested.is_set():
         return None, None
-    return model, {**summary, "recipe": recipe.describe()}
+    choice = choose_and_restore(run.db, run.job["id"], model, final_step=summary["steps"])
+    return model, {**summary, **(choice.as_metrics() if choice else {}), "recipe": recipe.describe()}
 
 
 def _already_finished(checkpoint: Path) -> bool:

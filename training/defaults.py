@@ -1,0 +1,118 @@
+"""Learning rate and epochs chosen by the base model's size, from measurements.
+
+The tutorials' lr 1e-4 and 3 epochs were chosen for 2-3B models (Yuan2-2B, Llama-3.2-3B). A model
+under a billion parameters learns far too slowly with them: bench/training_defaults.py measured
+held-out BLEU per checkpoint for the built-in models at several rates (figures in bench/README.md
+and in the reason the training page shows). `-1` for --lr or --epochs means "by model size";
+`lifecycle.check` puts the chosen numbers into the job's canonical config.
+"""
+
+import json
+import math
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine import models, texts
+from registry.errors import UserError
+
+BY_SIZE = -1  # the value of --lr / --epochs that asks for the size's default
+
+
+@dataclass(frozen=True)
+class SizeClass:
+    below: float  # parameters
+    lr: float
+    epochs: float
+    name: str  # small | large
+
+
+SIZE_CLASSES = (
+    SizeClass(below=1e9, lr=1e-3, epochs=2.0, name="small"),
+    SizeClass(below=math.inf, lr=1e-4, epochs=3.0, name="large"),
+)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    lr: float
+    epochs: float
+    parameters: float | None
+
+    @property
+    def size_class(self) -> SizeClass:
+        return _size_class(self.parameters)
+
+    def reason(self) -> str:
+        size = (
+            texts.DEFAULTS_SIZE.format(billions=self.parameters / 1e9)
+            if self.parameters is not None
+            else texts.DEFAULTS_SIZE_UNKNOWN
+        )
+        text = texts.DEFAULTS_SMALL if self.size_class.name == "small" else texts.DEFAULTS_LARGE
+        return text.format(size=size, lr=f"{self.lr:g}", epochs=f"{self.epochs:g}")
+
+
+def recommend(parameters: float | None) -> Recommendation:
+    """The defaults for a model of this many parameters; an unknown size gets the tutorials'."""
+    chosen = _size_class(parameters)
+    return Recommendation(chosen.lr, chosen.epochs, parameters)
+
+
+def _size_class(parameters: float | None) -> SizeClass:
+    if parameters is None:
+        return SIZE_CLASSES[-1]
+    return next(c for c in SIZE_CLASSES if parameters < c.below)
+
+
+def parameter_count(model_dir: Path) -> int | None:
+    """Parameters stored in a model folder's safetensors files, read from their headers only (no
+    weights are loaded). None for a folder without safetensors."""
+    total, found = 0, False
+    for path in sorted(Path(model_dir).glob("*.safetensors")):
+        try:
+            with open(path, "rb") as file:
+                (length,) = struct.unpack("<Q", file.read(8))
+                header = json.loads(file.read(length))
+        except (OSError, ValueError, struct.error):
+            return None
+        found = True
+        total += sum(math.prod(entry["shape"]) for key, entry in header.items() if key != "__metadata__")
+    return total if found else None
+
+
+def known_parameters(model_id: str) -> float | None:
+    """The size of a model the studio knows, or of a local folder, before anything is downloaded."""
+    entry = models.CATALOGUE.get(model_id)
+    if entry is not None and entry.parameters:
+        return entry.parameters
+    try:
+        spec = models.parse_model_id(model_id)
+    except UserError:  # still being typed: no size yet
+        return None
+    if spec.source == "local":
+        return parameter_count(Path(spec.name))
+    return None
+
+
+def for_base(model_id: str) -> Recommendation:
+    return recommend(known_parameters(model_id))
+
+
+def resolve(config, model_dir: Path):
+    """`config` with --lr / --epochs of -1 replaced by the defaults for the model in `model_dir`,
+    and the recommendation (None when the user set both)."""
+    from dataclasses import replace
+
+    if config.lr != BY_SIZE and config.epochs != BY_SIZE:
+        return config, None
+    parameters = parameter_count(model_dir) or known_parameters(config.base)
+    chosen = recommend(parameters)
+    return (
+        replace(
+            config,
+            lr=chosen.lr if config.lr == BY_SIZE else config.lr,
+            epochs=chosen.epochs if config.epochs == BY_SIZE else config.epochs,
+        ),
+        chosen,
+    )
