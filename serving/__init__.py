@@ -1,0 +1,1 @@
+"""Adapters leave the studio: merge (and, next, GGUF, Ollama, an OpenAI-compatible server)."""
