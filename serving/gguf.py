@@ -1,0 +1,104 @@
+"""GGUF for llama.cpp and Ollama: the merged model, or the adapter alone for `llama-cli --lora`.
+
+    python -m serving.gguf --adapter med-zh-1 --out med-zh-1.gguf --type f16
+    python -m serving.gguf --adapter med-zh-1 --out med-zh-1-lora.gguf --lora
+
+Both go through llama.cpp's own converters (serving/llama_cpp.py). The file is written under a
+temporary name and renamed whole; an existing file is refused. Yuan2 is not an architecture
+llama.cpp knows: export the merged model (serving.merge) instead.
+"""
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from engine import models, texts
+from engine.adapters import check_loadable
+from registry import adapters as adapter_rows
+from registry import connect
+from registry.errors import UserError
+from serving import llama_cpp, merge
+
+TYPES = ("f32", "f16", "bf16", "q8_0")
+
+
+def export_merged(db, adapter_name: str, out: str | Path, *, outtype: str = "f16") -> Path:
+    """The adapter folded into its base, as one GGUF file of `outtype`."""
+    adapter, out = _check(db, adapter_name, out, outtype)
+    merged = out.with_name(f".tmp-merged-{out.name}")
+    shutil.rmtree(merged, ignore_errors=True)
+    try:
+        merge.merge(db, adapter_name, merged, dtype="fp32")
+        _convert(out, "convert_hf_to_gguf.py", str(merged), "--outtype", outtype)
+    finally:
+        shutil.rmtree(merged, ignore_errors=True)
+    return out
+
+
+def export_lora(db, adapter_name: str, out: str | Path, *, outtype: str = "f32") -> Path:
+    """The adapter alone, as a GGUF LoRA for llama.cpp's `--lora` next to the base model's GGUF."""
+    adapter, out = _check(db, adapter_name, out, outtype)
+    folder = check_loadable(adapter, adapter["base_model"])
+    base_dir = models.resolve_model_dir(models.parse_model_id(adapter["base_model"]))
+    _convert(out, "convert_lora_to_gguf.py", "--base", str(base_dir), "--outtype", outtype, str(folder))
+    return out
+
+
+def _check(db, adapter_name: str, out: str | Path, outtype: str) -> tuple[dict, Path]:
+    if outtype not in TYPES:
+        raise UserError(texts.ERR_GGUF_TYPE.format(type=outtype, choices=", ".join(TYPES)))
+    adapter = adapter_rows.require(db, adapter_name)
+    out = Path(out).expanduser().resolve()
+    if out.exists():
+        raise UserError(texts.ERR_EXPORT_EXISTS.format(path=out))
+    if adapter["prompt_format"] == "yuan" or _model_type(adapter) == models.YUAN_MODEL_TYPE:
+        raise UserError(texts.ERR_GGUF_YUAN.format(name=adapter_name))
+    llama_cpp.converters()  # say it is missing before any work
+    return adapter, out
+
+
+def _model_type(adapter: dict) -> str | None:
+    spec = models.parse_model_id(adapter["base_model"])
+    if spec.source != "local":
+        return None
+    try:
+        return models.check_model_folder(Path(spec.name), needs=())
+    except UserError:
+        return None
+
+
+def _convert(out: Path, script: str, *args: str) -> None:
+    staging = out.with_name(f".tmp-{out.name}")
+    staging.unlink(missing_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        llama_cpp.run_converter(script, *args, "--outfile", str(staging))
+        staging.rename(out)
+    except OSError as error:
+        raise UserError(texts.ERR_EXPORT_WRITE.format(path=out, error=models.first_line(error))) from error
+    finally:
+        staging.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m serving.gguf", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--adapter", required=True, help="registered adapter to export")
+    parser.add_argument("--out", required=True, help="GGUF file to write (must not exist)")
+    parser.add_argument("--type", default=None, choices=TYPES, help="f16 merged, f32 LoRA by default")
+    parser.add_argument("--lora", action="store_true", help="the adapter alone, for llama.cpp's --lora")
+    args = parser.parse_args(argv)
+    try:
+        if args.lora:
+            out = export_lora(connect(), args.adapter, args.out, outtype=args.type or "f32")
+        else:
+            out = export_merged(connect(), args.adapter, args.out, outtype=args.type or "f16")
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"GGUF written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
