@@ -48,17 +48,24 @@ def user_text(role: Role, instruction: str = "", input_text: str = "") -> str:
 def prompt_ids(
     tokenizer, prompt_format: str, role: Role, text: str, history: Sequence[Turn] = ()
 ) -> list[int]:
+    rendered = prompt_text(tokenizer, prompt_format, role, text, history)
+    return (_bos(tokenizer) if prompt_format == "plain" else []) + _encode(tokenizer, rendered)
+
+
+def prompt_text(tokenizer, prompt_format: str, role: Role, text: str, history: Sequence[Turn] = ()) -> str:
+    """The prompt as text, before tokenisation (the plain format's begin token, which the tokenizer
+    itself would add, is not part of it): what an exported Modelfile's template must reproduce."""
     history = history if role.uses_history else ()
     if prompt_format == "yuan":
         past = "".join(f"{q}<sep>{a}<eod>" for q, a in history)
-        return _encode(tokenizer, f"{past}{text}<sep>")
+        return f"{past}{text}<sep>"
     if prompt_format == "chat_template":
-        return _template_ids(tokenizer, _messages(role, text, history), add_generation_prompt=True)
+        return _template_text(tokenizer, _messages(role, text, history), add_generation_prompt=True)
     if prompt_format == "plain":
         eos = tokenizer.eos_token or ""
         system = f"{role.system_prompt}\n\n" if role.system_prompt else ""
         past = "".join(f"{q}\n\n{a}{eos}\n\n" for q, a in history)
-        return _bos(tokenizer) + _encode(tokenizer, f"{system}{past}{text}\n\n")
+        return f"{system}{past}{text}\n\n"
     raise UserError(texts.ERR_UNKNOWN_FORMAT.format(value=prompt_format, choices=", ".join(FORMATS)))
 
 
@@ -118,15 +125,18 @@ def _messages(role: Role, text: str, history: Sequence[Turn]) -> list[dict]:
 
 
 def _template_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) -> list[int]:
+    return _encode(tokenizer, _template_text(tokenizer, messages, add_generation_prompt))
+
+
+def _template_text(tokenizer, messages: list[dict], add_generation_prompt: bool) -> str:
     if not getattr(tokenizer, "chat_template", None):
         raise UserError(texts.ERR_NO_CHAT_TEMPLATE)
-    rendered = tokenizer.apply_chat_template(
+    return tokenizer.apply_chat_template(
         messages,
         tokenize=False,
         add_generation_prompt=add_generation_prompt,
         date_string=TEMPLATE_DATE,
     )
-    return _encode(tokenizer, rendered)
 
 
 def _encode(tokenizer, text: str) -> list[int]:

@@ -655,6 +655,10 @@ _TEXTS = dict(
         "llama.cpp 不认识 Yuan2 架构，无法把 {name} 导出为 GGUF：请导出合并后的模型（python -m serving.merge），用 transformers 或 vLLM 运行。",
         "llama.cpp does not know the Yuan2 architecture, so {name} cannot become a GGUF file: export the merged model instead (python -m serving.merge) and run it with transformers or vLLM.",
     ),
+    ERR_OLLAMA_TEMPLATE=(
+        "无法为 {format} 格式写出 Ollama 模板：该格式的提示词不能只用 System 与 Prompt 两个字段表示。请直接使用合并后的模型。",
+        "Cannot write an Ollama template for the {format} format: its prompt cannot be expressed with the System and Prompt fields alone. Use the merged model directly.",
+    ),
     ERR_MERGE_DTYPE=(
         "不支持的精度 {dtype}：可选 {choices}。",
         "Unsupported dtype {dtype}: choose one of {choices}.",

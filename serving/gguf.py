@@ -4,8 +4,9 @@
     python -m serving.gguf --adapter med-zh-1 --out med-zh-1-lora.gguf --lora
 
 Both go through llama.cpp's own converters (serving/llama_cpp.py). The file is written under a
-temporary name and renamed whole; an existing file is refused. Yuan2 is not an architecture
-llama.cpp knows: export the merged model (serving.merge) instead.
+temporary name and renamed whole; an existing file is refused. Next to it goes an Ollama Modelfile
+(serving/ollama.py): always for the merged model; for the LoRA, when the base model's GGUF is
+given. Yuan2 is not an architecture llama.cpp knows: export the merged model (serving.merge) instead.
 """
 
 import argparse
@@ -18,7 +19,7 @@ from engine.adapters import check_loadable
 from registry import adapters as adapter_rows
 from registry import connect
 from registry.errors import UserError
-from serving import llama_cpp, merge
+from serving import llama_cpp, merge, ollama
 
 TYPES = ("f32", "f16", "bf16", "q8_0")
 
@@ -33,15 +34,37 @@ def export_merged(db, adapter_name: str, out: str | Path, *, outtype: str = "f16
         _convert(out, "convert_hf_to_gguf.py", str(merged), "--outtype", outtype)
     finally:
         shutil.rmtree(merged, ignore_errors=True)
+    _write_modelfile(db, adapter, out, gguf=f"./{out.name}")
     return out
 
 
-def export_lora(db, adapter_name: str, out: str | Path, *, outtype: str = "f32") -> Path:
-    """The adapter alone, as a GGUF LoRA for llama.cpp's `--lora` next to the base model's GGUF."""
+def modelfile_path(gguf_file: Path) -> Path:
+    return gguf_file.with_name(f"{gguf_file.stem}.Modelfile")
+
+
+def _write_modelfile(db, adapter: dict, gguf_file: Path, *, gguf: str, lora: str | None = None) -> Path:
+    """`ollama create NAME -f <file>.Modelfile` next to the GGUF (see serving/ollama.py)."""
+    from engine.roles import get_role
+
+    spec = models.parse_model_id(adapter["base_model"])
+    tokenizer = models.load_tokenizer(models.resolve_model_dir(spec), spec)
+    text = ollama.modelfile(tokenizer, adapter, get_role(db, adapter["role"]), gguf=gguf, lora=lora)
+    return ollama.write(modelfile_path(gguf_file), text)
+
+
+def export_lora(
+    db, adapter_name: str, out: str | Path, *, outtype: str = "f32", base_gguf: str | None = None
+) -> Path:
+    """The adapter alone, as a GGUF LoRA for llama.cpp's `--lora` next to the base model's GGUF;
+    with `base_gguf` (the base model as GGUF), also a Modelfile with it as FROM and this as ADAPTER."""
     adapter, out = _check(db, adapter_name, out, outtype)
     folder = check_loadable(adapter, adapter["base_model"])
     base_dir = models.resolve_model_dir(models.parse_model_id(adapter["base_model"]))
     _convert(out, "convert_lora_to_gguf.py", "--base", str(base_dir), "--outtype", outtype, str(folder))
+    if base_gguf:
+        _write_modelfile(
+            db, adapter, out, gguf=str(Path(base_gguf).expanduser().resolve()), lora=f"./{out.name}"
+        )
     return out
 
 
@@ -87,16 +110,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="GGUF file to write (must not exist)")
     parser.add_argument("--type", default=None, choices=TYPES, help="f16 merged, f32 LoRA by default")
     parser.add_argument("--lora", action="store_true", help="the adapter alone, for llama.cpp's --lora")
+    parser.add_argument("--base-gguf", help="with --lora: the base model's GGUF, for the Modelfile's FROM")
     args = parser.parse_args(argv)
     try:
         if args.lora:
-            out = export_lora(connect(), args.adapter, args.out, outtype=args.type or "f32")
+            out = export_lora(
+                connect(), args.adapter, args.out, outtype=args.type or "f32", base_gguf=args.base_gguf
+            )
         else:
             out = export_merged(connect(), args.adapter, args.out, outtype=args.type or "f16")
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"GGUF written to {out}")
+    if modelfile_path(out).is_file():
+        print(f"Ollama: ollama create {args.adapter} -f {modelfile_path(out)}")
     return 0
 
 

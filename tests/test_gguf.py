@@ -41,6 +41,7 @@ def test_the_merged_gguf_reads_back_with_the_merged_models_logits(db, adapter, t
     for outtype, tolerance in (("f32", 1e-4), ("f16", 2e-2)):
         path = gguf_export.export_merged(db, "g", tmp_path / f"g-{outtype}.gguf", outtype=outtype)
         assert path.is_file() and not list(tmp_path.glob(".tmp-*"))
+        assert f"FROM ./g-{outtype}.gguf\n" in gguf_export.modelfile_path(path).read_text(encoding="utf-8")
         back = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name, dtype=torch.float32)
         difference = (_logits(back) - reference).abs().max().item()
         # f16 keeps 11 significant bits: each weight moves by up to 2^-11 of itself, and these
