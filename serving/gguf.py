@@ -16,7 +16,6 @@ from pathlib import Path
 
 from engine import models, texts
 from engine.adapters import check_loadable
-from registry import adapters as adapter_rows
 from registry import connect
 from registry.errors import UserError
 from serving import llama_cpp, merge, ollama
@@ -71,10 +70,7 @@ def export_lora(
 def _check(db, adapter_name: str, out: str | Path, outtype: str) -> tuple[dict, Path]:
     if outtype not in TYPES:
         raise UserError(texts.ERR_GGUF_TYPE.format(type=outtype, choices=", ".join(TYPES)))
-    adapter = adapter_rows.require(db, adapter_name)
-    out = Path(out).expanduser().resolve()
-    if out.exists():
-        raise UserError(texts.ERR_EXPORT_EXISTS.format(path=out))
+    adapter, out = merge.export_target(db, adapter_name, out)
     if adapter["prompt_format"] == "yuan" or _model_type(adapter) == models.YUAN_MODEL_TYPE:
         raise UserError(texts.ERR_GGUF_YUAN.format(name=adapter_name))
     llama_cpp.converters()  # say it is missing before any work

@@ -37,10 +37,7 @@ def merge(db, adapter_name: str, out: str | Path, *, dtype: str = "fp32", progre
 
     if dtype not in DTYPES:
         raise UserError(texts.ERR_MERGE_DTYPE.format(dtype=dtype, choices=", ".join(DTYPES)))
-    adapter = adapter_rows.require(db, adapter_name)
-    out = Path(out).expanduser().resolve()
-    if out.exists():
-        raise UserError(texts.ERR_EXPORT_EXISTS.format(path=out))
+    adapter, out = export_target(db, adapter_name, out)
     folder = check_loadable(adapter, adapter["base_model"])
     spec = models.parse_model_id(adapter["base_model"])
     model_dir = models.resolve_model_dir(spec, progress)
@@ -75,6 +72,16 @@ def merge(db, adapter_name: str, out: str | Path, *, dtype: str = "fp32", progre
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
+
+
+def export_target(db, adapter_name: str, out: str | Path) -> tuple[dict, Path]:
+    """The adapter row and the absolute output path of an export, refused before any work when
+    the adapter is unknown or the output exists (an export never overwrites)."""
+    adapter = adapter_rows.require(db, adapter_name)
+    out = Path(out).expanduser().resolve()
+    if out.exists():
+        raise UserError(texts.ERR_EXPORT_EXISTS.format(path=out))
+    return adapter, out
 
 
 def _generation_config(model, tokenizer, adapter: dict, role):
