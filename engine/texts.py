@@ -202,7 +202,10 @@ _TEXTS = dict(
         "{count} 个样本超过最大长度 {max_length}，会被截断。",
         "{count} example(s) exceed the max length {max_length} and will be cut.",
     ),
-    HYPERPARAMETERS=("超参数（教程默认值）", "Hyperparameters (the tutorials' defaults)"),
+    HYPERPARAMETERS=(
+        "超参数（默认值：学习率与轮数按模型大小，其余为教程设置）",
+        "Hyperparameters (defaults: learning rate and epochs by model size, the rest the tutorials')",
+    ),
     SETTING_LABELS={
         "epochs": ("训练轮数 epochs", "Epochs"),
         "max_steps": ("最多步数（-1：按轮数）", "Max steps (-1: use epochs)"),

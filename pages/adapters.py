@@ -40,7 +40,7 @@ def checkpoint_section(db, adapter: dict) -> None:
     st.caption(texts.CHECKPOINTS_HEADING)
     if reason := checkpoints.describe_choice(adapter):
         st.caption(reason)
-    charts.checkpoint_scores(scored, height=150)
+    charts.checkpoint_scores(scored, height=240)
     st.dataframe(checkpoints.table(scored, adapter["metrics"].get("checkpoint_step")), hide_index=True)
     others = [row["step"] for row in scored if row["step"] != adapter["metrics"].get("checkpoint_step")]
     if not others:

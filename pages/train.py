@@ -77,7 +77,7 @@ def job_panel(job_id: int, started_as: str) -> None:
     ):
         column.metric(label, value)
     charts.loss_curve(job_rows.metrics_for(db, job_id), height=180)
-    charts.checkpoint_scores(checkpoint_rows.for_job(db, job_id), height=160)
+    charts.checkpoint_scores(checkpoint_rows.for_job(db, job_id), height=240)
     if view.failed_with:
         st.error(view.failed_with)
     if view.succeeded:
