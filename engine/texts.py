@@ -377,12 +377,12 @@ _TEXTS = dict(
         "默认值按模型大小（{size}）：学习率 {lr}，{epochs} 轮。教程的 1e-4 与 3 轮是为 2–3B 模型选的；"
         "十亿参数以下的模型用它学得太慢。本机实测（bench/training_defaults.py，Gemma-3-270m，ParaMed，"
         "每步 16 对，第 24 步留出集 BLEU）：学习率 1e-4 得 19.3，5e-4 得 24.6，1e-3 得 28.7。"
-        "两轮即 ParaMed 516 对的 65 步，在 2 个 CPU 核上约 30 分钟。",
+        "两轮即 ParaMed 516 对的 66 步，在 2 个 CPU 核上约 30 分钟。",
         "Defaults by model size ({size}): learning rate {lr}, {epochs} epochs. The tutorials' 1e-4 and 3 "
         "epochs were chosen for 2-3B models; a model under a billion parameters learns too slowly with them. "
         "Measured here (bench/training_defaults.py, Gemma-3-270m, ParaMed, 16 pairs a step, held-out BLEU at "
         "step 24): lr 1e-4 gave 19.3, 5e-4 gave 24.6, 1e-3 gave 28.7. "
-        "Two epochs of ParaMed's 516 pairs are 65 steps, about 30 minutes on 2 CPU cores.",
+        "Two epochs of ParaMed's 516 pairs are 66 steps, about 30 minutes on 2 CPU cores.",
     ),
     DEFAULTS_LARGE=(
         "默认值按模型大小（{size}）：学习率 {lr}，{epochs} 轮，即两个教程为 2–3B 模型（Yuan2-2B、Llama-3.2-3B）"
