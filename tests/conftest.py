@@ -207,3 +207,18 @@ def gemma_dir() -> Path:
     if importlib.util.find_spec(models.BUILTIN_MODELS[models.CHINESE_BUILTIN].package) is None:
         pytest.skip("the Gemma-3-270m packages are not installed (./setup.sh installs them)")
     return models.resolve_model_dir(models.parse_model_id(models.CHINESE_BUILTIN), progress=lambda *_: None)
+
+
+def use_running_server_navigation(monkeypatch) -> None:
+    """AppTest rebuilds Streamlit's page manager on every run, so each run would be a server's first
+    run, in legacy multipage mode because of our pages/ folder (the e2e tests cover that first run).
+    With this, every run sees what a running server sees after it."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    original_init = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)

@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 from registry import adapters, connect, jobs
 from registry import checkpoints as checkpoint_rows
 from registry.errors import UserError
-from tests.conftest import SAMPLE, TINY_TRAINING, run_module
+from tests.conftest import SAMPLE, TINY_TRAINING, run_module, use_running_server_navigation
 from training import checkpoints
 from training.checkpoints import Choice, best
 
@@ -177,7 +177,7 @@ def test_the_adapter_card_charts_the_checkpoints_and_publishes_another(trained, 
 
     monkeypatch.setenv("TRANSLATOR_HOME", str(trained))
     monkeypatch.setenv("TRANSLATOR_BASE_MODEL", str(tiny_model_dir))
-    _use_a_running_servers_navigation(monkeypatch)
+    use_running_server_navigation(monkeypatch)
     db = connect()
     chosen = adapters.get(db, "ck")["metrics"]["checkpoint_step"]
     with texts.in_language("en"):
@@ -205,16 +205,3 @@ def test_the_adapter_card_charts_the_checkpoints_and_publishes_another(trained, 
         )
     picked = adapters.get(connect(), "ck-picked")
     assert picked["metrics"]["checkpoint_step"] == int(step) and picked["metrics"]["checkpoint_of"] == "ck"
-
-
-def _use_a_running_servers_navigation(monkeypatch):
-    """As tests/test_pages.py does: every AppTest run sees the navigation a running server has."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original_init = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original_init(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)

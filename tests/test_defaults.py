@@ -63,11 +63,11 @@ def test_the_trainer_default_is_by_size_and_the_job_records_the_numbers(home, db
 def test_the_training_page_shows_each_bases_defaults_with_the_reason(home, tiny_model_dir, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from tests.test_checkpoints import _use_a_running_servers_navigation
+    from tests.conftest import use_running_server_navigation
     from tests.test_pages import ENTRY
 
     monkeypatch.setenv("TRANSLATOR_BASE_MODEL", str(tiny_model_dir))
-    _use_a_running_servers_navigation(monkeypatch)
+    use_running_server_navigation(monkeypatch)
     with texts.in_language("en"):
         app = AppTest.from_file(ENTRY, default_timeout=120)
         app.run()

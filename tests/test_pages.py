@@ -8,25 +8,14 @@ from streamlit.testing.v1 import AppTest
 
 from engine import texts
 from registry import adapters, connect, conversations, jobs
-from tests.conftest import PROJECT_ROOT, make_adapter, register_adapter
+from tests.conftest import PROJECT_ROOT, make_adapter, register_adapter, use_running_server_navigation
 
 ENTRY = str(PROJECT_ROOT / "翻译机器人.py")
 
 
 @pytest.fixture(autouse=True)
 def navigation_as_on_a_running_server(monkeypatch):
-    """AppTest rebuilds Streamlit's page manager on every run, so each run would be a server's first
-    run, in legacy multipage mode because of our pages/ folder (the e2e tests cover that first run).
-    Here every run sees what a running server sees after it."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original_init = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original_init(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
+    use_running_server_navigation(monkeypatch)
 
 
 @pytest.fixture
