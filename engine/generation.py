@@ -36,6 +36,9 @@ def _select_adapter_for_thread(module, args, kwargs):
     adapter = getattr(_thread_choice, "adapter", None)
     if adapter is None:
         return None
+    if isinstance(adapter, list):  # one adapter per row of a mixed batch (the API server's)
+        kwargs["adapter_names"] = adapter
+        return args, kwargs
     batch = args[0] if args else kwargs["x"]
     kwargs["adapter_names"] = [adapter] * batch.shape[0]
     return args, kwargs
@@ -163,6 +166,17 @@ class ChatEngine:
         return self.spec.model_id
 
     @property
+    def tokenizer_lock(self) -> threading.Lock:
+        """Held around every use of the tokenizer: fast tokenizers are not thread-safe."""
+        return self._tokenizer_lock
+
+    @property
+    def context_length(self) -> int:
+        """The longest sequence (prompt + reply) the model was built for."""
+        config = getattr(self.model.config, "get_text_config", lambda: self.model.config)()
+        return int(getattr(config, "max_position_embeddings", None) or 2048)
+
+    @property
     def loaded_adapters(self) -> list[str]:
         return list(self._loaded)
 
@@ -251,8 +265,8 @@ class ChatEngine:
         decoding = decoding or role.decoding
         prompt_format = (adapter or {}).get("prompt_format") or self.prompt_format
         stops = set(formats.stop_token_ids(self.tokenizer, prompt_format, self.model))
-        choose = _token_chooser(self.model, decoding)
-        pieces = _TextPieces(self.tokenizer, self._tokenizer_lock)
+        choose = token_chooser(self.model, decoding)
+        pieces = TextPieces(self.tokenizer, self._tokenizer_lock)
         sequence = torch.tensor([self.prompt_ids(role, text, history, adapter)], device=self.model.device)
         step_input, cache = sequence, None
         for _ in range(decoding.max_new_tokens):
@@ -279,6 +293,21 @@ class ChatEngine:
 
         with self._lock.shared(), torch.inference_mode():
             _thread_choice.adapter = self._choice_for(adapter)
+            try:
+                yield
+            finally:
+                _thread_choice.adapter = None
+
+    @contextlib.contextmanager
+    def answering_rows(self, adapters: Sequence[dict | None]):
+        """Compute a batch whose row i answers with `adapters[i]` (None: the base model), on this
+        thread only: PEFT's mixed-batch LoRA, for requests with different adapters batched together.
+        Every adapter must have been loaded (`ensure_adapter`) before."""
+        import torch
+
+        with self._lock.shared(), torch.inference_mode():
+            choices = [self._choice_for(adapter) for adapter in adapters]
+            _thread_choice.adapter = choices if self._peft_model is not None else None
             try:
                 yield
             finally:
@@ -344,7 +373,7 @@ class ChatEngine:
                     torch.tensor(mask, device=self.model.device),
                     [limits[i] for i in rows],
                     stop_ids,
-                    _token_chooser(self.model, decoding),
+                    token_chooser(self.model, decoding),
                 )
             with self._tokenizer_lock:
                 decoded = self.tokenizer.batch_decode(output, skip_special_tokens=True)
@@ -442,7 +471,7 @@ def _prefill(model, input_ids, attention_mask, positions):
             output = model(input_ids=input_ids[row : row + 1, pad:], use_cache=True, logits_to_keep=1)
             rows.append(output.past_key_values)
             row_logits.append(output.logits[:, -1].float())
-        cache = _stack_left_padded(rows, pads)
+        cache = stack_left_padded(rows, pads)
         if cache is not None:
             return torch.cat(row_logits), cache
     output = model(
@@ -455,7 +484,7 @@ def _prefill(model, input_ids, attention_mask, positions):
     return output.logits[:, -1].float(), output.past_key_values
 
 
-def _stack_left_padded(caches, pads):
+def stack_left_padded(caches, pads):
     """One batch cache from single-row caches (full-attention layers only), else None."""
     import torch
     from transformers.cache_utils import DynamicLayer
@@ -480,9 +509,10 @@ def _stack_left_padded(caches, pads):
     return merged
 
 
-def _token_chooser(model, decoding: Decoding):
+def token_chooser(model, decoding: Decoding, generator=None):
     """The next token as `generate()` picks it: repetition penalty, then (when sampling)
-    temperature, the model's top-k (50 unless its generation config says otherwise) and top-p."""
+    temperature, the model's top-k (50 unless its generation config says otherwise) and top-p.
+    A `generator` makes sampling reproducible for one request, whatever else runs beside it."""
     import torch
 
     steps = LogitsProcessorList()
@@ -500,13 +530,13 @@ def _token_chooser(model, decoding: Decoding):
         """One next token per row of `sequences`, from the last position's `logits`."""
         scores = steps(sequences, logits)
         if decoding.do_sample:
-            return torch.multinomial(scores.softmax(-1), num_samples=1)[:, 0]
+            return torch.multinomial(scores.softmax(-1), num_samples=1, generator=generator)[:, 0]
         return scores.argmax(-1)
 
     return choose
 
 
-class _TextPieces(TextStreamer):
+class TextPieces(TextStreamer):
     """transformers' incremental detokenisation (whole words, CJK at once), collected instead of
     printed. Fast tokenizers are not thread-safe, so decoding takes the engine's tokenizer lock."""
 

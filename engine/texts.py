@@ -658,6 +658,22 @@ _TEXTS = dict(
         "llama.cpp 不认识 Yuan2 架构，无法把 {name} 导出为 GGUF：请导出合并后的模型（python -m serving.merge），用 transformers 或 vLLM 运行。",
         "llama.cpp does not know the Yuan2 architecture, so {name} cannot become a GGUF file: export the merged model instead (python -m serving.merge) and run it with transformers or vLLM.",
     ),
+    ERR_API_KEY_NEEDED=(
+        "在 {host} 上监听会让其他机器访问本服务：请用 --api-key 或环境变量 {variable} 设置 API 密钥，或者只监听 127.0.0.1。",
+        "Listening on {host} lets other machines reach the server: set an API key with --api-key or the {variable} environment variable, or listen on 127.0.0.1 only.",
+    ),
+    ERR_PORT_TAKEN=(
+        "无法监听 {host}:{port}（{error}）：端口可能已被占用，请换一个端口。",
+        "Cannot listen on {host}:{port} ({error}): the port may be in use; choose another one.",
+    ),
+    ERR_TASK_NOT_RUNNING=(
+        "任务 {id} 不存在或已经结束。",
+        "Task {id} does not exist or has already ended.",
+    ),
+    TASK_PROCESS_GONE=(
+        "任务进程未完成就停止了（可能被终止或机器重启）；未留下任何半成品，请重新开始。",
+        "The task's process stopped before it finished (killed, or the machine restarted); nothing half-written was left; start it again.",
+    ),
     ERR_OLLAMA_TEMPLATE=(
         "无法为 {format} 格式写出 Ollama 模板：该格式的提示词不能只用 System 与 Prompt 两个字段表示。请直接使用合并后的模型。",
         "Cannot write an Ollama template for the {format} format: its prompt cannot be expressed with the System and Prompt fields alone. Use the merged model directly.",

@@ -240,6 +240,30 @@ def m008_checkpoint_scores(db: Database) -> None:
     db["checkpoint_scores"].create_index(["job_id", "step"], unique=True)
 
 
+@migrations()
+def m009_serving_tasks(db: Database) -> None:
+    # Detached processes that take an adapter out of the studio: exports (merge, GGUF, hub push)
+    # and API servers. Like a training job, each re-attaches after a reload and ends honestly.
+    db["serving_tasks"].create(
+        {
+            "id": int,
+            "kind": str,  # server | merge | gguf | gguf-lora | push
+            "adapter_name": str,  # empty for a server of a base model
+            "settings": str,  # JSON: what the task was asked to do
+            "status": str,  # starting running succeeded failed cancelled stopped interrupted
+            "pid": int,
+            "pid_started": int,
+            "log_path": str,
+            "result": str,  # JSON: the output's path, a URL, a command
+            "error": str,
+            "created_at": float,
+            "finished_at": float,
+        },
+        pk="id",
+        not_null={"kind", "status", "created_at"},
+    )
+
+
 def connect(path: Path | None = None) -> Database:
     """Open the registry (creating or upgrading its schema) for use on the calling thread.
 

@@ -155,7 +155,7 @@ def test_batched_generation_without_stacked_row_caches_is_the_same(engine, monke
     texts = ["The patient has a fever.", "Pain.", "Take two tablets daily after meals."]
     greedy = TRANSLATOR.decoding.with_changes(max_new_tokens=12)
     stacked = engine.generate_batch(texts, role=TRANSLATOR, decoding=greedy, batch_size=3)
-    monkeypatch.setattr(generation, "_stack_left_padded", lambda caches, pads: None)
+    monkeypatch.setattr(generation, "stack_left_padded", lambda caches, pads: None)
     padded = engine.generate_batch(texts, role=TRANSLATOR, decoding=greedy, batch_size=3)
     assert padded == stacked
 

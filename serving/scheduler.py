@@ -1,0 +1,262 @@
+"""Continuous batching for the API server: every request in flight advances by one token per model
+step, whatever adapter it asked for.
+
+One worker thread owns the model's compute. A new request is prefilled alone (on a CPU a left-padded
+batch would compute its padding for nothing) and joins the running batch at the next step: its KV
+cache is stacked onto the batch's, left-padded to a common length. Each row answers with its own
+adapter through PEFT's mixed-batch LoRA (`ChatEngine.answering_rows`), chooses its token with its own
+decoding settings and seed, and leaves the batch as soon as it ends. Caches that cannot be stacked
+(sliding-window layers, as Gemma-3's) make new requests wait until the running batch is done, and
+then start together.
+"""
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from engine.generation import ChatEngine, TextPieces, stack_left_padded, token_chooser
+from engine.roles import Decoding
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Generation:
+    """One request: its prompt tokens, who answers, how, and where the text goes.
+
+    `on_text(piece)` receives the reply as it grows, `on_end(finish_reason, tokens)` once at the end
+    ("stop" or "length"), `on_error(message)` instead of `on_end` when the model fails. They are
+    called from the worker thread."""
+
+    prompt: list[int]
+    adapter: dict | None
+    decoding: Decoding
+    max_tokens: int
+    stop_ids: frozenset[int]
+    on_text: Callable[[str], None]
+    on_end: Callable[[str, int], None]
+    on_error: Callable[[str], None]
+    stop_texts: tuple[str, ...] = ()
+    seed: int | None = None
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+class _Row:
+    """A generation in the running batch: its tokens so far and its unsent text."""
+
+    def __init__(self, engine: ChatEngine, generation: Generation):
+        import torch
+
+        self.generation = generation
+        generator = None
+        if generation.decoding.do_sample and generation.seed is not None:
+            generator = torch.Generator(device=engine.model.device).manual_seed(generation.seed)
+        self.choose = token_chooser(engine.model, generation.decoding, generator)
+        self.sequence = torch.tensor([generation.prompt], device=engine.model.device)
+        self.pieces = TextPieces(engine.tokenizer, engine.tokenizer_lock)
+        self.tokens = 0
+        self.text = ""  # the reply so far
+        self.sent = 0  # how much of it went out
+        self.finish: str | None = None
+
+    def add(self, token: int) -> None:
+        """Take the next token, or end the row on a stop token, a stop text or the length limit."""
+        import torch
+
+        generation = self.generation
+        if token in generation.stop_ids:
+            self._end("stop", self.pieces.finish())
+            return
+        self.tokens += 1
+        self.sequence = torch.cat((self.sequence, self.sequence.new_tensor([[token]])), dim=1)
+        piece = self.pieces.add(token)
+        if self.tokens >= generation.max_tokens:
+            self._end("length", piece + self.pieces.finish())
+        else:
+            self._grow(piece)
+
+    def _grow(self, piece: str) -> None:
+        self.text += piece
+        stops = self.generation.stop_texts
+        found = [self.text.find(stop) for stop in stops if stop in self.text]
+        if found:
+            self.text = self.text[: min(found)]
+            self._send(len(self.text))
+            self.finish = "stop"
+            return
+        # What could still be the start of a stop text waits until the next token tells.
+        held = max((len(stop) - 1 for stop in stops), default=0)
+        self._send(max(self.sent, len(self.text) - held))
+
+    def _end(self, reason: str, piece: str) -> None:
+        self._grow(piece)
+        if self.finish is None:
+            self._send(len(self.text))
+            self.finish = reason
+
+    def _send(self, upto: int) -> None:
+        if upto > self.sent:
+            self.generation.on_text(self.text[self.sent : upto])
+            self.sent = upto
+
+
+class Scheduler:
+    """Runs generations submitted from any thread, batched together on one worker thread."""
+
+    def __init__(self, engine: ChatEngine, max_batch: int = 16):
+        self.engine = engine
+        self.max_batch = max_batch
+        self._waiting: queue.Queue[Generation | None] = queue.Queue()
+        self._rows: list[_Row] = []
+        self._cache = self._mask = self._positions = self._logits = None
+        self._joinable: bool | None = None  # known after the first prefill
+        self.widest = 0  # the most rows that ever ran in one step: whether batching happens
+        self._worker = threading.Thread(target=self._run, name="api-scheduler", daemon=True)
+        self._worker.start()
+
+    def submit(self, generation: Generation) -> None:
+        self._waiting.put(generation)
+
+    def close(self) -> None:
+        self._waiting.put(None)
+        self._worker.join(timeout=30)
+
+    @property
+    def running(self) -> int:
+        return len(self._rows)
+
+    def _run(self) -> None:
+        while True:
+            arriving = self._admissible()
+            if arriving is None:
+                return
+            try:
+                if arriving:
+                    self._admit(arriving)
+                self._step()
+            except Exception as error:  # a failing model fails its requests, not the server
+                log.exception("generation failed")
+                failed = {row.generation for row in self._rows} | set(arriving)
+                for generation in failed:
+                    generation.on_error(f"{type(error).__name__}: {error}")
+                self._reset()
+
+    def _admissible(self) -> list[Generation] | None:
+        """The requests that join at this step: wait for one when idle, else take what is there
+        (none while the running batch cannot take new rows). None: the scheduler is closing."""
+        arriving: list[Generation] = []
+        if not self._rows:
+            first = self._waiting.get()
+            if first is None:
+                return None
+            arriving.append(first)
+        elif self._joinable is False:
+            return arriving
+        while len(self._rows) + len(arriving) < self.max_batch:
+            try:
+                generation = self._waiting.get_nowait()
+            except queue.Empty:
+                break
+            if generation is None:
+                self._waiting.put(None)  # finish the running batch first, then close
+                break
+            arriving.append(generation)
+        return [g for g in arriving if not g.cancelled.is_set()]
+
+    def _admit(self, arriving: list[Generation]) -> None:
+        """Prefill each new request alone and stack its cache onto the batch's (left padding)."""
+        import torch
+
+        model = self.engine.model
+        caches, logits, lengths = [], [], []
+        for generation in arriving:
+            with self.engine.answering_rows([generation.adapter]):
+                output = model(
+                    input_ids=torch.tensor([generation.prompt], device=model.device),
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
+            caches.append(output.past_key_values)
+            logits.append(output.logits[:, -1].float())
+            lengths.append(len(generation.prompt))
+        held = [self._cache] if self._rows else []
+        widths = [self._mask.shape[1]] if self._rows else []
+        widths += lengths
+        width = max(widths)
+        cache = stack_left_padded([*held, *caches], [width - w for w in widths])
+        self._joinable = cache is not None
+        new_rows = [_Row(self.engine, generation) for generation in arriving]
+        if cache is None:  # not stackable: the new requests start together, as one padded batch
+            self._padded_prefill(new_rows)
+            return
+        new_masks = [torch.ones(1, length, dtype=torch.long, device=model.device) for length in lengths]
+        masks = ([self._mask] if self._rows else []) + new_masks
+        self._mask = torch.cat([torch.nn.functional.pad(mask, (width - mask.shape[1], 0)) for mask in masks])
+        new_positions = torch.tensor([[length - 1] for length in lengths], device=model.device)
+        self._positions = new_positions if not self._rows else torch.cat((self._positions, new_positions))
+        self._logits = torch.cat(([self._logits] if self._rows else []) + logits)
+        self._cache = cache
+        self._rows += new_rows
+
+    def _padded_prefill(self, new_rows: list[_Row]) -> None:
+        import torch
+
+        model = self.engine.model
+        prompts = [row.generation.prompt for row in new_rows]
+        width = max(len(prompt) for prompt in prompts)
+        pad = self.engine.tokenizer.pad_token_id or 0
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=model.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=model.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        with self.engine.answering_rows([row.generation.adapter for row in new_rows]):
+            output = model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+        self._rows = new_rows
+        self._cache, self._mask = output.past_key_values, mask
+        self._positions, self._logits = positions[:, -1:], output.logits[:, -1].float()
+
+    def _step(self) -> None:
+        """Choose each row's next token, let the finished rows go, and run the model once."""
+        import torch
+
+        for index, row in enumerate(self._rows):
+            if row.generation.cancelled.is_set():
+                row.finish = "cancelled"
+                continue
+            row.add(int(row.choose(row.sequence, self._logits[index : index + 1])[0]))
+        keep = [index for index, row in enumerate(self._rows) if row.finish is None]
+        for row in self._rows:
+            if row.finish not in (None, "cancelled"):
+                row.generation.on_end(row.finish, row.tokens)
+        if not keep:
+            self._reset()
+            return
+        if len(keep) < len(self._rows):
+            selected = torch.tensor(keep, device=self._mask.device)
+            self._cache.batch_select_indices(selected)
+            self._rows = [self._rows[index] for index in keep]
+            self._mask, self._positions = self._mask[selected], self._positions[selected]
+        self.widest = max(self.widest, len(self._rows))
+        tokens = torch.cat([row.sequence[:, -1:] for row in self._rows])
+        self._mask = torch.cat((self._mask, self._mask.new_ones(len(self._rows), 1)), dim=1)
+        self._positions = self._positions + 1
+        with self.engine.answering_rows([row.generation.adapter for row in self._rows]):
+            output = self.engine.model(
+                input_ids=tokens,
+                attention_mask=self._mask,
+                position_ids=self._positions,
+                past_key_values=self._cache,
+                use_cache=True,
+            )
+        self._cache, self._logits = output.past_key_values, output.logits[:, -1].float()
+
+    def _reset(self) -> None:
+        self._rows = []
+        self._cache = self._mask = self._positions = self._logits = None

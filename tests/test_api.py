@@ -1,0 +1,255 @@
+"""The OpenAI-compatible server, through the official `openai` client over real HTTP."""
+
+import concurrent.futures
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import openai
+import pytest
+
+from engine.generation import ChatEngine
+from engine.roles import ASSISTANT
+from registry import tasks as task_rows
+from registry.errors import UserError
+from serving import api, server, tasks
+from tests.conftest import make_adapter, register_adapter
+
+# what temperature=0 asks of the assistant role: its preset, greedy
+GREEDY = ASSISTANT.decoding.with_changes(do_sample=False, max_new_tokens=12)
+PROMPTS = ["The patient has a fever.", "Hello there!", "What is a LoRA adapter?", "Translate: cough"]
+
+
+@pytest.fixture(scope="module")
+def adapter_folders(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("api-adapters")
+    return {name: make_adapter(tiny_model_dir, root / name, seed=seed) for seed, name in enumerate("abc", 1)}
+
+
+@pytest.fixture
+def engine_and_adapters(db, tiny_model_dir, adapter_folders):
+    engine = ChatEngine(str(tiny_model_dir), device="cpu")
+    rows = {
+        name: register_adapter(db, name, folder, engine.base_model_id)
+        for name, folder in adapter_folders.items()
+    }
+    return engine, rows
+
+
+@pytest.fixture
+def served(engine_and_adapters):
+    engine, rows = engine_and_adapters
+    with Running(engine) as running:
+        yield engine, rows, running
+
+
+class Running:
+    """A real uvicorn server on a free port, in a thread of this process."""
+
+    def __init__(self, engine, api_key=None):
+        import uvicorn
+
+        self.port = _free_port()
+        self.app = api.create_app(engine, api_key=api_key)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def scheduler(self):
+        return self.app.state.service.scheduler
+
+    def client(self, key="unused"):
+        return openai.OpenAI(base_url=self.url, api_key=key, max_retries=0, timeout=120)
+
+    def __enter__(self):
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            assert time.time() < deadline, "the server did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _in_process(engine, adapter, text, decoding=GREEDY):
+    return engine.reply(text, role=ASSISTANT, adapter=adapter, decoding=decoding).strip()
+
+
+def _ask(client, model, text, **kwargs):
+    messages = [{"role": "user", "content": text}]
+    return client.chat.completions.create(model=model, messages=messages, **kwargs)
+
+
+def test_models_lists_the_base_and_each_ready_adapter_of_it(served, db):
+    engine, rows, running = served
+    register_adapter(db, "other-base", rows["a"]["path"], "builtin:gemma3-270m")
+    ids = [model.id for model in running.client().models.list()]
+    assert ids == [engine.base_model_id, "a", "b", "c"]
+
+
+def test_eight_concurrent_clients_over_three_adapters_and_the_base_each_get_their_own_reply(served):
+    engine, rows, running = served
+    choices = [None, rows["a"], rows["b"], rows["c"]]
+    requests = [(choices[i % 4], PROMPTS[i % 3], i % 2 == 0) for i in range(8)]
+    expected = [_in_process(engine, adapter, text) for adapter, text, _ in requests]
+    by_model = {}
+    for (adapter, _, _), reply in zip(requests, expected, strict=True):
+        by_model.setdefault(adapter and adapter["name"], set()).add(reply)
+    assert len(set.union(*by_model.values())) >= 4, (
+        "each model must answer differently for cross-talk to show"
+    )
+    client, start = running.client(), threading.Barrier(8)
+
+    def ask(adapter, text, stream):
+        model = adapter["name"] if adapter else engine.base_model_id
+        start.wait()
+        if stream:
+            chunks = _ask(client, model, text, temperature=0, max_tokens=12, stream=True)
+            return "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+        return _ask(client, model, text, temperature=0, max_tokens=12).choices[0].message.content
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda request: ask(*request), requests))
+    assert [reply.strip() for reply in replies] == expected
+    assert running.scheduler.widest >= 4, "the requests ran one by one, not batched together"
+
+
+def test_streaming_usage_completions_stop_and_seed(served):
+    engine, rows, running = served
+    client = running.client()
+    whole = _ask(client, "a", PROMPTS[0], temperature=0, max_tokens=12)
+    assert whole.usage.completion_tokens == 12 and whole.choices[0].finish_reason == "length"
+    assert whole.usage.prompt_tokens == len(engine.prompt_ids(ASSISTANT, PROMPTS[0], adapter=rows["a"]))
+    chunks = list(
+        _ask(
+            client,
+            "a",
+            PROMPTS[0],
+            temperature=0,
+            max_tokens=12,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        == whole.choices[0].message.content
+    )
+    assert chunks[-1].usage.completion_tokens == 12 and chunks[-2].choices[0].finish_reason == "length"
+
+    text = whole.choices[0].message.content
+    cut = text.strip()[3:6]
+    stopped = _ask(client, "a", PROMPTS[0], temperature=0, max_tokens=12, stop=[cut])
+    assert stopped.choices[0].finish_reason == "stop"
+    assert stopped.choices[0].message.content == text[: text.index(cut)]
+
+    sampled = [_ask(client, "b", PROMPTS[1], temperature=1.0, seed=7, max_tokens=12) for _ in range(2)]
+    assert sampled[0].choices[0].message.content == sampled[1].choices[0].message.content
+
+    completion = client.completions.create(model="c", prompt="Once upon a time", max_tokens=8, temperature=0)
+    assert completion.object == "text_completion" and completion.usage.completion_tokens <= 8
+    assert completion.choices[0].text
+
+
+def test_bad_requests_get_openai_errors_and_the_server_keeps_answering(served):
+    engine, rows, running = served
+    client = running.client()
+    with pytest.raises(openai.NotFoundError) as unknown:
+        _ask(client, "nobody", "hi")
+    assert unknown.value.code == "model_not_found" and "Models served: " in unknown.value.message
+    with pytest.raises(openai.BadRequestError) as too_long:
+        _ask(client, "a", "fever " * 1200)
+    assert too_long.value.code == "context_length_exceeded"
+    for bad in ({"max_tokens": 0}, {"max_tokens": -3}, {"temperature": 9}, {"stop": [""]}, {"n": 2}):
+        with pytest.raises(openai.BadRequestError):
+            _ask(client, "a", "hi", **bad)
+    status, body = _post(f"{running.url}/chat/completions", b"{not json")
+    assert status == 400 and body["error"]["type"] == "invalid_request_error"
+    status, body = _post(
+        f"{running.url}/chat/completions", json.dumps({"model": "a", "messages": []}).encode()
+    )
+    assert status == 400 and "messages" in body["error"]["message"]
+    after = _ask(client, "a", PROMPTS[0], temperature=0, max_tokens=12)
+    assert after.choices[0].message.content.strip() == _in_process(engine, rows["a"], PROMPTS[0])
+
+
+def _post(url: str, data: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def test_a_key_is_required_when_set_and_beyond_this_machine(engine_and_adapters):
+    engine, _ = engine_and_adapters
+    with Running(engine, api_key="s3cret") as running:
+        with pytest.raises(openai.AuthenticationError) as wrong:
+            running.client("wrong").models.list()
+        assert wrong.value.status_code == 401 and wrong.value.code == "invalid_api_key"
+        assert [m.id for m in running.client("s3cret").models.list()][0] == engine.base_model_id
+    with pytest.raises(UserError, match="API key"):
+        server.check_binding("0.0.0.0", None)
+    server.check_binding("0.0.0.0", "s3cret")
+    server.check_binding("127.0.0.1", None)
+    server.check_binding("::1", None)
+
+
+def test_a_detached_server_is_listed_answers_and_stops_from_the_cli(db, engine_and_adapters, tiny_model_dir):
+    port = _free_port()
+    run = subprocess.run(
+        [sys.executable, "-m", "serving.server", "start", "--base", str(tiny_model_dir), "--port", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ,
+    )
+    assert run.returncode == 0, run.stderr
+    task = task_rows.list_recent(db, kind="server")[0]
+    try:
+        deadline = time.time() + 120
+        while (task := tasks.get(db, task["id"]))["status"] == "starting":
+            assert time.time() < deadline, tasks.log_tail(task)
+            time.sleep(0.5)
+        assert task["status"] == "running", tasks.log_tail(task)
+        assert task["result"]["url"] == f"http://127.0.0.1:{port}/v1"
+        client = openai.OpenAI(base_url=task["result"]["url"], api_key="unused", max_retries=0)
+        assert _ask(client, "a", "hi", max_tokens=3).usage.completion_tokens <= 3
+        listed = subprocess.run(
+            [sys.executable, "-m", "serving.server", "list"], capture_output=True, text=True
+        )
+        assert f"{task['id']}\trunning" in listed.stdout
+        stop = subprocess.run([sys.executable, "-m", "serving.server", "stop", str(task["id"])], timeout=30)
+        assert stop.returncode == 0
+        deadline = time.time() + 30
+        while (task := tasks.get(db, task["id"]))["status"] == "running":
+            assert time.time() < deadline
+            time.sleep(0.2)
+        assert task["status"] == "stopped"
+    finally:
+        if task_rows.get(db, task["id"])["status"] in task_rows.ACTIVE:
+            os.kill(task["pid"], signal.SIGKILL)
+    deadline = time.time() + 15
+    while tasks.process_alive(task["pid"], task["pid_started"]):
+        assert time.time() < deadline, "the server's process outlived its stop"
+        time.sleep(0.2)
