@@ -113,6 +113,7 @@ class Scheduler:
         self._cache = self._mask = self._positions = self._logits = None
         self._joinable: bool | None = None  # known after the first prefill
         self.widest = 0  # the most rows that ever ran in one step: whether batching happens
+        self._padded = False  # whether any row of the batch has padding in front
         self._worker = threading.Thread(target=self._run, name="api-scheduler", daemon=True)
         self._worker.start()
 
@@ -187,6 +188,7 @@ class Scheduler:
         width = max(widths)
         cache = stack_left_padded([*held, *caches], [width - w for w in widths])
         self._joinable = cache is not None
+        self._padded = self._padded or len(set(widths)) > 1
         new_rows = [_Row(self.engine, generation) for generation in arriving]
         if cache is None:  # not stackable: the new requests start together, as one padded batch
             self._padded_prefill(new_rows)
@@ -219,6 +221,7 @@ class Scheduler:
                 logits_to_keep=1,
             )
         self._rows = new_rows
+        self._padded = len({len(prompt) for prompt in prompts}) > 1
         self._cache, self._mask = output.past_key_values, mask
         self._positions, self._logits = positions[:, -1:], output.logits[:, -1].float()
 
@@ -247,16 +250,15 @@ class Scheduler:
         tokens = torch.cat([row.sequence[:, -1:] for row in self._rows])
         self._mask = torch.cat((self._mask, self._mask.new_ones(len(self._rows), 1)), dim=1)
         self._positions = self._positions + 1
+        # Without padding the model needs no mask and finds the positions itself: the same call as
+        # the chat page's stream, so one request alone costs and answers exactly the same.
+        where = {"attention_mask": self._mask, "position_ids": self._positions} if self._padded else {}
         with self.engine.answering_rows([row.generation.adapter for row in self._rows]):
             output = self.engine.model(
-                input_ids=tokens,
-                attention_mask=self._mask,
-                position_ids=self._positions,
-                past_key_values=self._cache,
-                use_cache=True,
+                input_ids=tokens, past_key_values=self._cache, use_cache=True, logits_to_keep=1, **where
             )
         self._cache, self._logits = output.past_key_values, output.logits[:, -1].float()
 
     def _reset(self) -> None:
-        self._rows = []
+        self._rows, self._padded = [], False
         self._cache = self._mask = self._positions = self._logits = None
