@@ -138,6 +138,23 @@ _TEXTS = dict(
         "custom": ("自定义", "Custom"),
         "base": ("基座", "Base"),
     },
+    CHAT_SOURCE=("对话对象", "Talk to"),
+    CHAT_SOURCES={
+        "local": ("本机模型", "This studio's models"),
+        "remote": ("OpenAI 兼容端点", "An OpenAI-compatible endpoint"),
+    },
+    REMOTE_URL=("端点网址", "Endpoint URL"),
+    REMOTE_KEY=("API 密钥（可选）", "API key (if it needs one)"),
+    REMOTE_KEY_HELP=(
+        "只保存在本次浏览器会话中，不写入注册表。",
+        "Kept in this browser session only, never written to the registry.",
+    ),
+    REMOTE_MODEL=("模型", "Model"),
+    REMOTE_CHOOSE=(
+        "在侧栏填写 OpenAI 兼容端点（本工作室的 API 服务器、vLLM 或 Ollama 的 /v1），再选择模型。",
+        "Enter an OpenAI-compatible endpoint in the sidebar (the studio's API server, vLLM, or Ollama's /v1), then choose a model.",
+    ),
+    REMOTE_CAPTION=("远程模型：`{model}` · {url}", "Remote model: `{model}` · {url}"),
     ENGINE_CAPTION=("基座模型：`{model}` · {device} · {dtype}", "Base model: `{model}` · {device} · {dtype}"),
     PROVENANCE_BASE=("基座", "base model"),
     PROVENANCE_GREEDY=("贪心", "greedy"),
@@ -674,6 +691,58 @@ _TEXTS = dict(
         "任务进程未完成就停止了（可能被终止或机器重启）；未留下任何半成品，请重新开始。",
         "The task's process stopped before it finished (killed, or the machine restarted); nothing half-written was left; start it again.",
     ),
+    VLLM_RANK=(
+        "LoRA 秩 r={rank} 不在 vLLM 支持的范围内（{ranks}）：请用其中一个秩重新训练，或导出合并后的模型。",
+        "LoRA rank r={rank} is not one vLLM supports ({ranks}): retrain with one of them, or export the merged model.",
+    ),
+    VLLM_WHOLE_MODULES=(
+        "它在 LoRA 之外还保存了整个模块（modules_to_save）：vLLM 拒绝这类适配器；请导出合并后的模型。",
+        "It saves whole modules beside the LoRA (modules_to_save), which vLLM refuses: export the merged model instead.",
+    ),
+    VLLM_EMBEDDINGS=(
+        "它在嵌入层上训练了 LoRA（{modules}）：vLLM 只为线性层提供 LoRA；请导出合并后的模型。",
+        "It puts LoRA on the embeddings ({modules}); vLLM serves LoRA on linear layers only: export the merged model instead.",
+    ),
+    VLLM_ADDED_TOKENS=(
+        "它的分词器比基座模型多了新词元：vLLM 拒绝带新词元的适配器；请导出合并后的模型。",
+        "Its tokenizer adds tokens the base model does not have, which vLLM refuses: export the merged model instead.",
+    ),
+    VLLM_ARCHITECTURE=(
+        "vLLM 不支持 {architecture} 架构：请导出合并后的模型（python -m serving.merge --adapter {name}），用本工作室的 API 服务器或 transformers 运行。",
+        "vLLM does not implement the {architecture} architecture: export the merged model (python -m serving.merge --adapter {name}) and serve it with the studio's API server or transformers.",
+    ),
+    VLLM_NOTHING=("没有可由 vLLM 提供服务的适配器。", "No adapter that vLLM can serve."),
+    VLLM_ONE_BASE=(
+        "一条 vllm serve 命令只加载一个基座模型，而这些适配器来自：{bases}。",
+        "One vllm serve command loads one base model; these adapters come from: {bases}.",
+    ),
+    ERR_REMOTE_URL=(
+        "{url} 不是网址：请填写以 http:// 或 https:// 开头的 OpenAI 兼容端点，例如 http://127.0.0.1:8000/v1。",
+        "{url} is not a URL: give an OpenAI-compatible endpoint starting with http:// or https://, such as http://127.0.0.1:8000/v1.",
+    ),
+    ERR_REMOTE_UNREACHABLE=(
+        "无法连接 {url}（{error}）：请确认服务器已启动、地址和端口正确（网址通常以 /v1 结尾）。",
+        "Cannot reach {url} ({error}): check that the server is running and the address and port are right (the URL usually ends in /v1).",
+    ),
+    ERR_REMOTE_KEY=(
+        "{url} 拒绝了 API 密钥：请填写该服务器的密钥。",
+        "{url} refused the API key: enter that server's key.",
+    ),
+    ERR_REMOTE_SAID=("{url} 返回 {status}：{message}", "{url} answered {status}: {message}"),
+    ERR_HUB_UNKNOWN=("未知的模型仓库 {hub}：可选 {choices}。", "Unknown hub {hub}: choose one of {choices}."),
+    ERR_HUB_REPO=(
+        "仓库名 {repo} 不对：请写成 所有者/名称，例如 you/med-zh-1。",
+        "The repository {repo} is not valid: write it as owner/name, such as you/med-zh-1.",
+    ),
+    ERR_HUB_TOKEN=(
+        "没有找到访问令牌：请设置环境变量 {variable}（Hugging Face 也可以先运行 hf auth login）。令牌不会写入注册表或日志。",
+        "No access token found: set the {variable} environment variable (for Hugging Face, hf auth login works too). The token is never written to the registry or a log.",
+    ),
+    ERR_HUB_OFFLINE=(
+        "无法连接 {host}：这台机器似乎离线。请联网后再推送；适配器仍在本地，可以先导出。",
+        "Cannot reach {host}: this machine seems to be offline. Push again once it is online; the adapter stays here and can be exported meanwhile.",
+    ),
+    ERR_HUB_REFUSED=("{hub} 拒绝了推送：{error}", "{hub} refused the push: {error}"),
     ERR_OLLAMA_TEMPLATE=(
         "无法为 {format} 格式写出 Ollama 模板：该格式的提示词不能只用 System 与 Prompt 两个字段表示。请直接使用合并后的模型。",
         "Cannot write an Ollama template for the {format} format: its prompt cannot be expressed with the System and Prompt fields alone. Use the merged model directly.",

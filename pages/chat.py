@@ -17,6 +17,8 @@ from engine.roles import Decoding, get_role, list_roles
 from pages import common
 from registry import adapters as adapter_rows
 from registry import conversations
+from serving import remote
+from serving.remote import RemoteEngine
 from training.scores import evaluation_examples
 
 
@@ -36,8 +38,9 @@ all_adapters = adapter_rows.list_all(db)
 roles = list_roles(db)
 role_names = [role.name for role in roles]
 
-# --- sidebar: base model, adapter (grouped by role), role and its settings, conversations --------
-with st.sidebar:
+
+def local_choice() -> tuple[str, list[dict], dict | None, str]:
+    """The sidebar's base model and adapter (a link's ?adapter= chooses both)."""
     linked = adapter_from_link(
         st.query_params.get("adapter", ""), all_adapters, st.session_state.get("followed_link")
     )
@@ -58,6 +61,33 @@ with st.sidebar:
     st.query_params["adapter"] = adapter_name
     st.session_state["followed_link"] = adapter_name
     adapter = next((a for a in usable if a["name"] == adapter_name), None)
+    return base_model, usable, adapter, adapter_name
+
+
+def remote_choice() -> RemoteEngine | None:
+    """The sidebar's fields for a model served elsewhere; None until one is chosen."""
+    url = st.text_input(texts.REMOTE_URL, value=remote.DEFAULT_URL, key="remote-url").strip()
+    api_key = st.text_input(texts.REMOTE_KEY, type="password", key="remote-key", help=texts.REMOTE_KEY_HELP)
+    served = common.show_user_error(remote.list_models, url, api_key) if url else None
+    if not served:
+        return None
+    return RemoteEngine(url, st.selectbox(texts.REMOTE_MODEL, served, key="remote-model"), api_key)
+
+
+# --- sidebar: base model, adapter (grouped by role), role and its settings, conversations --------
+with st.sidebar:
+    source = st.segmented_control(
+        texts.CHAT_SOURCE,
+        ["local", "remote"],
+        format_func=texts.CHAT_SOURCES.get,
+        required=True,
+        default="local",
+        key="chat-source",
+    )
+    if source == "remote":  # a model served elsewhere: no adapter to pick here, the server has them
+        far, base_model, usable, adapter, adapter_name = remote_choice(), "", [], None, ""
+    else:
+        base_model, usable, adapter, adapter_name = local_choice()
     default_role = adapter["role"] if adapter and adapter["role"] in role_names else "assistant"
     role = get_role(
         db,
@@ -127,13 +157,20 @@ with st.sidebar:
             args=(current_id,),
         )
 
-engine = common.engine_or_stop(base_model)
-
-
-dtype_name = str(engine.dtype).removeprefix("torch.")
-st.caption(texts.ENGINE_CAPTION.format(model=engine.base_model_id, device=engine.device, dtype=dtype_name))
-
-modes = ["chat", "compare"] + (["translate"] if role.metric == "translation" else [])
+if source == "remote":
+    if far is None:
+        st.info(texts.REMOTE_CHOOSE)
+        st.stop()
+    engine = far
+    st.caption(texts.REMOTE_CAPTION.format(model=far.model, url=far.url))
+    modes = ["chat"]  # compare, blind votes and translation run on the local engine
+else:
+    engine = common.engine_or_stop(base_model)
+    dtype_name = str(engine.dtype).removeprefix("torch.")
+    st.caption(
+        texts.ENGINE_CAPTION.format(model=engine.base_model_id, device=engine.device, dtype=dtype_name)
+    )
+    modes = ["chat", "compare"] + (["translate"] if role.metric == "translation" else [])
 if st.session_state.get("mode") not in modes:
     st.session_state["mode"] = "chat"
 mode = st.segmented_control(texts.MODE, modes, format_func=texts.MODES.get, required=True, key="mode")

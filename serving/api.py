@@ -7,7 +7,8 @@
 `model` names the base model id or an adapter; each request answers with its own adapter, and
 requests in flight are batched together whatever their adapters (`serving.scheduler`). Decoding
 starts from the adapter role's preset (greedy for the translator); `temperature` (0: greedy),
-`top_p`, `max_tokens`, `stop` and `seed` change it per request. Errors have OpenAI's shape:
+`top_p`, `max_tokens`, `stop`, `seed` and (as vLLM) `repetition_penalty` change it per request.
+Errors have OpenAI's shape:
 `{"error": {"message", "type", "param", "code"}}`, in English, as the clients that read them expect.
 """
 
@@ -244,6 +245,9 @@ def _plan(service: Service, body: dict, prompt: list[int], adapter: dict | None,
         if top_p == 0:
             raise ApiError(400, "`top_p` must be above 0 and at most 1.", param="top_p")
         decoding = decoding.with_changes(top_p=top_p)
+    penalty = _number(body, "repetition_penalty", 1, 5)  # vLLM's extension, which we share
+    if penalty is not None:
+        decoding = decoding.with_changes(repetition_penalty=penalty)
     if body.get("n") not in (None, 1):
         raise ApiError(400, "Only n = 1 is supported.", param="n")
     limit = body.get("max_completion_tokens", body.get("max_tokens"))

@@ -122,23 +122,37 @@ def prompt_description(tokenizer, adapter: dict, role) -> dict:
     }
 
 
-def model_card(adapter: dict, role, prompt: dict, evaluations: list[dict], dtype: str) -> str:
-    """The merged model's README.md: where it comes from, how it was trained, what it scored."""
+def model_card(
+    adapter: dict, role, prompt: dict, evaluations: list[dict], dtype: str, *, merged: bool = True
+) -> str:
+    """The README.md of a merged model (or, with merged=False, of the adapter alone): where it comes
+    from, how it was trained, what it scored."""
     base = adapter["base_model"]
     license_id = LICENSES.get(base, "other")
     hyper = adapter["hyperparameters"]
+    if merged:
+        title = f"# {adapter['name']} (merged)"
+        about = (
+            f"LoRA adapter `{adapter['name']}` folded into its base model `{base}` ({dtype}), exported by "
+            "翻译机器人 (the LoRA adapter studio)."
+        )
+    else:
+        title = f"# {adapter['name']} (LoRA adapter)"
+        about = (
+            f"A PEFT LoRA adapter (safetensors) for the base model `{base}`, trained and exported by "
+            "翻译机器人 (the LoRA adapter studio). Load it with `PeftModel.from_pretrained(base, this_repo)`."
+        )
     lines = [
         "---",
         f"license: {license_id}",
-        "library_name: transformers",
+        f"library_name: {'transformers' if merged else 'peft'}",
         f"base_model: {base}",
-        "tags: [lora, merged, translator-studio]",
+        f"tags: [lora, {'merged, ' if merged else ''}translator-studio]",
         "---",
         "",
-        f"# {adapter['name']} (merged)",
+        title,
         "",
-        f"LoRA adapter `{adapter['name']}` folded into its base model `{base}` ({dtype}), exported by "
-        "翻译机器人 (the LoRA adapter studio).",
+        about,
         "",
         "## Base model",
         f"- id: `{base}`",

@@ -3,8 +3,11 @@ and tiny random models built from configs at test time."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -222,3 +225,46 @@ def use_running_server_navigation(monkeypatch) -> None:
         PagesManager.uses_pages_directory = False
 
     monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+class ApiServer:
+    """A real uvicorn server on a free port, in a thread of this process."""
+
+    def __init__(self, engine, api_key=None):
+        import uvicorn
+
+        from serving import api
+
+        self.port = free_port()
+        self.app = api.create_app(engine, api_key=api_key)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def scheduler(self):
+        return self.app.state.service.scheduler
+
+    def client(self, key="unused"):
+        import openai
+
+        return openai.OpenAI(base_url=self.url, api_key=key, max_retries=0, timeout=120)
+
+    def __enter__(self):
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            assert time.time() < deadline, "the server did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -4,7 +4,6 @@ import concurrent.futures
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,8 +18,8 @@ from engine.generation import ChatEngine
 from engine.roles import ASSISTANT
 from registry import tasks as task_rows
 from registry.errors import UserError
-from serving import api, server, tasks
-from tests.conftest import make_adapter, register_adapter
+from serving import server, tasks
+from tests.conftest import ApiServer, free_port, make_adapter, register_adapter, use_running_server_navigation
 
 # what temperature=0 asks of the assistant role: its preset, greedy
 GREEDY = ASSISTANT.decoding.with_changes(do_sample=False, max_new_tokens=12)
@@ -46,47 +45,8 @@ def engine_and_adapters(db, tiny_model_dir, adapter_folders):
 @pytest.fixture
 def served(engine_and_adapters):
     engine, rows = engine_and_adapters
-    with Running(engine) as running:
+    with ApiServer(engine) as running:
         yield engine, rows, running
-
-
-class Running:
-    """A real uvicorn server on a free port, in a thread of this process."""
-
-    def __init__(self, engine, api_key=None):
-        import uvicorn
-
-        self.port = _free_port()
-        self.app = api.create_app(engine, api_key=api_key)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-
-    @property
-    def scheduler(self):
-        return self.app.state.service.scheduler
-
-    def client(self, key="unused"):
-        return openai.OpenAI(base_url=self.url, api_key=key, max_retries=0, timeout=120)
-
-    def __enter__(self):
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.time() + 30
-        while not self.server.started:
-            assert time.time() < deadline, "the server did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _in_process(engine, adapter, text, decoding=GREEDY):
@@ -203,7 +163,7 @@ def _post(url: str, data: bytes) -> tuple[int, dict]:
 
 def test_a_key_is_required_when_set_and_beyond_this_machine(engine_and_adapters):
     engine, _ = engine_and_adapters
-    with Running(engine, api_key="s3cret") as running:
+    with ApiServer(engine, api_key="s3cret") as running:
         with pytest.raises(openai.AuthenticationError) as wrong:
             running.client("wrong").models.list()
         assert wrong.value.status_code == 401 and wrong.value.code == "invalid_api_key"
@@ -216,7 +176,7 @@ def test_a_key_is_required_when_set_and_beyond_this_machine(engine_and_adapters)
 
 
 def test_a_detached_server_is_listed_answers_and_stops_from_the_cli(db, engine_and_adapters, tiny_model_dir):
-    port = _free_port()
+    port = free_port()
     run = subprocess.run(
         [sys.executable, "-m", "serving.server", "start", "--base", str(tiny_model_dir), "--port", str(port)],
         capture_output=True,
@@ -253,3 +213,36 @@ def test_a_detached_server_is_listed_answers_and_stops_from_the_cli(db, engine_a
     while tasks.process_alive(task["pid"], task["pid_started"]):
         assert time.time() < deadline, "the server's process outlived its stop"
         time.sleep(0.2)
+
+
+def test_the_chat_page_talks_to_an_openai_compatible_endpoint(served, db, monkeypatch):
+    """The same chat UI, answered by a model served elsewhere (here: our own server)."""
+    from streamlit.testing.v1 import AppTest
+
+    from engine import texts
+    from registry import conversations
+    from tests.conftest import PROJECT_ROOT
+
+    engine, rows, running = served
+    use_running_server_navigation(monkeypatch)
+    monkeypatch.setenv("TRANSLATOR_BASE_MODEL", engine.spec.name)
+    app = AppTest.from_file(str(PROJECT_ROOT / "翻译机器人.py"), default_timeout=120)
+    app.run()
+    app.sidebar.segmented_control(key="chat-source").set_value("remote").run()
+    app.sidebar.text_input(key="remote-url").set_value("http://127.0.0.1:9/v1").run()
+    assert any("Cannot reach http://127.0.0.1:9/v1" in e.value for e in app.error)
+    app.sidebar.text_input(key="remote-url").set_value(running.url).run()
+    assert not app.exception, app.exception
+    model_box = app.sidebar.selectbox(key="remote-model")
+    assert model_box.options == [engine.base_model_id, "a", "b", "c"]
+    model_box.select("b").run()
+    for widget in app.sidebar.number_input:
+        if widget.label == texts.MAX_NEW_TOKENS:
+            widget.set_value(6)
+    app.sidebar.toggle(key="sample-assistant-").set_value(False)
+    app.chat_input[0].set_value(PROMPTS[0]).run()
+    assert not app.exception, app.exception
+    stored = conversations.messages(db, conversations.list_all(db)[0]["id"])
+    greedy = ASSISTANT.decoding.with_changes(do_sample=False, max_new_tokens=6)
+    assert stored[1]["content"] == _in_process(engine, rows["b"], PROMPTS[0], greedy)
+    assert stored[1]["base_model"] == f"b @ {running.url}"
