@@ -1,4 +1,5 @@
-"""Every adapter in the registry: details, loss curve, rename, change role, delete; and job history."""
+"""Every adapter in the registry: details, loss curve, checkpoints, scores, export and serve, rename,
+change role, delete; and job history."""
 
 import datetime
 
@@ -7,6 +8,7 @@ import streamlit as st
 from engine import blind, texts
 from engine.roles import list_roles
 from pages import charts, common
+from pages.exports import export_section
 from registry import adapters as adapter_rows
 from registry import checkpoints as checkpoint_rows
 from registry import jobs as job_rows
@@ -124,6 +126,8 @@ for adapter in rows:
             if st.form_submit_button(texts.EVALUATE_RUN, key=f"evaluate-run-{name}"):
                 evaluate_with_progress(db, adapter, data_path, limit)
         st.page_link("pages/chat.py", label=texts.CHAT_WITH, query_params={"adapter": name})
+        if adapter_rows.folder_is_present(adapter):
+            export_section(db, adapter)
         rename_col, role_col, delete_col = st.columns(3)
         with rename_col:
             new_name = st.text_input(texts.NEW_NAME, value=name, key=f"name-{name}")

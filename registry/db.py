@@ -251,6 +251,7 @@ def m009_serving_tasks(db: Database) -> None:
             "adapter_name": str,  # empty for a server of a base model
             "settings": str,  # JSON: what the task was asked to do
             "status": str,  # starting running succeeded failed cancelled stopped interrupted
+            "stage": str,  # what a running export is doing now (load, merge, write, convert, upload)
             "pid": int,
             "pid_started": int,
             "log_path": str,

@@ -23,13 +23,15 @@ from serving import llama_cpp, merge, ollama
 TYPES = ("f32", "f16", "bf16", "q8_0")
 
 
-def export_merged(db, adapter_name: str, out: str | Path, *, outtype: str = "f16") -> Path:
-    """The adapter folded into its base, as one GGUF file of `outtype`."""
+def export_merged(db, adapter_name: str, out: str | Path, *, outtype: str = "f16", stage=None) -> Path:
+    """The adapter folded into its base, as one GGUF file of `outtype`; `stage` as for merge."""
     adapter, out = _check(db, adapter_name, out, outtype)
     merged = out.with_name(f".tmp-merged-{out.name}")
     shutil.rmtree(merged, ignore_errors=True)
     try:
-        merge.merge(db, adapter_name, merged, dtype="fp32")
+        merge.merge(db, adapter_name, merged, dtype="fp32", stage=stage)
+        if stage is not None:
+            stage("convert")
         _convert(out, "convert_hf_to_gguf.py", str(merged), "--outtype", outtype)
     finally:
         shutil.rmtree(merged, ignore_errors=True)

@@ -31,9 +31,17 @@ ADAPTER_FILES = (CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE)
 
 
 def push(
-    db, adapter_name: str, *, repo: str, hub: str = "huggingface", merged: bool = False, private=True
+    db,
+    adapter_name: str,
+    *,
+    repo: str,
+    hub: str = "huggingface",
+    merged: bool = False,
+    private: bool = True,
+    stage=None,
 ) -> str:
-    """Upload and return the repository's URL."""
+    """Upload and return the repository's URL; `stage` hears prepare (or merge's steps), then upload."""
+    stage = stage or (lambda name: None)
     if hub not in HUBS:
         raise UserError(texts.ERR_HUB_UNKNOWN.format(hub=hub, choices=", ".join(HUBS)))
     if not models._REPO_ID.match(repo or ""):
@@ -47,9 +55,11 @@ def push(
     with tempfile.TemporaryDirectory(prefix="translator-push-") as scratch:
         folder = Path(scratch) / "upload"
         if merged:
-            merge.merge(db, adapter_name, folder)
+            merge.merge(db, adapter_name, folder, stage=stage)
         else:
+            stage("prepare")
             _adapter_folder(db, adapter, folder)
+        stage("upload")
         if hub == "huggingface":
             return _push_huggingface(folder, repo, token, private, adapter_name)
         return _push_modelscope(folder, repo, token, private, adapter_name)

@@ -30,27 +30,32 @@ EXAMPLE_INPUT = "{input}"
 LICENSES = {"builtin": "apache-2.0", "builtin:gemma3-270m": "gemma"}
 
 
-def merge(db, adapter_name: str, out: str | Path, *, dtype: str = "fp32", progress=None) -> Path:
-    """Write the merged model of `adapter_name` to `out` (which must not exist) and return it."""
+def merge(db, adapter_name: str, out: str | Path, *, dtype: str = "fp32", progress=None, stage=None) -> Path:
+    """Write the merged model of `adapter_name` to `out` (which must not exist) and return it.
+    `stage(name)` hears each step as it starts: load, merge, write."""
     import torch
     from peft import PeftModel
 
     if dtype not in DTYPES:
         raise UserError(texts.ERR_MERGE_DTYPE.format(dtype=dtype, choices=", ".join(DTYPES)))
+    stage = stage or (lambda name: None)
     adapter, out = export_target(db, adapter_name, out)
     folder = check_loadable(adapter, adapter["base_model"])
+    stage("load")
     spec = models.parse_model_id(adapter["base_model"])
     model_dir = models.resolve_model_dir(spec, progress)
     role = get_role(db, adapter["role"])
     tokenizer = models.load_tokenizer(model_dir, spec)
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     base = models.load_model(model_dir, spec, device="cpu", dtype=torch_dtype)
+    stage("merge")
     merged = PeftModel.from_pretrained(base, folder, is_trainable=False).merge_and_unload()
     if getattr(merged.config, "model_type", "") == models.YUAN_MODEL_TYPE and hasattr(
         merged.config, "auto_map"
     ):
         del merged.config.auto_map  # the checkpoint's remote code: our registered type replaces it
     staging = out.with_name(f".tmp-{out.name}")
+    stage("write")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(staging, ignore_errors=True)

@@ -10,6 +10,7 @@ A task whose process is gone without writing its end is marked interrupted when 
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -74,9 +75,25 @@ def stop(db, task_id: int) -> bool:
 
 
 def reconcile(db) -> None:
+    """Mark each task whose process died without writing its end (kill -9, a reboot) interrupted,
+    and remove what it was writing: an export's output exists complete or not at all."""
     for task in task_rows.active(db):
         if task["pid"] and not process_alive(task["pid"], task["pid_started"]):
             task_rows.finish(db, task["id"], "interrupted", error=texts.TASK_PROCESS_GONE)
+            remove_staging(task)
+
+
+def remove_staging(task: dict) -> None:
+    """The temporary siblings an export writes before renaming its output into place."""
+    out = task["settings"].get("out")
+    if not out:
+        return
+    out = Path(out)
+    for staging in (out.with_name(f".tmp-{out.name}"), out.with_name(f".tmp-merged-{out.name}")):
+        if staging.is_dir():
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            staging.unlink(missing_ok=True)
 
 
 def get(db, task_id: int) -> dict | None:
@@ -132,23 +149,29 @@ def run(task_id: int) -> int:
 def _export(db, task: dict) -> dict:
     settings, name = task["settings"], task["adapter_name"]
     task_rows.update(db, task["id"], status="running")
+
+    def stage(step: str) -> None:
+        task_rows.update(db, task["id"], stage=step)
+
     if task["kind"] == "merge":
         from serving import merge
 
-        return {"path": str(merge.merge(db, name, settings["out"], dtype=settings.get("dtype", "fp32")))}
+        out = merge.merge(db, name, settings["out"], dtype=settings.get("dtype", "fp32"), stage=stage)
+        return {"path": str(out)}
     if task["kind"] == "gguf":
         from serving import gguf
 
-        out = gguf.export_merged(db, name, settings["out"], outtype=settings.get("type", "f16"))
+        out = gguf.export_merged(db, name, settings["out"], outtype=settings.get("type", "f16"), stage=stage)
         return {"path": str(out), "modelfile": str(gguf.modelfile_path(out))}
     if task["kind"] == "gguf-lora":
         from serving import gguf
 
+        stage("convert")
         out = gguf.export_lora(db, name, settings["out"], base_gguf=settings.get("base_gguf") or None)
         return {"path": str(out)}
     from serving import hub
 
-    return {"url": hub.push(db, name, **settings)}
+    return {"url": hub.push(db, name, **settings, stage=stage)}
 
 
 if __name__ == "__main__":
