@@ -11,7 +11,16 @@ from tests.conftest import lora_folder
 
 
 def test_schema_is_created_with_wal_foreign_keys_and_recorded_migrations(db, home):
-    tables = {"adapters", "jobs", "metrics", "conversations", "messages", "roles", "preferences"}
+    tables = {
+        "adapters",
+        "jobs",
+        "metrics",
+        "conversations",
+        "messages",
+        "roles",
+        "preferences",
+        "serving_tasks",
+    }
     assert tables <= set(db.table_names())
     assert db.journal_mode == "wal"
     assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
@@ -25,6 +34,7 @@ def test_schema_is_created_with_wal_foreign_keys_and_recorded_migrations(db, hom
         "m006_preferences",
         "m007_blind_votes",
         "m008_checkpoint_scores",
+        "m009_serving_tasks",
     ]
     again = connect()  # reopening applies nothing twice
     assert [row["name"] for row in again["_sqlite_migrations"].rows] == applied
