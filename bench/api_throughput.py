@@ -3,7 +3,8 @@
     .venv/bin/python bench/api_throughput.py                  # built-in model, 3 adapters, 48 tokens
     .venv/bin/python bench/api_throughput.py --base builtin:gemma3-270m --device cuda --dtype bf16
 
-One run, three measurements, in this order (never two at once: they would share the cores):
+One run, three measurements, alternated for --repeats rounds (medians; never two at once, they would
+share the cores):
 1. in-process: `ChatEngine.stream` (what the chat page runs) answers PROMPTS one after the other
    with adapter bench-0, greedy;
 2. one client: the same prompts and adapter through `python -m serving.server serve` and the
@@ -19,6 +20,7 @@ import argparse
 import concurrent.futures
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -45,6 +47,7 @@ def main() -> None:
     parser.add_argument("--dtype")
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     with scratch_home() as scratch:
         run(args, scratch)
@@ -64,15 +67,10 @@ def run(args, scratch: Path) -> None:
     adapter = adapter_rows.get(db, names[0])
     role = get_role(db, adapter["role"])  # what the server answers bench-0 with
     decoding = role.decoding.with_changes(do_sample=False, max_new_tokens=args.max_tokens)
-    engine.reply(PROMPTS[0], role=role, adapter=adapter, decoding=decoding)  # warm-up
-    started = time.perf_counter()
-    local = [engine.reply(p, role=role, adapter=adapter, decoding=decoding) for p in PROMPTS]
-    in_process_seconds = time.perf_counter() - started
-    base_id = engine.base_model_id
-    del engine
+    models = [*names, engine.base_model_id]
 
     port = _free_port()
-    log = open(scratch / "server.log", "wb")
+    log = open(scratch / "server.log", "wb")  # noqa: SIM115 (open while the server runs)
     command = [sys.executable, "-m", "serving.server", "serve", "--base", args.base, "--port", str(port)]
     command += ["--device", args.device] if args.device else []
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
@@ -89,40 +87,59 @@ def run(args, scratch: Path) -> None:
             )
             return reply.choices[0].message.content, reply.usage.completion_tokens
 
-        ask(names[0], PROMPTS[0])  # warm-up: loads the adapter
-        started = time.perf_counter()
-        single = [ask(names[0], p) for p in PROMPTS]
-        single_seconds = time.perf_counter() - started
-        tokens = sum(n for _, n in single)
-        same = sum(text.strip() == mine.strip() for (text, _), mine in zip(single, local, strict=True))
+        def in_process_round():
+            return [engine.reply(p, role=role, adapter=adapter, decoding=decoding) for p in PROMPTS]
 
-        models = [*names, base_id]
-        for model in models:
-            ask(model, "Hello")  # every adapter loaded before the clock starts
+        def one_client_round():
+            return [ask(names[0], p) for p in PROMPTS]
 
         def client_run(index: int) -> int:
             model = models[index % len(models)]
             return sum(ask(model, p)[1] for p in PROMPTS[index % 4 :] + PROMPTS[: index % 4])
 
-        started = time.perf_counter()
-        with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
-            many_tokens = sum(pool.map(client_run, range(args.clients)))
-        many_seconds = time.perf_counter() - started
+        def many_clients_round():
+            with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
+                return sum(pool.map(client_run, range(args.clients)))
+
+        in_process_round()  # warm-ups: every adapter loaded on both sides before the clock starts
+        for model in models:
+            ask(model, "Hello")
+        local, rounds = None, {"in-process": [], "one client": [], "clients": []}
+        for _ in range(args.repeats):  # alternating, so a slow minute of this shared machine hits both
+            seconds, local = _timed(in_process_round)
+            rounds["in-process"].append(seconds)
+            seconds, single = _timed(one_client_round)
+            rounds["one client"].append(seconds)
+            seconds, many_tokens = _timed(many_clients_round)
+            rounds["clients"].append(seconds)
     finally:
         server.terminate()
         server.wait(timeout=60)
         log.close()
 
-    in_process = tokens / in_process_seconds
-    one = tokens / single_seconds
-    many = many_tokens / many_seconds
-    print(f"model {args.base}, {len(PROMPTS)} prompts, ≤{args.max_tokens} tokens each, greedy")
-    print(f"in-process {tokens} tokens in {in_process_seconds:.1f} s = {in_process:.1f} tok/s")
-    print(f"one API client: {tokens} tokens in {single_seconds:.1f} s = {one:.1f} tok/s", end=" ")
+    tokens = sum(n for _, n in single)
+    same = sum(text.strip() == mine.strip() for (text, _), mine in zip(single, local, strict=True))
+    in_process = tokens / statistics.median(rounds["in-process"])
+    one = tokens / statistics.median(rounds["one client"])
+    many = many_tokens / statistics.median(rounds["clients"])
+    print(f"model {args.base}, {len(PROMPTS)} prompts, <= {args.max_tokens} tokens each, greedy", end=", ")
+    print(f"{args.repeats} rounds")
+    print(f"in-process: {in_process:.1f} tok/s  {_seconds(rounds['in-process'])}")
+    print(f"one API client: {one:.1f} tok/s  {_seconds(rounds['one client'])}", end=" ")
     print(f"({same}/{len(PROMPTS)} replies identical to in-process)")
-    print(f"{args.clients} API clients: {many_tokens} tokens in {many_seconds:.1f} s = {many:.1f} tok/s")
+    print(f"{args.clients} API clients: {many:.1f} tok/s in all  {_seconds(rounds['clients'])}")
     print(f"ratio one client / in-process: {one / in_process:.2f} (goal >= 0.9)")
     print(f"ratio {args.clients} clients / one client: {many / one:.2f} (goal >= 3)")
+
+
+def _timed(action):
+    started = time.perf_counter()
+    result = action()
+    return time.perf_counter() - started, result
+
+
+def _seconds(values: list[float]) -> str:
+    return "[" + ", ".join(f"{value:.1f} s" for value in values) + "]"
 
 
 def _free_port() -> int:

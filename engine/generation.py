@@ -8,10 +8,13 @@ and no request ever switches the adapter for everybody (`set_adapter`).
 """
 
 import contextlib
+import functools
 import threading
+import types
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import torch.nn.functional as F
 from transformers import (
     LogitsProcessorList,
     RepetitionPenaltyLogitsProcessor,
@@ -40,8 +43,63 @@ def _select_adapter_for_thread(module, args, kwargs):
         kwargs["adapter_names"] = adapter
         return args, kwargs
     batch = args[0] if args else kwargs["x"]
-    kwargs["adapter_names"] = [adapter] * batch.shape[0]
+    size = batch.shape[0]
+    names = getattr(_thread_choice, "names", None)
+    if names is None or len(names) != size or names[0] != adapter:  # one list object per pass
+        names = _thread_choice.names = [adapter] * size
+    kwargs["adapter_names"] = names
     return args, kwargs
+
+
+def _mixed_batch_forward(self, x, *args, adapter_names, **kwargs):
+    """PEFT's mixed-batch LoRA (each row with its own adapter), with the rows of each adapter found
+    once per forward pass instead of once per layer, and the LoRA product computed without module
+    calls: the same arithmetic, less Python per token. Anything but plain LoRA in eval mode (DoRA
+    and other variants, dropout while training, a LoRA bias) takes PEFT's own path."""
+    plain = not self.training and not self.lora_variant
+    if not plain or any(self.lora_B[name].bias is not None for name in self.lora_B):
+        return type(self)._mixed_batch_forward(self, x, *args, adapter_names=adapter_names, **kwargs)
+    for key in _variant_keys():  # for LoRA variants only; the base layer does not take them
+        kwargs.pop(key, None)
+    result = self.base_layer(x, *args, **kwargs)
+    for name, rows in _row_groups(adapter_names, x.device):
+        if name == BASE or name not in self.lora_A:
+            continue
+        lora_a, lora_b = self.lora_A[name].weight, self.lora_B[name].weight
+        part = x if rows is None else x.index_select(0, rows)
+        delta = F.linear(F.linear(part.to(lora_a.dtype), lora_a), lora_b) * self.scaling[name]
+        if rows is None:
+            result += delta.to(result.dtype)
+        else:
+            result.index_add_(0, rows, delta.to(result.dtype))
+    return result
+
+
+@functools.cache
+def _variant_keys() -> tuple[str, ...]:
+    from peft.tuners.lora.layer import VARIANT_KWARG_KEYS
+
+    return tuple(VARIANT_KWARG_KEYS)
+
+
+def _row_groups(adapter_names: list, device) -> list:
+    """(adapter, its rows as an index tensor; None: every row) for one forward pass: every layer
+    gets the same list object, so the grouping is computed once per pass and thread."""
+    cached = getattr(_thread_choice, "groups", None)
+    if cached is not None and cached[0] is adapter_names:
+        return cached[1]
+    import torch
+
+    order = list(dict.fromkeys(adapter_names))
+    if len(order) == 1:
+        groups = [(order[0], None)]
+    else:
+        groups = [
+            (name, torch.tensor([i for i, n in enumerate(adapter_names) if n == name], device=device))
+            for name in order
+        ]
+    _thread_choice.groups = (adapter_names, groups)
+    return groups
 
 
 class _SharedExclusiveLock:
@@ -229,11 +287,14 @@ class ChatEngine:
         self._hook_lora_layers()
 
     def _hook_lora_layers(self) -> None:
+        from peft.tuners.lora import Linear as LoraLinear
         from peft.tuners.lora import LoraLayer
 
         for module in self.model.modules():
             if isinstance(module, LoraLayer) and not getattr(module, "_translator_hooked", False):
                 module.register_forward_pre_hook(_select_adapter_for_thread, with_kwargs=True)
+                if isinstance(module, LoraLinear):
+                    module._mixed_batch_forward = types.MethodType(_mixed_batch_forward, module)
                 module._translator_hooked = True
 
     def prompt_ids(

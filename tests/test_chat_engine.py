@@ -218,3 +218,36 @@ def test_an_adapter_with_whole_modules_is_refused_on_a_llama_base(db, home, tiny
     from tests.conftest import assert_whole_module_adapters_are_refused
 
     assert_whole_module_adapters_are_refused(db, tiny_model_dir, home / "whole", f"local:{tiny_model_dir}")
+
+
+def test_a_mixed_batch_computes_exactly_what_peft_computes(
+    engine_and_adapters, adapter_folders, tiny_model_dir
+):
+    """The engine's faster mixed-batch LoRA (rows grouped once per pass, no module calls) against
+    PEFT's own `adapter_names` path on an untouched copy of the model."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    engine, rows = engine_and_adapters
+    for row in rows.values():
+        engine.ensure_adapter(row)
+    reference = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir), adapter_folders["alpha"], adapter_name="alpha"
+    )
+    reference.load_adapter(adapter_folders["beta"], adapter_name="beta")
+    reference.eval()
+    torch.manual_seed(0)
+    ids = torch.randint(0, 1000, (5, 9))
+    order = [None, rows["alpha"], rows["beta"], rows["alpha"], None]
+    with engine.answering_rows(order):
+        ours = engine.model(input_ids=ids).logits
+    with torch.inference_mode():
+        theirs = reference(
+            input_ids=ids, adapter_names=["__base__", "alpha", "beta", "alpha", "__base__"]
+        ).logits
+    assert torch.allclose(ours, theirs, atol=1e-6, rtol=0)
+    assert not torch.allclose(ours[1], ours[2], atol=1e-3)  # the adapters do differ
+    with engine.answering_rows([rows["beta"]] * 5):  # one adapter for every row: no grouping at all
+        alone = engine.model(input_ids=ids).logits
+    assert torch.allclose(alone[2], ours[2], atol=1e-6, rtol=0)
