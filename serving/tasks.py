@@ -12,7 +12,6 @@ A task whose process is gone without writing its end is marked interrupted when 
 import os
 import shutil
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from engine import texts
 from registry import connect, home
 from registry import tasks as task_rows
 from registry.errors import UserError
-from training.lifecycle import process_alive, process_start
+from training.lifecycle import process_alive, process_start, spawn_detached
 
 EXPORT_KINDS = ("merge", "gguf", "gguf-lora", "push")
 KINDS = (*EXPORT_KINDS, "server")
@@ -36,23 +35,7 @@ def launch(db, kind: str, adapter_name: str, settings: dict, *, env: dict | None
         raise ValueError(kind)
     task = task_rows.create(db, kind=kind, adapter_name=adapter_name, settings=settings)
     log_path = tasks_dir() / f"{task['id']}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "serving.tasks", str(task["id"])],
-            cwd=home.PROJECT_ROOT,
-            env={
-                **os.environ,
-                **(env or {}),
-                "TRANSLATOR_HOME": str(home.home()),
-                "PYTHONUNBUFFERED": "1",
-                "TRANSLATOR_LANG": texts.current(),
-            },
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spawn_detached("serving.tasks", [str(task["id"])], log_path, env=env)
     task_rows.update(
         db, task["id"], pid=process.pid, pid_started=process_start(process.pid), log_path=str(log_path)
     )

@@ -281,16 +281,26 @@ def _launch(db, job: dict, arguments: list[str]) -> dict:
 
 def spawn_trainer(arguments: list[str], log_path: Path) -> subprocess.Popen:
     """`python -m training.train ARGS`, detached, appending its output to the job's log."""
+    return spawn_detached("training.train", arguments, log_path)
+
+
+def spawn_detached(
+    module: str, arguments: list[str], log_path: Path, env: dict | None = None
+) -> subprocess.Popen:
+    """`python -m MODULE ARGS` in a session of its own (it outlives the server and a closed tab),
+    its output appended to `log_path`, never piped back (a full pipe would block it); `env` adds
+    what the process needs but no row may hold (a secret)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log_file:
         return subprocess.Popen(
-            [sys.executable, "-m", "training.train", *arguments],
+            [sys.executable, "-m", module, *arguments],
             cwd=home.PROJECT_ROOT,
             env={
                 **os.environ,
+                **(env or {}),
                 "TRANSLATOR_HOME": str(home.home()),
                 "PYTHONUNBUFFERED": "1",
-                # the trainer's messages (stored in the job row) in the language of whoever started it
+                # messages stored in rows come in the language of whoever started the process
                 "TRANSLATOR_LANG": texts.current(),
             },
             stdin=subprocess.DEVNULL,
