@@ -122,9 +122,8 @@ def _push_huggingface(folder: Path, repo: str, token: str, private: bool, name: 
 def _push_modelscope(folder: Path, repo: str, token: str, private: bool, name: str) -> str:
     from modelscope.hub.api import HubApi
 
-    api = HubApi()
+    api = HubApi(token=token, max_retries=1)
     try:
-        api.login(token)
         visibility = "private" if private else "public"
         api.create_repo(repo, visibility=visibility, exist_ok=True, token=token)
         api.upload_folder(
