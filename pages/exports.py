@@ -97,12 +97,12 @@ def _vllm(db, adapter: dict) -> None:
     if not verdict.servable:
         st.warning("\n\n".join([texts.EXPORT_VLLM_REFUSED, *verdict.problems]))
         return
-    st.code(common.show_user_error(vllm.command, [adapter]) or "", language="bash")
+    st.code(common.show_user_error(vllm.command, [adapter]) or "", language="bash", wrap_lines=True)
     siblings = [a for a in adapter_rows.list_all(db) if a["base_model"] == adapter["base_model"]]
     servable = [a for a in siblings if vllm.check(a).servable]
     if len(servable) > 1:
         st.caption(texts.EXPORT_VLLM_ALL)
-        st.code(common.show_user_error(vllm.command, servable) or "", language="bash")
+        st.code(common.show_user_error(vllm.command, servable) or "", language="bash", wrap_lines=True)
 
 
 def _push_form(db, name: str) -> None:

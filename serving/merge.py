@@ -49,7 +49,12 @@ def merge(db, adapter_name: str, out: str | Path, *, dtype: str = "fp32", progre
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     base = models.load_model(model_dir, spec, device="cpu", dtype=torch_dtype)
     stage("merge")
-    merged = PeftModel.from_pretrained(base, folder, is_trainable=False).merge_and_unload()
+    try:
+        merged = PeftModel.from_pretrained(base, folder, is_trainable=False).merge_and_unload()
+    except (RuntimeError, ValueError, KeyError, OSError) as error:  # weights that do not fit their config
+        raise UserError(
+            texts.ERR_ADAPTER_LOAD.format(name=adapter_name, folder=folder, error=models.first_line(error))
+        ) from error
     if getattr(merged.config, "model_type", "") == models.YUAN_MODEL_TYPE and hasattr(
         merged.config, "auto_map"
     ):

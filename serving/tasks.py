@@ -15,7 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-from engine import texts
+from engine import models, texts
 from registry import connect, home
 from registry import tasks as task_rows
 from registry.errors import UserError
@@ -122,8 +122,8 @@ def run(task_id: int) -> int:
         print(f"error: {error}", file=sys.stderr)
         task_rows.finish(db, task_id, "failed", error=str(error))
         return 2
-    except Exception as error:
-        task_rows.finish(db, task_id, "failed", error=f"{type(error).__name__}: {error}")
+    except Exception as error:  # the whole traceback goes to the task's log; the card gets one line
+        task_rows.finish(db, task_id, "failed", error=f"{type(error).__name__}: {models.first_line(error)}")
         raise
     task_rows.finish(db, task_id, "succeeded", result=result)
     return 0

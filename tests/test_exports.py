@@ -145,3 +145,17 @@ def _wait_running(db, task_id: int, timeout: float = 120) -> dict:
         time.sleep(0.3)
     assert task["status"] == "running", tasks.log_tail(task)
     return task
+
+
+def test_an_adapter_whose_weights_do_not_fit_its_config_fails_with_one_line(db, adapter, home):
+    """Found walking the card in a browser: the merge ended with PyTorch's page-long size-mismatch
+    list as the task's error."""
+    import json
+
+    from serving import merge
+
+    config = home / "adapters" / "med-zh" / "adapter_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "r": 8}))
+    with pytest.raises(UserError, match="Adapter 'med-zh' cannot be loaded") as refused:
+        merge.merge(db, "med-zh", home / "exports" / "out")
+    assert "\n" not in str(refused.value) and not (home / "exports" / "out").exists()
