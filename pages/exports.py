@@ -1,8 +1,6 @@
 """The Export section of an adapter card: merge, GGUF, Ollama, vLLM, push, API server. Long actions
 run as detached tasks (serving.tasks) and are followed here; the logic lives in serving.exports."""
 
-from pathlib import Path
-
 import streamlit as st
 
 from engine import texts
@@ -74,13 +72,7 @@ def _gguf_form(db, name: str) -> None:
 
 
 def _ollama(db, name: str) -> None:
-    made = [
-        task["result"]["modelfile"]
-        for task in exports.for_adapter(db, name)
-        if task["kind"] == "gguf"
-        and task["status"] == "succeeded"
-        and Path(task["result"]["modelfile"]).is_file()
-    ]
+    made = exports.modelfiles(db, name)
     if not made:
         st.caption(texts.EXPORT_OLLAMA_NONE)
         return

@@ -43,17 +43,11 @@ def start(db, adapter_name: str, kind: str, **settings) -> dict:
             texts.ERR_MERGE_DTYPE.format(dtype=settings["dtype"], choices=", ".join(merge.DTYPES))
         )
     if kind in ("gguf", "gguf-lora"):
-        gguf._check(
+        gguf.check(
             db, adapter_name, settings["out"], settings.get("type", "f16" if kind == "gguf" else "f32")
         )
-    if kind == "push":
-        if settings.get("hub") not in hub.HUBS:
-            raise UserError(
-                texts.ERR_HUB_UNKNOWN.format(hub=settings.get("hub"), choices=", ".join(hub.HUBS))
-            )
-        if not hub.models._REPO_ID.match(settings.get("repo") or ""):
-            raise UserError(texts.ERR_HUB_REPO.format(repo=settings.get("repo")))
-        hub._token(settings["hub"])  # no token: say so now; the token itself stays in the environment
+    if kind == "push":  # the token itself stays in the environment, out of the task's row
+        hub.check_request(settings.get("hub"), settings.get("repo"))
     if active_for(db, adapter_name, kind):
         raise UserError(texts.ERR_EXPORT_RUNNING.format(name=adapter["name"], kind=texts.EXPORT_KINDS[kind]))
     return tasks.launch(db, kind, adapter_name, settings)
@@ -77,6 +71,17 @@ def describe(task: dict) -> str:
         elapsed = int(time.time() - task["created_at"])
         return texts.TASK_RUNNING_LINE.format(kind=kind, status=status, stage=stage, seconds=elapsed)
     return f"{kind} · {status}"
+
+
+def modelfiles(db, adapter_name: str) -> list[str]:
+    """The Modelfiles of this adapter's finished GGUF exports that are still on disk."""
+    return [
+        task["result"]["modelfile"]
+        for task in for_adapter(db, adapter_name)
+        if task["kind"] == "gguf"
+        and task["status"] == "succeeded"
+        and Path(task["result"]["modelfile"]).is_file()
+    ]
 
 
 def ollama_command(adapter_name: str, modelfile: str) -> str:

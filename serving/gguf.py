@@ -25,7 +25,7 @@ TYPES = ("f32", "f16", "bf16", "q8_0")
 
 def export_merged(db, adapter_name: str, out: str | Path, *, outtype: str = "f16", stage=None) -> Path:
     """The adapter folded into its base, as one GGUF file of `outtype`; `stage` as for merge."""
-    adapter, out = _check(db, adapter_name, out, outtype)
+    adapter, out = check(db, adapter_name, out, outtype)
     merged = out.with_name(f".tmp-merged-{out.name}")
     shutil.rmtree(merged, ignore_errors=True)
     try:
@@ -58,7 +58,7 @@ def export_lora(
 ) -> Path:
     """The adapter alone, as a GGUF LoRA for llama.cpp's `--lora` next to the base model's GGUF;
     with `base_gguf` (the base model as GGUF), also a Modelfile with it as FROM and this as ADAPTER."""
-    adapter, out = _check(db, adapter_name, out, outtype)
+    adapter, out = check(db, adapter_name, out, outtype)
     folder = check_loadable(adapter, adapter["base_model"])
     base_dir = models.resolve_model_dir(models.parse_model_id(adapter["base_model"]))
     _convert(out, "convert_lora_to_gguf.py", "--base", str(base_dir), "--outtype", outtype, str(folder))
@@ -69,7 +69,7 @@ def export_lora(
     return out
 
 
-def _check(db, adapter_name: str, out: str | Path, outtype: str) -> tuple[dict, Path]:
+def check(db, adapter_name: str, out: str | Path, outtype: str) -> tuple[dict, Path]:
     if outtype not in TYPES:
         raise UserError(texts.ERR_GGUF_TYPE.format(type=outtype, choices=", ".join(TYPES)))
     adapter, out = merge.export_target(db, adapter_name, out)

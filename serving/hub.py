@@ -42,13 +42,9 @@ def push(
 ) -> str:
     """Upload and return the repository's URL; `stage` hears prepare (or merge's steps), then upload."""
     stage = stage or (lambda name: None)
-    if hub not in HUBS:
-        raise UserError(texts.ERR_HUB_UNKNOWN.format(hub=hub, choices=", ".join(HUBS)))
-    if not models._REPO_ID.match(repo or ""):
-        raise UserError(texts.ERR_HUB_REPO.format(repo=repo))
+    token = check_request(hub, repo)
     adapter = adapter_rows.require(db, adapter_name)
     check_loadable(adapter, adapter["base_model"])
-    token = _token(hub)
     host = _host(hub)
     if not models._reachable(host):
         raise UserError(texts.ERR_HUB_OFFLINE.format(host=host))
@@ -79,6 +75,16 @@ def _adapter_folder(db, adapter: dict, folder: Path) -> None:
     evaluations = evaluation_rows.for_adapter(db, adapter["id"])
     card = merge.model_card(adapter, role, prompt, evaluations, "", merged=False)
     (folder / "README.md").write_text(card, encoding="utf-8")
+
+
+def check_request(hub: str, repo: str) -> str:
+    """The checks a push can make before any work (hub, repository name, token); returns the token,
+    which stays in memory only."""
+    if hub not in HUBS:
+        raise UserError(texts.ERR_HUB_UNKNOWN.format(hub=hub, choices=", ".join(HUBS)))
+    if not models._REPO_ID.match(repo or ""):
+        raise UserError(texts.ERR_HUB_REPO.format(repo=repo))
+    return _token(hub)
 
 
 def _token(hub: str) -> str:
