@@ -6,10 +6,12 @@
 
 Tutorial recipe: `DataCollatorForSeq2Seq(padding=True)`, random batches, gradient checkpointing on.
 Ours: what `python -m training.train` picks (`training.batching`): packed padding-free batches where
-exact (length-grouped padded batches for Yuan), checkpointing only for >1B models on GPU. Everything
-else is shared: LoRA r=8/alpha 32/dropout 0.1 on q/k/v/o/gate/up/down, lr 1e-4, batch size, seed,
-dtype. Each recipe runs in its own process (so peak RSS is its own), each run on a freshly loaded
-model; medians over the runs are reported. Last line: the tokens/s ratio.
+exact (length-grouped padded batches for Yuan), logits only where a target follows, checkpointing
+for >1B models on GPU and on the CPU, one example per micro-batch on the CPU (same examples per
+step). On the CPU also "ours-fast": ours with checkpointing off, to show what memory buys speed.
+Everything else is shared: LoRA r=8/alpha 32/dropout 0.1 on q/k/v/o/gate/up/down, lr 1e-4,
+examples per step, seed, dtype. Each recipe runs in its own process (so peak RSS is its own), each
+run on a freshly loaded model; medians over the runs are reported. Last line: the tokens/s ratio.
 """
 
 import argparse
@@ -27,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 PARAMED_TRAIN = ROOT.parent / "shared" / "data" / "paramed" / "train.jsonl"
 SAMPLE = ROOT / "data" / "translator_sample.jsonl"
-RECIPES = ("tutorial", "ours")
+RECIPES = ("tutorial", "ours", "ours-fast")
 
 
 def main() -> None:
@@ -38,6 +40,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=48, help="examples per run")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3, help="runs per recipe")
+    parser.add_argument("--recipes", default=",".join(RECIPES), help="which recipes to run")
     parser.add_argument("--worker", choices=RECIPES, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -55,8 +58,9 @@ def main() -> None:
 
 def compare(args) -> None:
     runs = {}
+    recipes = [name for name in args.recipes.split(",") if name in RECIPES]
     with tempfile.TemporaryDirectory() as scratch:
-        for recipe in RECIPES:
+        for recipe in recipes:
             out = Path(scratch) / f"{recipe}.json"
             command = [sys.executable, __file__, "--worker", recipe, "--out", str(out), "--base", args.base]
             command += ["--data", args.data, "--n", str(args.n), "--batch-size", str(args.batch_size)]
@@ -69,7 +73,7 @@ def compare(args) -> None:
         f"batch size {args.batch_size}, {args.repeats} runs per recipe"
     )
     summary = {}
-    for recipe in RECIPES:
+    for recipe in recipes:
         results = runs[recipe]
         numeric = [key for key, value in results[0].items() if isinstance(value, int | float)]
         summary[recipe] = {key: statistics.median(r[key] for r in results) for key in numeric}
@@ -80,6 +84,12 @@ def compare(args) -> None:
             f"target tok/s, peak RSS {row['peak_rss_mb']:.0f} MB{memory}, mean loss {row['train_loss']:.4f}, "
             f"final loss {row['final_loss']:.4f}  [{results[0]['recipe']}; runs: "
             f"{[round(r['tokens_per_second'], 1) for r in results]} tok/s]"
+        )
+    if "ours-fast" in summary:
+        ours, fast = summary["ours"], summary["ours-fast"]
+        print(
+            f"checkpointing: peak RSS {ours['peak_rss_mb']:.0f} vs {fast['peak_rss_mb']:.0f} MB without, "
+            f"at {ours['tokens_per_second'] / fast['tokens_per_second']:.2f}x its tokens/s"
         )
     ours, tutorial = summary["ours"], summary["tutorial"]
     loss_change = ours["train_loss"] / tutorial["train_loss"] - 1
@@ -114,13 +124,17 @@ def train_once(recipe_name: str, base: str, data: str, n: int, batch_size: int) 
     dtype = models.choose_dtype(device)
     torch.manual_seed(0)
     model = models.load_model(model_dir, spec, device=device, dtype=dtype)
+    micro_batch, accumulation = batch_size, 1
     if recipe_name == "tutorial":
         recipe = batching.TUTORIAL
     else:
         packing = batching.choose_packing("auto", models.model_type(model_dir), trust_remote_code=False)
-        checkpointing = batching.choose_checkpointing("auto", device, model.num_parameters())
+        choice = "off" if recipe_name == "ours-fast" else "auto"
+        checkpointing = batching.choose_checkpointing(choice, device, model.num_parameters())
         recipe = batching.choose_recipe(packing, checkpointing)
+        micro_batch, accumulation = batching.micro_batches(device, batch_size, 1)
     batching.prepare_model(model, recipe)
+    target_logits_only = recipe_name != "tutorial" and batching.keeps_target_logits_only(model)
     targets = lora_targets(model, LORA_TARGETS)
     lora = LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=32, lora_dropout=0.1, target_modules=targets)
     model = get_peft_model(model, lora)
@@ -128,7 +142,8 @@ def train_once(recipe_name: str, base: str, data: str, n: int, batch_size: int) 
         arguments = TrainingArguments(
             output_dir=output,
             num_train_epochs=1,
-            per_device_train_batch_size=batch_size,
+            per_device_train_batch_size=micro_batch,
+            gradient_accumulation_steps=accumulation,
             learning_rate=1e-4,
             logging_steps=1,
             save_strategy="no",
@@ -143,7 +158,15 @@ def train_once(recipe_name: str, base: str, data: str, n: int, batch_size: int) 
         )
         features = [{"input_ids": e.input_ids, "labels": e.labels} for e in tokenized.examples]
         collator = batching.collator(tokenizer, recipe)
-        trainer = Trainer(model=model, args=arguments, train_dataset=features, data_collator=collator)
+        if target_logits_only:
+            collator = batching.TargetLogitsOnly(collator)
+        trainer = Trainer(
+            model=model,
+            args=arguments,
+            train_dataset=features,
+            data_collator=collator,
+            compute_loss_func=batching.target_loss if target_logits_only else None,
+        )
         trainer.remove_callback(PrinterCallback)
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()

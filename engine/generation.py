@@ -24,7 +24,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from engine import formats, models, texts
+from engine import devices, formats, models, texts
 from engine.adapters import WEIGHTS_FILE, check_loadable
 from engine.roles import Decoding, Role
 from registry.errors import UserError
@@ -162,7 +162,7 @@ class ChatEngine:
         progress: models.Progress | None = None,
     ):
         self.spec = models.parse_model_id(base_model)
-        self.device = device or models.choose_device()
+        self.device = device or devices.chat_device()
         self.dtype = models.parse_dtype(dtype, self.device)
         self.model_dir = models.resolve_model_dir(self.spec, progress)
         self.tokenizer = models.load_tokenizer(self.model_dir, self.spec, trust_remote_code)

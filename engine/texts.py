@@ -579,6 +579,34 @@ _TEXTS = dict(
         "只有已中断、已取消或失败的任务可以继续。",
         "Only interrupted, cancelled or failed jobs can be resumed.",
     ),
+    WAITING_FOR_CPU=(
+        "等待正在运行的任务结束（CPU 上一次只训练一个任务）",
+        "waiting for the running job to finish (one training at a time on the CPU)",
+    ),
+    WAITING_FOR_GPUS=(
+        "需要 {count} 块 GPU；现在空闲：{free}；占用它们的任务：{jobs}",
+        "needs {count} GPU(s); free now: {free}; held by job(s) {jobs}",
+    ),
+    ERR_TOO_MANY_GPUS=(
+        "这个任务要 {count} 个进程（每个一块 GPU），但这台机器只有 {have} 块 GPU。减少进程数，或用多台机器的命令。",
+        "This job asks for {count} processes (one GPU each), but this machine has {have} GPU(s). Use "
+        "fewer processes, or the commands for several machines.",
+    ),
+    ERR_SHARDING_NEEDS_GPUS=(
+        "{strategy} 只在多块 GPU 上分片（accelerate 在 CPU 上会悄悄退回为每个进程一份完整模型）。在 CPU 上请选择 ddp。",
+        "{strategy} shards only across GPUs (on CPU, accelerate would quietly fall back to a full copy "
+        "per process). On CPU choose ddp.",
+    ),
+    ERR_NO_DEEPSPEED=(
+        "ZeRO-2/3 需要 DeepSpeed，但它没有安装。在 GPU 机器上运行 pip install deepspeed，或选择 ddp 或 fsdp。",
+        "ZeRO-2/3 needs DeepSpeed, which is not installed. On a GPU machine run pip install deepspeed, or "
+        "choose ddp or fsdp.",
+    ),
+    ERR_RANK_LOST=(
+        "另一个训练进程停止了（{error}），所有进程已一同结束。从最新的完整检查点继续即可，进程数可以不同。",
+        "Another training process stopped ({error}), so all of them ended. Resume from the newest "
+        "complete checkpoint, with the same or another number of processes.",
+    ),
     ERR_JOB_NOT_QUEUED=("任务 {job} 不存在或不在排队状态。", "Job {job} does not exist or is not queued."),
     ERR_PUBLISH_RACE=(
         "训练期间出现了 {folder}：适配器没有发布。",

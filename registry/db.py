@@ -265,6 +265,14 @@ def m009_serving_tasks(db: Database) -> None:
     )
 
 
+@migrations()
+def m010_job_devices(db: Database) -> None:
+    # Several jobs on several GPUs: which devices a job holds ("0,1", or "cpu"), and while it
+    # waits for them, why.
+    db["jobs"].add_column("devices", str)
+    db["jobs"].add_column("waiting_for", str)
+
+
 def connect(path: Path | None = None) -> Database:
     """Open the registry (creating or upgrading its schema) for use on the calling thread.
 

@@ -118,8 +118,9 @@ def test_packing_is_chosen_only_where_it_is_exact():
         batching.check_choice("packing", "yes")
 
 
-def test_the_recipe_keeps_checkpointing_for_big_models_on_gpu_only(tiny_model_dir):
-    assert not batching.choose_checkpointing("auto", "cpu", 3_000_000_000)
+def test_the_recipe_keeps_checkpointing_for_big_models_on_gpu_and_for_the_cpu(tiny_model_dir):
+    assert batching.choose_checkpointing("auto", "cpu", 135_000_000)  # each process's RAM adds up
+    assert not batching.choose_checkpointing("off", "cpu", 135_000_000)
     assert not batching.choose_checkpointing("auto", "cuda", 135_000_000)
     assert batching.choose_checkpointing("auto", "cuda", 2_100_000_000)
     assert batching.choose_checkpointing("on", "cpu", 1)

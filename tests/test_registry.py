@@ -35,6 +35,7 @@ def test_schema_is_created_with_wal_foreign_keys_and_recorded_migrations(db, hom
         "m007_blind_votes",
         "m008_checkpoint_scores",
         "m009_serving_tasks",
+        "m010_job_devices",
     ]
     again = connect()  # reopening applies nothing twice
     assert [row["name"] for row in again["_sqlite_migrations"].rows] == applied

@@ -129,6 +129,18 @@ class TrainConfig:
     )
     seed: int = _option(42, "random seed", Rule(low=0, high=2**32 - 1))
     # where and how
+    processes: int = _option(
+        1,
+        "training processes on this machine, one per GPU (or CPU processes); the app launches them "
+        "with torchrun (see training/launchers.py)",
+        Rule(low=1, high=64),
+    )
+    strategy: str = _option(
+        "ddp",
+        "ddp (a model copy per process), fsdp (parameters sharded over the processes), "
+        "zero2 or zero3 (DeepSpeed, GPU only)",
+        Rule(choices=("ddp", "fsdp", "zero2", "zero3")),
+    )
     device: str = _option(
         "", "cpu or cuda (default: cuda when available)", Rule(pattern=r"|cpu|cuda(:\d+)?|mps")
     )

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from engine import models, texts
+from engine import devices, models, texts
 from engine.adapters import read_metadata
 from engine.roles import Role, get_role
 from registry import adapters as adapter_rows
@@ -32,7 +32,7 @@ from registry import jobs as job_rows
 from registry.db import to_json
 from registry.errors import UserError
 from registry.names import check_name
-from training import defaults
+from training import defaults, launchers
 from training.batching import choose_packing
 from training.config import TrainConfig, check_settings
 from training.data import Dataset, load_dataset, split_holdout
@@ -92,17 +92,29 @@ def check(db, config: TrainConfig, *, job: dict | None = None, base_dir: Path | 
     dataset path is taken from `base_dir` (the caller's working directory for the CLI, the project
     folder for the page)."""
     config = check_settings(config.as_dict())
+    launchers.check_strategy(config.strategy, config.device)
+    devices.check_request(config.processes, config.device)
     name = check_name(config.name)
     refuse_taken_name(db, name, job)
     role = get_role(db, config.role)
     if not config.data.strip():
         raise UserError(texts.ERR_NO_DATA_CLI)
+    return prepare(replace(config, name=name), role, base_dir=base_dir, progress=progress, job=job)
+
+
+def prepare(config: TrainConfig, role: Role, *, base_dir=None, progress=None, job=None) -> "Plan":
+    """The part of `check` that needs no registry: data, base model, tokenisation. The other ranks
+    of a distributed job build their plan with it from rank 0's canonical config."""
     spec = models.parse_model_id(config.base)
     dataset = load_dataset(data_path(config.data, base_dir), limit=config.limit or None)
-    if job is not None and job["dataset_fingerprint"] not in (None, "", dataset.fingerprint):
+    fingerprint = job["dataset_fingerprint"] if job is not None else None
+    if fingerprint not in (None, "", dataset.fingerprint):
         raise UserError(
             texts.ERR_DATA_CHANGED.format(
-                name=dataset.name, job=job["id"], before=job["dataset_fingerprint"], after=dataset.fingerprint
+                name=dataset.name,
+                job=job["id"],
+                before=fingerprint,
+                after=dataset.fingerprint,
             )
         )
     trained, heldout = split_holdout(dataset, config.holdout, config.seed)
@@ -115,9 +127,7 @@ def check(db, config: TrainConfig, *, job: dict | None = None, base_dir: Path | 
         config.prompt_format or role.prompt_format or models.default_prompt_format(spec, model_dir, tokenizer)
     )
     tokenized = tokenize_dataset(trained, tokenizer, prompt_format, role, config.max_length)
-    canonical = replace(
-        config, name=name, base=spec.model_id, data=str(dataset.path), prompt_format=prompt_format
-    )
+    canonical = replace(config, base=spec.model_id, data=str(dataset.path), prompt_format=prompt_format)
     return Plan(canonical, role, trained, heldout, spec, model_dir, tokenizer, tokenized, packing, by_size)
 
 
@@ -274,14 +284,17 @@ def remove_staging(name: str, job_id: int) -> None:
 
 def _launch(db, job: dict, arguments: list[str]) -> dict:
     log_path = Path(job["log_path"] or home.jobs_dir() / str(job["id"]) / "train.log")
-    process = spawn_trainer(arguments, log_path)
+    processes = job["config"].get("processes", 1)
+    process = spawn_trainer(arguments, log_path, processes)
     job_rows.update(db, job["id"], pid=process.pid, pid_started=process_start(process.pid))
     return job_rows.get(db, job["id"])
 
 
-def spawn_trainer(arguments: list[str], log_path: Path) -> subprocess.Popen:
-    """`python -m training.train ARGS`, detached, appending its output to the job's log."""
-    return spawn_detached("training.train", arguments, log_path)
+def spawn_trainer(arguments: list[str], log_path: Path, processes: int = 1) -> subprocess.Popen:
+    """`python -m training.train ARGS` (or torchrun starting `processes` of it), detached,
+    appending its output to the job's log."""
+    command = launchers.trainer_command(launchers.Launch(processes=processes), arguments)
+    return spawn_detached(command[2], command[3:], log_path)
 
 
 def spawn_detached(

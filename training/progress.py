@@ -14,6 +14,7 @@ from transformers import TrainerCallback
 from registry import checkpoints as checkpoint_rows
 from registry import connect
 from registry import jobs as job_rows
+from training import distributed
 from training.cancellation import Cancellation
 from training.checkpoints import keep_weights
 
@@ -36,11 +37,50 @@ class TokenCounter:
         return self.collator(features)
 
 
-class RegistryProgress(TrainerCallback):
-    """Writes step, loss, learning rate, tokens/s and ETA to the registry; obeys cancellation."""
+class StepAgreement(TrainerCallback):
+    """Every rank, after every micro-batch: did any rank get a cancel, and how many tokens went
+    through all ranks? A cancel need not wait for the optimizer step, and all ranks stop at the
+    same micro-batch; the checkpoint then holds the state after the last whole step, which is
+    exactly where a resume continues."""
 
-    def __init__(self, db, job_id: int, counter: TokenCounter, cancellation: Cancellation):
-        self.db, self.job_id, self.counter, self.cancellation = db, job_id, counter, cancellation
+    def __init__(self, world, counter: TokenCounter, cancellation: Cancellation):
+        self.world, self.counter, self.cancellation = world, counter, cancellation
+        self.tokens = 0  # global: every rank's tokens
+        self._counted = 0
+
+    def on_substep_end(self, args, state, control, **kwargs):
+        self._agree(control)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._agree(control)
+        if not self.world.main:
+            log.info(
+                "rank %d: step %d/%d, %d tokens in all",
+                self.world.rank,
+                state.global_step,
+                state.max_steps,
+                self.tokens,
+            )
+
+    def _agree(self, control) -> None:
+        local = self.counter.tokens - self._counted
+        self._counted = self.counter.tokens
+        stop, tokens = distributed.agree(self.world, self.cancellation.requested.is_set(), local)
+        self.tokens += tokens
+        if stop:
+            self.cancellation.requested.set()  # the ranks that got no signal stop as cancelled too
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_save(self, args, state, control, **kwargs):
+        distributed.wait_for_all(self.world)  # every rank's part of the checkpoint is written
+
+
+class RegistryProgress(TrainerCallback):
+    """Rank 0: writes step, loss, learning rate, global tokens/s and ETA to the registry."""
+
+    def __init__(self, db, job_id: int, agreement: StepAgreement):
+        self.db, self.job_id, self.counter = db, job_id, agreement
         self.last_loss = None
         self._rates: list[float] = []
         self._mark = (time.monotonic(), 0)
@@ -50,20 +90,6 @@ class RegistryProgress(TrainerCallback):
         self._start = (time.monotonic(), state.global_step)
         self._mark = (time.monotonic(), self.counter.tokens)
         job_rows.heartbeat(self.db, self.job_id, total_steps=state.max_steps, step=state.global_step)
-
-    def on_substep_end(self, args, state, control, **kwargs):
-        """After each micro-batch inside a gradient accumulation: a cancel need not wait for the
-        optimizer step. The checkpoint then holds the state after the last whole step, which is
-        exactly where a resume continues."""
-        self._stop_if_cancelled(control)
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self._stop_if_cancelled(control)
-
-    def _stop_if_cancelled(self, control) -> None:
-        if self.cancellation.requested.is_set():
-            control.should_save = True
-            control.should_training_stop = True
 
     def on_save(self, args, state, control, **kwargs):
         """Called once a checkpoint is fully written: only then is it marked complete."""

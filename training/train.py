@@ -4,6 +4,7 @@
         --role translator --name med-zh-1
     python -m training.train --name med-zh-1 --resume      # after a crash, kill or cancel
     python -m training.train --config job.json             # settings from a JSON file
+    torchrun --nproc-per-node 2 -m training.train ...      # the same, data-parallel on 2 processes
 
 The request is checked by `training.lifecycle.check` (the same checks the training page runs)
 before anything is created: a bad input prints one `error:` line, exits 2 and leaves no job,
@@ -15,6 +16,11 @@ Each checkpoint is scored on the held-out examples as it is saved (training/chec
 the best one by the role's metric is published, not merely the last. The adapter is written to a
 temporary folder, renamed into `$TRANSLATOR_HOME/adapters/<name>/`, registered, and then scored on
 all the held-out examples with the same model, next to its base (status evaluating).
+
+Under torchrun or accelerate launch (training/distributed.py), rank 0 alone touches the registry,
+the device lock, the checkpoints' marks and the adapters folder; the other ranks train from its
+canonical config and log to `jobs/<id>/rank<k>.log`. A cancel stops every rank at the same step;
+a rank that dies ends the job as interrupted, resumable with the same or another process count.
 
 Exit codes: 0 published, 1 the job failed, 2 bad input (nothing created), 143 cancelled.
 """
@@ -36,7 +42,7 @@ import os  # noqa: E402
 import shutil  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from dataclasses import dataclass, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -44,17 +50,20 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 warnings.filterwarnings("ignore", category=FutureWarning)  # deprecation chatter from library internals
 
 
-from engine import models, texts  # noqa: E402
+from engine import devices, models, texts  # noqa: E402
 from engine.adapters import read_metadata, write_metadata  # noqa: E402
 from registry import adapters as adapter_rows  # noqa: E402
 from registry import connect, home  # noqa: E402
 from registry import jobs as job_rows  # noqa: E402
 from registry.errors import UserError  # noqa: E402
-from training import batching, lifecycle  # noqa: E402
+from training import batching, distributed, launchers, lifecycle  # noqa: E402
 from training.cancellation import Cancellation, JobCancelled  # noqa: E402
 from training.config import TrainConfig, parse_config  # noqa: E402
+from training.distributed import World  # noqa: E402
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 143
+DEVICES_HELD = "TRANSLATOR_DEVICES_HELD"  # set by the launching trainer: it holds this job's devices
+ALSO_LOG_TO_FILE = "TRANSLATOR_LOG_TO_FILE"  # a job started from a shell keeps its train.log
 HYPERPARAMETERS = (
     "epochs",
     "max_steps",
@@ -75,15 +84,48 @@ log = logging.getLogger("translator.train")
 
 
 def main(argv: list[str] | None = None) -> int:
+    world = World.from_env()
     cancellation = Cancellation()
     cancellation.install()  # before anything heavy: a cancel while preparing ends the job at once
+    followers = _Followers(world)
     try:
-        return _main(argv, cancellation)
+        if world.distributed:
+            distributed.die_with_parent()
+            distributed.join(world)
+        if not world.main:
+            return _follow(world, cancellation)
+        code = _main(argv, cancellation, followers)
+        followers.stop(code)  # a request refused or cancelled before training: the others end too
+        return code
     finally:
         cancellation.uninstall()
+        distributed.leave()
 
 
-def _main(argv: list[str] | None, cancellation: Cancellation) -> int:
+class _Followers:
+    """Rank 0's messages to the other ranks, which wait for them before training: keep waiting,
+    train this plan, or end with this exit code."""
+
+    def __init__(self, world: World):
+        self.world, self.told = world, not world.distributed
+
+    def still_waiting(self) -> None:
+        if not self.told:
+            distributed.share(self.world, ("wait",))
+
+    def go(self, run: "_Run", train: bool) -> None:
+        if not self.told:
+            self.told = True
+            message = ("go", run.config.as_dict(), run.plan.role, run.job["id"], str(run.job_dir), train)
+            distributed.share(self.world, message)
+
+    def stop(self, code: int) -> None:
+        if not self.told:
+            self.told = True
+            distributed.share(self.world, ("stop", code))
+
+
+def _main(argv: list[str] | None, cancellation: Cancellation, followers: _Followers) -> int:
     config, db, claimed = None, None, []
     try:
         config = parse_config(argv)
@@ -102,7 +144,28 @@ def _main(argv: list[str] | None, cancellation: Cancellation) -> int:
             job_rows.finish(db or connect(), job_id, "cancelled")
         print("cancelled before training started", file=sys.stderr)
         return EXIT_CANCELLED
-    return _run(db, plan, claimed[0], cancellation, launched_by_app=bool(config.job_id))
+    return _run(db, plan, claimed[0], cancellation, followers, launched_by_app=bool(config.job_id))
+
+
+def _follow(world: World, cancellation: Cancellation) -> int:
+    """Ranks other than 0: wait for rank 0's plan, then train it without touching the registry."""
+    try:
+        message = distributed.share(world)
+        while message[0] == "wait":
+            message = distributed.share(world)
+        if message[0] == "stop":
+            return message[1]
+        _, settings, role, job_id, job_dir, train = message
+        if not train:
+            return 0
+        _log_to_rank_file(Path(job_dir), world.rank)
+        plan = lifecycle.prepare(TrainConfig(**settings), role)
+        run = _Run(None, plan, {"id": job_id}, Path(job_dir), cancellation, world)
+        log.info("rank %d of %d (pid %d): training job %s", world.rank, world.size, os.getpid(), job_id)
+        _, summary = _train(run)
+        return 0 if summary is not None else EXIT_CANCELLED
+    except JobCancelled:
+        return EXIT_CANCELLED
 
 
 def _plan_and_claim(db, config: TrainConfig, claimed: list) -> lifecycle.Plan:
@@ -117,9 +180,9 @@ def _plan_and_claim(db, config: TrainConfig, claimed: list) -> lifecycle.Plan:
     if config.resume:
         job = lifecycle.find_resumable(db, config.name)
         claimed.append(lifecycle.claim(db, job))
-        return lifecycle.check(
-            db, lifecycle.stored_config(job, **_given_settings(config), resume=True), job=job
-        )
+        # a shell's --resume runs on as many processes as it says (default one), not as before
+        settings = {**_given_settings(config), "processes": config.processes}
+        return lifecycle.check(db, lifecycle.stored_config(job, **settings, resume=True), job=job)
     plan = lifecycle.check(db, config, base_dir=Path.cwd())
     claimed.append(
         lifecycle.create_job(db, plan, pid=os.getpid(), pid_started=lifecycle.process_start(os.getpid()))
@@ -143,19 +206,24 @@ class _Run:
     job: dict
     job_dir: Path
     cancellation: Cancellation
+    world: World = World()
 
     @property
     def config(self) -> TrainConfig:
         return self.plan.config
 
 
-def _run(db, plan: lifecycle.Plan, job: dict, cancellation: Cancellation, launched_by_app: bool) -> int:
+def _run(
+    db, plan, job: dict, cancellation: Cancellation, followers: _Followers, launched_by_app: bool
+) -> int:
     from training.progress import Heartbeat  # torch loads only once the input is known good
 
+    if followers.world.distributed:  # the config records how the job really runs
+        plan = replace(plan, config=replace(plan.config, processes=followers.world.local_size))
     job_dir = home.jobs_dir() / str(job["id"])
     job_dir.mkdir(parents=True, exist_ok=True)
     log_path = job_dir / "train.log"
-    _configure_logging(log_path, captured=launched_by_app)
+    _configure_logging(log_path, captured=launched_by_app and not os.environ.get(ALSO_LOG_TO_FILE))
     job_rows.update(
         db,
         job["id"],
@@ -167,12 +235,16 @@ def _run(db, plan: lifecycle.Plan, job: dict, cancellation: Cancellation, launch
         config=json.dumps(plan.config.as_dict(), ensure_ascii=False, sort_keys=True),
     )
     (job_dir / "config.json").write_text(json.dumps(plan.config.as_dict(), indent=2), encoding="utf-8")
-    run = _Run(db, plan, job, job_dir, cancellation)
+    run = _Run(db, plan, job, job_dir, cancellation, followers.world)
     heartbeat = Heartbeat(job["id"])
     heartbeat.start()
-    device_lock = None
+    holding = None
     try:
-        device_lock = _wait_for_the_device(db, job["id"], cancellation)
+        holding = _wait_for_the_devices(db, run, followers)
+        if holding.files and (holding.gpus or plan.config.processes > 1) and not run.world.distributed:
+            heartbeat.stop()
+            _become_the_launcher(run, holding, launched_by_app)  # does not return
+        job_rows.update(db, job["id"], status="running", started_at=time.time())
         log.info(
             "job %s: training %r on %s (%s)",
             job["id"],
@@ -185,7 +257,7 @@ def _run(db, plan: lifecycle.Plan, job: dict, cancellation: Cancellation, launch
             log.info(
                 "learning rate %g, %g epochs: %s", plan.config.lr, plan.config.epochs, plan.by_size.reason()
             )
-        if _train_and_publish(run) == "cancelled":
+        if _train_and_publish(run, followers) == "cancelled":
             job_rows.finish(db, job["id"], "cancelled")
             log.info("cancelled; a checkpoint was saved: resume with --resume --name %s", plan.config.name)
             return EXIT_CANCELLED
@@ -199,48 +271,74 @@ def _run(db, plan: lifecycle.Plan, job: dict, cancellation: Cancellation, launch
         return EXIT_CANCELLED
     except BaseException as error:
         message = models.first_line(error)
+        if run.world.distributed and (
+            cancellation.requested.is_set() or distributed.is_collective_failure(error)
+        ):
+            # torchrun stops the others when one rank dies: neither a cancel nor a failed job
+            job_rows.finish(db, job["id"], "interrupted", error=texts.ERR_RANK_LOST.format(error=message))
+            log.error("another training process stopped: %s", message)
+            return EXIT_FAILED
         job_rows.finish(db, job["id"], "failed", error=message)
         log.exception("training failed: %s", message)
         print(f"error: {message}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         heartbeat.stop()
-        if device_lock is not None:
-            device_lock.close()
+        if holding is not None:
+            holding.release()
 
 
-def _wait_for_the_device(db, job_id: int, cancellation):
-    """One training at a time per home: two jobs on one GPU (or two CPU cores) fight over memory
-    and each runs at half speed or fails. A later job stays queued, heartbeating, until the device
-    is free; a cancel while it waits ends it at once."""
-    lock_file = open(home.jobs_dir() / ".device.lock", "w")  # noqa: SIM115 (held for the whole run)
-    try:
-        import fcntl
-    except ImportError:  # Windows: no queue, jobs run side by side
-        return lock_file
-    announced = False
-    try:
-        while True:
-            try:
-                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not announced:
-                    log.info("waiting for the running job to finish (one training at a time)")
-                    announced = True
-                cancellation.requested.wait(1.0)
-                cancellation.raise_if_requested()
-    except BaseException:
-        lock_file.close()
-        raise
-    job_rows.update(db, job_id, status="running", started_at=time.time())
-    return lock_file
+def _wait_for_the_devices(db, run: _Run, followers: _Followers) -> devices.Holding:
+    """The GPUs this job needs (one per process), or the CPU (engine/devices.py). A later job stays
+    queued, heartbeating, with the reason on its row, until they are free; a cancel while it waits
+    ends it at once. Under a launcher that took them for the job, there is nothing to wait for."""
+    if os.environ.get(DEVICES_HELD):
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        return devices.Holding([int(gpu) for gpu in visible.split(",") if gpu.strip()])
+    config, job_id = run.config, run.job["id"]
+    count = config.processes if devices.uses_gpus(config.device) else 0
+    reason = None
+    while (holding := devices.try_take(count, job_id)) is None:
+        waiting_for = devices.waiting_reason(count)
+        if waiting_for != reason:
+            reason = waiting_for
+            log.info("%s", reason)
+            job_rows.update(db, job_id, waiting_for=reason)
+        run.cancellation.requested.wait(1.0)
+        run.cancellation.raise_if_requested()
+        followers.still_waiting()
+    job_rows.update(db, job_id, waiting_for=None, devices=holding.visible_devices() or "cpu")
+    if holding.gpus:
+        log.info("devices: GPU %s", holding.visible_devices())
+    return holding
 
 
-def _train_and_publish(run: _Run) -> str:
+def _become_the_launcher(run: _Run, holding: devices.Holding, launched_by_app: bool):
+    """This process turns into the job's launcher (torchrun, or the trainer itself on the GPUs it
+    took), keeping the device locks across the exec. A fresh process is needed: CUDA reads
+    CUDA_VISIBLE_DEVICES once, at its start."""
+    holding.keep_across_exec()
+    env = {**os.environ, DEVICES_HELD: "1"}
+    if holding.gpus:
+        env["CUDA_VISIBLE_DEVICES"] = holding.visible_devices()
+    if not launched_by_app:
+        env[ALSO_LOG_TO_FILE] = "1"
+    arguments = ["--job-id", str(run.job["id"])] + (["--resume"] if run.config.resume else [])
+    command = launchers.trainer_command(launchers.Launch(processes=run.config.processes), arguments)
+    log.info("launching %s", " ".join(command[1:]))
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(command[0], command, env)
+
+
+def _train_and_publish(run: _Run, followers: _Followers) -> str:
     """Train (or finish what a stopped run left), publish the adapter, score it on the held-out
     examples with the same model. Returns "cancelled" or "succeeded"."""
-    if _recover_published(run):
+    recovered = _recover_published(run)
+    followers.go(run, train=not recovered)
+    if recovered:
         return "succeeded"
     model, summary = _train(run)
     if summary is None:
@@ -273,10 +371,16 @@ def _train(run: _Run):
     from transformers.trainer_callback import PrinterCallback
 
     from training.checkpoints import choose_and_restore
-    from training.progress import CheckpointScorer, RegistryProgress, TokenCounter, newest_complete_checkpoint
+    from training.progress import (
+        CheckpointScorer,
+        RegistryProgress,
+        StepAgreement,
+        TokenCounter,
+        newest_complete_checkpoint,
+    )
 
-    config, plan = run.config, run.plan
-    device = config.device or models.choose_device()
+    config, plan, world = run.config, run.plan, run.world
+    device = world.device(config.device or models.choose_device())
     dtype = models.parse_dtype(config.dtype, device)
     torch.manual_seed(config.seed)
     model = models.load_model(
@@ -288,6 +392,8 @@ def _train(run: _Run):
     )
     recipe = batching.choose_recipe(plan.packing, checkpointing)
     batching.prepare_model(model, recipe)
+    target_logits_only = batching.keeps_target_logits_only(model)
+    micro_batch, accumulation = batching.micro_batches(device, config.batch_size, config.grad_accum)
     lora = LoraConfig(
         task_type="CAUSAL_LM",
         r=config.lora_r,
@@ -295,24 +401,30 @@ def _train(run: _Run):
         lora_dropout=config.lora_dropout,
         target_modules=targets,
     )
+    strategy = launchers.strategy_arguments(config.strategy, model)
     model = get_peft_model(model, lora)
     trainable, total = model.get_nb_trainable_parameters()
     log.info(
-        "LoRA on %s: %s trainable of %s parameters; %s %s; %s",
+        "LoRA on %s: %s trainable of %s parameters; %s %s; %s; %d process(es) x %d examples x %d "
+        "accumulated = %d examples per step",
         ",".join(targets),
         f"{trainable:,}",
         f"{total:,}",
         device,
         str(dtype).removeprefix("torch."),
         recipe.describe(),
+        world.size,
+        micro_batch,
+        accumulation,
+        world.size * micro_batch * accumulation,
     )
     checkpoints = run.job_dir / "checkpoints"
     arguments = TrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
+        per_device_train_batch_size=micro_batch,
+        gradient_accumulation_steps=accumulation,
         learning_rate=config.lr,
         logging_steps=1,
         save_strategy="steps" if config.save_steps else "epoch",
@@ -327,42 +439,76 @@ def _train(run: _Run):
         dataloader_num_workers=0,
         disable_tqdm=True,
         train_sampling_strategy=batching.sampling_strategy(recipe),
+        ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient in every step
+        **strategy,
     )
-    counter = TokenCounter(batching.collator(plan.tokenizer, recipe))
-    progress = RegistryProgress(run.db, run.job["id"], counter, run.cancellation)
-    scorer = CheckpointScorer(run.db, run.job["id"], run.job_dir, plan, run.cancellation)
+    collator = batching.collator(plan.tokenizer, recipe)
+    counter = TokenCounter(batching.TargetLogitsOnly(collator) if target_logits_only else collator)
+    agreement = StepAgreement(world, counter, run.cancellation)
+    callbacks = [agreement]  # first: all ranks have saved before rank 0 marks a checkpoint complete
+    if world.main:
+        callbacks.append(RegistryProgress(run.db, run.job["id"], agreement))
+        if not config.skip_evaluation:
+            callbacks.append(CheckpointScorer(run.db, run.job["id"], run.job_dir, plan, run.cancellation))
     trainer = Trainer(
         model=model,
         args=arguments,
         train_dataset=[{"input_ids": e.input_ids, "labels": e.labels} for e in plan.tokenized.examples],
         data_collator=counter,
-        # progress first: it marks a checkpoint complete before the scorer looks at it
-        callbacks=[progress] + ([scorer] if not config.skip_evaluation else []),
+        compute_loss_func=batching.target_loss if target_logits_only else None,
+        callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # our callback logs each step already
-    resume_from = newest_complete_checkpoint(checkpoints) if config.resume else None
+    if config.strategy == "fsdp" and not trainer.is_fsdp_enabled:
+        raise UserError(texts.ERR_SHARDING_NEEDS_GPUS.format(strategy=config.strategy))
+    progress = callbacks[1] if world.main else None
+    scorer = callbacks[2] if len(callbacks) > 2 else None
+    # rank 0 alone looks (it removes incomplete ones), every rank resumes from what it found
+    resume_from = distributed.share(
+        world, newest_complete_checkpoint(checkpoints) if config.resume and world.main else None
+    )
     if config.resume:
         log.info("resuming from %s", resume_from or "the start (no complete checkpoint was saved)")
     with run.cancellation.deferred():
         if resume_from is not None and _already_finished(resume_from):
             summary = _summary_from_checkpoint(model, resume_from)
-            if not config.skip_evaluation:
+            if scorer is not None:
                 scorer.score_if_missing(model, resume_from)
         else:
             result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
             summary = {
-                "final_loss": progress.last_loss,
+                "final_loss": progress.last_loss if progress else None,
                 "train_loss": result.training_loss,
                 "steps": result.global_step,
                 "train_seconds": result.metrics.get("train_runtime"),
-                "tokens_per_second": progress.mean_tokens_per_second(),
+                "tokens_per_second": progress.mean_tokens_per_second() if progress else None,
+                **_peak_memory(device),
             }
+            log.info(
+                "trained as %s (%s); peak memory of this process: %s",
+                type(trainer.model_wrapped).__name__,
+                config.strategy,
+                ", ".join(f"{key} {value:,.0f}" for key, value in _peak_memory(device).items()),
+            )
     del trainer  # its optimizer state is not needed for publishing or evaluating
     gc.collect()
     if run.cancellation.requested.is_set():
         return None, None
+    if not world.main:
+        return model, summary
     choice = choose_and_restore(run.db, run.job["id"], model, final_step=summary["steps"])
     return model, {**summary, **(choice.as_metrics() if choice else {}), "recipe": recipe.describe()}
+
+
+def _peak_memory(device: str) -> dict:
+    import resource
+
+    import torch
+
+    peak = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if device.startswith("cuda"):
+        peak["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return peak
 
 
 def _already_finished(checkpoint: Path) -> bool:
@@ -475,6 +621,15 @@ def lora_targets(model, requested: str) -> list[str]:
     if not targets:
         raise UserError(texts.ERR_NO_TARGETS.format(wanted=", ".join(wanted)))
     return targets
+
+
+def _log_to_rank_file(job_dir: Path, rank: int) -> None:
+    """Another rank's output, library warnings and tracebacks included, goes to its own log."""
+    log_file = open(job_dir / f"rank{rank}.log", "ab", buffering=0)  # noqa: SIM115 (for the process's life)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+        os.dup2(log_file.fileno(), stream.fileno())
+    _configure_logging(job_dir / f"rank{rank}.log", captured=True)
 
 
 def _configure_logging(log_path: Path, captured: bool) -> None:

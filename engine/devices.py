@@ -1,0 +1,161 @@
+"""Which device each job and each chat uses: the GPUs as a pool, the CPU as one resource.
+
+Each GPU is held by at most one training job: a job takes as many GPUs as it has processes, all
+or none, and holds them (an flock on `jobs/.gpu-<i>.lock`, released by the kernel when its last
+holder exits, however it exits) for its whole run; its processes see only them
+(CUDA_VISIBLE_DEVICES). A job that finds too few free GPUs waits, queued, with the reason on its
+row. Chat loads its model on a GPU no job holds, or on the CPU when every GPU is taken. Without
+GPUs the CPU is one resource: one training at a time (two would each run at half speed).
+
+`TRANSLATOR_GPUS` ("0,1", or "" for none) replaces what torch finds: it restricts the app to some
+GPUs, and lets tests simulate a machine with several.
+"""
+
+import fcntl
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine import texts
+from registry import home
+from registry.errors import UserError
+
+SIMULATED = "TRANSLATOR_GPUS"
+
+
+def gpu_ids() -> list[int]:
+    """The GPUs the app may use."""
+    listed = os.environ.get(SIMULATED)
+    if listed is not None:
+        return [int(part) for part in listed.split(",") if part.strip()]
+    try:
+        import torch
+    except ImportError:
+        return []
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+
+
+def gpu_names() -> list[str]:
+    ids = gpu_ids()
+    if os.environ.get(SIMULATED) is not None:
+        return [f"GPU {i}" for i in ids]
+    import torch
+
+    return [f"GPU {i}: {torch.cuda.get_device_name(i)}" for i in ids]
+
+
+def _lock_path(gpu: int | None) -> Path:
+    return home.jobs_dir() / (".device.lock" if gpu is None else f".gpu-{gpu}.lock")
+
+
+@dataclass
+class Holding:
+    """Devices taken by a job: GPU ids (empty for the CPU) and the open, locked files."""
+
+    gpus: list[int]
+    files: list = field(default_factory=list)
+
+    def visible_devices(self) -> str:
+        return ",".join(str(gpu) for gpu in self.gpus)
+
+    def keep_across_exec(self) -> None:
+        """The launcher the job becomes (os.exec) keeps holding them."""
+        for file in self.files:
+            os.set_inheritable(file.fileno(), True)
+
+    def release(self) -> None:
+        for file in self.files:
+            file.close()
+        self.files = []
+
+
+def _try_lock(gpu: int | None, job_id: int):
+    path = _lock_path(gpu)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    file = open(path, "a+")  # noqa: SIM115 (held for the job's whole run)
+    try:
+        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        file.close()
+        return None
+    file.seek(0)
+    file.truncate()
+    file.write(str(job_id))
+    file.flush()
+    return file
+
+
+def try_take(count: int, job_id: int) -> Holding | None:
+    """`count` free GPUs (the lowest first), or the CPU when `count` is 0; all or none."""
+    if count == 0:
+        file = _try_lock(None, job_id)
+        return Holding([], [file]) if file else None
+    taken = Holding([])
+    for gpu in gpu_ids():
+        file = _try_lock(gpu, job_id)
+        if file:
+            taken.gpus.append(gpu)
+            taken.files.append(file)
+            if len(taken.gpus) == count:
+                return taken
+    taken.release()
+    return None
+
+
+def holders() -> dict[int, int | None]:
+    """GPU → the job holding it (None: free)."""
+    held = {}
+    for gpu in gpu_ids():
+        path = _lock_path(gpu)
+        held[gpu] = None
+        if not path.is_file():
+            continue
+        with open(path) as file:
+            try:
+                fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                text = file.read().strip()
+                held[gpu] = int(text) if text.isdigit() else 0
+    return held
+
+
+def free_gpus() -> list[int]:
+    return [gpu for gpu, job in holders().items() if job is None]
+
+
+def uses_gpus(device: str) -> bool:
+    """Whether a job asking for `device` ("" is automatic) takes GPUs from the pool."""
+    return device != "cpu" and bool(gpu_ids())
+
+
+def waiting_reason(count: int) -> str:
+    held = holders()
+    if count == 0:
+        return texts.WAITING_FOR_CPU
+    busy = sorted({job for job in held.values() if job is not None})
+    return texts.WAITING_FOR_GPUS.format(
+        count=count,
+        free=", ".join(str(gpu) for gpu, job in held.items() if job is None) or "-",
+        jobs=", ".join(str(job) for job in busy) or "-",
+    )
+
+
+def check_request(processes: int, device: str) -> None:
+    """A job asking for more GPUs than the machine has would wait forever."""
+    gpus = gpu_ids()
+    if device != "cpu" and gpus and processes > len(gpus):
+        raise UserError(texts.ERR_TOO_MANY_GPUS.format(count=processes, have=len(gpus)))
+
+
+def chat_gpu() -> int | None:
+    """The GPU chat may load its model on: one no training job holds (None: every one is held)."""
+    free = free_gpus()
+    return free[0] if free else None
+
+
+def chat_device() -> str:
+    """A GPU no training job holds, else the CPU: chat never takes memory a job counts on."""
+    import torch
+
+    gpu = chat_gpu()
+    return f"cuda:{gpu}" if gpu is not None and torch.cuda.is_available() else "cpu"

@@ -1,0 +1,208 @@
+"""The trainer under torchrun: 2 CPU processes over gloo on the tiny model, as real processes.
+
+Data parallelism changes nothing but who computes: the same global batch gives the same losses and
+weights. Rank 0 alone writes rows, checkpoints and the adapter; a cancel stops both ranks at the
+same step; a dead rank ends the job interrupted, with no process left, and it resumes on one."""
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from registry import adapters, connect, jobs
+from tests.conftest import PROJECT_ROOT, SAMPLE, run_module
+from training import launchers, lifecycle
+from training.config import TrainConfig
+from training.lifecycle import process_alive
+
+PARITY = ("--max-steps", "4", "--lr", "1e-3", "--lora-dropout", "0", "--skip-evaluation", "--batch-size", "2")
+
+
+def _torchrun(*args: str, processes: int = 2) -> subprocess.CompletedProcess:
+    command = launchers.trainer_command(launchers.Launch(processes=processes), [str(a) for a in args])
+    return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_two_processes_give_the_losses_and_weights_of_one(home, tiny_model_dir):
+    common = ("--base", str(tiny_model_dir), "--data", str(SAMPLE), *PARITY)
+    one = run_module("training.train", *common, "--name", "one", "--grad-accum", "2")
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = _torchrun(*common, "--name", "two", "--grad-accum", "1")  # 2 processes x 2 = the same 4 per step
+    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
+
+    db = connect()
+    rows = {name: adapters.get(db, name) for name in ("one", "two")}
+    losses = {name: [m["loss"] for m in jobs.metrics_for(db, row["job_id"])] for name, row in rows.items()}
+    assert len(losses["one"]) == len(losses["two"]) == 4
+    for single, parallel in zip(losses["one"], losses["two"], strict=True):
+        assert abs(parallel - single) <= 1e-4 * abs(single), losses
+    weights = {name: load_file(Path(row["path"]) / "adapter_model.safetensors") for name, row in rows.items()}
+    assert weights["one"].keys() == weights["two"].keys()
+    for key, single in weights["one"].items():
+        change = (weights["two"][key] - single).norm() / single.norm()
+        assert change <= 1e-4, (key, change.item())
+    assert not torch.equal(weights["one"][next(iter(weights["one"]))], torch.zeros(1))
+
+    # rank 0 alone wrote: one job row, one checkpoint set, one adapter; rank 1 has its own log
+    job = jobs.get(db, rows["two"]["job_id"])
+    assert [j["adapter_name"] for j in jobs.list_all(db)].count("two") == 1
+    job_dir = Path(job["job_dir"])
+    (checkpoint,) = (job_dir / "checkpoints").glob("checkpoint-*")
+    assert (checkpoint / "translator-complete.json").is_file()
+    assert sorted(p.name for p in checkpoint.glob("rng_state*")) == ["rng_state_0.pth", "rng_state_1.pth"]
+    assert "rank 1 of 2" in (job_dir / "rank1.log").read_text()
+    assert job["tokens_per_second"] > 0
+    assert rows["two"]["metrics"]["steps"] == 4
+
+
+def _submit(db, tiny_model_dir, name: str, **settings) -> dict:
+    settings = {
+        "processes": 2,
+        "batch_size": 1,
+        "grad_accum": 1,
+        "lr": 1e-3,
+        "skip_evaluation": True,
+        **settings,
+    }
+    config = TrainConfig(base=str(tiny_model_dir), data=str(SAMPLE), name=name, **settings)
+    return lifecycle.submit(db, config)
+
+
+def _wait(condition, timeout=120, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _rank1_pid(job_dir: Path) -> int:
+    log = job_dir / "rank1.log"
+    text = _wait(
+        lambda: log.is_file() and re.search(r"rank 1 of 2 \(pid (\d+)\)", log.read_text()), what="rank 1"
+    )
+    return int(text.group(1))
+
+
+def _all_gone(pids) -> bool:
+    return not any(process_alive(pid) for pid in pids)
+
+
+def test_a_cancel_stops_both_ranks_at_the_same_step_with_one_checkpoint(home, db, tiny_model_dir):
+    job = _submit(db, tiny_model_dir, "stopped-two", max_steps=400)
+    launcher = job["pid"]
+    running = _wait(lambda: (j := lifecycle.get(db, job["id"]))["step"] >= 3 and j, what="step 3")
+    job_dir = Path(running["job_dir"])
+    rank0, rank1 = running["pid"], _rank1_pid(job_dir)
+    assert len({launcher, rank0, rank1}) == 3  # the row follows rank 0, not the launcher
+
+    assert lifecycle.cancel(db, job["id"])  # SIGTERM to rank 0 alone
+    ended = _wait(lambda: (j := lifecycle.get(db, job["id"]))["status"] not in jobs.ACTIVE and j, what="end")
+    assert ended["status"] == "cancelled", ended
+    _wait(lambda: _all_gone([launcher, rank0, rank1]), timeout=60, what="every process to exit")
+    (checkpoint,) = (job_dir / "checkpoints").glob("checkpoint-*")
+    step = int(checkpoint.name.split("-")[1])
+    assert (checkpoint / "translator-complete.json").is_file() and 3 <= step < 400
+    rank1_steps = re.findall(r"rank 1: step (\d+)/", (job_dir / "rank1.log").read_text())
+    assert int(rank1_steps[-1]) == step  # rank 1 stopped where rank 0 saved
+    assert adapters.get(db, "stopped-two") is None
+
+
+def test_a_killed_rank_ends_the_job_interrupted_and_one_process_resumes_it(home, db, tiny_model_dir):
+    job = _submit(db, tiny_model_dir, "lost-rank", max_steps=24, save_steps=5)
+    launcher = job["pid"]
+    running = _wait(lambda: (j := lifecycle.get(db, job["id"]))["step"] >= 7 and j, what="step 7")
+    job_dir = Path(running["job_dir"])
+    rank0, rank1 = running["pid"], _rank1_pid(job_dir)
+    subprocess.run(["kill", "-9", str(rank1)], check=True)
+
+    ended = _wait(lambda: (j := lifecycle.get(db, job["id"]))["status"] not in jobs.ACTIVE and j, what="end")
+    assert ended["status"] == "interrupted", ended
+    _wait(lambda: _all_gone([launcher, rank0, rank1]), timeout=60, what="no process left behind")
+    assert adapters.get(db, "lost-rank") is None
+
+    resumed = run_module("training.train", "--name", "lost-rank", "--resume", "--processes", "1")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert jobs.get(db, job["id"])["status"] == "succeeded"
+    assert adapters.get(db, "lost-rank")["metrics"]["steps"] == 24
+    assert "resuming from" in (job_dir / "train.log").read_text()
+    assert jobs.get(db, job["id"])["config"]["processes"] == 1  # resumed on one process, as asked
+
+
+def test_launch_commands_for_one_machine_several_and_slurm():
+    args = ["--base", "builtin", "--name", "n"]
+    assert launchers.trainer_command(launchers.Launch(), args, "py") == ["py", "-m", "training.train", *args]
+    assert launchers.trainer_command(launchers.Launch(processes=4), args, "py")[:6] == [
+        "py", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "4",
+    ]  # fmt: skip
+    nodes = launchers.node_commands(launchers.Launch(processes=8, nodes=2, host="gpu1"), args, "n")
+    assert len(nodes) == 2 and all("--rdzv-endpoint gpu1:29500" in c for c in nodes)
+    assert "--node-rank 0" in nodes[0] and "--node-rank 1" in nodes[1]
+    script = launchers.sbatch_script(launchers.Launch(processes=8, nodes=2), args, "n", Path("/p"))
+    assert (
+        "#SBATCH --nodes=2" in script and "#SBATCH --gpus-per-node=8" in script and "srun torchrun" in script
+    )
+    assert launchers.batch_sizes(4, 2, 3) == (8, 24)
+    for stage in (2, 3):
+        config = launchers.deepspeed_config(stage)
+        assert config["zero_optimization"]["stage"] == stage and config["train_batch_size"] == "auto"
+        json.dumps(config)
+    printed = subprocess.run(
+        [sys.executable, "-m", "training.launchers", "--nodes", "2", "--processes", "2", "--", *args],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert printed.count("torchrun --nnodes 2") == 2 and "rank 0" in printed
+
+
+def test_sharding_strategies_are_refused_on_cpu_before_any_job(home, db, tiny_model_dir):
+    from registry.errors import UserError
+
+    for strategy in ("fsdp", "zero2", "zero3"):
+        config = TrainConfig(base=str(tiny_model_dir), data=str(SAMPLE), name="s", strategy=strategy)
+        with pytest.raises(UserError, match="GPU"):
+            lifecycle.submit(db, config)
+    assert jobs.list_all(db) == []
+
+
+def _until_status(db, job_id: int, condition, what: str, timeout=120) -> dict:
+    return _wait(lambda: condition(j := lifecycle.get(db, job_id)) and j, timeout=timeout, what=what)
+
+
+def test_jobs_share_two_simulated_gpus_and_chat_stays_off_the_held_ones(
+    home, db, tiny_model_dir, monkeypatch
+):
+    from engine import devices
+    from registry.errors import UserError
+
+    monkeypatch.setenv(devices.SIMULATED, "0,1")  # a machine with two GPUs; the training itself runs on CPU
+    first = _submit(db, tiny_model_dir, "gpu-a", processes=1, max_steps=5000)
+    second = _submit(db, tiny_model_dir, "gpu-b", processes=1, max_steps=5000)
+    running = [
+        _until_status(db, job["id"], lambda j: j["step"] >= 1, "both running") for job in (first, second)
+    ]
+    assert sorted(job["devices"] for job in running) == ["0", "1"]  # side by side, one GPU each
+    assert devices.holders() == {0: running[0]["id"], 1: running[1]["id"]} or devices.holders() == {
+        0: running[1]["id"],
+        1: running[0]["id"],
+    }
+    assert devices.chat_gpu() is None and devices.chat_device() == "cpu"
+
+    both = _submit(db, tiny_model_dir, "gpu-c", processes=2, max_steps=3)
+    waiting = _until_status(db, both["id"], lambda j: j["waiting_for"], "the queue's reason")
+    assert waiting["status"] == "queued" and "needs 2 GPU(s)" in waiting["waiting_for"]
+    lifecycle.cancel(db, first["id"])
+    _until_status(db, first["id"], lambda j: j["status"] == "cancelled", "the first to stop")
+    assert lifecycle.get(db, both["id"])["status"] == "queued"  # one free GPU is not two
+    lifecycle.cancel(db, second["id"])
+    done = _until_status(db, both["id"], lambda j: j["status"] not in jobs.ACTIVE, "the two-GPU job", 180)
+    assert done["status"] == "succeeded" and done["devices"] == "0,1" and not done["waiting_for"], done
+    with pytest.raises(UserError, match="3 processes"):
+        _submit(db, tiny_model_dir, "gpu-d", processes=3)
