@@ -85,13 +85,14 @@ def _try_lock(gpu: int | None, job_id: int):
     return file
 
 
-def try_take(count: int, job_id: int) -> Holding | None:
-    """`count` free GPUs (the lowest first), or the CPU when `count` is 0; all or none."""
+def try_take(count: int, job_id: int, wanted: list[int] | None = None) -> Holding | None:
+    """`count` free GPUs (the lowest first, or exactly `wanted`), or the CPU when `count` is 0;
+    all or none."""
     if count == 0:
         file = _try_lock(None, job_id)
         return Holding([], [file]) if file else None
     taken = Holding([])
-    for gpu in gpu_ids():
+    for gpu in wanted if wanted is not None else gpu_ids():
         file = _try_lock(gpu, job_id)
         if file:
             taken.gpus.append(gpu)
@@ -100,6 +101,14 @@ def try_take(count: int, job_id: int) -> Holding | None:
                 return taken
     taken.release()
     return None
+
+
+def launched_gpus(count: int) -> list[int]:
+    """The GPUs the ranks of a launcher started by hand use: the first `count` of
+    CUDA_VISIBLE_DEVICES, else of all."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [int(gpu) for gpu in visible.split(",") if gpu.strip().isdigit()] if visible else gpu_ids()
+    return ids[:count]
 
 
 def holders() -> dict[int, int | None]:

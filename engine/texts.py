@@ -252,6 +252,54 @@ _TEXTS = dict(
     CANCEL=("⏹ 取消", "⏹ Cancel"),
     RESUME=("▶ 继续", "▶ Resume"),
     LOG_TAIL=("日志", "Log"),
+    RANK_LOG=("进程 {rank} 的日志", "Log of rank {rank}"),
+    DEVICES=("设备与进程", "Devices and processes"),
+    GPUS_FOUND=("找到的 GPU：{names}", "GPUs found: {names}"),
+    NO_GPU_FOUND=(
+        "没有找到 GPU：在 CPU 上训练。多个 CPU 进程只用来检验多卡配置，不会更快。",
+        "No GPU found: training runs on the CPU. Several CPU processes check a multi-GPU setup; they "
+        "are not faster.",
+    ),
+    PROCESSES_GPUS=("这个任务用几块 GPU（每块一个进程）", "GPUs for this job (one process each)"),
+    PROCESSES_CPU=("CPU 进程数", "CPU processes"),
+    STRATEGY=("并行方式", "Parallelism"),
+    STRATEGIES={
+        "ddp": ("数据并行（每个进程一份模型）", "data parallel (a model copy per process)"),
+        "fsdp": ("FSDP（参数分片到各 GPU）", "FSDP (parameters sharded over the GPUs)"),
+        "zero2": (
+            "DeepSpeed ZeRO-2（优化器状态和梯度分片）",
+            "DeepSpeed ZeRO-2 (optimizer state and gradients sharded)",
+        ),
+        "zero3": ("DeepSpeed ZeRO-3（参数也分片）", "DeepSpeed ZeRO-3 (parameters sharded too)"),
+    },
+    BATCH_SIZES=(
+        "每个设备每步 {per_device} 个样本，每个优化步共 {total} 个样本（{processes} 个进程）。",
+        "{per_device} examples per device per step, {total} per optimizer step in all ({processes} "
+        "process(es)).",
+    ),
+    LAUNCH_COMMAND=("将要运行的命令（可复制到终端）：", "The command that will run (copy it to a shell):"),
+    NODES=("机器数", "Machines"),
+    NODE_HOST=("第一台机器（rank 0）的地址", "Address of the first machine (rank 0)"),
+    NODE_COMMANDS=(
+        "在每台机器上运行各自的命令；注册表留在第一台机器上。",
+        "Run each machine's command on that machine; the registry stays on the first one.",
+    ),
+    NODE_COMMAND=("第 {node} 台机器", "Machine {node}"),
+    SLURM_SCRIPT=("Slurm sbatch 脚本", "Slurm sbatch script"),
+    SQLITE_LOCAL=(
+        "注册表是 SQLite 文件，必须放在 rank 0 机器的本地磁盘上：SQLite 的锁在网络文件系统（NFS、SMB、Lustre）上不可靠。"
+        "检查点文件夹需要所有机器都能访问，才能继续训练。",
+        "The registry is an SQLite file and must live on rank 0's local disk: SQLite's locks are not "
+        "reliable on network filesystems (NFS, SMB, Lustre). The checkpoints folder must be reachable "
+        "from every machine for a resume.",
+    ),
+    SQLITE_ON_NETWORK=(
+        "注意：{path} 在网络文件系统（{kind}）上。请把 TRANSLATOR_HOME 设到本地磁盘。",
+        "Warning: {path} is on a network filesystem ({kind}). Set TRANSLATOR_HOME to a local disk.",
+    ),
+    DEVICES_CPU=("CPU", "CPU"),
+    DEVICES_GPUS=("GPU {gpus}", "GPU {gpus}"),
+    WAITING=("排队中：{reason}", "Queued: {reason}"),
     LOSS_CURVE=("loss 曲线", "Loss curve"),
     STEP_AXIS=("步数", "step"),
     LOSS_AXIS=("loss", "loss"),

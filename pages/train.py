@@ -1,17 +1,18 @@
 """Train an adapter: choose base, role and data, preview it, start a detached job, watch it live."""
 
+import os
 from pathlib import Path
 
 import streamlit as st
 
-from engine import models, texts
+from engine import devices, models, texts
 from engine.roles import get_role, list_roles
 from pages import charts, common
 from registry import checkpoints as checkpoint_rows
 from registry import home
 from registry import jobs as job_rows
 from registry.errors import UserError
-from training import defaults, lifecycle
+from training import defaults, launchers, lifecycle
 from training.config import TrainConfig, rule
 from training.data import load_dataset, save_upload
 from training.panel import finished_since, job_view
@@ -67,7 +68,9 @@ def job_panel(job_id: int, started_as: str) -> None:
     if finished_since(job, started_as):
         st.rerun(scope="app")  # redraw the page without the timer
     view = job_view(job)
-    st.subheader(view.heading)
+    st.subheader(view.heading + (f" · {view.devices}" if view.devices else ""))
+    if view.waiting_for:
+        st.info(texts.WAITING.format(reason=view.waiting_for))
     st.progress(view.fraction, text=view.progress)
     for column, label, value in zip(
         st.columns(4),
@@ -91,6 +94,9 @@ def job_panel(job_id: int, started_as: str) -> None:
             st.rerun(scope="app")
     with st.expander(texts.LOG_TAIL, expanded=job["status"] == "failed"):
         st.code(lifecycle.read_log_tail(job) or "…", language="log")
+    for rank, path in lifecycle.rank_logs(job):
+        with st.expander(texts.RANK_LOG.format(rank=rank)):
+            st.code(lifecycle.read_log_tail(job, path=path) or "…", language="log")
 
 
 common.enter_through_entry()
@@ -197,15 +203,53 @@ if data_path:
         st.error(str(error))
 
 adapter_name = st.text_input(texts.ADAPTER_NAME, key="adapter-name")
+form = {
+    "base": base_model,
+    "data": data_path,
+    "role": role_name,
+    "name": adapter_name,
+    "trust_remote_code": trust_remote_code,
+    **settings,
+}
+with st.expander(texts.DEVICES):
+    gpus = devices.gpu_names()
+    st.caption(texts.GPUS_FOUND.format(names=", ".join(gpus)) if gpus else texts.NO_GPU_FOUND)
+    columns = st.columns(3)
+    form["processes"] = columns[0].number_input(
+        texts.PROCESSES_GPUS if gpus else texts.PROCESSES_CPU,
+        1,
+        max(len(gpus) if gpus else os.cpu_count() or 1, 1),
+        1,
+        key="setting-processes",
+    )
+    form["strategy"] = columns[1].selectbox(
+        texts.STRATEGY, list(texts.STRATEGIES), format_func=texts.STRATEGIES.get, key="setting-strategy"
+    )
+    nodes = columns[2].number_input(texts.NODES, 1, 1024, 1, key="train-nodes")
+    host = st.text_input(texts.NODE_HOST, "127.0.0.1", key="train-host") if nodes > 1 else "127.0.0.1"
+    launch = common.show_user_error(launchers.preview, form, nodes, host)
+    if launch:
+        st.caption(
+            texts.BATCH_SIZES.format(
+                per_device=launch.per_device, total=launch.total, processes=launch.world_size
+            )
+        )
+        if nodes == 1:
+            st.caption(texts.LAUNCH_COMMAND)
+            st.code(launch.command, language="bash", wrap_lines=True)
+        else:
+            st.info(texts.NODE_COMMANDS)
+            for node, command in enumerate(launch.node_commands):
+                st.caption(texts.NODE_COMMAND.format(node=node))
+                st.code(command, language="bash", wrap_lines=True)
+            st.caption(texts.SLURM_SCRIPT)
+            st.code(launch.sbatch, language="bash")
+            st.caption(texts.SQLITE_LOCAL)
+    network = launchers.on_network_filesystem(home.home())
+    if network:
+        st.warning(texts.SQLITE_ON_NETWORK.format(path=home.home(), kind=network))
+
 if st.button(texts.START, type="primary"):
-    form = {
-        "base": base_model,
-        "data": data_path,
-        "role": role_name,
-        "name": adapter_name,
-        "trust_remote_code": trust_remote_code,
-        **settings,
-    }
     if not data_path:
         st.error(data_problem)
     else:

@@ -29,8 +29,9 @@ def _torchrun(*args: str, processes: int = 2) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
 
 
-def test_two_processes_give_the_losses_and_weights_of_one(home, tiny_model_dir):
-    common = ("--base", str(tiny_model_dir), "--data", str(SAMPLE), *PARITY)
+@pytest.mark.parametrize("packing", ["on", "off"])  # packed rows, or padded length-grouped batches
+def test_two_processes_give_the_losses_and_weights_of_one(home, tiny_model_dir, packing):
+    common = ("--base", str(tiny_model_dir), "--data", str(SAMPLE), "--packing", packing, *PARITY)
     one = run_module("training.train", *common, "--name", "one", "--grad-accum", "2")
     assert one.returncode == 0, one.stderr[-3000:]
     two = _torchrun(*common, "--name", "two", "--grad-accum", "1")  # 2 processes x 2 = the same 4 per step
@@ -57,6 +58,7 @@ def test_two_processes_give_the_losses_and_weights_of_one(home, tiny_model_dir):
     assert (checkpoint / "translator-complete.json").is_file()
     assert sorted(p.name for p in checkpoint.glob("rng_state*")) == ["rng_state_0.pth", "rng_state_1.pth"]
     assert "rank 1 of 2" in (job_dir / "rank1.log").read_text()
+    assert lifecycle.rank_logs(job) == [(1, job_dir / "rank1.log")]  # what the job panel shows
     assert job["tokens_per_second"] > 0
     assert rows["two"]["metrics"]["steps"] == 4
 
@@ -151,6 +153,10 @@ def test_launch_commands_for_one_machine_several_and_slurm():
         "#SBATCH --nodes=2" in script and "#SBATCH --gpus-per-node=8" in script and "srun torchrun" in script
     )
     assert launchers.batch_sizes(4, 2, 3) == (8, 24)
+    from training.config import parse_config
+
+    asked = TrainConfig(base="builtin", data="/d.jsonl", name="n", lr=2e-4, epochs=1.5, skip_evaluation=True)
+    assert parse_config(launchers.trainer_flags(asked)) == asked  # the shown command runs this very job
     for stage in (2, 3):
         config = launchers.deepspeed_config(stage)
         assert config["zero_optimization"]["stage"] == stage and config["train_batch_size"] == "auto"

@@ -395,3 +395,24 @@ def test_contenders_answer_in_their_own_roles(app_env):
     assert answering_role(app_env, None, ASSISTANT) is ASSISTANT, "the base answers in the sidebar's role"
     assert answering_role(app_env, adapters.get(app_env, "huanhuan"), ASSISTANT) == PERSONA
     assert answering_role(app_env, {"role": "a-deleted-role"}, ASSISTANT) is ASSISTANT
+
+
+def test_the_devices_section_shows_the_exact_launch_command_and_batch_sizes(app_env, monkeypatch):
+    monkeypatch.setenv("TRANSLATOR_GPUS", "")  # a machine without GPUs: CPU processes
+    app = _app("pages/train.py")
+    assert texts.NO_GPU_FOUND in [c.value for c in app.caption]
+    app.text_input(key="adapter-name").set_value("two-procs").run()
+    app.number_input(key="setting-processes").set_value(2).run()
+    command = next(c.value for c in app.code if c.value.startswith("torchrun"))
+    assert "torchrun --standalone --nproc-per-node 2 -m training.train" in command
+    assert "--name two-procs" in command and "translator_sample.jsonl" in command
+    assert texts.BATCH_SIZES.format(per_device=16, total=32, processes=2) in [c.value for c in app.caption]
+
+    app.number_input(key="train-nodes").set_value(2).run()
+    app.text_input(key="train-host").set_value("gpu-head").run()
+    codes = [c.value for c in app.code]
+    assert sum("--node-rank" in c and "--rdzv-endpoint gpu-head:29500" in c for c in codes) == 2
+    assert any("#SBATCH --nodes=2" in c for c in codes)
+    assert texts.SQLITE_LOCAL in [c.value for c in app.caption]
+    assert texts.BATCH_SIZES.format(per_device=16, total=64, processes=4) in [c.value for c in app.caption]
+    assert not app.exception

@@ -145,3 +145,23 @@ def target_loss(outputs, labels, num_items_in_batch=None):
 def keeps_target_logits_only(model) -> bool:
     """Models whose forward takes `logits_to_keep` as positions (transformers' own, and our Yuan)."""
     return "logits_to_keep" in inspect.signature(model.forward).parameters
+
+
+def make_trainer(**kwargs):
+    """A Trainer whose length grouping spans the examples of a whole optimizer step on every
+    process, as transformers' own spans one process's: N processes then train on exactly the
+    batches one process would, step for step (tests/test_distributed.py)."""
+    from transformers import Trainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class GloballyGroupedTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            sampler = super()._get_train_sampler(train_dataset)
+            if not isinstance(sampler, LengthGroupedSampler):
+                return sampler
+            step = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
+            return LengthGroupedSampler(
+                step, dataset=train_dataset or self.train_dataset, model_input_name="input_ids"
+            )
+
+    return GloballyGroupedTrainer(**kwargs)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine import texts
+from registry import home
 from registry.errors import UserError
 
 RENDEZVOUS_PORT = 29500
@@ -80,6 +81,61 @@ srun torchrun --nnodes {launch.nodes} --nproc-per-node {launch.processes} \\
     --rdzv-backend c10d --rdzv-endpoint "$head_node:{launch.port}" --rdzv-id "$SLURM_JOB_ID" \\
     {trainer}
 """
+
+
+def trainer_flags(config) -> list[str]:
+    """The trainer's flags for `config`: every setting that differs from its default."""
+    from dataclasses import fields
+
+    from training.config import TrainConfig, flag
+
+    defaults, words = TrainConfig(), []
+    for option in fields(TrainConfig):
+        value = getattr(config, option.name)
+        if option.name in ("job_id", "resume", "processes") or value == getattr(defaults, option.name):
+            continue
+        words += [flag(option.name)] if isinstance(value, bool) else [flag(option.name), str(value)]
+    return words
+
+
+def shell_command(config, launch: Launch) -> str:
+    """The command that runs this job from a shell, as the page will run it."""
+    words = trainer_command(launch, trainer_flags(config), python="python")
+    if launch.world_size > 1:
+        words = ["torchrun", *words[3:]]
+    return shlex.join(words)
+
+
+@dataclass(frozen=True)
+class LaunchPreview:
+    """What the training page shows before Start: the commands and the batch sizes."""
+
+    per_device: int
+    total: int
+    world_size: int
+    command: str  # this machine
+    node_commands: list[str]  # one per machine, when there are several
+    sbatch: str
+
+
+def preview(form: dict, nodes: int = 1, host: str = "127.0.0.1") -> LaunchPreview:
+    """The launch of what the form holds (checked as the trainer checks it: a UserError names the
+    setting that is wrong)."""
+    from training.config import check_settings
+
+    config = check_settings({key: value for key, value in form.items() if value is not None})
+    launch = Launch(processes=config.processes, nodes=nodes, host=host)
+    per_device, total = batch_sizes(config.batch_size, config.grad_accum, launch.world_size)
+    flags, name = trainer_flags(config), config.name or "translator-job"
+    several = nodes > 1
+    return LaunchPreview(
+        per_device=per_device,
+        total=total,
+        world_size=launch.world_size,
+        command=shell_command(config, launch),
+        node_commands=node_commands(launch, flags, name) if several else [],
+        sbatch=sbatch_script(launch, flags, name, home.PROJECT_ROOT) if several else "",
+    )
 
 
 def batch_sizes(batch_size: int, grad_accum: int, world_size: int) -> tuple[int, int]:

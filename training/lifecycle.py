@@ -284,17 +284,15 @@ def remove_staging(name: str, job_id: int) -> None:
 
 def _launch(db, job: dict, arguments: list[str]) -> dict:
     log_path = Path(job["log_path"] or home.jobs_dir() / str(job["id"]) / "train.log")
-    processes = job["config"].get("processes", 1)
-    process = spawn_trainer(arguments, log_path, processes)
+    process = spawn_trainer(arguments, log_path)
     job_rows.update(db, job["id"], pid=process.pid, pid_started=process_start(process.pid))
     return job_rows.get(db, job["id"])
 
 
-def spawn_trainer(arguments: list[str], log_path: Path, processes: int = 1) -> subprocess.Popen:
-    """`python -m training.train ARGS` (or torchrun starting `processes` of it), detached,
-    appending its output to the job's log."""
-    command = launchers.trainer_command(launchers.Launch(processes=processes), arguments)
-    return spawn_detached(command[2], command[3:], log_path)
+def spawn_trainer(arguments: list[str], log_path: Path) -> subprocess.Popen:
+    """`python -m training.train ARGS`, detached, appending its output to the job's log. It waits
+    for its devices, then becomes the launcher of as many processes as the job asks for."""
+    return spawn_detached("training.train", arguments, log_path)
 
 
 def spawn_detached(
@@ -347,8 +345,17 @@ def process_alive(pid: int, started: int | None = None) -> bool:
     return True
 
 
-def read_log_tail(job: dict, lines: int = 40) -> str:
-    path = Path(job.get("log_path") or "")
+def rank_logs(job: dict) -> list[tuple[int, Path]]:
+    """The logs of a distributed job's other ranks (rank 0's is the job's own log)."""
+    folder = Path(job.get("job_dir") or "")
+    if not folder.is_dir():
+        return []
+    found = [(int(path.stem[4:]), path) for path in folder.glob("rank*.log") if path.stem[4:].isdigit()]
+    return sorted(found)
+
+
+def read_log_tail(job: dict, lines: int = 40, path: Path | None = None) -> str:
+    path = Path(path or job.get("log_path") or "")
     if not path.is_file():
         return ""
     with open(path, "rb") as log_file:

@@ -19,8 +19,10 @@ class JobView:
     learning_rate: str
     active: bool  # still queued, training or evaluating: the panel refreshes itself
     resumable: bool
-    failed_with: str  # the trainer's message when it failed, else ""
+    failed_with: str  # the trainer's message when it failed or was interrupted, else ""
     succeeded: bool
+    waiting_for: str  # why a queued job waits (devices held by other jobs), else ""
+    devices: str  # "GPU 0,1", "CPU", or "" before it has them
 
 
 def job_view(job: dict) -> JobView:
@@ -36,9 +38,17 @@ def job_view(job: dict) -> JobView:
         learning_rate=f"{job['learning_rate']:.1e}" if job["learning_rate"] else NOTHING_YET,
         active=job["status"] in job_rows.ACTIVE,
         resumable=job["status"] in job_rows.RESUMABLE,
-        failed_with=(job["error"] or "") if job["status"] == "failed" else "",
+        failed_with=(job["error"] or "") if job["status"] in ("failed", "interrupted") else "",
         succeeded=job["status"] == "succeeded",
+        waiting_for=(job.get("waiting_for") or "") if job["status"] == "queued" else "",
+        devices=_devices(job.get("devices")),
     )
+
+
+def _devices(held: str | None) -> str:
+    if not held:
+        return ""
+    return texts.DEVICES_CPU if held == "cpu" else texts.DEVICES_GPUS.format(gpus=held)
 
 
 def finished_since(job: dict, started_as: str) -> bool:

@@ -297,8 +297,10 @@ def _wait_for_the_devices(db, run: _Run, followers: _Followers) -> devices.Holdi
         return devices.Holding([int(gpu) for gpu in visible.split(",") if gpu.strip()])
     config, job_id = run.config, run.job["id"]
     count = config.processes if devices.uses_gpus(config.device) else 0
+    # ranks started by hand (torchrun from a shell) already use their GPUs: hold exactly those
+    wanted = devices.launched_gpus(count) if run.world.distributed and count else None
     reason = None
-    while (holding := devices.try_take(count, job_id)) is None:
+    while (holding := devices.try_take(count, job_id, wanted)) is None:
         waiting_for = devices.waiting_reason(count)
         if waiting_for != reason:
             reason = waiting_for
@@ -367,7 +369,7 @@ def _train(run: _Run):
     """The trained PEFT model and a summary of the training, or (None, None) when cancelled."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import Trainer, TrainingArguments
+    from transformers import TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
     from training.checkpoints import choose_and_restore
@@ -450,7 +452,7 @@ def _train(run: _Run):
         callbacks.append(RegistryProgress(run.db, run.job["id"], agreement))
         if not config.skip_evaluation:
             callbacks.append(CheckpointScorer(run.db, run.job["id"], run.job_dir, plan, run.cancellation))
-    trainer = Trainer(
+    trainer = batching.make_trainer(
         model=model,
         args=arguments,
         train_dataset=[{"input_ids": e.input_ids, "labels": e.labels} for e in plan.tokenized.examples],
