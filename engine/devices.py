@@ -11,7 +11,6 @@ GPUs the CPU is one resource: one training at a time (two would each run at half
 GPUs, and lets tests simulate a machine with several.
 """
 
-import fcntl
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,11 @@ from registry import home
 from registry.errors import UserError
 
 SIMULATED = "TRANSLATOR_GPUS"
+
+try:
+    import fcntl
+except ImportError:  # Windows: no locks, so no queue; jobs run side by side
+    fcntl = None
 
 
 def gpu_ids() -> list[int]:
@@ -74,7 +78,8 @@ def _try_lock(gpu: int | None, job_id: int):
     path.parent.mkdir(parents=True, exist_ok=True)
     file = open(path, "a+")  # noqa: SIM115 (held for the job's whole run)
     try:
-        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if fcntl is not None:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         file.close()
         return None
@@ -117,7 +122,7 @@ def holders() -> dict[int, int | None]:
     for gpu in gpu_ids():
         path = _lock_path(gpu)
         held[gpu] = None
-        if not path.is_file():
+        if not path.is_file() or fcntl is None:
             continue
         with open(path) as file:
             try:
