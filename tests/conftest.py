@@ -115,21 +115,35 @@ def start_trainer(tiny_model_dir: Path, name: str, *extra) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def wait_until(condition, *, what: str, timeout: float = 120, every: float = 0.05):
+    """condition()'s first true value, polled every `every` seconds; the test fails after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def wait_for_status(db, job_id: int, condition, *, what: str, timeout: float = 120) -> dict:
+    """The job, read through the lifecycle (a dead trainer reads as ended), once condition(job) holds."""
+    from training import lifecycle
+
+    return wait_until(lambda: condition(job := lifecycle.get(db, job_id)) and job, what=what, timeout=timeout)
+
+
 def wait_for_step(process: subprocess.Popen, name: str, step: int, timeout: float = 120):
     """The job of `name` once its trainer reported `step`."""
-    import time
-
     from registry import connect, jobs
 
     db = connect()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def reached():
         job = jobs.active_for_name(db, name)
-        if job and (job["step"] or 0) >= step:
-            return job
         assert process.poll() is None, process.stderr.read()[-3000:]
-        time.sleep(0.02)
-    pytest.fail(f"the trainer did not reach step {step}")
+        return job if job and (job["step"] or 0) >= step else None
+
+    return wait_until(reached, what=f"the trainer to reach step {step}", timeout=timeout, every=0.02)
 
 
 def make_adapter(

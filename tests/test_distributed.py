@@ -8,7 +8,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from registry import adapters, connect, jobs
-from tests.conftest import PROJECT_ROOT, SAMPLE, run_module
+from tests.conftest import PROJECT_ROOT, SAMPLE, run_module, wait_for_status, wait_until
 from training import launchers, lifecycle
 from training.config import TrainConfig
 from training.lifecycle import process_alive
@@ -76,19 +75,9 @@ def _submit(db, tiny_model_dir, name: str, **settings) -> dict:
     return lifecycle.submit(db, config)
 
 
-def _wait(condition, timeout=120, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def _rank1_pid(job_dir: Path) -> int:
     log = job_dir / "rank1.log"
-    text = _wait(
+    text = wait_until(
         lambda: log.is_file() and re.search(r"rank 1 of 2 \(pid (\d+)\)", log.read_text()), what="rank 1"
     )
     return int(text.group(1))
@@ -101,15 +90,15 @@ def _all_gone(pids) -> bool:
 def test_a_cancel_stops_both_ranks_at_the_same_step_with_one_checkpoint(home, db, tiny_model_dir):
     job = _submit(db, tiny_model_dir, "stopped-two", max_steps=400)
     launcher = job["pid"]
-    running = _wait(lambda: (j := lifecycle.get(db, job["id"]))["step"] >= 3 and j, what="step 3")
+    running = wait_for_status(db, job["id"], lambda j: j["step"] >= 3, what="step 3")
     job_dir = Path(running["job_dir"])
     rank0, rank1 = running["pid"], _rank1_pid(job_dir)
     assert len({launcher, rank0, rank1}) == 3  # the row follows rank 0, not the launcher
 
     assert lifecycle.cancel(db, job["id"])  # SIGTERM to rank 0 alone
-    ended = _wait(lambda: (j := lifecycle.get(db, job["id"]))["status"] not in jobs.ACTIVE and j, what="end")
+    ended = wait_for_status(db, job["id"], lambda j: j["status"] not in jobs.ACTIVE, what="end")
     assert ended["status"] == "cancelled", ended
-    _wait(lambda: _all_gone([launcher, rank0, rank1]), timeout=60, what="every process to exit")
+    wait_until(lambda: _all_gone([launcher, rank0, rank1]), timeout=60, what="every process to exit")
     (checkpoint,) = (job_dir / "checkpoints").glob("checkpoint-*")
     step = int(checkpoint.name.split("-")[1])
     assert (checkpoint / "translator-complete.json").is_file() and 3 <= step < 400
@@ -121,14 +110,14 @@ def test_a_cancel_stops_both_ranks_at_the_same_step_with_one_checkpoint(home, db
 def test_a_killed_rank_ends_the_job_interrupted_and_one_process_resumes_it(home, db, tiny_model_dir):
     job = _submit(db, tiny_model_dir, "lost-rank", max_steps=24, save_steps=5)
     launcher = job["pid"]
-    running = _wait(lambda: (j := lifecycle.get(db, job["id"]))["step"] >= 7 and j, what="step 7")
+    running = wait_for_status(db, job["id"], lambda j: j["step"] >= 7, what="step 7")
     job_dir = Path(running["job_dir"])
     rank0, rank1 = running["pid"], _rank1_pid(job_dir)
     subprocess.run(["kill", "-9", str(rank1)], check=True)
 
-    ended = _wait(lambda: (j := lifecycle.get(db, job["id"]))["status"] not in jobs.ACTIVE and j, what="end")
+    ended = wait_for_status(db, job["id"], lambda j: j["status"] not in jobs.ACTIVE, what="end")
     assert ended["status"] == "interrupted", ended
-    _wait(lambda: _all_gone([launcher, rank0, rank1]), timeout=60, what="no process left behind")
+    wait_until(lambda: _all_gone([launcher, rank0, rank1]), timeout=60, what="no process left behind")
     assert adapters.get(db, "lost-rank") is None
 
     resumed = run_module("training.train", "--name", "lost-rank", "--resume", "--processes", "1")
@@ -178,10 +167,6 @@ def test_sharding_strategies_are_refused_on_cpu_before_any_job(home, db, tiny_mo
     assert jobs.list_all(db) == []
 
 
-def _until_status(db, job_id: int, condition, what: str, timeout=120) -> dict:
-    return _wait(lambda: condition(j := lifecycle.get(db, job_id)) and j, timeout=timeout, what=what)
-
-
 def test_jobs_share_two_simulated_gpus_and_chat_stays_off_the_held_ones(
     home, db, tiny_model_dir, monkeypatch
 ):
@@ -192,7 +177,8 @@ def test_jobs_share_two_simulated_gpus_and_chat_stays_off_the_held_ones(
     first = _submit(db, tiny_model_dir, "gpu-a", processes=1, max_steps=5000)
     second = _submit(db, tiny_model_dir, "gpu-b", processes=1, max_steps=5000)
     running = [
-        _until_status(db, job["id"], lambda j: j["step"] >= 1, "both running") for job in (first, second)
+        wait_for_status(db, job["id"], lambda j: j["step"] >= 1, what="both running")
+        for job in (first, second)
     ]
     assert sorted(job["devices"] for job in running) == ["0", "1"]  # side by side, one GPU each
     assert devices.holders() == {0: running[0]["id"], 1: running[1]["id"]} or devices.holders() == {
@@ -202,13 +188,15 @@ def test_jobs_share_two_simulated_gpus_and_chat_stays_off_the_held_ones(
     assert devices.chat_gpu() is None and devices.chat_device() == "cpu"
 
     both = _submit(db, tiny_model_dir, "gpu-c", processes=2, max_steps=3)
-    waiting = _until_status(db, both["id"], lambda j: j["waiting_for"], "the queue's reason")
+    waiting = wait_for_status(db, both["id"], lambda j: j["waiting_for"], what="the queue's reason")
     assert waiting["status"] == "queued" and "needs 2 GPU(s)" in waiting["waiting_for"]
     lifecycle.cancel(db, first["id"])
-    _until_status(db, first["id"], lambda j: j["status"] == "cancelled", "the first to stop")
+    wait_for_status(db, first["id"], lambda j: j["status"] == "cancelled", what="the first to stop")
     assert lifecycle.get(db, both["id"])["status"] == "queued"  # one free GPU is not two
     lifecycle.cancel(db, second["id"])
-    done = _until_status(db, both["id"], lambda j: j["status"] not in jobs.ACTIVE, "the two-GPU job", 180)
+    done = wait_for_status(
+        db, both["id"], lambda j: j["status"] not in jobs.ACTIVE, what="the two-GPU job", timeout=180
+    )
     assert done["status"] == "succeeded" and done["devices"] == "0,1" and not done["waiting_for"], done
     with pytest.raises(UserError, match="3 processes"):
         _submit(db, tiny_model_dir, "gpu-d", processes=3)

@@ -15,7 +15,15 @@ import pytest
 from registry import adapters, connect, jobs
 from registry.errors import UserError
 from registry.home import PROJECT_ROOT
-from tests.conftest import TINY_TRAINING, run_module, start_trainer, wait_for_step, write_json
+from tests.conftest import (
+    TINY_TRAINING,
+    run_module,
+    start_trainer,
+    wait_for_status,
+    wait_for_step,
+    wait_until,
+    write_json,
+)
 from training import lifecycle, train
 from training.config import TrainConfig, check_settings, parse_config
 from training.progress import COMPLETE_MARKER, newest_complete_checkpoint
@@ -201,10 +209,14 @@ def test_cancel_while_waiting_for_the_device_ends_cancelled_within_seconds(home,
     try:
         job = lifecycle.submit(db, _config(tiny_model_dir, name="waiting"))
         log = Path(job["log_path"])
-        _until(lambda: log.is_file() and "waiting for the running job" in log.read_text())
+        wait_until(
+            lambda: log.is_file() and "waiting for the running job" in log.read_text(), what="the queue"
+        )
         started = time.monotonic()
         assert lifecycle.cancel(db, job["id"])
-        ended = _until(lambda: lifecycle.get(db, job["id"])["status"] not in jobs.ACTIVE)
+        ended = wait_for_status(
+            db, job["id"], lambda j: j["status"] not in jobs.ACTIVE, what="the end", timeout=60
+        )
         latency = time.monotonic() - started
     finally:
         lock.close()
@@ -225,7 +237,7 @@ def test_cancel_while_preparing_ends_cancelled_within_5_seconds(home, db, tiny_m
     assert jobs.get(db, job["id"])["num_examples"] and lifecycle.get(db, job["id"])["status"] == "queued"
     started = time.monotonic()
     assert lifecycle.cancel(db, job["id"])
-    _until(lambda: lifecycle.get(db, job["id"])["status"] not in jobs.ACTIVE, timeout=30)
+    wait_for_status(db, job["id"], lambda j: j["status"] not in jobs.ACTIVE, what="the end", timeout=30)
     latency = time.monotonic() - started
     assert jobs.get(db, job["id"])["status"] == "cancelled" and latency < 5, latency
     print(f"cancel while preparing: {latency:.2f} s")
@@ -341,15 +353,6 @@ def _unpublish(db, home, name):
         db["evaluations"].delete_where("adapter_id = ?", [adapter["id"]])
         db["adapters"].delete(adapter["id"])
     shutil.rmtree(home / "adapters" / name)
-
-
-def _until(condition, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    pytest.fail("condition not met in time")
 
 
 def _median_step_seconds(db, job_id) -> float:

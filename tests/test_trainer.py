@@ -2,7 +2,6 @@
 
 import json
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,9 @@ from tests.conftest import (
     register_adapter,
     run_module,
     start_trainer,
+    wait_for_status,
     wait_for_step,
+    wait_until,
     write_json,
 )
 from training import lifecycle, train
@@ -173,7 +174,8 @@ def test_sigterm_saves_a_checkpoint_marks_cancelled_and_resume_continues(home, t
     saved = sorted((home / "jobs" / str(job["id"]) / "checkpoints").glob("checkpoint-*"))
     assert saved, "SIGTERM must save a checkpoint"
     lifecycle.resume(db, job["id"])  # as the training page's Resume button does
-    assert _wait_until_ended(db, job["id"])["status"] == "succeeded", jobs.get(db, job["id"])
+    ended = wait_for_status(db, job["id"], lambda j: j["status"] not in jobs.ACTIVE, what="the end")
+    assert ended["status"] == "succeeded", jobs.get(db, job["id"])
     assert adapters.get(db, "stopped")["metrics"]["steps"] == 40
     assert "resuming from" in (home / "jobs" / str(job["id"]) / "train.log").read_text()
 
@@ -183,33 +185,21 @@ def test_a_second_job_waits_queued_until_the_first_is_done(home, tiny_model_dir)
     wait_for_step(first, "first", 1)
     second = start_trainer(tiny_model_dir, "second", "--max-steps", "2")
     db = connect()
-    waiting = _poll_job(db, "second", lambda job: job["pid"] == second.pid and job["log_path"])
+    waiting = _active_job(db, "second", lambda job: job["pid"] == second.pid and job["log_path"])
     log = Path(waiting["log_path"])
-    _poll_job(db, "second", lambda job: log.is_file() and "waiting for the running job" in log.read_text())
+    _active_job(db, "second", lambda job: log.is_file() and "waiting for the running job" in log.read_text())
     assert jobs.get(db, waiting["id"])["status"] == "queued" and first.poll() is None
     assert first.wait(timeout=180) == 0 and second.wait(timeout=120) == 0
     first_job, second_job = (adapters.get(db, name)["job_id"] for name in ("first", "second"))
     assert jobs.get(db, second_job)["started_at"] >= jobs.get(db, first_job)["finished_at"]
 
 
-def _wait_until_ended(db, job_id, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = lifecycle.get(db, job_id)
-        if job["status"] not in jobs.ACTIVE:
-            return job
-        time.sleep(0.1)
-    pytest.fail(f"job {job_id} did not end")
-
-
-def _poll_job(db, name, condition, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _active_job(db, name, condition):
+    def found():
         job = jobs.active_for_name(db, name)
-        if job and condition(job):
-            return job
-        time.sleep(0.1)
-    pytest.fail(f"no matching job for {name}")
+        return job if job and condition(job) else None
+
+    return wait_until(found, what=f"an active job {name} that matches", timeout=60, every=0.1)
 
 
 def test_a_queued_job_that_fails_its_checks_is_marked_failed_with_the_reason(home, db, tmp_path, capsys):

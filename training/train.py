@@ -106,11 +106,16 @@ class _Followers:
     """Rank 0's messages to the other ranks, which wait for them before training: keep waiting,
     train this plan, or end with this exit code."""
 
+    # well inside the collectives' timeout (distributed.COLLECTIVE_TIMEOUT), without a message every second
+    WAIT_MESSAGE_EVERY_S = 60.0
+
     def __init__(self, world: World):
         self.world, self.told = world, not world.distributed
+        self.last_wait_message = time.monotonic()
 
     def still_waiting(self) -> None:
-        if not self.told:
+        if not self.told and time.monotonic() - self.last_wait_message >= self.WAIT_MESSAGE_EVERY_S:
+            self.last_wait_message = time.monotonic()
             distributed.share(self.world, ("wait",))
 
     def go(self, run: "_Run", train: bool) -> None:
@@ -447,11 +452,12 @@ def _train(run: _Run):
     collator = batching.collator(plan.tokenizer, recipe)
     counter = TokenCounter(batching.TargetLogitsOnly(collator) if target_logits_only else collator)
     agreement = StepAgreement(world, counter, run.cancellation)
-    callbacks = [agreement]  # first: all ranks have saved before rank 0 marks a checkpoint complete
-    if world.main:
-        callbacks.append(RegistryProgress(run.db, run.job["id"], agreement))
-        if not config.skip_evaluation:
-            callbacks.append(CheckpointScorer(run.db, run.job["id"], run.job_dir, plan, run.cancellation))
+    progress = RegistryProgress(run.db, run.job["id"], agreement) if world.main else None
+    scorer = None
+    if world.main and not config.skip_evaluation:
+        scorer = CheckpointScorer(run.db, run.job["id"], run.job_dir, plan, run.cancellation)
+    # the agreement first: all ranks have saved before rank 0 marks a checkpoint complete
+    callbacks = [callback for callback in (agreement, progress, scorer) if callback is not None]
     trainer = batching.make_trainer(
         model=model,
         args=arguments,
@@ -463,8 +469,6 @@ def _train(run: _Run):
     trainer.remove_callback(PrinterCallback)  # our callback logs each step already
     if config.strategy == "fsdp" and not trainer.is_fsdp_enabled:
         raise UserError(texts.ERR_SHARDING_NEEDS_GPUS.format(strategy=config.strategy))
-    progress = callbacks[1] if world.main else None
-    scorer = callbacks[2] if len(callbacks) > 2 else None
     # rank 0 alone looks (it removes incomplete ones), every rank resumes from what it found
     resume_from = distributed.share(
         world, newest_complete_checkpoint(checkpoints) if config.resume and world.main else None
