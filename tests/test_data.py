@@ -113,3 +113,13 @@ def test_a_quoted_comma_in_csv_keeps_all_the_chinese(tmp_path):
     assert load_dataset(path).records == [
         {"instruction": "", "input": "high fever, chills", "output": "高烧，寒战"}
     ]
+
+
+def test_records_written_as_jsonl_are_what_reading_the_file_gives(tmp_path):
+    from registry.home import PROJECT_ROOT
+    from training.data import write_jsonl
+
+    records = load_dataset(PROJECT_ROOT / "data" / "persona_sample.json").records[:5]
+    written = write_jsonl(records, tmp_path / "heldout.jsonl")
+    read = load_dataset(tmp_path / "heldout.jsonl")
+    assert (written.fingerprint, written.records, written.name) == (read.fingerprint, read.records, read.name)

@@ -126,6 +126,35 @@ def test_one_check_chain_serves_page_cli_and_resume():
         assert "training/train.py" not in users, checker
 
 
+def test_a_job_reads_its_dataset_once_records_where_and_which_and_resumes_only_on_the_same(
+    home, db, tiny_model_dir, tmp_path, monkeypatch, capsys
+):
+    import hashlib
+
+    from training import data
+
+    copy = tmp_path / "pairs.jsonl"
+    shutil.copy(SAMPLE, copy)
+    reads = []
+    real_parse = data.parse_dataset
+    monkeypatch.setattr(data, "parse_dataset", lambda *a, **k: reads.append(k["name"]) or real_parse(*a, **k))
+    monkeypatch.chdir(tmp_path)  # the CLI takes a relative path from where it was run
+    argv = ["--base", str(tiny_model_dir), "--data", "pairs.jsonl", "--name", "once", *TINY_TRAINING]
+    assert train.main([*argv, "--max-steps", "2", "--holdout", "0.1"]) == 0
+    assert reads == ["pairs.jsonl"]  # checks, training and the held-out evaluation: one read
+    job = jobs.get(db, adapters.get(db, "once")["job_id"])
+    assert job["dataset_path"] == str(copy) and job["config"]["data"] == str(copy)
+    assert job["dataset_fingerprint"] == hashlib.sha256(copy.read_bytes()).hexdigest()[:16]
+
+    _unpublish(db, home, "once")
+    jobs.finish(db, job["id"], "interrupted")
+    copy.write_text(copy.read_text(encoding="utf-8") + SAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    capsys.readouterr()
+    assert train.main(["--name", "once", "--resume"]) == 2
+    assert f"pairs.jsonl changed since job {job['id']} started" in capsys.readouterr().err
+    assert jobs.get(db, job["id"])["status"] == "interrupted"  # still resumable once the file is back
+
+
 def test_a_dead_trainer_is_interrupted_whoever_asks_and_resume_from_the_cli_finishes_it(home, tiny_model_dir):
     process = start_trainer(tiny_model_dir, "killed", "--max-steps", "30", "--save-steps", "5")
     job = wait_for_step(process, "killed", 7)

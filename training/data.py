@@ -60,10 +60,22 @@ def parse_dataset(raw: bytes, suffix: str, *, name: str, path: Path | None = Non
     return Dataset(
         name=name,
         path=Path(path) if path else Path(name),
-        fingerprint=hashlib.sha256(raw).hexdigest()[:16],
+        fingerprint=_fingerprint(raw),
         records=records[:limit] if limit else records,
         total_records=len(records),
     )
+
+
+def write_jsonl(records: list[dict], path: Path) -> Dataset:
+    """`records` written as a JSONL dataset file, and that file as load_dataset would read it back
+    (same fingerprint), without reading it."""
+    raw = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records).encode("utf-8")
+    path.write_bytes(raw)
+    return Dataset(path.name, path, _fingerprint(raw), list(records), len(records))
+
+
+def _fingerprint(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()[:16]
 
 
 def split_holdout(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, list[dict]]:

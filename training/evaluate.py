@@ -161,11 +161,13 @@ def score_records(
     return Scored(scores, signature, inputs, references, predictions)
 
 
-def evaluate_with_base(db, *, adapter_name: str, data: str, engine, limit=None, progress=None) -> list[dict]:
+def evaluate_with_base(
+    db, *, adapter_name: str, data: str, engine, limit=None, progress=None, dataset: Dataset | None = None
+) -> list[dict]:
     """The adapter, then its base alone on the same examples, so the gain can be shown.
-    `progress(fraction)` covers both passes."""
+    `progress(fraction)` covers both passes; `dataset` is `data` already read."""
     adapter = adapter_rows.require(db, adapter_name)
-    dataset = load_dataset(data, limit=limit)
+    dataset = dataset or load_dataset(data, limit=limit)
     total = 2 * len(dataset.records)
     rows = []
     for step, who in enumerate((adapter_name, None)):

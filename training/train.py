@@ -184,10 +184,12 @@ def _plan_and_claim(db, config: TrainConfig, claimed: list) -> lifecycle.Plan:
         return lifecycle.check(db, lifecycle.stored_config(job, resume=config.resume), job=job)
     if config.resume:
         job = lifecycle.find_resumable(db, config.name)
-        claimed.append(lifecycle.claim(db, job))
         # a shell's --resume runs on as many processes as it says (default one), not as before
         settings = {**_given_settings(config), "processes": config.processes}
-        return lifecycle.check(db, lifecycle.stored_config(job, **settings, resume=True), job=job)
+        # checked before it is claimed: a refused resume leaves the job as it was, as on the page
+        plan = lifecycle.check(db, lifecycle.stored_config(job, **settings, resume=True), job=job)
+        claimed.append(lifecycle.claim(db, job))
+        return plan
     plan = lifecycle.check(db, config, base_dir=Path.cwd())
     claimed.append(
         lifecycle.create_job(db, plan, pid=os.getpid(), pid_started=lifecycle.process_start(os.getpid()))
@@ -595,6 +597,7 @@ def _evaluate_heldout(run: _Run, model, adapter: dict) -> None:
     job trained (no second copy, same dtype and device). The adapter is already published, so a
     failure or a cancel here is logged and the job still succeeds."""
     from engine.generation import ChatEngine
+    from training.data import write_jsonl
     from training.evaluate import describe, evaluate_with_base
 
     plan = run.plan
@@ -602,16 +605,15 @@ def _evaluate_heldout(run: _Run, model, adapter: dict) -> None:
         return
     try:
         job_rows.update(run.db, run.job["id"], status="evaluating")
-        path = run.job_dir / "heldout.jsonl"
-        path.write_text(
-            "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in plan.heldout),
-            encoding="utf-8",
-        )
+        # a file, so the adapters page can evaluate again on exactly these examples
+        heldout = write_jsonl(plan.heldout, run.job_dir / "heldout.jsonl")
         run.cancellation.raise_if_requested()
         engine = ChatEngine.around_trained(
             model, plan.tokenizer, plan.spec, plan.model_dir, plan.config.prompt_format, adapter
         )
-        rows = evaluate_with_base(run.db, adapter_name=run.config.name, data=str(path), engine=engine)
+        rows = evaluate_with_base(
+            run.db, adapter_name=run.config.name, data=str(heldout.path), engine=engine, dataset=heldout
+        )
         for who, row in zip((run.config.name, "base model"), rows, strict=True):
             log.info("held-out evaluation (%d examples), %s:\n%s", len(plan.heldout), who, describe(row))
     except JobCancelled:
