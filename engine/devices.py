@@ -4,8 +4,10 @@ Each GPU is held by at most one training job: a job takes as many GPUs as it has
 or none, and holds them (an flock on `jobs/.gpu-<i>.lock`, released by the kernel when its last
 holder exits, however it exits) for its whole run; its processes see only them
 (CUDA_VISIBLE_DEVICES). A job that finds too few free GPUs waits, queued, with the reason on its
-row. Chat loads its model on a GPU no job holds, or on the CPU when every GPU is taken. Without
-GPUs the CPU is one resource: one training at a time (two would each run at half speed).
+row. Chat loads its model on a GPU no job holds (one another chat already uses, if any), or on
+the CPU when every GPU is taken; while it is loaded it marks that GPU (a shared flock on
+`jobs/.gpu-<i>.chat`), and jobs take the GPUs no chat uses first. Without GPUs the CPU is one
+resource: one training at a time (two would each run at half speed).
 
 `TRANSLATOR_GPUS` ("0,1", or "" for none) replaces what torch finds: it restricts the app to some
 GPUs, and lets tests simulate a machine with several.
@@ -91,21 +93,50 @@ def _try_lock(gpu: int | None, job_id: int):
 
 
 def try_take(count: int, job_id: int, wanted: list[int] | None = None) -> Holding | None:
-    """`count` free GPUs (the lowest first, or exactly `wanted`), or the CPU when `count` is 0;
-    all or none."""
+    """`count` free GPUs (exactly `wanted`, else those no chat uses first, the lowest first), or the
+    CPU when `count` is 0; all or none."""
     if count == 0:
         file = _try_lock(None, job_id)
         return Holding([], [file]) if file else None
-    taken = Holding([])
-    for gpu in wanted if wanted is not None else gpu_ids():
+    candidates = wanted if wanted is not None else sorted(gpu_ids(), key=lambda gpu: (in_chat_use(gpu), gpu))
+    taken = []
+    for gpu in candidates:
         file = _try_lock(gpu, job_id)
         if file:
-            taken.gpus.append(gpu)
-            taken.files.append(file)
-            if len(taken.gpus) == count:
-                return taken
-    taken.release()
+            taken.append((gpu, file))
+            if len(taken) == count:
+                taken.sort(key=lambda pair: pair[0])
+                return Holding([gpu for gpu, _ in taken], [file for _, file in taken])
+    Holding([], [file for _, file in taken]).release()
     return None
+
+
+def _chat_mark_path(gpu: int) -> Path:
+    return home.jobs_dir() / f".gpu-{gpu}.chat"
+
+
+def mark_chat(device: str):
+    """While chat's model is loaded on `device`, the open file that marks its GPU (None on the CPU):
+    a shared flock, so several chats can mark one GPU, released by the kernel when the process ends."""
+    if fcntl is None or not device.startswith("cuda:"):
+        return None
+    path = _chat_mark_path(int(device.split(":", 1)[1]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    file = open(path, "a")  # noqa: SIM115 (held while the model is loaded)
+    fcntl.flock(file, fcntl.LOCK_SH)
+    return file
+
+
+def in_chat_use(gpu: int) -> bool:
+    path = _chat_mark_path(gpu)
+    if fcntl is None or not path.is_file():
+        return False
+    with open(path) as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False
 
 
 def launched_gpus(count: int) -> list[int]:
@@ -162,9 +193,10 @@ def check_request(processes: int, device: str) -> None:
 
 
 def chat_gpu() -> int | None:
-    """The GPU chat may load its model on: one no training job holds (None: every one is held)."""
+    """The GPU chat may load its model on: one no training job holds, preferring one that another
+    chat (the app, the API server) already uses, so jobs keep the others (None: every one is held)."""
     free = free_gpus()
-    return free[0] if free else None
+    return min(free, key=lambda gpu: (not in_chat_use(gpu), gpu)) if free else None
 
 
 def chat_device() -> str:

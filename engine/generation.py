@@ -163,6 +163,7 @@ class ChatEngine:
     ):
         self.spec = models.parse_model_id(base_model)
         self.device = device or devices.chat_device()
+        self._gpu_mark = devices.mark_chat(self.device)  # jobs take other GPUs first while it lives
         self.dtype = models.parse_dtype(dtype, self.device)
         self.model_dir = models.resolve_model_dir(self.spec, progress)
         self.tokenizer = models.load_tokenizer(self.model_dir, self.spec, trust_remote_code)

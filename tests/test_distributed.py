@@ -200,3 +200,24 @@ def test_jobs_share_two_simulated_gpus_and_chat_stays_off_the_held_ones(
     assert done["status"] == "succeeded" and done["devices"] == "0,1" and not done["waiting_for"], done
     with pytest.raises(UserError, match="3 processes"):
         _submit(db, tiny_model_dir, "gpu-d", processes=3)
+
+
+def test_jobs_take_the_gpus_no_chat_uses_first_and_chats_share_one(home, monkeypatch):
+    from engine import devices
+
+    monkeypatch.setenv(devices.SIMULATED, "0,1,2")
+    app_chat = devices.mark_chat("cuda:1")  # the app's chat model is on GPU 1
+    assert devices.in_chat_use(1) and not devices.in_chat_use(0)
+    assert devices.chat_gpu() == 1  # the API server's model joins it there
+    api_chat = devices.mark_chat(f"cuda:{devices.chat_gpu()}")
+    one = devices.try_take(1, job_id=10)
+    two = devices.try_take(2, job_id=11)
+    assert one.gpus == [0] and two.gpus == [1, 2]  # GPU 1 only when nothing else is left
+    assert devices.try_take(1, job_id=12) is None and devices.chat_gpu() is None
+    two.release()
+    app_chat.close()
+    assert devices.in_chat_use(1)  # a shared mark: the other chat still holds it
+    api_chat.close()
+    assert not devices.in_chat_use(1) and devices.chat_gpu() == 1  # free, and the lowest free
+    assert devices.mark_chat("cpu") is None
+    one.release()
