@@ -79,6 +79,40 @@ def _send(app: AppTest, text: str) -> None:
     assert not app.exception, app.exception
 
 
+def test_the_first_visit_shows_the_base_model_conversion_on_a_progress_bar(app_env, monkeypatch):
+    """On a fresh machine the built-in model is converted on the first visit (about a minute):
+    each stage engine.models reports reaches a progress bar, which goes once the model is loaded."""
+    import streamlit as st
+    from streamlit.delta_generator import DeltaGenerator
+
+    from engine.generation import ChatEngine
+    from pages import common
+
+    shown = []
+    real_progress = DeltaGenerator.progress
+
+    def recorded(self, value, text=None, **kwargs):
+        shown.append((value, text))
+        return real_progress(self, value, text=text, **kwargs)
+
+    stages = [
+        (0.2, "Converting the built-in model: tokenizer"),
+        (1.0, "Converting the built-in model: weights"),
+    ]
+
+    def converting(base_model, _progress=None):
+        for fraction, stage in stages:
+            _progress(fraction, stage)
+        return ChatEngine(base_model)
+
+    monkeypatch.setattr(DeltaGenerator, "progress", recorded)  # bar.progress(...)
+    monkeypatch.setattr(st, "progress", lambda *a, **k: recorded(st._main, *a, **k))  # the first bar
+    monkeypatch.setattr(common, "chat_engine", converting)
+    app = _app()
+    assert shown == [(0.0, texts.LOADING_BASE), *stages], shown
+    assert not app.get("progress"), "the bar stays after the model has loaded"
+
+
 def test_conversations_are_saved_with_their_first_message_renamed_and_deleted(app_env):
     app = _app()
     assert conversations.list_all(app_env) == []  # a visit alone stores nothing
@@ -128,6 +162,7 @@ def test_compare_mode_answers_with_the_base_and_two_adapters(app_env, tiny_model
     app.segmented_control(key="mode").set_value("compare").run()
     app.multiselect[0].set_value(["med-zh", "huanhuan"]).run()
     app.text_area(key="compare-prompt").input("Hello")
+    assert app.button(key="compare-run").label not in app.segmented_control(key="mode").options
     app.button(key="compare-run").click().run()  # one click submits what was typed
     assert not app.exception, app.exception
     headers = [m.value for m in app.markdown if m.value.startswith("**")]
