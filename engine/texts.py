@@ -962,6 +962,11 @@ _TEXTS = dict(
         "登记表 {path} 无法使用（{error}）：请检查这个文件及其文件夹。",
         "The registry {path} cannot be used ({error}): check the file and its folder.",
     ),
+    ERR_REGISTRY_WRITE=(
+        "登记表这次没能写入（{error}）：操作没有完成，也没有留下半截改动。可能有其他程序正占用它，或磁盘已满、只读；请稍后再试。",
+        "The registry could not be written this time ({error}): the action was not done and nothing was "
+        "half-changed. Another program may be holding it, or the disk is full or read-only; try again.",
+    ),
     ERR_REGISTRY_PERMISSION=(
         "无法打开登记表 {path}（{error}）：请给当前用户 {folder} 的写权限，或把 TRANSLATOR_HOME 设为你自己的文件夹。",
         "The registry {path} cannot be opened ({error}): give this user write access to {folder}, or "

@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import sqlite3
 import threading
 
 import streamlit as st
@@ -135,9 +136,12 @@ def default_base_model() -> str:
 
 
 def show_user_error(action, *args, **kwargs):
-    """Run an action; a UserError becomes a red message instead of a traceback."""
+    """Run an action; a UserError, or a registry write that failed (locked past the busy timeout,
+    disk full; its transaction rolled back), becomes a red message instead of a traceback."""
     try:
         return action(*args, **kwargs)
     except UserError as error:
         st.error(str(error))
-        return None
+    except sqlite3.OperationalError as error:
+        st.error(texts.ERR_REGISTRY_WRITE.format(error=error))
+    return None

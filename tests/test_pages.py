@@ -295,6 +295,21 @@ def test_adapters_page_renames_changes_role_deletes_and_flags_missing_folders(ap
     assert not app.exception, app.exception
 
 
+def test_a_registry_write_that_fails_is_a_message_and_changes_nothing(app_env, home, monkeypatch):
+    import sqlite3
+
+    def locked(*args):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(type(app_env["adapters"]), "delete", locked)  # held past the busy timeout
+    app = _app("pages/adapters.py")
+    app.checkbox(key="confirm-med-zh").check().run()
+    app.button(key="delete-med-zh").click().run()
+    assert not app.exception, app.exception
+    assert [e.value for e in app.error] == [texts.ERR_REGISTRY_WRITE.format(error="database is locked")]
+    assert adapters.get(app_env, "med-zh") is not None and (home / "adapters" / "med-zh").is_dir()
+
+
 def test_adapters_page_evaluates_with_progress_and_shows_the_gain(app_env, tmp_path):
     from registry import evaluations
 
