@@ -107,7 +107,8 @@ def try_take(count: int, job_id: int, wanted: list[int] | None = None) -> Holdin
             if len(taken) == count:
                 taken.sort(key=lambda pair: pair[0])
                 return Holding([gpu for gpu, _ in taken], [file for _, file in taken])
-    Holding([], [file for _, file in taken]).release()
+    for _, file in taken:  # not enough: give back what was taken
+        file.close()
     return None
 
 
@@ -128,15 +129,20 @@ def mark_chat(device: str):
 
 
 def in_chat_use(gpu: int) -> bool:
-    path = _chat_mark_path(gpu)
+    return _held_by_another(_chat_mark_path(gpu), fcntl.LOCK_EX if fcntl else 0) is not None
+
+
+def _held_by_another(path: Path, probe: int) -> str | None:
+    """What a lock file says (its text) while another process holds a lock that `probe` (flock's
+    LOCK_SH or LOCK_EX) conflicts with; None while nobody does."""
     if fcntl is None or not path.is_file():
-        return False
+        return None
     with open(path) as file:
         try:
-            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(file, probe | fcntl.LOCK_NB)
         except BlockingIOError:
-            return True
-    return False
+            return file.read().strip()
+    return None
 
 
 def launched_gpus(count: int) -> list[int]:
@@ -151,16 +157,8 @@ def holders() -> dict[int, int | None]:
     """GPU → the job holding it (None: free)."""
     held = {}
     for gpu in gpu_ids():
-        path = _lock_path(gpu)
-        held[gpu] = None
-        if not path.is_file() or fcntl is None:
-            continue
-        with open(path) as file:
-            try:
-                fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                text = file.read().strip()
-                held[gpu] = int(text) if text.isdigit() else 0
+        text = _held_by_another(_lock_path(gpu), fcntl.LOCK_SH if fcntl else 0)
+        held[gpu] = None if text is None else int(text) if text.isdigit() else 0
     return held
 
 
