@@ -14,7 +14,7 @@ import streamlit as st
 from peft import PeftModel  # noqa: F401
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
-from engine import models, texts
+from engine import models, resident, texts
 from engine.generation import ChatEngine
 from registry import connect, preferences
 from registry.errors import UserError
@@ -95,10 +95,8 @@ def registry():
         st.stop()
 
 
-@st.cache_resource(show_spinner=False, max_entries=2)
-def chat_engine(base_model: str, _progress=None) -> ChatEngine:
-    """One resident model per base, shared by every session (ChatEngine is thread-safe)."""
-    return ChatEngine(base_model, progress=_progress)
+# One resident model per base, shared by every session (ChatEngine is thread-safe).
+CHAT_ENGINES = resident.Resident(max_entries=2)
 
 
 def engine_or_stop(base_model: str) -> ChatEngine:
@@ -107,9 +105,10 @@ def engine_or_stop(base_model: str) -> ChatEngine:
     status = st.empty()
     try:
         with status.container():
-            bar = st.progress(0.0, text=texts.LOADING_BASE)
-            return chat_engine(
-                base_model, _progress=lambda fraction, stage: bar.progress(fraction, text=stage)
+            return CHAT_ENGINES.get(
+                base_model,
+                lambda progress: ChatEngine(base_model, progress=progress),
+                on_progress=None if CHAT_ENGINES.loaded(base_model) else model_progress(),
             )
     except UserError as error:
         st.error(str(error))
@@ -119,7 +118,8 @@ def engine_or_stop(base_model: str) -> ChatEngine:
 
 
 def model_progress():
-    """A progress bar for a model being fetched or converted, as `engine.models` reports it."""
+    """A progress bar for a model being fetched or converted, as `engine.models` reports it; call it
+    from the session's own thread (engine.resident hands it each change)."""
     bar = st.progress(0.0, text=texts.LOADING_BASE)
     return lambda fraction, stage: bar.progress(min(max(fraction, 0.0), 1.0), text=stage)
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from engine import devices, models, texts
+from engine import devices, models, resident, texts
 from engine.roles import get_role, list_roles
 from pages import charts, common
 from registry import checkpoints as checkpoint_rows
@@ -18,13 +18,19 @@ from training.data import load_dataset, save_upload
 from training.panel import finished_since, job_view
 from training.preview import preview
 
+TOKENIZERS = resident.Resident(max_entries=4)
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def tokenizer_for(base_model: str, _progress=None):
-    spec = models.parse_model_id(base_model)
-    model_dir = models.resolve_model_dir(spec, progress=_progress)
-    tokenizer = models.load_tokenizer(model_dir, spec)
-    return tokenizer, models.default_prompt_format(spec, model_dir, tokenizer)
+
+def tokenizer_for(base_model: str, on_progress=None):
+    """The base's tokenizer and default prompt format, loaded once per process for every session."""
+
+    def load(progress):
+        spec = models.parse_model_id(base_model)
+        model_dir = models.resolve_model_dir(spec, progress=progress)
+        tokenizer = models.load_tokenizer(model_dir, spec)
+        return tokenizer, models.default_prompt_format(spec, model_dir, tokenizer)
+
+    return TOKENIZERS.get(base_model, load, on_progress=on_progress)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -181,10 +187,11 @@ if data_path:
     try:
         dataset = dataset_for_preview(data_path, settings["limit"], file_stamp(data_path))
         role = get_role(db, role_name)
+        base_id = models.parse_model_id(base_model).model_id
         loading = st.empty()
         with loading.container():
             tokenizer, prompt_format = tokenizer_for(
-                models.parse_model_id(base_model).model_id, _progress=common.model_progress()
+                base_id, on_progress=None if TOKENIZERS.loaded(base_id) else common.model_progress()
             )
         loading.empty()
         shown = preview(dataset, tokenizer, prompt_format, role, settings["max_length"])

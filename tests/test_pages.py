@@ -79,14 +79,17 @@ def _send(app: AppTest, text: str) -> None:
     assert not app.exception, app.exception
 
 
-def test_the_first_visit_shows_the_base_model_conversion_on_a_progress_bar(app_env, monkeypatch):
+def test_the_first_visit_shows_the_base_model_conversion_and_later_visits_chat(app_env, monkeypatch):
     """On a fresh machine the built-in model is converted on the first visit (about a minute):
-    each stage engine.models reports reaches a progress bar, which goes once the model is loaded."""
+    each stage engine.models reports reaches a progress bar, which goes once the model is loaded;
+    a later visit (a reload, a second tab) finds the loaded model and chats without an exception."""
     import streamlit as st
     from streamlit.delta_generator import DeltaGenerator
 
+    from engine import resident
     from engine.generation import ChatEngine
     from pages import common
+    from tests.conftest import wait_until
 
     shown = []
     real_progress = DeltaGenerator.progress
@@ -99,18 +102,29 @@ def test_the_first_visit_shows_the_base_model_conversion_on_a_progress_bar(app_e
         (0.2, "Converting the built-in model: tokenizer"),
         (1.0, "Converting the built-in model: weights"),
     ]
+    builds = []
 
-    def converting(base_model, _progress=None):
+    def converting(base_model, progress=None):
+        builds.append(base_model)
         for fraction, stage in stages:
-            _progress(fraction, stage)
+            progress(fraction, stage)
+            wait_until(lambda stage=stage: any(text == stage for _, text in shown), what=f"{stage} drawn")
         return ChatEngine(base_model)
 
     monkeypatch.setattr(DeltaGenerator, "progress", recorded)  # bar.progress(...)
     monkeypatch.setattr(st, "progress", lambda *a, **k: recorded(st._main, *a, **k))  # the first bar
-    monkeypatch.setattr(common, "chat_engine", converting)
+    monkeypatch.setattr(common, "ChatEngine", converting)
+    monkeypatch.setattr(common, "CHAT_ENGINES", resident.Resident(max_entries=2))
     app = _app()
     assert shown == [(0.0, texts.LOADING_BASE), *stages], shown
     assert not app.get("progress"), "the bar stays after the model has loaded"
+
+    shown.clear()
+    for later_visit in (_app(), _app()):
+        _send(later_visit, "hello again")
+        assert later_visit.chat_message, "the later visit shows the chat"
+    assert len(builds) == 1, "the model is built once for every visit"
+    assert shown == [], "a loaded model shows no progress bar"
 
 
 def test_conversations_are_saved_with_their_first_message_renamed_and_deleted(app_env):

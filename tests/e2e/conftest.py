@@ -127,6 +127,14 @@ def server(app_home, tiny_model_dir, request):
     yield running
     running.stop()
     stop_trainers(app_home)
+    assert_no_traceback(running)
+
+
+def assert_no_traceback(server: StreamlitServer) -> None:
+    """Every browser test ends here: an exception the pages caught nowhere shows in the server's log."""
+    log = server.log_path.read_text(errors="replace") if server.log_path.exists() else ""
+    at = log.find("Traceback")
+    assert at < 0, f"the server logged a traceback:\n{log[max(at - 500, 0) : at + 4000]}"
 
 
 def stop_trainers(app_home: Path) -> None:

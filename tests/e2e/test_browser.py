@@ -9,7 +9,7 @@ from engine import models, texts
 from engine.roles import TRANSLATOR
 from registry import adapters, connect, conversations, jobs
 from tests.conftest import make_adapter, register_adapter
-from tests.e2e.conftest import open_page, wait_idle
+from tests.e2e.conftest import assert_no_traceback, open_page, wait_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -158,6 +158,7 @@ def test_0_a_fresh_server_shows_only_our_pages_from_the_first_moment(browser, tm
             page.context.close()
     finally:
         fresh.stop()
+    assert_no_traceback(fresh)
 
 
 def test_b_a_job_started_from_the_page_completes_and_its_adapter_answers(browser, server):
