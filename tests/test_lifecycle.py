@@ -394,3 +394,32 @@ def _median_step_seconds(db, job_id) -> float:
 def test_parse_config_rejects_unknown_settings_in_a_file(tmp_path):
     with pytest.raises(UserError, match="unknown settings colour"):
         parse_config(["--config", str(write_json(tmp_path / "c.json", {"lr": 1e-4, "colour": 2}))])
+
+
+def test_killed_after_registering_its_adapter_a_resumed_job_evaluates_and_succeeds(home, db, tiny_model_dir):
+    """SIGKILL once the adapter row exists but before the job is marked succeeded (while it scores
+    the held-out examples): the row is the job's own, so resuming finishes the job instead of
+    answering that the name is taken."""
+    trainer = start_trainer(tiny_model_dir, "registered", "--max-steps", "2", "--holdout", "0.2")
+    try:
+        adapter = wait_until(
+            lambda: adapters.get(connect(), "registered"), what="the adapter row", every=0.02
+        )
+        os.kill(trainer.pid, signal.SIGKILL)
+        trainer.wait(30)
+    finally:
+        trainer.kill()
+    job = lifecycle.get(db, adapter["job_id"])
+    assert job["status"] == "interrupted", "killed before the job was marked succeeded"
+    assert not db["evaluations"].count, "killed before the held-out scores were stored"
+    lifecycle.check(db, lifecycle.stored_config(job, resume=True), job=job)  # the page's Resume refused it
+
+    resumed = run_module("training.train", "--name", "registered", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert lifecycle.get(db, job["id"])["status"] == "succeeded"
+    again = adapters.get(db, "registered")
+    assert again["id"] == adapter["id"] and again["metrics"]["steps"] == 2, "not trained or published again"
+    evaluated = {row["adapter_id"] for row in db["evaluations"].rows}
+    assert evaluated == {adapter["id"], None}, "the held-out examples scored for the adapter and its base"
+    log = Path(job["log_path"]).read_text()
+    assert "registered by this job before it was stopped: publishing is done" in log

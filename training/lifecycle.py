@@ -140,7 +140,9 @@ def data_path(text: str, base_dir: Path | None = None) -> Path:
 
 def refuse_taken_name(db, name: str, job: dict | None) -> None:
     own = job["id"] if job else None
-    if adapter_rows.get(db, name) is not None:
+    registered = adapter_rows.get(db, name)
+    # An adapter this very job registered before it was stopped is its own: resuming finishes it.
+    if registered is not None and (own is None or registered["job_id"] != own):
         raise UserError(texts.ERR_ADAPTER_EXISTS.format(name=name))
     folder = home.adapters_dir() / name
     # A folder this very job renamed into place before it was stopped is its own, to register.

@@ -345,31 +345,38 @@ def _become_the_launcher(run: _Run, holding: devices.Holding, launched_by_app: b
 def _train_and_publish(run: _Run, followers: _Followers) -> str:
     """Train (or finish what a stopped run left), publish the adapter, score it on the held-out
     examples with the same model. Returns "cancelled" or "succeeded"."""
-    recovered = _recover_published(run)
-    followers.go(run, train=not recovered)
-    if recovered:
+    published = _already_published(run)
+    followers.go(run, train=published is None)
+    if published is not None:
+        _evaluate_heldout(run, published, model=None)
         return "succeeded"
     model, summary = _train(run)
     if summary is None:
         return "cancelled"
     with run.cancellation.deferred():  # a half-published adapter would help nobody
         adapter = _publish(run, model, summary)
-    _evaluate_heldout(run, model, adapter)
+    _evaluate_heldout(run, adapter, model)
     return "succeeded"
 
 
-def _recover_published(run: _Run) -> bool:
-    """A run stopped after its adapter folder was renamed into place but before the row was
-    written: the folder is complete (it was renamed whole), so register it now."""
-    final = home.adapters_dir() / run.config.name
+def _already_published(run: _Run) -> dict | None:
+    """The adapter row of a run stopped after publishing began, or None to train. A row this very
+    job registered means the publishing is done; a folder this job renamed into place without its
+    row is complete (it was renamed whole), so it is registered now."""
+    job_id, name = run.job["id"], run.config.name
+    row = adapter_rows.get(run.db, name)
+    if row is not None and row["job_id"] == job_id:
+        log.info("adapter %r was registered by this job before it was stopped: publishing is done", name)
+        return row
+    final = home.adapters_dir() / name
     metadata = read_metadata(final)
-    if not final.is_dir() or metadata.get("job_id") != run.job["id"] or "registration" not in metadata:
-        return False
+    if not final.is_dir() or metadata.get("job_id") != job_id or "registration" not in metadata:
+        return None
     with run.cancellation.deferred():
-        adapter_rows.register(run.db, path=final, job_id=run.job["id"], **metadata["registration"])
-    lifecycle.remove_staging(run.config.name, run.job["id"])
-    log.info("registered adapter %r, published by this job before it was stopped", run.config.name)
-    return True
+        row = adapter_rows.register(run.db, path=final, job_id=job_id, **metadata["registration"])
+    lifecycle.remove_staging(name, job_id)
+    log.info("registered adapter %r, published by this job before it was stopped", name)
+    return row
 
 
 def _train(run: _Run):
@@ -592,10 +599,12 @@ def _publish(run: _Run, model, summary: dict) -> dict:
     return adapter
 
 
-def _evaluate_heldout(run: _Run, model, adapter: dict) -> None:
+def _evaluate_heldout(run: _Run, adapter: dict, model) -> None:
     """Score the new adapter and its base on the examples training never saw, with the model this
-    job trained (no second copy, same dtype and device). The adapter is already published, so a
-    failure or a cancel here is logged and the job still succeeds."""
+    job trained (no second copy, same dtype and device); `model` None: a resumed job whose adapter
+    was published before it stopped loads its base once (scores already stored are kept, not
+    computed again). The adapter is already published, so a failure or a cancel here is logged
+    and the job still succeeds."""
     from engine.generation import ChatEngine
     from training.data import write_jsonl
     from training.evaluate import describe, evaluate_with_base
@@ -608,9 +617,17 @@ def _evaluate_heldout(run: _Run, model, adapter: dict) -> None:
         # a file, so the adapters page can evaluate again on exactly these examples
         heldout = write_jsonl(plan.heldout, run.job_dir / "heldout.jsonl")
         run.cancellation.raise_if_requested()
-        engine = ChatEngine.around_trained(
-            model, plan.tokenizer, plan.spec, plan.model_dir, plan.config.prompt_format, adapter
-        )
+        if model is None:
+            engine = ChatEngine(
+                plan.config.base,
+                device=run.world.device(plan.config.device or models.choose_device()),
+                dtype=plan.config.dtype,
+                trust_remote_code=plan.config.trust_remote_code,
+            )
+        else:
+            engine = ChatEngine.around_trained(
+                model, plan.tokenizer, plan.spec, plan.model_dir, plan.config.prompt_format, adapter
+            )
         rows = evaluate_with_base(
             run.db, adapter_name=run.config.name, data=str(heldout.path), engine=engine, dataset=heldout
         )
