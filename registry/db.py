@@ -21,6 +21,7 @@ from registry.errors import UserError
 BUSY_TIMEOUT_SECONDS = 30
 
 migrations = Migrations("translator")
+ONE_ACTIVE_JOB_PER_NAME = "jobs_one_active_per_name"
 
 
 @migrations()
@@ -271,6 +272,22 @@ def m010_job_devices(db: Database) -> None:
     # waits for them, why.
     db["jobs"].add_column("devices", str)
     db["jobs"].add_column("waiting_for", str)
+
+
+@migrations()
+def m011_one_active_job_per_name(db: Database) -> None:
+    # One active job per adapter name, held by the registry itself: every path (the page, the
+    # command line, a resume) is refused at the moment it claims the name, not after training.
+    # Older registries could hold two; the older ones were never going to publish.
+    db.execute(
+        "update jobs set status = 'interrupted', error = 'Another job of the same name was active.' "
+        "where status in ('queued', 'running', 'evaluating') and id not in "
+        "(select max(id) from jobs where status in ('queued', 'running', 'evaluating') group by adapter_name)"
+    )
+    db.execute(
+        f"create unique index {ONE_ACTIVE_JOB_PER_NAME} on jobs(adapter_name) "
+        "where status in ('queued', 'running', 'evaluating')"
+    )
 
 
 def connect(path: Path | None = None) -> Database:

@@ -1,9 +1,13 @@
 """Rows of the `jobs` and `metrics` tables. The trainer and `training.lifecycle` write them; pages
 only read them."""
 
+import sqlite3
+
 from sqlite_utils import Database
 
+from engine import texts
 from registry.db import from_json, now, to_json
+from registry.errors import UserError
 
 ACTIVE = ("queued", "running", "evaluating")
 RESUMABLE = ("interrupted", "cancelled", "failed")
@@ -18,8 +22,11 @@ def create(db: Database, *, adapter_name: str, config: dict, **fields) -> dict:
         "step": 0,
         **fields,
     }
-    with db.conn:
-        job_id = db["jobs"].insert(row).last_pk
+    try:
+        with db.conn:
+            job_id = db["jobs"].insert(row).last_pk
+    except sqlite3.IntegrityError as error:
+        _refuse_a_second_active_job(db, adapter_name, error)
     return get(db, job_id)
 
 
@@ -29,8 +36,25 @@ def get(db: Database, job_id: int) -> dict | None:
 
 
 def update(db: Database, job_id: int, **fields) -> None:
-    with db.conn:
-        db["jobs"].update(job_id, fields)
+    try:
+        with db.conn:
+            db["jobs"].update(job_id, fields)
+    except sqlite3.IntegrityError as error:  # a resume or claim while another job of its name is active
+        _refuse_a_second_active_job(db, get(db, job_id)["adapter_name"], error)
+
+
+def already_training(job: dict) -> str:
+    return texts.ERR_ALREADY_TRAINING.format(
+        job=job["id"], name=job["adapter_name"], status=texts.STATUS[job["status"]]
+    )
+
+
+def _refuse_a_second_active_job(db: Database, adapter_name: str, error: sqlite3.IntegrityError):
+    active = active_for_name(db, adapter_name)
+    # sqlite names the column of the index it refused (registry.db.ONE_ACTIVE_JOB_PER_NAME)
+    if active is None or "jobs.adapter_name" not in str(error):
+        raise error
+    raise UserError(already_training(active)) from None
 
 
 def heartbeat(db: Database, job_id: int, **fields) -> None:

@@ -423,3 +423,65 @@ def test_killed_after_registering_its_adapter_a_resumed_job_evaluates_and_succee
     assert evaluated == {adapter["id"], None}, "the held-out examples scored for the adapter and its base"
     log = Path(job["log_path"]).read_text()
     assert "registered by this job before it was stopped: publishing is done" in log
+
+
+def _started_together(commands: list[list[str]]) -> list:
+    """Processes started at the same moment (each with the test's TRANSLATOR_HOME), then their ends."""
+    import subprocess
+    import sys
+
+    processes = [
+        subprocess.Popen(
+            [sys.executable, *command],
+            cwd=PROJECT_ROOT,
+            env=dict(os.environ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for command in commands
+    ]
+    outputs = [process.communicate(timeout=300) for process in processes]  # reads, so no pipe fills
+    return [(process.returncode, *output) for process, output in zip(processes, outputs, strict=True)]
+
+
+@pytest.mark.parametrize("path", ["command line", "page"])
+def test_two_jobs_for_one_name_started_together_the_second_is_refused_at_claim_time(
+    home, db, tiny_model_dir, path
+):
+    """One active job per adapter name is a rule of the registry: whichever path starts the second,
+    it is refused when it claims the name (exit 2, no second row), never after training."""
+    if path == "command line":
+        command = [
+            "-m", "training.train", "--base", str(tiny_model_dir), "--data", str(SAMPLE), "--name", "twin",
+            *TINY_TRAINING, "--max-steps", "3",
+        ]  # fmt: skip
+    else:  # what the page's Start runs in the server process
+        submit = (
+            "import sys; from registry import connect; from registry.errors import UserError; "
+            "from training import lifecycle; from training.config import check_settings\n"
+            f"try: lifecycle.submit_form(connect(), {{'base': {str(tiny_model_dir)!r}, "
+            f"'data': {str(SAMPLE)!r}, 'name': 'twin', 'max_steps': 3, 'batch_size': 1}})\n"
+            "except UserError as error: print(error, file=sys.stderr); sys.exit(2)"
+        )
+        command = ["-c", submit]
+    ends = _started_together([command, command])
+    codes = sorted(code for code, _, _ in ends)
+    assert codes == [0, 2], ends
+    refused = next(err for code, _, err in ends if code == 2)
+    assert "is already training 'twin'" in refused, refused
+    rows = list(db["jobs"].rows_where("adapter_name = 'twin'"))
+    assert len(rows) == 1, rows
+    wait_for_status(db, rows[0]["id"], lambda job: job["status"] == "succeeded", what="the first job")
+
+
+def test_a_resume_while_another_job_of_its_name_is_active_is_refused_by_the_registry(home, db):
+    stopped = jobs.create(db, adapter_name="twin", config={})
+    jobs.finish(db, stopped["id"], "interrupted")
+    active = jobs.create(db, adapter_name="twin", config={}, status="running")
+    with pytest.raises(UserError, match=f"Job {active['id']} is already training 'twin'"):
+        jobs.update(db, stopped["id"], status="queued")
+    assert jobs.get(db, stopped["id"])["status"] == "interrupted"
+    with pytest.raises(UserError, match="is already training"):
+        jobs.create(db, adapter_name="twin", config={})
+    assert db["jobs"].count == 2

@@ -151,11 +151,7 @@ def refuse_taken_name(db, name: str, job: dict | None) -> None:
     reconcile(db)
     active = job_rows.active_for_name(db, name)
     if active is not None and active["id"] != own:
-        raise UserError(_already_training(active, name))
-
-
-def _already_training(job: dict, name: str) -> str:
-    return texts.ERR_ALREADY_TRAINING.format(job=job["id"], name=name, status=texts.STATUS[job["status"]])
+        raise UserError(job_rows.already_training(active))
 
 
 def create_job(db, plan: Plan, **fields) -> dict:
@@ -203,7 +199,7 @@ def find_resumable(db, name: str) -> dict:
     reconcile(db)
     active = job_rows.active_for_name(db, name)
     if active is not None:
-        raise UserError(_already_training(active, name))
+        raise UserError(job_rows.already_training(active))
     job = job_rows.latest_resumable(db, name)
     if job is None:
         raise UserError(texts.ERR_NOTHING_TO_RESUME.format(name=name))
