@@ -29,7 +29,7 @@ class _Build:
 
     def _report(self, fraction: float, stage: str) -> None:
         with self._changed:
-            self.progress = (min(max(fraction, 0.0), 1.0), stage)
+            self.progress = (fraction, stage)
             self._changed.notify_all()
 
     def _run(self, build: Callable[[Progress], Any]) -> None:
@@ -70,7 +70,10 @@ class Resident:
         self._lock = threading.Lock()
         self._builds: OrderedDict[Hashable, _Build] = OrderedDict()
 
-    def get(self, key: Hashable, build: Callable[[Progress], Any], on_progress: Progress | None = None):
+    def get(self, key: Hashable, build: Callable[[Progress], Any], show_progress=None):
+        """The value for `key`, built once by `build(progress)`. Only a caller that has to wait for
+        a build calls `show_progress()`, in its own thread, for the callback that draws each change
+        (a loaded value shows nothing)."""
         with self._lock:
             current = self._builds.get(key)
             if current is None:
@@ -78,7 +81,7 @@ class Resident:
                 self._evict()
             self._builds.move_to_end(key)
         try:
-            return current.wait(on_progress)
+            return current.wait(show_progress() if show_progress and not current.done else None)
         except BaseException:
             with self._lock:
                 if self._builds.get(key) is current and current.done:
@@ -94,7 +97,3 @@ class Resident:
         with self._lock:
             build = self._builds.get(key)
             return build is not None and build.done and build.error is None
-
-    def clear(self) -> None:
-        with self._lock:
-            self._builds.clear()

@@ -108,7 +108,7 @@ def engine_or_stop(base_model: str) -> ChatEngine:
             return CHAT_ENGINES.get(
                 base_model,
                 lambda progress: ChatEngine(base_model, progress=progress),
-                on_progress=None if CHAT_ENGINES.loaded(base_model) else model_progress(),
+                show_progress=model_progress,
             )
     except UserError as error:
         st.error(str(error))
@@ -118,8 +118,8 @@ def engine_or_stop(base_model: str) -> ChatEngine:
 
 
 def model_progress():
-    """A progress bar for a model being fetched or converted, as `engine.models` reports it; call it
-    from the session's own thread (engine.resident hands it each change)."""
+    """A progress bar for a model being fetched or converted, as `engine.models` reports it, and the
+    callback that moves it (engine.resident calls both from the session's own thread)."""
     bar = st.progress(0.0, text=texts.LOADING_BASE)
     return lambda fraction, stage: bar.progress(min(max(fraction, 0.0), 1.0), text=stage)
 

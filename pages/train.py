@@ -21,7 +21,7 @@ from training.preview import preview
 TOKENIZERS = resident.Resident(max_entries=4)
 
 
-def tokenizer_for(base_model: str, on_progress=None):
+def tokenizer_for(base_model: str):
     """The base's tokenizer and default prompt format, loaded once per process for every session."""
 
     def load(progress):
@@ -30,7 +30,7 @@ def tokenizer_for(base_model: str, on_progress=None):
         tokenizer = models.load_tokenizer(model_dir, spec)
         return tokenizer, models.default_prompt_format(spec, model_dir, tokenizer)
 
-    return TOKENIZERS.get(base_model, load, on_progress=on_progress)
+    return TOKENIZERS.get(base_model, load, show_progress=common.model_progress)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -187,12 +187,9 @@ if data_path:
     try:
         dataset = dataset_for_preview(data_path, settings["limit"], file_stamp(data_path))
         role = get_role(db, role_name)
-        base_id = models.parse_model_id(base_model).model_id
         loading = st.empty()
         with loading.container():
-            tokenizer, prompt_format = tokenizer_for(
-                base_id, on_progress=None if TOKENIZERS.loaded(base_id) else common.model_progress()
-            )
+            tokenizer, prompt_format = tokenizer_for(models.parse_model_id(base_model).model_id)
         loading.empty()
         shown = preview(dataset, tokenizer, prompt_format, role, settings["max_length"])
         title = data_title or dataset.name

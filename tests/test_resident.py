@@ -24,7 +24,7 @@ class Gate:
 
 def _wait_in_thread(resident, key, build, seen, results):
     def wait():
-        results.append(resident.get(key, build, on_progress=lambda *state: seen.append(state)))
+        results.append(resident.get(key, build, show_progress=lambda: lambda *state: seen.append(state)))
 
     thread = threading.Thread(target=wait)
     thread.start()
@@ -46,7 +46,7 @@ def test_two_sessions_asking_at_once_share_one_build_and_both_see_its_progress()
     assert results == ["model", "model"] and len(gate.builds) == 1
     assert first_seen == second_seen == [(0.5, "converting")]
     assert gate.builds[0] == "build base", "built in a thread of its own, not a session's"
-    assert resident.get("base", gate, on_progress=lambda *_: pytest.fail("progress once loaded")) == "model"
+    assert resident.get("base", gate, show_progress=lambda: pytest.fail("progress once loaded")) == "model"
 
 
 def test_a_waiter_whose_page_went_away_does_not_stop_the_build():
@@ -59,7 +59,7 @@ def test_a_waiter_whose_page_went_away_does_not_stop_the_build():
         raise PageGone
 
     with pytest.raises(PageGone):
-        resident.get("base", gate, on_progress=gone)
+        resident.get("base", gate, show_progress=lambda: gone)
     gate.release.set()
     assert resident.get("base", gate) == "model" and len(gate.builds) == 1
 

@@ -379,6 +379,11 @@ def _already_published(run: _Run) -> dict | None:
     return row
 
 
+def _device(run: _Run) -> str:
+    """Where this process trains and evaluates: its rank's GPU, the configured device, or the best one."""
+    return run.world.device(run.config.device or models.choose_device())
+
+
 def _train(run: _Run):
     """The trained PEFT model and a summary of the training, or (None, None) when cancelled."""
     import torch
@@ -396,7 +401,7 @@ def _train(run: _Run):
     )
 
     config, plan, world = run.config, run.plan, run.world
-    device = world.device(config.device or models.choose_device())
+    device = _device(run)
     dtype = models.parse_dtype(config.dtype, device)
     torch.manual_seed(config.seed)
     model = models.load_model(
@@ -620,7 +625,7 @@ def _evaluate_heldout(run: _Run, adapter: dict, model) -> None:
         if model is None:
             engine = ChatEngine(
                 plan.config.base,
-                device=run.world.device(plan.config.device or models.choose_device()),
+                device=_device(run),
                 dtype=plan.config.dtype,
                 trust_remote_code=plan.config.trust_remote_code,
             )
