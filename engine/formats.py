@@ -23,6 +23,7 @@ MAX_LENGTH = 384
 TEMPLATE_DATE = "26 Jul 2024"
 
 Turn = tuple[str, str]  # (user text, assistant reply)
+PLAIN_TURN_END = "\n\n"
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,10 @@ def prompt_text(tokenizer, prompt_format: str, role: Role, text: str, history: S
         return _template_text(tokenizer, _messages(role, text, history), add_generation_prompt=True)
     if prompt_format == "plain":
         eos = tokenizer.eos_token or ""
-        system = f"{role.system_prompt}\n\n" if role.system_prompt else ""
-        past = "".join(f"{q}\n\n{a}{eos}\n\n" for q, a in history)
-        return f"{system}{past}{text}\n\n"
+        end = PLAIN_TURN_END
+        system = f"{role.system_prompt}{end}" if role.system_prompt else ""
+        past = "".join(f"{q}{end}{a}{eos}{end}" for q, a in history)
+        return f"{system}{past}{text}{end}"
     raise UserError(texts.ERR_UNKNOWN_FORMAT.format(value=prompt_format, choices=", ".join(FORMATS)))
 
 
@@ -115,6 +117,16 @@ def stop_token_ids(tokenizer, prompt_format: str, model=None) -> list[int]:
     elif declared:
         ids.update(declared)
     return sorted(ids)
+
+
+def stop_texts(prompt_format: str, *, tuned: bool) -> tuple[str, ...]:
+    """Texts that end a reply besides the stop tokens. The plain format closes every turn with a
+    blank line; a base model was never taught the end token, so that blank line is where its
+    answer ends (else it writes the next question and runs to the token limit). A model tuned in
+    this format learned the end token, and its replies may hold paragraphs."""
+    if prompt_format == "plain" and not tuned:
+        return (PLAIN_TURN_END,)
+    return ()
 
 
 def _messages(role: Role, text: str, history: Sequence[Turn]) -> list[dict]:

@@ -31,6 +31,7 @@ from registry.errors import UserError
 
 BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 IN_TRAINING = "__in_training__"  # the adapter a training process is changing, scored as it goes
+STOP_TEXT_TOKENS = 8  # how many of a reply's last tokens are decoded to look for a stop text
 
 _thread_choice = threading.local()
 
@@ -329,6 +330,7 @@ class ChatEngine:
         stops = set(formats.stop_token_ids(self.tokenizer, prompt_format, self.model))
         choose = token_chooser(self.model, decoding)
         pieces = TextPieces(self.tokenizer, self._tokenizer_lock)
+        reply = ReplyText(formats.stop_texts(prompt_format, tuned=adapter is not None))
         sequence = torch.tensor([self.prompt_ids(role, text, history, adapter)], device=self.model.device)
         step_input, cache = sequence, None
         for _ in range(decoding.max_new_tokens):
@@ -342,9 +344,11 @@ class ChatEngine:
                 break
             step_input = torch.tensor([[token]], device=sequence.device)
             sequence = torch.cat((sequence, step_input), dim=1)
-            if piece := pieces.add(token):
+            if piece := reply.add(pieces.add(token)):
                 yield piece
-        if piece := pieces.finish():
+            if reply.stopped:
+                return
+        if piece := reply.finish(pieces.finish()):
             yield piece
 
     @contextlib.contextmanager
@@ -415,6 +419,7 @@ class ChatEngine:
         decoding = decoding or role.decoding
         prompt_format = (adapter or {}).get("prompt_format") or self.prompt_format
         stop_ids = formats.stop_token_ids(self.tokenizer, prompt_format, self.model)
+        stop_texts = formats.stop_texts(prompt_format, tuned=adapter is not None)
         with self._tokenizer_lock:
             prompts = [formats.prompt_ids(self.tokenizer, prompt_format, role, text) for text in texts]
         limits = list(max_new_tokens) if max_new_tokens else [decoding.max_new_tokens] * len(texts)
@@ -436,15 +441,29 @@ class ChatEngine:
                     [limits[i] for i in rows],
                     stop_ids,
                     token_chooser(self.model, decoding),
+                    self._ends_in(stop_texts),
                 )
             with self._tokenizer_lock:
                 decoded = self.tokenizer.batch_decode(output, skip_special_tokens=True)
             for i, text in zip(rows, decoded, strict=True):
-                replies[i] = text
+                replies[i] = ReplyText(stop_texts).finish(text)
             done += len(rows)
             if progress is not None:
                 progress(done)
         return [reply.strip() for reply in replies]
+
+    def _ends_in(self, stop_texts: Sequence[str]):
+        """Whether a reply's tokens so far reach one of `stop_texts` (None when there are none).
+        Checked on the last few tokens, each step: a stop text spans a token or two."""
+        if not stop_texts:
+            return None
+
+        def ends(tokens: list[int]) -> bool:
+            with self._tokenizer_lock:
+                tail = self.tokenizer.decode(tokens[-STOP_TEXT_TOKENS:], skip_special_tokens=True)
+            return any(stop in tail for stop in stop_texts)
+
+        return ends
 
     def reference_loss(
         self, records: Sequence[dict], *, role: Role, adapter: dict | None = None
@@ -475,10 +494,11 @@ class ChatEngine:
         return "".join(self.stream(text, **kwargs))
 
 
-def _shrinking_batch(model, input_ids, attention_mask, limits, stop_ids, choose):
+def _shrinking_batch(model, input_ids, attention_mask, limits, stop_ids, choose, ends=None):
     """Decoding of a left-padded batch in which each row leaves as soon as it is done (a stop
-    token or its own limit): the KV cache drops the row, so the remaining steps only compute the
-    rows still writing. `generate()` would run every row until the last one finishes."""
+    token, its own limit, or `ends(tokens)` saying its text reached a stop text): the KV cache
+    drops the row, so the remaining steps only compute the rows still writing. `generate()` would
+    run every row until the last one finishes."""
     import torch
 
     stops = set(stop_ids)
@@ -495,7 +515,7 @@ def _shrinking_batch(model, input_ids, attention_mask, limits, stop_ids, choose)
             if token in stops:
                 continue
             replies[row].append(token)
-            if len(replies[row]) < limits[row]:
+            if len(replies[row]) < limits[row] and not (ends and ends(replies[row])):
                 keep.append(slot)
         if not keep:
             return replies
@@ -596,6 +616,49 @@ def token_chooser(model, decoding: Decoding, generator=None):
         return scores.argmax(-1)
 
     return choose
+
+
+class ReplyText:
+    """A reply as it grows, cut at the first of its stop texts. What could still be the start of a
+    stop text waits until the next piece tells; everything else can go out at once."""
+
+    def __init__(self, stops: Sequence[str]):
+        self.stops = tuple(stops)
+        self.text = ""
+        self.sent = 0  # how much of the text went out
+        self.stopped = False
+
+    def add(self, piece: str) -> str:
+        """Take the next piece; return what can go out now."""
+        if self.stopped:
+            return ""
+        self.text += piece
+        found = [self.text.find(stop) for stop in self.stops if stop in self.text]
+        if found:
+            self.text = self.text[: min(found)]
+            self.stopped = True
+            return self._release(len(self.text))
+        return self._release(len(self.text) - self._held())
+
+    def finish(self, piece: str = "") -> str:
+        """The reply ended (a stop token or the limit): the rest goes out."""
+        return self.add(piece) + self._release(len(self.text))
+
+    def _held(self) -> int:
+        """The longest end of the text that begins a stop text."""
+        held = 0
+        for stop in self.stops:
+            for size in range(len(stop) - 1, held, -1):
+                if self.text.endswith(stop[:size]):
+                    held = size
+                    break
+        return held
+
+    def _release(self, upto: int) -> str:
+        if upto <= self.sent:
+            return ""
+        out, self.sent = self.text[self.sent : upto], upto
+        return out
 
 
 class TextPieces(TextStreamer):

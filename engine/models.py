@@ -21,11 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from engine import texts
+from engine import gguf_tokens, texts
 from registry import home
 from registry.errors import UserError
 
 Progress = Callable[[float, str], None]
+
+# A built-in model's folder records the conversion that wrote it; raising the version converts
+# every older cache again on its next load. 2: the GGUF's control tokens and known markers are
+# special in the tokenizer (1, unrecorded: Gemma's image markers leaked into replies).
+CONVERSION_VERSION = 2
+CONVERSION_FILE = "translator-conversion.json"
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*$")
 _NETWORK_PROBE_SECONDS = 3.0
@@ -165,7 +171,7 @@ def resolve_model_dir(spec: ModelSpec, progress: Progress | None = None) -> Path
 
 def _builtin_dir(builtin: BuiltinModel, progress: Progress | None) -> Path:
     target = models_dir() / builtin.folder
-    if (target / "model.safetensors").is_file():
+    if conversion_version(target) >= CONVERSION_VERSION:
         return target
     package_dir = builtin_package_dir(builtin)
     if builtin.assembled:
@@ -221,6 +227,17 @@ def _convert_assembled(builtin: BuiltinModel, target: Path, progress: Progress |
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def conversion_version(folder: Path) -> int:
+    """Which conversion wrote a built-in model's folder: 0 when absent, unfinished or made before
+    conversions were versioned (the folder is then converted again)."""
+    if not (folder / "model.safetensors").is_file():
+        return 0
+    try:
+        return int(json.loads((folder / CONVERSION_FILE).read_text(encoding="utf-8"))["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
 def _convert_gguf(package_dir: Path, gguf_file: str, target: Path, progress: Progress | None) -> None:
     """Dequantise the GGUF once and keep safetensors: a cached load then takes < 1 s instead of ~30 s."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -228,6 +245,7 @@ def _convert_gguf(package_dir: Path, gguf_file: str, target: Path, progress: Pro
     report = _progress_reporter(progress, texts.CONVERTING_BUILTIN)
     report(0.05, texts.STAGE_TOKENIZER)
     tokenizer = AutoTokenizer.from_pretrained(package_dir, gguf_file=gguf_file)
+    gguf_tokens.mark_special(tokenizer, gguf_tokens.special_tokens(package_dir / gguf_file))
     report(0.25, texts.STAGE_DEQUANTISE)
     model = AutoModelForCausalLM.from_pretrained(package_dir, gguf_file=gguf_file)
     # A GGUF-loaded model refuses save_pretrained while it still looks quantised.
@@ -240,14 +258,34 @@ def _convert_gguf(package_dir: Path, gguf_file: str, target: Path, progress: Pro
     try:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        if target.exists():  # another process finished first
-            shutil.rmtree(staging)
-        else:
-            staging.rename(target)
+        (staging / CONVERSION_FILE).write_text(
+            json.dumps({"version": CONVERSION_VERSION, "gguf_file": gguf_file}), encoding="utf-8"
+        )
+        _put_in_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     report(1.0, texts.STAGE_DONE)
+
+
+def _put_in_place(staging: Path, target: Path) -> None:
+    """Rename the finished folder into place; an older conversion there is moved aside first, and
+    a current one (another process finished first) is kept. Each step is one rename, so a reader
+    finds the old folder, the new one or none, never a mixture."""
+    if conversion_version(target) >= CONVERSION_VERSION:
+        shutil.rmtree(staging)
+        return
+    outdated = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-outdated-", dir=target.parent))
+    try:
+        if target.exists():
+            target.rename(outdated / target.name)
+        staging.rename(target)
+    except OSError:
+        if conversion_version(target) < CONVERSION_VERSION:
+            raise
+        shutil.rmtree(staging)  # another process put its conversion there between our renames
+    finally:
+        shutil.rmtree(outdated, ignore_errors=True)
 
 
 def _download(spec: ModelSpec, progress: Progress | None) -> Path:

@@ -136,7 +136,8 @@ def create_app(engine: ChatEngine, *, api_key: str | None = None, max_batch: int
         body = await _json_body(request)
         adapter, role = await run_in_threadpool(service.resolve, body.get("model"))
         prompt, role = await run_in_threadpool(service.chat_prompt, body.get("messages"), adapter, role)
-        plan = _plan(service, body, prompt, adapter, role)
+        turn_end = formats.stop_texts(service.prompt_format(adapter), tuned=adapter is not None)
+        plan = _plan(service, body, prompt, adapter, role, turn_end)
         return await _answer(service, plan, chat=True)
 
     async def completions(request: Request):
@@ -226,7 +227,11 @@ def _conversation(messages, role: Role) -> tuple[Role, list[tuple[str, str]], st
     return role, [(q, a) for q, a in turns[:-1]], turns[-1][0]
 
 
-def _plan(service: Service, body: dict, prompt: list[int], adapter: dict | None, role: Role) -> Plan:
+def _plan(
+    service: Service, body: dict, prompt: list[int], adapter: dict | None, role: Role, turn_end=()
+) -> Plan:
+    """What to compute for a request; `turn_end` holds the prompt format's own stop texts (a chat
+    request only: a completion's raw prompt has no format)."""
     engine = service.engine
     context = engine.context_length
     if len(prompt) >= context:
@@ -285,7 +290,7 @@ def _plan(service: Service, body: dict, prompt: list[int], adapter: dict | None,
         adapter=adapter,
         decoding=decoding.with_changes(max_new_tokens=limit),
         max_tokens=limit,
-        stop_texts=tuple(stop),
+        stop_texts=(*stop, *(end for end in turn_end if end not in stop)),
         stop_ids=frozenset(stop_ids),
         seed=seed,
         stream=stream,

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from engine.generation import ChatEngine, TextPieces, stack_left_padded, token_chooser
+from engine.generation import ChatEngine, ReplyText, TextPieces, stack_left_padded, token_chooser
 from engine.roles import Decoding
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,7 @@ class _Row:
         self.sequence = torch.tensor([generation.prompt], device=engine.model.device)
         self.pieces = TextPieces(engine.tokenizer, engine.tokenizer_lock)
         self.tokens = 0
-        self.text = ""  # the reply so far
-        self.sent = 0  # how much of it went out
+        self.reply = ReplyText(generation.stop_texts)
         self.finish: str | None = None
 
     def add(self, token: int) -> None:
@@ -74,32 +73,18 @@ class _Row:
         piece = self.pieces.add(token)
         if self.tokens >= generation.max_tokens:
             self._end("length", piece + self.pieces.finish())
-        else:
-            self._grow(piece)
-
-    def _grow(self, piece: str) -> None:
-        self.text += piece
-        stops = self.generation.stop_texts
-        found = [self.text.find(stop) for stop in stops if stop in self.text]
-        if found:
-            self.text = self.text[: min(found)]
-            self._send(len(self.text))
-            self.finish = "stop"
             return
-        # What could still be the start of a stop text waits until the next token tells.
-        held = max((len(stop) - 1 for stop in stops), default=0)
-        self._send(max(self.sent, len(self.text) - held))
+        self._send(self.reply.add(piece))
+        if self.reply.stopped:
+            self.finish = "stop"
 
     def _end(self, reason: str, piece: str) -> None:
-        self._grow(piece)
-        if self.finish is None:
-            self._send(len(self.text))
-            self.finish = reason
+        self._send(self.reply.finish(piece))
+        self.finish = "stop" if self.reply.stopped else reason
 
-    def _send(self, upto: int) -> None:
-        if upto > self.sent:
-            self.generation.on_text(self.text[self.sent : upto])
-            self.sent = upto
+    def _send(self, text: str) -> None:
+        if text:
+            self.generation.on_text(text)
 
 
 class Scheduler:

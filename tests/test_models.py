@@ -119,6 +119,31 @@ def test_the_first_conversion_of_the_builtin_model_reports_its_progress(tmp_path
     assert (folder / "model.safetensors").is_file()
 
 
+def test_a_builtin_model_converted_by_an_older_version_is_converted_again_in_place(
+    builtin_dir, tmp_path, monkeypatch
+):
+    """Caches made before the tokenizer carried the GGUF's control tokens have no version file."""
+    import shutil
+
+    monkeypatch.setenv("TRANSLATOR_MODELS_DIR", str(tmp_path / "models"))
+    old = tmp_path / "models" / builtin_dir.name
+    shutil.copytree(builtin_dir, old)
+    (old / models.CONVERSION_FILE).unlink()
+    (old / "left-by-the-old-version.txt").write_text("old")
+    assert models.conversion_version(old) == 0
+    reported = []
+    folder = models.resolve_model_dir(
+        models.parse_model_id("builtin"), progress=lambda *step: reported.append(step)
+    )
+    assert folder == old and reported and reported[-1][0] == 1.0
+    assert models.conversion_version(folder) == models.CONVERSION_VERSION
+    assert not (folder / "left-by-the-old-version.txt").exists() and (folder / "model.safetensors").is_file()
+    assert not list(folder.parent.glob(".tmp-*")), "the old folder and the staging folder are gone"
+    assert models.resolve_model_dir(
+        models.parse_model_id("builtin"), progress=lambda *_: pytest.fail("twice")
+    )
+
+
 def test_users_runs_watch_no_files_and_show_no_automatic_page_list():
     """A watcher would follow the workspace, where jobs write checkpoints, and the virtualenv."""
     import tomllib
