@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from engine import texts
+from core import texts
 from pages import common
 
 common.choose_language()

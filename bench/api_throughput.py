@@ -57,9 +57,9 @@ def run(args, scratch: Path) -> None:
     import openai
 
     from engine.generation import ChatEngine
-    from engine.roles import get_role
     from registry import adapters as adapter_rows
     from registry import connect
+    from studio.roles import get_role
 
     db = connect()
     engine = ChatEngine(args.base, device=args.device, dtype=args.dtype)

@@ -24,7 +24,7 @@ def make_adapters(engine, db, scratch: Path, count: int) -> list[str]:
     from transformers import AutoModelForCausalLM
 
     from engine.adapters import write_metadata
-    from registry import adapters as adapter_rows
+    from studio import adapters as studio_adapters
     from training.config import LORA_TARGETS
     from training.train import lora_targets
 
@@ -43,7 +43,7 @@ def make_adapters(engine, db, scratch: Path, count: int) -> list[str]:
         folder = scratch / "adapters" / name
         model.save_pretrained(folder, safe_serialization=True)
         write_metadata(folder, name=name, base_model=engine.base_model_id, role="translator")
-        adapter_rows.register(
+        studio_adapters.register(
             db,
             name=name,
             role="translator",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from registry.home import PROJECT_ROOT  # noqa: E402
+from core.home import PROJECT_ROOT  # noqa: E402
 from tests.e2e.conftest import CHROMIUM_ARGS, StreamlitServer, chromium_path  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -40,8 +40,9 @@ def wait_for(condition, timeout: float, what: str):
 
 def prepare(home: Path) -> dict:
     """The demo adapter (trained, evaluated on its held-out split) and a custom role."""
-    from engine.roles import Decoding, Role, save_custom_role
+    from engine.roles import Decoding, Role
     from registry import connect
+    from studio.roles import save_custom_role
     from training import lifecycle
 
     db = connect()
@@ -103,7 +104,7 @@ def main() -> int:
 
 
 def shoot_all(page, url: str, job: dict) -> None:
-    from engine import texts
+    from core import texts
 
     def idle():
         time.sleep(0.5)

@@ -9,8 +9,8 @@ import json
 import struct
 from pathlib import Path
 
-from engine import texts
-from registry.errors import UserError
+from core import texts
+from core.errors import UserError
 
 WEIGHTS_FILE = "adapter_model.safetensors"
 CONFIG_FILE = "adapter_config.json"

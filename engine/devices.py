@@ -17,9 +17,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine import texts
-from registry import home
-from registry.errors import UserError
+from core import home, texts
+from core.errors import UserError
 
 SIMULATED = "TRANSLATOR_GPUS"
 

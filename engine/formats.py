@@ -11,9 +11,9 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from engine import texts
+from core import texts
+from core.errors import UserError
 from engine.roles import Role
-from registry.errors import UserError
 
 FORMATS = ("yuan", "chat_template", "plain")
 IGNORE_INDEX = -100

@@ -24,10 +24,11 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from engine import devices, formats, models, texts
+from core import texts
+from core.errors import UserError
+from engine import devices, formats, models
 from engine.adapters import WEIGHTS_FILE, check_loadable
 from engine.roles import Decoding, Role
-from registry.errors import UserError
 
 BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 IN_TRAINING = "__in_training__"  # the adapter a training process is changing, scored as it goes

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from engine import gguf_tokens, texts
-from registry import home
-from registry.errors import UserError
+from core import home, texts
+from core.errors import UserError
+from engine import gguf_tokens
 
 Progress = Callable[[float, str], None]
 

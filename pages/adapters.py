@@ -5,13 +5,15 @@ import datetime
 
 import streamlit as st
 
-from engine import blind, texts
-from engine.roles import list_roles
+from core import texts
 from pages import charts, common
 from pages.exports import export_section
 from registry import adapters as adapter_rows
 from registry import checkpoints as checkpoint_rows
 from registry import jobs as job_rows
+from studio import adapters as studio_adapters
+from studio import blind, processes
+from studio.roles import list_roles
 from training import checkpoints, lifecycle
 from training.evaluate import evaluate_with_base
 from training.scores import head_to_head, rivals, score_table, with_headers
@@ -132,7 +134,7 @@ for adapter in rows:
         with rename_col:
             new_name = st.text_input(texts.NEW_NAME, value=name, key=f"name-{name}")
             if st.button(texts.RENAME, key=f"rename-{name}"):
-                if common.show_user_error(adapter_rows.rename, db, name, new_name):
+                if common.show_user_error(studio_adapters.rename, db, name, new_name):
                     st.rerun()
         with role_col:
             current = role_names.index(adapter["role"]) if adapter["role"] in role_names else 0
@@ -143,7 +145,7 @@ for adapter in rows:
         with delete_col:
             confirmed = st.checkbox(texts.DELETE_CONFIRM, key=f"confirm-{name}")
             if st.button(texts.DELETE, key=f"delete-{name}", disabled=not confirmed, type="primary"):
-                if common.show_user_error(adapter_rows.delete, db, name):
+                if common.show_user_error(studio_adapters.delete, db, name):
                     st.rerun()
 
 st.subheader(texts.VOTES_TITLE)
@@ -195,4 +197,4 @@ for job in jobs[:20]:
     with st.expander(
         f"#{job['id']} {job['adapter_name']} · {texts.STATUS.get(job['status'], job['status'])}"
     ):
-        st.code(lifecycle.read_log_tail(job, lines=60) or "…", language="log")
+        st.code(processes.read_log_tail(job, lines=60) or "…", language="log")

@@ -5,7 +5,7 @@ file only names the axes and draws."""
 
 import streamlit as st
 
-from engine import texts
+from core import texts
 from training.checkpoints import chart_rows as checkpoint_chart_rows
 from training.scores import score_chart_rows
 

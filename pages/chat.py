@@ -2,8 +2,15 @@
 
 import streamlit as st
 
-from engine import blind, texts
-from engine.conversation import (
+from core import texts
+from engine.roles import Decoding
+from pages import common
+from registry import adapters as adapter_rows
+from registry import conversations
+from serving import remote
+from serving.remote import RemoteEngine
+from studio import blind
+from studio.conversation import (
     adapter_from_link,
     adapter_label,
     adapters_for_base,
@@ -13,12 +20,7 @@ from engine.conversation import (
     provenance,
     respond,
 )
-from engine.roles import Decoding, get_role, list_roles
-from pages import common
-from registry import adapters as adapter_rows
-from registry import conversations
-from serving import remote
-from serving.remote import RemoteEngine
+from studio.roles import get_role, list_roles
 from training.scores import evaluation_examples
 
 

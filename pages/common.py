@@ -14,13 +14,14 @@ import streamlit as st
 from peft import PeftModel  # noqa: F401
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
-from engine import models, resident, texts
+from core import texts
+from core.errors import UserError
+from engine import models, resident
 from engine.generation import ChatEngine
 from registry import connect, preferences
-from registry.errors import UserError
 
 PAGES = (
-    # (file, title in engine.texts, icon, url path); the first is the default page, served at /
+    # (file, title in core.texts, icon, url path); the first is the default page, served at /
     ("pages/chat.py", "PAGE_CHAT", "💬", None),
     ("pages/train.py", "PAGE_TRAIN", "🏋️", "train"),
     ("pages/adapters.py", "PAGE_ADAPTERS", "🗂️", "adapters"),

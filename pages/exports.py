@@ -3,7 +3,7 @@ run as detached tasks (serving.tasks) and are followed here; the logic lives in 
 
 import streamlit as st
 
-from engine import texts
+from core import texts
 from pages import common
 from registry import adapters as adapter_rows
 from registry import tasks as task_rows

@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from engine import texts
-from engine.roles import METRICS, Decoding, Role, delete_custom_role, list_roles, role_users, save_custom_role
+from core import texts
+from engine.roles import METRICS, Decoding, Role
 from pages import common
+from studio.roles import delete_custom_role, list_roles, role_users, save_custom_role
 
 FORMAT_CHOICES = ("", "chat_template", "plain", "yuan")
 

@@ -5,13 +5,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from engine import devices, models, resident, texts
-from engine.roles import get_role, list_roles
+from core import home, texts
+from core.errors import UserError
+from engine import devices, models, resident
 from pages import charts, common
 from registry import checkpoints as checkpoint_rows
-from registry import home
 from registry import jobs as job_rows
-from registry.errors import UserError
+from studio import processes
+from studio.roles import get_role, list_roles
 from training import defaults, launchers, lifecycle
 from training.config import TrainConfig, rule
 from training.data import load_dataset, save_upload
@@ -99,10 +100,10 @@ def job_panel(job_id: int, started_as: str) -> None:
         if common.show_user_error(lifecycle.resume, db, job_id):
             st.rerun(scope="app")
     with st.expander(texts.LOG_TAIL, expanded=job["status"] == "failed"):
-        st.code(lifecycle.read_log_tail(job) or "…", language="log")
+        st.code(processes.read_log_tail(job) or "…", language="log")
     for rank, path in lifecycle.rank_logs(job):
         with st.expander(texts.RANK_LOG.format(rank=rank)):
-            st.code(lifecycle.read_log_tail(job, path=path) or "…", language="log")
+            st.code(processes.read_log_tail(job, path=path) or "…", language="log")
 
 
 common.enter_through_entry()

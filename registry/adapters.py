@@ -1,55 +1,28 @@
 """Rows of the `adapters` table: one per published adapter folder."""
 
-import shutil
 from pathlib import Path
 
 from sqlite_utils import Database
 
-from engine import texts
+from core import texts
+from core.errors import UserError
+from core.names import check_name
 from registry import votes
 from registry.db import from_json, now, to_json
-from registry.errors import UserError
-from registry.names import check_name
 
 
-def register(
-    db: Database,
-    *,
-    name: str,
-    role: str,
-    base_model: str,
-    prompt_format: str,
-    path: Path,
-    hyperparameters: dict,
-    dataset_name: str = "",
-    dataset_fingerprint: str = "",
-    num_examples: int = 0,
-    metrics: dict | None = None,
-    job_id: int | None = None,
-) -> dict:
-    """Insert the row for an adapter whose folder is already complete on disk, after refusing a
-    folder chat could not serve per request (see engine.adapters)."""
-    from engine.adapters import check_folder
-
-    check_folder(Path(path), name)
+def insert(db: Database, row: dict) -> dict:
+    """Insert the row of an adapter whose folder is complete on disk (studio.adapters checks it)."""
     row = {
-        "name": name,
-        "role": role,
-        "base_model": base_model,
-        "prompt_format": prompt_format,
-        "path": str(path),
-        "hyperparameters": to_json(hyperparameters),
-        "dataset_name": dataset_name,
-        "dataset_fingerprint": dataset_fingerprint,
-        "num_examples": num_examples,
-        "metrics": to_json(metrics or {}),
-        "size_bytes": folder_size(path),
-        "job_id": job_id,
+        **row,
+        "hyperparameters": to_json(row.get("hyperparameters") or {}),
+        "metrics": to_json(row.get("metrics") or {}),
+        "size_bytes": folder_size(row["path"]),
         "created_at": now(),
     }
     with db.conn:
         db["adapters"].insert(row)
-    return get(db, name)
+    return get(db, row["name"])
 
 
 def get(db: Database, name: str) -> dict | None:
@@ -78,57 +51,33 @@ def set_role(db: Database, name: str, role: str) -> None:
         db["adapters"].update(require(db, name)["id"], {"role": role})
 
 
-def rename(db: Database, old: str, new: str) -> dict:
-    """Rename the row and its folder together; the folder keeps following the name."""
+def check_new_name(db: Database, old: str, new: str) -> tuple[dict, str]:
+    """The adapter to rename and its new name, checked: a safe name, not its own, not taken."""
     new = check_name(new)
     adapter = require(db, old)
     if new == old:
         raise UserError(texts.ERR_SAME_NAME.format(name=old))
     if get(db, new) is not None:
         raise UserError(texts.ERR_ADAPTER_EXISTS.format(name=new))
-    old_path = Path(adapter["path"])
-    new_path = old_path.with_name(new)
-    if new_path.exists():
-        raise UserError(texts.ERR_FOLDER_EXISTS.format(folder=new_path))
-    if old_path.exists():
-        old_path.rename(new_path)
-    try:
-        with db.conn:
-            db["adapters"].update(adapter["id"], {"name": new, "path": str(new_path)})
-            votes.rename(db, adapter["base_model"], old, new)
-    except Exception:
-        if new_path.exists():
-            new_path.rename(old_path)
-        raise
-    return get(db, new)
+    return adapter, new
 
 
-def delete(db: Database, name: str) -> dict:
-    """Remove the adapter with its evaluations, their prediction files, its blind votes and its folder,
-    all or nothing:
-    the folder is first moved aside (one rename), then the rows go in one transaction; if that fails
-    the folder is moved back. Only then are the files removed."""
-    adapter = require(db, name)
-    folder = Path(adapter["path"])
-    trash = folder.with_name(f".deleted-{folder.name}-{adapter['id']}")
-    moved = folder.is_dir() and not trash.exists()
-    if moved:
-        folder.rename(trash)
-    try:
-        evaluations = list(db["evaluations"].rows_where("adapter_id = ?", [adapter["id"]]))
-        with db.conn:
-            db["evaluations"].delete_where("adapter_id = ?", [adapter["id"]])
-            votes.forget(db, adapter["base_model"], name)
-            db["adapters"].delete(adapter["id"])
-    except BaseException:
-        if moved:
-            trash.rename(folder)
-        raise
-    for evaluation in evaluations:
-        if evaluation["predictions_path"]:
-            Path(evaluation["predictions_path"]).unlink(missing_ok=True)
-    shutil.rmtree(trash if moved else folder, ignore_errors=True)
-    return adapter
+def rename_row(db: Database, adapter: dict, new: str, new_path: Path) -> None:
+    """The row and its blind votes take the new name in one transaction."""
+    with db.conn:
+        db["adapters"].update(adapter["id"], {"name": new, "path": str(new_path)})
+        votes.rename(db, adapter["base_model"], adapter["name"], new)
+
+
+def delete_rows(db: Database, adapter: dict) -> list[dict]:
+    """Remove the adapter's row, its evaluations and its blind votes in one transaction; returns
+    the evaluations, whose prediction files the caller removes."""
+    evaluations = list(db["evaluations"].rows_where("adapter_id = ?", [adapter["id"]]))
+    with db.conn:
+        db["evaluations"].delete_where("adapter_id = ?", [adapter["id"]])
+        votes.forget(db, adapter["base_model"], adapter["name"])
+        db["adapters"].delete(adapter["id"])
+    return evaluations
 
 
 def folder_size(path: Path) -> int:

@@ -2,9 +2,9 @@
 
 from sqlite_utils import Database
 
-from engine import texts
+from core import texts
+from core.errors import UserError
 from registry.db import from_json, now, to_json
-from registry.errors import UserError
 
 DEFAULT_TITLE = "新对话"
 

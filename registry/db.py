@@ -14,9 +14,8 @@ from pathlib import Path
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from engine import texts
-from registry import home
-from registry.errors import UserError
+from core import home, texts
+from core.errors import UserError
 
 BUSY_TIMEOUT_SECONDS = 30
 

@@ -5,9 +5,9 @@ import sqlite3
 
 from sqlite_utils import Database
 
-from engine import texts
+from core import texts
+from core.errors import UserError
 from registry.db import from_json, now, to_json
-from registry.errors import UserError
 
 ACTIVE = ("queued", "running", "evaluating")
 RESUMABLE = ("interrupted", "cancelled", "failed")

@@ -26,13 +26,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
+from core.errors import UserError
 from engine import formats
 from engine.generation import ChatEngine
-from engine.roles import ASSISTANT, Decoding, Role, get_role
+from engine.roles import ASSISTANT, Decoding, Role
 from registry import adapters as adapter_rows
 from registry import connect
-from registry.errors import UserError
 from serving.scheduler import Generation, Scheduler
+from studio.roles import get_role
 
 MAX_STOP_TEXTS = 4  # as OpenAI's API
 

@@ -5,11 +5,10 @@ and what a task's row means to a person."""
 import time
 from pathlib import Path
 
-from engine import texts
+from core import home, texts
+from core.errors import UserError
 from registry import adapters as adapter_rows
-from registry import home
 from registry import tasks as task_rows
-from registry.errors import UserError
 from serving import gguf, hub, llama_cpp, merge, server, tasks
 
 

@@ -14,10 +14,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from engine import models, texts
+from core import texts
+from core.errors import UserError
+from engine import models
 from engine.adapters import check_loadable
 from registry import connect
-from registry.errors import UserError
 from serving import llama_cpp, merge, ollama
 
 TYPES = ("f32", "f16", "bf16", "q8_0")
@@ -45,7 +46,7 @@ def modelfile_path(gguf_file: Path) -> Path:
 
 def _write_modelfile(db, adapter: dict, gguf_file: Path, *, gguf: str, lora: str | None = None) -> Path:
     """`ollama create NAME -f <file>.Modelfile` next to the GGUF (see serving/ollama.py)."""
-    from engine.roles import get_role
+    from studio.roles import get_role
 
     spec = models.parse_model_id(adapter["base_model"])
     tokenizer = models.load_tokenizer(models.resolve_model_dir(spec), spec)

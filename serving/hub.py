@@ -16,14 +16,15 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from engine import models, texts
+from core import texts
+from core.errors import UserError
+from engine import models
 from engine.adapters import CONFIG_FILE, METADATA_FILE, WEIGHTS_FILE, check_loadable
-from engine.roles import get_role
 from registry import adapters as adapter_rows
 from registry import connect
 from registry import evaluations as evaluation_rows
-from registry.errors import UserError
 from serving import merge
+from studio.roles import get_role
 
 HUBS = ("huggingface", "modelscope")
 TOKEN_VARIABLES = {"huggingface": "HF_TOKEN", "modelscope": "MODELSCOPE_API_TOKEN"}

@@ -18,8 +18,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from engine import texts
-from registry.errors import UserError
+from core import texts
+from core.errors import UserError
 
 PACKAGE, VERSION = "llama-cpp-python", "0.3.36"
 VENDORED = "vendor/llama.cpp/"

@@ -16,13 +16,14 @@ import shutil
 import sys
 from pathlib import Path
 
-from engine import formats, models, texts
+from core import texts
+from core.errors import UserError
+from engine import formats, models
 from engine.adapters import check_loadable
-from engine.roles import get_role
 from registry import adapters as adapter_rows
 from registry import connect
 from registry import evaluations as evaluation_rows
-from registry.errors import UserError
+from studio.roles import get_role
 
 DTYPES = ("fp32", "bf16", "fp16")
 PROMPT_FILE = "translator_prompt.json"

@@ -10,9 +10,10 @@ and the role's decoding preset becomes PARAMETERs (greedy: temperature 0).
 from dataclasses import replace
 from pathlib import Path
 
-from engine import formats, texts
+from core import texts
+from core.errors import UserError
+from engine import formats
 from engine.roles import Role
-from registry.errors import UserError
 
 SYSTEM_MARK, PROMPT_MARK = "\u2983SYSTEM\u2984", "\u2983PROMPT\u2984"
 

@@ -3,9 +3,9 @@ by the chat page exactly as a local engine: the same roles, history, decoding an
 
 from collections.abc import Iterator, Sequence
 
-from engine import texts
+from core import texts
+from core.errors import UserError
 from engine.roles import Decoding, Role
-from registry.errors import UserError
 
 CONNECT_SECONDS = 5  # an address nobody answers fails in seconds, not at the end of a long timeout
 DEFAULT_URL = "http://127.0.0.1:8000/v1"

@@ -22,10 +22,10 @@ import sys
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from engine import texts  # noqa: E402
+from core import texts  # noqa: E402
+from core.errors import UserError  # noqa: E402
 from registry import connect  # noqa: E402
 from registry import tasks as task_rows  # noqa: E402
-from registry.errors import UserError  # noqa: E402
 from serving import tasks  # noqa: E402
 
 KEY_VARIABLE = "TRANSLATOR_API_KEY"

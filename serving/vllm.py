@@ -18,11 +18,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine import models, texts
+from core import texts
+from core.errors import UserError
+from engine import models
 from engine.adapters import CONFIG_FILE
 from registry import adapters as adapter_rows
 from registry import connect
-from registry.errors import UserError
 
 SUPPORTED_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vLLM's --max-lora-rank choices
 NOT_SERVED = {models.YUAN_MODEL_TYPE: "Yuan2"}

@@ -183,9 +183,9 @@ def lora_folder(folder: Path, **config) -> Path:
 
 
 def register_adapter(db, name: str, folder: Path, base_model: str, role="assistant", prompt_format=None):
-    from registry import adapters
+    from studio import adapters as studio_adapters
 
-    return adapters.register(
+    return studio_adapters.register(
         db,
         name=name,
         role=role,
@@ -206,7 +206,7 @@ def assert_whole_module_adapters_are_refused(db, model_dir: Path, folder: Path, 
     whatever adapter it chose, so registration refuses it."""
     import pytest
 
-    from registry.errors import UserError
+    from core.errors import UserError
 
     make_adapter(model_dir, folder, seed=3, modules_to_save=["lm_head"])
     with pytest.raises(UserError, match="replaces whole modules \\(modules_to_save: lm_head\\)"):

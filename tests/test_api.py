@@ -14,10 +14,10 @@ import urllib.request
 import openai
 import pytest
 
+from core.errors import UserError
 from engine.generation import ChatEngine
 from engine.roles import ASSISTANT
 from registry import tasks as task_rows
-from registry.errors import UserError
 from serving import server, tasks
 from tests.conftest import ApiServer, free_port, make_adapter, register_adapter, use_running_server_navigation
 
@@ -219,7 +219,7 @@ def test_the_chat_page_talks_to_an_openai_compatible_endpoint(served, db, monkey
     """The same chat UI, answered by a model served elsewhere (here: our own server)."""
     from streamlit.testing.v1 import AppTest
 
-    from engine import texts
+    from core import texts
     from registry import conversations
     from tests.conftest import PROJECT_ROOT
 

@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
+from core.errors import UserError
+from core.home import PROJECT_ROOT
 from engine import formats
 from engine.roles import TRANSLATOR
-from registry.errors import UserError
-from registry.home import PROJECT_ROOT
 from training import batching
 
 SAMPLE = PROJECT_ROOT / "data" / "translator_sample.jsonl"

@@ -4,9 +4,9 @@ import threading
 
 import pytest
 
+from core.errors import UserError
 from engine.generation import ChatEngine
 from engine.roles import ASSISTANT, Decoding
-from registry.errors import UserError
 from tests.conftest import make_adapter, register_adapter
 
 GREEDY = Decoding(do_sample=False, max_new_tokens=12)
@@ -202,11 +202,12 @@ def test_an_adapter_retrained_under_the_same_name_and_folder_is_reloaded(
     import shutil
 
     from registry import adapters
+    from studio import adapters as studio_adapters
 
     engine, _ = engine_and_adapters
     folder = make_adapter(tiny_model_dir, home / "adapters" / "reused", seed=5)
     first = _reply(engine, register_adapter(db, "reused", folder, engine.base_model_id))
-    adapters.delete(db, "reused")
+    studio_adapters.delete(db, "reused")
     shutil.rmtree(folder, ignore_errors=True)
     make_adapter(tiny_model_dir, folder, seed=6)
     second = _reply(engine, register_adapter(db, "reused", folder, engine.base_model_id))

@@ -5,9 +5,9 @@ import json
 import pytest
 from safetensors.torch import load_file
 
+from core.errors import UserError
 from registry import adapters, connect, jobs
 from registry import checkpoints as checkpoint_rows
-from registry.errors import UserError
 from tests.conftest import SAMPLE, TINY_TRAINING, run_module, use_running_server_navigation
 from training import checkpoints
 from training.checkpoints import Choice, best
@@ -172,7 +172,7 @@ def torch_equal(a, b) -> bool:
 def test_the_adapter_card_charts_the_checkpoints_and_publishes_another(trained, tiny_model_dir, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from engine import texts
+    from core import texts
     from tests.test_pages import ENTRY
 
     monkeypatch.setenv("TRANSLATOR_HOME", str(trained))

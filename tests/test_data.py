@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from registry.errors import UserError
+from core.errors import UserError
 from training.data import load_dataset, parse_dataset
 
 
@@ -34,7 +34,7 @@ def test_limit_and_fingerprint(tmp_path):
 
 
 def test_bundled_samples_are_valid():
-    from registry.home import PROJECT_ROOT
+    from core.home import PROJECT_ROOT
 
     translator = load_dataset(PROJECT_ROOT / "data" / "translator_sample.jsonl")
     persona = load_dataset(PROJECT_ROOT / "data" / "persona_sample.json")
@@ -116,7 +116,7 @@ def test_a_quoted_comma_in_csv_keeps_all_the_chinese(tmp_path):
 
 
 def test_records_written_as_jsonl_are_what_reading_the_file_gives(tmp_path):
-    from registry.home import PROJECT_ROOT
+    from core.home import PROJECT_ROOT
     from training.data import write_jsonl
 
     records = load_dataset(PROJECT_ROOT / "data" / "persona_sample.json").records[:5]

@@ -2,7 +2,7 @@
 
 import json
 
-from engine import texts
+from core import texts
 from training import defaults, lifecycle
 from training.config import TrainConfig
 from training.defaults import BY_SIZE, SIZE_CLASSES, recommend

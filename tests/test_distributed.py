@@ -15,10 +15,10 @@ import torch
 from safetensors.torch import load_file
 
 from registry import adapters, connect, jobs
+from studio.processes import process_alive
 from tests.conftest import PROJECT_ROOT, SAMPLE, run_module, wait_for_status, wait_until
 from training import launchers, lifecycle
 from training.config import TrainConfig
-from training.lifecycle import process_alive
 
 PARITY = ("--max-steps", "4", "--lr", "1e-3", "--lora-dropout", "0", "--skip-evaluation", "--batch-size", "2")
 
@@ -158,7 +158,7 @@ def test_launch_commands_for_one_machine_several_and_slurm():
 
 
 def test_sharding_strategies_are_refused_on_cpu_before_any_job(home, db, tiny_model_dir):
-    from registry.errors import UserError
+    from core.errors import UserError
 
     for strategy in ("fsdp", "zero2", "zero3"):
         config = TrainConfig(base=str(tiny_model_dir), data=str(SAMPLE), name="s", strategy=strategy)
@@ -170,8 +170,8 @@ def test_sharding_strategies_are_refused_on_cpu_before_any_job(home, db, tiny_mo
 def test_jobs_share_two_simulated_gpus_and_chat_stays_off_the_held_ones(
     home, db, tiny_model_dir, monkeypatch
 ):
+    from core.errors import UserError
     from engine import devices
-    from registry.errors import UserError
 
     monkeypatch.setenv(devices.SIMULATED, "0,1")  # a machine with two GPUs; the training itself runs on CPU
     first = _submit(db, tiny_model_dir, "gpu-a", processes=1, max_steps=5000)

@@ -115,8 +115,8 @@ def test_holdout_is_reproducible_and_never_trained_on(data):
 
 
 def test_training_evaluates_the_adapter_and_base_on_the_heldout_split(home, tiny_model_dir):
+    from core.home import PROJECT_ROOT
     from registry import adapters, connect
-    from registry.home import PROJECT_ROOT
 
     result = run_module(
         "training.train",
@@ -161,7 +161,7 @@ def test_batched_generation_without_stacked_row_caches_is_the_same(engine, monke
 
 
 def test_the_paired_bootstrap_tells_a_real_gain_from_chance(tmp_path):
-    from registry.errors import UserError
+    from core.errors import UserError
     from training.significance import compare_prediction_files, paired_bootstrap
 
     references = [f"患者第{i}天发烧，需要多喝水并按时服药。" for i in range(40)]

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine import texts
+from core import texts
+from core.errors import UserError
 from registry import tasks as task_rows
-from registry.errors import UserError
 from serving import exports, tasks
 from tests.conftest import PROJECT_ROOT, make_adapter, register_adapter, use_running_server_navigation
 

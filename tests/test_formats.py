@@ -2,9 +2,9 @@
 
 import pytest
 
+from core.errors import UserError
 from engine import formats
 from engine.roles import ASSISTANT, PERSONA, TRANSLATOR, Role
-from registry.errors import UserError
 from training.data import Dataset
 from training.examples import tokenize_dataset
 

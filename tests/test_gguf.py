@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from registry.errors import UserError
+from core.errors import UserError
 from serving import gguf as gguf_export
 from serving import llama_cpp, merge
 from tests.conftest import make_adapter, register_adapter

@@ -9,8 +9,8 @@ import httpx2
 import huggingface_hub
 import pytest
 
+from core.errors import UserError
 from engine import models
-from registry.errors import UserError
 from serving import hub
 from tests.conftest import make_adapter, register_adapter
 

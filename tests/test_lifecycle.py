@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import UserError
+from core.home import PROJECT_ROOT
 from registry import adapters, connect, jobs
-from registry.errors import UserError
-from registry.home import PROJECT_ROOT
 from tests.conftest import (
     TINY_TRAINING,
     run_module,
@@ -346,7 +346,7 @@ def test_adapter_checks_run_before_the_base_model_loads(home, db, tiny_model_dir
     empty_models = tmp_path / "models"
     monkeypatch.setenv("TRANSLATOR_MODELS_DIR", str(empty_models))
     register_adapter(db, "tiny-one", lora_folder(home / "adapters" / "tiny-one"), f"local:{tiny_model_dir}")
-    chat = run_module("engine.chat", "--adapter", "tiny-one", "--base", "builtin", "hi")
+    chat = run_module("studio.chat", "--adapter", "tiny-one", "--base", "builtin", "hi")
     assert chat.returncode == 2 and f"was trained on local:{tiny_model_dir}" in chat.stderr
     register_adapter(db, "damaged", lora_folder(home / "adapters" / "damaged"), "builtin")
     weights = home / "adapters" / "damaged" / "adapter_model.safetensors"
@@ -458,7 +458,7 @@ def test_two_jobs_for_one_name_started_together_the_second_is_refused_at_claim_t
         ]  # fmt: skip
     else:  # what the page's Start runs in the server process
         submit = (
-            "import sys; from registry import connect; from registry.errors import UserError; "
+            "import sys; from registry import connect; from core.errors import UserError; "
             "from training import lifecycle; from training.config import check_settings\n"
             f"try: lifecycle.submit_form(connect(), {{'base': {str(tiny_model_dir)!r}, "
             f"'data': {str(SAMPLE)!r}, 'name': 'twin', 'max_steps': 3, 'batch_size': 1}})\n"

@@ -6,11 +6,11 @@ import shutil
 import pytest
 import torch
 
+from core.errors import UserError
 from engine import yuan  # noqa: F401  (registers our Yuan model type, as the app does)
 from engine.generation import ChatEngine
 from engine.roles import TRANSLATOR
 from registry import adapters
-from registry.errors import UserError
 from serving import merge
 from tests.conftest import make_adapter, register_adapter
 from tests.test_yuan import yuan_model_dir  # noqa: F401  (a fixture)

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
+from core.errors import UserError
 from engine import models
-from registry.errors import UserError
 
 
 @pytest.mark.parametrize(
@@ -148,7 +148,7 @@ def test_users_runs_watch_no_files_and_show_no_automatic_page_list():
     """A watcher would follow the workspace, where jobs write checkpoints, and the virtualenv."""
     import tomllib
 
-    from registry.home import PROJECT_ROOT
+    from core.home import PROJECT_ROOT
 
     config = tomllib.loads((PROJECT_ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
     assert config["server"]["fileWatcherType"] == "none" and config["server"]["address"] == "127.0.0.1"

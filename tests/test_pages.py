@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine import texts
+from core import texts
 from registry import adapters, connect, conversations, jobs
+from studio import adapters as studio_adapters
 from tests.conftest import PROJECT_ROOT, make_adapter, register_adapter, use_running_server_navigation
 
 ENTRY = str(PROJECT_ROOT / "翻译机器人.py")
@@ -157,7 +158,7 @@ def _greedy_replies(app_env, tiny_model_dir, prompt, names, sidebar_role):
     """What the engine itself answers for the base and each adapter (its own role), with the
     sidebar role's settings made greedy and 8 tokens long, as the page sends them."""
     from engine.generation import ChatEngine
-    from engine.roles import get_role
+    from studio.roles import get_role
 
     engine = ChatEngine(str(tiny_model_dir), device="cpu")
     decoding = get_role(app_env, sidebar_role).decoding.with_changes(do_sample=False, max_new_tokens=8)
@@ -363,7 +364,7 @@ def test_adapters_page_evaluates_with_progress_and_shows_the_gain(app_env, tmp_p
 
 
 def test_the_chat_sidebar_rules_follow_links_once_and_never_open_someone_elses_conversation():
-    from engine.conversation import adapter_from_link, adapters_for_base, base_choices, conversation_to_open
+    from studio.conversation import adapter_from_link, adapters_for_base, base_choices, conversation_to_open
 
     rows = [
         {"name": "p", "role": "persona", "base_model": "builtin"},
@@ -388,7 +389,7 @@ def test_the_chat_sidebar_rules_follow_links_once_and_never_open_someone_elses_c
 
 
 def test_a_blind_comparison_hides_the_names_until_the_vote_and_records_it(app_env, tiny_model_dir):
-    from engine import blind
+    from studio import blind
 
     app = _app()
     _shorten_replies(app)
@@ -419,7 +420,7 @@ def test_a_blind_comparison_hides_the_names_until_the_vote_and_records_it(app_en
 def test_votes_add_up_per_pair_follow_renames_and_go_with_a_deleted_adapter(app_env):
     import random
 
-    from engine import blind
+    from studio import blind
 
     orders = {blind.draw_order("x", "y", random.Random(seed)) for seed in range(20)}
     assert orders == {("x", "y"), ("y", "x")}, "either answer may come first"
@@ -442,18 +443,18 @@ def test_votes_add_up_per_pair_follow_renames_and_go_with_a_deleted_adapter(app_
     first_answers = {v["winner"]: v["first_answer"] for v in app_env["votes"].rows}
     assert first_answers["first"] == "h" and first_answers["second"] == "h", "answers stay with names"
 
-    adapters.rename(app_env, "med-zh", "a-med")  # now sorts before huanhuan: sides swap
+    studio_adapters.rename(app_env, "med-zh", "a-med")  # now sorts before huanhuan: sides swap
     (row,) = blind.standings(app_env)
     assert (row["first"], row["second"], row["first_wins"], row["second_wins"]) == ("a-med", "huanhuan", 2, 1)
     assert all(v["first_answer"] == "m" for v in app_env["votes"].rows if v["winner"] != "tie")
-    adapters.delete(app_env, "a-med")
+    studio_adapters.delete(app_env, "a-med")
     assert blind.standings(app_env) == [] and app_env["votes"].count == 0
 
 
 def test_contenders_answer_in_their_own_roles(app_env):
-    from engine import blind
-    from engine.conversation import answering_role
     from engine.roles import ASSISTANT, PERSONA
+    from studio import blind
+    from studio.conversation import answering_role
 
     assert blind.contenders(["med-zh"]) == ("med-zh", "") and blind.contenders(["a", "b"]) == ("a", "b")
     assert answering_role(app_env, None, ASSISTANT) is ASSISTANT, "the base answers in the sidebar's role"

@@ -4,9 +4,10 @@ import threading
 
 import pytest
 
+from core.errors import UserError
+from core.names import check_name
 from registry import adapters, connect, conversations, jobs
-from registry.errors import UserError
-from registry.names import check_name
+from studio import adapters as studio_adapters
 from tests.conftest import lora_folder
 
 
@@ -105,7 +106,7 @@ def test_a_registry_that_is_not_sqlite_or_is_read_only_gets_a_clear_message(home
 
 def test_adapter_rows_register_rename_and_delete_with_their_folders(db, home):
     folder = lora_folder(home / "adapters" / "first")
-    row = adapters.register(
+    row = studio_adapters.register(
         db,
         name="first",
         role="translator",
@@ -120,17 +121,17 @@ def test_adapter_rows_register_rename_and_delete_with_their_folders(db, home):
         adapters.folder_is_present(row) and row["size_bytes"] == size and row["metrics"]["final_loss"] == 1.5
     )
     with pytest.raises(sqlite3.IntegrityError):
-        adapters.register(
+        studio_adapters.register(
             db, name="first", role="x", base_model="b", prompt_format="plain", path=folder, hyperparameters={}
         )
     with pytest.raises(UserError, match="already called 'first'"):
-        adapters.rename(db, "first", "first")
-    renamed = adapters.rename(db, "first", "second")
+        studio_adapters.rename(db, "first", "first")
+    renamed = studio_adapters.rename(db, "first", "second")
     assert renamed["path"].endswith("second") and (home / "adapters" / "second").is_dir()
     assert not folder.exists() and adapters.get(db, "first") is None
     adapters.set_role(db, "second", "persona")
     assert adapters.get(db, "second")["role"] == "persona"
-    adapters.delete(db, "second")
+    studio_adapters.delete(db, "second")
     assert adapters.get(db, "second") is None and not (home / "adapters" / "second").exists()
     with pytest.raises(UserError, match="No adapter named 'second'"):
         adapters.require(db, "second")
@@ -177,7 +178,7 @@ def test_unsafe_names_are_refused_with_the_rule(name):
 
 
 def _register(db, folder, name="first"):
-    return adapters.register(
+    return studio_adapters.register(
         db,
         name=name,
         role="translator",
@@ -201,7 +202,7 @@ def test_deleting_an_adapter_removes_its_evaluations_predictions_and_folder(db, 
     )
     evaluations.store(db, adapter_id=adapter["id"], predictions_path=str(predictions), **row)
     base = evaluations.store(db, adapter_id=None, predictions_path="", **row)
-    adapters.delete(db, "first")
+    studio_adapters.delete(db, "first")
     assert adapters.get(db, "first") is None and not (home / "adapters" / "first").exists()
     assert [e["id"] for e in db["evaluations"].rows] == [base["id"]]  # the base model's own score stays
     assert not predictions.exists() and not list((home / "adapters").iterdir())
@@ -215,7 +216,7 @@ def test_a_failed_delete_changes_nothing(db, home, monkeypatch):
 
     monkeypatch.setattr(type(db["adapters"]), "delete", failing_delete)
     with pytest.raises(sqlite3.OperationalError):
-        adapters.delete(db, "first")
+        studio_adapters.delete(db, "first")
     assert adapters.get(db, "first")["id"] == adapter["id"]
     assert (home / "adapters" / "first" / "adapter_model.safetensors").is_file()
     assert [p.name for p in (home / "adapters").iterdir()] == ["first"]

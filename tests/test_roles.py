@@ -3,10 +3,11 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine import texts
-from engine.roles import Decoding, Role, delete_custom_role, get_role, save_custom_role
+from core import texts
+from core.errors import UserError
+from engine.roles import Decoding, Role
 from registry import adapters, jobs
-from registry.errors import UserError
+from studio.roles import delete_custom_role, get_role, save_custom_role
 from tests.conftest import PROJECT_ROOT, TINY_TRAINING, lora_folder, register_adapter
 from tests.test_pages import navigation_as_on_a_running_server  # noqa: F401  (autouse fixture)
 from training import train

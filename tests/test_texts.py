@@ -7,8 +7,8 @@ import string
 
 import pytest
 
-from engine import texts
-from registry.errors import UserError
+from core import texts
+from core.errors import UserError
 from tests.conftest import PROJECT_ROOT
 from tests.test_pages import ENTRY, app_env, navigation_as_on_a_running_server  # noqa: F401  (fixtures)
 
@@ -99,7 +99,7 @@ def test_the_language_follows_the_choice_then_the_environment_then_chinese(monke
     [("zh", "找不到数据文件"), ("en", "Dataset file not found")],
 )
 def test_errors_from_deep_inside_speak_the_chosen_language(tmp_path, language, expected):
-    from registry.names import check_name
+    from core.names import check_name
     from training.data import load_dataset, parse_dataset
 
     with texts.in_language(language):
@@ -211,8 +211,8 @@ def test_the_switch_changes_the_language_at_once_and_the_next_visit_keeps_it(app
 
 
 def test_page_helpers_speak_the_chosen_language():
-    from engine.conversation import adapter_label
     from engine.models import model_label
+    from studio.conversation import adapter_label
     from training.panel import finished_since, job_view
     from training.scores import score_chart_rows, with_headers
 

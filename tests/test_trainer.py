@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from core.home import PROJECT_ROOT
 from registry import adapters, connect, jobs
-from registry.home import PROJECT_ROOT
+from studio.processes import process_alive
 from tests.conftest import (
     TINY_TRAINING,
     make_adapter,
@@ -20,7 +21,7 @@ from tests.conftest import (
     write_json,
 )
 from training import lifecycle, train
-from training.lifecycle import process_alive, reconcile
+from training.lifecycle import reconcile
 from training.scores import score_table
 
 SAMPLE = PROJECT_ROOT / "data" / "translator_sample.jsonl"
@@ -243,7 +244,7 @@ def test_acceptance_builtin_model_on_paramed_trains_and_chats(home, paramed_trai
     assert adapters.folder_is_present(adapter) and adapter["base_model"] == "builtin"
     assert (home / "adapters" / "t1" / "adapter_model.safetensors").is_file()
     chat = run_module(
-        "engine.chat",
+        "studio.chat",
         "--adapter",
         "t1",
         "--role",

@@ -4,9 +4,9 @@ import shlex
 
 import pytest
 
-from engine import texts
+from core import texts
+from core.errors import UserError
 from registry import adapters
-from registry.errors import UserError
 from serving import vllm
 from tests.conftest import lora_folder, register_adapter, write_json
 

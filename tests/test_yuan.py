@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from core.home import PROJECT_ROOT
 from engine import formats, models, yuan
 from engine.roles import TRANSLATOR
 from registry import adapters, connect
-from registry.home import PROJECT_ROOT
 from tests.conftest import run_module
 
 GOLDEN = PROJECT_ROOT.parent / "shared" / "yuan2"
@@ -292,7 +292,7 @@ def test_lora_training_run_registers_an_adapter_that_chats(home, yuan_model_dir)
     log = (home / "jobs" / str(adapter["job_id"]) / "train.log").read_text()
     assert "batches padded, length-grouped" in log  # never packed: the convolution would cross examples
 
-    chat = run_module("engine.chat", "--adapter", "yuan-t", "--greedy", "--max-new-tokens", "8", "A fever.")
+    chat = run_module("studio.chat", "--adapter", "yuan-t", "--greedy", "--max-new-tokens", "8", "A fever.")
     assert chat.returncode == 0, chat.stderr[-3000:]
     from engine.generation import ChatEngine
 

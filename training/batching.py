@@ -21,10 +21,10 @@ always recompute activations (gradient checkpointing). Ours, without changing th
 import inspect
 from dataclasses import dataclass
 
-from engine import texts
+from core import texts
+from core.errors import UserError
 from engine.formats import IGNORE_INDEX
 from engine.models import YUAN_MODEL_TYPE
-from registry.errors import UserError
 
 CHOICES = ("auto", "on", "off")
 LARGE_MODEL_PARAMETERS = 1_000_000_000

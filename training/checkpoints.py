@@ -14,12 +14,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine import texts
+from core import home, names, texts
+from core.errors import UserError
 from engine.adapters import WEIGHTS_FILE, read_metadata, write_metadata
 from registry import adapters as adapter_rows
 from registry import checkpoints as checkpoint_rows
-from registry import home, names
-from registry.errors import UserError
+from studio import adapters as studio_adapters
 from training import lifecycle
 
 ADAPTER_FILES = (WEIGHTS_FILE, "adapter_config.json")
@@ -160,7 +160,7 @@ def publish_checkpoint(db, *, adapter_name: str, step: int, new_name: str) -> di
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return adapter_rows.register(db, path=final, job_id=source["job_id"], **registration)
+    return studio_adapters.register(db, path=final, job_id=source["job_id"], **registration)
 
 
 def chart_rows(rows: list[dict]) -> tuple[list[dict], list[str]]:

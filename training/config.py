@@ -14,9 +14,9 @@ import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
-from engine import texts
+from core import texts
+from core.errors import UserError
 from engine.formats import FORMATS as PROMPT_FORMATS
-from registry.errors import UserError
 
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 SWITCHES = ("auto", "on", "off")

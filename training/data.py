@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine import texts
-from registry.errors import UserError
+from core import texts
+from core.errors import UserError
 
 SUPPORTED_SUFFIXES = (".json", ".jsonl", ".csv")
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024

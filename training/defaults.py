@@ -13,8 +13,9 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine import models, texts
-from registry.errors import UserError
+from core import texts
+from core.errors import UserError
+from engine import models
 
 BY_SIZE = -1  # the value of --lr / --epochs that asks for the size's default
 

@@ -20,17 +20,14 @@ from pathlib import Path
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from engine import (  # noqa: E402
-    formats,
-    models,
-    texts,  # noqa: E402
-)
+from core import home, texts  # noqa: E402
+from core.errors import UserError  # noqa: E402
+from engine import formats, models  # noqa: E402
 from engine.adapters import check_loadable  # noqa: E402
-from engine.roles import get_role  # noqa: E402
 from registry import adapters as adapter_rows  # noqa: E402
-from registry import connect, home  # noqa: E402
+from registry import connect  # noqa: E402
 from registry import evaluations as evaluation_rows  # noqa: E402
-from registry.errors import UserError  # noqa: E402
+from studio.roles import get_role  # noqa: E402
 from training.data import Dataset, load_dataset  # noqa: E402
 
 

@@ -2,9 +2,10 @@
 
 from dataclasses import dataclass
 
-from engine import formats, texts
+from core import texts
+from core.errors import UserError
+from engine import formats
 from engine.roles import Role
-from registry.errors import UserError
 from training.data import Dataset
 
 

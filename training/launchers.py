@@ -19,9 +19,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine import texts
-from registry import home
-from registry.errors import UserError
+from core import home, texts
+from core.errors import UserError
 
 RENDEZVOUS_PORT = 29500
 NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "fuse.sshfs", "9p")

@@ -18,20 +18,21 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from engine import devices, models, texts
+from core import home, texts
+from core.errors import UserError
+from core.names import check_name
+from engine import devices, models
 from engine.adapters import read_metadata
-from engine.roles import Role, get_role
+from engine.roles import Role
 from registry import adapters as adapter_rows
-from registry import home
 from registry import jobs as job_rows
 from registry.db import to_json
-from registry.errors import UserError
-from registry.names import check_name
+from studio.processes import process_alive, process_start, spawn_detached
+from studio.roles import get_role
 from training import defaults, launchers
 from training.batching import choose_packing
 from training.config import TrainConfig, check_settings
@@ -293,56 +294,6 @@ def spawn_trainer(arguments: list[str], log_path: Path) -> subprocess.Popen:
     return spawn_detached("training.train", arguments, log_path)
 
 
-def spawn_detached(
-    module: str, arguments: list[str], log_path: Path, env: dict | None = None
-) -> subprocess.Popen:
-    """`python -m MODULE ARGS` in a session of its own (it outlives the server and a closed tab),
-    its output appended to `log_path`, never piped back (a full pipe would block it); `env` adds
-    what the process needs but no row may hold (a secret)."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log_file:
-        return subprocess.Popen(
-            [sys.executable, "-m", module, *arguments],
-            cwd=home.PROJECT_ROOT,
-            env={
-                **os.environ,
-                **(env or {}),
-                "TRANSLATOR_HOME": str(home.home()),
-                "PYTHONUNBUFFERED": "1",
-                # messages stored in rows come in the language of whoever started the process
-                "TRANSLATOR_LANG": texts.current(),
-            },
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def process_start(pid: int) -> int | None:
-    """When the process started, in clock ticks since boot (Linux); None where unknown."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def process_alive(pid: int, started: int | None = None) -> bool:
-    """A live, non-zombie process, and the same one that was recorded (pids are reused)."""
-    stat = Path(f"/proc/{pid}/stat")
-    if stat.parent.parent.joinpath("self").exists():  # Linux: /proc tells state and start time
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            return False
-        return fields[0] not in ("Z", "X") and (started is None or int(fields[19]) == started)
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
 def rank_logs(job: dict) -> list[tuple[int, Path]]:
     """The logs of a distributed job's other ranks (rank 0's is the job's own log)."""
     folder = Path(job.get("job_dir") or "")
@@ -350,14 +301,3 @@ def rank_logs(job: dict) -> list[tuple[int, Path]]:
         return []
     found = [(int(path.stem[4:]), path) for path in folder.glob("rank*.log") if path.stem[4:].isdigit()]
     return sorted(found)
-
-
-def read_log_tail(job: dict, lines: int = 40, path: Path | None = None) -> str:
-    path = Path(path or job.get("log_path") or "")
-    if not path.is_file():
-        return ""
-    with open(path, "rb") as log_file:
-        log_file.seek(0, os.SEEK_END)
-        log_file.seek(max(0, log_file.tell() - 64_000))
-        text = log_file.read().decode("utf-8", errors="replace")
-    return "\n".join(text.splitlines()[-lines:])

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from engine import texts
+from core import texts
 from registry import jobs as job_rows
 
 NOTHING_YET = "–"

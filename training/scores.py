@@ -4,9 +4,9 @@ the gain is more than chance (paired bootstrap, training/significance.py)."""
 import functools
 from pathlib import Path
 
-from engine import texts
+from core import texts
+from core.errors import UserError
 from registry import evaluations as evaluation_rows
-from registry.errors import UserError
 from training.significance import compare_prediction_files
 
 HEADLINE = {"translation": ("bleu", "chrf"), "loss": ("loss", "perplexity")}

@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine import texts
-from registry.errors import UserError
+from core import texts
+from core.errors import UserError
 
 RESAMPLES = 1000
 SIGNIFICANCE_LEVEL = 0.05

@@ -50,12 +50,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 warnings.filterwarnings("ignore", category=FutureWarning)  # deprecation chatter from library internals
 
 
-from engine import devices, models, texts  # noqa: E402
+from core import home, texts  # noqa: E402
+from core.errors import UserError  # noqa: E402
+from engine import devices, models  # noqa: E402
 from engine.adapters import read_metadata, write_metadata  # noqa: E402
 from registry import adapters as adapter_rows  # noqa: E402
-from registry import connect, home  # noqa: E402
+from registry import connect  # noqa: E402
 from registry import jobs as job_rows  # noqa: E402
-from registry.errors import UserError  # noqa: E402
+from studio import adapters as studio_adapters  # noqa: E402
+from studio import processes  # noqa: E402
 from training import batching, distributed, launchers, lifecycle  # noqa: E402
 from training.cancellation import Cancellation, JobCancelled  # noqa: E402
 from training.config import TrainConfig, parse_config  # noqa: E402
@@ -192,7 +195,7 @@ def _plan_and_claim(db, config: TrainConfig, claimed: list) -> lifecycle.Plan:
         return plan
     plan = lifecycle.check(db, config, base_dir=Path.cwd())
     claimed.append(
-        lifecycle.create_job(db, plan, pid=os.getpid(), pid_started=lifecycle.process_start(os.getpid()))
+        lifecycle.create_job(db, plan, pid=os.getpid(), pid_started=processes.process_start(os.getpid()))
     )
     return plan
 
@@ -373,7 +376,7 @@ def _already_published(run: _Run) -> dict | None:
     if not final.is_dir() or metadata.get("job_id") != job_id or "registration" not in metadata:
         return None
     with run.cancellation.deferred():
-        row = adapter_rows.register(run.db, path=final, job_id=job_id, **metadata["registration"])
+        row = studio_adapters.register(run.db, path=final, job_id=job_id, **metadata["registration"])
     lifecycle.remove_staging(name, job_id)
     log.info("registered adapter %r, published by this job before it was stopped", name)
     return row
@@ -599,7 +602,7 @@ def _publish(run: _Run, model, summary: dict) -> dict:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    adapter = adapter_rows.register(run.db, path=final, job_id=run.job["id"], **registration)
+    adapter = studio_adapters.register(run.db, path=final, job_id=run.job["id"], **registration)
     log.info("published adapter %r at %s (final loss %s)", config.name, final, summary["final_loss"])
     return adapter
 

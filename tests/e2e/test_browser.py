@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from engine import models, texts
+from core import texts
+from engine import models
 from engine.roles import TRANSLATOR
 from registry import adapters, connect, conversations, jobs
 from tests.conftest import make_adapter, register_adapter

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from engine import models, texts
+from core import texts
+from engine import models
 from registry import connect, conversations
 from tests.e2e.conftest import StreamlitServer, assert_no_traceback, wait_idle
 

@@ -1,8 +1,8 @@
 """Answer one message from the command line, with the base model or a registered adapter.
 
-    python -m engine.chat "Hello!"
-    python -m engine.chat --adapter t1 --role translator "the patient has a fever."
-    python -m engine.chat --base modelscope:LLM-Research/Llama-3.2-3B-Instruct --role persona "你是谁？"
+    python -m studio.chat "Hello!"
+    python -m studio.chat --adapter t1 --role translator "the patient has a fever."
+    python -m studio.chat --base modelscope:LLM-Research/Llama-3.2-3B-Instruct --role persona "你是谁？"
 
 The reply streams to stdout. The adapter's own base model and role are used unless given.
 """
@@ -13,17 +13,17 @@ import sys
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+from core.errors import UserError  # noqa: E402
 from engine import models  # noqa: E402
 from engine.adapters import check_loadable  # noqa: E402
 from engine.generation import ChatEngine  # noqa: E402
-from engine.roles import get_role  # noqa: E402
 from registry import adapters as adapter_rows  # noqa: E402
 from registry import connect  # noqa: E402
-from registry.errors import UserError  # noqa: E402
+from studio.roles import get_role  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.chat", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m studio.chat", description=__doc__.split("\n\n")[0])
     parser.add_argument("message", help="what to say (or translate)")
     parser.add_argument("--base", help="base model id (default: the adapter's base, else builtin)")
     parser.add_argument("--adapter", help="registered adapter name (default: the base model alone)")

@@ -51,7 +51,7 @@ def __getattr__(name: str):
     try:
         value = _TEXTS[name]
     except KeyError:
-        raise AttributeError(f"engine.texts has no text {name!r}") from None
+        raise AttributeError(f"core.texts has no text {name!r}") from None
     return _pick(value, LANGUAGES.index(current()))
 
 

@@ -6,12 +6,13 @@ reader stops early (a closed tab), marked as partial.
 
 from collections.abc import Iterator
 
-from engine import texts
+from core import texts
+from core.errors import UserError
 from engine.generation import ChatEngine
 from engine.models import BUILTIN_MODELS
-from engine.roles import Decoding, Role, get_role
+from engine.roles import Decoding, Role
 from registry import conversations
-from registry.errors import UserError
+from studio.roles import get_role
 
 TITLE_LENGTH = 24
 

@@ -2,8 +2,8 @@
 
 import re
 
-from engine import texts
-from registry.errors import UserError
+from core import texts
+from core.errors import UserError
 
 # Letters of any script (adapters may have Chinese names), digits, dot, dash, underscore.
 _SAFE_NAME = re.compile(r"^[^\W_][\w.\-]{0,63}$")

@@ -1,0 +1,89 @@
+"""Adapters with their folders: registered once the folder is complete, renamed and deleted with
+the folder, all or nothing (the rows are registry.adapters; the folder checks are engine.adapters)."""
+
+import shutil
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from core import texts
+from core.errors import UserError
+from engine.adapters import check_folder
+from registry import adapters as adapter_rows
+
+
+def register(
+    db: Database,
+    *,
+    name: str,
+    role: str,
+    base_model: str,
+    prompt_format: str,
+    path: Path,
+    hyperparameters: dict,
+    dataset_name: str = "",
+    dataset_fingerprint: str = "",
+    num_examples: int = 0,
+    metrics: dict | None = None,
+    job_id: int | None = None,
+) -> dict:
+    """Insert the row for an adapter whose folder is already complete on disk, after refusing a
+    folder chat could not serve per request (see engine.adapters)."""
+    check_folder(Path(path), name)
+    return adapter_rows.insert(
+        db,
+        {
+            "name": name,
+            "role": role,
+            "base_model": base_model,
+            "prompt_format": prompt_format,
+            "path": str(path),
+            "hyperparameters": hyperparameters,
+            "dataset_name": dataset_name,
+            "dataset_fingerprint": dataset_fingerprint,
+            "num_examples": num_examples,
+            "metrics": metrics or {},
+            "job_id": job_id,
+        },
+    )
+
+
+def rename(db: Database, old: str, new: str) -> dict:
+    """Rename the row and its folder together; the folder keeps following the name."""
+    adapter, new = adapter_rows.check_new_name(db, old, new)
+    old_path = Path(adapter["path"])
+    new_path = old_path.with_name(new)
+    if new_path.exists():
+        raise UserError(texts.ERR_FOLDER_EXISTS.format(folder=new_path))
+    if old_path.exists():
+        old_path.rename(new_path)
+    try:
+        adapter_rows.rename_row(db, adapter, new, new_path)
+    except Exception:
+        if new_path.exists():
+            new_path.rename(old_path)
+        raise
+    return adapter_rows.get(db, new)
+
+
+def delete(db: Database, name: str) -> dict:
+    """Remove the adapter with its evaluations, their prediction files, its blind votes and its folder,
+    all or nothing: the folder is first moved aside (one rename), then the rows go in one
+    transaction; if that fails the folder is moved back. Only then are the files removed."""
+    adapter = adapter_rows.require(db, name)
+    folder = Path(adapter["path"])
+    trash = folder.with_name(f".deleted-{folder.name}-{adapter['id']}")
+    moved = folder.is_dir() and not trash.exists()
+    if moved:
+        folder.rename(trash)
+    try:
+        evaluations = adapter_rows.delete_rows(db, adapter)
+    except BaseException:
+        if moved:
+            trash.rename(folder)
+        raise
+    for evaluation in evaluations:
+        if evaluation["predictions_path"]:
+            Path(evaluation["predictions_path"]).unlink(missing_ok=True)
+    shutil.rmtree(trash if moved else folder, ignore_errors=True)
+    return adapter
