@@ -999,16 +999,19 @@ _TEXTS = dict(
         "keep the role.",
     ),
     ERR_ROLE_DECODING=("角色的{problem}。", "The role's {problem}."),
-    DECODING_LIMITS={
-        "temperature": ("温度应大于 0 且至多 5", "temperature must be above 0 and at most 5"),
-        "top_p": ("top_p 应大于 0 且至多 1", "top_p must be above 0 and at most 1"),
+    DECODING_LIMITS={  # the numbers come from engine.roles.DECODING_LIMITS
+        "temperature": (
+            "温度应大于 {low} 且至多 {high}",
+            "temperature must be above {low} and at most {high}",
+        ),
+        "top_p": ("top_p 应大于 {low} 且至多 {high}", "top_p must be above {low} and at most {high}"),
         "repetition_penalty": (
-            "重复惩罚应在 1 到 5 之间",
-            "repetition penalty must be at least 1 and at most 5",
+            "重复惩罚应在 {low} 到 {high} 之间",
+            "repetition penalty must be at least {low} and at most {high}",
         ),
         "max_new_tokens": (
-            "最多生成 token 数应在 1 到 8192 之间",
-            "max new tokens must be at least 1 and at most 8192",
+            "最多生成 token 数应在 {low} 到 {high} 之间",
+            "max new tokens must be at least {low} and at most {high}",
         ),
     },
     ERR_UNKNOWN_FORMAT=(

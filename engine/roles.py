@@ -7,6 +7,7 @@ Built-in roles mirror the two tutorials; users add their own (studio/roles.py ke
 from dataclasses import asdict, dataclass, field, replace
 
 from core import texts
+from core.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,44 @@ class Decoding:
     def with_changes(self, **changes) -> "Decoding":
         known = {k: v for k, v in changes.items() if k in self.__dataclass_fields__ and v is not None}
         return replace(self, **known)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A decoding setting's range, written once: a role is checked against it, each widget takes its
+    bounds and step from it, and the API refuses a request outside it."""
+
+    low: float
+    high: float
+    step: float
+    low_allowed: bool = True  # temperature and top_p must be above their low end
+
+    def allows(self, value: float) -> bool:
+        above_low = self.low <= value if self.low_allowed else self.low < value
+        return above_low and value <= self.high
+
+    @property
+    def smallest(self) -> float:
+        """The smallest value a widget offers."""
+        return self.low if self.low_allowed else self.low + self.step
+
+    def problem(self, setting: str) -> str:
+        """What is wrong with a value outside the range, in the reader's language."""
+        return texts.DECODING_LIMITS[setting].format(low=f"{self.low:g}", high=f"{self.high:g}")
+
+
+DECODING_LIMITS = {
+    "temperature": Limit(0.0, 5.0, 0.05, low_allowed=False),
+    "top_p": Limit(0.0, 1.0, 0.05, low_allowed=False),
+    "repetition_penalty": Limit(1.0, 5.0, 0.05),
+    "max_new_tokens": Limit(1, 8192, 1),
+}
+
+
+def check_decoding(decoding: Decoding) -> None:
+    for setting, limit in DECODING_LIMITS.items():
+        if not limit.allows(getattr(decoding, setting)):
+            raise UserError(texts.ERR_ROLE_DECODING.format(problem=limit.problem(setting)))
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """Chat with the base model or any adapter; compare them side by side; translate a text."""
 
+import functools
+
 import streamlit as st
 
 from core import texts
@@ -105,20 +107,17 @@ with st.sidebar:
         preset = role.decoding
         key = f"{role.name}-{adapter_name}"
         do_sample = st.toggle(texts.SAMPLING, value=preset.do_sample, key=f"sample-{key}")
+        bounds = functools.partial(common.decoding_bounds, preset=preset)
         decoding = Decoding(
             do_sample=do_sample,
             temperature=st.slider(
-                texts.TEMPERATURE, 0.05, 2.0, preset.temperature, 0.05, key=f"t-{key}", disabled=not do_sample
+                texts.TEMPERATURE, *bounds("temperature"), key=f"t-{key}", disabled=not do_sample
             ),
-            top_p=st.slider(
-                texts.TOP_P, 0.05, 1.0, preset.top_p, 0.05, key=f"p-{key}", disabled=not do_sample
-            ),
+            top_p=st.slider(texts.TOP_P, *bounds("top_p"), key=f"p-{key}", disabled=not do_sample),
             repetition_penalty=st.slider(
-                texts.REPETITION_PENALTY, 1.0, 2.0, preset.repetition_penalty, 0.05, key=f"r-{key}"
+                texts.REPETITION_PENALTY, *bounds("repetition_penalty"), key=f"r-{key}"
             ),
-            max_new_tokens=st.number_input(
-                texts.MAX_NEW_TOKENS, 1, 4096, preset.max_new_tokens, key=f"m-{key}"
-            ),
+            max_new_tokens=st.number_input(texts.MAX_NEW_TOKENS, *bounds("max_new_tokens"), key=f"m-{key}"),
         )
 
     st.subheader(texts.CONVERSATIONS)

@@ -18,6 +18,7 @@ from core import texts
 from core.errors import UserError
 from engine import models, resident
 from engine.generation import ChatEngine
+from engine.roles import DECODING_LIMITS
 from registry import connect, preferences
 
 PAGES = (
@@ -146,3 +147,9 @@ def show_user_error(action, *args, **kwargs):
     except sqlite3.OperationalError as error:
         st.error(texts.ERR_REGISTRY_WRITE.format(error=error))
     return None
+
+
+def decoding_bounds(setting: str, preset) -> tuple:
+    """(min, max, value, step) of a widget for one decoding setting, from engine.roles.DECODING_LIMITS."""
+    limit = DECODING_LIMITS[setting]
+    return limit.smallest, limit.high, getattr(preset, setting), limit.step

@@ -61,18 +61,16 @@ with st.form(f"role-form-{chosen}"):
     uses_history = right.checkbox(texts.ROLE_HISTORY, current.uses_history, key=f"role-history-{chosen}")
     preset = current.decoding
     columns = st.columns(5)
+    labels = (texts.TEMPERATURE, texts.TOP_P, texts.REPETITION_PENALTY, texts.MAX_NEW_TOKENS)
+    settings = ("temperature", "top_p", "repetition_penalty", "max_new_tokens")
     decoding = Decoding(
         do_sample=columns[0].checkbox(texts.SAMPLING, preset.do_sample, key=f"role-sample-{chosen}"),
-        temperature=columns[1].number_input(
-            texts.TEMPERATURE, 0.05, 5.0, preset.temperature, 0.05, key=f"role-t-{chosen}"
-        ),
-        top_p=columns[2].number_input(texts.TOP_P, 0.05, 1.0, preset.top_p, 0.05, key=f"role-p-{chosen}"),
-        repetition_penalty=columns[3].number_input(
-            texts.REPETITION_PENALTY, 1.0, 5.0, preset.repetition_penalty, 0.05, key=f"role-r-{chosen}"
-        ),
-        max_new_tokens=columns[4].number_input(
-            texts.MAX_NEW_TOKENS, 1, 8192, preset.max_new_tokens, key=f"role-m-{chosen}"
-        ),
+        **{
+            setting: column.number_input(
+                label, *common.decoding_bounds(setting, preset), key=f"role-{short}-{chosen}"
+            )
+            for column, label, setting, short in zip(columns[1:], labels, settings, "tprm", strict=True)
+        },
     )
     if st.form_submit_button(texts.SAVE, type="primary"):
         role = Role(

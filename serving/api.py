@@ -29,7 +29,7 @@ from starlette.routing import Route
 from core.errors import UserError
 from engine import formats
 from engine.generation import ChatEngine
-from engine.roles import ASSISTANT, Decoding, Role
+from engine.roles import ASSISTANT, DECODING_LIMITS, Decoding, Role
 from registry import adapters as adapter_rows
 from registry import connect
 from serving.scheduler import Generation, Scheduler
@@ -243,15 +243,22 @@ def _plan(
             code="context_length_exceeded",
         )
     decoding = role.decoding
-    temperature = _number(body, "temperature", 0, 2)
+    # The roles' ranges (engine.roles.DECODING_LIMITS); temperature 0 asks for greedy, as in OpenAI's API.
+    temperature = _number(body, "temperature", 0, DECODING_LIMITS["temperature"].high)
     if temperature is not None:
         decoding = decoding.with_changes(do_sample=temperature > 0, temperature=temperature or 1.0)
-    top_p = _number(body, "top_p", 0, 1)
+    top_p_limit = DECODING_LIMITS["top_p"]
+    top_p = _number(body, "top_p", top_p_limit.low, top_p_limit.high)
     if top_p is not None:
-        if top_p == 0:
-            raise ApiError(400, "`top_p` must be above 0 and at most 1.", param="top_p")
+        if not top_p_limit.allows(top_p):
+            raise ApiError(
+                400,
+                f"`top_p` must be above {top_p_limit.low:g} and at most {top_p_limit.high:g}.",
+                param="top_p",
+            )
         decoding = decoding.with_changes(top_p=top_p)
-    penalty = _number(body, "repetition_penalty", 1, 5)  # vLLM's extension, which we share
+    penalty_limit = DECODING_LIMITS["repetition_penalty"]  # vLLM's extension, which we share
+    penalty = _number(body, "repetition_penalty", penalty_limit.low, penalty_limit.high)
     if penalty is not None:
         decoding = decoding.with_changes(repetition_penalty=penalty)
     if body.get("n") not in (None, 1):

@@ -5,7 +5,7 @@ from core import texts
 from core.errors import UserError
 from core.names import check_name
 from engine.formats import FORMATS
-from engine.roles import BUILTIN_ROLES, METRICS, Decoding, Role
+from engine.roles import BUILTIN_ROLES, METRICS, Decoding, Role, check_decoding
 from registry import adapters as adapter_rows
 from registry import jobs as job_rows
 from registry import roles as role_rows
@@ -35,7 +35,7 @@ def save_custom_role(db, role: Role) -> Role:
         raise UserError(texts.ERR_ROLE_FORMAT.format(value=role.prompt_format, choices=", ".join(FORMATS)))
     if role.metric not in METRICS:
         raise UserError(texts.ERR_ROLE_METRIC.format(value=role.metric, choices=", ".join(METRICS)))
-    _check_decoding(role.decoding)
+    check_decoding(role.decoding)
     role_rows.save(
         db,
         name=name,
@@ -70,17 +70,6 @@ def delete_custom_role(db, name: str) -> str:
         raise UserError(texts.ERR_ROLE_IN_USE.format(name=name, users=", ".join(users)))
     role_rows.delete(db, name)
     return name
-
-
-def _check_decoding(decoding: Decoding) -> None:
-    for setting, ok in (
-        ("temperature", 0 < decoding.temperature <= 5),
-        ("top_p", 0 < decoding.top_p <= 1),
-        ("repetition_penalty", 1 <= decoding.repetition_penalty <= 5),
-        ("max_new_tokens", 1 <= decoding.max_new_tokens <= 8192),
-    ):
-        if not ok:
-            raise UserError(texts.ERR_ROLE_DECODING.format(problem=texts.DECODING_LIMITS[setting]))
 
 
 def _from_row(row: dict) -> Role:

@@ -5,7 +5,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import texts
 from core.errors import UserError
-from engine.roles import Decoding, Role
+from engine.roles import DECODING_LIMITS, Decoding, Role, check_decoding
 from registry import adapters, jobs
 from studio.roles import delete_custom_role, get_role, save_custom_role
 from tests.conftest import PROJECT_ROOT, TINY_TRAINING, lora_folder, register_adapter
@@ -124,3 +124,34 @@ def test_an_unused_role_is_deleted_from_the_page(db):
     page.button(key="role-delete-spare").click().run()
     assert not page.exception and not page.error, [e.value for e in page.error]
     assert db["roles"].count == 0 and page.selectbox(key="role-to-edit").value == ""
+
+
+@pytest.mark.parametrize("setting", list(DECODING_LIMITS))
+def test_each_decoding_range_is_checked_at_its_edges_and_its_message_names_its_bounds(setting):
+    limit = DECODING_LIMITS[setting]
+    check_decoding(Decoding(**{setting: limit.high}))
+    check_decoding(Decoding(**{setting: limit.smallest}))
+    outside = [limit.high + limit.step] + ([limit.low] if not limit.low_allowed else [limit.low - limit.step])
+    for value in outside:
+        with pytest.raises(UserError) as refused:
+            check_decoding(Decoding(**{setting: value}))
+        assert f"{limit.low:g}" in str(refused.value) and f"{limit.high:g}" in str(refused.value)
+
+
+def test_a_role_at_the_top_of_every_decoding_range_opens_in_chat_with_its_preset(
+    db, monkeypatch, tiny_model_dir
+):
+    """The role editor and the chat sidebar take their bounds from one schema: a preset the editor
+    accepts never falls outside a chat slider (the sliders once stopped at temperature 2)."""
+    highest = Decoding(do_sample=True, **{setting: limit.high for setting, limit in DECODING_LIMITS.items()})
+    save_custom_role(db, Role(name="bold", title="bold", decoding=highest))
+    monkeypatch.setenv("TRANSLATOR_BASE_MODEL", str(tiny_model_dir))
+    chat = AppTest.from_file(ENTRY, default_timeout=120)
+    chat.run()
+    chat.sidebar.selectbox(key="role-for-").set_value("bold").run()
+    assert not chat.exception, chat.exception
+    sliders = {slider.label: slider.value for slider in chat.sidebar.slider}
+    assert sliders[texts.TEMPERATURE] == highest.temperature and sliders[texts.TOP_P] == highest.top_p
+    assert sliders[texts.REPETITION_PENALTY] == highest.repetition_penalty
+    tokens = next(box for box in chat.sidebar.number_input if box.label == texts.MAX_NEW_TOKENS)
+    assert tokens.value == highest.max_new_tokens
