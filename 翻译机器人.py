@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core import texts
-from pages import common
+from ui import common
 
 common.choose_language()
 st.set_page_config(page_title=texts.APP_TITLE, page_icon="🤖", layout="wide")

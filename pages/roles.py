@@ -4,8 +4,8 @@ import streamlit as st
 
 from core import texts
 from engine.roles import METRICS, Decoding, Role
-from pages import common
 from studio.roles import delete_custom_role, list_roles, role_users, save_custom_role
+from ui import common
 
 FORMAT_CHOICES = ("", "chat_template", "plain", "yuan")
 

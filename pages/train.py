@@ -1,110 +1,14 @@
 """Train an adapter: choose base, role and data, preview it, start a detached job, watch it live."""
 
-import os
-from pathlib import Path
-
 import streamlit as st
 
-from core import home, texts
-from core.errors import UserError
-from engine import devices, models, resident
-from pages import charts, common
-from registry import checkpoints as checkpoint_rows
+from core import texts
+from engine import models
 from registry import jobs as job_rows
-from studio import processes
-from studio.roles import get_role, list_roles
-from training import defaults, launchers, lifecycle
-from training.config import TrainConfig, rule
-from training.data import load_dataset, save_upload
-from training.panel import finished_since, job_view
-from training.preview import preview
-
-TOKENIZERS = resident.Resident(max_entries=4)
-
-
-def tokenizer_for(base_model: str):
-    """The base's tokenizer and default prompt format, loaded once per process for every session."""
-
-    def load(progress):
-        spec = models.parse_model_id(base_model)
-        model_dir = models.resolve_model_dir(spec, progress=progress)
-        tokenizer = models.load_tokenizer(model_dir, spec)
-        return tokenizer, models.default_prompt_format(spec, model_dir, tokenizer)
-
-    return TOKENIZERS.get(base_model, load, show_progress=common.model_progress)
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def dataset_for_preview(path: str, limit: int, stamp: tuple):
-    """Read once per file version: reruns of the form do not read the dataset again."""
-    return load_dataset(path, limit=limit or None)
-
-
-def file_stamp(path: str) -> tuple:
-    try:
-        stat = Path(path).stat()
-    except OSError:
-        return ()
-    return (stat.st_mtime_ns, stat.st_size)
-
-
-def number(column, name: str, step=None, format=None, default=None, key_suffix: str = ""):
-    """A form field whose limits are the trainer's own (training.config), default included unless
-    given (learning rate and epochs follow the base model: their keys name it, so choosing another
-    base shows that base's defaults)."""
-    limits = rule(name)
-    default = getattr(TrainConfig(), name) if default is None else default
-    kind = type(getattr(TrainConfig(), name))
-    low = min(limits.also + (limits.low,)) if limits.also else limits.low
-    return column.number_input(
-        texts.SETTING_LABELS[name],
-        kind(low),
-        kind(limits.high),
-        kind(default),
-        step=step,
-        format=format,
-        key=f"setting-{name}{key_suffix}",
-    )
-
-
-def job_panel(job_id: int, started_as: str) -> None:
-    db = common.registry()
-    job = lifecycle.get(db, job_id)
-    if job is None:
-        return
-    if finished_since(job, started_as):
-        st.rerun(scope="app")  # redraw the page without the timer
-    view = job_view(job)
-    st.subheader(view.heading + (f" · {view.devices}" if view.devices else ""))
-    if view.waiting_for:
-        st.info(texts.WAITING.format(reason=view.waiting_for))
-    st.progress(view.fraction, text=view.progress)
-    for column, label, value in zip(
-        st.columns(4),
-        (texts.METRIC_LOSS, texts.METRIC_SPEED, texts.METRIC_ETA, texts.METRIC_LR),
-        (view.loss, view.speed, view.eta, view.learning_rate),
-        strict=True,
-    ):
-        column.metric(label, value)
-    charts.loss_curve(job_rows.metrics_for(db, job_id), height=180)
-    charts.checkpoint_scores(checkpoint_rows.for_job(db, job_id), height=240)
-    if view.failed_with:
-        st.error(view.failed_with)
-    if view.succeeded:
-        st.success(texts.ADAPTER_READY.format(name=job["adapter_name"]))
-        st.page_link("pages/chat.py", label=texts.GO_CHAT, query_params={"adapter": job["adapter_name"]})
-    buttons = st.columns(2)
-    if view.active and buttons[0].button(texts.CANCEL, key=f"cancel-{job_id}"):
-        lifecycle.cancel(db, job_id)
-    if view.resumable and buttons[1].button(texts.RESUME, key=f"resume-{job_id}"):
-        if common.show_user_error(lifecycle.resume, db, job_id):
-            st.rerun(scope="app")
-    with st.expander(texts.LOG_TAIL, expanded=job["status"] == "failed"):
-        st.code(processes.read_log_tail(job) or "…", language="log")
-    for rank, path in lifecycle.rank_logs(job):
-        with st.expander(texts.RANK_LOG.format(rank=rank)):
-            st.code(processes.read_log_tail(job, path=path) or "…", language="log")
-
+from studio.roles import list_roles
+from training import lifecycle
+from ui import common
+from ui import training as sections
 
 common.enter_through_entry()
 db = common.registry()
@@ -137,75 +41,11 @@ with left:
     )
     trust_remote_code = st.checkbox(texts.TRUST_REMOTE_CODE, value=False, key="train-trust-remote-code")
 with right:
-    source = st.radio(
-        texts.DATA_SOURCE,
-        list(texts.DATA_SOURCES),
-        format_func=texts.DATA_SOURCES.get,
-        horizontal=True,
-        key="train-source",
-    )
-    data_path, data_title, data_problem = None, None, texts.CHOOSE_DATA
-    if source == "sample":
-        sample = st.selectbox(
-            texts.DATA_SOURCES["sample"],
-            list(lifecycle.SAMPLES),
-            index=list(lifecycle.SAMPLES).index(role_name) if role_name in lifecycle.SAMPLES else 0,
-            format_func=lambda key: lifecycle.SAMPLES[key].name,
-            key="train-sample",
-        )
-        data_path = str(lifecycle.SAMPLES[sample])
-    elif source == "path":
-        typed = st.text_input(texts.DATA_PATH_INPUT, help=texts.DATA_PATH_HELP, key="train-path").strip()
-        data_path = str(lifecycle.data_path(typed, home.PROJECT_ROOT)) if typed else None
-    else:
-        upload = st.file_uploader(texts.UPLOAD_INPUT, type=["json", "jsonl", "csv"], key="train-upload")
-        if upload is not None:
-            saved = common.show_user_error(
-                save_upload, upload.name, upload.getvalue(), home.home() / "uploads"
-            )
-            data_path, data_title = (str(saved), upload.name) if saved else (None, None)
-            data_problem = texts.UPLOAD_REJECTED if saved is None else data_problem
+    data_path, data_title, data_problem = sections.data_choice(role_name)
 
-by_size = defaults.for_base(base_model)
-with st.expander(texts.HYPERPARAMETERS):
-    st.caption(by_size.reason())
-    columns = st.columns(4)
-    settings = {
-        "epochs": number(columns[0], "epochs", step=0.5, default=by_size.epochs, key_suffix=f"-{base_model}"),
-        "max_steps": number(columns[0], "max_steps"),
-        "limit": number(columns[0], "limit"),
-        "lr": number(columns[1], "lr", format="%.1e", default=by_size.lr, key_suffix=f"-{base_model}"),
-        "batch_size": number(columns[1], "batch_size"),
-        "grad_accum": number(columns[1], "grad_accum"),
-        "lora_r": number(columns[2], "lora_r"),
-        "lora_alpha": number(columns[2], "lora_alpha"),
-        "lora_dropout": number(columns[2], "lora_dropout", step=0.05),
-        "max_length": number(columns[3], "max_length"),
-        "save_steps": number(columns[3], "save_steps"),
-    }
-
+settings = sections.hyperparameters(base_model)
 if data_path:
-    try:
-        dataset = dataset_for_preview(data_path, settings["limit"], file_stamp(data_path))
-        role = get_role(db, role_name)
-        loading = st.empty()
-        with loading.container():
-            tokenizer, prompt_format = tokenizer_for(models.parse_model_id(base_model).model_id)
-        loading.empty()
-        shown = preview(dataset, tokenizer, prompt_format, role, settings["max_length"])
-        title = data_title or dataset.name
-        with st.expander(
-            f"{texts.PREVIEW} · {title} · {dataset.total_records} · {prompt_format}", expanded=True
-        ):
-            st.dataframe(dataset.records[:5], width="stretch")
-            st.caption(texts.FIRST_EXAMPLE)
-            st.text(f"{texts.PROMPT_PART}:\n{shown.first_prompt}")
-            st.text(f"{texts.TARGET_PART}:\n{shown.first_target}")
-            charts.length_histogram(shown.histogram(), height=160)
-            if shown.num_truncated:
-                st.warning(texts.TRUNCATED.format(count=shown.num_truncated, max_length=shown.max_length))
-    except UserError as error:
-        st.error(str(error))
+    sections.data_preview(db, data_path, data_title, role_name, base_model, settings)
 
 adapter_name = st.text_input(texts.ADAPTER_NAME, key="adapter-name")
 form = {
@@ -216,43 +56,7 @@ form = {
     "trust_remote_code": trust_remote_code,
     **settings,
 }
-with st.expander(texts.DEVICES):
-    gpus = devices.gpu_names()
-    st.caption(texts.GPUS_FOUND.format(names=", ".join(gpus)) if gpus else texts.NO_GPU_FOUND)
-    columns = st.columns(3)
-    form["processes"] = columns[0].number_input(
-        texts.PROCESSES_GPUS if gpus else texts.PROCESSES_CPU,
-        1,
-        max(len(gpus) if gpus else os.cpu_count() or 1, 1),
-        1,
-        key="setting-processes",
-    )
-    form["strategy"] = columns[1].selectbox(
-        texts.STRATEGY, list(texts.STRATEGIES), format_func=texts.STRATEGIES.get, key="setting-strategy"
-    )
-    nodes = columns[2].number_input(texts.NODES, 1, 1024, 1, key="train-nodes")
-    host = st.text_input(texts.NODE_HOST, "127.0.0.1", key="train-host") if nodes > 1 else "127.0.0.1"
-    launch = common.show_user_error(launchers.preview, form, nodes, host)
-    if launch:
-        st.caption(
-            texts.BATCH_SIZES.format(
-                per_device=launch.per_device, total=launch.total, processes=launch.world_size
-            )
-        )
-        if nodes == 1:
-            st.caption(texts.LAUNCH_COMMAND)
-            st.code(launch.command, language="bash", wrap_lines=True)
-        else:
-            st.info(texts.NODE_COMMANDS)
-            for node, command in enumerate(launch.node_commands):
-                st.caption(texts.NODE_COMMAND.format(node=node))
-                st.code(command, language="bash", wrap_lines=True)
-            st.caption(texts.SLURM_SCRIPT)
-            st.code(launch.sbatch, language="bash")
-            st.caption(texts.SQLITE_LOCAL)
-    network = launchers.on_network_filesystem(home.home())
-    if network:
-        st.warning(texts.SQLITE_ON_NETWORK.format(path=home.home(), kind=network))
+sections.devices_section(form)
 
 if st.button(texts.START, type="primary"):
     if not data_path:
@@ -269,4 +73,4 @@ job_id = int(requested) if requested and requested.isdigit() else (recent[0]["id
 if job_id is not None and (job := lifecycle.get(db, job_id)) is not None:
     active = job["status"] in job_rows.ACTIVE
     st.divider()
-    st.fragment(job_panel, run_every=2 if active else None)(job_id, job["status"])
+    st.fragment(sections.job_panel, run_every=2 if active else None)(job_id, job["status"])

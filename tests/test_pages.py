@@ -89,8 +89,8 @@ def test_the_first_visit_shows_the_base_model_conversion_and_later_visits_chat(a
 
     from engine import resident
     from engine.generation import ChatEngine
-    from pages import common
     from tests.conftest import wait_until
+    from ui import common
 
     shown = []
     real_progress = DeltaGenerator.progress

@@ -76,7 +76,7 @@ def test_every_text_the_code_asks_for_exists_and_every_text_is_used():
     )
     assert not missing, missing
     used = {name for _, name in asked}
-    page_titles = {title for _, title, _, _ in __import__("pages.common", fromlist=["PAGES"]).PAGES}
+    page_titles = {title for _, title, _, _ in __import__("ui.common", fromlist=["PAGES"]).PAGES}
     unused = sorted(set(texts.names()) - used - page_titles)
     assert not unused, f"texts nobody shows: {unused}"
 

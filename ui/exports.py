@@ -4,10 +4,10 @@ run as detached tasks (serving.tasks) and are followed here; the logic lives in 
 import streamlit as st
 
 from core import texts
-from pages import common
 from registry import adapters as adapter_rows
 from registry import tasks as task_rows
 from serving import exports, gguf, hub, merge, server, tasks, vllm
+from ui import common
 
 
 def export_section(db, adapter: dict) -> None:

@@ -1,0 +1,191 @@
+"""The adapters page's sections: the table of adapters, each card's checkpoints, scores and
+evaluation, renaming, role and deletion, the blind-vote standings and the job history."""
+
+import datetime
+
+import streamlit as st
+
+from core import texts
+from registry import adapters as adapter_rows
+from registry import checkpoints as checkpoint_rows
+from studio import adapters as studio_adapters
+from studio import blind, processes
+from training import checkpoints, lifecycle
+from training.evaluate import evaluate_with_base
+from training.scores import head_to_head, rivals, score_table, with_headers
+from ui import charts, common
+
+
+def evaluate_with_progress(db, adapter: dict, data_path: str, limit: int) -> None:
+    engine = common.engine_or_stop(adapter["base_model"])
+    bar = st.progress(0.0, text=texts.EVALUATING)
+    done = common.show_user_error(
+        evaluate_with_base,
+        db,
+        adapter_name=adapter["name"],
+        data=data_path,
+        limit=limit or None,
+        engine=engine,
+        progress=lambda fraction: bar.progress(fraction, text=texts.EVALUATING),
+    )
+    if done:
+        st.rerun()
+
+
+def checkpoint_section(db, adapter: dict) -> None:
+    """The job's scored checkpoints, which one this adapter holds and why, and publishing another."""
+    scored = checkpoint_rows.for_job(db, adapter["job_id"])
+    if not scored:
+        return
+    name = adapter["name"]
+    st.caption(texts.CHECKPOINTS_HEADING)
+    if reason := checkpoints.describe_choice(adapter):
+        st.caption(reason)
+    charts.checkpoint_scores(scored, height=240)
+    st.dataframe(checkpoints.table(scored, adapter["metrics"].get("checkpoint_step")), hide_index=True)
+    others = [row["step"] for row in scored if row["step"] != adapter["metrics"].get("checkpoint_step")]
+    if not others:
+        return
+    with st.form(f"checkpoint-{name}"):
+        st.caption(texts.CHECKPOINT_PICK)
+        step = st.selectbox(texts.CHECKPOINT_STEP, others, key=f"checkpoint-step-{name}")
+        new_name = st.text_input(
+            texts.CHECKPOINT_NEW_NAME, value=f"{name}-step{others[0]}", key=f"checkpoint-name-{name}"
+        )
+        if st.form_submit_button(texts.CHECKPOINT_PUBLISH, key=f"checkpoint-publish-{name}"):
+            published = common.show_user_error(
+                checkpoints.publish_checkpoint, db, adapter_name=name, step=step, new_name=new_name
+            )
+            if published:
+                st.toast(texts.CHECKPOINT_PUBLISHED.format(name=published["name"], step=step))
+                st.rerun()
+
+
+def when(timestamp: float | None) -> str:
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M") if timestamp else "–"
+
+
+def adapter_table(rows: list[dict]) -> None:
+    column = texts.ADAPTER_COLUMNS
+    st.dataframe(
+        [
+            {
+                column["name"]: a["name"],
+                column["role"]: a["role"],
+                column["base"]: a["base_model"],
+                column["dataset"]: f"{a['dataset_name']} [{a['dataset_fingerprint']}]",
+                column["final_loss"]: a["metrics"].get("final_loss"),
+                column[
+                    "rank"
+                ]: f"{a['hyperparameters'].get('lora_r')}/{a['hyperparameters'].get('lora_alpha')}",
+                column["size"]: round((a["size_bytes"] or 0) / 1e6, 2),
+                column["created"]: when(a["created_at"]),
+                column["folder"]: "✅" if adapter_rows.folder_is_present(a) else "⚠️",
+            }
+            for a in rows
+        ],
+        width="stretch",
+        hide_index=True,
+    )
+
+
+def scores_section(db, adapter: dict) -> None:
+    """Its evaluations against the base (and another adapter), and a form to evaluate again."""
+    name = adapter["name"]
+    st.caption(texts.EVALUATIONS)
+    table = score_table(db, adapter)
+    if table:
+        st.dataframe(with_headers(table), hide_index=True)
+        st.caption(texts.SCORES_EXPLAINED)
+        charts.scores(table)
+        others = rivals(db, adapter)
+        if others:
+            other = st.selectbox(
+                texts.COMPARE_ADAPTER, ["", *others], format_func=lambda n: n or "–", key=f"rival-{name}"
+            )
+            if other:
+                st.dataframe(head_to_head(*others[other], name, other), hide_index=True)
+    else:
+        st.caption(texts.NO_EVALUATIONS)
+    with st.form(f"evaluate-{name}"):
+        data_path = st.text_input(texts.EVALUATE_DATA, key=f"eval-data-{name}")
+        limit = st.number_input(texts.EVALUATE_LIMIT, 0, 100_000, 20, key=f"eval-limit-{name}")
+        if st.form_submit_button(texts.EVALUATE_RUN, key=f"evaluate-run-{name}"):
+            evaluate_with_progress(db, adapter, data_path, limit)
+
+
+def manage_section(db, adapter: dict, role_names: list[str]) -> None:
+    """Rename, change the role, delete."""
+    name = adapter["name"]
+    rename_col, role_col, delete_col = st.columns(3)
+    with rename_col:
+        new_name = st.text_input(texts.NEW_NAME, value=name, key=f"name-{name}")
+        if st.button(texts.RENAME, key=f"rename-{name}"):
+            if common.show_user_error(studio_adapters.rename, db, name, new_name):
+                st.rerun()
+    with role_col:
+        current = role_names.index(adapter["role"]) if adapter["role"] in role_names else 0
+        new_role = st.selectbox(texts.CHANGE_ROLE, role_names, index=current, key=f"role-{name}")
+        if st.button(texts.SAVE, key=f"save-role-{name}") and new_role != adapter["role"]:
+            adapter_rows.set_role(db, name, new_role)
+            st.rerun()
+    with delete_col:
+        confirmed = st.checkbox(texts.DELETE_CONFIRM, key=f"confirm-{name}")
+        if st.button(texts.DELETE, key=f"delete-{name}", disabled=not confirmed, type="primary"):
+            if common.show_user_error(studio_adapters.delete, db, name):
+                st.rerun()
+
+
+def votes_table(db) -> None:
+    st.subheader(texts.VOTES_TITLE)
+    standings = blind.standings(db)
+    if not standings:
+        st.caption(texts.NO_VOTES)
+    else:
+        column = texts.VOTE_COLUMNS
+        st.dataframe(
+            [
+                {
+                    column["base"]: row["base_model"],
+                    column["first"]: row["first"] or texts.BASE_ONLY,
+                    column["second"]: row["second"] or texts.BASE_ONLY,
+                    column["votes"]: row["votes"],
+                    column["first_wins"]: row["first_wins"],
+                    column["second_wins"]: row["second_wins"],
+                    column["ties"]: row["ties"],
+                    column["rate"]: "–"
+                    if row["first_rate"] is None
+                    else f"{row['first_rate']:.0%} [{row['low']:.0%}, {row['high']:.0%}]",
+                }
+                for row in standings
+            ],
+            width="stretch",
+            hide_index=True,
+        )
+
+
+def job_history(db) -> None:
+    st.subheader(texts.JOBS_TITLE)
+    jobs = lifecycle.list_recent(db)
+    column = texts.JOB_COLUMNS
+    st.dataframe(
+        [
+            {
+                column["id"]: j["id"],
+                column["adapter"]: j["adapter_name"],
+                column["status"]: texts.STATUS.get(j["status"], j["status"]),
+                column["step"]: f"{j['step'] or 0}/{j['total_steps'] or '?'}",
+                column["loss"]: j["loss"],
+                column["created"]: when(j["created_at"]),
+                column["error"]: j["error"] or "",
+            }
+            for j in jobs
+        ],
+        width="stretch",
+        hide_index=True,
+    )
+    for job in jobs[:20]:
+        with st.expander(
+            f"#{job['id']} {job['adapter_name']} · {texts.STATUS.get(job['status'], job['status'])}"
+        ):
+            st.code(processes.read_log_tail(job, lines=60) or "…", language="log")

@@ -1,0 +1,100 @@
+"""The chat page's other modes: compare the base model and up to two adapters on one prompt
+(side by side, or blind A/B with a vote), and translate a text line by line."""
+
+import streamlit as st
+
+from core import texts
+from studio import blind
+from studio.conversation import answering_role
+from training.scores import evaluation_examples
+from ui import common
+from ui.chat_sidebar import Choice
+
+
+def compare(db, engine, choice: Choice) -> None:
+    usable, role, decoding, base_model = choice.usable, choice.role, choice.decoding, choice.base_model
+    others = [a["name"] for a in usable]
+    if not others:
+        st.info(texts.NO_ADAPTER_FOR_BASE)
+    chosen = st.multiselect(
+        texts.COMPARE_WITH, others, default=others[:1], max_selections=2, key="compare-with"
+    )
+    blind_test = st.toggle(texts.BLIND, help=texts.BLIND_HELP, key="blind", disabled=not chosen)
+    examples = [e for a in usable if a["name"] in chosen for e in evaluation_examples(db, a)]
+    if examples:
+        st.selectbox(
+            texts.EXAMPLE_FROM_EVALUATION,
+            ["", *dict.fromkeys(e["input"] for e in examples)],
+            key="compare-example",
+            on_change=lambda: st.session_state.update(
+                {"compare-prompt": st.session_state["compare-example"]}
+            ),
+        )
+    # A form: one click submits what was typed (a plain button stays disabled until the text area
+    # loses focus, so the first click would only blur it).
+    with st.form("compare-form", border=False):
+        prompt = st.text_area(texts.COMPARE_PROMPT, key="compare-prompt")
+        submitted = st.form_submit_button(texts.COMPARE_RUN, key="compare-run", type="primary")
+    reference = next((e["reference"] for e in examples if e["input"] == prompt), None)
+    if reference:
+        st.caption(f"{texts.REFERENCE}: {reference}")
+    if submitted and not prompt.strip():
+        st.warning(texts.TYPE_SOMETHING)
+    elif submitted and blind_test:
+        shown = blind.draw_order(*blind.contenders(chosen))
+        answers = []
+        for column, label, name in zip(st.columns(2), "AB", shown, strict=True):
+            with column:
+                st.markdown(f"**{texts.BLIND_ANSWER.format(label=label)}**")
+                contender = next((a for a in usable if a["name"] == name), None)
+                stream = engine.stream(
+                    prompt, role=answering_role(db, contender, role), adapter=contender, decoding=decoding
+                )
+                answers.append(common.show_user_error(st.write_stream, stream) or "")
+        st.session_state["blind-round"] = blind.Round(prompt, base_model, shown, tuple(answers))
+        st.session_state.pop("blind-voted", None)
+        st.rerun()
+    elif submitted:
+        contenders = [None, *(a for a in usable if a["name"] in chosen)]
+        for column, contender in zip(st.columns(len(contenders)), contenders, strict=True):
+            with column:
+                contender_role = answering_role(db, contender, role)
+                st.markdown(
+                    f"**{contender['name'] if contender else texts.BASE_ONLY}** · {contender_role.label}"
+                )
+                stream = engine.stream(prompt, role=contender_role, adapter=contender, decoding=decoding)
+                common.show_user_error(st.write_stream, stream)
+    round_ = st.session_state.get("blind-round")
+    if blind_test and round_ is not None and round_.base_model == base_model:
+        for column, label, answer in zip(st.columns(2), "AB", round_.answers, strict=True):
+            column.markdown(f"**{texts.BLIND_ANSWER.format(label=label)}**")
+            column.markdown(answer)
+        voted = st.session_state.get("blind-voted")
+        if voted is None:
+            buttons = st.columns(3)
+            for column, choice, label in zip(
+                buttons, ("a", "tie", "b"), (texts.VOTE_A, texts.VOTE_TIE, texts.VOTE_B), strict=True
+            ):
+                if column.button(label, key=f"vote-{choice}", width="stretch"):
+                    blind.record(db, round_, choice)
+                    st.session_state["blind-voted"] = choice
+                    st.rerun()
+        else:
+            a, b = (name or texts.BASE_ONLY for name in round_.shown)
+            st.success(texts.BLIND_REVEAL.format(a=a, b=b))
+
+
+def translate(engine, choice: Choice) -> None:
+    with st.form("translate-form", border=False):
+        source = st.text_area(texts.TRANSLATE_INPUT, height=150, key="translate-input")
+        submitted = st.form_submit_button(texts.TRANSLATE_RUN, key="translate-run", type="primary")
+    if submitted and not source.strip():
+        st.warning(texts.TYPE_SOMETHING)
+    elif submitted:
+        st.markdown(f"**{texts.TRANSLATE_OUTPUT}**")
+        for line in (line.strip() for line in source.splitlines()):
+            if line:
+                stream = engine.stream(
+                    line, role=choice.role, adapter=choice.adapter, decoding=choice.decoding
+                )
+                common.show_user_error(st.write_stream, stream)
