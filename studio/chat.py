@@ -17,6 +17,7 @@ from core.errors import UserError  # noqa: E402
 from engine import models  # noqa: E402
 from engine.adapters import check_loadable  # noqa: E402
 from engine.generation import ChatEngine  # noqa: E402
+from engine.roles import check_decoding  # noqa: E402
 from registry import adapters as adapter_rows  # noqa: E402
 from registry import connect  # noqa: E402
 from studio.roles import get_role  # noqa: E402
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             repetition_penalty=args.repetition_penalty,
             do_sample=False if args.greedy else None,
         )
+        check_decoding(decoding)
         if adapter is not None:  # a wrong or broken adapter is refused before the model loads
             check_loadable(adapter, models.parse_model_id(base).model_id)
         engine = ChatEngine(base, device=args.device, trust_remote_code=args.trust_remote_code)

@@ -175,6 +175,7 @@ def test_a_key_is_required_when_set_and_beyond_this_machine(engine_and_adapters)
     server.check_binding("::1", None)
 
 
+@pytest.mark.slow
 def test_a_detached_server_is_listed_answers_and_stops_from_the_cli(db, engine_and_adapters, tiny_model_dir):
     port = free_port()
     run = subprocess.run(

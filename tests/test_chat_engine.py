@@ -252,3 +252,27 @@ def test_a_mixed_batch_computes_exactly_what_peft_computes(
     with engine.answering_rows([rows["beta"]] * 5):  # one adapter for every row: no grouping at all
         alone = engine.model(input_ids=ids).logits
     assert torch.allclose(alone[2], ours[2], atol=1e-6, rtol=0)
+
+
+def test_the_chat_command_answers_with_an_adapter_and_refuses_bad_input_in_one_line(
+    engine_and_adapters, tiny_model_dir, capsys
+):
+    """`python -m studio.chat`, called in this process (the subprocess path is in the trainer tests)."""
+    from studio import chat
+
+    engine, rows = engine_and_adapters
+    base = ["--base", str(tiny_model_dir), "--greedy", "--max-new-tokens", "12"]
+    assert chat.main([*base, "--adapter", "alpha", "The patient has a fever."]) == 0
+    greedy = ASSISTANT.decoding.with_changes(do_sample=False, max_new_tokens=12)  # the role's penalty stays
+    expected = engine.reply(
+        "The patient has a fever.", role=ASSISTANT, adapter=rows["alpha"], decoding=greedy
+    )
+    assert capsys.readouterr().out == expected + "\n"
+    for bad, message in (
+        (["--adapter", "nobody"], "No adapter named 'nobody'"),
+        (["--temperature", "0"], "temperature must be above 0"),
+        (["--role", "nope"], "Unknown role 'nope'"),
+    ):
+        assert chat.main([*base, *bad, "hi"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, err

@@ -73,6 +73,7 @@ def trained(tiny_model_dir, tmp_path_factory):
             os.environ["TRANSLATOR_HOME"] = previous
 
 
+@pytest.mark.slow
 def test_each_checkpoint_is_scored_and_the_best_is_published(trained, monkeypatch):
     monkeypatch.setenv("TRANSLATOR_HOME", str(trained))
     db = connect()

@@ -28,6 +28,7 @@ def _torchrun(*args: str, processes: int = 2) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("packing", ["on", "off"])  # packed rows, or padded length-grouped batches
 def test_two_processes_give_the_losses_and_weights_of_one(home, tiny_model_dir, packing):
     common = ("--base", str(tiny_model_dir), "--data", str(SAMPLE), "--packing", packing, *PARITY)
@@ -87,6 +88,7 @@ def _all_gone(pids) -> bool:
     return not any(process_alive(pid) for pid in pids)
 
 
+@pytest.mark.slow
 def test_a_cancel_stops_both_ranks_at_the_same_step_with_one_checkpoint(home, db, tiny_model_dir):
     job = _submit(db, tiny_model_dir, "stopped-two", max_steps=400)
     launcher = job["pid"]
@@ -107,6 +109,7 @@ def test_a_cancel_stops_both_ranks_at_the_same_step_with_one_checkpoint(home, db
     assert adapters.get(db, "stopped-two") is None
 
 
+@pytest.mark.slow
 def test_a_killed_rank_ends_the_job_interrupted_and_one_process_resumes_it(home, db, tiny_model_dir):
     job = _submit(db, tiny_model_dir, "lost-rank", max_steps=24, save_steps=5)
     launcher = job["pid"]
@@ -167,6 +170,7 @@ def test_sharding_strategies_are_refused_on_cpu_before_any_job(home, db, tiny_mo
     assert jobs.list_all(db) == []
 
 
+@pytest.mark.slow
 def test_jobs_share_two_simulated_gpus_and_chat_stays_off_the_held_ones(
     home, db, tiny_model_dir, monkeypatch
 ):

@@ -96,6 +96,7 @@ def test_missing_adapter_and_malformed_files_give_one_line_and_store_nothing(db,
     assert db["evaluations"].count == 0
 
 
+@pytest.mark.slow
 def test_cli_prints_scores_with_signatures(home, data, tiny_model_dir):
     result = run_module("training.evaluate", "--base-only", "--base", tiny_model_dir, "--data", data)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -114,6 +115,7 @@ def test_holdout_is_reproducible_and_never_trained_on(data):
         split_holdout(dataset, 1.0, seed=7)
 
 
+@pytest.mark.slow
 def test_training_evaluates_the_adapter_and_base_on_the_heldout_split(home, tiny_model_dir):
     from core.home import PROJECT_ROOT
     from registry import adapters, connect

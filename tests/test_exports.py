@@ -29,6 +29,7 @@ def _wait_end(db, task_id: int, timeout: float = 120) -> dict:
     return task
 
 
+@pytest.mark.slow
 def test_a_merge_runs_detached_reports_its_stages_and_its_result(db, adapter, home):
     task = exports.start(db, "med-zh", "merge", dtype="fp32")
     assert task["settings"]["out"] == str(home / "exports" / "med-zh-merged")
@@ -61,6 +62,7 @@ def test_bad_exports_are_refused_before_any_task_exists(db, adapter, home, monke
     assert task_rows.list_recent(db) == []
 
 
+@pytest.mark.slow
 def test_a_stopped_export_is_cancelled_and_a_killed_one_interrupted_leaving_nothing(db, adapter, home):
     first = exports.start(db, "med-zh", "merge")
     while tasks.get(db, first["id"])["stage"] is None:  # stopped once it is at work
@@ -80,6 +82,7 @@ def test_a_stopped_export_is_cancelled_and_a_killed_one_interrupted_leaving_noth
     assert not out.exists() and not (home / "exports" / ".tmp-killed").exists()
 
 
+@pytest.mark.slow
 def test_the_export_section_starts_follows_and_explains(db, adapter, monkeypatch, tiny_model_dir):
     use_running_server_navigation(monkeypatch)
     monkeypatch.setenv("TRANSLATOR_BASE_MODEL", str(tiny_model_dir))
@@ -105,6 +108,7 @@ def test_the_export_section_starts_follows_and_explains(db, adapter, monkeypatch
     assert len(task_rows.list_recent(db, adapter_name="med-zh")) == 1
 
 
+@pytest.mark.slow
 def test_the_api_tab_starts_a_server_shows_how_to_call_it_and_stops_it(
     db, adapter, monkeypatch, tiny_model_dir
 ):
@@ -159,3 +163,31 @@ def test_an_adapter_whose_weights_do_not_fit_its_config_fails_with_one_line(db, 
     with pytest.raises(UserError, match="Adapter 'med-zh' cannot be loaded") as refused:
         merge.merge(db, "med-zh", home / "exports" / "out")
     assert "\n" not in str(refused.value) and not (home / "exports" / "out").exists()
+
+
+def test_the_task_process_runs_its_kind_from_the_table_and_writes_how_it_ended(db, adapter, tmp_path):
+    """What `python -m serving.worker ID` does, called in this process (the detached path is above)."""
+    from serving import worker
+
+    assert set(worker.EXPORTS) == set(tasks.EXPORT_KINDS) and set(tasks.KINDS) == {*worker.EXPORTS, "server"}
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        out = tmp_path / "merged"
+        merged = task_rows.create(db, kind="merge", adapter_name="med-zh", settings={"out": str(out)})
+        assert worker.run(merged["id"]) == 0
+        done = task_rows.get(db, merged["id"])
+        assert (
+            done["status"] == "succeeded"
+            and done["result"] == {"path": str(out)}
+            and done["stage"] == "write"
+        )
+        assert (out / "model.safetensors").is_file()
+        nobody = task_rows.create(
+            db, kind="merge", adapter_name="nobody", settings={"out": str(tmp_path / "n")}
+        )
+        assert worker.run(nobody["id"]) == 2
+        failed = task_rows.get(db, nobody["id"])
+        assert failed["status"] == "failed" and "nobody" in failed["error"] and not (tmp_path / "n").exists()
+        assert worker.run(10_000) == 2  # no such task: nothing to do
+    finally:
+        signal.signal(signal.SIGTERM, previous)

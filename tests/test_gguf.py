@@ -33,6 +33,7 @@ def _logits(model) -> torch.Tensor:
         return model(input_ids=torch.tensor([PROMPT_IDS])).logits[0].float()
 
 
+@pytest.mark.slow
 def test_the_merged_gguf_reads_back_with_the_merged_models_logits(db, adapter, tmp_path):
     from transformers import AutoModelForCausalLM
 
@@ -49,6 +50,7 @@ def test_the_merged_gguf_reads_back_with_the_merged_models_logits(db, adapter, t
         assert difference < tolerance, (outtype, difference)
 
 
+@pytest.mark.slow
 def test_every_tensor_of_the_gguf_lora_matches_the_peft_weights(db, adapter, tmp_path):
     from gguf import GGUFReader
     from safetensors.torch import load_file

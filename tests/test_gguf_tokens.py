@@ -9,7 +9,6 @@ from engine import formats, generation, gguf_tokens, models
 from engine.generation import ChatEngine, ReplyText
 from engine.roles import ASSISTANT, Decoding
 
-pytestmark = pytest.mark.slow
 GREEDY = Decoding(do_sample=False, max_new_tokens=64)
 
 
@@ -26,7 +25,13 @@ def gemma_engine(gemma_dir):
     return ChatEngine(models.CHINESE_BUILTIN, device="cpu")
 
 
-@pytest.mark.parametrize(("model_id", "controls"), [("builtin", 17), (models.CHINESE_BUILTIN, 6249)])
+@pytest.mark.parametrize(
+    ("model_id", "controls"),
+    [
+        ("builtin", 17),
+        pytest.param(models.CHINESE_BUILTIN, 6249, marks=pytest.mark.slow),
+    ],  # 262k tokens: ~17 s
+)
 def test_every_control_token_of_a_builtin_gguf_and_its_known_markers_are_special_once_converted(
     model_id, controls, tmp_path, request
 ):

@@ -155,6 +155,7 @@ def test_a_job_reads_its_dataset_once_records_where_and_which_and_resumes_only_o
     assert jobs.get(db, job["id"])["status"] == "interrupted"  # still resumable once the file is back
 
 
+@pytest.mark.slow
 def test_a_dead_trainer_is_interrupted_whoever_asks_and_resume_from_the_cli_finishes_it(home, tiny_model_dir):
     process = start_trainer(tiny_model_dir, "killed", "--max-steps", "30", "--save-steps", "5")
     job = wait_for_step(process, "killed", 7)
@@ -178,6 +179,7 @@ def test_a_checkpoint_cut_short_by_a_kill_is_never_resumed_from(home, tmp_path):
     assert not (checkpoints / "checkpoint-15").exists()
 
 
+@pytest.mark.slow
 def test_killed_while_saving_a_checkpoint_resume_uses_the_newest_complete_one(home, tiny_model_dir):
     process = start_trainer(tiny_model_dir, "saving", "--max-steps", "20", "--save-steps", "4")
     job = wait_for_step(process, "saving", 9)
@@ -231,6 +233,7 @@ def test_a_run_killed_while_publishing_leaves_no_staging_folder_once_seen(home, 
     assert not staging.exists() and not list((home / "adapters").iterdir())
 
 
+@pytest.mark.slow
 def test_cancel_while_waiting_for_the_device_ends_cancelled_within_seconds(home, db, tiny_model_dir):
     (home / "jobs").mkdir(parents=True, exist_ok=True)
     lock = open(home / "jobs" / ".device.lock", "w")  # noqa: SIM115
@@ -253,6 +256,7 @@ def test_cancel_while_waiting_for_the_device_ends_cancelled_within_seconds(home,
     print(f"cancel while queued: {latency:.2f} s")
 
 
+@pytest.mark.slow
 def test_cancel_while_preparing_ends_cancelled_within_5_seconds(home, db, tiny_model_dir, tmp_path):
     """A dataset big enough that the trainer spends seconds reading and tokenising it."""
     rows = [
@@ -272,6 +276,7 @@ def test_cancel_while_preparing_ends_cancelled_within_5_seconds(home, db, tiny_m
     print(f"cancel while preparing: {latency:.2f} s")
 
 
+@pytest.mark.slow
 def test_cancel_during_training_stops_within_a_micro_batch_with_a_checkpoint(home, tiny_model_dir, tmp_path):
     """Optimizer steps of 300 micro-batches: a cancel must not wait for the end of one."""
     rows = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines()] * 10
@@ -396,6 +401,7 @@ def test_parse_config_rejects_unknown_settings_in_a_file(tmp_path):
         parse_config(["--config", str(write_json(tmp_path / "c.json", {"lr": 1e-4, "colour": 2}))])
 
 
+@pytest.mark.slow
 def test_killed_after_registering_its_adapter_a_resumed_job_evaluates_and_succeeds(home, db, tiny_model_dir):
     """SIGKILL once the adapter row exists but before the job is marked succeeded (while it scores
     the held-out examples): the row is the job's own, so resuming finishes the job instead of
@@ -445,6 +451,7 @@ def _started_together(commands: list[list[str]]) -> list:
     return [(process.returncode, *output) for process, output in zip(processes, outputs, strict=True)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["command line", "page"])
 def test_two_jobs_for_one_name_started_together_the_second_is_refused_at_claim_time(
     home, db, tiny_model_dir, path

@@ -68,6 +68,7 @@ def family(request, builtin_dir, tiny_model_dir, gemma_like_dir):
     return f"local:{folder}", folder, "plain" if request.param == "gemma" else "chat_template"
 
 
+@pytest.mark.slow
 def test_the_merged_model_equals_base_plus_adapter(home, db, family, tmp_path):
     base_id, model_dir, prompt_format = family
     folder = _trained_sized_adapter(model_dir, home / "adapters" / "m")

@@ -104,6 +104,7 @@ def test_tiny_folder_without_template_defaults_to_plain(tmp_path, tiny_model_dir
     assert models.default_prompt_format(spec, folder, tokenizer) == "plain"
 
 
+@pytest.mark.slow
 def test_the_first_conversion_of_the_builtin_model_reports_its_progress(tmp_path, monkeypatch):
     """What the chat page shows on a fresh machine while it waits (about a minute on 2 cores)."""
     monkeypatch.setenv("TRANSLATOR_MODELS_DIR", str(tmp_path / "models"))
@@ -119,6 +120,7 @@ def test_the_first_conversion_of_the_builtin_model_reports_its_progress(tmp_path
     assert (folder / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_a_builtin_model_converted_by_an_older_version_is_converted_again_in_place(
     builtin_dir, tmp_path, monkeypatch
 ):

@@ -50,6 +50,7 @@ def _insert_metrics(job_id: int, count: int) -> None:
         jobs.heartbeat(db, job_id, step=step)
 
 
+@pytest.mark.slow
 def test_threads_and_processes_write_at_the_same_time(db):
     job = jobs.create(db, adapter_name="x", config={})
     context = multiprocessing.get_context("spawn")

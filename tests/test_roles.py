@@ -114,6 +114,7 @@ def test_a_role_made_on_the_page_trains_chats_with_its_preset_and_is_scored_with
     assert get_role(db, "mediator") == MEDIATOR
 
 
+@pytest.mark.slow
 def test_an_unused_role_is_deleted_from_the_page(db):
     from dataclasses import replace
 

@@ -97,6 +97,7 @@ def test_bad_input_from_a_real_process_is_one_line(home, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_training_publishes_a_ready_adapter_that_changes_the_model(home, tiny_model_dir):
     result = run_module(
         "training.train",
@@ -140,6 +141,7 @@ def test_training_publishes_a_ready_adapter_that_changes_the_model(home, tiny_mo
     )
 
 
+@pytest.mark.slow
 def test_a_killed_trainer_is_reported_interrupted_and_resume_finishes_it(home, tiny_model_dir):
     process = start_trainer(tiny_model_dir, "killed", "--max-steps", "40", "--save-steps", "10")
     job = wait_for_step(process, "killed", 14)
@@ -164,6 +166,7 @@ def test_a_killed_trainer_is_reported_interrupted_and_resume_finishes_it(home, t
     assert resumed_steps[-1] == 40 and resumed_steps.count(saved_step + 1) == 2  # logged, killed, redone
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_marks_cancelled_and_resume_continues(home, tiny_model_dir):
     process = start_trainer(tiny_model_dir, "stopped", "--max-steps", "40")
     job = wait_for_step(process, "stopped", 3)
@@ -181,6 +184,7 @@ def test_sigterm_saves_a_checkpoint_marks_cancelled_and_resume_continues(home, t
     assert "resuming from" in (home / "jobs" / str(job["id"]) / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_a_second_job_waits_queued_until_the_first_is_done(home, tiny_model_dir):
     first = start_trainer(tiny_model_dir, "first", "--max-steps", "200")
     wait_for_step(first, "first", 1)

@@ -259,6 +259,7 @@ def test_the_catalogue_offers_yuan2_with_the_yuan_format(yuan_model_dir):
     assert yuan.MODEL_TYPE == models.YUAN_MODEL_TYPE
 
 
+@pytest.mark.slow
 def test_lora_training_run_registers_an_adapter_that_chats(home, yuan_model_dir):
     result = run_module(
         "training.train",
