@@ -111,11 +111,11 @@ def test_one_check_chain_serves_page_cli_and_resume():
     """The trainer, the page and resume call lifecycle.check; nothing else checks a request."""
     sources = {
         path.relative_to(PROJECT_ROOT).as_posix(): path.read_text(encoding="utf-8")
-        for folder in ("training", "pages", "engine", "registry")
+        for folder in ("training", "pages", "ui", "studio", "engine", "registry")
         for path in (PROJECT_ROOT / folder).glob("*.py")
     }
     callers = sorted(path for path, text in sources.items() if "lifecycle.check(" in text)
-    assert callers == ["training/train.py"]
+    assert callers == ["training/job.py"]  # the trainer's job orchestration
     lifecycle_text = sources["training/lifecycle.py"]
     assert lifecycle_text.count("check(db, ") == 3  # its definition, submit and resume
     for checker in ("load_dataset(", "tokenize_dataset(", "check_settings("):
@@ -123,7 +123,7 @@ def test_one_check_chain_serves_page_cli_and_resume():
             path for path, text in sources.items() if checker in text and "def " + checker not in text
         )
         assert "training/lifecycle.py" in users, checker
-        assert "training/train.py" not in users, checker
+        assert not {"training/train.py", "training/job.py", "training/fit.py"} & set(users), checker
 
 
 def test_a_job_reads_its_dataset_once_records_where_and_which_and_resumes_only_on_the_same(

@@ -1,0 +1,220 @@
+"""The fit: one process's model, LoRA and Trainer with its callbacks, from a claimed job's plan to
+the trained PEFT model (or None when cancelled). training.job calls it on every rank."""
+
+import gc
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from core import texts
+from core.errors import UserError
+from engine import models
+from training import batching, distributed, launchers, lifecycle
+from training.cancellation import Cancellation
+from training.config import TrainConfig
+from training.distributed import World
+
+log = logging.getLogger("translator.train")
+
+
+@dataclass
+class Run:
+    """What one trainer process works with once its job is claimed."""
+
+    db: object
+    plan: lifecycle.Plan
+    job: dict
+    job_dir: Path
+    cancellation: Cancellation
+    world: World = World()
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.plan.config
+
+
+def device_for(run: Run) -> str:
+    """Where this process trains and evaluates: its rank's GPU, the configured device, or the best one."""
+    return run.world.device(run.config.device or models.choose_device())
+
+
+def fit(run: Run):
+    """The trained PEFT model and a summary of the training, or (None, None) when cancelled."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
+
+    from training.checkpoints import choose_and_restore
+    from training.progress import (
+        CheckpointScorer,
+        RegistryProgress,
+        StepAgreement,
+        TokenCounter,
+        newest_complete_checkpoint,
+    )
+
+    config, plan, world = run.config, run.plan, run.world
+    device = device_for(run)
+    dtype = models.parse_dtype(config.dtype, device)
+    torch.manual_seed(config.seed)
+    model = models.load_model(
+        plan.model_dir, plan.spec, device=device, dtype=dtype, trust_remote_code=config.trust_remote_code
+    )
+    targets = lora_targets(model, config.target_modules)
+    checkpointing = batching.choose_checkpointing(
+        config.gradient_checkpointing, device, model.num_parameters()
+    )
+    recipe = batching.choose_recipe(plan.packing, checkpointing)
+    batching.prepare_model(model, recipe)
+    target_logits_only = batching.keeps_target_logits_only(model)
+    micro_batch, accumulation = batching.micro_batches(device, config.batch_size, config.grad_accum)
+    lora = LoraConfig(
+        task_type="CAUSAL_LM",
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=targets,
+    )
+    strategy = launchers.strategy_arguments(config.strategy, model)
+    model = get_peft_model(model, lora)
+    trainable, total = model.get_nb_trainable_parameters()
+    log.info(
+        "LoRA on %s: %s trainable of %s parameters; %s %s; %s; %d process(es) x %d examples x %d "
+        "accumulated = %d examples per step",
+        ",".join(targets),
+        f"{trainable:,}",
+        f"{total:,}",
+        device,
+        str(dtype).removeprefix("torch."),
+        recipe.describe(),
+        world.size,
+        micro_batch,
+        accumulation,
+        world.size * micro_batch * accumulation,
+    )
+    checkpoints = run.job_dir / "checkpoints"
+    arguments = TrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=micro_batch,
+        gradient_accumulation_steps=accumulation,
+        learning_rate=config.lr,
+        logging_steps=1,
+        save_strategy="steps" if config.save_steps else "epoch",
+        save_steps=config.save_steps or 500,
+        save_total_limit=2,
+        bf16=dtype == torch.bfloat16,
+        fp16=dtype == torch.float16,
+        use_cpu=device == "cpu",
+        seed=config.seed,
+        report_to="none",
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        train_sampling_strategy=batching.sampling_strategy(recipe),
+        ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient in every step
+        **strategy,
+    )
+    collator = batching.collator(plan.tokenizer, recipe)
+    counter = TokenCounter(batching.TargetLogitsOnly(collator) if target_logits_only else collator)
+    agreement = StepAgreement(world, counter, run.cancellation)
+    progress = RegistryProgress(run.db, run.job["id"], agreement) if world.main else None
+    scorer = None
+    if world.main and not config.skip_evaluation:
+        scorer = CheckpointScorer(run.db, run.job["id"], run.job_dir, plan, run.cancellation)
+    # the agreement first: all ranks have saved before rank 0 marks a checkpoint complete
+    callbacks = [callback for callback in (agreement, progress, scorer) if callback is not None]
+    trainer = batching.make_trainer(
+        model=model,
+        args=arguments,
+        train_dataset=[{"input_ids": e.input_ids, "labels": e.labels} for e in plan.tokenized.examples],
+        data_collator=counter,
+        compute_loss_func=batching.target_loss if target_logits_only else None,
+        callbacks=callbacks,
+    )
+    trainer.remove_callback(PrinterCallback)  # our callback logs each step already
+    if config.strategy == "fsdp" and not trainer.is_fsdp_enabled:
+        raise UserError(texts.ERR_SHARDING_NEEDS_GPUS.format(strategy=config.strategy))
+    # rank 0 alone looks (it removes incomplete ones), every rank resumes from what it found
+    resume_from = distributed.share(
+        world, newest_complete_checkpoint(checkpoints) if config.resume and world.main else None
+    )
+    if config.resume:
+        log.info("resuming from %s", resume_from or "the start (no complete checkpoint was saved)")
+    with run.cancellation.deferred():
+        if resume_from is not None and already_finished(resume_from):
+            summary = summary_from_checkpoint(model, resume_from)
+            if scorer is not None:
+                scorer.score_if_missing(model, resume_from)
+        else:
+            result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+            summary = {
+                "final_loss": progress.last_loss if progress else None,
+                "train_loss": result.training_loss,
+                "steps": result.global_step,
+                "train_seconds": result.metrics.get("train_runtime"),
+                "tokens_per_second": progress.mean_tokens_per_second() if progress else None,
+                **peak_memory(device),
+            }
+            log.info(
+                "trained as %s (%s); peak memory of this process: %s",
+                type(trainer.model_wrapped).__name__,
+                config.strategy,
+                ", ".join(f"{key} {value:,.0f}" for key, value in peak_memory(device).items()),
+            )
+    del trainer  # its optimizer state is not needed for publishing or evaluating
+    gc.collect()
+    if run.cancellation.requested.is_set():
+        return None, None
+    if not world.main:
+        return model, summary
+    choice = choose_and_restore(run.db, run.job["id"], model, final_step=summary["steps"])
+    return model, {**summary, **(choice.as_metrics() if choice else {}), "recipe": recipe.describe()}
+
+
+def peak_memory(device: str) -> dict:
+    import resource
+
+    import torch
+
+    peak = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if device.startswith("cuda"):
+        peak["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return peak
+
+
+def already_finished(checkpoint: Path) -> bool:
+    """The checkpoint holds the last step: training it again would run one step past the end."""
+    state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    return state["global_step"] >= state["max_steps"] > 0
+
+
+def summary_from_checkpoint(model, checkpoint: Path) -> dict:
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(checkpoint / "adapter_model.safetensors"))
+    state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    log.info(
+        "the checkpoint holds the final step %d: publishing it without training further", state["global_step"]
+    )
+    return {
+        "final_loss": losses[-1] if losses else None,
+        "train_loss": sum(losses) / len(losses) if losses else None,
+        "steps": state["global_step"],
+        "train_seconds": None,
+        "tokens_per_second": None,
+    }
+
+
+def lora_targets(model, requested: str) -> list[str]:
+    wanted = [name.strip() for name in requested.split(",") if name.strip()]
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    targets = [name for name in wanted if name in present]
+    if not targets:
+        raise UserError(texts.ERR_NO_TARGETS.format(wanted=", ".join(wanted)))
+    return targets
