@@ -107,7 +107,7 @@ def train_once(recipe_name: str, base: str, data: str, n: int, batch_size: int) 
     from transformers import Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
-    from engine import models
+    from engine import catalogue, loading, models
     from engine.roles import TRANSLATOR
     from training import batching
     from training.config import LORA_TARGETS
@@ -115,20 +115,20 @@ def train_once(recipe_name: str, base: str, data: str, n: int, batch_size: int) 
     from training.examples import tokenize_dataset
     from training.train import lora_targets
 
-    spec = models.parse_model_id(base)
+    spec = catalogue.parse_model_id(base)
     model_dir = models.resolve_model_dir(spec)
-    tokenizer = models.load_tokenizer(model_dir, spec)
-    prompt_format = models.default_prompt_format(spec, model_dir, tokenizer)
+    tokenizer = loading.load_tokenizer(model_dir, spec)
+    prompt_format = loading.default_prompt_format(spec, model_dir, tokenizer)
     tokenized = tokenize_dataset(load_dataset(data, limit=n), tokenizer, prompt_format, TRANSLATOR, 384)
-    device = models.choose_device()
-    dtype = models.choose_dtype(device)
+    device = loading.choose_device()
+    dtype = loading.choose_dtype(device)
     torch.manual_seed(0)
-    model = models.load_model(model_dir, spec, device=device, dtype=dtype)
+    model = loading.load_model(model_dir, spec, device=device, dtype=dtype)
     micro_batch, accumulation = batch_size, 1
     if recipe_name == "tutorial":
         recipe = batching.TUTORIAL
     else:
-        packing = batching.choose_packing("auto", models.model_type(model_dir), trust_remote_code=False)
+        packing = batching.choose_packing("auto", loading.model_type(model_dir), trust_remote_code=False)
         choice = "off" if recipe_name == "ours-fast" else "auto"
         checkpointing = batching.choose_checkpointing(choice, device, model.num_parameters())
         recipe = batching.choose_recipe(packing, checkpointing)

@@ -33,6 +33,11 @@ def jobs_dir() -> Path:
     return _subdir("jobs")
 
 
+def tokenized_cache_dir() -> Path:
+    """Tokenised training examples, by what they were made from (training/plans.py)."""
+    return _subdir("cache/tokenized")
+
+
 def _subdir(name: str) -> Path:
     path = home() / name
     path.mkdir(parents=True, exist_ok=True)

@@ -315,6 +315,7 @@ _TEXTS = dict(
         "succeeded": ("完成", "succeeded"),
         "failed": ("失败", "failed"),
         "cancelled": ("已取消", "cancelled"),
+        "stopped": ("已停止", "stopped"),
         "interrupted": ("已中断", "interrupted"),
     },
     # --- adapters -----------------------------------------------------------------------------------
@@ -615,6 +616,11 @@ _TEXTS = dict(
         "that long. Raise --max-length or shorten the inputs.",
     ),
     # --- errors: jobs -------------------------------------------------------------------------------
+    ERR_NO_PLAN=(
+        "任务 {job} 没有保存的训练计划（{path}）：它来自旧版本，请从训练页重新开始或用 --resume 继续。",
+        "Job {job} has no stored plan ({path}): it comes from an older version; start it again from the training page, or continue it with --resume.",
+    ),
+    TOKENIZING=("正在分词 {name}：{done}/{total}", "Tokenising {name}: {done}/{total}"),
     ERR_DATA_CHANGED=(
         "{name} 在任务 {job} 开始后被修改过（指纹 {before} → {after}）：请新建任务。",
         "{name} changed since job {job} started (fingerprint {before} → {after}): start a new job instead.",
@@ -781,6 +787,10 @@ _TEXTS = dict(
         "任务 {id} 不存在或已经结束。",
         "Task {id} does not exist or has already ended.",
     ),
+    JOB_PROCESS_GONE=(
+        "训练进程未完成就停止了（可能被终止或机器重启）；可从最新的检查点继续。",
+        "The trainer process stopped without finishing (killed, or the machine restarted); resume it from its newest checkpoint.",
+    ),
     TASK_PROCESS_GONE=(
         "任务进程未完成就停止了（可能被终止或机器重启）；未留下任何半成品，请重新开始。",
         "The task's process stopped before it finished (killed, or the machine restarted); nothing half-written was left; start it again.",
@@ -849,8 +859,9 @@ _TEXTS = dict(
         "server": ("API 服务器", "API server"),
     },
     TASK_STATUS={
-        "starting": ("启动中", "starting"),
+        "queued": ("启动中", "starting"),
         "running": ("进行中", "running"),
+        "evaluating": ("评估中", "evaluating"),
         "succeeded": ("✅ 完成", "✅ done"),
         "failed": ("❌ 失败", "❌ failed"),
         "cancelled": ("已取消", "cancelled"),

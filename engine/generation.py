@@ -24,9 +24,9 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from core import texts
+from core import errors, texts
 from core.errors import UserError
-from engine import devices, formats, models
+from engine import catalogue, devices, formats, loading, models
 from engine.adapters import WEIGHTS_FILE, check_loadable
 from engine.roles import Decoding, Role
 
@@ -163,20 +163,20 @@ class ChatEngine:
         trust_remote_code: bool = False,
         progress: models.Progress | None = None,
     ):
-        self.spec = models.parse_model_id(base_model)
+        self.spec = catalogue.parse_model_id(base_model)
         self.device = device or devices.chat_device()
         self._gpu_mark = devices.mark_chat(self.device)  # jobs take other GPUs first while it lives
-        self.dtype = models.parse_dtype(dtype, self.device)
+        self.dtype = loading.parse_dtype(dtype, self.device)
         self.model_dir = models.resolve_model_dir(self.spec, progress)
-        self.tokenizer = models.load_tokenizer(self.model_dir, self.spec, trust_remote_code)
-        self.model = models.load_model(
+        self.tokenizer = loading.load_tokenizer(self.model_dir, self.spec, trust_remote_code)
+        self.model = loading.load_model(
             self.model_dir,
             self.spec,
             device=self.device,
             dtype=self.dtype,
             trust_remote_code=trust_remote_code,
         ).eval()
-        self.prompt_format = models.default_prompt_format(self.spec, self.model_dir, self.tokenizer)
+        self.prompt_format = loading.default_prompt_format(self.spec, self.model_dir, self.tokenizer)
         self._setup_adapters()
 
     def _setup_adapters(self, peft_model=None) -> None:
@@ -284,7 +284,7 @@ class ChatEngine:
                 self._peft_model.load_adapter(folder, adapter_name=name, is_trainable=False)
         except (SafetensorError, OSError, ValueError, RuntimeError, KeyError) as error:
             raise UserError(
-                texts.ERR_ADAPTER_LOAD.format(name=name, folder=folder, error=models.first_line(error))
+                texts.ERR_ADAPTER_LOAD.format(name=name, folder=folder, error=errors.first_line(error))
             ) from error
         self._peft_model.eval()
         self._hook_lora_layers()

@@ -88,6 +88,13 @@ class Role:
         """The name people see: a built-in role's speaks the chosen language."""
         return texts.ROLE_TITLES[self.name] if self.builtin else self.title
 
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Role":
+        return cls(**{**values, "decoding": Decoding(**values["decoding"])})
+
 
 TRANSLATOR = Role(
     name="translator",

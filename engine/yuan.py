@@ -30,7 +30,7 @@ from transformers.cache_utils import Cache, DynamicLayer
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
-MODEL_TYPE = "yuan"  # engine.models.YUAN_MODEL_TYPE names it without importing torch
+MODEL_TYPE = "yuan"  # engine.loading.YUAN_MODEL_TYPE names it without importing torch
 
 LF_NORM_EPS = 1e-6  # fixed in the reference, independent of rms_norm_eps
 

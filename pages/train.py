@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core import texts
-from engine import models
+from engine import catalogue, conversion
 from registry import jobs as job_rows
 from studio.roles import list_roles
 from training import lifecycle
@@ -22,15 +22,15 @@ if st.button(texts.DEMO_BUTTON, help=texts.DEMO_HELP, type="primary"):
 roles = list_roles(db)
 left, right = st.columns(2)
 with left:
-    base_choices = list(dict.fromkeys([common.default_base_model(), *models.CATALOGUE]))
+    base_choices = list(dict.fromkeys([common.default_base_model(), *catalogue.CATALOGUE]))
     base_model = st.selectbox(
         texts.BASE_MODEL,
         base_choices,
         accept_new_options=True,
-        format_func=models.model_label,
+        format_func=catalogue.model_label,
         key="train-base",  # keyed widgets keep their value when the language (their label) changes
     )
-    terms = models.builtin_license(base_model)
+    terms = conversion.builtin_license(base_model)
     if terms is not None:
         st.caption(texts.MODEL_TERMS.format(path=terms))
     role_name = st.selectbox(

@@ -250,7 +250,7 @@ def m009_serving_tasks(db: Database) -> None:
             "kind": str,  # server | merge | gguf | gguf-lora | push
             "adapter_name": str,  # empty for a server of a base model
             "settings": str,  # JSON: what the task was asked to do
-            "status": str,  # starting running succeeded failed cancelled stopped interrupted
+            "status": str,  # registry.runs.STATUSES (until m012: starting for queued)
             "stage": str,  # what a running export is doing now (load, merge, write, convert, upload)
             "pid": int,
             "pid_started": int,
@@ -287,6 +287,13 @@ def m011_one_active_job_per_name(db: Database) -> None:
         f"create unique index {ONE_ACTIVE_JOB_PER_NAME} on jobs(adapter_name) "
         "where status in ('queued', 'running', 'evaluating')"
     )
+
+
+@migrations()
+def m012_one_status_vocabulary(db: Database) -> None:
+    # Jobs and serving tasks are kinds of run with one status vocabulary (registry.runs): a task
+    # that has not started yet is queued, like a job.
+    db.execute("update serving_tasks set status = 'queued' where status = 'starting'")
 
 
 def connect(path: Path | None = None) -> Database:

@@ -1,5 +1,5 @@
-"""Rows of the `jobs` and `metrics` tables. The trainer and `training.lifecycle` write them; pages
-only read them."""
+"""Rows of the `jobs` and `metrics` tables: a training job is a kind of run (registry.runs). The
+trainer and `training.lifecycle` write them; pages only read them."""
 
 import sqlite3
 
@@ -7,38 +7,24 @@ from sqlite_utils import Database
 
 from core import texts
 from core.errors import UserError
-from registry.db import from_json, now, to_json
+from registry.db import now
+from registry.runs import ACTIVE, RESUMABLE, RunTable
 
-ACTIVE = ("queued", "running", "evaluating")
-RESUMABLE = ("interrupted", "cancelled", "failed")
+ROWS = RunTable("jobs", json_columns=("config",))
+__all__ = ["ACTIVE", "RESUMABLE", "ROWS"]
+get, finish, mark_interrupted, active = ROWS.get, ROWS.finish, ROWS.mark_interrupted, ROWS.active
 
 
 def create(db: Database, *, adapter_name: str, config: dict, **fields) -> dict:
-    row = {
-        "adapter_name": adapter_name,
-        "config": to_json(config),
-        "status": "queued",
-        "created_at": now(),
-        "step": 0,
-        **fields,
-    }
     try:
-        with db.conn:
-            job_id = db["jobs"].insert(row).last_pk
+        return ROWS.create(db, adapter_name=adapter_name, config=config, step=0, **fields)
     except sqlite3.IntegrityError as error:
         _refuse_a_second_active_job(db, adapter_name, error)
-    return get(db, job_id)
-
-
-def get(db: Database, job_id: int) -> dict | None:
-    rows = list(db["jobs"].rows_where("id = ?", [job_id], limit=1))
-    return _decode(rows[0]) if rows else None
 
 
 def update(db: Database, job_id: int, **fields) -> None:
     try:
-        with db.conn:
-            db["jobs"].update(job_id, fields)
+        ROWS.update(db, job_id, **fields)
     except sqlite3.IntegrityError as error:  # a resume or claim while another job of its name is active
         _refuse_a_second_active_job(db, get(db, job_id)["adapter_name"], error)
 
@@ -61,51 +47,22 @@ def heartbeat(db: Database, job_id: int, **fields) -> None:
     update(db, job_id, heartbeat_at=now(), **fields)
 
 
-def finish(db: Database, job_id: int, status: str, error: str | None = None) -> None:
-    update(db, job_id, status=status, error=error, finished_at=now(), heartbeat_at=now())
-
-
 def list_all(db: Database, limit: int = 200) -> list[dict]:
-    return [_decode(r) for r in db["jobs"].rows_where(order_by="id desc", limit=limit)]
-
-
-def mark_interrupted(db: Database, job_id: int, pid: int | None, error: str) -> bool:
-    """Interrupted, only if the job is still active under the same process: a trainer that finished
-    between our look and this write keeps the status it wrote."""
-    stamp = now()
-    with db.conn:
-        cursor = db.conn.execute(
-            f"update jobs set status = 'interrupted', error = ?, finished_at = ?, heartbeat_at = ? "
-            f"where id = ? and status in ({', '.join('?' * len(ACTIVE))}) and pid is ?",
-            [error, stamp, stamp, job_id, *ACTIVE, pid],
-        )
-    return cursor.rowcount == 1
-
-
-def active(db: Database) -> list[dict]:
-    where = f"status in ({', '.join('?' * len(ACTIVE))})"
-    return [_decode(row) for row in db["jobs"].rows_where(where, list(ACTIVE), order_by="id")]
+    return ROWS.list_recent(db, limit=limit)
 
 
 def active_for_name(db: Database, adapter_name: str) -> dict | None:
-    rows = db["jobs"].rows_where(
-        f"adapter_name = ? and status in ({', '.join('?' * len(ACTIVE))})",
-        [adapter_name, *ACTIVE],
-        order_by="id desc",
-    )
-    rows = list(rows)
-    return _decode(rows[0]) if rows else None
+    return next((job for job in reversed(active(db)) if job["adapter_name"] == adapter_name), None)
 
 
 def latest_resumable(db: Database, adapter_name: str) -> dict | None:
     rows = db["jobs"].rows_where(
-        "adapter_name = ? and status in (?, ?, ?)",
+        f"adapter_name = ? and status in ({', '.join('?' * len(RESUMABLE))})",
         [adapter_name, *RESUMABLE],
         order_by="id desc",
         limit=1,
     )
-    rows = list(rows)
-    return _decode(rows[0]) if rows else None
+    return next((ROWS.decode(row) for row in rows), None)
 
 
 def record_metric(db: Database, job_id: int, step: int, **values) -> None:
@@ -115,9 +72,3 @@ def record_metric(db: Database, job_id: int, step: int, **values) -> None:
 
 def metrics_for(db: Database, job_id: int) -> list[dict]:
     return list(db["metrics"].rows_where("job_id = ?", [job_id], order_by="step, id"))
-
-
-def _decode(row: dict) -> dict:
-    row = dict(row)
-    row["config"] = from_json(row.get("config"), {})
-    return row

@@ -14,9 +14,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from core import texts
+from core import errors, texts
 from core.errors import UserError
-from engine import models
+from engine import catalogue, loading, models
 from engine.adapters import check_loadable
 from registry import connect
 from serving import llama_cpp, merge, ollama
@@ -48,8 +48,8 @@ def _write_modelfile(db, adapter: dict, gguf_file: Path, *, gguf: str, lora: str
     """`ollama create NAME -f <file>.Modelfile` next to the GGUF (see serving/ollama.py)."""
     from studio.roles import get_role
 
-    spec = models.parse_model_id(adapter["base_model"])
-    tokenizer = models.load_tokenizer(models.resolve_model_dir(spec), spec)
+    spec = catalogue.parse_model_id(adapter["base_model"])
+    tokenizer = loading.load_tokenizer(models.resolve_model_dir(spec), spec)
     text = ollama.modelfile(tokenizer, adapter, get_role(db, adapter["role"]), gguf=gguf, lora=lora)
     return ollama.write(modelfile_path(gguf_file), text)
 
@@ -61,7 +61,7 @@ def export_lora(
     with `base_gguf` (the base model as GGUF), also a Modelfile with it as FROM and this as ADAPTER."""
     adapter, out = check(db, adapter_name, out, outtype)
     folder = check_loadable(adapter, adapter["base_model"])
-    base_dir = models.resolve_model_dir(models.parse_model_id(adapter["base_model"]))
+    base_dir = models.resolve_model_dir(catalogue.parse_model_id(adapter["base_model"]))
     _convert(out, "convert_lora_to_gguf.py", "--base", str(base_dir), "--outtype", outtype, str(folder))
     if base_gguf:
         _write_modelfile(
@@ -74,18 +74,18 @@ def check(db, adapter_name: str, out: str | Path, outtype: str) -> tuple[dict, P
     if outtype not in TYPES:
         raise UserError(texts.ERR_GGUF_TYPE.format(type=outtype, choices=", ".join(TYPES)))
     adapter, out = merge.export_target(db, adapter_name, out)
-    if adapter["prompt_format"] == "yuan" or _model_type(adapter) == models.YUAN_MODEL_TYPE:
+    if adapter["prompt_format"] == "yuan" or _model_type(adapter) == loading.YUAN_MODEL_TYPE:
         raise UserError(texts.ERR_GGUF_YUAN.format(name=adapter_name))
     llama_cpp.converters()  # say it is missing before any work
     return adapter, out
 
 
 def _model_type(adapter: dict) -> str | None:
-    spec = models.parse_model_id(adapter["base_model"])
+    spec = catalogue.parse_model_id(adapter["base_model"])
     if spec.source != "local":
         return None
     try:
-        return models.check_model_folder(Path(spec.name), needs=())
+        return loading.check_model_folder(Path(spec.name), needs=())
     except UserError:
         return None
 
@@ -98,7 +98,7 @@ def _convert(out: Path, script: str, *args: str) -> None:
         llama_cpp.run_converter(script, *args, "--outfile", str(staging))
         staging.rename(out)
     except OSError as error:
-        raise UserError(texts.ERR_EXPORT_WRITE.format(path=out, error=models.first_line(error))) from error
+        raise UserError(texts.ERR_EXPORT_WRITE.format(path=out, error=errors.first_line(error))) from error
     finally:
         staging.unlink(missing_ok=True)
 

@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from core import texts
+from core import errors, texts
 from core.errors import UserError
-from engine import models
+from engine import catalogue, download, loading, models
 from engine.adapters import CONFIG_FILE, METADATA_FILE, WEIGHTS_FILE, check_loadable
 from registry import adapters as adapter_rows
 from registry import connect
@@ -47,7 +47,7 @@ def push(
     adapter = adapter_rows.require(db, adapter_name)
     check_loadable(adapter, adapter["base_model"])
     host = _host(hub)
-    if not models._reachable(host):
+    if not download._reachable(host):
         raise UserError(texts.ERR_HUB_OFFLINE.format(host=host))
     with tempfile.TemporaryDirectory(prefix="translator-push-") as scratch:
         folder = Path(scratch) / "upload"
@@ -69,8 +69,8 @@ def _adapter_folder(db, adapter: dict, folder: Path) -> None:
     for name in ADAPTER_FILES:
         if (source / name).is_file():
             shutil.copy2(source / name, folder / name)
-    spec = models.parse_model_id(adapter["base_model"])
-    tokenizer = models.load_tokenizer(models.resolve_model_dir(spec), spec)
+    spec = catalogue.parse_model_id(adapter["base_model"])
+    tokenizer = loading.load_tokenizer(models.resolve_model_dir(spec), spec)
     role = get_role(db, adapter["role"])
     prompt = merge.prompt_description(tokenizer, adapter, role)
     evaluations = evaluation_rows.for_adapter(db, adapter["id"])
@@ -83,7 +83,7 @@ def check_request(hub: str, repo: str) -> str:
     which stays in memory only."""
     if hub not in HUBS:
         raise UserError(texts.ERR_HUB_UNKNOWN.format(hub=hub, choices=", ".join(HUBS)))
-    if not models._REPO_ID.match(repo or ""):
+    if not catalogue._REPO_ID.match(repo or ""):
         raise UserError(texts.ERR_HUB_REPO.format(repo=repo))
     return _token(hub)
 
@@ -121,7 +121,7 @@ def _push_huggingface(folder: Path, repo: str, token: str, private: bool, name: 
         )
     except HfHubHTTPError as error:
         raise UserError(
-            texts.ERR_HUB_REFUSED.format(hub="Hugging Face", error=models.first_line(error))
+            texts.ERR_HUB_REFUSED.format(hub="Hugging Face", error=errors.first_line(error))
         ) from None
     return str(url)
 
@@ -141,7 +141,7 @@ def _push_modelscope(folder: Path, repo: str, token: str, private: bool, name: s
         )
     except Exception as error:  # modelscope raises requests' and its own errors alike
         raise UserError(
-            texts.ERR_HUB_REFUSED.format(hub="ModelScope", error=models.first_line(error))
+            texts.ERR_HUB_REFUSED.format(hub="ModelScope", error=errors.first_line(error))
         ) from None
     return f"https://{_host('modelscope')}/models/{repo}"
 

@@ -16,9 +16,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from core import texts
+from core import errors, texts
 from core.errors import UserError
-from engine import formats, models
+from engine import catalogue, conversion, formats, loading, models
 from engine.adapters import check_loadable
 from registry import adapters as adapter_rows
 from registry import connect
@@ -43,20 +43,20 @@ def merge(db, adapter_name: str, out: str | Path, *, dtype: str = "fp32", progre
     adapter, out = export_target(db, adapter_name, out)
     folder = check_loadable(adapter, adapter["base_model"])
     stage("load")
-    spec = models.parse_model_id(adapter["base_model"])
+    spec = catalogue.parse_model_id(adapter["base_model"])
     model_dir = models.resolve_model_dir(spec, progress)
     role = get_role(db, adapter["role"])
-    tokenizer = models.load_tokenizer(model_dir, spec)
+    tokenizer = loading.load_tokenizer(model_dir, spec)
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
-    base = models.load_model(model_dir, spec, device="cpu", dtype=torch_dtype)
+    base = loading.load_model(model_dir, spec, device="cpu", dtype=torch_dtype)
     stage("merge")
     try:
         merged = PeftModel.from_pretrained(base, folder, is_trainable=False).merge_and_unload()
     except (RuntimeError, ValueError, KeyError, OSError) as error:  # weights that do not fit their config
         raise UserError(
-            texts.ERR_ADAPTER_LOAD.format(name=adapter_name, folder=folder, error=models.first_line(error))
+            texts.ERR_ADAPTER_LOAD.format(name=adapter_name, folder=folder, error=errors.first_line(error))
         ) from error
-    if getattr(merged.config, "model_type", "") == models.YUAN_MODEL_TYPE and hasattr(
+    if getattr(merged.config, "model_type", "") == loading.YUAN_MODEL_TYPE and hasattr(
         merged.config, "auto_map"
     ):
         del merged.config.auto_map  # the checkpoint's remote code: our registered type replaces it
@@ -70,7 +70,7 @@ def merge(db, adapter_name: str, out: str | Path, *, dtype: str = "fp32", progre
         _generation_config(merged, tokenizer, adapter, role).save_pretrained(staging)
         prompt = prompt_description(tokenizer, adapter, role)
         (staging / PROMPT_FILE).write_text(json.dumps(prompt, ensure_ascii=False, indent=2), encoding="utf-8")
-        terms = models.builtin_license(adapter["base_model"])
+        terms = conversion.builtin_license(adapter["base_model"])
         if terms is not None and terms.is_file():
             shutil.copy2(terms, staging / terms.name)
         card = model_card(adapter, role, prompt, evaluation_rows.for_adapter(db, adapter["id"]), dtype)
@@ -78,7 +78,7 @@ def merge(db, adapter_name: str, out: str | Path, *, dtype: str = "fp32", progre
         staging.rename(out)
     except OSError as error:
         shutil.rmtree(staging, ignore_errors=True)
-        raise UserError(texts.ERR_EXPORT_WRITE.format(path=out, error=models.first_line(error))) from error
+        raise UserError(texts.ERR_EXPORT_WRITE.format(path=out, error=errors.first_line(error))) from error
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -206,7 +206,7 @@ def model_card(
 
 
 def _revision(base: str) -> str:
-    builtin = models.BUILTIN_MODELS.get(base)
+    builtin = catalogue.BUILTIN_MODELS.get(base)
     if builtin is not None:
         return f"the package {builtin.requirement.split()[0]}"
     return "not recorded (the newest snapshot at download time)"

@@ -73,11 +73,11 @@ def start(
     trust_remote_code: bool = False,
 ) -> dict:
     """Launch a detached server task, after the checks that need no model."""
-    from engine import models
+    from engine import catalogue
 
     check_binding(host, api_key)
     check_port_free(host, port)
-    spec = models.parse_model_id(base)
+    spec = catalogue.parse_model_id(base)
     settings = {
         "base": spec.model_id,
         "host": host,

@@ -20,13 +20,13 @@ from pathlib import Path
 
 from core import texts
 from core.errors import UserError
-from engine import models
+from engine import catalogue, loading, models
 from engine.adapters import CONFIG_FILE
 from registry import adapters as adapter_rows
 from registry import connect
 
 SUPPORTED_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vLLM's --max-lora-rank choices
-NOT_SERVED = {models.YUAN_MODEL_TYPE: "Yuan2"}
+NOT_SERVED = {loading.YUAN_MODEL_TYPE: "Yuan2"}
 EMBEDDING_MODULES = ("embed_tokens", "lm_head", "wte", "embed_in", "embed_out")
 
 
@@ -85,14 +85,14 @@ def command(adapters: list[dict], *, port: int = 8000) -> str:
 
 def _served_model(base: str) -> str:
     """What vLLM loads: the local folder of a built-in or local model, else the hub's repo id."""
-    spec = models.parse_model_id(base)
+    spec = catalogue.parse_model_id(base)
     if spec.source in ("builtin", "local"):
         return str(models.resolve_model_dir(spec))
     return spec.name
 
 
 def _environment(base: str) -> list[str]:
-    spec = models.parse_model_id(base)
+    spec = catalogue.parse_model_id(base)
     return ["VLLM_USE_MODELSCOPE=True"] if spec.source == "modelscope" else []
 
 
@@ -114,7 +114,7 @@ def _added_tokens(adapter: dict) -> bool:
     if not tokenizer_file.is_file():
         return False
     try:
-        spec = models.parse_model_id(adapter["base_model"])
+        spec = catalogue.parse_model_id(adapter["base_model"])
         base_config = json.loads((models.resolve_model_dir(spec) / "config.json").read_text(encoding="utf-8"))
         vocabulary = json.loads(tokenizer_file.read_text(encoding="utf-8"))
     except (OSError, ValueError, UserError):
@@ -126,11 +126,11 @@ def _added_tokens(adapter: dict) -> bool:
 
 def _model_type(adapter: dict) -> str | None:
     if adapter.get("prompt_format") == "yuan":
-        return models.YUAN_MODEL_TYPE
-    spec = models.parse_model_id(adapter["base_model"])
+        return loading.YUAN_MODEL_TYPE
+    spec = catalogue.parse_model_id(adapter["base_model"])
     if spec.source != "local":
         return None
-    return models.model_type(Path(spec.name))
+    return loading.model_type(Path(spec.name))
 
 
 def main(argv: list[str] | None = None) -> int:

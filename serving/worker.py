@@ -5,8 +5,8 @@ ended: succeeded with the result, failed with the message, cancelled, or stopped
 import signal
 import sys
 
+from core import errors
 from core.errors import UserError
-from engine import models
 from registry import connect
 from registry import tasks as task_rows
 from serving import gguf, hub, merge, server
@@ -43,7 +43,7 @@ def run(task_id: int) -> int:
         task_rows.finish(db, task_id, "failed", error=str(error))
         return 2
     except Exception as error:  # the whole traceback goes to the task's log; the card gets one line
-        task_rows.finish(db, task_id, "failed", error=f"{type(error).__name__}: {models.first_line(error)}")
+        task_rows.finish(db, task_id, "failed", error=f"{type(error).__name__}: {errors.first_line(error)}")
         raise
     task_rows.finish(db, task_id, "succeeded", result=result)
     return 0

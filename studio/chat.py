@@ -14,7 +14,7 @@ import sys
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from core.errors import UserError  # noqa: E402
-from engine import models  # noqa: E402
+from engine import catalogue  # noqa: E402
 from engine.adapters import check_loadable  # noqa: E402
 from engine.generation import ChatEngine  # noqa: E402
 from engine.roles import check_decoding  # noqa: E402
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         check_decoding(decoding)
         if adapter is not None:  # a wrong or broken adapter is refused before the model loads
-            check_loadable(adapter, models.parse_model_id(base).model_id)
+            check_loadable(adapter, catalogue.parse_model_id(base).model_id)
         engine = ChatEngine(base, device=args.device, trust_remote_code=args.trust_remote_code)
         for piece in engine.stream(args.message, role=role, adapter=adapter, decoding=decoding):
             print(piece, end="", flush=True)

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 from core import texts
 from core.errors import UserError
+from engine.catalogue import BUILTIN_MODELS
 from engine.generation import ChatEngine
-from engine.models import BUILTIN_MODELS
 from engine.roles import Decoding, Role
 from registry import conversations
 from studio.roles import get_role

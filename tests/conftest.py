@@ -41,9 +41,9 @@ def db(home):
 
 @pytest.fixture(scope="session")
 def builtin_dir() -> Path:
-    from engine import models
+    from engine import catalogue, models
 
-    return models.resolve_model_dir(models.parse_model_id("builtin"), progress=lambda *_: None)
+    return models.resolve_model_dir(catalogue.parse_model_id("builtin"), progress=lambda *_: None)
 
 
 @pytest.fixture(scope="session")
@@ -219,11 +219,13 @@ def gemma_dir() -> Path:
     """The built-in Chinese model, converted once per models cache (~1.5 min on 2 cores the first time)."""
     import importlib.util
 
-    from engine import models
+    from engine import catalogue, models
 
-    if importlib.util.find_spec(models.BUILTIN_MODELS[models.CHINESE_BUILTIN].package) is None:
+    if importlib.util.find_spec(catalogue.BUILTIN_MODELS[catalogue.CHINESE_BUILTIN].package) is None:
         pytest.skip("the Gemma-3-270m packages are not installed (./setup.sh installs them)")
-    return models.resolve_model_dir(models.parse_model_id(models.CHINESE_BUILTIN), progress=lambda *_: None)
+    return models.resolve_model_dir(
+        catalogue.parse_model_id(catalogue.CHINESE_BUILTIN), progress=lambda *_: None
+    )
 
 
 def use_running_server_navigation(monkeypatch) -> None:

@@ -19,6 +19,7 @@ from engine.generation import ChatEngine
 from engine.roles import ASSISTANT
 from registry import tasks as task_rows
 from serving import server, tasks
+from studio import supervisor
 from tests.conftest import ApiServer, free_port, make_adapter, register_adapter, use_running_server_navigation
 
 # what temperature=0 asks of the assistant role: its preset, greedy
@@ -189,7 +190,7 @@ def test_a_detached_server_is_listed_answers_and_stops_from_the_cli(db, engine_a
     task = task_rows.list_recent(db, kind="server")[0]
     try:
         deadline = time.time() + 120
-        while (task := tasks.get(db, task["id"]))["status"] == "starting":
+        while (task := tasks.get(db, task["id"]))["status"] == "queued":
             assert time.time() < deadline, tasks.log_tail(task)
             time.sleep(0.5)
         assert task["status"] == "running", tasks.log_tail(task)
@@ -211,7 +212,7 @@ def test_a_detached_server_is_listed_answers_and_stops_from_the_cli(db, engine_a
         if task_rows.get(db, task["id"])["status"] in task_rows.ACTIVE:
             os.kill(task["pid"], signal.SIGKILL)
     deadline = time.time() + 15
-    while tasks.process_alive(task["pid"], task["pid_started"]):
+    while supervisor.process_alive(task["pid"], task["pid_started"]):
         assert time.time() < deadline, "the server's process outlived its stop"
         time.sleep(0.2)
 

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from registry import adapters, connect, jobs
-from studio.processes import process_alive
+from studio.supervisor import process_alive
 from tests.conftest import PROJECT_ROOT, SAMPLE, run_module, wait_for_status, wait_until
 from training import launchers, lifecycle
 from training.config import TrainConfig

@@ -144,7 +144,7 @@ def test_the_api_tab_starts_a_server_shows_how_to_call_it_and_stops_it(
 
 def _wait_running(db, task_id: int, timeout: float = 120) -> dict:
     deadline = time.time() + timeout
-    while (task := tasks.get(db, task_id))["status"] == "starting":
+    while (task := tasks.get(db, task_id))["status"] == "queued":
         assert time.time() < deadline, tasks.log_tail(task)
         time.sleep(0.3)
     assert task["status"] == "running", tasks.log_tail(task)

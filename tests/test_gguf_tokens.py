@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-from engine import formats, generation, gguf_tokens, models
+from engine import catalogue, conversion, formats, generation, gguf_tokens, loading
 from engine.generation import ChatEngine, ReplyText
 from engine.roles import ASSISTANT, Decoding
 
@@ -13,37 +13,37 @@ GREEDY = Decoding(do_sample=False, max_new_tokens=64)
 
 
 def _gguf_path(model_id: str, scratch):
-    builtin = models.BUILTIN_MODELS[model_id]
+    builtin = catalogue.BUILTIN_MODELS[model_id]
     if builtin.assembled:
         importlib.import_module(builtin.package).assemble(scratch / builtin.gguf_file)
         return scratch / builtin.gguf_file
-    return models.builtin_package_dir(builtin) / builtin.gguf_file
+    return conversion.builtin_package_dir(builtin) / builtin.gguf_file
 
 
 @pytest.fixture(scope="module")
 def gemma_engine(gemma_dir):
-    return ChatEngine(models.CHINESE_BUILTIN, device="cpu")
+    return ChatEngine(catalogue.CHINESE_BUILTIN, device="cpu")
 
 
 @pytest.mark.parametrize(
     ("model_id", "controls"),
     [
         ("builtin", 17),
-        pytest.param(models.CHINESE_BUILTIN, 6249, marks=pytest.mark.slow),
+        pytest.param(catalogue.CHINESE_BUILTIN, 6249, marks=pytest.mark.slow),
     ],  # 262k tokens: ~17 s
 )
 def test_every_control_token_of_a_builtin_gguf_and_its_known_markers_are_special_once_converted(
     model_id, controls, tmp_path, request
 ):
-    folder = request.getfixturevalue("gemma_dir" if model_id == models.CHINESE_BUILTIN else "builtin_dir")
-    assert models.conversion_version(folder) == models.CONVERSION_VERSION
+    folder = request.getfixturevalue("gemma_dir" if model_id == catalogue.CHINESE_BUILTIN else "builtin_dir")
+    assert conversion.conversion_version(folder) == conversion.CONVERSION_VERSION
     names = gguf_tokens.special_tokens(_gguf_path(model_id, tmp_path))
-    tokenizer = models.load_tokenizer(folder, models.parse_model_id(model_id))
+    tokenizer = loading.load_tokenizer(folder, catalogue.parse_model_id(model_id))
     special = {token.content for token in tokenizer.added_tokens_decoder.values() if token.special}
     vocabulary = tokenizer.get_vocab()
     in_vocabulary = [name for name in names if name in vocabulary]
     assert len(in_vocabulary) >= controls and set(in_vocabulary) <= special
-    if model_id == models.CHINESE_BUILTIN:
+    if model_id == catalogue.CHINESE_BUILTIN:
         # user-defined in the GGUF, special in Gemma 3's own tokenizer; 270m has no image soft token
         assert {"<start_of_image>", "<end_of_image>"} <= special and "<image_soft_token>" not in vocabulary
         assert "<table>" not in special, "HTML tags are user-defined text, not markers"

@@ -10,7 +10,7 @@ import huggingface_hub
 import pytest
 
 from core.errors import UserError
-from engine import models
+from engine import download
 from serving import hub
 from tests.conftest import make_adapter, register_adapter
 
@@ -52,7 +52,7 @@ def fake_hub(monkeypatch):
     fake = FakeHub()
     huggingface_hub.set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(fake)))
     monkeypatch.setenv("HF_TOKEN", "hf_secret_token")
-    monkeypatch.setattr(models, "_reachable", lambda host: True)  # the probe, not the transport
+    monkeypatch.setattr(download, "_reachable", lambda host: True)  # the probe, not the transport
     yield fake
     huggingface_hub.set_client_factory(httpx2.Client)
 

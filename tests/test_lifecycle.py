@@ -15,6 +15,7 @@ import pytest
 from core.errors import UserError
 from core.home import PROJECT_ROOT
 from registry import adapters, connect, jobs
+from studio import supervisor
 from tests.conftest import (
     TINY_TRAINING,
     run_module,
@@ -118,11 +119,15 @@ def test_one_check_chain_serves_page_cli_and_resume():
     assert callers == ["training/job.py"]  # the trainer's job orchestration
     lifecycle_text = sources["training/lifecycle.py"]
     assert lifecycle_text.count("check(db, ") == 3  # its definition, submit and resume
-    for checker in ("load_dataset(", "tokenize_dataset(", "check_settings("):
+    for checker, owner in (
+        ("load_dataset(", "training/plans.py"),
+        ("tokenize_dataset(", "training/plans.py"),
+        ("check_settings(", "training/lifecycle.py"),
+    ):
         users = sorted(
             path for path, text in sources.items() if checker in text and "def " + checker not in text
         )
-        assert "training/lifecycle.py" in users, checker
+        assert owner in users, checker
         assert not {"training/train.py", "training/job.py", "training/fit.py"} & set(users), checker
 
 
@@ -147,7 +152,7 @@ def test_a_job_reads_its_dataset_once_records_where_and_which_and_resumes_only_o
     assert job["dataset_fingerprint"] == hashlib.sha256(copy.read_bytes()).hexdigest()[:16]
 
     _unpublish(db, home, "once")
-    jobs.finish(db, job["id"], "interrupted")
+    jobs.update(db, job["id"], status="interrupted")  # as if killed: an ended run's end is not rewritten
     copy.write_text(copy.read_text(encoding="utf-8") + SAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
     capsys.readouterr()
     assert train.main(["--name", "once", "--resume"]) == 2
@@ -204,7 +209,7 @@ def test_resumed_from_its_final_checkpoint_a_job_publishes_without_training_furt
     job = jobs.get(db, adapter["job_id"])
     metrics_before = len(jobs.metrics_for(db, job["id"]))
     _unpublish(db, home, "final")  # as if killed after the last checkpoint, before publishing
-    jobs.finish(db, job["id"], "interrupted")
+    jobs.update(db, job["id"], status="interrupted")
     assert train.main(["--name", "final", "--resume"]) == 0
     republished = adapters.get(db, "final")
     assert republished["metrics"]["steps"] == 3 and len(jobs.metrics_for(db, job["id"])) == metrics_before
@@ -216,7 +221,7 @@ def test_killed_between_the_folder_rename_and_the_row_the_job_registers_its_adap
     adapter = adapters.get(db, "renamed")
     with db.conn:  # the row never got written; the folder was renamed into place
         db["adapters"].delete(adapter["id"])
-    jobs.finish(db, adapter["job_id"], "interrupted")
+    jobs.update(db, adapter["job_id"], status="interrupted")
     assert train.main(["--name", "renamed", "--resume"]) == 0
     again = adapters.get(db, "renamed")
     assert again["metrics"]["steps"] == 2 and again["job_id"] == adapter["job_id"]
@@ -226,7 +231,7 @@ def test_killed_between_the_folder_rename_and_the_row_the_job_registers_its_adap
 def test_a_run_killed_while_publishing_leaves_no_staging_folder_once_seen(home, db):
     job = jobs.create(db, adapter_name="half", config={}, status="running", pid=None)
     jobs.update(db, job["id"], created_at=time.time() - 60, heartbeat_at=time.time() - 60)
-    staging = lifecycle.staging_folder("half", job["id"])
+    staging = supervisor.job_staging_folder("half", job["id"])
     staging.mkdir(parents=True)
     (staging / "adapter_model.safetensors").write_bytes(b"half")
     assert lifecycle.list_recent(db)[0]["status"] == "interrupted"

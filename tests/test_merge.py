@@ -182,13 +182,13 @@ def test_the_folder_carries_prompt_decoding_and_a_model_card(home, db, tiny_mode
 
 
 def test_a_merged_yuan_model_loads_as_our_type_without_remote_code(home, db, yuan_model_dir, tmp_path):  # noqa: F811
-    from engine import models
+    from engine import catalogue, loading
 
     folder = make_adapter(yuan_model_dir, home / "adapters" / "y", seed=5)
     register_adapter(db, "y", folder, f"local:{yuan_model_dir}", role="translator", prompt_format="yuan")
     out = merge.merge(db, "y", tmp_path / "y-merged")
-    assert models.check_model_folder(out, trust_remote_code=False) == "yuan"
-    model = models.load_model(out, models.parse_model_id(str(out)), device="cpu", dtype=torch.float32)
+    assert loading.check_model_folder(out, trust_remote_code=False) == "yuan"
+    model = loading.load_model(out, catalogue.parse_model_id(str(out)), device="cpu", dtype=torch.float32)
     assert type(model).__module__ == "engine.yuan"
 
 

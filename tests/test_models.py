@@ -3,7 +3,7 @@ import json
 import pytest
 
 from core.errors import UserError
-from engine import models
+from engine import catalogue, conversion, loading, models
 
 
 @pytest.mark.parametrize(
@@ -20,14 +20,14 @@ from engine import models
     ],
 )
 def test_model_ids_name_their_source(text, model_id, source):
-    spec = models.parse_model_id(text)
+    spec = catalogue.parse_model_id(text)
     assert (spec.model_id, spec.source) == (model_id, source)
 
 
 def test_a_local_folder_is_a_model_id(tiny_model_dir):
-    spec = models.parse_model_id(str(tiny_model_dir))
-    assert spec == models.ModelSpec(f"local:{tiny_model_dir}", "local", str(tiny_model_dir))
-    assert models.parse_model_id(spec.model_id) == spec
+    spec = catalogue.parse_model_id(str(tiny_model_dir))
+    assert spec == catalogue.ModelSpec(f"local:{tiny_model_dir}", "local", str(tiny_model_dir))
+    assert catalogue.parse_model_id(spec.model_id) == spec
 
 
 @pytest.mark.parametrize(
@@ -43,12 +43,12 @@ def test_a_local_folder_is_a_model_id(tiny_model_dir):
 )
 def test_bad_model_ids_are_explained(text, message):
     with pytest.raises(UserError, match=message):
-        models.parse_model_id(text)
+        catalogue.parse_model_id(text)
 
 
 def test_folder_without_config_is_refused(tmp_path):
     with pytest.raises(UserError, match="no config.json"):
-        models.parse_model_id(str(tmp_path))
+        catalogue.parse_model_id(str(tmp_path))
 
 
 @pytest.mark.parametrize(
@@ -56,7 +56,7 @@ def test_folder_without_config_is_refused(tmp_path):
     [("no-such-org-x1/no-such-model", "ModelScope"), ("hf:no-such-org-x1/no-such-model", "Hugging Face Hub")],
 )
 def test_unavailable_hub_models_fail_with_id_and_source(home, text, source):
-    spec = models.parse_model_id(text)
+    spec = catalogue.parse_model_id(text)
     with pytest.raises(UserError) as raised:
         models.resolve_model_dir(spec, progress=lambda *_: None)
     assert "no-such-org-x1/no-such-model" in str(raised.value) and source in str(raised.value)
@@ -64,10 +64,10 @@ def test_unavailable_hub_models_fail_with_id_and_source(home, text, source):
 
 def test_builtin_model_is_converted_once_and_loads_from_the_cache(builtin_dir):
     assert (builtin_dir / "model.safetensors").is_file() and (builtin_dir / "tokenizer.json").is_file()
-    spec = models.parse_model_id("builtin")
+    spec = catalogue.parse_model_id("builtin")
     assert models.resolve_model_dir(spec, progress=lambda *_: pytest.fail("converted twice")) == builtin_dir
-    tokenizer = models.load_tokenizer(builtin_dir, spec)
-    assert models.default_prompt_format(spec, builtin_dir, tokenizer) == "chat_template"
+    tokenizer = loading.load_tokenizer(builtin_dir, spec)
+    assert loading.default_prompt_format(spec, builtin_dir, tokenizer) == "chat_template"
     assert not list(builtin_dir.parent.glob(".tmp-*")), "no half-written conversion left behind"
 
 
@@ -78,18 +78,18 @@ def test_model_code_only_runs_after_opting_in(tmp_path):
         json.dumps({"model_type": "my_custom_arch", "auto_map": {"AutoConfig": "modeling.MyConfig"}})
     )
     (folder / "modeling.py").write_text("raise SystemExit('remote code ran')\n")
-    spec = models.parse_model_id(str(folder))
+    spec = catalogue.parse_model_id(str(folder))
     with pytest.raises(UserError, match="--trust-remote-code"):
-        models.load_model(folder, spec, device="cpu", dtype=None)
+        loading.load_model(folder, spec, device="cpu", dtype=None)
 
 
 def test_dtype_follows_the_device():
     import torch
 
-    assert models.choose_dtype("cpu") == torch.float32
-    assert models.parse_dtype("bf16", "cpu") == torch.bfloat16
+    assert loading.choose_dtype("cpu") == torch.float32
+    assert loading.parse_dtype("bf16", "cpu") == torch.bfloat16
     with pytest.raises(UserError, match="Unknown dtype"):
-        models.parse_dtype("int3", "cpu")
+        loading.parse_dtype("int3", "cpu")
 
 
 def test_tiny_folder_without_template_defaults_to_plain(tmp_path, tiny_model_dir):
@@ -98,10 +98,10 @@ def test_tiny_folder_without_template_defaults_to_plain(tmp_path, tiny_model_dir
     folder = tmp_path / "m"
     shutil.copytree(tiny_model_dir, folder)
     (folder / "chat_template.jinja").unlink(missing_ok=True)
-    spec = models.parse_model_id(str(folder))
-    tokenizer = models.load_tokenizer(folder, spec)
+    spec = catalogue.parse_model_id(str(folder))
+    tokenizer = loading.load_tokenizer(folder, spec)
     tokenizer.chat_template = None
-    assert models.default_prompt_format(spec, folder, tokenizer) == "plain"
+    assert loading.default_prompt_format(spec, folder, tokenizer) == "plain"
 
 
 @pytest.mark.slow
@@ -110,7 +110,8 @@ def test_the_first_conversion_of_the_builtin_model_reports_its_progress(tmp_path
     monkeypatch.setenv("TRANSLATOR_MODELS_DIR", str(tmp_path / "models"))
     reported = []
     folder = models.resolve_model_dir(
-        models.parse_model_id("builtin"), progress=lambda fraction, stage: reported.append((fraction, stage))
+        catalogue.parse_model_id("builtin"),
+        progress=lambda fraction, stage: reported.append((fraction, stage)),
     )
     fractions = [fraction for fraction, _ in reported]
     assert fractions == sorted(fractions) and fractions[0] < 0.5 and fractions[-1] == 1.0
@@ -130,19 +131,19 @@ def test_a_builtin_model_converted_by_an_older_version_is_converted_again_in_pla
     monkeypatch.setenv("TRANSLATOR_MODELS_DIR", str(tmp_path / "models"))
     old = tmp_path / "models" / builtin_dir.name
     shutil.copytree(builtin_dir, old)
-    (old / models.CONVERSION_FILE).unlink()
+    (old / conversion.CONVERSION_FILE).unlink()
     (old / "left-by-the-old-version.txt").write_text("old")
-    assert models.conversion_version(old) == 0
+    assert conversion.conversion_version(old) == 0
     reported = []
     folder = models.resolve_model_dir(
-        models.parse_model_id("builtin"), progress=lambda *step: reported.append(step)
+        catalogue.parse_model_id("builtin"), progress=lambda *step: reported.append(step)
     )
     assert folder == old and reported and reported[-1][0] == 1.0
-    assert models.conversion_version(folder) == models.CONVERSION_VERSION
+    assert conversion.conversion_version(folder) == conversion.CONVERSION_VERSION
     assert not (folder / "left-by-the-old-version.txt").exists() and (folder / "model.safetensors").is_file()
     assert not list(folder.parent.glob(".tmp-*")), "the old folder and the staging folder are gone"
     assert models.resolve_model_dir(
-        models.parse_model_id("builtin"), progress=lambda *_: pytest.fail("twice")
+        catalogue.parse_model_id("builtin"), progress=lambda *_: pytest.fail("twice")
     )
 
 
@@ -160,25 +161,25 @@ def test_users_runs_watch_no_files_and_show_no_automatic_page_list():
 def test_the_chinese_builtin_is_converted_once_tokenizer_included_and_uses_the_plain_format(gemma_dir):
     """Gemma's own behaviour: a base model without a chat template whose GGUF tokenizer conversion is
     the slow part; the cached folder holds tokenizer.json, so later starts skip it."""
-    spec = models.parse_model_id(models.CHINESE_BUILTIN)
+    spec = catalogue.parse_model_id(catalogue.CHINESE_BUILTIN)
     assert spec.model_id == "builtin:gemma3-270m" and spec.source == "builtin"
     assert (gemma_dir / "model.safetensors").is_file() and (gemma_dir / "tokenizer.json").is_file()
     assert models.resolve_model_dir(spec, progress=lambda *_: pytest.fail("converted twice")) == gemma_dir
     assert not list(gemma_dir.parent.glob(".tmp-*")), "no scratch GGUF or half-written folder left behind"
-    tokenizer = models.load_tokenizer(gemma_dir, spec)
+    tokenizer = loading.load_tokenizer(gemma_dir, spec)
     assert not getattr(tokenizer, "chat_template", None)
-    assert models.default_prompt_format(spec, gemma_dir, tokenizer) == "plain"
-    assert models.model_type(gemma_dir) == "gemma3_text"
-    license_file = models.builtin_license(models.CHINESE_BUILTIN)
+    assert loading.default_prompt_format(spec, gemma_dir, tokenizer) == "plain"
+    assert loading.model_type(gemma_dir) == "gemma3_text"
+    license_file = conversion.builtin_license(catalogue.CHINESE_BUILTIN)
     assert license_file is not None and "Gemma" in license_file.read_text(encoding="utf-8", errors="replace")
-    assert models.builtin_license("builtin") is None
+    assert conversion.builtin_license("builtin") is None
 
 
 def test_gemma_prompts_start_with_bos_and_targets_end_with_eos(gemma_dir):
     from engine import formats
     from engine.roles import TRANSLATOR
 
-    tokenizer = models.load_tokenizer(gemma_dir, models.parse_model_id(models.CHINESE_BUILTIN))
+    tokenizer = loading.load_tokenizer(gemma_dir, catalogue.parse_model_id(catalogue.CHINESE_BUILTIN))
     record = {"instruction": "", "input": "The patient has a fever.", "output": "患者发烧了。"}
     example = formats.training_example(tokenizer, "plain", TRANSLATOR, record)
     tokens = tokenizer.convert_ids_to_tokens(example.input_ids)

@@ -211,7 +211,7 @@ def test_the_switch_changes_the_language_at_once_and_the_next_visit_keeps_it(app
 
 
 def test_page_helpers_speak_the_chosen_language():
-    from engine.models import model_label
+    from engine.catalogue import model_label
     from studio.conversation import adapter_label
     from training.panel import finished_since, job_view
     from training.scores import score_chart_rows, with_headers

@@ -8,7 +8,7 @@ import pytest
 
 from core.home import PROJECT_ROOT
 from registry import adapters, connect, jobs
-from studio.processes import process_alive
+from studio.supervisor import process_alive, reconcile
 from tests.conftest import (
     TINY_TRAINING,
     make_adapter,
@@ -21,7 +21,6 @@ from tests.conftest import (
     write_json,
 )
 from training import lifecycle, train
-from training.lifecycle import reconcile
 from training.scores import score_table
 
 SAMPLE = PROJECT_ROOT / "data" / "translator_sample.jsonl"
@@ -149,7 +148,7 @@ def test_a_killed_trainer_is_reported_interrupted_and_resume_finishes_it(home, t
     process.wait()
     db = connect()
     assert not process_alive(job["pid"], job["pid_started"])
-    assert reconcile(db) == [job["id"]]  # at once: a dead pid is a dead job
+    assert reconcile(db) == [("jobs", job["id"])]  # at once: a dead pid is a dead job
     assert jobs.get(db, job["id"])["status"] == "interrupted"
     assert adapters.get(db, "killed") is None and not (home / "adapters" / "killed").exists()
     checkpoints = sorted((home / "jobs" / str(job["id"]) / "checkpoints").glob("checkpoint-*"))

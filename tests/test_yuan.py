@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from core.home import PROJECT_ROOT
-from engine import formats, models, yuan
+from engine import catalogue, formats, loading, yuan
 from engine.roles import TRANSLATOR
 from registry import adapters, connect
 from tests.conftest import run_module
@@ -107,8 +107,8 @@ def test_no_remote_code_runs_even_when_the_user_opts_in(tmp_path):
     # A checkpoint's own code would be found next to config.json; it must never be imported.
     (folder / "yuan_hf_model.py").write_text("raise SystemExit('remote code ran')\n")
     (folder / "configuration_yuan.py").write_text("raise SystemExit('remote code ran')\n")
-    spec = models.parse_model_id(str(folder))
-    model = models.load_model(folder, spec, device="cpu", dtype=torch.float32, trust_remote_code=True)
+    spec = catalogue.parse_model_id(str(folder))
+    model = loading.load_model(folder, spec, device="cpu", dtype=torch.float32, trust_remote_code=True)
     assert type(model) is yuan.YuanForCausalLM
 
 
@@ -232,7 +232,7 @@ def yuan_model_dir(tmp_path_factory) -> Path:
 
 
 def test_the_tokenizer_is_set_up_as_the_tutorials_do(yuan_model_dir):
-    tokenizer = models.load_tokenizer(yuan_model_dir, models.parse_model_id(str(yuan_model_dir)))
+    tokenizer = loading.load_tokenizer(yuan_model_dir, catalogue.parse_model_id(str(yuan_model_dir)))
     assert tokenizer.eos_token == "<eod>" and tokenizer.eos_token_id == EOD
     assert tokenizer.convert_tokens_to_ids("<sep>") == SEP
     assert len(tokenizer) <= 320  # the markup tokens already exist: no id beyond the embeddings
@@ -240,8 +240,8 @@ def test_the_tokenizer_is_set_up_as_the_tutorials_do(yuan_model_dir):
     ids = tokenizer("fever")["input_ids"]
     assert ids[0] != tokenizer.bos_token_id and ids[-1] != EOD  # no automatic bos (the file asks for one)
     assert tokenizer.decode(tokenizer("患者发烧")["input_ids"]) == "患者发烧"  # byte fallback round trip
-    spec = models.parse_model_id(str(yuan_model_dir))
-    assert models.default_prompt_format(spec, yuan_model_dir, tokenizer) == "yuan"
+    spec = catalogue.parse_model_id(str(yuan_model_dir))
+    assert loading.default_prompt_format(spec, yuan_model_dir, tokenizer) == "yuan"
     example = formats.training_example(tokenizer, "yuan", TRANSLATOR, {"input": "a <sep> b", "output": "c"})
     prompt, target = example.input_ids[: example.prompt_length], example.input_ids[example.prompt_length :]
     assert prompt[-1] == SEP and target[-1] == EOD and prompt.count(SEP) == 2  # markup stays one token
@@ -251,12 +251,12 @@ def test_the_tokenizer_is_set_up_as_the_tutorials_do(yuan_model_dir):
 
 def test_the_catalogue_offers_yuan2_with_the_yuan_format(yuan_model_dir):
     """The tutorial's model id, once downloaded, trains and chats with the yuan format."""
-    spec = models.parse_model_id("IEITYuan/Yuan2-2B-Mars-hf")  # as the tutorial writes it
-    assert spec.model_id in models.CATALOGUE and spec.source == "modelscope"
-    tokenizer = models.load_tokenizer(yuan_model_dir, spec)
-    assert models.default_prompt_format(spec, yuan_model_dir, tokenizer) == "yuan"
-    assert models.check_model_folder(yuan_model_dir, trust_remote_code=True) == models.YUAN_MODEL_TYPE
-    assert yuan.MODEL_TYPE == models.YUAN_MODEL_TYPE
+    spec = catalogue.parse_model_id("IEITYuan/Yuan2-2B-Mars-hf")  # as the tutorial writes it
+    assert spec.model_id in catalogue.CATALOGUE and spec.source == "modelscope"
+    tokenizer = loading.load_tokenizer(yuan_model_dir, spec)
+    assert loading.default_prompt_format(spec, yuan_model_dir, tokenizer) == "yuan"
+    assert loading.check_model_folder(yuan_model_dir, trust_remote_code=True) == loading.YUAN_MODEL_TYPE
+    assert yuan.MODEL_TYPE == loading.YUAN_MODEL_TYPE
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from core import texts
 from core.errors import UserError
 from engine.formats import IGNORE_INDEX
-from engine.models import YUAN_MODEL_TYPE
+from engine.loading import YUAN_MODEL_TYPE
 
 CHOICES = ("auto", "on", "off")
 LARGE_MODEL_PARAMETERS = 1_000_000_000

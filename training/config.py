@@ -233,6 +233,12 @@ def _hint(name: str) -> str:
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
+    return check_settings(parse_settings(argv))
+
+
+def parse_settings(argv: list[str] | None = None) -> dict:
+    """The settings a command line gives (flags over its --config file), not yet range-checked:
+    `training.lifecycle.check` checks them once, with everything else about the request."""
     parser = argparse.ArgumentParser(
         prog="python -m training.train",
         description="Train a LoRA adapter and publish it to the registry.",
@@ -250,7 +256,7 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     given = vars(parser.parse_args(argv))
     settings = read_config_file(Path(given.pop("config"))) if "config" in given else {}
     settings.update(given)
-    return check_settings(settings)
+    return settings
 
 
 def _flag_help(option) -> str:

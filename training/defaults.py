@@ -15,7 +15,7 @@ from pathlib import Path
 
 from core import texts
 from core.errors import UserError
-from engine import models
+from engine import catalogue
 
 BY_SIZE = -1  # the value of --lr / --epochs that asks for the size's default
 
@@ -84,11 +84,11 @@ def parameter_count(model_dir: Path) -> int | None:
 
 def known_parameters(model_id: str) -> float | None:
     """The size of a model the studio knows, or of a local folder, before anything is downloaded."""
-    entry = models.CATALOGUE.get(model_id)
+    entry = catalogue.CATALOGUE.get(model_id)
     if entry is not None and entry.parameters:
         return entry.parameters
     try:
-        spec = models.parse_model_id(model_id)
+        spec = catalogue.parse_model_id(model_id)
     except UserError:  # still being typed: no size yet
         return None
     if spec.source == "local":

@@ -22,7 +22,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from core import home, texts  # noqa: E402
 from core.errors import UserError  # noqa: E402
-from engine import formats, models  # noqa: E402
+from engine import catalogue, formats  # noqa: E402
 from engine.adapters import check_loadable  # noqa: E402
 from registry import adapters as adapter_rows  # noqa: E402
 from registry import connect  # noqa: E402
@@ -69,8 +69,8 @@ def evaluate(
     """Return (evaluation row, whether it was already stored). Checks everything before computing.
     `dataset`: `data` already loaded by the caller (read once per action)."""
     adapter = adapter_rows.require(db, adapter_name) if adapter_name else None
-    base_model = adapter["base_model"] if adapter else models.parse_model_id(base or "builtin").model_id
-    if adapter and base and models.parse_model_id(base).model_id != base_model:
+    base_model = adapter["base_model"] if adapter else catalogue.parse_model_id(base or "builtin").model_id
+    if adapter and base and catalogue.parse_model_id(base).model_id != base_model:
         raise UserError(
             texts.ERR_TRAINED_ON_OTHER_BASE.format(name=adapter_name, trained=base_model, base=base)
         )

@@ -8,6 +8,8 @@ from engine import formats
 from engine.roles import Role
 from training.data import Dataset
 
+PROGRESS_EVERY = 1000
+
 
 @dataclass(frozen=True)
 class TokenizedDataset:
@@ -36,10 +38,14 @@ class TokenizedDataset:
 
 
 def tokenize_dataset(
-    dataset: Dataset, tokenizer, prompt_format: str, role: Role, max_length: int
+    dataset: Dataset, tokenizer, prompt_format: str, role: Role, max_length: int, progress=None
 ) -> TokenizedDataset:
+    """`progress(fraction, text)`, when given, hears how far it got, every 1,000 examples."""
     examples, dropped = [], 0
-    for record in dataset.records:
+    total = len(dataset.records)
+    for number, record in enumerate(dataset.records):
+        if progress is not None and number % PROGRESS_EVERY == 0 and total > PROGRESS_EVERY:
+            progress(number / total, texts.TOKENIZING.format(done=number, total=total, name=dataset.name))
         example = formats.training_example(tokenizer, prompt_format, role, record, max_length)
         if example is None:
             dropped += 1

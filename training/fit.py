@@ -9,8 +9,8 @@ from pathlib import Path
 
 from core import texts
 from core.errors import UserError
-from engine import models
-from training import batching, distributed, launchers, lifecycle
+from engine import loading
+from training import batching, distributed, launchers, plans
 from training.cancellation import Cancellation
 from training.config import TrainConfig
 from training.distributed import World
@@ -23,7 +23,7 @@ class Run:
     """What one trainer process works with once its job is claimed."""
 
     db: object
-    plan: lifecycle.Plan
+    plan: plans.Plan
     job: dict
     job_dir: Path
     cancellation: Cancellation
@@ -36,7 +36,7 @@ class Run:
 
 def device_for(run: Run) -> str:
     """Where this process trains and evaluates: its rank's GPU, the configured device, or the best one."""
-    return run.world.device(run.config.device or models.choose_device())
+    return run.world.device(run.config.device or loading.choose_device())
 
 
 def fit(run: Run):
@@ -57,9 +57,9 @@ def fit(run: Run):
 
     config, plan, world = run.config, run.plan, run.world
     device = device_for(run)
-    dtype = models.parse_dtype(config.dtype, device)
+    dtype = loading.parse_dtype(config.dtype, device)
     torch.manual_seed(config.seed)
-    model = models.load_model(
+    model = loading.load_model(
         plan.model_dir, plan.spec, device=device, dtype=dtype, trust_remote_code=config.trust_remote_code
     )
     targets = lora_targets(model, config.target_modules)

@@ -12,15 +12,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from core import home, texts
+from core import errors, home, texts
 from core.errors import UserError
-from engine import devices, models
+from engine import devices
 from engine.adapters import read_metadata, write_metadata
 from registry import adapters as adapter_rows
 from registry import jobs as job_rows
 from studio import adapters as studio_adapters
-from studio import processes
-from training import distributed, launchers, lifecycle
+from studio import supervisor
+from training import distributed, launchers, lifecycle, plans
 from training.cancellation import Cancellation, JobCancelled
 from training.config import TrainConfig
 from training.distributed import World
@@ -67,7 +67,8 @@ class Followers:
     def go(self, run: "Run", train: bool) -> None:
         if not self.told:
             self.told = True
-            message = ("go", run.config.as_dict(), run.plan.role, run.job["id"], str(run.job_dir), train)
+            overrides = {"processes": run.config.processes, "resume": run.config.resume}
+            message = ("go", overrides, run.job["id"], str(run.job_dir), train)
             distributed.share(self.world, message)
 
     def stop(self, code: int) -> None:
@@ -84,11 +85,11 @@ def follow(world: World, cancellation: Cancellation) -> int:
             message = distributed.share(world)
         if message[0] == "stop":
             return message[1]
-        _, settings, role, job_id, job_dir, train = message
+        _, overrides, job_id, job_dir, train = message
         if not train:
             return 0
         log_to_rank_file(Path(job_dir), world.rank)
-        plan = lifecycle.prepare(TrainConfig(**settings), role)
+        plan = plans.load(Path(job_dir), job_id, **overrides)  # what rank 0 loaded, verified here
         run = Run(None, plan, {"id": job_id}, Path(job_dir), cancellation, world)
         log.info("rank %d of %d (pid %d): training job %s", world.rank, world.size, os.getpid(), job_id)
         _, summary = fit(run)
@@ -97,35 +98,35 @@ def follow(world: World, cancellation: Cancellation) -> int:
         return EXIT_CANCELLED
 
 
-def plan_and_claim(db, config: TrainConfig, claimed: list) -> lifecycle.Plan:
-    """The checked plan; the job row it runs as goes into `claimed` as soon as it is ours (a new
-    job's row is created only after the check passed)."""
-    if config.job_id:  # queued by the app (Start or Resume): the row and its config exist
-        job = job_rows.get(db, config.job_id)
+def plan_and_claim(db, settings: dict, claimed: list) -> plans.Plan:
+    """The job's plan; the job row it runs as goes into `claimed` as soon as it is ours (a new
+    job's row is created only after its check passed). A job the app queued (Start, Resume, or
+    this trainer re-executed as the launcher) was checked there: its stored plan is loaded and
+    verified, not checked again."""
+    if settings.get("job_id"):
+        job = job_rows.get(db, settings["job_id"])
         if job is None or job["status"] != "queued":
-            raise UserError(texts.ERR_JOB_NOT_QUEUED.format(job=config.job_id))
+            raise UserError(texts.ERR_JOB_NOT_QUEUED.format(job=settings["job_id"]))
         claimed.append(lifecycle.claim(db, job))
-        return lifecycle.check(db, lifecycle.stored_config(job, resume=config.resume), job=job)
-    if config.resume:
-        job = lifecycle.find_resumable(db, config.name)
+        job_dir = Path(job["job_dir"] or home.jobs_dir() / str(job["id"]))
+        if not (job_dir / plans.PLAN_FILE).is_file():  # queued by an older version, without a plan
+            plans.store(lifecycle.check(db, lifecycle.stored_config(job), job=job), job_dir)
+        return plans.load(job_dir, job["id"], resume=bool(settings.get("resume")))
+    if settings.get("resume"):
+        job = lifecycle.find_resumable(db, settings.get("name", ""))
         # a shell's --resume runs on as many processes as it says (default one), not as before
-        settings = {**_given_settings(config), "processes": config.processes}
+        given = {k: v for k, v in settings.items() if k not in ("name", "resume", "job_id")}
         # checked before it is claimed: a refused resume leaves the job as it was, as on the page
-        plan = lifecycle.check(db, lifecycle.stored_config(job, **settings, resume=True), job=job)
+        changes = {"processes": TrainConfig().processes, **given, "resume": True}
+        plan = lifecycle.check(db, lifecycle.stored_config(job, **changes), job=job)
+        plans.store(plan, Path(job["job_dir"] or home.jobs_dir() / str(job["id"])))
         claimed.append(lifecycle.claim(db, job))
         return plan
-    plan = lifecycle.check(db, config, base_dir=Path.cwd())
+    plan = lifecycle.check(db, settings, base_dir=Path.cwd())
     claimed.append(
-        lifecycle.create_job(db, plan, pid=os.getpid(), pid_started=processes.process_start(os.getpid()))
+        lifecycle.create_job(db, plan, pid=os.getpid(), pid_started=supervisor.process_start(os.getpid()))
     )
     return plan
-
-
-def _given_settings(config: TrainConfig) -> dict:
-    """Flags a `--resume` run sets beyond its name: they override the stored config (e.g. --device)."""
-    defaults = TrainConfig().as_dict()
-    ignored = {"name", "resume", "job_id"}
-    return {k: v for k, v in config.as_dict().items() if v != defaults[k] and k not in ignored}
 
 
 def run_job(
@@ -147,7 +148,7 @@ def run_job(
         log_path=str(log_path),
         job_dir=str(job_dir),
         **{key: value for key, value in plan.job_fields().items() if key not in ("adapter_name", "config")},
-        config=json.dumps(plan.config.as_dict(), ensure_ascii=False, sort_keys=True),
+        config=plan.config.as_dict(),
     )
     (job_dir / "config.json").write_text(json.dumps(plan.config.as_dict(), indent=2), encoding="utf-8")
     run = Run(db, plan, job, job_dir, cancellation, followers.world)
@@ -185,7 +186,7 @@ def run_job(
         log.info("cancelled before training started")
         return EXIT_CANCELLED
     except BaseException as error:
-        message = models.first_line(error)
+        message = errors.first_line(error)
         if run.world.distributed and (
             cancellation.requested.is_set() or distributed.is_collective_failure(error)
         ):
@@ -282,7 +283,7 @@ def _already_published(run: Run) -> dict | None:
         return None
     with run.cancellation.deferred():
         row = studio_adapters.register(run.db, path=final, job_id=job_id, **metadata["registration"])
-    lifecycle.remove_staging(name, job_id)
+    shutil.rmtree(supervisor.job_staging_folder(name, job_id), ignore_errors=True)
     log.info("registered adapter %r, published by this job before it was stopped", name)
     return row
 
@@ -313,7 +314,7 @@ def _publish(run: Run, model, summary: dict) -> dict:
             "num_heldout": len(plan.heldout),
         },
     }
-    staging = lifecycle.staging_folder(config.name, run.job["id"])
+    staging = supervisor.job_staging_folder(config.name, run.job["id"])
     shutil.rmtree(staging, ignore_errors=True)  # left by a run killed while writing it
     try:
         model.save_pretrained(staging, safe_serialization=True)
@@ -372,7 +373,7 @@ def _evaluate_heldout(run: Run, adapter: dict, model) -> None:
     except JobCancelled:
         log.warning("held-out evaluation cancelled; the adapter is published")
     except Exception as error:  # the adapter is fine; only its scores are missing
-        log.warning("held-out evaluation failed: %s", models.first_line(error))
+        log.warning("held-out evaluation failed: %s", errors.first_line(error))
 
 
 def log_to_rank_file(job_dir: Path, rank: int) -> None:

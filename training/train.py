@@ -48,7 +48,7 @@ from registry import connect  # noqa: E402
 from registry import jobs as job_rows  # noqa: E402
 from training import distributed, job  # noqa: E402
 from training.cancellation import Cancellation, JobCancelled  # noqa: E402
-from training.config import parse_config  # noqa: E402
+from training.config import parse_settings  # noqa: E402
 from training.distributed import World  # noqa: E402
 from training.job import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED  # noqa: E402, F401  (exit codes, as before)
 
@@ -73,25 +73,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None, cancellation: Cancellation, followers: job.Followers) -> int:
-    config, db, claimed = None, None, []
+    settings, db, claimed = {}, None, []
     try:
-        config = parse_config(argv)
+        settings = parse_settings(argv)
         if globals().get("_signalled_early"):
             raise JobCancelled
         db = connect()
-        plan = job.plan_and_claim(db, config, claimed)
+        plan = job.plan_and_claim(db, settings, claimed)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         if claimed:  # the app queued it, or it is a resume: show the reason there
             job_rows.finish(db, claimed[0]["id"], "failed", error=str(error))
         return EXIT_BAD_INPUT
     except JobCancelled:
-        job_id = claimed[0]["id"] if claimed else (config.job_id if config else 0)
+        job_id = claimed[0]["id"] if claimed else settings.get("job_id", 0)
         if job_id:
             job_rows.finish(db or connect(), job_id, "cancelled")
         print("cancelled before training started", file=sys.stderr)
         return EXIT_CANCELLED
-    return job.run_job(db, plan, claimed[0], cancellation, followers, launched_by_app=bool(config.job_id))
+    return job.run_job(
+        db, plan, claimed[0], cancellation, followers, launched_by_app=bool(settings.get("job_id"))
+    )
 
 
 if __name__ == "__main__":

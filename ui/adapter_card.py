@@ -9,7 +9,7 @@ from core import texts
 from registry import adapters as adapter_rows
 from registry import checkpoints as checkpoint_rows
 from studio import adapters as studio_adapters
-from studio import blind, processes
+from studio import blind, supervisor
 from training import checkpoints, lifecycle
 from training.evaluate import evaluate_with_base
 from training.scores import head_to_head, rivals, score_table, with_headers
@@ -188,4 +188,4 @@ def job_history(db) -> None:
         with st.expander(
             f"#{job['id']} {job['adapter_name']} · {texts.STATUS.get(job['status'], job['status'])}"
         ):
-            st.code(processes.read_log_tail(job, lines=60) or "…", language="log")
+            st.code(supervisor.log_tail(job, lines=60) or "…", language="log")

@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
 from core import texts
 from core.errors import UserError
-from engine import models, resident
+from engine import catalogue, resident
 from engine.generation import ChatEngine
 from engine.roles import DECODING_LIMITS
 from registry import connect, preferences
@@ -129,12 +129,12 @@ def model_progress():
 def default_base_model() -> str:
     """The canonical id of the base chat opens with; TRANSLATOR_BASE_MODEL lets a GPU box default
     to its own model."""
-    configured = os.environ.get("TRANSLATOR_BASE_MODEL", models.CHINESE_BUILTIN)
+    configured = os.environ.get("TRANSLATOR_BASE_MODEL", catalogue.CHINESE_BUILTIN)
     try:
-        return models.parse_model_id(configured).model_id
+        return catalogue.parse_model_id(configured).model_id
     except UserError as error:
         st.warning(texts.BASE_MODEL_SETTING.format(error=error))
-        return models.CHINESE_BUILTIN
+        return catalogue.CHINESE_BUILTIN
 
 
 def show_user_error(action, *args, **kwargs):

@@ -9,10 +9,10 @@ import streamlit as st
 
 from core import home, texts
 from core.errors import UserError
-from engine import devices, models, resident
+from engine import catalogue, devices, loading, models, resident
 from registry import checkpoints as checkpoint_rows
 from registry import jobs as job_rows
-from studio import processes
+from studio import supervisor
 from studio.roles import get_role
 from training import defaults, launchers, lifecycle
 from training.config import TrainConfig, rule
@@ -28,10 +28,10 @@ def tokenizer_for(base_model: str):
     """The base's tokenizer and default prompt format, loaded once per process for every session."""
 
     def load(progress):
-        spec = models.parse_model_id(base_model)
+        spec = catalogue.parse_model_id(base_model)
         model_dir = models.resolve_model_dir(spec, progress=progress)
-        tokenizer = models.load_tokenizer(model_dir, spec)
-        return tokenizer, models.default_prompt_format(spec, model_dir, tokenizer)
+        tokenizer = loading.load_tokenizer(model_dir, spec)
+        return tokenizer, loading.default_prompt_format(spec, model_dir, tokenizer)
 
     return TOKENIZERS.get(base_model, load, show_progress=common.model_progress)
 
@@ -102,10 +102,10 @@ def job_panel(job_id: int, started_as: str) -> None:
         if common.show_user_error(lifecycle.resume, db, job_id):
             st.rerun(scope="app")
     with st.expander(texts.LOG_TAIL, expanded=job["status"] == "failed"):
-        st.code(processes.read_log_tail(job) or "…", language="log")
+        st.code(supervisor.log_tail(job) or "…", language="log")
     for rank, path in lifecycle.rank_logs(job):
         with st.expander(texts.RANK_LOG.format(rank=rank)):
-            st.code(processes.read_log_tail(job, path=path) or "…", language="log")
+            st.code(supervisor.log_tail(job, path=path) or "…", language="log")
 
 
 def data_choice(role_name: str) -> tuple[str | None, str | None, str]:
@@ -175,7 +175,7 @@ def data_preview(
         role = get_role(db, role_name)
         loading = st.empty()
         with loading.container():
-            tokenizer, prompt_format = tokenizer_for(models.parse_model_id(base_model).model_id)
+            tokenizer, prompt_format = tokenizer_for(catalogue.parse_model_id(base_model).model_id)
         loading.empty()
         shown = preview(dataset, tokenizer, prompt_format, role, settings["max_length"])
         title = data_title or dataset.name

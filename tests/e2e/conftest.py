@@ -142,7 +142,7 @@ def stop_trainers(app_home: Path) -> None:
     import signal
 
     from registry import connect
-    from studio.processes import process_alive
+    from studio.supervisor import process_alive
 
     db = connect(app_home / "registry.db")
     for job in db["jobs"].rows_where("status in ('queued', 'running', 'evaluating')"):

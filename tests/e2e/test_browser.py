@@ -6,7 +6,7 @@ import time
 import pytest
 
 from core import texts
-from engine import models
+from engine import catalogue
 from engine.roles import TRANSLATOR
 from registry import adapters, connect, conversations, jobs
 from tests.conftest import make_adapter, register_adapter
@@ -280,7 +280,7 @@ def test_e_the_demo_button_produces_a_usable_translator(browser, server):
     assert (
         adapters.folder_is_present(demo)
         and demo["role"] == "translator"
-        and demo["base_model"] == models.CHINESE_BUILTIN
+        and demo["base_model"] == catalogue.CHINESE_BUILTIN
     )
     page.get_by_role("link", name=texts.GO_CHAT).click()
     wait_idle(page)

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from core import texts
-from engine import models
+from engine import catalogue
 from registry import connect, conversations
 from tests.e2e.conftest import StreamlitServer, assert_no_traceback, wait_idle
 
@@ -75,7 +75,9 @@ def test_a_fresh_install_converts_once_then_every_visit_tab_and_browser_chats(br
     wait_idle(page, timeout=300_000)
     converted_in = time.monotonic() - started
     print(f"first visit: the built-in model converted and the chat ready in {converted_in:.0f} s")
-    assert (fresh_server.models_cache / models.BUILTIN_MODELS[BUILTIN].folder / "model.safetensors").is_file()
+    assert (
+        fresh_server.models_cache / catalogue.BUILTIN_MODELS[BUILTIN].folder / "model.safetensors"
+    ).is_file()
     assert page.get_by_test_id("stProgress").count() == 0, "the bar goes once the model has loaded"
     _chat_once(page, fresh_server, "Say hello in three words.")
 

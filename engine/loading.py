@@ -1,0 +1,171 @@
+"""Loading a base model folder: checked before anything heavy is read, the tokenizer and the model
+loaded with messages that say what to do, the device and dtype chosen, the prompt format suggested."""
+
+import json
+from pathlib import Path
+
+from core import texts
+from core.errors import UserError, first_line
+from engine.catalogue import CATALOGUE, ModelSpec
+
+YUAN_MODEL_TYPE = "yuan"  # checkpoints that engine.yuan builds, whatever their auto_map says
+# What makes a folder loadable, checked before anything heavy is read.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "vocab.txt")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def choose_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+def choose_dtype(device: str):
+    """bf16 where the GPU computes it natively, fp16 on older GPUs, fp32 on CPU."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def parse_dtype(name: str | None, device: str):
+    import torch
+
+    if not name or name == "auto":
+        return choose_dtype(device)
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    if name not in dtypes:
+        raise UserError(texts.ERR_DTYPE.format(name=name))
+    return dtypes[name]
+
+
+def model_type(model_dir: Path) -> str | None:
+    config = Path(model_dir) / "config.json"
+    if not config.is_file():
+        return None
+    return json.loads(config.read_text(encoding="utf-8")).get("model_type")
+
+
+def register_architectures() -> None:
+    """Teach transformers' Auto classes our own ports (Yuan 2.0) before a model folder is read."""
+    import engine.yuan  # noqa: F401  (registers itself with AutoConfig and AutoModelForCausalLM)
+
+
+def check_model_folder(
+    model_dir: Path, trust_remote_code: bool = False, needs: tuple[str, ...] = ("tokenizer", "weights")
+) -> str | None:
+    """Refuse a folder transformers cannot load, saying why, before anything heavy is read.
+    `needs`: which files must be there besides config.json. Returns its model type."""
+    model_dir = Path(model_dir)
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(texts.ERR_NO_CONFIG.format(path=model_dir)) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(texts.ERR_CONFIG_UNREADABLE.format(path=model_dir, error=error)) from None
+    kind = config.get("model_type") if isinstance(config, dict) else None
+    if kind != YUAN_MODEL_TYPE and not (trust_remote_code and config.get("auto_map")):
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+        if kind not in CONFIG_MAPPING_NAMES:
+            import transformers
+
+            advice = texts.ADVICE_SHIPS_CODE if config.get("auto_map") else texts.ADVICE_SUPPORTED
+            raise UserError(
+                texts.ERR_MODEL_TYPE.format(
+                    path=model_dir, kind=kind, version=transformers.__version__, advice=advice
+                )
+            )
+    if (
+        "tokenizer" in needs
+        and not any((model_dir / name).is_file() for name in TOKENIZER_FILES)
+        and not list(model_dir.glob("*.tiktoken"))
+    ):
+        raise UserError(texts.ERR_NO_TOKENIZER.format(path=model_dir, files=", ".join(TOKENIZER_FILES)))
+    if "weights" in needs and not any((model_dir / name).is_file() for name in WEIGHT_FILES):
+        raise UserError(texts.ERR_NO_WEIGHTS.format(path=model_dir))
+    return kind
+
+
+def load_tokenizer(model_dir: Path, spec: ModelSpec, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    kind = check_model_folder(model_dir, trust_remote_code, needs=("tokenizer",))
+    register_architectures()
+    try:
+        if kind == YUAN_MODEL_TYPE:
+            from engine import yuan
+
+            # Our port needs none of the checkpoint's code; its tokenizer is a plain LlamaTokenizer.
+            tokenizer = AutoTokenizer.from_pretrained(model_dir, add_bos_token=False, add_eos_token=False)
+            return yuan.prepare_tokenizer(tokenizer)
+        with _explain_remote_code(spec, trust_remote_code):
+            tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, ImportError, TypeError, KeyError) as error:
+        raise UserError(texts.ERR_TOKENIZER_LOAD.format(path=model_dir, error=first_line(error))) from error
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(
+    model_dir: Path,
+    spec: ModelSpec,
+    *,
+    device: str,
+    dtype,
+    trust_remote_code: bool = False,
+):
+    from transformers import AutoModelForCausalLM
+
+    if check_model_folder(model_dir, trust_remote_code, needs=("weights",)) == YUAN_MODEL_TYPE:
+        trust_remote_code = False  # the checkpoint's own code no longer builds; our port replaces it
+    register_architectures()
+    try:
+        with _explain_remote_code(spec, trust_remote_code):
+            model = AutoModelForCausalLM.from_pretrained(
+                model_dir, dtype=dtype, trust_remote_code=trust_remote_code
+            )
+    except (OSError, ValueError, KeyError) as error:
+        raise UserError(texts.ERR_MODEL_LOAD.format(path=model_dir, error=first_line(error))) from error
+    return model.to(device)
+
+
+class _explain_remote_code:
+    """Turn transformers' remote-code refusal into a message that says how to opt in."""
+
+    def __init__(self, spec: ModelSpec, trust_remote_code: bool):
+        self.spec = spec
+        self.trust_remote_code = trust_remote_code
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, error, traceback):
+        if error is None or self.trust_remote_code or not isinstance(error, ValueError | OSError):
+            return False
+        text = str(error)
+        if (
+            "trust_remote_code" in text
+            or "custom code" in text
+            or "does not recognize this architecture" in text
+        ):
+            raise UserError(texts.ERR_NEEDS_REMOTE_CODE.format(model=self.spec.model_id)) from error
+        return False
+
+
+def default_prompt_format(spec: ModelSpec, model_dir: Path, tokenizer) -> str:
+    """The catalogue's choice, else what the model itself suggests."""
+    if spec.model_id in CATALOGUE:
+        return CATALOGUE[spec.model_id].prompt_format
+    if model_type(model_dir) == YUAN_MODEL_TYPE:
+        return "yuan"
+    return "chat_template" if getattr(tokenizer, "chat_template", None) else "plain"

@@ -1,0 +1,200 @@
+"""The one supervisor of detached processes: training jobs, exports and API servers are kinds of run.
+
+A run's row exists first (registry.runs); `launch` starts its worker, `python -m MODULE ARGS`, in a
+session of its own (it outlives the server and a closed tab), its output appended to the run's log,
+never piped back; alive means the same pid with the same start time (pids are reused). `stop` sends
+SIGTERM: the worker ends the run itself (a checkpoint saved, a half-written export removed, open
+responses finished). `reconcile` marks every active run whose process is gone interrupted and
+removes what it was writing. A new kind of run is one entry in KINDS plus its worker module.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from core import home, texts
+from registry import jobs as job_rows
+from registry import tasks as task_rows
+from registry.runs import ACTIVE, RunTable
+
+# A run whose process was never recorded (the app died between the row and the spawn) is given
+# this long before it counts as interrupted.
+UNSPAWNED_GRACE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What the supervisor knows of one kind of run."""
+
+    rows: RunTable
+    worker: str  # the module run as `python -m WORKER`
+    arguments: Callable[[dict], list[str]]
+    log_path: Callable[[dict], Path]
+    staging: Callable[[dict], list[Path]]  # what a run of this kind writes before renaming it into place
+    gone: str  # the error of a run whose process vanished
+
+
+def job_staging_folder(name: str, job_id: int) -> Path:
+    """Where a training job writes its adapter before renaming it into place."""
+    return home.adapters_dir() / f".tmp-{name}-job{job_id}"
+
+
+def tasks_dir() -> Path:
+    return home.home() / "tasks"
+
+
+def _export_staging(task: dict) -> list[Path]:
+    out = task["settings"].get("out")
+    if not out:
+        return []
+    out = Path(out)
+    return [out.with_name(f".tmp-{out.name}"), out.with_name(f".tmp-merged-{out.name}")]
+
+
+TRAINING = Kind(
+    rows=job_rows.ROWS,
+    worker="training.train",
+    arguments=lambda job: ["--job-id", str(job["id"])] + (["--resume"] if job.get("resume") else []),
+    log_path=lambda job: Path(job.get("log_path") or home.jobs_dir() / str(job["id"]) / "train.log"),
+    staging=lambda job: [job_staging_folder(job["adapter_name"], job["id"])],
+    gone=texts.JOB_PROCESS_GONE,
+)
+_TASK = dict(
+    rows=task_rows.ROWS,
+    worker="serving.worker",
+    arguments=lambda task: [str(task["id"])],
+    log_path=lambda task: tasks_dir() / f"{task['id']}.log",
+    gone=texts.TASK_PROCESS_GONE,
+)
+# serving.worker.EXPORTS does what each export kind names; a test holds the two together.
+EXPORT_KINDS = ("merge", "gguf", "gguf-lora", "push")
+KINDS = {
+    "train": TRAINING,
+    **{kind: Kind(**_TASK, staging=_export_staging) for kind in EXPORT_KINDS},
+    "server": Kind(**_TASK, staging=lambda task: []),
+}
+TABLES = (job_rows.ROWS, task_rows.ROWS)
+
+
+def kind_of(row: dict) -> Kind:
+    return KINDS[row.get("kind", "train")]
+
+
+def launch(db, row: dict, *, resume: bool = False, env: dict | None = None) -> dict:
+    """Start the worker of a run whose row exists; `env` adds secrets the row must not hold."""
+    kind = kind_of(row)
+    log_path = kind.log_path(row)
+    process = spawn_detached(kind.worker, kind.arguments({**row, "resume": resume}), log_path, env=env)
+    kind.rows.update(
+        db, row["id"], pid=process.pid, pid_started=process_start(process.pid), log_path=str(log_path)
+    )
+    return kind.rows.get(db, row["id"])
+
+
+def stop(db, row: dict | None) -> bool:
+    """Ask an active run's worker to stop (SIGTERM); it writes its own end."""
+    row = row and kind_of(row).rows.get(db, row["id"])
+    if row is None or row["status"] not in ACTIVE or not row["pid"]:
+        return False
+    if not process_alive(row["pid"], row.get("pid_started")):
+        reconcile(db)
+        return False
+    try:
+        os.kill(row["pid"], signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def reconcile(db) -> list[tuple[str, int]]:
+    """Mark every active run whose process is gone interrupted and remove what it was writing
+    (an adapter or an export exists complete or not at all); returns (table, id) of each."""
+    interrupted = []
+    for table in TABLES:
+        for row in table.active(db):
+            if row["pid"]:
+                if process_alive(row["pid"], row["pid_started"]):
+                    continue
+            elif time.time() - max(row.get("heartbeat_at") or 0, row["created_at"]) < UNSPAWNED_GRACE_SECONDS:
+                continue
+            kind = kind_of(row)
+            if table.mark_interrupted(db, row["id"], row["pid"], kind.gone):
+                remove_staging(row)
+                interrupted.append((table.table, row["id"]))
+    return interrupted
+
+
+def remove_staging(row: dict) -> None:
+    for staging in kind_of(row).staging(row):
+        if staging.is_dir():
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            staging.unlink(missing_ok=True)
+
+
+def spawn_detached(
+    module: str, arguments: list[str], log_path: Path, env: dict | None = None
+) -> subprocess.Popen:
+    """`python -m MODULE ARGS` in a session of its own (it outlives the server and a closed tab),
+    its output appended to `log_path`, never piped back (a full pipe would block it); `env` adds
+    what the process needs but no row may hold (a secret)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", module, *arguments],
+            cwd=home.PROJECT_ROOT,
+            env={
+                **os.environ,
+                **(env or {}),
+                "TRANSLATOR_HOME": str(home.home()),
+                "PYTHONUNBUFFERED": "1",
+                # messages stored in rows come in the language of whoever started the process
+                "TRANSLATOR_LANG": texts.current(),
+            },
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def process_start(pid: int) -> int | None:
+    """When the process started, in clock ticks since boot (Linux); None where unknown."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def process_alive(pid: int, started: int | None = None) -> bool:
+    """A live, non-zombie process, and the same one that was recorded (pids are reused)."""
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.parent.parent.joinpath("self").exists():  # Linux: /proc tells state and start time
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return False
+        return fields[0] not in ("Z", "X") and (started is None or int(fields[19]) == started)
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def log_tail(row: dict, lines: int = 40, path: Path | None = None) -> str:
+    """The last lines of a run's log (or of `path`, another log of the run: a rank's)."""
+    path = Path(path or row.get("log_path") or "")
+    if not path.is_file():
+        return ""
+    with open(path, "rb") as log_file:
+        log_file.seek(0, os.SEEK_END)
+        log_file.seek(max(0, log_file.tell() - 64_000))
+        text = log_file.read().decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:])

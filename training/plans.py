@@ -1,0 +1,259 @@
+"""One plan per job: made once, where the request is checked; stored with the job; loaded and
+verified by every process that runs it.
+
+`make` turns a checked config into a `Plan`: the dataset read and split, the base model resolved,
+the size-based defaults chosen, the prompt format decided and every example tokenised. The tokens
+are cached by what they were made from (dataset fingerprint, limit and split, the tokenizer's files,
+prompt format, role, max length), so a resume, or a second job on the same data, tokenises nothing.
+
+`store` writes the plan into the job's folder (`plan.json`, written whole or not at all); `load` is
+what the trainer, the launcher it re-executes as, and each other rank do instead of checking and
+tokenising again: read the plan, check that the dataset file still has its fingerprint and that
+the cached tokens are the ones the plan names.
+"""
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from core import home, texts
+from core.errors import UserError
+from engine import catalogue, loading, models
+from engine.roles import Role
+from training import defaults
+from training.batching import choose_packing
+from training.config import TrainConfig
+from training.data import load_dataset, split_holdout
+from training.examples import TokenizedDataset, tokenize_dataset
+
+PLAN_FILE = "plan.json"
+# Bumped whenever training examples are built differently from the same inputs.
+TOKENIZATION_VERSION = 1
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.jinja",
+)
+
+log = logging.getLogger("translator.train")
+
+
+@dataclass(frozen=True)
+class DataRef:
+    """Which file a job trains on, and its bytes' fingerprint when the plan was made."""
+
+    name: str
+    path: Path
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked request: what the trainer trains, exactly as it was checked."""
+
+    config: TrainConfig  # canonical: clean name, canonical base id, absolute data path, prompt format
+    role: Role
+    dataset: DataRef
+    heldout: list[dict]  # never trained on; evaluated inside the job
+    spec: catalogue.ModelSpec
+    model_dir: Path
+    tokenizer: object
+    tokenized: TokenizedDataset
+    packing: bool
+    tokens_key: str  # names the cached tokens (see `tokens_key`)
+    by_size: defaults.Recommendation | None = None  # when --lr or --epochs was -1 (by model size)
+
+    def job_fields(self) -> dict:
+        return {
+            "adapter_name": self.config.name,
+            "config": self.config.as_dict(),
+            "base_model": self.config.base,
+            "role": self.config.role,
+            "dataset_path": self.config.data,
+            "dataset_name": self.dataset.name,
+            "dataset_fingerprint": self.dataset.fingerprint,
+            "num_examples": len(self.tokenized.examples),
+            "num_truncated": self.tokenized.num_truncated,
+        }
+
+
+def make(config: TrainConfig, role: Role, data_path: Path, *, fingerprint=None, job_id=None, progress=None):
+    """The plan of a checked config. `fingerprint`: the one a resumed job started with (a changed
+    file is refused); `progress(fraction, text)` hears the model's conversion and the tokenising."""
+    spec = catalogue.parse_model_id(config.base)
+    dataset = load_dataset(data_path, limit=config.limit or None)
+    _refuse_changed(dataset.name, job_id, fingerprint, dataset.fingerprint)
+    trained, heldout = split_holdout(dataset, config.holdout, config.seed)
+    model_dir = models.resolve_model_dir(spec, progress)
+    config, by_size = defaults.resolve(config, model_dir)
+    model_type = loading.check_model_folder(model_dir, config.trust_remote_code)
+    packing = choose_packing(config.packing, model_type, config.trust_remote_code)
+    tokenizer = loading.load_tokenizer(model_dir, spec, config.trust_remote_code)
+    prompt_format = (
+        config.prompt_format
+        or role.prompt_format
+        or loading.default_prompt_format(spec, model_dir, tokenizer)
+    )
+    config = replace(config, base=spec.model_id, data=str(dataset.path), prompt_format=prompt_format)
+    key = tokens_key(config, role, dataset.fingerprint, model_dir)
+    tokenized = read_tokens(key)
+    if tokenized is None:
+        tokenized = tokenize_dataset(trained, tokenizer, prompt_format, role, config.max_length, progress)
+        write_tokens(key, tokenized)
+    data = DataRef(dataset.name, dataset.path, dataset.fingerprint)
+    return Plan(config, role, data, heldout, spec, model_dir, tokenizer, tokenized, packing, key, by_size)
+
+
+def store(plan: Plan, job_dir: Path) -> Path:
+    """The plan in the job's folder, replacing the one before (a resume's): complete or absent."""
+    stored = {
+        "config": plan.config.as_dict(),
+        "role": plan.role.as_dict(),
+        "dataset": {
+            "name": plan.dataset.name,
+            "path": str(plan.dataset.path),
+            "fingerprint": plan.dataset.fingerprint,
+        },
+        "heldout": plan.heldout,
+        "model_dir": str(plan.model_dir),
+        "packing": plan.packing,
+        "tokens_key": plan.tokens_key,
+        "by_size": asdict(plan.by_size) if plan.by_size is not None else None,
+    }
+    job_dir.mkdir(parents=True, exist_ok=True)
+    path = job_dir / PLAN_FILE
+    _write_whole(path, json.dumps(stored, ensure_ascii=False, indent=1).encode("utf-8"))
+    return path
+
+
+def load(job_dir: Path, job_id: int, **overrides) -> Plan:
+    """The plan this job was checked with, verified: its dataset file unchanged, its tokens those it
+    names (made again, once, if the cache was cleared or the tokenizer's files changed since)."""
+    path = Path(job_dir) / PLAN_FILE
+    if not path.is_file():
+        raise UserError(texts.ERR_NO_PLAN.format(job=job_id, path=path))
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    config = replace(TrainConfig(**stored["config"]), **overrides, job_id=job_id)
+    role = Role.from_dict(stored["role"])
+    data = DataRef(
+        stored["dataset"]["name"], Path(stored["dataset"]["path"]), stored["dataset"]["fingerprint"]
+    )
+    _refuse_changed(data.name, job_id, data.fingerprint, file_fingerprint(data.path))
+    spec, model_dir = catalogue.parse_model_id(config.base), Path(stored["model_dir"])
+    tokenizer = loading.load_tokenizer(model_dir, spec, config.trust_remote_code)
+    key = tokens_key(config, role, data.fingerprint, model_dir)
+    tokenized = read_tokens(key) if key == stored["tokens_key"] else None
+    if tokenized is None:
+        log.info("the cached tokens of job %s are gone or stale: tokenising %s again", job_id, data.name)
+        dataset = load_dataset(data.path, limit=config.limit or None)
+        trained, _ = split_holdout(dataset, config.holdout, config.seed)
+        tokenized = tokenize_dataset(trained, tokenizer, config.prompt_format, role, config.max_length)
+        write_tokens(key, tokenized)
+    heldout, packing = stored["heldout"], stored["packing"]
+    by_size = defaults.Recommendation(**stored["by_size"]) if stored["by_size"] else None
+    return Plan(config, role, data, heldout, spec, model_dir, tokenizer, tokenized, packing, key, by_size)
+
+
+def tokens_key(config: TrainConfig, role: Role, data_fingerprint: str, model_dir: Path) -> str:
+    """What a job's training examples are made from, as one hash."""
+    inputs = {
+        "version": TOKENIZATION_VERSION,
+        "data": data_fingerprint,
+        "limit": config.limit,
+        "holdout": config.holdout,
+        "seed": config.seed,
+        "tokenizer": tokenizer_fingerprint(model_dir),
+        "format": config.prompt_format,
+        "role": role.as_dict(),
+        "max_length": config.max_length,
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:24]
+
+
+def tokenizer_fingerprint(model_dir: Path) -> str:
+    digest = hashlib.sha256()
+    for name in TOKENIZER_FILES:
+        path = Path(model_dir) / name
+        if path.is_file():
+            digest.update(name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def file_fingerprint(path: Path) -> str:
+    """Like training.data's fingerprint of a dataset, without parsing it."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    except OSError:
+        raise UserError(texts.ERR_DATA_MISSING.format(path=path)) from None
+
+
+def read_tokens(key: str) -> TokenizedDataset | None:
+    path = home.tokenized_cache_dir() / f"{key}.npz"
+    if not path.is_file():
+        return None
+    from engine.formats import TrainingExample
+
+    with np.load(path, allow_pickle=False) as arrays:
+        meta = json.loads(str(arrays["meta"]))
+        ids, labels = arrays["input_ids"].tolist(), arrays["labels"].tolist()
+        lengths, prompts, fulls = (
+            arrays[name].tolist() for name in ("lengths", "prompt_lengths", "full_lengths")
+        )
+    examples, start = [], 0
+    for length, prompt_length, full_length in zip(lengths, prompts, fulls, strict=True):
+        examples.append(
+            TrainingExample(
+                ids[start : start + length], labels[start : start + length], prompt_length, full_length
+            )
+        )
+        start += length
+    return TokenizedDataset(
+        examples, meta["num_records"], meta["num_truncated"], meta["num_dropped"], meta["max_length"]
+    )
+
+
+def write_tokens(key: str, tokenized: TokenizedDataset) -> None:
+    examples = tokenized.examples
+    meta = {
+        "num_records": tokenized.num_records,
+        "num_truncated": tokenized.num_truncated,
+        "num_dropped": tokenized.num_dropped,
+        "max_length": tokenized.max_length,
+    }
+    arrays = {
+        "input_ids": np.fromiter((t for e in examples for t in e.input_ids), dtype=np.int64),
+        "labels": np.fromiter((t for e in examples for t in e.labels), dtype=np.int64),
+        "lengths": np.array([len(e.input_ids) for e in examples], dtype=np.int64),
+        "prompt_lengths": np.array([e.prompt_length for e in examples], dtype=np.int64),
+        "full_lengths": np.array([e.full_length for e in examples], dtype=np.int64),
+        "meta": np.array(json.dumps(meta)),
+    }
+    path = home.tokenized_cache_dir() / f"{key}.npz"
+    staging = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        with open(staging, "wb") as file:
+            np.savez(file, **arrays)
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    staging = path.with_name(f".tmp-{path.name}")
+    staging.write_bytes(data)
+    os.replace(staging, path)
+
+
+def _refuse_changed(name: str, job_id, before: str | None, after: str) -> None:
+    if before not in (None, "", after):
+        raise UserError(texts.ERR_DATA_CHANGED.format(name=name, job=job_id, before=before, after=after))
