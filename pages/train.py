@@ -63,7 +63,7 @@ if st.button(texts.START, type="primary"):
         st.error(data_problem)
     else:
         with st.spinner(texts.CHECKING):
-            job = common.show_user_error(lifecycle.submit_form, db, form)
+            job = common.show_user_error(lifecycle.submit_form, db, form, progress=common.step_progress())
         if job:
             st.query_params["job"] = str(job["id"])
 

@@ -289,6 +289,24 @@ def test_start_refuses_what_the_trainer_would_refuse_and_creates_no_job(app_env,
     assert not app.exception
 
 
+@pytest.mark.slow
+def test_start_on_a_large_file_shows_how_far_the_tokenising_got(app_env, home, tmp_path):
+    import json
+
+    rows = [{"input": f"The patient {n} has a fever.", "output": "患者发烧。"} for n in range(2500)]
+    data = tmp_path / "large.jsonl"
+    data.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    app = _app("pages/train.py")
+    app.radio(key="train-source").set_value("path").run()
+    app.text_input(key="train-path").set_value(str(data)).run()
+    app.number_input(key="setting-max_length").set_value(8).run()  # refused after tokenising: no trainer
+    app.text_input(key="adapter-name").set_value("large").run()
+    app.button[-1].click().run()
+    bars = [bar.proto.text for bar in app.get("progress")]
+    assert bars and bars[-1].startswith("Tokenising large.jsonl: 2000/"), bars
+    assert any("is cut away at --max-length 8" in e.value for e in app.error)
+
+
 def test_adapters_page_renames_changes_role_deletes_and_flags_missing_folders(app_env, home):
     import shutil
 

@@ -126,6 +126,19 @@ def model_progress():
     return lambda fraction, stage: bar.progress(min(max(fraction, 0.0), 1.0), text=stage)
 
 
+def step_progress():
+    """A progress bar for a request's long steps (a model converted, a large file tokenised), drawn
+    at the first report: a quick Start shows none."""
+    bar = None
+
+    def report(fraction: float, stage: str) -> None:
+        nonlocal bar
+        bar = bar or st.progress(0.0)
+        bar.progress(min(max(fraction, 0.0), 1.0), text=stage)
+
+    return report
+
+
 def default_base_model() -> str:
     """The canonical id of the base chat opens with; TRANSLATOR_BASE_MODEL lets a GPU box default
     to its own model."""
