@@ -45,6 +45,9 @@ TOKENIZER_FILES = (
     "chat_template.jinja",
 )
 
+# what a TokenizedDataset holds besides its examples
+TOKENS_META = ("num_records", "num_truncated", "num_dropped", "max_length")
+
 log = logging.getLogger("translator.train")
 
 
@@ -217,19 +220,12 @@ def read_tokens(key: str) -> TokenizedDataset | None:
             )
         )
         start += length
-    return TokenizedDataset(
-        examples, meta["num_records"], meta["num_truncated"], meta["num_dropped"], meta["max_length"]
-    )
+    return TokenizedDataset(examples, **meta)
 
 
 def write_tokens(key: str, tokenized: TokenizedDataset) -> None:
     examples = tokenized.examples
-    meta = {
-        "num_records": tokenized.num_records,
-        "num_truncated": tokenized.num_truncated,
-        "num_dropped": tokenized.num_dropped,
-        "max_length": tokenized.max_length,
-    }
+    meta = {name: getattr(tokenized, name) for name in TOKENS_META}
     arrays = {
         "input_ids": np.fromiter((t for e in examples for t in e.input_ids), dtype=np.int64),
         "labels": np.fromiter((t for e in examples for t in e.labels), dtype=np.int64),
