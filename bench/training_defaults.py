@@ -38,13 +38,13 @@ def measure(model: str, lr: str, args) -> dict:
     losses = {m["step"]: m["loss"] for m in jobs.metrics_for(db, adapter["job_id"]) if m["loss"] is not None}
     curve = []
     for row in checkpoint_rows.for_job(db, adapter["job_id"]):
-        window = [losses[s] for s in range(row["step"] - args.save_steps + 1, row["step"] + 1) if s in losses]
+        window = [losses[s] for s in range(row.step - args.save_steps + 1, row.step + 1) if s in losses]
         curve.append(
             {
-                "step": row["step"],
+                "step": row.step,
                 "train_loss": sum(window) / len(window) if window else None,
-                **row["scores"],
-                "n": row["num_examples"],
+                **row.scores,
+                "n": row.num_examples,
             }
         )
     return {"model": model, "lr": lr, "wall_s": wall, "curve": curve, "chosen": adapter["metrics"]}

@@ -7,7 +7,7 @@ from sqlite_utils import Database
 from core import texts
 from core.errors import UserError
 from core.names import check_name
-from registry import votes
+from registry import evaluations, votes
 from registry.db import from_json, now, to_json
 
 
@@ -69,15 +69,15 @@ def rename_row(db: Database, adapter: dict, new: str, new_path: Path) -> None:
         votes.rename(db, adapter["base_model"], adapter["name"], new)
 
 
-def delete_rows(db: Database, adapter: dict) -> list[dict]:
+def delete_rows(db: Database, adapter: dict) -> list[evaluations.Evaluation]:
     """Remove the adapter's row, its evaluations and its blind votes in one transaction; returns
     the evaluations, whose prediction files the caller removes."""
-    evaluations = list(db["evaluations"].rows_where("adapter_id = ?", [adapter["id"]]))
+    scored = evaluations.for_adapter(db, adapter["id"])
     with db.conn:
         db["evaluations"].delete_where("adapter_id = ?", [adapter["id"]])
         votes.forget(db, adapter["base_model"], adapter["name"])
         db["adapters"].delete(adapter["id"])
-    return evaluations
+    return scored
 
 
 def folder_size(path: Path) -> int:

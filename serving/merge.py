@@ -134,7 +134,7 @@ def prompt_description(tokenizer, adapter: dict, role) -> dict:
 
 
 def model_card(
-    adapter: dict, role, prompt: dict, evaluations: list[dict], dtype: str, *, merged: bool = True
+    adapter: dict, role, prompt: dict, evaluations: list, dtype: str, *, merged: bool = True
 ) -> str:
     """The README.md of a merged model (or, with merged=False, of the adapter alone): where it comes
     from, how it was trained, what it scored."""
@@ -185,10 +185,10 @@ def model_card(
     if not evaluations:
         lines.append("Not evaluated.")
     for row in evaluations:
-        scores = ", ".join(f"{key} {value:.2f}" for key, value in row["scores"].items() if key != "tokens")
+        scores = ", ".join(f"{key} {value:.2f}" for key, value in row.scores.items() if key != "tokens")
         lines.append(
-            f"- {row['dataset_name']} [{row['dataset_fingerprint']}], {row['num_examples']} examples: "
-            f"{scores} (`{row['signature']}`)"
+            f"- {row.dataset_name} [{row.dataset_fingerprint}], {row.num_examples} examples: "
+            f"{scores} (`{row.signature}`)"
         )
     lines += [
         "",

@@ -83,7 +83,7 @@ def delete(db: Database, name: str) -> dict:
             trash.rename(folder)
         raise
     for evaluation in evaluations:
-        if evaluation["predictions_path"]:
-            Path(evaluation["predictions_path"]).unlink(missing_ok=True)
+        if evaluation.predictions_path:
+            Path(evaluation.predictions_path).unlink(missing_ok=True)
     shutil.rmtree(trash if moved else folder, ignore_errors=True)
     return adapter

@@ -1,6 +1,7 @@
 """Every checkpoint scored on the held-out examples, the best one published, any other publishable."""
 
 import json
+from dataclasses import replace
 
 import pytest
 from safetensors.torch import load_file
@@ -8,14 +9,18 @@ from safetensors.torch import load_file
 from core.errors import UserError
 from registry import adapters, connect, jobs
 from registry import checkpoints as checkpoint_rows
+from registry.checkpoints import CheckpointScore
 from tests.conftest import SAMPLE, TINY_TRAINING, run_module, use_running_server_navigation
 from training import checkpoints
 from training.checkpoints import Choice, best
 
 
-def _row(step: int, **scores) -> dict:
+def _row(step: int, **scores) -> CheckpointScore:
     kind = "translation" if "bleu" in scores else "loss"
-    return {"step": step, "kind": kind, "scores": scores}
+    return CheckpointScore(
+        id=step, job_id=1, step=step, epoch=None, kind=kind, scores=scores, num_examples=4,
+        signature="", weights_path=None, created_at=0.0,
+    )  # fmt: skip
 
 
 def test_translators_are_ranked_by_bleu_and_the_later_step_wins_a_tie():
@@ -39,8 +44,8 @@ def test_nothing_scored_chooses_nothing():
 
 def test_chart_and_table_rows_show_every_step_and_mark_the_published_one():
     rows = [
-        {**_row(2, bleu=3.0, chrf=9.0), "epoch": 0.5, "num_examples": 10},
-        {**_row(4, bleu=7.5, chrf=1.0), "epoch": 1.0, "num_examples": 10},
+        replace(_row(2, bleu=3.0, chrf=9.0), epoch=0.5, num_examples=10),
+        replace(_row(4, bleu=7.5, chrf=1.0), epoch=1.0, num_examples=10),
     ]
     chart, metrics = checkpoints.chart_rows(rows)
     assert metrics == ["bleu", "chrf"]
@@ -79,9 +84,9 @@ def test_each_checkpoint_is_scored_and_the_best_is_published(trained, monkeypatc
     db = connect()
     adapter = adapters.get(db, "ck")
     rows = checkpoint_rows.for_job(db, adapter["job_id"])
-    assert [row["step"] for row in rows] == [2, 4, 6]
-    assert all(row["kind"] == "translation" and row["num_examples"] == 10 for row in rows)
-    assert all({"bleu", "chrf"} <= set(row["scores"]) and "BLEU" in row["signature"] for row in rows)
+    assert [row.step for row in rows] == [2, 4, 6]
+    assert all(row.kind == "translation" and row.num_examples == 10 for row in rows)
+    assert all({"bleu", "chrf"} <= set(row.scores) and "BLEU" in row.signature for row in rows)
     choice = best(rows)
     metrics = adapter["metrics"]
     assert metrics["checkpoint_step"] == choice.step and metrics["chosen_by"] == "bleu"

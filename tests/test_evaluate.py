@@ -53,13 +53,13 @@ def test_batched_generation_equals_one_by_one(engine):
 
 def test_base_evaluation_is_stored_once_and_reused(db, engine, data):
     row, cached = evaluation.evaluate(db, data=str(data), base=engine.base_model_id, engine=engine)
-    assert not cached and row["kind"] == "translation" and row["adapter_id"] is None
-    assert set(row["scores"]) == {"bleu", "chrf"} and "tok:zh" in row["signature"]
-    predictions = [json.loads(line) for line in open(row["predictions_path"], encoding="utf-8")]
+    assert not cached and row.kind == "translation" and row.adapter_id is None
+    assert set(row.scores) == {"bleu", "chrf"} and "tok:zh" in row.signature
+    predictions = [json.loads(line) for line in open(row.predictions_path, encoding="utf-8")]
     assert [p["reference"] for p in predictions] == [r["output"] for r in ROWS]
     assert set(predictions[0]) == {"input", "reference", "output"}
     again, cached = evaluation.evaluate(db, data=str(data), base=engine.base_model_id, engine=engine)
-    assert cached and again["id"] == row["id"] and db["evaluations"].count == 1
+    assert cached and again.id == row.id and db["evaluations"].count == 1
     _, cached = evaluation.evaluate(db, data=str(data), base=engine.base_model_id, engine=engine, limit=3)
     assert not cached and db["evaluations"].count == 2, "a different number of examples is another evaluation"
 
@@ -81,8 +81,8 @@ def test_persona_evaluation_reports_reference_loss_and_perplexity(db, engine, da
     row, _ = evaluation.evaluate(
         db, data=str(data), base=engine.base_model_id, role_name="persona", engine=engine
     )
-    assert row["kind"] == "loss" and row["scores"]["tokens"] > 0
-    assert row["scores"]["perplexity"] == pytest.approx(math.exp(row["scores"]["loss"]))
+    assert row.kind == "loss" and row.scores["tokens"] > 0
+    assert row.scores["perplexity"] == pytest.approx(math.exp(row.scores["loss"]))
 
 
 def test_missing_adapter_and_malformed_files_give_one_line_and_store_nothing(db, data, tmp_path, capsys):

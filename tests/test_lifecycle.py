@@ -344,7 +344,7 @@ def test_base_predictions_of_different_bases_do_not_overwrite_each_other(home, d
     paths = set()
     for base in (tiny_model_dir, other):
         row, _ = evaluate(db, data=str(data), base=str(base), role_name="translator")
-        paths.add(row["predictions_path"])
+        paths.add(row.predictions_path)
     assert len(paths) == 2 and all(Path(p).is_file() for p in paths)
 
 

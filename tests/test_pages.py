@@ -376,9 +376,7 @@ def test_adapters_page_evaluates_with_progress_and_shows_the_gain(app_env, tmp_p
     app.button(key="delete-med-zh").click().run()
     assert not app.exception and not app.error, [e.value for e in app.error]
     assert adapters.get(app_env, "med-zh") is None
-    assert (
-        evaluations.for_adapter(app_env, med["id"]) == [] and not Path(stored[0]["predictions_path"]).exists()
-    )
+    assert evaluations.for_adapter(app_env, med["id"]) == [] and not Path(stored[0].predictions_path).exists()
 
 
 def test_the_chat_sidebar_rules_follow_links_once_and_never_open_someone_elses_conversation():

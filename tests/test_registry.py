@@ -206,7 +206,7 @@ def test_deleting_an_adapter_removes_its_evaluations_predictions_and_folder(db, 
     base = evaluations.store(db, adapter_id=None, predictions_path="", **row)
     studio_adapters.delete(db, "first")
     assert adapters.get(db, "first") is None and not (home / "adapters" / "first").exists()
-    assert [e["id"] for e in db["evaluations"].rows] == [base["id"]]  # the base model's own score stays
+    assert [e["id"] for e in db["evaluations"].rows] == [base.id]  # the base model's own score stays
     assert not predictions.exists() and not list((home / "adapters").iterdir())
 
 

@@ -19,6 +19,7 @@ from core.errors import UserError
 from engine.adapters import WEIGHTS_FILE, read_metadata, write_metadata
 from registry import adapters as adapter_rows
 from registry import checkpoints as checkpoint_rows
+from registry.checkpoints import CheckpointScore
 from studio import adapters as studio_adapters
 from training import lifecycle
 
@@ -51,19 +52,19 @@ def selection_metric(kind: str) -> tuple[str, bool]:
     return HIGHER_IS_BETTER[kind]
 
 
-def best(rows: list[dict]) -> Choice | None:
+def best(rows: list[CheckpointScore]) -> Choice | None:
     """The best scored checkpoint by its role's metric; on a tie, the later step (more training
     for the same score). None when nothing was scored."""
     if not rows:
         return None
-    metric, higher = selection_metric(rows[0]["kind"])
+    metric, higher = selection_metric(rows[0].kind)
 
-    def rank(row: dict) -> tuple:
-        value = row["scores"][metric]
-        return (value if higher else -value, row["step"])
+    def rank(row: CheckpointScore) -> tuple:
+        value = row.scores[metric]
+        return (value if higher else -value, row.step)
 
     chosen = max(rows, key=rank)
-    return Choice(chosen["step"], metric, chosen["scores"][metric], len(rows))
+    return Choice(chosen.step, metric, chosen.scores[metric], len(rows))
 
 
 def scored_folder(job_dir: Path, step: int) -> Path:
@@ -95,13 +96,13 @@ def restore(model, folder: Path) -> None:
 def choose_and_restore(db, job_id: int, model, final_step: int) -> Choice | None:
     """After training: the best scored checkpoint, its weights put back into `model` when it is
     not the last step. None (the last weights stay) when no checkpoint was scored."""
-    rows = [row for row in checkpoint_rows.for_job(db, job_id) if Path(row["weights_path"] or "").is_dir()]
+    rows = [row for row in checkpoint_rows.for_job(db, job_id) if Path(row.weights_path or "").is_dir()]
     choice = best(rows)
     if choice is None:
         return None
     if choice.step != final_step:
-        chosen = next(row for row in rows if row["step"] == choice.step)
-        restore(model, Path(chosen["weights_path"]))
+        chosen = next(row for row in rows if row.step == choice.step)
+        restore(model, Path(chosen.weights_path))
         log.info(
             "publishing checkpoint %d (%s %.4g), the best of %d scored, rather than the last step %d",
             choice.step,
@@ -119,15 +120,15 @@ def publish_checkpoint(db, *, adapter_name: str, step: int, new_name: str) -> di
     source = adapter_rows.require(db, adapter_name)
     new_name = names.check_name(new_name)
     lifecycle.refuse_taken_name(db, new_name, job=None)
-    row = next((r for r in checkpoint_rows.for_job(db, source["job_id"]) if r["step"] == step), None)
-    weights = Path(row["weights_path"]) if row and row["weights_path"] else None
+    row = next((r for r in checkpoint_rows.for_job(db, source["job_id"]) if r.step == step), None)
+    weights = Path(row.weights_path) if row and row.weights_path else None
     if weights is None or not all((weights / name).is_file() for name in ADAPTER_FILES):
         raise UserError(texts.ERR_CHECKPOINT_MISSING.format(step=step, name=adapter_name))
     metadata = read_metadata(Path(source["path"]))
     final = home.adapters_dir() / new_name
     staging = final.with_name(f".tmp-{new_name}-checkpoint")
     shutil.rmtree(staging, ignore_errors=True)
-    metric, _ = selection_metric(row["kind"])
+    metric, _ = selection_metric(row.kind)
     registration = {
         "name": new_name,
         "role": source["role"],
@@ -142,7 +143,7 @@ def publish_checkpoint(db, *, adapter_name: str, step: int, new_name: str) -> di
             "steps": step,
             "checkpoint_step": step,
             "chosen_by": "user",
-            "chosen_score": row["scores"][metric],
+            "chosen_score": row.scores[metric],
             "checkpoint_of": adapter_name,
         },
     }
@@ -163,26 +164,22 @@ def publish_checkpoint(db, *, adapter_name: str, step: int, new_name: str) -> di
     return studio_adapters.register(db, path=final, job_id=source["job_id"], **registration)
 
 
-def chart_rows(rows: list[dict]) -> tuple[list[dict], list[str]]:
+def chart_rows(rows: list[CheckpointScore]) -> tuple[list[dict], list[str]]:
     """One row per scored checkpoint with its step and headline metrics, and those metrics' names,
     for a line chart (BLEU and chrF share a 0-100 axis; a loss is drawn alone)."""
-    metrics = [m for m in ("bleu", "chrf", "loss") if rows and m in rows[0]["scores"]]
-    return [
-        {"step": row["step"], **{m: round(row["scores"][m], 4) for m in metrics}} for row in rows
-    ], metrics
+    metrics = [m for m in ("bleu", "chrf", "loss") if rows and m in rows[0].scores]
+    return [{"step": row.step, **{m: round(row.scores[m], 4) for m in metrics}} for row in rows], metrics
 
 
-def table(rows: list[dict], chosen_step: int | None) -> list[dict]:
+def table(rows: list[CheckpointScore], chosen_step: int | None) -> list[dict]:
     """The scored checkpoints as the adapter card lists them, the published one marked."""
     columns = texts.CHECKPOINT_COLUMNS
     lines = []
     for row in rows:
-        line = {columns["step"]: row["step"], columns["epoch"]: round(row["epoch"] or 0, 2)}
-        line.update(
-            {metric: round(value, 3) for metric, value in row["scores"].items() if metric != "tokens"}
-        )
-        line[columns["n"]] = row["num_examples"]
-        line[columns["published"]] = "★" if row["step"] == chosen_step else ""
+        line = {columns["step"]: row.step, columns["epoch"]: round(row.epoch or 0, 2)}
+        line.update({metric: round(value, 3) for metric, value in row.scores.items() if metric != "tokens"})
+        line[columns["n"]] = row.num_examples
+        line[columns["published"]] = "★" if row.step == chosen_step else ""
         lines.append(line)
     return lines
 

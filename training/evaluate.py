@@ -27,6 +27,7 @@ from engine.adapters import check_loadable  # noqa: E402
 from registry import adapters as adapter_rows  # noqa: E402
 from registry import connect  # noqa: E402
 from registry import evaluations as evaluation_rows  # noqa: E402
+from registry.evaluations import Evaluation  # noqa: E402
 from studio.roles import get_role  # noqa: E402
 from training.data import Dataset, load_dataset  # noqa: E402
 
@@ -65,7 +66,7 @@ def evaluate(
     engine=None,
     progress=None,
     dataset: Dataset | None = None,
-) -> tuple[dict, bool]:
+) -> tuple[Evaluation, bool]:
     """Return (evaluation row, whether it was already stored). Checks everything before computing.
     `dataset`: `data` already loaded by the caller (read once per action)."""
     adapter = adapter_rows.require(db, adapter_name) if adapter_name else None
@@ -160,7 +161,7 @@ def score_records(
 
 def evaluate_with_base(
     db, *, adapter_name: str, data: str, engine, limit=None, progress=None, dataset: Dataset | None = None
-) -> list[dict]:
+) -> list[Evaluation]:
     """The adapter, then its base alone on the same examples, so the gain can be shown.
     `progress(fraction)` covers both passes; `dataset` is `data` already read."""
     adapter = adapter_rows.require(db, adapter_name)
@@ -212,15 +213,15 @@ def _short_hash(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:10]
 
 
-def describe(row: dict) -> str:
-    scores, lines = row["scores"], []
-    if row["kind"] == "translation":
-        bleu_signature, chrf_signature = row["signature"].removeprefix("BLEU ").split(" | chrF ")
+def describe(row: Evaluation) -> str:
+    scores, lines = row.scores, []
+    if row.kind == "translation":
+        bleu_signature, chrf_signature = row.signature.removeprefix("BLEU ").split(" | chrF ")
         lines.append(f"BLEU = {scores['bleu']:.2f}  {bleu_signature}")
         lines.append(f"chrF = {scores['chrf']:.2f}  {chrf_signature}")
     else:
         lines.append(
-            f"loss = {scores['loss']:.4f}  perplexity = {scores['perplexity']:.2f}  ({row['signature']})"
+            f"loss = {scores['loss']:.4f}  perplexity = {scores['perplexity']:.2f}  ({row.signature})"
         )
     return "\n".join(lines)
 
@@ -268,11 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    who = f"adapter {args.adapter}" if args.adapter else f"base {row['base_model']}"
-    print(f"{who} on {row['dataset_name']} [{row['dataset_fingerprint']}], {row['num_examples']} examples")
+    who = f"adapter {args.adapter}" if args.adapter else f"base {row.base_model}"
+    print(f"{who} on {row.dataset_name} [{row.dataset_fingerprint}], {row.num_examples} examples")
     print(describe(row))
     note = "already stored, not recomputed (--force recomputes)" if cached else "stored"
-    print(f"evaluation #{row['id']} {note}; predictions: {row['predictions_path']}")
+    print(f"evaluation #{row.id} {note}; predictions: {row.predictions_path}")
     return 0
 
 

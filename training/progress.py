@@ -154,7 +154,7 @@ class CheckpointScorer(TrainerCallback):
     def score_if_missing(self, model, checkpoint: Path) -> None:
         """A resumed job whose last checkpoint was saved but not scored (stopped meanwhile)."""
         step = int(checkpoint.name.rsplit("-", 1)[1])
-        if not any(row["step"] == step for row in checkpoint_rows.for_job(self.db, self.job_id)):
+        if not any(row.step == step for row in checkpoint_rows.for_job(self.db, self.job_id)):
             self.score(model, checkpoint, step, epoch=None)
 
     def score(self, model, checkpoint: Path, step: int, epoch: float | None) -> None:
@@ -184,7 +184,7 @@ class CheckpointScorer(TrainerCallback):
             "checkpoint %d scored on %d held-out examples: %s",
             step,
             len(self.records),
-            ", ".join(f"{key} {value:.4g}" for key, value in row["scores"].items()),
+            ", ".join(f"{key} {value:.4g}" for key, value in row.scores.items()),
         )
 
     def _score(self, model):

@@ -7,6 +7,7 @@ from pathlib import Path
 from core import texts
 from core.errors import UserError
 from registry import evaluations as evaluation_rows
+from registry.evaluations import Evaluation
 from training.significance import compare_prediction_files
 
 HEADLINE = {"translation": ("bleu", "chrf"), "loss": ("loss", "perplexity")}
@@ -19,16 +20,16 @@ def score_table(db, adapter: dict) -> list[dict]:
     table = []
     for row in evaluation_rows.for_adapter(db, adapter["id"]):
         base = evaluation_rows.base_counterpart(db, row)
-        line = {"dataset": f"{row['dataset_name']} [{row['dataset_fingerprint']}]", "n": row["num_examples"]}
-        tested = _paired(row, base) if row["kind"] == "translation" and base is not None else {}
-        for metric in HEADLINE[row["kind"]]:
-            value = row["scores"][metric]
+        line = {"dataset": f"{row.dataset_name} [{row.dataset_fingerprint}]", "n": row.num_examples}
+        tested = _paired(row, base) if row.kind == "translation" and base is not None else {}
+        for metric in HEADLINE[row.kind]:
+            value = row.scores[metric]
             line[metric] = round(value, 2)
             if metric in tested:
                 line[f"{metric} ±"] = round(tested[metric].system_ci, 2)
             if base is not None:
-                line[f"base {metric}"] = round(base["scores"][metric], 2)
-                line[f"gain {metric}"] = round(value - base["scores"][metric], 2)
+                line[f"base {metric}"] = round(base.scores[metric], 2)
+                line[f"gain {metric}"] = round(value - base.scores[metric], 2)
             if metric in tested:
                 line[f"p {metric}"] = round(tested[metric].p_value, 4)
                 line[f"significant {metric}"] = texts.VERDICTS[tested[metric].verdict]
@@ -36,8 +37,8 @@ def score_table(db, adapter: dict) -> list[dict]:
     return table
 
 
-def _paired(row: dict, base: dict) -> dict:
-    paths = [Path(evaluation["predictions_path"] or "") for evaluation in (row, base)]
+def _paired(row: Evaluation, base: Evaluation) -> dict:
+    paths = [Path(evaluation.predictions_path or "") for evaluation in (row, base)]
     if not all(path.is_file() for path in paths):
         return {}
     stamps = [path.stat().st_mtime_ns for path in paths]
@@ -53,19 +54,19 @@ def _cached_comparison(system: str, baseline: str, *_stamps) -> dict:
     return compare_prediction_files(Path(system), Path(baseline))[0]
 
 
-def rivals(db, adapter: dict) -> dict[str, tuple[dict, dict]]:
+def rivals(db, adapter: dict) -> dict[str, tuple[Evaluation, Evaluation]]:
     """Other translators evaluated on the same sentences as this one: their name → (this adapter's
     evaluation, theirs), the newest pair for each."""
     found = {}
     for row in evaluation_rows.for_adapter(db, adapter["id"]):
-        if row["kind"] != "translation":
+        if row.kind != "translation":
             continue
         for other in evaluation_rows.of_other_adapters(db, row):
-            found.setdefault(other["adapter_name"], (row, other))
+            found.setdefault(other.adapter_name, (row, other))
     return found
 
 
-def head_to_head(mine: dict, theirs: dict, my_name: str, their_name: str) -> list[dict]:
+def head_to_head(mine: Evaluation, theirs: Evaluation, my_name: str, their_name: str) -> list[dict]:
     """This adapter against another on the same sentences: per metric both scores with their 95%
     intervals, the p-value of the difference and the verdict for this adapter."""
     tested = _paired(mine, theirs)
@@ -120,7 +121,7 @@ def evaluation_examples(db, adapter: dict, limit: int = 200) -> list[dict]:
     from pathlib import Path
 
     for row in evaluation_rows.for_adapter(db, adapter["id"]):
-        path = Path(row["predictions_path"] or "")
+        path = Path(row.predictions_path or "")
         if path.is_file():
             lines = path.read_text(encoding="utf-8").splitlines()[:limit]
             return [

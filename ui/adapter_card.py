@@ -43,7 +43,7 @@ def checkpoint_section(db, adapter: dict) -> None:
         st.caption(reason)
     charts.checkpoint_scores(scored, height=240)
     st.dataframe(checkpoints.table(scored, adapter["metrics"].get("checkpoint_step")), hide_index=True)
-    others = [row["step"] for row in scored if row["step"] != adapter["metrics"].get("checkpoint_step")]
+    others = [row.step for row in scored if row.step != adapter["metrics"].get("checkpoint_step")]
     if not others:
         return
     with st.form(f"checkpoint-{name}"):

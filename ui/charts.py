@@ -52,7 +52,7 @@ def scores(table: list[dict], height: int = 200) -> None:
     )
 
 
-def checkpoint_scores(rows: list[dict], height: int = 240) -> None:
+def checkpoint_scores(rows: list, height: int = 240) -> None:
     """Each scored checkpoint's held-out score, step on x (training/checkpoints.py)."""
     points, metrics = checkpoint_chart_rows(rows)
     if not points:
