@@ -15,7 +15,7 @@ db = common.registry()
 st.title(texts.TRAIN_TITLE)
 
 if st.button(texts.DEMO_BUTTON, help=texts.DEMO_HELP, type="primary"):
-    demo_job = common.show_user_error(lifecycle.start_demo, db)
+    demo_job = common.show_user_error(lifecycle.start_demo, db, tokenizers=sections.page_tokenizer)
     if demo_job:
         st.query_params["job"] = str(demo_job["id"])
 
@@ -63,7 +63,13 @@ if st.button(texts.START, type="primary"):
         st.error(data_problem)
     else:
         with st.spinner(texts.CHECKING):
-            job = common.show_user_error(lifecycle.submit_form, db, form, progress=common.step_progress())
+            job = common.show_user_error(
+                lifecycle.submit_form,
+                db,
+                form,
+                progress=common.step_progress(),
+                tokenizers=sections.page_tokenizer,
+            )
         if job:
             st.query_params["job"] = str(job["id"])
 

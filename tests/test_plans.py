@@ -132,3 +132,16 @@ def test_a_page_started_job_is_checked_once_and_tokenised_once_from_start_to_suc
     assert train.main(["--job-id", str(job["id"])]) == 0
     assert jobs.get(db, job["id"])["status"] == "succeeded"
     assert calls == {"check_settings": 1, "load_dataset": 1, "tokenize_dataset": 1}
+
+
+def test_a_start_tokenises_with_the_tokenizer_the_page_already_holds(home, db, tiny_model_dir, monkeypatch):
+    from engine import catalogue, loading
+
+    spec = catalogue.parse_model_id(str(tiny_model_dir))
+    held = loading.load_tokenizer(tiny_model_dir, spec)
+    asked = []
+    monkeypatch.setattr(plans.loading, "load_tokenizer", lambda *a, **k: pytest.fail("loaded a second time"))
+    plan = lifecycle.check(
+        db, _settings(tiny_model_dir), tokenizers=lambda model_id: asked.append(model_id) or held
+    )
+    assert asked == [spec.model_id] and plan.tokenizer is held

@@ -45,7 +45,9 @@ DEMO = TrainConfig(
 )
 
 
-def check(db, settings: dict | TrainConfig, *, job=None, base_dir=None, progress=None) -> plans.Plan:
+def check(
+    db, settings: dict | TrainConfig, *, job=None, base_dir=None, progress=None, tokenizers=None
+) -> plans.Plan:
     """Everything that can be wrong with a request, as one UserError, before anything is created;
     the job's plan when nothing is. The one check of a request: `settings` (a dict, or a config to
     check again) are typed and range-checked here.
@@ -70,6 +72,7 @@ def check(db, settings: dict | TrainConfig, *, job=None, base_dir=None, progress
         fingerprint=job["dataset_fingerprint"] if job else None,
         job_id=job["id"] if job else None,
         progress=progress,
+        tokenizers=tokenizers,
     )
 
 
@@ -106,29 +109,33 @@ def create_job(db, plan: plans.Plan, **fields) -> dict:
     return job_rows.get(db, job["id"])
 
 
-def submit(db, settings: dict | TrainConfig, *, progress=None) -> dict:
+def submit(db, settings: dict | TrainConfig, *, progress=None, tokenizers=None) -> dict:
     """The training page's Start: check, create the job, launch its detached trainer, which trains
     the stored plan. A relative dataset path is taken from the project folder, wherever the server
     was started."""
-    plan = check(db, settings, base_dir=home.PROJECT_ROOT, progress=progress)
+    plan = check(db, settings, base_dir=home.PROJECT_ROOT, progress=progress, tokenizers=tokenizers)
     job = create_job(db, plan)
     return supervisor.launch(db, job)
 
 
-def submit_form(db, form: dict, *, progress=None) -> dict:
+def submit_form(db, form: dict, *, progress=None, tokenizers=None) -> dict:
     """The page's Start with what its form holds (any subset of the settings): the trainer's
     defaults fill the rest, and every value is typed and range-checked as a flag would be."""
-    return submit(db, form, progress=progress)
+    return submit(db, form, progress=progress, tokenizers=tokenizers)
 
 
-def start_demo(db) -> dict:
-    taken = {row["name"] for row in adapter_rows.list_all(db)}
+def start_demo(db, *, tokenizers=None) -> dict:
+    """The one-click demo under the first free name: no adapter, folder or unfinished job has it."""
+    supervisor.reconcile(db)
+    taken = {row["name"] for row in adapter_rows.list_all(db)} | {
+        job["adapter_name"] for job in job_rows.active(db)
+    }
     number = 1
     while (
         f"demo-translator-{number}" in taken or (home.adapters_dir() / f"demo-translator-{number}").exists()
     ):
         number += 1
-    return submit(db, replace(DEMO, name=f"demo-translator-{number}"))
+    return submit(db, replace(DEMO, name=f"demo-translator-{number}"), tokenizers=tokenizers)
 
 
 def stored_config(job: dict, **overrides) -> dict:
@@ -149,14 +156,14 @@ def find_resumable(db, name: str) -> dict:
     return job
 
 
-def resume(db, job_id: int) -> dict:
+def resume(db, job_id: int, *, tokenizers=None) -> dict:
     """The page's Resume: check the job again as it will run, then relaunch it from its newest
     complete checkpoint."""
     supervisor.reconcile(db)
     job = job_rows.get(db, job_id)
     if job is None or job["status"] not in job_rows.RESUMABLE:
         raise UserError(texts.ERR_NOT_RESUMABLE)
-    plan = check(db, stored_config(job, resume=True), job=job)
+    plan = check(db, stored_config(job, resume=True), job=job, tokenizers=tokenizers)
     plans.store(plan, Path(job["job_dir"] or home.jobs_dir() / str(job_id)))
     job_rows.update(
         db, job_id, status="queued", error=None, pid=None, heartbeat_at=time.time(), finished_at=None

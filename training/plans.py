@@ -90,9 +90,20 @@ class Plan:
         }
 
 
-def make(config: TrainConfig, role: Role, data_path: Path, *, fingerprint=None, job_id=None, progress=None):
+def make(
+    config: TrainConfig,
+    role: Role,
+    data_path: Path,
+    *,
+    fingerprint=None,
+    job_id=None,
+    progress=None,
+    tokenizers=None,
+):
     """The plan of a checked config. `fingerprint`: the one a resumed job started with (a changed
-    file is refused); `progress(fraction, text)` hears the model's conversion and the tokenising."""
+    file is refused); `progress(fraction, text)` hears the model's conversion and the tokenising;
+    `tokenizers(model_id)`: a caller's tokenizer of that base, already loaded the same way (the
+    training page keeps one per base: loading Gemma's again costs seconds)."""
     spec = catalogue.parse_model_id(config.base)
     dataset = load_dataset(data_path, limit=config.limit or None)
     _refuse_changed(dataset.name, job_id, fingerprint, dataset.fingerprint)
@@ -101,7 +112,8 @@ def make(config: TrainConfig, role: Role, data_path: Path, *, fingerprint=None, 
     config, by_size = defaults.resolve(config, model_dir)
     model_type = loading.check_model_folder(model_dir, config.trust_remote_code)
     packing = choose_packing(config.packing, model_type, config.trust_remote_code)
-    tokenizer = loading.load_tokenizer(model_dir, spec, config.trust_remote_code)
+    given = tokenizers(spec.model_id) if tokenizers is not None and not config.trust_remote_code else None
+    tokenizer = given or loading.load_tokenizer(model_dir, spec, config.trust_remote_code)
     prompt_format = (
         config.prompt_format
         or role.prompt_format

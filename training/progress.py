@@ -47,12 +47,17 @@ class StepAgreement(TrainerCallback):
         self.world, self.counter, self.cancellation = world, counter, cancellation
         self.tokens = 0  # global: every rank's tokens
         self._counted = 0
+        self._saved_step = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # a resumed run starts at the step of the checkpoint it was resumed from
+        self._saved_step = state.global_step if state.global_step else None
 
     def on_substep_end(self, args, state, control, **kwargs):
-        self._agree(control)
+        self._agree(state, control)
 
     def on_step_end(self, args, state, control, **kwargs):
-        self._agree(control)
+        self._agree(state, control)
         if not self.world.main:
             log.info(
                 "rank %d: step %d/%d, %d tokens in all",
@@ -62,18 +67,26 @@ class StepAgreement(TrainerCallback):
                 self.tokens,
             )
 
-    def _agree(self, control) -> None:
+    def _agree(self, state, control) -> None:
         local = self.counter.tokens - self._counted
         self._counted = self.counter.tokens
         stop, tokens = distributed.agree(self.world, self.cancellation.requested.is_set(), local)
         self.tokens += tokens
         if stop:
             self.cancellation.requested.set()  # the ranks that got no signal stop as cancelled too
-            control.should_save = True
+            # a cancel inside the step after a checkpoint has nothing new to save, and saving again
+            # would rewrite a folder already marked complete, which a kill could leave half-written
+            control.should_save = state.global_step != self._saved_step
             control.should_training_stop = True
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        # the Trainer saves at every epoch's end, also one a cancel cut short right after a save
+        if state.global_step == self._saved_step:
+            control.should_save = False
 
     def on_save(self, args, state, control, **kwargs):
         distributed.wait_for_all(self.world)  # every rank's part of the checkpoint is written
+        self._saved_step = state.global_step
 
 
 class RegistryProgress(TrainerCallback):

@@ -36,6 +36,11 @@ def tokenizer_for(base_model: str):
     return TOKENIZERS.get(base_model, load, show_progress=common.model_progress)
 
 
+def page_tokenizer(model_id: str):
+    """What a Start on this page tokenises with: the tokenizer the page already holds."""
+    return tokenizer_for(model_id)[0]
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def dataset_for_preview(path: str, limit: int, stamp: tuple):
     """Read once per file version: reruns of the form do not read the dataset again."""
@@ -99,7 +104,7 @@ def job_panel(job_id: int, started_as: str) -> None:
     if view.active and buttons[0].button(texts.CANCEL, key=f"cancel-{job_id}"):
         lifecycle.cancel(db, job_id)
     if view.resumable and buttons[1].button(texts.RESUME, key=f"resume-{job_id}"):
-        if common.show_user_error(lifecycle.resume, db, job_id):
+        if common.show_user_error(lifecycle.resume, db, job_id, tokenizers=page_tokenizer):
             st.rerun(scope="app")
     with st.expander(texts.LOG_TAIL, expanded=job["status"] == "failed"):
         st.code(supervisor.log_tail(job) or "…", language="log")
