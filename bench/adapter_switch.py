@@ -83,7 +83,7 @@ def run(args, scratch: Path) -> None:
         reloads, reload_first_tokens = [], []
         for name in cycle[: args.reloads]:
             start = time.perf_counter()
-            model = reload_the_tutorial_way(engine, adapter_rows.get(db, name)["path"])
+            model = reload_the_tutorial_way(engine, adapter_rows.get(db, name).path)
             reloads.append(time.perf_counter() - start)
             ids = torch.tensor([engine.prompt_ids(TRANSLATOR, PROMPT)])
             with torch.inference_mode():

@@ -65,7 +65,7 @@ def run(args, scratch: Path) -> None:
     engine = ChatEngine(args.base, device=args.device, dtype=args.dtype)
     names = make_adapters(engine, db, scratch, 3)
     adapter = adapter_rows.get(db, names[0])
-    role = get_role(db, adapter["role"])  # what the server answers bench-0 with
+    role = get_role(db, adapter.role)  # what the server answers bench-0 with
     decoding = role.decoding.with_changes(do_sample=False, max_new_tokens=args.max_tokens)
     models = [*names, engine.base_model_id]
 

@@ -62,8 +62,8 @@ def run(args, processes: int, accumulation: int) -> tuple[float, float]:
         os.environ["TRANSLATOR_HOME"] = scratch
         db = connect()
         (job,) = jobs.list_all(db)
-        rates = [m["tokens_per_second"] for m in jobs.metrics_for(db, job["id"])][1:]
-        seconds = adapters.get(db, job["adapter_name"])["metrics"]["train_seconds"]
+        rates = [m["tokens_per_second"] for m in jobs.metrics_for(db, job.id)][1:]
+        seconds = adapters.get(db, job.adapter_name).metrics["train_seconds"]
         return statistics.median(rates), seconds
 
 

@@ -84,7 +84,7 @@ def measure(lifecycle, base: str, path: Path, repeats: int) -> tuple[float, floa
         started = time.perf_counter()
         job = lifecycle.create_job(db, lifecycle.check(db, settings))
         warm.append(time.perf_counter() - started)
-        load.append(_timed(lambda job=job: plans.load(Path(job["job_dir"]), job["id"])))
+        load.append(_timed(lambda job=job: plans.load(Path(job.job_dir), job.id)))
     return statistics.median(cold), statistics.median(warm), statistics.median(load)
 
 

@@ -35,9 +35,9 @@ def measure(model: str, lr: str, args) -> dict:
     wall = time.monotonic() - started
     db = connect()
     adapter = adapters.require(db, name)
-    losses = {m["step"]: m["loss"] for m in jobs.metrics_for(db, adapter["job_id"]) if m["loss"] is not None}
+    losses = {m["step"]: m["loss"] for m in jobs.metrics_for(db, adapter.job_id) if m["loss"] is not None}
     curve = []
-    for row in checkpoint_rows.for_job(db, adapter["job_id"]):
+    for row in checkpoint_rows.for_job(db, adapter.job_id):
         window = [losses[s] for s in range(row.step - args.save_steps + 1, row.step + 1) if s in losses]
         curve.append(
             {
@@ -47,7 +47,7 @@ def measure(model: str, lr: str, args) -> dict:
                 "n": row.num_examples,
             }
         )
-    return {"model": model, "lr": lr, "wall_s": wall, "curve": curve, "chosen": adapter["metrics"]}
+    return {"model": model, "lr": lr, "wall_s": wall, "curve": curve, "chosen": adapter.metrics}
 
 
 def main() -> int:

@@ -51,7 +51,7 @@ def measure(model: str, args) -> dict:
     run("training.evaluate", "--adapter", name, *dev)
     db = connect()
     adapter = adapters.require(db, name)
-    mine = evaluation_rows.for_adapter(db, adapter["id"])[0]
+    mine = evaluation_rows.for_adapter(db, adapter.id)[0]
     base = evaluation_rows.base_counterpart(db, mine)
     tested, _ = compare_prediction_files(Path(mine.predictions_path), Path(base.predictions_path))
     examples = [line for line in Path(mine.predictions_path).read_text(encoding="utf-8").splitlines()[:3]]
@@ -61,9 +61,9 @@ def measure(model: str, args) -> dict:
         "tested": tested,
         "examples": examples,
         "n": mine.num_examples,
-        "steps": adapter["metrics"].get("steps"),
-        "lr": adapter["hyperparameters"].get("lr"),
-        "epochs": adapter["hyperparameters"].get("epochs"),
+        "steps": adapter.metrics.get("steps"),
+        "lr": adapter.hyperparameters.get("lr"),
+        "epochs": adapter.hyperparameters.get("epochs"),
     }
 
 

@@ -7,7 +7,9 @@ answer every request with the same weights, so such folders are refused at regis
 
 import json
 import struct
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from core import texts
 from core.errors import UserError
@@ -15,6 +17,29 @@ from core.errors import UserError
 WEIGHTS_FILE = "adapter_model.safetensors"
 CONFIG_FILE = "adapter_config.json"
 METADATA_FILE = "translator_adapter.json"
+
+
+class AdapterRecord(Protocol):
+    """What the engine reads of a registered adapter (registry.adapters.Adapter is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def base_model(self) -> str: ...
+    @property
+    def prompt_format(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class ResidentAdapter:
+    """An adapter that lives in the model only, with no folder yet (the one being trained)."""
+
+    name: str
+    prompt_format: str
+    base_model: str
+    path: str = ""
 
 
 def write_metadata(folder: Path, **metadata) -> None:
@@ -77,15 +102,15 @@ def check_safetensors(path: Path, who: str) -> None:
         raise UserError(texts.ERR_ADAPTER_DAMAGED.format(who=who, file=path.name, problem=problem))
 
 
-def check_loadable(adapter: dict, base_model_id: str) -> Path:
+def check_loadable(adapter: AdapterRecord, base_model_id: str) -> Path:
     """The adapter's folder, after refusing anything chat must not load."""
-    if adapter["base_model"] != base_model_id:
+    if adapter.base_model != base_model_id:
         raise UserError(
             texts.ERR_ADAPTER_OTHER_BASE.format(
-                name=adapter["name"], trained=adapter["base_model"], loaded=base_model_id
+                name=adapter.name, trained=adapter.base_model, loaded=base_model_id
             )
         )
-    return check_folder(Path(adapter["path"]), adapter["name"])
+    return check_folder(Path(adapter.path), adapter.name)
 
 
 def _names(config: dict, keys: list[str]) -> list:

@@ -27,7 +27,7 @@ from transformers import (
 from core import errors, texts
 from core.errors import UserError
 from engine import catalogue, devices, formats, loading, models
-from engine.adapters import WEIGHTS_FILE, check_loadable
+from engine.adapters import WEIGHTS_FILE, AdapterRecord, ResidentAdapter, check_loadable
 from engine.roles import Decoding, Role
 
 BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
@@ -189,14 +189,16 @@ class ChatEngine:
         self._tokenizer_lock = threading.Lock()
 
     @classmethod
-    def around_trained(cls, peft_model, tokenizer, spec, model_dir, prompt_format: str, adapter: dict):
+    def around_trained(
+        cls, peft_model, tokenizer, spec, model_dir, prompt_format: str, adapter: AdapterRecord
+    ):
         """An engine over a model that training has just adapted, without loading a second copy:
         the registered `adapter` is the one training produced (PEFT's "default"), and the base model
         answers through PEFT's "__base__" as usual. Used for the held-out evaluation inside a job."""
         engine = cls._around(peft_model, tokenizer, spec, model_dir, prompt_format)
         folder = check_loadable(adapter, spec.model_id)
-        engine._peft_names[adapter["name"]] = peft_model.active_adapter
-        engine._loaded[adapter["name"]] = _weights_version(folder)
+        engine._peft_names[adapter.name] = peft_model.active_adapter
+        engine._loaded[adapter.name] = _weights_version(folder)
         return engine
 
     @classmethod
@@ -205,7 +207,7 @@ class ChatEngine:
         anywhere) that answers with its current weights: to score a checkpoint as it is saved.
         The caller puts the model back in training mode afterwards."""
         engine = cls._around(peft_model, tokenizer, spec, model_dir, prompt_format)
-        adapter = {"name": IN_TRAINING, "prompt_format": prompt_format}
+        adapter = ResidentAdapter(IN_TRAINING, prompt_format, spec.model_id)
         engine._peft_names[IN_TRAINING] = peft_model.active_adapter
         engine._loaded[IN_TRAINING] = None
         engine._resident.add(IN_TRAINING)
@@ -241,16 +243,16 @@ class ChatEngine:
     def loaded_adapters(self) -> list[str]:
         return list(self._loaded)
 
-    def ensure_adapter(self, adapter: dict) -> None:
+    def ensure_adapter(self, adapter: AdapterRecord) -> None:
         """Load a registered adapter once; later requests only name it. A retrained adapter with
         the same name and folder has new weights, so the weights file's version is part of the key."""
-        name = adapter["name"]
+        name = adapter.name
         if name in self._resident:
             return
-        current = _weights_version(Path(adapter["path"]))
+        current = _weights_version(Path(adapter.path))
         if (
             current is not None
-            and adapter["base_model"] == self.base_model_id
+            and adapter.base_model == self.base_model_id
             and self._loaded.get(name) == current
         ):
             return  # checked when it was loaded, and unchanged since
@@ -301,9 +303,13 @@ class ChatEngine:
                 module._translator_hooked = True
 
     def prompt_ids(
-        self, role: Role, text: str, history: Sequence[formats.Turn] = (), adapter: dict | None = None
+        self,
+        role: Role,
+        text: str,
+        history: Sequence[formats.Turn] = (),
+        adapter: AdapterRecord | None = None,
     ) -> list[int]:
-        prompt_format = (adapter or {}).get("prompt_format") or self.prompt_format
+        prompt_format = (adapter.prompt_format if adapter else None) or self.prompt_format
         with self._tokenizer_lock:
             return formats.prompt_ids(self.tokenizer, prompt_format, role, text, history)
 
@@ -312,7 +318,7 @@ class ChatEngine:
         text: str,
         *,
         role: Role,
-        adapter: dict | None = None,
+        adapter: AdapterRecord | None = None,
         history: Sequence[formats.Turn] = (),
         decoding: Decoding | None = None,
     ) -> Iterator[str]:
@@ -327,7 +333,7 @@ class ChatEngine:
         if adapter is not None:
             self.ensure_adapter(adapter)
         decoding = decoding or role.decoding
-        prompt_format = (adapter or {}).get("prompt_format") or self.prompt_format
+        prompt_format = (adapter.prompt_format if adapter else None) or self.prompt_format
         stops = set(formats.stop_token_ids(self.tokenizer, prompt_format, self.model))
         choose = token_chooser(self.model, decoding)
         pieces = TextPieces(self.tokenizer, self._tokenizer_lock)
@@ -353,7 +359,7 @@ class ChatEngine:
             yield piece
 
     @contextlib.contextmanager
-    def _answering_as(self, adapter: dict | None):
+    def _answering_as(self, adapter: AdapterRecord | None):
         """Compute with `adapter` (None: the base model) on this thread only, under the shared lock,
         so loading an adapter waits for the block and no other thread's choice changes."""
         import torch
@@ -380,15 +386,15 @@ class ChatEngine:
             finally:
                 _thread_choice.adapter = None
 
-    def _choice_for(self, adapter: dict | None) -> str | None:
+    def _choice_for(self, adapter: AdapterRecord | None) -> str | None:
         """Called under the shared lock, so the set of loaded adapters cannot change meanwhile."""
         if adapter is None:
             return BASE if self._peft_model is not None else None
-        if adapter["name"] not in self._loaded:
-            raise UserError(texts.ERR_ADAPTER_UNLOADED.format(name=adapter["name"]))
-        return self._peft_names.get(adapter["name"], adapter["name"])
+        if adapter.name not in self._loaded:
+            raise UserError(texts.ERR_ADAPTER_UNLOADED.format(name=adapter.name))
+        return self._peft_names.get(adapter.name, adapter.name)
 
-    def next_token_logits(self, ids: list[int], adapter: dict | None = None):
+    def next_token_logits(self, ids: list[int], adapter: AdapterRecord | None = None):
         """Logits for the token after `ids`, with the adapter chosen exactly as generation does."""
         import torch
 
@@ -403,7 +409,7 @@ class ChatEngine:
         texts: Sequence[str],
         *,
         role: Role,
-        adapter: dict | None = None,
+        adapter: AdapterRecord | None = None,
         decoding: Decoding | None = None,
         batch_size: int = 8,
         max_new_tokens: Sequence[int] | None = None,
@@ -418,7 +424,7 @@ class ChatEngine:
         if adapter is not None:
             self.ensure_adapter(adapter)
         decoding = decoding or role.decoding
-        prompt_format = (adapter or {}).get("prompt_format") or self.prompt_format
+        prompt_format = (adapter.prompt_format if adapter else None) or self.prompt_format
         stop_ids = formats.stop_token_ids(self.tokenizer, prompt_format, self.model)
         stop_texts = formats.stop_texts(prompt_format, tuned=adapter is not None)
         with self._tokenizer_lock:
@@ -467,14 +473,14 @@ class ChatEngine:
         return ends
 
     def reference_loss(
-        self, records: Sequence[dict], *, role: Role, adapter: dict | None = None
+        self, records: Sequence[dict], *, role: Role, adapter: AdapterRecord | None = None
     ) -> tuple[float, int]:
         """Summed cross-entropy of the references' tokens under the model, and their count."""
         import torch
 
         if adapter is not None:
             self.ensure_adapter(adapter)
-        prompt_format = (adapter or {}).get("prompt_format") or self.prompt_format
+        prompt_format = (adapter.prompt_format if adapter else None) or self.prompt_format
         total, count = 0.0, 0
         for record in records:
             with self._tokenizer_lock:

@@ -20,14 +20,14 @@ if not rows:
 else:
     adapter_card.adapter_table(rows)
 for adapter in rows:
-    name = adapter["name"]
-    with st.expander(f"{name} · {adapter['role']} · {adapter['base_model']}"):
+    name = adapter.name
+    with st.expander(f"{name} · {adapter.role} · {adapter.base_model}"):
         if not adapter_rows.folder_is_present(adapter):
-            st.warning(texts.FOLDER_MISSING.format(path=adapter["path"]))
+            st.warning(texts.FOLDER_MISSING.format(path=adapter.path))
         st.caption(texts.SETTINGS_AND_METRICS)
-        st.json({**adapter["hyperparameters"], **adapter["metrics"]}, expanded=False)
-        if adapter["job_id"]:
-            charts.loss_curve(job_rows.metrics_for(db, adapter["job_id"]), height=150)
+        st.json({**adapter.hyperparameters, **adapter.metrics}, expanded=False)
+        if adapter.job_id:
+            charts.loss_curve(job_rows.metrics_for(db, adapter.job_id), height=150)
             adapter_card.checkpoint_section(db, adapter)
         adapter_card.scores_section(db, adapter)
         st.page_link("pages/chat.py", label=texts.CHAT_WITH, query_params={"adapter": name})

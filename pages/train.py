@@ -17,7 +17,7 @@ st.title(texts.TRAIN_TITLE)
 if st.button(texts.DEMO_BUTTON, help=texts.DEMO_HELP, type="primary"):
     demo_job = common.show_user_error(lifecycle.start_demo, db, tokenizers=sections.page_tokenizer)
     if demo_job:
-        st.query_params["job"] = str(demo_job["id"])
+        st.query_params["job"] = str(demo_job.id)
 
 roles = list_roles(db)
 left, right = st.columns(2)
@@ -71,12 +71,12 @@ if st.button(texts.START, type="primary"):
                 tokenizers=sections.page_tokenizer,
             )
         if job:
-            st.query_params["job"] = str(job["id"])
+            st.query_params["job"] = str(job.id)
 
 recent = lifecycle.list_recent(db, limit=1)
 requested = st.query_params.get("job")
-job_id = int(requested) if requested and requested.isdigit() else (recent[0]["id"] if recent else None)
+job_id = int(requested) if requested and requested.isdigit() else (recent[0].id if recent else None)
 if job_id is not None and (job := lifecycle.get(db, job_id)) is not None:
-    active = job["status"] in job_rows.ACTIVE
+    active = job.status in job_rows.ACTIVE
     st.divider()
-    st.fragment(sections.job_panel, run_every=2 if active else None)(job_id, job["status"])
+    st.fragment(sections.job_panel, run_every=2 if active else None)(job_id, job.status)

@@ -1,5 +1,6 @@
 """Rows of the `adapters` table: one per published adapter folder."""
 
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from sqlite_utils import Database
@@ -11,7 +12,27 @@ from registry import evaluations, votes
 from registry.db import from_json, now, to_json
 
 
-def insert(db: Database, row: dict) -> dict:
+@dataclass(frozen=True)
+class Adapter:
+    """A published adapter: its folder, what it was trained on and how, and its training's figures."""
+
+    id: int
+    name: str
+    role: str
+    base_model: str
+    prompt_format: str
+    path: str
+    hyperparameters: dict
+    dataset_name: str | None
+    dataset_fingerprint: str | None
+    num_examples: int | None
+    metrics: dict  # final_loss, steps, checkpoint_step, … as the trainer summarised them
+    size_bytes: int | None
+    job_id: int | None  # the job that trained it; None for an imported folder
+    created_at: float
+
+
+def insert(db: Database, row: dict) -> Adapter:
     """Insert the row of an adapter whose folder is complete on disk (studio.adapters checks it)."""
     row = {
         **row,
@@ -25,33 +46,33 @@ def insert(db: Database, row: dict) -> dict:
     return get(db, row["name"])
 
 
-def get(db: Database, name: str) -> dict | None:
+def get(db: Database, name: str) -> Adapter | None:
     rows = list(db["adapters"].rows_where("name = ?", [name], limit=1))
     return _decode(rows[0]) if rows else None
 
 
-def require(db: Database, name: str) -> dict:
+def require(db: Database, name: str) -> Adapter:
     adapter = get(db, name)
     if adapter is None:
-        known = ", ".join(a["name"] for a in list_all(db)) or "none yet"
+        known = ", ".join(a.name for a in list_all(db)) or "none yet"
         raise UserError(texts.ERR_NO_SUCH_ADAPTER.format(name=name, known=known))
     return adapter
 
 
-def list_all(db: Database) -> list[dict]:
+def list_all(db: Database) -> list[Adapter]:
     return [_decode(row) for row in db["adapters"].rows_where(order_by="created_at desc")]
 
 
-def folder_is_present(adapter: dict) -> bool:
-    return (Path(adapter["path"]) / "adapter_model.safetensors").is_file()
+def folder_is_present(adapter: Adapter) -> bool:
+    return (Path(adapter.path) / "adapter_model.safetensors").is_file()
 
 
 def set_role(db: Database, name: str, role: str) -> None:
     with db.conn:
-        db["adapters"].update(require(db, name)["id"], {"role": role})
+        db["adapters"].update(require(db, name).id, {"role": role})
 
 
-def check_new_name(db: Database, old: str, new: str) -> tuple[dict, str]:
+def check_new_name(db: Database, old: str, new: str) -> tuple[Adapter, str]:
     """The adapter to rename and its new name, checked: a safe name, not its own, not taken."""
     new = check_name(new)
     adapter = require(db, old)
@@ -62,21 +83,21 @@ def check_new_name(db: Database, old: str, new: str) -> tuple[dict, str]:
     return adapter, new
 
 
-def rename_row(db: Database, adapter: dict, new: str, new_path: Path) -> None:
+def rename_row(db: Database, adapter: Adapter, new: str, new_path: Path) -> None:
     """The row and its blind votes take the new name in one transaction."""
     with db.conn:
-        db["adapters"].update(adapter["id"], {"name": new, "path": str(new_path)})
-        votes.rename(db, adapter["base_model"], adapter["name"], new)
+        db["adapters"].update(adapter.id, {"name": new, "path": str(new_path)})
+        votes.rename(db, adapter.base_model, adapter.name, new)
 
 
-def delete_rows(db: Database, adapter: dict) -> list[evaluations.Evaluation]:
+def delete_rows(db: Database, adapter: Adapter) -> list[evaluations.Evaluation]:
     """Remove the adapter's row, its evaluations and its blind votes in one transaction; returns
     the evaluations, whose prediction files the caller removes."""
-    scored = evaluations.for_adapter(db, adapter["id"])
+    scored = evaluations.for_adapter(db, adapter.id)
     with db.conn:
-        db["evaluations"].delete_where("adapter_id = ?", [adapter["id"]])
-        votes.forget(db, adapter["base_model"], adapter["name"])
-        db["adapters"].delete(adapter["id"])
+        db["evaluations"].delete_where("adapter_id = ?", [adapter.id])
+        votes.forget(db, adapter.base_model, adapter.name)
+        db["adapters"].delete(adapter.id)
     return scored
 
 
@@ -84,8 +105,11 @@ def folder_size(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
-def _decode(row: dict) -> dict:
-    row = dict(row)
-    row["hyperparameters"] = from_json(row.get("hyperparameters"), {})
-    row["metrics"] = from_json(row.get("metrics"), {})
-    return row
+_COLUMNS = tuple(field.name for field in fields(Adapter))
+
+
+def _decode(row: dict) -> Adapter:
+    values = {name: row.get(name) for name in _COLUMNS}
+    values["hyperparameters"] = from_json(row.get("hyperparameters"), {})
+    values["metrics"] = from_json(row.get("metrics"), {})
+    return Adapter(**values)

@@ -2,6 +2,7 @@
 trainer and `training.lifecycle` write them; pages only read them."""
 
 import sqlite3
+from dataclasses import dataclass
 
 from sqlite_utils import Database
 
@@ -10,12 +11,50 @@ from core.errors import UserError
 from registry.db import now
 from registry.runs import ACTIVE, RESUMABLE, RunTable
 
-ROWS = RunTable("jobs", json_columns=("config",))
-__all__ = ["ACTIVE", "RESUMABLE", "ROWS"]
+
+@dataclass(frozen=True)
+class Job:
+    """A training job: its request, its process, and its progress as the trainer last wrote it."""
+
+    id: int
+    adapter_name: str
+    base_model: str | None
+    role: str | None
+    dataset_path: str | None
+    dataset_name: str | None
+    dataset_fingerprint: str | None
+    config: dict  # the checked settings it trains with (training.config.TrainConfig.as_dict)
+    status: str
+    pid: int | None
+    pid_started: int | None  # the process's start time: a reused pid is not this job's
+    heartbeat_at: float | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    step: int | None
+    total_steps: int | None
+    epoch: float | None
+    loss: float | None
+    learning_rate: float | None
+    tokens_per_second: float | None
+    eta_seconds: float | None
+    num_examples: int | None
+    num_truncated: int | None
+    log_path: str | None
+    job_dir: str | None
+    error: str | None
+    devices: str | None  # what it holds, as engine.devices wrote it
+    waiting_for: str | None  # why a queued job waits
+
+    kind = "train"  # the supervisor's kind of run
+
+
+ROWS = RunTable("jobs", Job, json_columns=("config",))
+__all__ = ["ACTIVE", "RESUMABLE", "ROWS", "Job"]
 get, finish, mark_interrupted, active = ROWS.get, ROWS.finish, ROWS.mark_interrupted, ROWS.active
 
 
-def create(db: Database, *, adapter_name: str, config: dict, **fields) -> dict:
+def create(db: Database, *, adapter_name: str, config: dict, **fields) -> Job:
     try:
         return ROWS.create(db, adapter_name=adapter_name, config=config, step=0, **fields)
     except sqlite3.IntegrityError as error:
@@ -26,13 +65,12 @@ def update(db: Database, job_id: int, **fields) -> None:
     try:
         ROWS.update(db, job_id, **fields)
     except sqlite3.IntegrityError as error:  # a resume or claim while another job of its name is active
-        _refuse_a_second_active_job(db, get(db, job_id)["adapter_name"], error)
+        _refuse_a_second_active_job(db, get(db, job_id).adapter_name, error)
 
 
-def already_training(job: dict) -> str:
-    return texts.ERR_ALREADY_TRAINING.format(
-        job=job["id"], name=job["adapter_name"], status=texts.STATUS[job["status"]]
-    )
+def already_training(job: Job) -> str:
+    status = texts.STATUS[job.status]
+    return texts.ERR_ALREADY_TRAINING.format(job=job.id, name=job.adapter_name, status=status)
 
 
 def _refuse_a_second_active_job(db: Database, adapter_name: str, error: sqlite3.IntegrityError):
@@ -47,15 +85,15 @@ def heartbeat(db: Database, job_id: int, **fields) -> None:
     update(db, job_id, heartbeat_at=now(), **fields)
 
 
-def list_all(db: Database, limit: int = 200) -> list[dict]:
+def list_all(db: Database, limit: int = 200) -> list[Job]:
     return ROWS.list_recent(db, limit=limit)
 
 
-def active_for_name(db: Database, adapter_name: str) -> dict | None:
-    return next((job for job in reversed(active(db)) if job["adapter_name"] == adapter_name), None)
+def active_for_name(db: Database, adapter_name: str) -> Job | None:
+    return next((job for job in reversed(active(db)) if job.adapter_name == adapter_name), None)
 
 
-def latest_resumable(db: Database, adapter_name: str) -> dict | None:
+def latest_resumable(db: Database, adapter_name: str) -> Job | None:
     rows = db["jobs"].rows_where(
         f"adapter_name = ? and status in ({', '.join('?' * len(RESUMABLE))})",
         [adapter_name, *RESUMABLE],

@@ -5,6 +5,7 @@ heartbeat, log, error, end. One status vocabulary for all of them.
 
 The run's own process writes its status; `studio.supervisor` marks a run whose process is gone."""
 
+import dataclasses
 from dataclasses import dataclass
 
 from sqlite_utils import Database
@@ -20,19 +21,21 @@ RESUMABLE = ("interrupted", "cancelled", "failed")
 
 @dataclass(frozen=True)
 class RunTable:
-    """The verbs every kind of run's table has; `json_columns` are stored as JSON text."""
+    """The verbs every kind of run's table has, returning `row_type` (a frozen dataclass of the
+    table's columns); `json_columns` are stored as JSON text."""
 
     table: str
+    row_type: type
     json_columns: tuple[str, ...] = ()
 
-    def create(self, db: Database, **fields) -> dict:
+    def create(self, db: Database, **fields):
         """A new run, queued. Raises sqlite3.IntegrityError where the table refuses it."""
         row = {"status": "queued", "created_at": now(), **self._encode(fields)}
         with db.conn:
             run_id = db[self.table].insert(row).last_pk
         return self.get(db, run_id)
 
-    def get(self, db: Database, run_id: int) -> dict | None:
+    def get(self, db: Database, run_id: int):
         rows = list(db[self.table].rows_where("id = ?", [run_id], limit=1))
         return self.decode(rows[0]) if rows else None
 
@@ -70,11 +73,11 @@ class RunTable:
             )
         return cursor.rowcount == 1
 
-    def active(self, db: Database) -> list[dict]:
+    def active(self, db: Database) -> list:
         rows = db[self.table].rows_where(f"status in ({_marks(ACTIVE)})", list(ACTIVE), order_by="id")
         return [self.decode(row) for row in rows]
 
-    def list_recent(self, db: Database, *, limit: int = 200, **equal) -> list[dict]:
+    def list_recent(self, db: Database, *, limit: int = 200, **equal) -> list:
         """The newest runs first, where each column in `equal` has the value given."""
         where = " and ".join(f"{column} = ?" for column in equal) or None
         rows = db[self.table].rows_where(where, list(equal.values()), order_by="id desc", limit=limit)
@@ -83,11 +86,11 @@ class RunTable:
     def _encode(self, fields: dict) -> dict:
         return {k: to_json(v) if k in self.json_columns else v for k, v in fields.items()}
 
-    def decode(self, row: dict) -> dict:
-        row = dict(row)
+    def decode(self, row: dict):
+        values = {field.name: row.get(field.name) for field in dataclasses.fields(self.row_type)}
         for column in self.json_columns:
-            row[column] = from_json(row.get(column), {})
-        return row
+            values[column] = from_json(row.get(column), {})
+        return self.row_type(**values)
 
 
 def _marks(values) -> str:

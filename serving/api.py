@@ -32,6 +32,7 @@ from engine.generation import ChatEngine
 from engine.roles import ASSISTANT, DECODING_LIMITS, Decoding, Role
 from registry import adapters as adapter_rows
 from registry import connect
+from registry.adapters import Adapter
 from serving.scheduler import Generation, Scheduler
 from studio.roles import get_role
 
@@ -54,7 +55,7 @@ class Plan:
 
     model: str
     prompt: list[int]
-    adapter: dict | None
+    adapter: Adapter | None
     decoding: Decoding
     max_tokens: int
     stop_texts: tuple[str, ...]
@@ -74,10 +75,10 @@ class Service:
 
     def model_ids(self) -> list[str]:
         db = connect()
-        mine = [a for a in adapter_rows.list_all(db) if a["base_model"] == self.engine.base_model_id]
+        mine = [a for a in adapter_rows.list_all(db) if a.base_model == self.engine.base_model_id]
         return [
             self.engine.base_model_id,
-            *sorted(a["name"] for a in mine if adapter_rows.folder_is_present(a)),
+            *sorted(a.name for a in mine if adapter_rows.folder_is_present(a)),
         ]
 
     def resolve(self, model) -> tuple[dict | None, Role]:
@@ -88,7 +89,7 @@ class Service:
         if model == self.engine.base_model_id:
             return None, ASSISTANT
         adapter = adapter_rows.get(db, model)
-        if adapter is None or adapter["base_model"] != self.engine.base_model_id:
+        if adapter is None or adapter.base_model != self.engine.base_model_id:
             served = ", ".join(self.model_ids())
             raise ApiError(
                 404,
@@ -100,12 +101,12 @@ class Service:
             self.engine.ensure_adapter(adapter)
         except UserError as error:
             raise ApiError(400, str(error), param="model", code="adapter_unusable") from error
-        return adapter, get_role(db, adapter["role"])
+        return adapter, get_role(db, adapter.role)
 
-    def prompt_format(self, adapter: dict | None) -> str:
-        return (adapter or {}).get("prompt_format") or self.engine.prompt_format
+    def prompt_format(self, adapter: Adapter | None) -> str:
+        return (adapter.prompt_format if adapter else None) or self.engine.prompt_format
 
-    def chat_prompt(self, messages, adapter: dict | None, role: Role) -> tuple[list[int], Role]:
+    def chat_prompt(self, messages, adapter: Adapter | None, role: Role) -> tuple[list[int], Role]:
         role, history, text = _conversation(messages, role)
         text = formats.user_text(role, "", text)
         try:
@@ -229,7 +230,7 @@ def _conversation(messages, role: Role) -> tuple[Role, list[tuple[str, str]], st
 
 
 def _plan(
-    service: Service, body: dict, prompt: list[int], adapter: dict | None, role: Role, turn_end=()
+    service: Service, body: dict, prompt: list[int], adapter: Adapter | None, role: Role, turn_end=()
 ) -> Plan:
     """What to compute for a request; `turn_end` holds the prompt format's own stop texts (a chat
     request only: a completion's raw prompt has no format)."""

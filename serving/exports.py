@@ -9,6 +9,7 @@ from core import home, texts
 from core.errors import UserError
 from registry import adapters as adapter_rows
 from registry import tasks as task_rows
+from registry.tasks import Task
 from serving import gguf, hub, llama_cpp, merge, server, tasks
 
 
@@ -48,26 +49,26 @@ def start(db, adapter_name: str, kind: str, **settings) -> dict:
     if kind == "push":  # the token itself stays in the environment, out of the task's row
         hub.check_request(settings.get("hub"), settings.get("repo"))
     if active_for(db, adapter_name, kind):
-        raise UserError(texts.ERR_EXPORT_RUNNING.format(name=adapter["name"], kind=texts.EXPORT_KINDS[kind]))
+        raise UserError(texts.ERR_EXPORT_RUNNING.format(name=adapter.name, kind=texts.EXPORT_KINDS[kind]))
     return tasks.launch(db, kind, adapter_name, settings)
 
 
-def active_for(db, adapter_name: str, kind: str) -> dict | None:
+def active_for(db, adapter_name: str, kind: str) -> Task | None:
     rows = tasks.list_recent(db, adapter_name=adapter_name, kind=kind, limit=5)
-    return next((row for row in rows if row["status"] in task_rows.ACTIVE), None)
+    return next((row for row in rows if row.status in task_rows.ACTIVE), None)
 
 
-def for_adapter(db, adapter_name: str) -> list[dict]:
+def for_adapter(db, adapter_name: str) -> list[Task]:
     return tasks.list_recent(db, adapter_name=adapter_name, limit=10)
 
 
-def describe(task: dict) -> str:
+def describe(task: Task) -> str:
     """One line: what, its status (and stage while it runs, with the time so far)."""
-    kind = texts.EXPORT_KINDS.get(task["kind"], task["kind"])
-    status = texts.TASK_STATUS.get(task["status"], task["status"])
-    if task["status"] in task_rows.ACTIVE:
-        stage = texts.TASK_STAGES.get(task.get("stage") or "", "")
-        elapsed = int(time.time() - task["created_at"])
+    kind = texts.EXPORT_KINDS.get(task.kind, task.kind)
+    status = texts.TASK_STATUS.get(task.status, task.status)
+    if task.status in task_rows.ACTIVE:
+        stage = texts.TASK_STAGES.get(task.stage or "", "")
+        elapsed = int(time.time() - task.created_at)
         return texts.TASK_RUNNING_LINE.format(kind=kind, status=status, stage=stage, seconds=elapsed)
     return f"{kind} · {status}"
 
@@ -75,11 +76,9 @@ def describe(task: dict) -> str:
 def modelfiles(db, adapter_name: str) -> list[str]:
     """The Modelfiles of this adapter's finished GGUF exports that are still on disk."""
     return [
-        task["result"]["modelfile"]
+        task.result["modelfile"]
         for task in for_adapter(db, adapter_name)
-        if task["kind"] == "gguf"
-        and task["status"] == "succeeded"
-        and Path(task["result"]["modelfile"]).is_file()
+        if task.kind == "gguf" and task.status == "succeeded" and Path(task.result["modelfile"]).is_file()
     ]
 
 
@@ -99,9 +98,9 @@ def api_snippet(url: str, model: str) -> str:
     )
 
 
-def server_for(db, base_model: str) -> dict | None:
+def server_for(db, base_model: str) -> Task | None:
     """A running (or starting) API server of this base model, if any."""
-    return next((t for t in server.running(db) if t["settings"].get("base") == base_model), None)
+    return next((t for t in server.running(db) if t.settings.get("base") == base_model), None)
 
 
 def converters_ready() -> bool:

@@ -19,6 +19,7 @@ from core.errors import UserError
 from engine import catalogue, loading, models
 from engine.adapters import check_loadable
 from registry import connect
+from registry.adapters import Adapter
 from serving import llama_cpp, merge, ollama
 
 TYPES = ("f32", "f16", "bf16", "q8_0")
@@ -44,13 +45,13 @@ def modelfile_path(gguf_file: Path) -> Path:
     return gguf_file.with_name(f"{gguf_file.stem}.Modelfile")
 
 
-def _write_modelfile(db, adapter: dict, gguf_file: Path, *, gguf: str, lora: str | None = None) -> Path:
+def _write_modelfile(db, adapter: Adapter, gguf_file: Path, *, gguf: str, lora: str | None = None) -> Path:
     """`ollama create NAME -f <file>.Modelfile` next to the GGUF (see serving/ollama.py)."""
     from studio.roles import get_role
 
-    spec = catalogue.parse_model_id(adapter["base_model"])
+    spec = catalogue.parse_model_id(adapter.base_model)
     tokenizer = loading.load_tokenizer(models.resolve_model_dir(spec), spec)
-    text = ollama.modelfile(tokenizer, adapter, get_role(db, adapter["role"]), gguf=gguf, lora=lora)
+    text = ollama.modelfile(tokenizer, adapter, get_role(db, adapter.role), gguf=gguf, lora=lora)
     return ollama.write(modelfile_path(gguf_file), text)
 
 
@@ -60,8 +61,8 @@ def export_lora(
     """The adapter alone, as a GGUF LoRA for llama.cpp's `--lora` next to the base model's GGUF;
     with `base_gguf` (the base model as GGUF), also a Modelfile with it as FROM and this as ADAPTER."""
     adapter, out = check(db, adapter_name, out, outtype)
-    folder = check_loadable(adapter, adapter["base_model"])
-    base_dir = models.resolve_model_dir(catalogue.parse_model_id(adapter["base_model"]))
+    folder = check_loadable(adapter, adapter.base_model)
+    base_dir = models.resolve_model_dir(catalogue.parse_model_id(adapter.base_model))
     _convert(out, "convert_lora_to_gguf.py", "--base", str(base_dir), "--outtype", outtype, str(folder))
     if base_gguf:
         _write_modelfile(
@@ -74,14 +75,14 @@ def check(db, adapter_name: str, out: str | Path, outtype: str) -> tuple[dict, P
     if outtype not in TYPES:
         raise UserError(texts.ERR_GGUF_TYPE.format(type=outtype, choices=", ".join(TYPES)))
     adapter, out = merge.export_target(db, adapter_name, out)
-    if adapter["prompt_format"] == "yuan" or _model_type(adapter) == loading.YUAN_MODEL_TYPE:
+    if adapter.prompt_format == "yuan" or _model_type(adapter) == loading.YUAN_MODEL_TYPE:
         raise UserError(texts.ERR_GGUF_YUAN.format(name=adapter_name))
     llama_cpp.converters()  # say it is missing before any work
     return adapter, out
 
 
-def _model_type(adapter: dict) -> str | None:
-    spec = catalogue.parse_model_id(adapter["base_model"])
+def _model_type(adapter: Adapter) -> str | None:
+    spec = catalogue.parse_model_id(adapter.base_model)
     if spec.source != "local":
         return None
     try:

@@ -23,6 +23,7 @@ from engine.adapters import CONFIG_FILE, METADATA_FILE, WEIGHTS_FILE, check_load
 from registry import adapters as adapter_rows
 from registry import connect
 from registry import evaluations as evaluation_rows
+from registry.adapters import Adapter
 from serving import merge
 from studio.roles import get_role
 
@@ -45,7 +46,7 @@ def push(
     stage = stage or (lambda name: None)
     token = check_request(hub, repo)
     adapter = adapter_rows.require(db, adapter_name)
-    check_loadable(adapter, adapter["base_model"])
+    check_loadable(adapter, adapter.base_model)
     host = _host(hub)
     if not download._reachable(host):
         raise UserError(texts.ERR_HUB_OFFLINE.format(host=host))
@@ -62,18 +63,18 @@ def push(
         return _push_modelscope(folder, repo, token, private, adapter_name)
 
 
-def _adapter_folder(db, adapter: dict, folder: Path) -> None:
+def _adapter_folder(db, adapter: Adapter, folder: Path) -> None:
     """The adapter's own files (safetensors only) and a model card."""
     folder.mkdir(parents=True)
-    source = Path(adapter["path"])
+    source = Path(adapter.path)
     for name in ADAPTER_FILES:
         if (source / name).is_file():
             shutil.copy2(source / name, folder / name)
-    spec = catalogue.parse_model_id(adapter["base_model"])
+    spec = catalogue.parse_model_id(adapter.base_model)
     tokenizer = loading.load_tokenizer(models.resolve_model_dir(spec), spec)
-    role = get_role(db, adapter["role"])
+    role = get_role(db, adapter.role)
     prompt = merge.prompt_description(tokenizer, adapter, role)
-    evaluations = evaluation_rows.for_adapter(db, adapter["id"])
+    evaluations = evaluation_rows.for_adapter(db, adapter.id)
     card = merge.model_card(adapter, role, prompt, evaluations, "", merged=False)
     (folder / "README.md").write_text(card, encoding="utf-8")
 

@@ -23,6 +23,7 @@ from engine.adapters import check_loadable
 from registry import adapters as adapter_rows
 from registry import connect
 from registry import evaluations as evaluation_rows
+from registry.adapters import Adapter
 from studio.roles import get_role
 
 DTYPES = ("fp32", "bf16", "fp16")
@@ -41,11 +42,11 @@ def merge(db, adapter_name: str, out: str | Path, *, dtype: str = "fp32", progre
         raise UserError(texts.ERR_MERGE_DTYPE.format(dtype=dtype, choices=", ".join(DTYPES)))
     stage = stage or (lambda name: None)
     adapter, out = export_target(db, adapter_name, out)
-    folder = check_loadable(adapter, adapter["base_model"])
+    folder = check_loadable(adapter, adapter.base_model)
     stage("load")
-    spec = catalogue.parse_model_id(adapter["base_model"])
+    spec = catalogue.parse_model_id(adapter.base_model)
     model_dir = models.resolve_model_dir(spec, progress)
-    role = get_role(db, adapter["role"])
+    role = get_role(db, adapter.role)
     tokenizer = loading.load_tokenizer(model_dir, spec)
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     base = loading.load_model(model_dir, spec, device="cpu", dtype=torch_dtype)
@@ -70,10 +71,10 @@ def merge(db, adapter_name: str, out: str | Path, *, dtype: str = "fp32", progre
         _generation_config(merged, tokenizer, adapter, role).save_pretrained(staging)
         prompt = prompt_description(tokenizer, adapter, role)
         (staging / PROMPT_FILE).write_text(json.dumps(prompt, ensure_ascii=False, indent=2), encoding="utf-8")
-        terms = conversion.builtin_license(adapter["base_model"])
+        terms = conversion.builtin_license(adapter.base_model)
         if terms is not None and terms.is_file():
             shutil.copy2(terms, staging / terms.name)
-        card = model_card(adapter, role, prompt, evaluation_rows.for_adapter(db, adapter["id"]), dtype)
+        card = model_card(adapter, role, prompt, evaluation_rows.for_adapter(db, adapter.id), dtype)
         (staging / "README.md").write_text(card, encoding="utf-8")
         staging.rename(out)
     except OSError as error:
@@ -95,11 +96,11 @@ def export_target(db, adapter_name: str, out: str | Path) -> tuple[dict, Path]:
     return adapter, out
 
 
-def _generation_config(model, tokenizer, adapter: dict, role):
+def _generation_config(model, tokenizer, adapter: Adapter, role):
     from transformers import GenerationConfig
 
     decoding = role.decoding
-    stop_ids = formats.stop_token_ids(tokenizer, adapter["prompt_format"], model)
+    stop_ids = formats.stop_token_ids(tokenizer, adapter.prompt_format, model)
     settings = {
         "do_sample": decoding.do_sample,
         "max_new_tokens": decoding.max_new_tokens,
@@ -114,41 +115,41 @@ def _generation_config(model, tokenizer, adapter: dict, role):
     return GenerationConfig(**settings)
 
 
-def prompt_description(tokenizer, adapter: dict, role) -> dict:
+def prompt_description(tokenizer, adapter: Adapter, role) -> dict:
     """What a runtime needs to prompt the merged model as it was trained: the format, the role's
     system prompt and instruction, and the exact prompt text for one user message."""
     text = formats.user_text(role, "", EXAMPLE_INPUT)
-    ids = formats.prompt_ids(tokenizer, adapter["prompt_format"], role, text)
+    ids = formats.prompt_ids(tokenizer, adapter.prompt_format, role, text)
     return {
-        "prompt_format": adapter["prompt_format"],
+        "prompt_format": adapter.prompt_format,
         "role": role.name,
         "system_prompt": role.system_prompt,
         "instruction": role.instruction,
         "prompt_for_one_message": tokenizer.decode(ids, skip_special_tokens=False),
         "stop_tokens": [
             tokenizer.convert_ids_to_tokens(i)
-            for i in formats.stop_token_ids(tokenizer, adapter["prompt_format"])
+            for i in formats.stop_token_ids(tokenizer, adapter.prompt_format)
         ],
         "decoding": role.decoding.as_dict(),
     }
 
 
 def model_card(
-    adapter: dict, role, prompt: dict, evaluations: list, dtype: str, *, merged: bool = True
+    adapter: Adapter, role, prompt: dict, evaluations: list, dtype: str, *, merged: bool = True
 ) -> str:
     """The README.md of a merged model (or, with merged=False, of the adapter alone): where it comes
     from, how it was trained, what it scored."""
-    base = adapter["base_model"]
+    base = adapter.base_model
     license_id = LICENSES.get(base, "other")
-    hyper = adapter["hyperparameters"]
+    hyper = adapter.hyperparameters
     if merged:
-        title = f"# {adapter['name']} (merged)"
+        title = f"# {adapter.name} (merged)"
         about = (
-            f"LoRA adapter `{adapter['name']}` folded into its base model `{base}` ({dtype}), exported by "
+            f"LoRA adapter `{adapter.name}` folded into its base model `{base}` ({dtype}), exported by "
             "翻译机器人 (the LoRA adapter studio)."
         )
     else:
-        title = f"# {adapter['name']} (LoRA adapter)"
+        title = f"# {adapter.name} (LoRA adapter)"
         about = (
             f"A PEFT LoRA adapter (safetensors) for the base model `{base}`, trained and exported by "
             "翻译机器人 (the LoRA adapter studio). Load it with `PeftModel.from_pretrained(base, this_repo)`."
@@ -171,15 +172,15 @@ def model_card(
         f"- license: {_license_line(base)}",
         "",
         "## Training",
-        f"- role: `{role.name}`; prompt format: `{adapter['prompt_format']}`",
-        f"- dataset: `{adapter['dataset_name']}`, fingerprint `{adapter['dataset_fingerprint']}`, "
-        f"{adapter['num_examples']} examples",
+        f"- role: `{role.name}`; prompt format: `{adapter.prompt_format}`",
+        f"- dataset: `{adapter.dataset_name}`, fingerprint `{adapter.dataset_fingerprint}`, "
+        f"{adapter.num_examples} examples",
         "- hyperparameters: " + ", ".join(f"{key} {value}" for key, value in sorted(hyper.items())),
     ]
-    if "checkpoint_step" in adapter["metrics"]:
+    if "checkpoint_step" in adapter.metrics:
         lines.append(
-            f"- published checkpoint: step {adapter['metrics']['checkpoint_step']} "
-            f"(chosen by {adapter['metrics'].get('chosen_by')})"
+            f"- published checkpoint: step {adapter.metrics['checkpoint_step']} "
+            f"(chosen by {adapter.metrics.get('chosen_by')})"
         )
     lines += ["", "## Scores"]
     if not evaluations:

@@ -14,6 +14,7 @@ from core import texts
 from core.errors import UserError
 from engine import formats
 from engine.roles import Role
+from registry.adapters import Adapter
 
 SYSTEM_MARK, PROMPT_MARK = "\u2983SYSTEM\u2984", "\u2983PROMPT\u2984"
 
@@ -32,21 +33,21 @@ def render(template_text: str, *, system: str, prompt: str) -> str:
     return template_text.replace("{{ .System }}", system).replace("{{ .Prompt }}", prompt)
 
 
-def modelfile(tokenizer, adapter: dict, role: Role, *, gguf: str, lora: str | None = None, model=None) -> str:
+def modelfile(
+    tokenizer, adapter: Adapter, role: Role, *, gguf: str, lora: str | None = None, model=None
+) -> str:
     """The Modelfile text: FROM the merged GGUF, or FROM a base GGUF with the LoRA as ADAPTER."""
-    prompt_template = template(tokenizer, adapter["prompt_format"], role)
+    prompt_template = template(tokenizer, adapter.prompt_format, role)
     if '"""' in prompt_template or '"""' in role.system_prompt:
-        raise UserError(texts.ERR_OLLAMA_TEMPLATE.format(format=adapter["prompt_format"]))
-    lines = [
-        f"# {adapter['name']}: exported by 翻译机器人 ({adapter['prompt_format']} format, role {role.name})"
-    ]
+        raise UserError(texts.ERR_OLLAMA_TEMPLATE.format(format=adapter.prompt_format))
+    lines = [f"# {adapter.name}: exported by 翻译机器人 ({adapter.prompt_format} format, role {role.name})"]
     lines.append(f"FROM {gguf}")
     if lora:
         lines.append(f"ADAPTER {lora}")
     lines.append(f'TEMPLATE """{prompt_template}"""')
     if "{{ .System }}" in prompt_template:  # the yuan format has no system turn
         lines.append(f'SYSTEM """{role.system_prompt}"""')
-    for token_id in formats.stop_token_ids(tokenizer, adapter["prompt_format"], model):
+    for token_id in formats.stop_token_ids(tokenizer, adapter.prompt_format, model):
         token = tokenizer.convert_ids_to_tokens(token_id)
         lines.append(f"PARAMETER stop {_quoted(token)}")
     decoding = role.decoding

@@ -26,6 +26,7 @@ from core import texts  # noqa: E402
 from core.errors import UserError  # noqa: E402
 from registry import connect  # noqa: E402
 from registry import tasks as task_rows  # noqa: E402
+from registry.tasks import Task
 from serving import tasks  # noqa: E402
 
 KEY_VARIABLE = "TRANSLATOR_API_KEY"
@@ -122,13 +123,13 @@ def serve(
     server.run()
 
 
-def serve_task(db, task: dict) -> None:
+def serve_task(db, task: Task) -> None:
     """The detached server's process (see serving.tasks): running once it listens."""
-    settings = task["settings"]
+    settings = task.settings
     address = url(settings["host"], settings["port"])
 
     def ready():
-        task_rows.update(db, task["id"], status="running", result={"url": address})
+        task_rows.update(db, task.id, status="running", result={"url": address})
 
     serve(
         base=settings["base"],
@@ -141,8 +142,8 @@ def serve_task(db, task: dict) -> None:
     )
 
 
-def running(db) -> list[dict]:
-    return [t for t in tasks.list_recent(db, kind="server") if t["status"] in task_rows.ACTIVE]
+def running(db) -> list[Task]:
+    return [t for t in tasks.list_recent(db, kind="server") if t.status in task_rows.ACTIVE]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         db = connect()
         if args.command == "list":
             for task in tasks.list_recent(db, kind="server"):
-                where = task["result"].get("url", task["settings"].get("host"))
-                print(f"{task['id']}\t{task['status']}\t{task['settings'].get('base')}\t{where}")
+                where = task.result.get("url", task.settings.get("host"))
+                print(f"{task.id}\t{task.status}\t{task.settings.get('base')}\t{where}")
             return 0
         if args.command == "stop":
             if not tasks.stop(db, args.id):
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 device=args.device,
                 trust_remote_code=args.trust_remote_code,
             )
-            print(f"server {task['id']} starting at {url(args.host, args.port)} (log: {task['log_path']})")
+            print(f"server {task.id} starting at {url(args.host, args.port)} (log: {task.log_path})")
             return 0
         serve(
             base=args.base,

@@ -8,6 +8,7 @@ process is gone without writing its end is marked interrupted when read (studio.
 """
 
 from registry import tasks as task_rows
+from registry.tasks import Task
 from studio import supervisor
 from studio.supervisor import EXPORT_KINDS
 
@@ -26,15 +27,15 @@ def stop(db, task_id: int) -> bool:
     return supervisor.stop(db, task_rows.get(db, task_id))
 
 
-def get(db, task_id: int) -> dict | None:
+def get(db, task_id: int) -> Task | None:
     supervisor.reconcile(db)
     return task_rows.get(db, task_id)
 
 
-def list_recent(db, **filters) -> list[dict]:
+def list_recent(db, **filters) -> list[Task]:
     supervisor.reconcile(db)
     return task_rows.list_recent(db, **filters)
 
 
-def log_tail(task: dict, lines: int = 20) -> str:
+def log_tail(task: Task, lines: int = 20) -> str:
     return supervisor.log_tail(task, lines)

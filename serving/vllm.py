@@ -24,6 +24,7 @@ from engine import catalogue, loading, models
 from engine.adapters import CONFIG_FILE
 from registry import adapters as adapter_rows
 from registry import connect
+from registry.adapters import Adapter
 
 SUPPORTED_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vLLM's --max-lora-rank choices
 NOT_SERVED = {loading.YUAN_MODEL_TYPE: "Yuan2"}
@@ -41,7 +42,7 @@ class Verdict:
         return not self.problems
 
 
-def check(adapter: dict) -> Verdict:
+def check(adapter: Adapter) -> Verdict:
     """Every reason vLLM would refuse this adapter (none: it can serve it)."""
     problems = []
     config = _adapter_config(adapter)
@@ -59,24 +60,24 @@ def check(adapter: dict) -> Verdict:
         problems.append(texts.VLLM_ADDED_TOKENS)
     kind = _model_type(adapter)
     if kind in NOT_SERVED:
-        problems.append(texts.VLLM_ARCHITECTURE.format(architecture=NOT_SERVED[kind], name=adapter["name"]))
-    return Verdict(adapter["name"], rank if isinstance(rank, int) else None, problems)
+        problems.append(texts.VLLM_ARCHITECTURE.format(architecture=NOT_SERVED[kind], name=adapter.name))
+    return Verdict(adapter.name, rank if isinstance(rank, int) else None, problems)
 
 
 def command(adapters: list[dict], *, port: int = 8000) -> str:
     """`vllm serve` for adapters of one base, all of which must pass `check`."""
     if not adapters:
         raise UserError(texts.VLLM_NOTHING)
-    bases = {adapter["base_model"] for adapter in adapters}
+    bases = {adapter.base_model for adapter in adapters}
     if len(bases) > 1:
         raise UserError(texts.VLLM_ONE_BASE.format(bases=", ".join(sorted(bases))))
     verdicts = [check(adapter) for adapter in adapters]
     refused = [v for v in verdicts if not v.servable]
     if refused:
         raise UserError("\n".join(f"{v.adapter}: {' '.join(v.problems)}" for v in refused))
-    base = adapters[0]["base_model"]
+    base = adapters[0].base_model
     rank = min(r for r in SUPPORTED_RANKS if r >= max(v.rank for v in verdicts))
-    modules = [f"{a['name']}={Path(a['path']).resolve()}" for a in adapters]
+    modules = [f"{a.name}={Path(a.path).resolve()}" for a in adapters]
     words = [*_environment(base), "vllm", "serve", _served_model(base), "--enable-lora"]
     words += ["--lora-modules", *modules, "--max-lora-rank", str(rank), "--max-loras", str(len(adapters))]
     words += ["--host", "127.0.0.1", "--port", str(port)]
@@ -96,25 +97,25 @@ def _environment(base: str) -> list[str]:
     return ["VLLM_USE_MODELSCOPE=True"] if spec.source == "modelscope" else []
 
 
-def _adapter_config(adapter: dict) -> dict:
+def _adapter_config(adapter: Adapter) -> dict:
     try:
-        return json.loads((Path(adapter["path"]) / CONFIG_FILE).read_text(encoding="utf-8"))
+        return json.loads((Path(adapter.path) / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise UserError(
-            texts.ERR_ADAPTER_CONFIG.format(name=adapter["name"], file=CONFIG_FILE, error=error)
+            texts.ERR_ADAPTER_CONFIG.format(name=adapter.name, file=CONFIG_FILE, error=error)
         ) from None
 
 
-def _added_tokens(adapter: dict) -> bool:
+def _added_tokens(adapter: Adapter) -> bool:
     """Tokens the adapter's tokenizer has beyond the base model's vocabulary."""
-    folder = Path(adapter["path"])
+    folder = Path(adapter.path)
     if (folder / "added_tokens.json").is_file():
         return True
     tokenizer_file = folder / "tokenizer.json"
     if not tokenizer_file.is_file():
         return False
     try:
-        spec = catalogue.parse_model_id(adapter["base_model"])
+        spec = catalogue.parse_model_id(adapter.base_model)
         base_config = json.loads((models.resolve_model_dir(spec) / "config.json").read_text(encoding="utf-8"))
         vocabulary = json.loads(tokenizer_file.read_text(encoding="utf-8"))
     except (OSError, ValueError, UserError):
@@ -124,10 +125,10 @@ def _added_tokens(adapter: dict) -> bool:
     return bool(size) and max(ids, default=0) >= size
 
 
-def _model_type(adapter: dict) -> str | None:
-    if adapter.get("prompt_format") == "yuan":
+def _model_type(adapter: Adapter) -> str | None:
+    if adapter.prompt_format == "yuan":
         return loading.YUAN_MODEL_TYPE
-    spec = catalogue.parse_model_id(adapter["base_model"])
+    spec = catalogue.parse_model_id(adapter.base_model)
     if spec.source != "local":
         return None
     return loading.model_type(Path(spec.name))
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.adapter:
             chosen = [adapter_rows.require(db, args.adapter)]
         else:
-            mine = [a for a in adapter_rows.list_all(db) if a["base_model"] == args.base]
+            mine = [a for a in adapter_rows.list_all(db) if a.base_model == args.base]
             for verdict in (check(a) for a in mine):
                 if not verdict.servable:
                     print(f"# {verdict.adapter}: {' '.join(verdict.problems)}", file=sys.stderr)

@@ -9,6 +9,7 @@ from core import errors
 from core.errors import UserError
 from registry import connect
 from registry import tasks as task_rows
+from registry.tasks import Task
 from serving import gguf, hub, merge, server
 
 
@@ -29,14 +30,14 @@ def run(task_id: int) -> int:
 
     signal.signal(signal.SIGTERM, stopped)
     try:
-        if task["kind"] == "server":
+        if task.kind == "server":
             server.serve_task(db, task)
             task_rows.finish(db, task_id, "stopped")
             return 0
-        task_rows.update(db, task["id"], status="running")
-        result = EXPORTS[task["kind"]](db, task, _stage_writer(db, task))
+        task_rows.update(db, task.id, status="running")
+        result = EXPORTS[task.kind](db, task, _stage_writer(db, task))
     except Stopped:
-        task_rows.finish(db, task_id, "stopped" if task["kind"] == "server" else "cancelled")
+        task_rows.finish(db, task_id, "stopped" if task.kind == "server" else "cancelled")
         return 1
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -49,38 +50,38 @@ def run(task_id: int) -> int:
     return 0
 
 
-def _stage_writer(db, task: dict):
+def _stage_writer(db, task: Task):
     def stage(step: str) -> None:
-        task_rows.update(db, task["id"], stage=step)
+        task_rows.update(db, task.id, stage=step)
 
     return stage
 
 
-def _merge(db, task: dict, stage) -> dict:
-    settings = task["settings"]
+def _merge(db, task: Task, stage) -> dict:
+    settings = task.settings
     dtype = settings.get("dtype", "fp32")
-    out = merge.merge(db, task["adapter_name"], settings["out"], dtype=dtype, stage=stage)
+    out = merge.merge(db, task.adapter_name, settings["out"], dtype=dtype, stage=stage)
     return {"path": str(out)}
 
 
-def _gguf(db, task: dict, stage) -> dict:
-    settings = task["settings"]
+def _gguf(db, task: Task, stage) -> dict:
+    settings = task.settings
     out = gguf.export_merged(
-        db, task["adapter_name"], settings["out"], outtype=settings.get("type", "f16"), stage=stage
+        db, task.adapter_name, settings["out"], outtype=settings.get("type", "f16"), stage=stage
     )
     return {"path": str(out), "modelfile": str(gguf.modelfile_path(out))}
 
 
-def _gguf_lora(db, task: dict, stage) -> dict:
-    settings = task["settings"]
+def _gguf_lora(db, task: Task, stage) -> dict:
+    settings = task.settings
     stage("convert")
     base_gguf = settings.get("base_gguf") or None
-    out = gguf.export_lora(db, task["adapter_name"], settings["out"], base_gguf=base_gguf)
+    out = gguf.export_lora(db, task.adapter_name, settings["out"], base_gguf=base_gguf)
     return {"path": str(out)}
 
 
-def _push(db, task: dict, stage) -> dict:
-    return {"url": hub.push(db, task["adapter_name"], **task["settings"], stage=stage)}
+def _push(db, task: Task, stage) -> dict:
+    return {"url": hub.push(db, task.adapter_name, **task.settings, stage=stage)}
 
 
 # serving.tasks.EXPORT_KINDS names the same kinds; a test holds the two together.

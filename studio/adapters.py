@@ -10,6 +10,7 @@ from core import texts
 from core.errors import UserError
 from engine.adapters import check_folder
 from registry import adapters as adapter_rows
+from registry.adapters import Adapter
 
 
 def register(
@@ -26,7 +27,7 @@ def register(
     num_examples: int = 0,
     metrics: dict | None = None,
     job_id: int | None = None,
-) -> dict:
+) -> Adapter:
     """Insert the row for an adapter whose folder is already complete on disk, after refusing a
     folder chat could not serve per request (see engine.adapters)."""
     check_folder(Path(path), name)
@@ -48,10 +49,10 @@ def register(
     )
 
 
-def rename(db: Database, old: str, new: str) -> dict:
+def rename(db: Database, old: str, new: str) -> Adapter:
     """Rename the row and its folder together; the folder keeps following the name."""
     adapter, new = adapter_rows.check_new_name(db, old, new)
-    old_path = Path(adapter["path"])
+    old_path = Path(adapter.path)
     new_path = old_path.with_name(new)
     if new_path.exists():
         raise UserError(texts.ERR_FOLDER_EXISTS.format(folder=new_path))
@@ -66,13 +67,13 @@ def rename(db: Database, old: str, new: str) -> dict:
     return adapter_rows.get(db, new)
 
 
-def delete(db: Database, name: str) -> dict:
+def delete(db: Database, name: str) -> Adapter:
     """Remove the adapter with its evaluations, their prediction files, its blind votes and its folder,
     all or nothing: the folder is first moved aside (one rename), then the rows go in one
     transaction; if that fails the folder is moved back. Only then are the files removed."""
     adapter = adapter_rows.require(db, name)
-    folder = Path(adapter["path"])
-    trash = folder.with_name(f".deleted-{folder.name}-{adapter['id']}")
+    folder = Path(adapter.path)
+    trash = folder.with_name(f".deleted-{folder.name}-{adapter.id}")
     moved = folder.is_dir() and not trash.exists()
     if moved:
         folder.rename(trash)

@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         db = connect()
         adapter = adapter_rows.require(db, args.adapter) if args.adapter else None
-        role = get_role(db, args.role or (adapter["role"] if adapter else "assistant"))
-        base = args.base or (adapter["base_model"] if adapter else "builtin")
+        role = get_role(db, args.role or (adapter.role if adapter else "assistant"))
+        base = args.base or (adapter.base_model if adapter else "builtin")
         decoding = role.decoding.with_changes(
             max_new_tokens=args.max_new_tokens,
             temperature=args.temperature,

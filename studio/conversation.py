@@ -12,6 +12,7 @@ from engine.catalogue import BUILTIN_MODELS
 from engine.generation import ChatEngine
 from engine.roles import Decoding, Role
 from registry import conversations
+from registry.adapters import Adapter
 from studio.roles import get_role
 
 TITLE_LENGTH = 24
@@ -20,24 +21,26 @@ TITLE_LENGTH = 24
 ROLE_GROUP_ORDER = {"translator": 0, "persona": 1}  # then custom roles
 
 
-def adapters_for_base(adapters: list[dict], base_model: str) -> list[dict]:
+def adapters_for_base(adapters: list[Adapter], base_model: str) -> list[Adapter]:
     """The adapters chat can use on this base: translators first, then personas, then custom."""
-    usable = [a for a in adapters if a["base_model"] == base_model]
-    return sorted(usable, key=lambda a: (ROLE_GROUP_ORDER.get(a["role"], 2), a["name"]))
+    usable = [a for a in adapters if a.base_model == base_model]
+    return sorted(usable, key=lambda a: (ROLE_GROUP_ORDER.get(a.role, 2), a.name))
 
 
 def base_choices(default_base: str, adapters: list[dict]) -> list[str]:
     """The bases the sidebar offers: the configured default, the built-in models (Chinese first), then
     every base an adapter was trained on, each once."""
-    return list(dict.fromkeys([default_base, *BUILTIN_MODELS, *(a["base_model"] for a in adapters)]))
+    return list(dict.fromkeys([default_base, *BUILTIN_MODELS, *(a.base_model for a in adapters)]))
 
 
-def adapter_from_link(requested: str, adapters: list[dict], already_followed: str | None) -> dict | None:
+def adapter_from_link(
+    requested: str, adapters: list[Adapter], already_followed: str | None
+) -> Adapter | None:
     """The adapter a link such as ?adapter=NAME asks for, the first time the session sees it; after
     that the sidebar is the user's (the URL then follows the sidebar, so a reload keeps the choice)."""
     if not requested or requested == already_followed:
         return None
-    return next((a for a in adapters if a["name"] == requested), None)
+    return next((a for a in adapters if a.name == requested), None)
 
 
 def conversation_to_open(open_now: int | None, first_visit: bool, linked: str, ids: list[int]) -> int | None:
@@ -49,13 +52,13 @@ def conversation_to_open(open_now: int | None, first_visit: bool, linked: str, i
     return int(linked) if linked.isdigit() and int(linked) in ids else None
 
 
-def answering_role(db, adapter: dict | None, chosen_role: Role) -> Role:
+def answering_role(db, adapter: Adapter | None, chosen_role: Role) -> Role:
     """An adapter answers in its own role (when that role still exists); the base model in the role
     chosen in the sidebar."""
     if adapter is None:
         return chosen_role
     try:
-        return get_role(db, adapter["role"])
+        return get_role(db, adapter.role)
     except UserError:
         return chosen_role
 
@@ -64,7 +67,7 @@ def adapter_label(name: str, usable: list[dict]) -> str:
     """How the sidebar lists an adapter: its role's group, then its name ("" is the base alone)."""
     if name == "":
         return texts.ADAPTER_CHOICE.format(group=texts.GROUPS["base"], name=texts.BASE_ONLY)
-    role = next(a["role"] for a in usable if a["name"] == name)
+    role = next(a.role for a in usable if a.name == name)
     return texts.ADAPTER_CHOICE.format(group=texts.GROUPS.get(role, texts.GROUPS["custom"]), name=name)
 
 
@@ -92,7 +95,7 @@ def respond(
     text: str,
     *,
     role: Role,
-    adapter: dict | None,
+    adapter: Adapter | None,
     decoding: Decoding,
 ) -> Iterator[str]:
     """Store the user's message, stream the reply, then store the reply with its provenance."""
@@ -104,7 +107,7 @@ def respond(
         db,
         conversation_id,
         base_model=engine.base_model_id,
-        adapter=adapter["name"] if adapter else "",
+        adapter=adapter.name if adapter else "",
         role=role.name,
     )
     pieces, finished = [], False
@@ -122,7 +125,7 @@ def respond(
                 "assistant",
                 "".join(pieces).strip(),
                 base_model=engine.base_model_id,
-                adapter=adapter["name"] if adapter else "",
+                adapter=adapter.name if adapter else "",
                 chat_role=role.name,
                 settings=settings,
             )

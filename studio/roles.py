@@ -54,9 +54,9 @@ def role_users(db) -> dict[str, list[str]]:
     """Per role, what uses it: its adapters, then its unfinished jobs ("job 7")."""
     users: dict[str, list[str]] = {}
     for adapter in adapter_rows.list_all(db):
-        users.setdefault(adapter["role"], []).append(adapter["name"])
+        users.setdefault(adapter.role, []).append(adapter.name)
     for job in job_rows.active(db):
-        users.setdefault(job["role"], []).append(f"job {job['id']}")
+        users.setdefault(job.role, []).append(f"job {job.id}")
     return users
 
 

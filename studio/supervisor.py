@@ -21,11 +21,15 @@ from pathlib import Path
 from core import home, texts
 from registry import jobs as job_rows
 from registry import tasks as task_rows
+from registry.jobs import Job
 from registry.runs import ACTIVE, RunTable
+from registry.tasks import Task
 
 # A run whose process was never recorded (the app died between the row and the spawn) is given
 # this long before it counts as interrupted.
 UNSPAWNED_GRACE_SECONDS = 30.0
+
+Run = Job | Task  # every run has id, kind, status, pid, pid_started, log_path, created_at
 
 
 @dataclass(frozen=True)
@@ -34,9 +38,9 @@ class Kind:
 
     rows: RunTable
     worker: str  # the module run as `python -m WORKER`
-    arguments: Callable[[dict], list[str]]
-    log_path: Callable[[dict], Path]
-    staging: Callable[[dict], list[Path]]  # what a run of this kind writes before renaming it into place
+    arguments: Callable[[Run, bool], list[str]]  # the run and whether it resumes
+    log_path: Callable[[Run], Path]
+    staging: Callable[[Run], list[Path]]  # what a run of this kind writes before renaming it into place
     gone: str  # the error of a run whose process vanished
 
 
@@ -49,8 +53,8 @@ def tasks_dir() -> Path:
     return home.home() / "tasks"
 
 
-def _export_staging(task: dict) -> list[Path]:
-    out = task["settings"].get("out")
+def _export_staging(task: Task) -> list[Path]:
+    out = task.settings.get("out")
     if not out:
         return []
     out = Path(out)
@@ -60,16 +64,16 @@ def _export_staging(task: dict) -> list[Path]:
 TRAINING = Kind(
     rows=job_rows.ROWS,
     worker="training.train",
-    arguments=lambda job: ["--job-id", str(job["id"])] + (["--resume"] if job.get("resume") else []),
-    log_path=lambda job: Path(job.get("log_path") or home.jobs_dir() / str(job["id"]) / "train.log"),
-    staging=lambda job: [job_staging_folder(job["adapter_name"], job["id"])],
+    arguments=lambda job, resume: ["--job-id", str(job.id)] + (["--resume"] if resume else []),
+    log_path=lambda job: Path(job.log_path or home.jobs_dir() / str(job.id) / "train.log"),
+    staging=lambda job: [job_staging_folder(job.adapter_name, job.id)],
     gone=texts.JOB_PROCESS_GONE,
 )
 _TASK = dict(
     rows=task_rows.ROWS,
     worker="serving.worker",
-    arguments=lambda task: [str(task["id"])],
-    log_path=lambda task: tasks_dir() / f"{task['id']}.log",
+    arguments=lambda task, resume: [str(task.id)],
+    log_path=lambda task: tasks_dir() / f"{task.id}.log",
     gone=texts.TASK_PROCESS_GONE,
 )
 # serving.worker.EXPORTS does what each export kind names; a test holds the two together.
@@ -82,31 +86,31 @@ KINDS = {
 TABLES = (job_rows.ROWS, task_rows.ROWS)
 
 
-def kind_of(row: dict) -> Kind:
-    return KINDS[row.get("kind", "train")]
+def kind_of(row: Run) -> Kind:
+    return KINDS[row.kind]
 
 
-def launch(db, row: dict, *, resume: bool = False, env: dict | None = None) -> dict:
+def launch(db, row: Run, *, resume: bool = False, env: dict | None = None) -> Run:
     """Start the worker of a run whose row exists; `env` adds secrets the row must not hold."""
     kind = kind_of(row)
     log_path = kind.log_path(row)
-    process = spawn_detached(kind.worker, kind.arguments({**row, "resume": resume}), log_path, env=env)
+    process = spawn_detached(kind.worker, kind.arguments(row, resume), log_path, env=env)
     kind.rows.update(
-        db, row["id"], pid=process.pid, pid_started=process_start(process.pid), log_path=str(log_path)
+        db, row.id, pid=process.pid, pid_started=process_start(process.pid), log_path=str(log_path)
     )
-    return kind.rows.get(db, row["id"])
+    return kind.rows.get(db, row.id)
 
 
-def stop(db, row: dict | None) -> bool:
+def stop(db, row: Run | None) -> bool:
     """Ask an active run's worker to stop (SIGTERM); it writes its own end."""
-    row = row and kind_of(row).rows.get(db, row["id"])
-    if row is None or row["status"] not in ACTIVE or not row["pid"]:
+    row = row and kind_of(row).rows.get(db, row.id)
+    if row is None or row.status not in ACTIVE or not row.pid:
         return False
-    if not process_alive(row["pid"], row.get("pid_started")):
+    if not process_alive(row.pid, row.pid_started):
         reconcile(db)
         return False
     try:
-        os.kill(row["pid"], signal.SIGTERM)
+        os.kill(row.pid, signal.SIGTERM)
     except ProcessLookupError:
         return False
     return True
@@ -118,19 +122,21 @@ def reconcile(db) -> list[tuple[str, int]]:
     interrupted = []
     for table in TABLES:
         for row in table.active(db):
-            if row["pid"]:
-                if process_alive(row["pid"], row["pid_started"]):
+            if row.pid:
+                if process_alive(row.pid, row.pid_started):
                     continue
-            elif time.time() - max(row.get("heartbeat_at") or 0, row["created_at"]) < UNSPAWNED_GRACE_SECONDS:
-                continue
+            else:
+                last_sign = max(getattr(row, "heartbeat_at", None) or 0, row.created_at)  # tasks have none
+                if time.time() - last_sign < UNSPAWNED_GRACE_SECONDS:
+                    continue
             kind = kind_of(row)
-            if table.mark_interrupted(db, row["id"], row["pid"], kind.gone):
+            if table.mark_interrupted(db, row.id, row.pid, kind.gone):
                 remove_staging(row)
-                interrupted.append((table.table, row["id"]))
+                interrupted.append((table.table, row.id))
     return interrupted
 
 
-def remove_staging(row: dict) -> None:
+def remove_staging(row: Run) -> None:
     for staging in kind_of(row).staging(row):
         if staging.is_dir():
             shutil.rmtree(staging, ignore_errors=True)
@@ -188,9 +194,9 @@ def process_alive(pid: int, started: int | None = None) -> bool:
     return True
 
 
-def log_tail(row: dict, lines: int = 40, path: Path | None = None) -> str:
+def log_tail(row: Run, lines: int = 40, path: Path | None = None) -> str:
     """The last lines of a run's log (or of `path`, another log of the run: a rank's)."""
-    path = Path(path or row.get("log_path") or "")
+    path = Path(path or row.log_path or "")
     if not path.is_file():
         return ""
     with open(path, "rb") as log_file:

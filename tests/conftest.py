@@ -141,7 +141,7 @@ def wait_for_step(process: subprocess.Popen, name: str, step: int, timeout: floa
     def reached():
         job = jobs.active_for_name(db, name)
         assert process.poll() is None, process.stderr.read()[-3000:]
-        return job if job and (job["step"] or 0) >= step else None
+        return job if job and (job.step or 0) >= step else None
 
     return wait_until(reached, what=f"the trainer to reach step {step}", timeout=timeout, every=0.02)
 
@@ -194,6 +194,31 @@ def register_adapter(db, name: str, folder: Path, base_model: str, role="assista
         path=folder,
         hyperparameters={"lora_r": 4},
     )
+
+
+def adapter_row(**fields):
+    """An adapter row as the registry returns one, for code that only reads it."""
+    from registry.adapters import Adapter
+
+    defaults = {"id": 0, "role": "assistant", "base_model": "builtin", "prompt_format": "chat_template"}
+    return _row(
+        Adapter, {"path": "", "hyperparameters": {}, "metrics": {}, "created_at": 0.0, **defaults, **fields}
+    )
+
+
+def job_row(**fields):
+    """A job row as the registry returns one, for code that only reads it."""
+    from registry.jobs import Job
+
+    return _row(Job, {"config": {}, "status": "queued", "created_at": 0.0, **fields})
+
+
+def _row(row_type, values: dict):
+    import dataclasses
+
+    columns = {field.name for field in dataclasses.fields(row_type)}
+    assert set(values) <= columns, set(values) - columns
+    return row_type(**{name: values.get(name) for name in columns})
 
 
 def write_json(path: Path, value) -> Path:

@@ -61,7 +61,7 @@ def _ask(client, model, text, **kwargs):
 
 def test_models_lists_the_base_and_each_ready_adapter_of_it(served, db):
     engine, rows, running = served
-    register_adapter(db, "other-base", rows["a"]["path"], "builtin:gemma3-270m")
+    register_adapter(db, "other-base", rows["a"].path, "builtin:gemma3-270m")
     ids = [model.id for model in running.client().models.list()]
     assert ids == [engine.base_model_id, "a", "b", "c"]
 
@@ -73,14 +73,14 @@ def test_eight_concurrent_clients_over_three_adapters_and_the_base_each_get_thei
     expected = [_in_process(engine, adapter, text) for adapter, text, _ in requests]
     by_model = {}
     for (adapter, _, _), reply in zip(requests, expected, strict=True):
-        by_model.setdefault(adapter and adapter["name"], set()).add(reply)
+        by_model.setdefault(adapter and adapter.name, set()).add(reply)
     assert len(set.union(*by_model.values())) >= 4, (
         "each model must answer differently for cross-talk to show"
     )
     client, start = running.client(), threading.Barrier(8)
 
     def ask(adapter, text, stream):
-        model = adapter["name"] if adapter else engine.base_model_id
+        model = adapter.name if adapter else engine.base_model_id
         start.wait()
         if stream:
             chunks = _ask(client, model, text, temperature=0, max_tokens=12, stream=True)
@@ -190,29 +190,29 @@ def test_a_detached_server_is_listed_answers_and_stops_from_the_cli(db, engine_a
     task = task_rows.list_recent(db, kind="server")[0]
     try:
         deadline = time.time() + 120
-        while (task := tasks.get(db, task["id"]))["status"] == "queued":
+        while (task := tasks.get(db, task.id)).status == "queued":
             assert time.time() < deadline, tasks.log_tail(task)
             time.sleep(0.5)
-        assert task["status"] == "running", tasks.log_tail(task)
-        assert task["result"]["url"] == f"http://127.0.0.1:{port}/v1"
-        client = openai.OpenAI(base_url=task["result"]["url"], api_key="unused", max_retries=0)
+        assert task.status == "running", tasks.log_tail(task)
+        assert task.result["url"] == f"http://127.0.0.1:{port}/v1"
+        client = openai.OpenAI(base_url=task.result["url"], api_key="unused", max_retries=0)
         assert _ask(client, "a", "hi", max_tokens=3).usage.completion_tokens <= 3
         listed = subprocess.run(
             [sys.executable, "-m", "serving.server", "list"], capture_output=True, text=True
         )
-        assert f"{task['id']}\trunning" in listed.stdout
-        stop = subprocess.run([sys.executable, "-m", "serving.server", "stop", str(task["id"])], timeout=30)
+        assert f"{task.id}\trunning" in listed.stdout
+        stop = subprocess.run([sys.executable, "-m", "serving.server", "stop", str(task.id)], timeout=30)
         assert stop.returncode == 0
         deadline = time.time() + 30
-        while (task := tasks.get(db, task["id"]))["status"] == "running":
+        while (task := tasks.get(db, task.id)).status == "running":
             assert time.time() < deadline
             time.sleep(0.2)
-        assert task["status"] == "stopped"
+        assert task.status == "stopped"
     finally:
-        if task_rows.get(db, task["id"])["status"] in task_rows.ACTIVE:
-            os.kill(task["pid"], signal.SIGKILL)
+        if task_rows.get(db, task.id).status in task_rows.ACTIVE:
+            os.kill(task.pid, signal.SIGKILL)
     deadline = time.time() + 15
-    while supervisor.process_alive(task["pid"], task["pid_started"]):
+    while supervisor.process_alive(task.pid, task.pid_started):
         assert time.time() < deadline, "the server's process outlived its stop"
         time.sleep(0.2)
 

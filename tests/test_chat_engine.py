@@ -7,7 +7,7 @@ import pytest
 from core.errors import UserError
 from engine.generation import ChatEngine
 from engine.roles import ASSISTANT, Decoding
-from tests.conftest import make_adapter, register_adapter
+from tests.conftest import adapter_row, make_adapter, register_adapter
 
 GREEDY = Decoding(do_sample=False, max_new_tokens=12)
 
@@ -174,18 +174,9 @@ def test_pickle_adapters_and_missing_folders_are_refused(db, home, engine_and_ad
         ("pickled", pickled, "only safetensors adapters are loaded"),
         ("gone", home / "nowhere", "missing or incomplete"),
     ):
-        row = {**rows_like(engine), "name": name, "path": str(folder)}
+        row = adapter_row(name=name, path=str(folder), base_model=engine.base_model_id)
         with pytest.raises(UserError, match=message):
             _reply(engine, row)
-
-
-def rows_like(engine) -> dict:
-    return {
-        "id": 0,
-        "role": "assistant",
-        "base_model": engine.base_model_id,
-        "prompt_format": "chat_template",
-    }
 
 
 def test_unloading_an_adapter_frees_the_name(engine_and_adapters):

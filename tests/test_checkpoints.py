@@ -83,24 +83,24 @@ def test_each_checkpoint_is_scored_and_the_best_is_published(trained, monkeypatc
     monkeypatch.setenv("TRANSLATOR_HOME", str(trained))
     db = connect()
     adapter = adapters.get(db, "ck")
-    rows = checkpoint_rows.for_job(db, adapter["job_id"])
+    rows = checkpoint_rows.for_job(db, adapter.job_id)
     assert [row.step for row in rows] == [2, 4, 6]
     assert all(row.kind == "translation" and row.num_examples == 10 for row in rows)
     assert all({"bleu", "chrf"} <= set(row.scores) and "BLEU" in row.signature for row in rows)
     choice = best(rows)
-    metrics = adapter["metrics"]
+    metrics = adapter.metrics
     assert metrics["checkpoint_step"] == choice.step and metrics["chosen_by"] == "bleu"
     assert metrics["checkpoints_scored"] == 3 and metrics["chosen_score"] == pytest.approx(choice.value)
-    published = load_file(f"{adapter['path']}/adapter_model.safetensors")
+    published = load_file(f"{adapter.path}/adapter_model.safetensors")
     kept = load_file(
-        checkpoints.scored_folder(jobs.get(db, adapter["job_id"])["job_dir"], choice.step)
+        checkpoints.scored_folder(jobs.get(db, adapter.job_id).job_dir, choice.step)
         / "adapter_model.safetensors"
     )
     assert published.keys() == kept.keys()
     assert all((published[key] == kept[key]).all() for key in kept), (
         "the published weights are the chosen step's"
     )
-    log = (trained / "jobs" / str(adapter["job_id"]) / "train.log").read_text()
+    log = (trained / "jobs" / str(adapter.job_id) / "train.log").read_text()
     assert log.count("held-out examples: bleu") == 3
 
 
@@ -125,12 +125,12 @@ def test_the_best_step_is_put_back_when_it_is_not_the_last(tiny_model_dir, tmp_p
     assert not all(torch.equal(saved[k], v) for k, v in get_peft_model_state_dict(model).items())
     db = connect(tmp_path / "registry.db")
     job = jobs.create(db, adapter_name="x", config={})
-    checkpoint_rows.store(db, job_id=job["id"], step=3, epoch=1.0, kind="loss", scores={"loss": 1.0},
+    checkpoint_rows.store(db, job_id=job.id, step=3, epoch=1.0, kind="loss", scores={"loss": 1.0},
                           num_examples=4, signature="", weights_path=str(early))  # fmt: skip
-    checkpoint_rows.store(db, job_id=job["id"], step=6, epoch=2.0, kind="loss", scores={"loss": 1.2},
+    checkpoint_rows.store(db, job_id=job.id, step=6, epoch=2.0, kind="loss", scores={"loss": 1.2},
                           num_examples=4, signature="", weights_path=str(tmp_path / "late"))  # fmt: skip
     (tmp_path / "late").mkdir()
-    choice = checkpoints.choose_and_restore(db, job["id"], model, final_step=6)
+    choice = checkpoints.choose_and_restore(db, job.id, model, final_step=6)
     assert choice.step == 3
     assert all(torch.equal(saved[k], v) for k, v in get_peft_model_state_dict(model).items())
 
@@ -139,7 +139,7 @@ def test_another_checkpoint_can_be_published_as_its_own_adapter(trained, monkeyp
     monkeypatch.setenv("TRANSLATOR_HOME", str(trained))
     db = connect()
     source = adapters.get(db, "ck")
-    other_step = next(s for s in (2, 4, 6) if s != source["metrics"]["checkpoint_step"])
+    other_step = next(s for s in (2, 4, 6) if s != source.metrics["checkpoint_step"])
     with pytest.raises(UserError, match="step 5"):
         checkpoints.publish_checkpoint(db, adapter_name="ck", step=5, new_name="ck-5")
     with pytest.raises(UserError, match="already"):
@@ -151,22 +151,22 @@ def test_another_checkpoint_can_be_published_as_its_own_adapter(trained, monkeyp
     other = checkpoints.publish_checkpoint(
         db, adapter_name="ck", step=other_step, new_name=f"ck-{other_step}"
     )
-    assert other["role"] == "translator" and other["base_model"] == source["base_model"]
-    assert other["metrics"]["checkpoint_step"] == other_step and other["metrics"]["chosen_by"] == "user"
+    assert other.role == "translator" and other.base_model == source.base_model
+    assert other.metrics["checkpoint_step"] == other_step and other.metrics["chosen_by"] == "user"
     kept = load_file(
-        checkpoints.scored_folder(jobs.get(db, source["job_id"])["job_dir"], other_step)
+        checkpoints.scored_folder(jobs.get(db, source.job_id).job_dir, other_step)
         / "adapter_model.safetensors"
     )
-    mine = load_file(f"{other['path']}/adapter_model.safetensors")
+    mine = load_file(f"{other.path}/adapter_model.safetensors")
     assert all(torch_equal(mine[key], kept[key]) for key in kept)
     metadata = json.loads((trained / "adapters" / f"ck-{other_step}" / "translator_adapter.json").read_text())
     assert metadata["name"] == f"ck-{other_step}" and metadata["registration"]["name"] == f"ck-{other_step}"
 
     from engine.generation import ChatEngine
 
-    engine = ChatEngine(source["base_model"], device="cpu")
+    engine = ChatEngine(source.base_model, device="cpu")
     engine.ensure_adapter(other)  # loads and serves like any adapter
-    assert other["name"] in engine.loaded_adapters
+    assert other.name in engine.loaded_adapters
 
 
 def torch_equal(a, b) -> bool:
@@ -185,7 +185,7 @@ def test_the_adapter_card_charts_the_checkpoints_and_publishes_another(trained, 
     monkeypatch.setenv("TRANSLATOR_BASE_MODEL", str(tiny_model_dir))
     use_running_server_navigation(monkeypatch)
     db = connect()
-    chosen = adapters.get(db, "ck")["metrics"]["checkpoint_step"]
+    chosen = adapters.get(db, "ck").metrics["checkpoint_step"]
     with texts.in_language("en"):
         app = AppTest.from_file(ENTRY, default_timeout=120)
         app.run()
@@ -202,7 +202,7 @@ def test_the_adapter_card_charts_the_checkpoints_and_publishes_another(trained, 
         app.button(key="checkpoint-publish-ck").click().run()
         assert not app.exception and not app.error, [e.value for e in app.error]
         panel = AppTest.from_file(ENTRY, default_timeout=120)
-        panel.query_params["job"] = str(adapters.get(db, "ck")["job_id"])
+        panel.query_params["job"] = str(adapters.get(db, "ck").job_id)
         panel.run()
         panel.switch_page("pages/train.py").run()
         assert not panel.exception, panel.exception
@@ -210,4 +210,4 @@ def test_the_adapter_card_charts_the_checkpoints_and_publishes_another(trained, 
             "the job panel charts the checkpoints"
         )
     picked = adapters.get(connect(), "ck-picked")
-    assert picked["metrics"]["checkpoint_step"] == int(step) and picked["metrics"]["checkpoint_of"] == "ck"
+    assert picked.metrics["checkpoint_step"] == int(step) and picked.metrics["checkpoint_of"] == "ck"

@@ -39,11 +39,11 @@ def test_two_processes_give_the_losses_and_weights_of_one(home, tiny_model_dir, 
 
     db = connect()
     rows = {name: adapters.get(db, name) for name in ("one", "two")}
-    losses = {name: [m["loss"] for m in jobs.metrics_for(db, row["job_id"])] for name, row in rows.items()}
+    losses = {name: [m["loss"] for m in jobs.metrics_for(db, row.job_id)] for name, row in rows.items()}
     assert len(losses["one"]) == len(losses["two"]) == 4
     for single, parallel in zip(losses["one"], losses["two"], strict=True):
         assert abs(parallel - single) <= 1e-4 * abs(single), losses
-    weights = {name: load_file(Path(row["path"]) / "adapter_model.safetensors") for name, row in rows.items()}
+    weights = {name: load_file(Path(row.path) / "adapter_model.safetensors") for name, row in rows.items()}
     assert weights["one"].keys() == weights["two"].keys()
     for key, single in weights["one"].items():
         change = (weights["two"][key] - single).norm() / single.norm()
@@ -51,16 +51,16 @@ def test_two_processes_give_the_losses_and_weights_of_one(home, tiny_model_dir, 
     assert not torch.equal(weights["one"][next(iter(weights["one"]))], torch.zeros(1))
 
     # rank 0 alone wrote: one job row, one checkpoint set, one adapter; rank 1 has its own log
-    job = jobs.get(db, rows["two"]["job_id"])
-    assert [j["adapter_name"] for j in jobs.list_all(db)].count("two") == 1
-    job_dir = Path(job["job_dir"])
+    job = jobs.get(db, rows["two"].job_id)
+    assert [j.adapter_name for j in jobs.list_all(db)].count("two") == 1
+    job_dir = Path(job.job_dir)
     (checkpoint,) = (job_dir / "checkpoints").glob("checkpoint-*")
     assert (checkpoint / "translator-complete.json").is_file()
     assert sorted(p.name for p in checkpoint.glob("rng_state*")) == ["rng_state_0.pth", "rng_state_1.pth"]
     assert "rank 1 of 2" in (job_dir / "rank1.log").read_text()
     assert lifecycle.rank_logs(job) == [(1, job_dir / "rank1.log")]  # what the job panel shows
-    assert job["tokens_per_second"] > 0
-    assert rows["two"]["metrics"]["steps"] == 4
+    assert job.tokens_per_second > 0
+    assert rows["two"].metrics["steps"] == 4
 
 
 def _submit(db, tiny_model_dir, name: str, **settings) -> dict:
@@ -91,15 +91,15 @@ def _all_gone(pids) -> bool:
 @pytest.mark.slow
 def test_a_cancel_stops_both_ranks_at_the_same_step_with_one_checkpoint(home, db, tiny_model_dir):
     job = _submit(db, tiny_model_dir, "stopped-two", max_steps=400)
-    launcher = job["pid"]
-    running = wait_for_status(db, job["id"], lambda j: j["step"] >= 3, what="step 3")
-    job_dir = Path(running["job_dir"])
-    rank0, rank1 = running["pid"], _rank1_pid(job_dir)
+    launcher = job.pid
+    running = wait_for_status(db, job.id, lambda j: j.step >= 3, what="step 3")
+    job_dir = Path(running.job_dir)
+    rank0, rank1 = running.pid, _rank1_pid(job_dir)
     assert len({launcher, rank0, rank1}) == 3  # the row follows rank 0, not the launcher
 
-    assert lifecycle.cancel(db, job["id"])  # SIGTERM to rank 0 alone
-    ended = wait_for_status(db, job["id"], lambda j: j["status"] not in jobs.ACTIVE, what="end")
-    assert ended["status"] == "cancelled", ended
+    assert lifecycle.cancel(db, job.id)  # SIGTERM to rank 0 alone
+    ended = wait_for_status(db, job.id, lambda j: j.status not in jobs.ACTIVE, what="end")
+    assert ended.status == "cancelled", ended
     wait_until(lambda: _all_gone([launcher, rank0, rank1]), timeout=60, what="every process to exit")
     (checkpoint,) = (job_dir / "checkpoints").glob("checkpoint-*")
     step = int(checkpoint.name.split("-")[1])
@@ -112,23 +112,23 @@ def test_a_cancel_stops_both_ranks_at_the_same_step_with_one_checkpoint(home, db
 @pytest.mark.slow
 def test_a_killed_rank_ends_the_job_interrupted_and_one_process_resumes_it(home, db, tiny_model_dir):
     job = _submit(db, tiny_model_dir, "lost-rank", max_steps=24, save_steps=5)
-    launcher = job["pid"]
-    running = wait_for_status(db, job["id"], lambda j: j["step"] >= 7, what="step 7")
-    job_dir = Path(running["job_dir"])
-    rank0, rank1 = running["pid"], _rank1_pid(job_dir)
+    launcher = job.pid
+    running = wait_for_status(db, job.id, lambda j: j.step >= 7, what="step 7")
+    job_dir = Path(running.job_dir)
+    rank0, rank1 = running.pid, _rank1_pid(job_dir)
     subprocess.run(["kill", "-9", str(rank1)], check=True)
 
-    ended = wait_for_status(db, job["id"], lambda j: j["status"] not in jobs.ACTIVE, what="end")
-    assert ended["status"] == "interrupted", ended
+    ended = wait_for_status(db, job.id, lambda j: j.status not in jobs.ACTIVE, what="end")
+    assert ended.status == "interrupted", ended
     wait_until(lambda: _all_gone([launcher, rank0, rank1]), timeout=60, what="no process left behind")
     assert adapters.get(db, "lost-rank") is None
 
     resumed = run_module("training.train", "--name", "lost-rank", "--resume", "--processes", "1")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert jobs.get(db, job["id"])["status"] == "succeeded"
-    assert adapters.get(db, "lost-rank")["metrics"]["steps"] == 24
+    assert jobs.get(db, job.id).status == "succeeded"
+    assert adapters.get(db, "lost-rank").metrics["steps"] == 24
     assert "resuming from" in (job_dir / "train.log").read_text()
-    assert jobs.get(db, job["id"])["config"]["processes"] == 1  # resumed on one process, as asked
+    assert jobs.get(db, job.id).config["processes"] == 1  # resumed on one process, as asked
 
 
 def test_launch_commands_for_one_machine_several_and_slurm():
@@ -181,27 +181,26 @@ def test_jobs_share_two_simulated_gpus_and_chat_stays_off_the_held_ones(
     first = _submit(db, tiny_model_dir, "gpu-a", processes=1, max_steps=5000)
     second = _submit(db, tiny_model_dir, "gpu-b", processes=1, max_steps=5000)
     running = [
-        wait_for_status(db, job["id"], lambda j: j["step"] >= 1, what="both running")
-        for job in (first, second)
+        wait_for_status(db, job.id, lambda j: j.step >= 1, what="both running") for job in (first, second)
     ]
-    assert sorted(job["devices"] for job in running) == ["0", "1"]  # side by side, one GPU each
-    assert devices.holders() == {0: running[0]["id"], 1: running[1]["id"]} or devices.holders() == {
-        0: running[1]["id"],
-        1: running[0]["id"],
+    assert sorted(job.devices for job in running) == ["0", "1"]  # side by side, one GPU each
+    assert devices.holders() == {0: running[0].id, 1: running[1].id} or devices.holders() == {
+        0: running[1].id,
+        1: running[0].id,
     }
     assert devices.chat_gpu() is None and devices.chat_device() == "cpu"
 
     both = _submit(db, tiny_model_dir, "gpu-c", processes=2, max_steps=3)
-    waiting = wait_for_status(db, both["id"], lambda j: j["waiting_for"], what="the queue's reason")
-    assert waiting["status"] == "queued" and "needs 2 GPU(s)" in waiting["waiting_for"]
-    lifecycle.cancel(db, first["id"])
-    wait_for_status(db, first["id"], lambda j: j["status"] == "cancelled", what="the first to stop")
-    assert lifecycle.get(db, both["id"])["status"] == "queued"  # one free GPU is not two
-    lifecycle.cancel(db, second["id"])
+    waiting = wait_for_status(db, both.id, lambda j: j.waiting_for, what="the queue's reason")
+    assert waiting.status == "queued" and "needs 2 GPU(s)" in waiting.waiting_for
+    lifecycle.cancel(db, first.id)
+    wait_for_status(db, first.id, lambda j: j.status == "cancelled", what="the first to stop")
+    assert lifecycle.get(db, both.id).status == "queued"  # one free GPU is not two
+    lifecycle.cancel(db, second.id)
     done = wait_for_status(
-        db, both["id"], lambda j: j["status"] not in jobs.ACTIVE, what="the two-GPU job", timeout=180
+        db, both.id, lambda j: j.status not in jobs.ACTIVE, what="the two-GPU job", timeout=180
     )
-    assert done["status"] == "succeeded" and done["devices"] == "0,1" and not done["waiting_for"], done
+    assert done.status == "succeeded" and done.devices == "0,1" and not done.waiting_for, done
     with pytest.raises(UserError, match="3 processes"):
         _submit(db, tiny_model_dir, "gpu-d", processes=3)
 

@@ -142,12 +142,12 @@ def test_training_evaluates_the_adapter_and_base_on_the_heldout_split(home, tiny
     assert result.returncode == 0, result.stderr[-3000:]
     db = connect()
     adapter = adapters.get(db, "held")
-    assert adapter["num_examples"] == 9 and adapter["metrics"]["num_heldout"] == 3
+    assert adapter.num_examples == 9 and adapter.metrics["num_heldout"] == 3
     line = score_table(db, adapter)[0]
     assert line["n"] == 3 and "gain bleu" in line
-    log = (home / "jobs" / str(adapter["job_id"]) / "train.log").read_text()
+    log = (home / "jobs" / str(adapter.job_id) / "train.log").read_text()
     assert "held-out evaluation (3 examples)" in log
-    assert evaluations.base_counterpart(db, evaluations.for_adapter(db, adapter["id"])[0]) is not None
+    assert evaluations.base_counterpart(db, evaluations.for_adapter(db, adapter.id)[0]) is not None
 
 
 def test_batched_generation_without_stacked_row_caches_is_the_same(engine, monkeypatch):

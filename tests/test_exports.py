@@ -23,7 +23,7 @@ def adapter(db, home, tiny_model_dir):
 
 def _wait_end(db, task_id: int, timeout: float = 120) -> dict:
     deadline = time.time() + timeout
-    while (task := tasks.get(db, task_id))["status"] in task_rows.ACTIVE:
+    while (task := tasks.get(db, task_id)).status in task_rows.ACTIVE:
         assert time.time() < deadline, tasks.log_tail(task)
         time.sleep(0.3)
     return task
@@ -32,12 +32,12 @@ def _wait_end(db, task_id: int, timeout: float = 120) -> dict:
 @pytest.mark.slow
 def test_a_merge_runs_detached_reports_its_stages_and_its_result(db, adapter, home):
     task = exports.start(db, "med-zh", "merge", dtype="fp32")
-    assert task["settings"]["out"] == str(home / "exports" / "med-zh-merged")
+    assert task.settings["out"] == str(home / "exports" / "med-zh-merged")
     assert exports.describe(task).startswith("⏳ merged export")
-    task = _wait_end(db, task["id"])
-    assert task["status"] == "succeeded", task["error"]
-    assert task["stage"] == "write"
-    merged = Path(task["result"]["path"])
+    task = _wait_end(db, task.id)
+    assert task.status == "succeeded", task.error
+    assert task.stage == "write"
+    merged = Path(task.result["path"])
     assert (merged / "model.safetensors").is_file() and (merged / "README.md").is_file()
     assert exports.describe(task) == "merged export · ✅ done"
     # the next export of the same kind gets a new name, never the existing folder
@@ -65,20 +65,20 @@ def test_bad_exports_are_refused_before_any_task_exists(db, adapter, home, monke
 @pytest.mark.slow
 def test_a_stopped_export_is_cancelled_and_a_killed_one_interrupted_leaving_nothing(db, adapter, home):
     first = exports.start(db, "med-zh", "merge")
-    while tasks.get(db, first["id"])["stage"] is None:  # stopped once it is at work
+    while tasks.get(db, first.id).stage is None:  # stopped once it is at work
         time.sleep(0.1)
-    tasks.stop(db, first["id"])
-    first = _wait_end(db, first["id"])
-    assert first["status"] in ("cancelled", "succeeded")  # a tiny model may finish first
-    if first["status"] == "cancelled":
-        assert not Path(first["settings"]["out"]).exists()
+    tasks.stop(db, first.id)
+    first = _wait_end(db, first.id)
+    assert first.status in ("cancelled", "succeeded")  # a tiny model may finish first
+    if first.status == "cancelled":
+        assert not Path(first.settings["out"]).exists()
 
     second = exports.start(db, "med-zh", "merge", out=str(home / "exports" / "killed"))
-    out = Path(second["settings"]["out"])
+    out = Path(second.settings["out"])
     (home / "exports" / ".tmp-killed").mkdir(parents=True, exist_ok=True)  # as if killed while writing
-    os.kill(second["pid"], signal.SIGKILL)
-    second = _wait_end(db, second["id"])
-    assert second["status"] == "interrupted" and "stopped before it finished" in second["error"]
+    os.kill(second.pid, signal.SIGKILL)
+    second = _wait_end(db, second.id)
+    assert second.status == "interrupted" and "stopped before it finished" in second.error
     assert not out.exists() and not (home / "exports" / ".tmp-killed").exists()
 
 
@@ -96,13 +96,13 @@ def test_the_export_section_starts_follows_and_explains(db, adapter, monkeypatch
     app.button(key="merge-start-med-zh").click().run()
     assert not app.exception, app.exception
     task = task_rows.list_recent(db, adapter_name="med-zh")[0]
-    assert task["kind"] == "merge" and task["status"] in (*task_rows.ACTIVE, "succeeded")
-    _wait_end(db, task["id"])
+    assert task.kind == "merge" and task.status in (*task_rows.ACTIVE, "succeeded")
+    _wait_end(db, task.id)
     app.run()
     assert any("merged export · ✅ done" in md.value for md in app.markdown)
-    assert any(str(Path(task["settings"]["out"])) in code.value for code in app.code)
+    assert any(str(Path(task.settings["out"])) in code.value for code in app.code)
     # a second click on an existing output is a message, not a task
-    app.text_input(key="merge-out-med-zh").set_value(task["settings"]["out"])
+    app.text_input(key="merge-out-med-zh").set_value(task.settings["out"])
     app.button(key="merge-start-med-zh").click().run()
     assert any("already exists" in error.value for error in app.error)
     assert len(task_rows.list_recent(db, adapter_name="med-zh")) == 1
@@ -128,26 +128,26 @@ def test_the_api_tab_starts_a_server_shows_how_to_call_it_and_stops_it(
     assert not app.exception, app.exception
     task = server.running(db)[0]
     try:
-        task = _wait_running(db, task["id"])
+        task = _wait_running(db, task.id)
         url = f"http://127.0.0.1:{port}/v1"
-        assert task["result"]["url"] == url
+        assert task.result["url"] == url
         app.run()
         assert any(f'base_url="{url}"' in code.value and 'model="med-zh"' in code.value for code in app.code)
         client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
-        assert [m.id for m in client.models.list()] == [adapter["base_model"], "med-zh"]
-        app.button(key=f"api-stop-med-zh-{task['id']}").click().run()
-        assert _wait_end(db, task["id"], timeout=30)["status"] == "stopped"
+        assert [m.id for m in client.models.list()] == [adapter.base_model, "med-zh"]
+        app.button(key=f"api-stop-med-zh-{task.id}").click().run()
+        assert _wait_end(db, task.id, timeout=30).status == "stopped"
     finally:
-        if tasks.get(db, task["id"])["status"] in task_rows.ACTIVE:
-            os.kill(task["pid"], signal.SIGKILL)
+        if tasks.get(db, task.id).status in task_rows.ACTIVE:
+            os.kill(task.pid, signal.SIGKILL)
 
 
 def _wait_running(db, task_id: int, timeout: float = 120) -> dict:
     deadline = time.time() + timeout
-    while (task := tasks.get(db, task_id))["status"] == "queued":
+    while (task := tasks.get(db, task_id)).status == "queued":
         assert time.time() < deadline, tasks.log_tail(task)
         time.sleep(0.3)
-    assert task["status"] == "running", tasks.log_tail(task)
+    assert task.status == "running", tasks.log_tail(task)
     return task
 
 
@@ -174,20 +174,16 @@ def test_the_task_process_runs_its_kind_from_the_table_and_writes_how_it_ended(d
     try:
         out = tmp_path / "merged"
         merged = task_rows.create(db, kind="merge", adapter_name="med-zh", settings={"out": str(out)})
-        assert worker.run(merged["id"]) == 0
-        done = task_rows.get(db, merged["id"])
-        assert (
-            done["status"] == "succeeded"
-            and done["result"] == {"path": str(out)}
-            and done["stage"] == "write"
-        )
+        assert worker.run(merged.id) == 0
+        done = task_rows.get(db, merged.id)
+        assert done.status == "succeeded" and done.result == {"path": str(out)} and done.stage == "write"
         assert (out / "model.safetensors").is_file()
         nobody = task_rows.create(
             db, kind="merge", adapter_name="nobody", settings={"out": str(tmp_path / "n")}
         )
-        assert worker.run(nobody["id"]) == 2
-        failed = task_rows.get(db, nobody["id"])
-        assert failed["status"] == "failed" and "nobody" in failed["error"] and not (tmp_path / "n").exists()
+        assert worker.run(nobody.id) == 2
+        failed = task_rows.get(db, nobody.id)
+        assert failed.status == "failed" and "nobody" in failed.error and not (tmp_path / "n").exists()
         assert worker.run(10_000) == 2  # no such task: nothing to do
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -60,7 +60,7 @@ def test_every_tensor_of_the_gguf_lora_matches_the_peft_weights(db, adapter, tmp
     alpha = reader.fields["adapter.lora.alpha"]
     assert float(alpha.parts[alpha.data[0]][0]) == 16.0
     tensors = {t.name: np.array(t.data) for t in reader.tensors}
-    peft = load_file(f"{adapter['path']}/adapter_model.safetensors")
+    peft = load_file(f"{adapter.path}/adapter_model.safetensors")
     names = {"q_proj": "attn_q", "v_proj": "attn_v", "down_proj": "ffn_down"}
     assert len(tensors) == len(peft) == 2 * 3 * 2  # A and B, three modules, two layers
     for key, weight in peft.items():
@@ -98,7 +98,7 @@ def test_bad_requests_are_refused_before_any_work(db, adapter, home, tmp_path):
     from registry import adapters
 
     with db.conn:
-        db["adapters"].update(adapter["id"], {"prompt_format": "yuan"})
+        db["adapters"].update(adapter.id, {"prompt_format": "yuan"})
     with pytest.raises(UserError, match="llama.cpp does not know the Yuan2 architecture"):
         gguf_export.export_merged(db, "g", tmp_path / "z.gguf")
     assert adapters.get(db, "g") is not None and sorted(p.name for p in tmp_path.iterdir()) == ["taken.gguf"]

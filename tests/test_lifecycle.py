@@ -148,17 +148,17 @@ def test_a_job_reads_its_dataset_once_records_where_and_which_and_resumes_only_o
     argv = ["--base", str(tiny_model_dir), "--data", "pairs.jsonl", "--name", "once", *TINY_TRAINING]
     assert train.main([*argv, "--max-steps", "2", "--holdout", "0.1"]) == 0
     assert reads == ["pairs.jsonl"]  # checks, training and the held-out evaluation: one read
-    job = jobs.get(db, adapters.get(db, "once")["job_id"])
-    assert job["dataset_path"] == str(copy) and job["config"]["data"] == str(copy)
-    assert job["dataset_fingerprint"] == hashlib.sha256(copy.read_bytes()).hexdigest()[:16]
+    job = jobs.get(db, adapters.get(db, "once").job_id)
+    assert job.dataset_path == str(copy) and job.config["data"] == str(copy)
+    assert job.dataset_fingerprint == hashlib.sha256(copy.read_bytes()).hexdigest()[:16]
 
     _unpublish(db, home, "once")
-    jobs.update(db, job["id"], status="interrupted")  # as if killed: an ended run's end is not rewritten
+    jobs.update(db, job.id, status="interrupted")  # as if killed: an ended run's end is not rewritten
     copy.write_text(copy.read_text(encoding="utf-8") + SAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
     capsys.readouterr()
     assert train.main(["--name", "once", "--resume"]) == 2
-    assert f"pairs.jsonl changed since job {job['id']} started" in capsys.readouterr().err
-    assert jobs.get(db, job["id"])["status"] == "interrupted"  # still resumable once the file is back
+    assert f"pairs.jsonl changed since job {job.id} started" in capsys.readouterr().err
+    assert jobs.get(db, job.id).status == "interrupted"  # still resumable once the file is back
 
 
 @pytest.mark.slow
@@ -170,8 +170,8 @@ def test_a_dead_trainer_is_interrupted_whoever_asks_and_resume_from_the_cli_fini
     result = run_module("training.train", "--name", "killed", "--resume")  # nothing else looked first
     assert result.returncode == 0, result.stderr[-3000:]
     db = connect()
-    assert jobs.get(db, job["id"])["status"] == "succeeded"
-    assert adapters.get(db, "killed")["metrics"]["steps"] == 30
+    assert jobs.get(db, job.id).status == "succeeded"
+    assert adapters.get(db, "killed").metrics["steps"] == 30
 
 
 def test_a_checkpoint_cut_short_by_a_kill_is_never_resumed_from(home, tmp_path):
@@ -191,7 +191,7 @@ def test_killed_while_saving_a_checkpoint_resume_uses_the_newest_complete_one(ho
     job = wait_for_step(process, "saving", 9)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    checkpoints = home / "jobs" / str(job["id"]) / "checkpoints"
+    checkpoints = home / "jobs" / str(job.id) / "checkpoints"
     complete = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-1]
     assert (complete / COMPLETE_MARKER).is_file()
     half_written = checkpoints / "checkpoint-12"  # as a kill in the middle of a save leaves it
@@ -199,43 +199,43 @@ def test_killed_while_saving_a_checkpoint_resume_uses_the_newest_complete_one(ho
     (half_written / "adapter_model.safetensors").write_bytes(b"\0" * 100)
     result = run_module("training.train", "--name", "saving", "--resume")
     assert result.returncode == 0, result.stderr[-3000:]
-    log = (home / "jobs" / str(job["id"]) / "train.log").read_text()
+    log = (home / "jobs" / str(job.id) / "train.log").read_text()
     assert f"resuming from {complete}" in log and "removing checkpoint-12" in log
-    assert jobs.get(connect(), job["id"])["status"] == "succeeded"
+    assert jobs.get(connect(), job.id).status == "succeeded"
 
 
 def test_resumed_from_its_final_checkpoint_a_job_publishes_without_training_further(home, db, tiny_model_dir):
     assert train.main(_argv(tiny_model_dir, "final", "--max-steps", "3", "--skip-evaluation")) == 0
     adapter = adapters.get(db, "final")
-    job = jobs.get(db, adapter["job_id"])
-    metrics_before = len(jobs.metrics_for(db, job["id"]))
+    job = jobs.get(db, adapter.job_id)
+    metrics_before = len(jobs.metrics_for(db, job.id))
     _unpublish(db, home, "final")  # as if killed after the last checkpoint, before publishing
-    jobs.update(db, job["id"], status="interrupted")
+    jobs.update(db, job.id, status="interrupted")
     assert train.main(["--name", "final", "--resume"]) == 0
     republished = adapters.get(db, "final")
-    assert republished["metrics"]["steps"] == 3 and len(jobs.metrics_for(db, job["id"])) == metrics_before
-    assert jobs.get(db, job["id"])["step"] == 3
+    assert republished.metrics["steps"] == 3 and len(jobs.metrics_for(db, job.id)) == metrics_before
+    assert jobs.get(db, job.id).step == 3
 
 
 def test_killed_between_the_folder_rename_and_the_row_the_job_registers_its_adapter(home, db, tiny_model_dir):
     assert train.main(_argv(tiny_model_dir, "renamed", "--max-steps", "2", "--skip-evaluation")) == 0
     adapter = adapters.get(db, "renamed")
     with db.conn:  # the row never got written; the folder was renamed into place
-        db["adapters"].delete(adapter["id"])
-    jobs.update(db, adapter["job_id"], status="interrupted")
+        db["adapters"].delete(adapter.id)
+    jobs.update(db, adapter.job_id, status="interrupted")
     assert train.main(["--name", "renamed", "--resume"]) == 0
     again = adapters.get(db, "renamed")
-    assert again["metrics"]["steps"] == 2 and again["job_id"] == adapter["job_id"]
-    assert jobs.get(db, adapter["job_id"])["status"] == "succeeded"
+    assert again.metrics["steps"] == 2 and again.job_id == adapter.job_id
+    assert jobs.get(db, adapter.job_id).status == "succeeded"
 
 
 def test_a_run_killed_while_publishing_leaves_no_staging_folder_once_seen(home, db):
     job = jobs.create(db, adapter_name="half", config={}, status="running", pid=None)
-    jobs.update(db, job["id"], created_at=time.time() - 60, heartbeat_at=time.time() - 60)
-    staging = supervisor.job_staging_folder("half", job["id"])
+    jobs.update(db, job.id, created_at=time.time() - 60, heartbeat_at=time.time() - 60)
+    staging = supervisor.job_staging_folder("half", job.id)
     staging.mkdir(parents=True)
     (staging / "adapter_model.safetensors").write_bytes(b"half")
-    assert lifecycle.list_recent(db)[0]["status"] == "interrupted"
+    assert lifecycle.list_recent(db)[0].status == "interrupted"
     assert not staging.exists() and not list((home / "adapters").iterdir())
 
 
@@ -246,19 +246,17 @@ def test_cancel_while_waiting_for_the_device_ends_cancelled_within_seconds(home,
     fcntl.flock(lock, fcntl.LOCK_EX)  # another job holds the device
     try:
         job = lifecycle.submit(db, _config(tiny_model_dir, name="waiting"))
-        log = Path(job["log_path"])
+        log = Path(job.log_path)
         wait_until(
             lambda: log.is_file() and "waiting for the running job" in log.read_text(), what="the queue"
         )
         started = time.monotonic()
-        assert lifecycle.cancel(db, job["id"])
-        ended = wait_for_status(
-            db, job["id"], lambda j: j["status"] not in jobs.ACTIVE, what="the end", timeout=60
-        )
+        assert lifecycle.cancel(db, job.id)
+        ended = wait_for_status(db, job.id, lambda j: j.status not in jobs.ACTIVE, what="the end", timeout=60)
         latency = time.monotonic() - started
     finally:
         lock.close()
-    assert ended and jobs.get(db, job["id"])["status"] == "cancelled" and latency < 5, latency
+    assert ended and jobs.get(db, job.id).status == "cancelled" and latency < 5, latency
     print(f"cancel while queued: {latency:.2f} s")
 
 
@@ -273,12 +271,12 @@ def test_cancel_while_preparing_ends_cancelled_within_5_seconds(home, db, tiny_m
     big.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     job = lifecycle.submit(db, _config(tiny_model_dir, name="preparing", data=str(big)))
     time.sleep(1.5)  # the trainer is reading and tokenising
-    assert jobs.get(db, job["id"])["num_examples"] and lifecycle.get(db, job["id"])["status"] == "queued"
+    assert jobs.get(db, job.id).num_examples and lifecycle.get(db, job.id).status == "queued"
     started = time.monotonic()
-    assert lifecycle.cancel(db, job["id"])
-    wait_for_status(db, job["id"], lambda j: j["status"] not in jobs.ACTIVE, what="the end", timeout=30)
+    assert lifecycle.cancel(db, job.id)
+    wait_for_status(db, job.id, lambda j: j.status not in jobs.ACTIVE, what="the end", timeout=30)
     latency = time.monotonic() - started
-    assert jobs.get(db, job["id"])["status"] == "cancelled" and latency < 5, latency
+    assert jobs.get(db, job.id).status == "cancelled" and latency < 5, latency
     print(f"cancel while preparing: {latency:.2f} s")
 
 
@@ -303,20 +301,20 @@ def test_cancel_during_training_stops_within_a_micro_batch_keeping_the_last_whol
     )
     wait_for_step(process, "accumulating", 2, timeout=600)
     db = connect()
-    job_id = jobs.active_for_name(db, "accumulating")["id"]
+    job_id = jobs.active_for_name(db, "accumulating").id
     step_time = _median_step_seconds(db, job_id)  # steps 1 to 2 (the epoch's last 100), loading excluded
     saved = home / "jobs" / str(job_id) / "checkpoints" / "checkpoint-2"
     wait_until(lambda: (saved / COMPLETE_MARKER).is_file(), what="checkpoint-2", timeout=30)
     written = {path.name: path.stat().st_mtime_ns for path in saved.iterdir()}
     time.sleep(step_time / 4)  # inside the third step's accumulation
-    steps_done = jobs.get(db, job_id)["step"]
+    steps_done = jobs.get(db, job_id).step
     signalled = time.time()
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=120) == train.EXIT_CANCELLED
     job = jobs.latest_resumable(db, "accumulating")
-    latency = job["finished_at"] - signalled  # until the job is ended; the interpreter's exit is not in it
-    assert job["status"] == "cancelled" and steps_done == 2
-    checkpoints = sorted((home / "jobs" / str(job["id"]) / "checkpoints").glob("checkpoint-*"))
+    latency = job.finished_at - signalled  # until the job is ended; the interpreter's exit is not in it
+    assert job.status == "cancelled" and steps_done == 2
+    checkpoints = sorted((home / "jobs" / str(job.id) / "checkpoints").glob("checkpoint-*"))
     assert checkpoints[-1].name == "checkpoint-2"  # the state after the last whole step
     assert all((checkpoint / COMPLETE_MARKER).is_file() for checkpoint in checkpoints)
     # nothing was trained since checkpoint-2: it is not written again (a kill then could tear it)
@@ -332,7 +330,7 @@ def test_held_out_evaluation_runs_inside_the_job_with_a_visible_state(home, db, 
     original = ChatEngine.around_trained.__func__
 
     def spy(cls, peft_model, *args):
-        seen.append(jobs.get(connect(), 1)["status"])
+        seen.append(jobs.get(connect(), 1).status)
         return original(cls, peft_model, *args)
 
     monkeypatch.setattr(ChatEngine, "around_trained", classmethod(spy))
@@ -340,9 +338,9 @@ def test_held_out_evaluation_runs_inside_the_job_with_a_visible_state(home, db, 
     assert train.main(_argv(tiny_model_dir, "scored", "--max-steps", "2", "--holdout", "0.1")) == 0
     assert seen == ["evaluating"]
     adapter = adapters.get(db, "scored")
-    assert jobs.get(db, adapter["job_id"])["status"] == "succeeded"
+    assert jobs.get(db, adapter.job_id).status == "succeeded"
     stored = {row["adapter_id"]: row for row in db["evaluations"].rows}
-    assert set(stored) == {adapter["id"], None} and stored[adapter["id"]]["num_examples"] == 4
+    assert set(stored) == {adapter.id, None} and stored[adapter.id]["num_examples"] == 4
 
 
 def test_base_predictions_of_different_bases_do_not_overwrite_each_other(home, db, tiny_model_dir, tmp_path):
@@ -399,8 +397,8 @@ def _argv(tiny_model_dir, name, *extra):
 def _unpublish(db, home, name):
     adapter = adapters.get(db, name)
     with db.conn:
-        db["evaluations"].delete_where("adapter_id = ?", [adapter["id"]])
-        db["adapters"].delete(adapter["id"])
+        db["evaluations"].delete_where("adapter_id = ?", [adapter.id])
+        db["adapters"].delete(adapter.id)
     shutil.rmtree(home / "adapters" / name)
 
 
@@ -408,7 +406,7 @@ def _median_step_seconds(db, job_id) -> float:
     stamps = [m["created_at"] for m in jobs.metrics_for(db, job_id)]
     gaps = sorted(b - a for a, b in zip(stamps, stamps[1:], strict=False))
     job = jobs.get(db, job_id)
-    return gaps[len(gaps) // 2] if gaps else stamps[0] - job["started_at"]
+    return gaps[len(gaps) // 2] if gaps else stamps[0] - job.started_at
 
 
 def test_parse_config_rejects_unknown_settings_in_a_file(tmp_path):
@@ -430,19 +428,19 @@ def test_killed_after_registering_its_adapter_a_resumed_job_evaluates_and_succee
         trainer.wait(30)
     finally:
         trainer.kill()
-    job = lifecycle.get(db, adapter["job_id"])
-    assert job["status"] == "interrupted", "killed before the job was marked succeeded"
+    job = lifecycle.get(db, adapter.job_id)
+    assert job.status == "interrupted", "killed before the job was marked succeeded"
     assert not db["evaluations"].count, "killed before the held-out scores were stored"
     lifecycle.check(db, lifecycle.stored_config(job, resume=True), job=job)  # the page's Resume refused it
 
     resumed = run_module("training.train", "--name", "registered", "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    assert lifecycle.get(db, job["id"])["status"] == "succeeded"
+    assert lifecycle.get(db, job.id).status == "succeeded"
     again = adapters.get(db, "registered")
-    assert again["id"] == adapter["id"] and again["metrics"]["steps"] == 2, "not trained or published again"
+    assert again.id == adapter.id and again.metrics["steps"] == 2, "not trained or published again"
     evaluated = {row["adapter_id"] for row in db["evaluations"].rows}
-    assert evaluated == {adapter["id"], None}, "the held-out examples scored for the adapter and its base"
-    log = Path(job["log_path"]).read_text()
+    assert evaluated == {adapter.id, None}, "the held-out examples scored for the adapter and its base"
+    log = Path(job.log_path).read_text()
     assert "registered by this job before it was stopped: publishing is done" in log
 
 
@@ -494,16 +492,16 @@ def test_two_jobs_for_one_name_started_together_the_second_is_refused_at_claim_t
     assert "is already training 'twin'" in refused, refused
     rows = list(db["jobs"].rows_where("adapter_name = 'twin'"))
     assert len(rows) == 1, rows
-    wait_for_status(db, rows[0]["id"], lambda job: job["status"] == "succeeded", what="the first job")
+    wait_for_status(db, rows[0]["id"], lambda job: job.status == "succeeded", what="the first job")
 
 
 def test_a_resume_while_another_job_of_its_name_is_active_is_refused_by_the_registry(home, db):
     stopped = jobs.create(db, adapter_name="twin", config={})
-    jobs.finish(db, stopped["id"], "interrupted")
+    jobs.finish(db, stopped.id, "interrupted")
     active = jobs.create(db, adapter_name="twin", config={}, status="running")
-    with pytest.raises(UserError, match=f"Job {active['id']} is already training 'twin'"):
-        jobs.update(db, stopped["id"], status="queued")
-    assert jobs.get(db, stopped["id"])["status"] == "interrupted"
+    with pytest.raises(UserError, match=f"Job {active.id} is already training 'twin'"):
+        jobs.update(db, stopped.id, status="queued")
+    assert jobs.get(db, stopped.id).status == "interrupted"
     with pytest.raises(UserError, match="is already training"):
         jobs.create(db, adapter_name="twin", config={})
     assert db["jobs"].count == 2
@@ -516,4 +514,4 @@ def test_a_second_demo_click_while_the_first_is_queued_takes_the_next_name(
     monkeypatch.setattr(supervisor, "launch", lambda db, row, **kw: row)
     first = lifecycle.start_demo(db)
     second = lifecycle.start_demo(db)
-    assert (first["adapter_name"], second["adapter_name"]) == ("demo-translator-1", "demo-translator-2")
+    assert (first.adapter_name, second.adapter_name) == ("demo-translator-1", "demo-translator-2")

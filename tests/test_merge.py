@@ -151,9 +151,9 @@ def test_the_folder_carries_prompt_decoding_and_a_model_card(home, db, tiny_mode
     adapter = register_adapter(db, "card", folder, f"local:{tiny_model_dir}", role="persona")
     evaluations.store(
         db,
-        adapter_id=adapter["id"],
+        adapter_id=adapter.id,
         adapter_name="card",
-        base_model=adapter["base_model"],
+        base_model=adapter.base_model,
         role="persona",
         kind="loss",
         dataset_name="dev.jsonl",

@@ -6,6 +6,7 @@ from transformers import AutoTokenizer
 from engine import formats
 from engine.roles import ASSISTANT, PERSONA, TRANSLATOR
 from serving import ollama
+from tests.conftest import adapter_row
 
 MESSAGES = ["The patient has a fever.", "你是谁？", 'Quotes " and {{ braces }} stay text.']
 
@@ -42,14 +43,14 @@ def test_the_pinned_prompts_of_each_family(tokenizer):
 
 
 def test_the_modelfile_carries_system_stops_and_the_decoding_preset(tokenizer):
-    persona = {"name": "huanhuan", "prompt_format": "chat_template"}
+    persona = adapter_row(name="huanhuan", prompt_format="chat_template")
     text = ollama.modelfile(tokenizer, persona, PERSONA, gguf="./huanhuan.gguf")
     assert "FROM ./huanhuan.gguf\n" in text and "ADAPTER" not in text
     assert 'SYSTEM """现在你要扮演皇帝身边的女人--甄嬛"""' in text
     assert f'PARAMETER stop "{tokenizer.eos_token}"' in text
     for line in ("PARAMETER temperature 0.5", "PARAMETER top_p 0.9", "PARAMETER repeat_penalty 1.1"):
         assert line in text
-    translator = {"name": "med", "prompt_format": "yuan"}
+    translator = adapter_row(name="med", prompt_format="yuan")
     text = ollama.modelfile(
         tokenizer, translator, TRANSLATOR, gguf="/models/base.gguf", lora="./med-lora.gguf"
     )

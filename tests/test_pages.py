@@ -9,7 +9,13 @@ from streamlit.testing.v1 import AppTest
 from core import texts
 from registry import adapters, connect, conversations, jobs
 from studio import adapters as studio_adapters
-from tests.conftest import PROJECT_ROOT, make_adapter, register_adapter, use_running_server_navigation
+from tests.conftest import (
+    PROJECT_ROOT,
+    adapter_row,
+    make_adapter,
+    register_adapter,
+    use_running_server_navigation,
+)
 
 ENTRY = str(PROJECT_ROOT / "翻译机器人.py")
 
@@ -165,7 +171,7 @@ def _greedy_replies(app_env, tiny_model_dir, prompt, names, sidebar_role):
     replies = []
     for name in names:
         adapter = adapters.get(app_env, name) if name else None
-        role = get_role(app_env, adapter["role"] if adapter else sidebar_role)
+        role = get_role(app_env, adapter.role if adapter else sidebar_role)
         replies.append(engine.reply(prompt, role=role, adapter=adapter, decoding=decoding).strip())
     return replies
 
@@ -320,7 +326,7 @@ def test_adapters_page_renames_changes_role_deletes_and_flags_missing_folders(ap
     assert adapters.get(app_env, "med-zh-2") is not None and (home / "adapters" / "med-zh-2").is_dir()
     app.selectbox(key="role-med-zh-2").set_value("persona").run()
     app.button(key="save-role-med-zh-2").click().run()
-    assert adapters.get(app_env, "med-zh-2")["role"] == "persona"
+    assert adapters.get(app_env, "med-zh-2").role == "persona"
     assert app.button(key="delete-huanhuan").disabled
     app.checkbox(key="confirm-huanhuan").check().run()
     app.button(key="delete-huanhuan").click().run()
@@ -360,7 +366,7 @@ def test_adapters_page_evaluates_with_progress_and_shows_the_gain(app_env, tmp_p
     assert not app.exception, app.exception
     assert not app.error, [e.value for e in app.error]
     med = adapters.get(app_env, "med-zh")
-    stored = evaluations.for_adapter(app_env, med["id"])
+    stored = evaluations.for_adapter(app_env, med.id)
     assert len(stored) == 1 and evaluations.base_counterpart(app_env, stored[0]) is not None
     assert any("gain bleu" in frame.value.columns for frame in app.dataframe)
 
@@ -376,21 +382,21 @@ def test_adapters_page_evaluates_with_progress_and_shows_the_gain(app_env, tmp_p
     app.button(key="delete-med-zh").click().run()
     assert not app.exception and not app.error, [e.value for e in app.error]
     assert adapters.get(app_env, "med-zh") is None
-    assert evaluations.for_adapter(app_env, med["id"]) == [] and not Path(stored[0].predictions_path).exists()
+    assert evaluations.for_adapter(app_env, med.id) == [] and not Path(stored[0].predictions_path).exists()
 
 
 def test_the_chat_sidebar_rules_follow_links_once_and_never_open_someone_elses_conversation():
     from studio.conversation import adapter_from_link, adapters_for_base, base_choices, conversation_to_open
 
     rows = [
-        {"name": "p", "role": "persona", "base_model": "builtin"},
-        {"name": "t", "role": "translator", "base_model": "builtin"},
-        {"name": "y", "role": "translator", "base_model": "local:/yuan"},
-        {"name": "c", "role": "poet", "base_model": "builtin"},
+        adapter_row(name="p", role="persona", base_model="builtin"),
+        adapter_row(name="t", role="translator", base_model="builtin"),
+        adapter_row(name="y", role="translator", base_model="local:/yuan"),
+        adapter_row(name="c", role="poet", base_model="builtin"),
     ]
     assert base_choices("local:/yuan", rows) == ["local:/yuan", "builtin:gemma3-270m", "builtin"]
-    assert [a["name"] for a in adapters_for_base(rows, "builtin")] == ["t", "p", "c"]
-    assert adapter_from_link("y", rows, None)["base_model"] == "local:/yuan"
+    assert [a.name for a in adapters_for_base(rows, "builtin")] == ["t", "p", "c"]
+    assert adapter_from_link("y", rows, None).base_model == "local:/yuan"
     assert adapter_from_link("y", rows, "y") is None, "a link selects once; then the sidebar is the user's"
     assert adapter_from_link("gone", rows, None) is None and adapter_from_link("", rows, None) is None
     ids = [3, 5]
@@ -440,7 +446,7 @@ def test_votes_add_up_per_pair_follow_renames_and_go_with_a_deleted_adapter(app_
 
     orders = {blind.draw_order("x", "y", random.Random(seed)) for seed in range(20)}
     assert orders == {("x", "y"), ("y", "x")}, "either answer may come first"
-    base = adapters.get(app_env, "med-zh")["base_model"]
+    base = adapters.get(app_env, "med-zh").base_model
     rounds = [
         (blind.Round("p", base, ("med-zh", "huanhuan"), ("m", "h")), "a"),  # med-zh wins
         (blind.Round("p", base, ("huanhuan", "med-zh"), ("h", "m")), "b"),  # med-zh wins
@@ -475,7 +481,7 @@ def test_contenders_answer_in_their_own_roles(app_env):
     assert blind.contenders(["med-zh"]) == ("med-zh", "") and blind.contenders(["a", "b"]) == ("a", "b")
     assert answering_role(app_env, None, ASSISTANT) is ASSISTANT, "the base answers in the sidebar's role"
     assert answering_role(app_env, adapters.get(app_env, "huanhuan"), ASSISTANT) == PERSONA
-    assert answering_role(app_env, {"role": "a-deleted-role"}, ASSISTANT) is ASSISTANT
+    assert answering_role(app_env, adapter_row(name="x", role="a-deleted-role"), ASSISTANT) is ASSISTANT
 
 
 def test_the_devices_section_shows_the_exact_launch_command_and_batch_sizes(app_env, monkeypatch):

@@ -49,9 +49,9 @@ def test_a_stored_plan_loads_without_checking_or_tokenising_and_holds_the_same_e
     plan = lifecycle.check(db, _settings(tiny_model_dir, holdout=0.2))
     job = lifecycle.create_job(db, plan)
     assert calls == {"check_settings": 1, "load_dataset": 1, "tokenize_dataset": 1}
-    loaded = plans.load(Path(job["job_dir"]), job["id"])
+    loaded = plans.load(Path(job.job_dir), job.id)
     assert calls == {"check_settings": 1, "load_dataset": 1, "tokenize_dataset": 1}  # nothing again
-    assert loaded.config == replace(plan.config, job_id=job["id"]) and loaded.role == plan.role
+    assert loaded.config == replace(plan.config, job_id=job.id) and loaded.role == plan.role
     assert loaded.tokenized == plan.tokenized and loaded.dataset == plan.dataset and loaded.heldout
     assert loaded.tokens_key == plan.tokens_key and loaded.packing == plan.packing
 
@@ -74,18 +74,18 @@ def test_the_process_that_loads_a_plan_refuses_a_changed_file_and_retokenises_a_
     shutil.copy(SAMPLE, data)
     plan = lifecycle.check(db, _settings(tiny_model_dir, data=str(data)))
     job = lifecycle.create_job(db, plan)
-    job_dir = Path(job["job_dir"])
+    job_dir = Path(job.job_dir)
     data.write_text(data.read_text(encoding="utf-8") + SAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
-    with pytest.raises(UserError, match=f"pairs.jsonl changed since job {job['id']} started"):
-        plans.load(job_dir, job["id"])
+    with pytest.raises(UserError, match=f"pairs.jsonl changed since job {job.id} started"):
+        plans.load(job_dir, job.id)
     shutil.copy(SAMPLE, data)
     shutil.rmtree(core_home.tokenized_cache_dir())
-    assert plans.load(job_dir, job["id"]).tokenized == plan.tokenized
+    assert plans.load(job_dir, job.id).tokenized == plan.tokenized
     assert calls["tokenize_dataset"] == 2  # made again once, then cached again
-    assert plans.load(job_dir, job["id"]).tokenized == plan.tokenized and calls["tokenize_dataset"] == 2
+    assert plans.load(job_dir, job.id).tokenized == plan.tokenized and calls["tokenize_dataset"] == 2
     (job_dir / plans.PLAN_FILE).unlink()
     with pytest.raises(UserError, match="has no stored plan"):
-        plans.load(job_dir, job["id"])
+        plans.load(job_dir, job.id)
 
 
 def test_a_plan_is_written_whole_and_names_what_its_tokens_were_made_from(home, db, tiny_model_dir):
@@ -125,12 +125,12 @@ def test_a_page_started_job_is_checked_once_and_tokenised_once_from_start_to_suc
     home, db, tiny_model_dir, monkeypatch, calls
 ):
     launched = []
-    monkeypatch.setattr(supervisor, "launch", lambda db, row, **kw: launched.append(row["id"]) or row)
+    monkeypatch.setattr(supervisor, "launch", lambda db, row, **kw: launched.append(row.id) or row)
     job = lifecycle.submit_form(db, _settings(tiny_model_dir, max_steps=2, batch_size=1, grad_accum=1))
-    assert launched == [job["id"]]
+    assert launched == [job.id]
     # what the launched trainer runs, here in this process so its calls are counted
-    assert train.main(["--job-id", str(job["id"])]) == 0
-    assert jobs.get(db, job["id"])["status"] == "succeeded"
+    assert train.main(["--job-id", str(job.id)]) == 0
+    assert jobs.get(db, job.id).status == "succeeded"
     assert calls == {"check_settings": 1, "load_dataset": 1, "tokenize_dataset": 1}
 
 

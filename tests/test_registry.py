@@ -55,8 +55,8 @@ def _insert_metrics(job_id: int, count: int) -> None:
 def test_threads_and_processes_write_at_the_same_time(db):
     job = jobs.create(db, adapter_name="x", config={})
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_insert_metrics, args=(job["id"], 40)) for _ in range(2)]
-    threads = [threading.Thread(target=_insert_metrics, args=(job["id"], 40)) for _ in range(2)]
+    processes = [context.Process(target=_insert_metrics, args=(job.id, 40)) for _ in range(2)]
+    threads = [threading.Thread(target=_insert_metrics, args=(job.id, 40)) for _ in range(2)]
     for worker in [*processes, *threads]:
         worker.start()
     for worker in [*processes, *threads]:
@@ -85,7 +85,7 @@ def test_every_thread_opens_its_own_connection_with_the_same_settings(db):
     thread.start()
     thread.join()
     assert seen == [(1, 30_000, "wal")]
-    assert [job["adapter_name"] for job in jobs.list_all(db)] == ["from-a-thread"]
+    assert [job.adapter_name for job in jobs.list_all(db)] == ["from-a-thread"]
     with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
         with db.conn:
             db["metrics"].insert({"job_id": 999, "step": 1, "created_at": 0.0})
@@ -119,9 +119,7 @@ def test_adapter_rows_register_rename_and_delete_with_their_folders(db, home):
         metrics={"final_loss": 1.5},
     )
     size = sum(path.stat().st_size for path in folder.iterdir())
-    assert (
-        adapters.folder_is_present(row) and row["size_bytes"] == size and row["metrics"]["final_loss"] == 1.5
-    )
+    assert adapters.folder_is_present(row) and row.size_bytes == size and row.metrics["final_loss"] == 1.5
     with pytest.raises(sqlite3.IntegrityError):
         studio_adapters.register(
             db, name="first", role="x", base_model="b", prompt_format="plain", path=folder, hyperparameters={}
@@ -129,10 +127,10 @@ def test_adapter_rows_register_rename_and_delete_with_their_folders(db, home):
     with pytest.raises(UserError, match="already called 'first'"):
         studio_adapters.rename(db, "first", "first")
     renamed = studio_adapters.rename(db, "first", "second")
-    assert renamed["path"].endswith("second") and (home / "adapters" / "second").is_dir()
+    assert renamed.path.endswith("second") and (home / "adapters" / "second").is_dir()
     assert not folder.exists() and adapters.get(db, "first") is None
     adapters.set_role(db, "second", "persona")
-    assert adapters.get(db, "second")["role"] == "persona"
+    assert adapters.get(db, "second").role == "persona"
     studio_adapters.delete(db, "second")
     assert adapters.get(db, "second") is None and not (home / "adapters" / "second").exists()
     with pytest.raises(UserError, match="No adapter named 'second'"):
@@ -159,11 +157,11 @@ def test_conversations_persist_across_connections_and_delete_their_messages(db):
 
 def test_job_lookup_by_status(db):
     first = jobs.create(db, adapter_name="a", config={"lr": 1e-4})
-    jobs.finish(db, first["id"], "interrupted")
+    jobs.finish(db, first.id, "interrupted")
     second = jobs.create(db, adapter_name="a", config={})
-    assert jobs.active_for_name(db, "a")["id"] == second["id"]
-    assert jobs.latest_resumable(db, "a")["id"] == first["id"]
-    assert jobs.get(db, first["id"])["config"] == {"lr": 1e-4}
+    assert jobs.active_for_name(db, "a").id == second.id
+    assert jobs.latest_resumable(db, "a").id == first.id
+    assert jobs.get(db, first.id).config == {"lr": 1e-4}
 
 
 @pytest.mark.parametrize("name", ["t1", "med-zh_1.2", "甄嬛-v1", "A"])
@@ -202,7 +200,7 @@ def test_deleting_an_adapter_removes_its_evaluations_predictions_and_folder(db, 
     row |= dict(
         dataset_name="d", dataset_fingerprint="f", num_examples=1, scores={"bleu": 1.0}, signature="s"
     )
-    evaluations.store(db, adapter_id=adapter["id"], predictions_path=str(predictions), **row)
+    evaluations.store(db, adapter_id=adapter.id, predictions_path=str(predictions), **row)
     base = evaluations.store(db, adapter_id=None, predictions_path="", **row)
     studio_adapters.delete(db, "first")
     assert adapters.get(db, "first") is None and not (home / "adapters" / "first").exists()
@@ -219,7 +217,7 @@ def test_a_failed_delete_changes_nothing(db, home, monkeypatch):
     monkeypatch.setattr(type(db["adapters"]), "delete", failing_delete)
     with pytest.raises(sqlite3.OperationalError):
         studio_adapters.delete(db, "first")
-    assert adapters.get(db, "first")["id"] == adapter["id"]
+    assert adapters.get(db, "first").id == adapter.id
     assert (home / "adapters" / "first" / "adapter_model.safetensors").is_file()
     assert [p.name for p in (home / "adapters").iterdir()] == ["first"]
 

@@ -93,7 +93,7 @@ def test_a_role_made_on_the_page_trains_chats_with_its_preset_and_is_scored_with
     argv = ["--base", str(tiny_model_dir), "--data", str(SAMPLE), "--name", "med-talk", "--role", "mediator"]
     assert train.main([*argv, *TINY_TRAINING, "--max-steps", "2", "--holdout", "0.1"]) == 0
     adapter = adapters.get(db, "med-talk")
-    assert adapter["role"] == "mediator" and adapter["prompt_format"] == "plain"  # the role's format
+    assert adapter.role == "mediator" and adapter.prompt_format == "plain"  # the role's format
     kinds = {row["kind"] for row in db["evaluations"].rows}
     assert kinds == {"translation"}  # the role's metric: BLEU and chrF
 

@@ -27,13 +27,13 @@ def test_every_kind_names_a_worker_module_that_runs_as_a_script():
 
 def test_an_ended_run_keeps_its_end(db):
     job = jobs.create(db, adapter_name="a", config={})
-    assert jobs.finish(db, job["id"], "cancelled")
-    assert not jobs.finish(db, job["id"], "succeeded")  # a late writer cannot overwrite the end
-    assert jobs.get(db, job["id"])["status"] == "cancelled"
+    assert jobs.finish(db, job.id, "cancelled")
+    assert not jobs.finish(db, job.id, "succeeded")  # a late writer cannot overwrite the end
+    assert jobs.get(db, job.id).status == "cancelled"
     task = tasks.create(db, kind="merge", adapter_name="a", settings={})
-    assert task["status"] == "queued"
-    assert tasks.finish(db, task["id"], "succeeded", result={"path": "/x"})
-    assert tasks.get(db, task["id"])["result"] == {"path": "/x"}
+    assert task.status == "queued"
+    assert tasks.finish(db, task.id, "succeeded", result={"path": "/x"})
+    assert tasks.get(db, task.id).result == {"path": "/x"}
 
 
 def test_one_reconcile_ends_every_kind_whose_process_is_gone_and_removes_its_staging(db, home, tmp_path):
@@ -42,43 +42,43 @@ def test_one_reconcile_ends_every_kind_whose_process_is_gone_and_removes_its_sta
     me = {"pid": os.getpid(), "pid_started": supervisor.process_start(os.getpid())}
     gone = {"pid": dead.pid, "pid_started": 1}
     job = jobs.create(db, adapter_name="half", config={}, status="running", **gone)
-    staging = supervisor.job_staging_folder("half", job["id"])
+    staging = supervisor.job_staging_folder("half", job.id)
     staging.mkdir(parents=True)
     out = tmp_path / "merged"
     export = tasks.create(db, kind="merge", adapter_name="half", settings={"out": str(out)})
-    tasks.update(db, export["id"], status="running", **gone)
+    tasks.update(db, export.id, status="running", **gone)
     (tmp_path / ".tmp-merged").mkdir()
     alive_job = jobs.create(db, adapter_name="alive", config={}, status="running", **me)
     # the same pid with another start time is another process (pids are reused)
     reused = tasks.create(db, kind="server", adapter_name="", settings={})
-    tasks.update(db, reused["id"], pid=os.getpid(), pid_started=(me["pid_started"] or 0) + 1)
+    tasks.update(db, reused.id, pid=os.getpid(), pid_started=(me["pid_started"] or 0) + 1)
     never_spawned = jobs.create(db, adapter_name="fresh", config={})
 
     found = supervisor.reconcile(db)
 
     assert sorted(found) == sorted(
-        [("jobs", job["id"]), ("serving_tasks", export["id"]), ("serving_tasks", reused["id"])]
+        [("jobs", job.id), ("serving_tasks", export.id), ("serving_tasks", reused.id)]
     )
-    assert jobs.get(db, job["id"])["error"] == texts.JOB_PROCESS_GONE
-    assert tasks.get(db, export["id"])["error"] == texts.TASK_PROCESS_GONE
+    assert jobs.get(db, job.id).error == texts.JOB_PROCESS_GONE
+    assert tasks.get(db, export.id).error == texts.TASK_PROCESS_GONE
     assert not staging.exists() and not (tmp_path / ".tmp-merged").exists()
-    assert jobs.get(db, alive_job["id"])["status"] == "running"
-    assert jobs.get(db, never_spawned["id"])["status"] == "queued"  # inside its grace period
-    assert not supervisor.stop(db, tasks.get(db, reused["id"]))  # ended: nothing is signalled
+    assert jobs.get(db, alive_job.id).status == "running"
+    assert jobs.get(db, never_spawned.id).status == "queued"  # inside its grace period
+    assert not supervisor.stop(db, tasks.get(db, reused.id))  # ended: nothing is signalled
 
 
 def test_stop_signals_a_live_run_and_launch_records_its_process(db, home):
     task = tasks.create(db, kind="server", adapter_name="", settings={})
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        tasks.update(db, task["id"], pid=sleeper.pid, pid_started=supervisor.process_start(sleeper.pid))
-        assert supervisor.stop(db, tasks.get(db, task["id"]))
+        tasks.update(db, task.id, pid=sleeper.pid, pid_started=supervisor.process_start(sleeper.pid))
+        assert supervisor.stop(db, tasks.get(db, task.id))
         assert sleeper.wait(timeout=10) == -15
     finally:
         sleeper.kill()
     launched = supervisor.launch(db, tasks.create(db, kind="merge", adapter_name="nothing", settings={}))
-    assert launched["pid"] and launched["log_path"].endswith(f"tasks/{launched['id']}.log")
+    assert launched.pid and launched.log_path.endswith(f"tasks/{launched.id}.log")
     deadline = time.monotonic() + 60
-    while tasks.get(db, launched["id"])["status"] in runs.ACTIVE and time.monotonic() < deadline:
+    while tasks.get(db, launched.id).status in runs.ACTIVE and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert tasks.get(db, launched["id"])["status"] == "failed"  # the worker wrote its own end
+    assert tasks.get(db, launched.id).status == "failed"  # the worker wrote its own end

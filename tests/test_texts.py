@@ -4,12 +4,13 @@ code asks for exists, engine errors speak the chosen language, and each page ren
 import ast
 import re
 import string
+from dataclasses import replace
 
 import pytest
 
 from core import texts
 from core.errors import UserError
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, adapter_row, job_row
 from tests.test_pages import ENTRY, app_env, navigation_as_on_a_running_server  # noqa: F401  (fixtures)
 
 CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
@@ -216,19 +217,19 @@ def test_page_helpers_speak_the_chosen_language():
     from training.panel import finished_since, job_view
     from training.scores import score_chart_rows, with_headers
 
-    usable = [{"name": "med", "role": "translator"}, {"name": "mine", "role": "poet"}]
-    job = {
-        "id": 7,
-        "adapter_name": "med",
-        "status": "running",
-        "total_steps": 40,
-        "step": 10,
-        "loss": 1.23456,
-        "tokens_per_second": 812.4,
-        "eta_seconds": 95.2,
-        "learning_rate": 1e-4,
-        "error": None,
-    }
+    usable = [adapter_row(name="med", role="translator"), adapter_row(name="mine", role="poet")]
+    job = job_row(
+        id=7,
+        adapter_name="med",
+        status="running",
+        total_steps=40,
+        step=10,
+        loss=1.23456,
+        tokens_per_second=812.4,
+        eta_seconds=95.2,
+        learning_rate=1e-4,
+        error=None,
+    )
     table = [
         {
             "dataset": "dev.jsonl [abc]",
@@ -251,13 +252,11 @@ def test_page_helpers_speak_the_chosen_language():
     with texts.in_language("en"):
         assert adapter_label("med", usable) == "[Translator] med"
         assert model_label("/some/folder") == "/some/folder"
-        assert (
-            job_view({**job, "status": "failed", "error": "boom", "eta_seconds": None}).failed_with == "boom"
-        )
-        assert job_view({**job, "total_steps": 0}).progress == "step 10/?"
+        assert job_view(replace(job, status="failed", error="boom", eta_seconds=None)).failed_with == "boom"
+        assert job_view(replace(job, total_steps=0)).progress == "step 10/?"
         assert list(with_headers(table)[0])[-2:] == ["base bleu", "gain bleu"]
-    assert finished_since({**job, "status": "succeeded"}, "running")
-    assert not finished_since(job, "running") and not finished_since({**job, "status": "failed"}, "failed")
+    assert finished_since(replace(job, status="succeeded"), "running")
+    assert not finished_since(job, "running") and not finished_since(replace(job, status="failed"), "failed")
     rows = score_chart_rows(table, metric="M", adapter="A", base="B")
     assert rows == [
         {"M": "bleu · dev.jsonl", "A": 12.5, "B": 1.0},

@@ -114,19 +114,19 @@ def test_training_publishes_a_ready_adapter_that_changes_the_model(home, tiny_mo
     db = connect()
     adapter = adapters.get(db, "tiny-t")
     folder = home / "adapters" / "tiny-t"
-    assert adapters.folder_is_present(adapter) and adapter["path"] == str(folder)
+    assert adapters.folder_is_present(adapter) and adapter.path == str(folder)
     assert (folder / "adapter_model.safetensors").is_file() and not list(folder.glob("*.bin"))
     assert (
         json.loads((folder / "translator_adapter.json").read_text())["base_model"]
         == f"local:{tiny_model_dir}"
     )
     assert not list((home / "adapters").glob(".tmp-*"))
-    assert adapter["role"] == "translator" and adapter["hyperparameters"]["lora_r"] == 8
-    assert adapter["metrics"]["steps"] == 4 and adapter["metrics"]["final_loss"] > 0
-    job = jobs.get(db, adapter["job_id"])
-    assert job["status"] == "succeeded" and job["step"] == 4 and job["total_steps"] == 4
-    assert [m["step"] for m in jobs.metrics_for(db, job["id"])] == [1, 2, 3, 4]
-    assert "published adapter 'tiny-t'" in (home / "jobs" / str(job["id"]) / "train.log").read_text()
+    assert adapter.role == "translator" and adapter.hyperparameters["lora_r"] == 8
+    assert adapter.metrics["steps"] == 4 and adapter.metrics["final_loss"] > 0
+    job = jobs.get(db, adapter.job_id)
+    assert job.status == "succeeded" and job.step == 4 and job.total_steps == 4
+    assert [m["step"] for m in jobs.metrics_for(db, job.id)] == [1, 2, 3, 4]
+    assert "published adapter 'tiny-t'" in (home / "jobs" / str(job.id) / "train.log").read_text()
 
     import torch
 
@@ -147,21 +147,21 @@ def test_a_killed_trainer_is_reported_interrupted_and_resume_finishes_it(home, t
     process.send_signal(signal.SIGKILL)
     process.wait()
     db = connect()
-    assert not process_alive(job["pid"], job["pid_started"])
-    assert reconcile(db) == [("jobs", job["id"])]  # at once: a dead pid is a dead job
-    assert jobs.get(db, job["id"])["status"] == "interrupted"
+    assert not process_alive(job.pid, job.pid_started)
+    assert reconcile(db) == [("jobs", job.id)]  # at once: a dead pid is a dead job
+    assert jobs.get(db, job.id).status == "interrupted"
     assert adapters.get(db, "killed") is None and not (home / "adapters" / "killed").exists()
-    checkpoints = sorted((home / "jobs" / str(job["id"]) / "checkpoints").glob("checkpoint-*"))
+    checkpoints = sorted((home / "jobs" / str(job.id) / "checkpoints").glob("checkpoint-*"))
     assert checkpoints, "a checkpoint should have been saved every 10 steps"
     saved_step = max(int(path.name.split("-")[1]) for path in checkpoints)
 
     result = run_module("training.train", "--name", "killed", "--resume")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert jobs.get(db, job["id"])["status"] == "succeeded"
+    assert jobs.get(db, job.id).status == "succeeded"
     assert adapters.folder_is_present(adapters.get(db, "killed"))
-    log = (home / "jobs" / str(job["id"]) / "train.log").read_text()
+    log = (home / "jobs" / str(job.id) / "train.log").read_text()
     assert f"resuming from {checkpoints[-1].parent}/checkpoint-{saved_step}" in log
-    resumed_steps = [m["step"] for m in jobs.metrics_for(db, job["id"])]
+    resumed_steps = [m["step"] for m in jobs.metrics_for(db, job.id)]
     assert resumed_steps[-1] == 40 and resumed_steps.count(saved_step + 1) == 2  # logged, killed, redone
 
 
@@ -172,15 +172,15 @@ def test_sigterm_saves_a_checkpoint_marks_cancelled_and_resume_continues(home, t
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == train.EXIT_CANCELLED
     db = connect()
-    stopped = jobs.get(db, job["id"])
-    assert stopped["status"] == "cancelled" and adapters.get(db, "stopped") is None
-    saved = sorted((home / "jobs" / str(job["id"]) / "checkpoints").glob("checkpoint-*"))
+    stopped = jobs.get(db, job.id)
+    assert stopped.status == "cancelled" and adapters.get(db, "stopped") is None
+    saved = sorted((home / "jobs" / str(job.id) / "checkpoints").glob("checkpoint-*"))
     assert saved, "SIGTERM must save a checkpoint"
-    lifecycle.resume(db, job["id"])  # as the training page's Resume button does
-    ended = wait_for_status(db, job["id"], lambda j: j["status"] not in jobs.ACTIVE, what="the end")
-    assert ended["status"] == "succeeded", jobs.get(db, job["id"])
-    assert adapters.get(db, "stopped")["metrics"]["steps"] == 40
-    assert "resuming from" in (home / "jobs" / str(job["id"]) / "train.log").read_text()
+    lifecycle.resume(db, job.id)  # as the training page's Resume button does
+    ended = wait_for_status(db, job.id, lambda j: j.status not in jobs.ACTIVE, what="the end")
+    assert ended.status == "succeeded", jobs.get(db, job.id)
+    assert adapters.get(db, "stopped").metrics["steps"] == 40
+    assert "resuming from" in (home / "jobs" / str(job.id) / "train.log").read_text()
 
 
 @pytest.mark.slow
@@ -189,13 +189,13 @@ def test_a_second_job_waits_queued_until_the_first_is_done(home, tiny_model_dir)
     wait_for_step(first, "first", 1)
     second = start_trainer(tiny_model_dir, "second", "--max-steps", "2")
     db = connect()
-    waiting = _active_job(db, "second", lambda job: job["pid"] == second.pid and job["log_path"])
-    log = Path(waiting["log_path"])
+    waiting = _active_job(db, "second", lambda job: job.pid == second.pid and job.log_path)
+    log = Path(waiting.log_path)
     _active_job(db, "second", lambda job: log.is_file() and "waiting for the running job" in log.read_text())
-    assert jobs.get(db, waiting["id"])["status"] == "queued" and first.poll() is None
+    assert jobs.get(db, waiting.id).status == "queued" and first.poll() is None
     assert first.wait(timeout=180) == 0 and second.wait(timeout=120) == 0
-    first_job, second_job = (adapters.get(db, name)["job_id"] for name in ("first", "second"))
-    assert jobs.get(db, second_job)["started_at"] >= jobs.get(db, first_job)["finished_at"]
+    first_job, second_job = (adapters.get(db, name).job_id for name in ("first", "second"))
+    assert jobs.get(db, second_job).started_at >= jobs.get(db, first_job).finished_at
 
 
 def _active_job(db, name, condition):
@@ -210,9 +210,9 @@ def test_a_queued_job_that_fails_its_checks_is_marked_failed_with_the_reason(hom
     job = jobs.create(
         db, adapter_name="queued-bad", config={"name": "queued-bad", "data": str(tmp_path / "x.json")}
     )
-    assert train.main(["--job-id", str(job["id"])]) == 2
-    failed = jobs.get(db, job["id"])
-    assert failed["status"] == "failed" and "Dataset file not found" in failed["error"]
+    assert train.main(["--job-id", str(job.id)]) == 2
+    failed = jobs.get(db, job.id)
+    assert failed.status == "failed" and "Dataset file not found" in failed.error
     assert "Dataset file not found" in capsys.readouterr().err
 
 
@@ -244,7 +244,7 @@ def test_acceptance_builtin_model_on_paramed_trains_and_chats(home, paramed_trai
     )
     assert result.returncode == 0, result.stderr[-3000:]
     adapter = adapters.get(connect(), "t1")
-    assert adapters.folder_is_present(adapter) and adapter["base_model"] == "builtin"
+    assert adapters.folder_is_present(adapter) and adapter.base_model == "builtin"
     assert (home / "adapters" / "t1" / "adapter_model.safetensors").is_file()
     chat = run_module(
         "studio.chat",

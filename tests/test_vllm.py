@@ -1,6 +1,7 @@
 """The vLLM command, and every reason vLLM would refuse an adapter, said before anyone tries."""
 
 import shlex
+from dataclasses import replace
 
 import pytest
 
@@ -8,7 +9,7 @@ from core import texts
 from core.errors import UserError
 from registry import adapters
 from serving import vllm
-from tests.conftest import lora_folder, register_adapter, write_json
+from tests.conftest import adapter_row, lora_folder, register_adapter, write_json
 
 
 def _adapter(db, home, name, base="builtin", **config):
@@ -23,8 +24,8 @@ def test_the_command_serves_each_servable_adapter_of_one_base(db, home, builtin_
     words = shlex.split(line)
     assert words[:3] == ["vllm", "serve", str(builtin_dir)]
     assert words[words.index("--lora-modules") + 1 : words.index("--lora-modules") + 3] == [
-        f"med-zh={first['path']}",
-        f"huanhuan={second['path']}",
+        f"med-zh={first.path}",
+        f"huanhuan={second.path}",
     ]
     assert words[words.index("--max-lora-rank") + 1] == "16"
     assert words[words.index("--max-loras") + 1] == "2"
@@ -43,7 +44,7 @@ def test_each_refusal_is_explained(db, home, tiny_model_dir):
     assert rank.problems == [texts.VLLM_RANK.format(rank=4, ranks="1, 8, 16, 32, 64, 128, 256, 320, 512")]
     embeddings = vllm.check(_adapter(db, home, "embed", target_modules=["q_proj", "embed_tokens"]))
     assert embeddings.problems == [texts.VLLM_EMBEDDINGS.format(modules="embed_tokens")]
-    yuan = vllm.check(_adapter(db, home, "yuan-zh", base=str(tiny_model_dir)) | {"prompt_format": "yuan"})
+    yuan = vllm.check(replace(_adapter(db, home, "yuan-zh", base=str(tiny_model_dir)), prompt_format="yuan"))
     assert "merge" in yuan.problems[0] and "Yuan2" in yuan.problems[0]
 
     tokens = _adapter(db, home, "new-tokens")
@@ -51,11 +52,7 @@ def test_each_refusal_is_explained(db, home, tiny_model_dir):
     assert vllm.check(tokens).problems == [texts.VLLM_ADDED_TOKENS]
 
     # modules_to_save never reaches the registry (chat refuses it too); its config is still judged
-    whole = {
-        "name": "whole",
-        "base_model": "builtin",
-        "path": str(lora_folder(home / "whole", r=8, modules_to_save=["lm_head"])),
-    }
+    whole = adapter_row(name="whole", path=str(lora_folder(home / "whole", r=8, modules_to_save=["lm_head"])))
     assert vllm.check(whole).problems == [texts.VLLM_WHOLE_MODULES]
 
     fine = _adapter(db, home, "fine")

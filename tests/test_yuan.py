@@ -283,14 +283,14 @@ def test_lora_training_run_registers_an_adapter_that_chats(home, yuan_model_dir)
     )
     assert result.returncode == 0, result.stderr[-3000:]
     adapter = adapters.get(connect(), "yuan-t")
-    assert adapters.folder_is_present(adapter) and adapter["prompt_format"] == "yuan"
-    assert adapter["metrics"]["steps"] == 3
+    assert adapters.folder_is_present(adapter) and adapter.prompt_format == "yuan"
+    assert adapter.metrics["steps"] == 3
     folder = home / "adapters" / "yuan-t"
     config = (folder / "adapter_config.json").read_text()
     for target in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"):
         assert f'"{target}"' in config
     assert "remote code" not in result.stderr.lower()
-    log = (home / "jobs" / str(adapter["job_id"]) / "train.log").read_text()
+    log = (home / "jobs" / str(adapter.job_id) / "train.log").read_text()
     assert "batches padded, length-grouped" in log  # never packed: the convolution would cross examples
 
     chat = run_module("studio.chat", "--adapter", "yuan-t", "--greedy", "--max-new-tokens", "8", "A fever.")

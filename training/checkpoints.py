@@ -19,6 +19,7 @@ from core.errors import UserError
 from engine.adapters import WEIGHTS_FILE, read_metadata, write_metadata
 from registry import adapters as adapter_rows
 from registry import checkpoints as checkpoint_rows
+from registry.adapters import Adapter
 from registry.checkpoints import CheckpointScore
 from studio import adapters as studio_adapters
 from training import lifecycle
@@ -114,32 +115,32 @@ def choose_and_restore(db, job_id: int, model, final_step: int) -> Choice | None
     return choice
 
 
-def publish_checkpoint(db, *, adapter_name: str, step: int, new_name: str) -> dict:
+def publish_checkpoint(db, *, adapter_name: str, step: int, new_name: str) -> Adapter:
     """Publish another scored checkpoint of the job that made `adapter_name` as an adapter of its
     own: same base, role, format and data, that step's weights. Temporary folder → rename → row."""
     source = adapter_rows.require(db, adapter_name)
     new_name = names.check_name(new_name)
     lifecycle.refuse_taken_name(db, new_name, job=None)
-    row = next((r for r in checkpoint_rows.for_job(db, source["job_id"]) if r.step == step), None)
+    row = next((r for r in checkpoint_rows.for_job(db, source.job_id) if r.step == step), None)
     weights = Path(row.weights_path) if row and row.weights_path else None
     if weights is None or not all((weights / name).is_file() for name in ADAPTER_FILES):
         raise UserError(texts.ERR_CHECKPOINT_MISSING.format(step=step, name=adapter_name))
-    metadata = read_metadata(Path(source["path"]))
+    metadata = read_metadata(Path(source.path))
     final = home.adapters_dir() / new_name
     staging = final.with_name(f".tmp-{new_name}-checkpoint")
     shutil.rmtree(staging, ignore_errors=True)
     metric, _ = selection_metric(row.kind)
     registration = {
         "name": new_name,
-        "role": source["role"],
-        "base_model": source["base_model"],
-        "prompt_format": source["prompt_format"],
-        "hyperparameters": source["hyperparameters"],
-        "dataset_name": source["dataset_name"],
-        "dataset_fingerprint": source["dataset_fingerprint"],
-        "num_examples": source["num_examples"],
+        "role": source.role,
+        "base_model": source.base_model,
+        "prompt_format": source.prompt_format,
+        "hyperparameters": source.hyperparameters,
+        "dataset_name": source.dataset_name,
+        "dataset_fingerprint": source.dataset_fingerprint,
+        "num_examples": source.num_examples,
         "metrics": {
-            **{k: v for k, v in source["metrics"].items() if k not in ("final_loss", "train_loss", "steps")},
+            **{k: v for k, v in source.metrics.items() if k not in ("final_loss", "train_loss", "steps")},
             "steps": step,
             "checkpoint_step": step,
             "chosen_by": "user",
@@ -161,7 +162,7 @@ def publish_checkpoint(db, *, adapter_name: str, step: int, new_name: str) -> di
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return studio_adapters.register(db, path=final, job_id=source["job_id"], **registration)
+    return studio_adapters.register(db, path=final, job_id=source.job_id, **registration)
 
 
 def chart_rows(rows: list[CheckpointScore]) -> tuple[list[dict], list[str]]:
@@ -184,9 +185,9 @@ def table(rows: list[CheckpointScore], chosen_step: int | None) -> list[dict]:
     return lines
 
 
-def describe_choice(adapter: dict) -> str:
+def describe_choice(adapter: Adapter) -> str:
     """Why this adapter holds the weights of its step, in the chosen language ("" if not chosen)."""
-    metrics = adapter["metrics"]
+    metrics = adapter.metrics
     if "checkpoint_step" not in metrics:
         return ""
     if metrics.get("chosen_by") == "user":

@@ -70,12 +70,12 @@ def evaluate(
     """Return (evaluation row, whether it was already stored). Checks everything before computing.
     `dataset`: `data` already loaded by the caller (read once per action)."""
     adapter = adapter_rows.require(db, adapter_name) if adapter_name else None
-    base_model = adapter["base_model"] if adapter else catalogue.parse_model_id(base or "builtin").model_id
+    base_model = adapter.base_model if adapter else catalogue.parse_model_id(base or "builtin").model_id
     if adapter and base and catalogue.parse_model_id(base).model_id != base_model:
         raise UserError(
             texts.ERR_TRAINED_ON_OTHER_BASE.format(name=adapter_name, trained=base_model, base=base)
         )
-    role = get_role(db, role_name or (adapter["role"] if adapter else "translator"))
+    role = get_role(db, role_name or (adapter.role if adapter else "translator"))
     if batch_size < 1:
         raise UserError(texts.ERR_BATCH_SIZE)
     dataset = dataset or load_dataset(data, limit=limit)
@@ -83,7 +83,7 @@ def evaluate(
         check_loadable(adapter, base_model)
     kind = role.metric
     key = {
-        "adapter_id": adapter["id"] if adapter else None,
+        "adapter_id": adapter.id if adapter else None,
         "base_model": base_model,
         "kind": kind,
         "fingerprint": dataset.fingerprint,
@@ -102,7 +102,7 @@ def evaluate(
     )
     scores, signature = scored.scores, scored.signature
     inputs, references, predictions = scored.inputs, scored.references, scored.predictions
-    who = f"{adapter_name}-{adapter['id']}" if adapter else f"base-{_short_hash(base_model, role.name)}"
+    who = f"{adapter_name}-{adapter.id}" if adapter else f"base-{_short_hash(base_model, role.name)}"
     path = _write_predictions(out, who, dataset, inputs, references, predictions)
     row = evaluation_rows.store(
         db,
@@ -174,8 +174,8 @@ def evaluate_with_base(
             db,
             data=data,
             adapter_name=who,
-            base=adapter["base_model"],
-            role_name=adapter["role"],
+            base=adapter.base_model,
+            role_name=adapter.role,
             limit=limit,
             engine=engine,
             dataset=dataset,

@@ -22,9 +22,9 @@ log = logging.getLogger("translator.train")
 class Run:
     """What one trainer process works with once its job is claimed."""
 
-    db: object
+    db: object  # None in a follower rank: only rank 0 writes the registry
     plan: plans.Plan
-    job: dict
+    job_id: int
     job_dir: Path
     cancellation: Cancellation
     world: World = World()
@@ -121,10 +121,10 @@ def fit(run: Run):
     collator = batching.collator(plan.tokenizer, recipe)
     counter = TokenCounter(batching.TargetLogitsOnly(collator) if target_logits_only else collator)
     agreement = StepAgreement(world, counter, run.cancellation)
-    progress = RegistryProgress(run.db, run.job["id"], agreement) if world.main else None
+    progress = RegistryProgress(run.db, run.job_id, agreement) if world.main else None
     scorer = None
     if world.main and not config.skip_evaluation:
-        scorer = CheckpointScorer(run.db, run.job["id"], run.job_dir, plan, run.cancellation)
+        scorer = CheckpointScorer(run.db, run.job_id, run.job_dir, plan, run.cancellation)
     # the agreement first: all ranks have saved before rank 0 marks a checkpoint complete
     callbacks = [callback for callback in (agreement, progress, scorer) if callback is not None]
     trainer = batching.make_trainer(
@@ -171,7 +171,7 @@ def fit(run: Run):
         return None, None
     if not world.main:
         return model, summary
-    choice = choose_and_restore(run.db, run.job["id"], model, final_step=summary["steps"])
+    choice = choose_and_restore(run.db, run.job_id, model, final_step=summary["steps"])
     return model, {**summary, **(choice.as_metrics() if choice else {}), "recipe": recipe.describe()}
 
 

@@ -18,6 +18,8 @@ from engine import devices
 from engine.adapters import read_metadata, write_metadata
 from registry import adapters as adapter_rows
 from registry import jobs as job_rows
+from registry.adapters import Adapter
+from registry.jobs import Job
 from studio import adapters as studio_adapters
 from studio import supervisor
 from training import distributed, launchers, lifecycle, plans
@@ -68,7 +70,7 @@ class Followers:
         if not self.told:
             self.told = True
             overrides = {"processes": run.config.processes, "resume": run.config.resume}
-            message = ("go", overrides, run.job["id"], str(run.job_dir), train)
+            message = ("go", overrides, run.job_id, str(run.job_dir), train)
             distributed.share(self.world, message)
 
     def stop(self, code: int) -> None:
@@ -90,7 +92,7 @@ def follow(world: World, cancellation: Cancellation) -> int:
             return 0
         log_to_rank_file(Path(job_dir), world.rank)
         plan = plans.load(Path(job_dir), job_id, **overrides)  # what rank 0 loaded, verified here
-        run = Run(None, plan, {"id": job_id}, Path(job_dir), cancellation, world)
+        run = Run(None, plan, job_id, Path(job_dir), cancellation, world)
         log.info("rank %d of %d (pid %d): training job %s", world.rank, world.size, os.getpid(), job_id)
         _, summary = fit(run)
         return 0 if summary is not None else EXIT_CANCELLED
@@ -105,13 +107,13 @@ def plan_and_claim(db, settings: dict, claimed: list) -> plans.Plan:
     verified, not checked again."""
     if settings.get("job_id"):
         job = job_rows.get(db, settings["job_id"])
-        if job is None or job["status"] != "queued":
+        if job is None or job.status != "queued":
             raise UserError(texts.ERR_JOB_NOT_QUEUED.format(job=settings["job_id"]))
         claimed.append(lifecycle.claim(db, job))
-        job_dir = Path(job["job_dir"] or home.jobs_dir() / str(job["id"]))
+        job_dir = Path(job.job_dir or home.jobs_dir() / str(job.id))
         if not (job_dir / plans.PLAN_FILE).is_file():  # queued by an older version, without a plan
             plans.store(lifecycle.check(db, lifecycle.stored_config(job), job=job), job_dir)
-        return plans.load(job_dir, job["id"], resume=bool(settings.get("resume")))
+        return plans.load(job_dir, job.id, resume=bool(settings.get("resume")))
     if settings.get("resume"):
         job = lifecycle.find_resumable(db, settings.get("name", ""))
         # a shell's --resume runs on as many processes as it says (default one), not as before
@@ -119,7 +121,7 @@ def plan_and_claim(db, settings: dict, claimed: list) -> plans.Plan:
         # checked before it is claimed: a refused resume leaves the job as it was, as on the page
         changes = {"processes": TrainConfig().processes, **given, "resume": True}
         plan = lifecycle.check(db, lifecycle.stored_config(job, **changes), job=job)
-        plans.store(plan, Path(job["job_dir"] or home.jobs_dir() / str(job["id"])))
+        plans.store(plan, Path(job.job_dir or home.jobs_dir() / str(job.id)))
         claimed.append(lifecycle.claim(db, job))
         return plan
     plan = lifecycle.check(db, settings, base_dir=Path.cwd())
@@ -130,19 +132,19 @@ def plan_and_claim(db, settings: dict, claimed: list) -> plans.Plan:
 
 
 def run_job(
-    db, plan, job: dict, cancellation: Cancellation, followers: Followers, launched_by_app: bool
+    db, plan, job: Job, cancellation: Cancellation, followers: Followers, launched_by_app: bool
 ) -> int:
     from training.progress import Heartbeat  # torch loads only once the input is known good
 
     if followers.world.distributed:  # the config records how the job really runs
         plan = replace(plan, config=replace(plan.config, processes=followers.world.local_size))
-    job_dir = home.jobs_dir() / str(job["id"])
+    job_dir = home.jobs_dir() / str(job.id)
     job_dir.mkdir(parents=True, exist_ok=True)
     log_path = job_dir / "train.log"
     configure_logging(log_path, captured=launched_by_app and not os.environ.get(ALSO_LOG_TO_FILE))
     job_rows.update(
         db,
-        job["id"],
+        job.id,
         started_at=time.time(),
         heartbeat_at=time.time(),
         log_path=str(log_path),
@@ -151,8 +153,8 @@ def run_job(
         config=plan.config.as_dict(),
     )
     (job_dir / "config.json").write_text(json.dumps(plan.config.as_dict(), indent=2), encoding="utf-8")
-    run = Run(db, plan, job, job_dir, cancellation, followers.world)
-    heartbeat = Heartbeat(job["id"])
+    run = Run(db, plan, job.id, job_dir, cancellation, followers.world)
+    heartbeat = Heartbeat(job.id)
     heartbeat.start()
     holding = None
     try:
@@ -160,10 +162,10 @@ def run_job(
         if holding.files and (holding.gpus or plan.config.processes > 1) and not run.world.distributed:
             heartbeat.stop()
             _become_the_launcher(run, holding, launched_by_app)  # does not return
-        job_rows.update(db, job["id"], status="running", started_at=time.time())
+        job_rows.update(db, job.id, status="running", started_at=time.time())
         log.info(
             "job %s: training %r on %s (%s)",
-            job["id"],
+            job.id,
             plan.config.name,
             plan.config.base,
             plan.config.prompt_format,
@@ -174,15 +176,15 @@ def run_job(
                 "learning rate %g, %g epochs: %s", plan.config.lr, plan.config.epochs, plan.by_size.reason()
             )
         if _train_and_publish(run, followers) == "cancelled":
-            job_rows.finish(db, job["id"], "cancelled")
+            job_rows.finish(db, job.id, "cancelled")
             log.info("cancelled; a checkpoint was saved: resume with --resume --name %s", plan.config.name)
             return EXIT_CANCELLED
         with cancellation.deferred():
-            job_rows.finish(db, job["id"], "succeeded")
-        log.info("job %s succeeded", job["id"])
+            job_rows.finish(db, job.id, "succeeded")
+        log.info("job %s succeeded", job.id)
         return 0
     except JobCancelled:
-        job_rows.finish(db, job["id"], "cancelled")
+        job_rows.finish(db, job.id, "cancelled")
         log.info("cancelled before training started")
         return EXIT_CANCELLED
     except BaseException as error:
@@ -191,10 +193,10 @@ def run_job(
             cancellation.requested.is_set() or distributed.is_collective_failure(error)
         ):
             # torchrun stops the others when one rank dies: neither a cancel nor a failed job
-            job_rows.finish(db, job["id"], "interrupted", error=texts.ERR_RANK_LOST.format(error=message))
+            job_rows.finish(db, job.id, "interrupted", error=texts.ERR_RANK_LOST.format(error=message))
             log.error("another training process stopped: %s", message)
             return EXIT_FAILED
-        job_rows.finish(db, job["id"], "failed", error=message)
+        job_rows.finish(db, job.id, "failed", error=message)
         log.exception("training failed: %s", message)
         print(f"error: {message}", file=sys.stderr)
         return EXIT_FAILED
@@ -211,7 +213,7 @@ def _wait_for_the_devices(db, run: Run, followers: Followers) -> devices.Holding
     if os.environ.get(DEVICES_HELD):
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
         return devices.Holding([int(gpu) for gpu in visible.split(",") if gpu.strip()])
-    config, job_id = run.config, run.job["id"]
+    config, job_id = run.config, run.job_id
     count = config.processes if devices.uses_gpus(config.device) else 0
     # ranks started by hand (torchrun from a shell) already use their GPUs: hold exactly those
     wanted = devices.launched_gpus(count) if run.world.distributed and count else None
@@ -241,7 +243,7 @@ def _become_the_launcher(run: Run, holding: devices.Holding, launched_by_app: bo
         env["CUDA_VISIBLE_DEVICES"] = holding.visible_devices()
     if not launched_by_app:
         env[ALSO_LOG_TO_FILE] = "1"
-    arguments = ["--job-id", str(run.job["id"])] + (["--resume"] if run.config.resume else [])
+    arguments = ["--job-id", str(run.job_id)] + (["--resume"] if run.config.resume else [])
     command = launchers.trainer_command(launchers.Launch(processes=run.config.processes), arguments)
     log.info("launching %s", " ".join(command[1:]))
     for handler in logging.getLogger().handlers:
@@ -268,13 +270,13 @@ def _train_and_publish(run: Run, followers: Followers) -> str:
     return "succeeded"
 
 
-def _already_published(run: Run) -> dict | None:
+def _already_published(run: Run) -> Adapter | None:
     """The adapter row of a run stopped after publishing began, or None to train. A row this very
     job registered means the publishing is done; a folder this job renamed into place without its
     row is complete (it was renamed whole), so it is registered now."""
-    job_id, name = run.job["id"], run.config.name
+    job_id, name = run.job_id, run.config.name
     row = adapter_rows.get(run.db, name)
-    if row is not None and row["job_id"] == job_id:
+    if row is not None and row.job_id == job_id:
         log.info("adapter %r was registered by this job before it was stopped: publishing is done", name)
         return row
     final = home.adapters_dir() / name
@@ -288,7 +290,7 @@ def _already_published(run: Run) -> dict | None:
     return row
 
 
-def _publish(run: Run, model, summary: dict) -> dict:
+def _publish(run: Run, model, summary: dict) -> Adapter:
     """Temporary folder → rename → row: no row ever points at a half-written folder, and the folder
     carries what its row needs, so a run stopped between the rename and the row can register it."""
     config, plan = run.config, run.plan
@@ -314,7 +316,7 @@ def _publish(run: Run, model, summary: dict) -> dict:
             "num_heldout": len(plan.heldout),
         },
     }
-    staging = supervisor.job_staging_folder(config.name, run.job["id"])
+    staging = supervisor.job_staging_folder(config.name, run.job_id)
     shutil.rmtree(staging, ignore_errors=True)  # left by a run killed while writing it
     try:
         model.save_pretrained(staging, safe_serialization=True)
@@ -324,19 +326,19 @@ def _publish(run: Run, model, summary: dict) -> dict:
             base_model=config.base,
             role=config.role,
             prompt_format=config.prompt_format,
-            job_id=run.job["id"],
+            job_id=run.job_id,
             registration=registration,
         )
         staging.rename(final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    adapter = studio_adapters.register(run.db, path=final, job_id=run.job["id"], **registration)
+    adapter = studio_adapters.register(run.db, path=final, job_id=run.job_id, **registration)
     log.info("published adapter %r at %s (final loss %s)", config.name, final, summary["final_loss"])
     return adapter
 
 
-def _evaluate_heldout(run: Run, adapter: dict, model) -> None:
+def _evaluate_heldout(run: Run, adapter: Adapter, model) -> None:
     """Score the new adapter and its base on the examples training never saw, with the model this
     job trained (no second copy, same dtype and device); `model` None: a resumed job whose adapter
     was published before it stopped loads its base once (scores already stored are kept, not
@@ -350,7 +352,7 @@ def _evaluate_heldout(run: Run, adapter: dict, model) -> None:
     if not plan.heldout or run.config.skip_evaluation:
         return
     try:
-        job_rows.update(run.db, run.job["id"], status="evaluating")
+        job_rows.update(run.db, run.job_id, status="evaluating")
         # a file, so the adapters page can evaluate again on exactly these examples
         heldout = write_jsonl(plan.heldout, run.job_dir / "heldout.jsonl")
         run.cancellation.raise_if_requested()

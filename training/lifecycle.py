@@ -25,6 +25,7 @@ from engine.adapters import read_metadata
 from registry import adapters as adapter_rows
 from registry import jobs as job_rows
 from registry.db import to_json
+from registry.jobs import Job
 from studio import supervisor
 from studio.roles import get_role
 from training import launchers, plans
@@ -57,7 +58,7 @@ def check(
     for the CLI, the project folder for the page)."""
     if isinstance(settings, TrainConfig):
         settings = settings.as_dict()
-    config = check_settings(settings, f"job {job['id']}" if job else "")
+    config = check_settings(settings, f"job {job.id}" if job else "")
     launchers.check_strategy(config.strategy, config.device)
     devices.check_request(config.processes, config.device)
     name = check_name(config.name)
@@ -69,8 +70,8 @@ def check(
         replace(config, name=name),
         role,
         data_path(config.data, base_dir),
-        fingerprint=job["dataset_fingerprint"] if job else None,
-        job_id=job["id"] if job else None,
+        fingerprint=job.dataset_fingerprint if job else None,
+        job_id=job.id if job else None,
         progress=progress,
         tokenizers=tokenizers,
     )
@@ -83,11 +84,11 @@ def data_path(text: str, base_dir: Path | None = None) -> Path:
     return (path if path.is_absolute() else Path(base_dir or Path.cwd()) / path).resolve()
 
 
-def refuse_taken_name(db, name: str, job: dict | None) -> None:
-    own = job["id"] if job else None
+def refuse_taken_name(db, name: str, job: Job | None) -> None:
+    own = job.id if job else None
     registered = adapter_rows.get(db, name)
     # An adapter this very job registered before it was stopped is its own: resuming finishes it.
-    if registered is not None and (own is None or registered["job_id"] != own):
+    if registered is not None and (own is None or registered.job_id != own):
         raise UserError(texts.ERR_ADAPTER_EXISTS.format(name=name))
     folder = home.adapters_dir() / name
     # A folder this very job renamed into place before it was stopped is its own, to register.
@@ -95,21 +96,21 @@ def refuse_taken_name(db, name: str, job: dict | None) -> None:
         raise UserError(texts.ERR_FOLDER_UNREGISTERED.format(folder=folder))
     supervisor.reconcile(db)
     active = job_rows.active_for_name(db, name)
-    if active is not None and active["id"] != own:
+    if active is not None and active.id != own:
         raise UserError(job_rows.already_training(active))
 
 
-def create_job(db, plan: plans.Plan, **fields) -> dict:
+def create_job(db, plan: plans.Plan, **fields) -> Job:
     """The job row and folder of a checked plan, the plan stored in it."""
     job = job_rows.create(db, **plan.job_fields(), **fields)
-    job_dir = home.jobs_dir() / str(job["id"])
+    job_dir = home.jobs_dir() / str(job.id)
     plans.store(plan, job_dir)
     (job_dir / "config.json").write_text(to_json(plan.config.as_dict()), encoding="utf-8")
-    job_rows.update(db, job["id"], job_dir=str(job_dir), log_path=str(job_dir / "train.log"))
-    return job_rows.get(db, job["id"])
+    job_rows.update(db, job.id, job_dir=str(job_dir), log_path=str(job_dir / "train.log"))
+    return job_rows.get(db, job.id)
 
 
-def submit(db, settings: dict | TrainConfig, *, progress=None, tokenizers=None) -> dict:
+def submit(db, settings: dict | TrainConfig, *, progress=None, tokenizers=None) -> Job:
     """The training page's Start: check, create the job, launch its detached trainer, which trains
     the stored plan. A relative dataset path is taken from the project folder, wherever the server
     was started."""
@@ -118,17 +119,17 @@ def submit(db, settings: dict | TrainConfig, *, progress=None, tokenizers=None) 
     return supervisor.launch(db, job)
 
 
-def submit_form(db, form: dict, *, progress=None, tokenizers=None) -> dict:
+def submit_form(db, form: dict, *, progress=None, tokenizers=None) -> Job:
     """The page's Start with what its form holds (any subset of the settings): the trainer's
     defaults fill the rest, and every value is typed and range-checked as a flag would be."""
     return submit(db, form, progress=progress, tokenizers=tokenizers)
 
 
-def start_demo(db, *, tokenizers=None) -> dict:
+def start_demo(db, *, tokenizers=None) -> Job:
     """The one-click demo under the first free name: no adapter, folder or unfinished job has it."""
     supervisor.reconcile(db)
-    taken = {row["name"] for row in adapter_rows.list_all(db)} | {
-        job["adapter_name"] for job in job_rows.active(db)
+    taken = {adapter.name for adapter in adapter_rows.list_all(db)} | {
+        job.adapter_name for job in job_rows.active(db)
     }
     number = 1
     while (
@@ -138,12 +139,12 @@ def start_demo(db, *, tokenizers=None) -> dict:
     return submit(db, replace(DEMO, name=f"demo-translator-{number}"), tokenizers=tokenizers)
 
 
-def stored_config(job: dict, **overrides) -> dict:
+def stored_config(job: Job, **overrides) -> dict:
     """The job's canonical settings, with `overrides` (a resume may change e.g. the device)."""
-    return {**job["config"], **overrides, "job_id": job["id"]}
+    return {**job.config, **overrides, "job_id": job.id}
 
 
-def find_resumable(db, name: str) -> dict:
+def find_resumable(db, name: str) -> Job:
     """The newest interrupted, cancelled or failed job of `name` (the CLI's --resume)."""
     name = check_name(name)
     supervisor.reconcile(db)
@@ -156,26 +157,26 @@ def find_resumable(db, name: str) -> dict:
     return job
 
 
-def resume(db, job_id: int, *, tokenizers=None) -> dict:
+def resume(db, job_id: int, *, tokenizers=None) -> Job:
     """The page's Resume: check the job again as it will run, then relaunch it from its newest
     complete checkpoint."""
     supervisor.reconcile(db)
     job = job_rows.get(db, job_id)
-    if job is None or job["status"] not in job_rows.RESUMABLE:
+    if job is None or job.status not in job_rows.RESUMABLE:
         raise UserError(texts.ERR_NOT_RESUMABLE)
     plan = check(db, stored_config(job, resume=True), job=job, tokenizers=tokenizers)
-    plans.store(plan, Path(job["job_dir"] or home.jobs_dir() / str(job_id)))
+    plans.store(plan, Path(job.job_dir or home.jobs_dir() / str(job_id)))
     job_rows.update(
         db, job_id, status="queued", error=None, pid=None, heartbeat_at=time.time(), finished_at=None
     )
     return supervisor.launch(db, job, resume=True)
 
 
-def claim(db, job: dict) -> dict:
+def claim(db, job: Job) -> Job:
     """The trainer takes a job: its own process is now the one the job lives or dies with."""
     job_rows.update(
         db,
-        job["id"],
+        job.id,
         status="queued",
         pid=os.getpid(),
         pid_started=supervisor.process_start(os.getpid()),
@@ -183,7 +184,7 @@ def claim(db, job: dict) -> dict:
         finished_at=None,
         error=None,
     )
-    return job_rows.get(db, job["id"])
+    return job_rows.get(db, job.id)
 
 
 def cancel(db, job_id: int) -> bool:
@@ -191,19 +192,19 @@ def cancel(db, job_id: int) -> bool:
     return supervisor.stop(db, job_rows.get(db, job_id))
 
 
-def get(db, job_id: int) -> dict | None:
+def get(db, job_id: int) -> Job | None:
     supervisor.reconcile(db)
     return job_rows.get(db, job_id)
 
 
-def list_recent(db, limit: int = 200) -> list[dict]:
+def list_recent(db, limit: int = 200) -> list[Job]:
     supervisor.reconcile(db)
     return job_rows.list_all(db, limit=limit)
 
 
-def rank_logs(job: dict) -> list[tuple[int, Path]]:
+def rank_logs(job: Job) -> list[tuple[int, Path]]:
     """The logs of a distributed job's other ranks (rank 0's is the job's own log)."""
-    folder = Path(job.get("job_dir") or "")
+    folder = Path(job.job_dir or "")
     if not folder.is_dir():
         return []
     found = [(int(path.stem[4:]), path) for path in folder.glob("rank*.log") if path.stem[4:].isdigit()]

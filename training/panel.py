@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from core import texts
 from registry import jobs as job_rows
+from registry.jobs import Job
 
 NOTHING_YET = "–"
 
@@ -25,23 +26,23 @@ class JobView:
     devices: str  # "GPU 0,1", "CPU", or "" before it has them
 
 
-def job_view(job: dict) -> JobView:
-    total, step = job["total_steps"] or 0, job["step"] or 0
-    eta = job["eta_seconds"]
+def job_view(job: Job) -> JobView:
+    total, step = job.total_steps or 0, job.step or 0
+    eta = job.eta_seconds
     return JobView(
-        heading=f"{texts.JOB_PANEL} #{job['id']} · {job['adapter_name']} · {texts.STATUS[job['status']]}",
+        heading=f"{texts.JOB_PANEL} #{job.id} · {job.adapter_name} · {texts.STATUS[job.status]}",
         fraction=min(step / total, 1.0) if total else 0.0,
         progress=texts.STEP_PROGRESS.format(step=step, total=total or "?"),
-        loss=f"{job['loss']:.4f}" if job["loss"] is not None else NOTHING_YET,
-        speed=f"{job['tokens_per_second']:.0f}" if job["tokens_per_second"] else NOTHING_YET,
+        loss=f"{job.loss:.4f}" if job.loss is not None else NOTHING_YET,
+        speed=f"{job.tokens_per_second:.0f}" if job.tokens_per_second else NOTHING_YET,
         eta=texts.SECONDS.format(seconds=f"{eta:.0f}") if eta is not None else NOTHING_YET,
-        learning_rate=f"{job['learning_rate']:.1e}" if job["learning_rate"] else NOTHING_YET,
-        active=job["status"] in job_rows.ACTIVE,
-        resumable=job["status"] in job_rows.RESUMABLE,
-        failed_with=(job["error"] or "") if job["status"] in ("failed", "interrupted") else "",
-        succeeded=job["status"] == "succeeded",
-        waiting_for=(job.get("waiting_for") or "") if job["status"] == "queued" else "",
-        devices=_devices(job.get("devices")),
+        learning_rate=f"{job.learning_rate:.1e}" if job.learning_rate else NOTHING_YET,
+        active=job.status in job_rows.ACTIVE,
+        resumable=job.status in job_rows.RESUMABLE,
+        failed_with=(job.error or "") if job.status in ("failed", "interrupted") else "",
+        succeeded=job.status == "succeeded",
+        waiting_for=(job.waiting_for or "") if job.status == "queued" else "",
+        devices=_devices(job.devices),
     )
 
 
@@ -51,6 +52,6 @@ def _devices(held: str | None) -> str:
     return texts.DEVICES_CPU if held == "cpu" else texts.DEVICES_GPUS.format(gpus=held)
 
 
-def finished_since(job: dict, started_as: str) -> bool:
+def finished_since(job: Job, started_as: str) -> bool:
     """The panel was drawn for a running job that has ended since: the page redraws without its timer."""
-    return job["status"] != started_as and started_as in job_rows.ACTIVE
+    return job.status != started_as and started_as in job_rows.ACTIVE

@@ -7,6 +7,7 @@ from pathlib import Path
 from core import texts
 from core.errors import UserError
 from registry import evaluations as evaluation_rows
+from registry.adapters import Adapter
 from registry.evaluations import Evaluation
 from training.significance import compare_prediction_files
 
@@ -14,11 +15,11 @@ HEADLINE = {"translation": ("bleu", "chrf"), "loss": ("loss", "perplexity")}
 METRICS = tuple(metric for metrics in HEADLINE.values() for metric in metrics)
 
 
-def score_table(db, adapter: dict) -> list[dict]:
+def score_table(db, adapter: Adapter) -> list[dict]:
     """One line per evaluation: scores, the base's on the same examples and the gain; for translators
     also each score's 95% interval (±), the p-value of the gain and whether it is significant."""
     table = []
-    for row in evaluation_rows.for_adapter(db, adapter["id"]):
+    for row in evaluation_rows.for_adapter(db, adapter.id):
         base = evaluation_rows.base_counterpart(db, row)
         line = {"dataset": f"{row.dataset_name} [{row.dataset_fingerprint}]", "n": row.num_examples}
         tested = _paired(row, base) if row.kind == "translation" and base is not None else {}
@@ -54,11 +55,11 @@ def _cached_comparison(system: str, baseline: str, *_stamps) -> dict:
     return compare_prediction_files(Path(system), Path(baseline))[0]
 
 
-def rivals(db, adapter: dict) -> dict[str, tuple[Evaluation, Evaluation]]:
+def rivals(db, adapter: Adapter) -> dict[str, tuple[Evaluation, Evaluation]]:
     """Other translators evaluated on the same sentences as this one: their name → (this adapter's
     evaluation, theirs), the newest pair for each."""
     found = {}
-    for row in evaluation_rows.for_adapter(db, adapter["id"]):
+    for row in evaluation_rows.for_adapter(db, adapter.id):
         if row.kind != "translation":
             continue
         for other in evaluation_rows.of_other_adapters(db, row):
@@ -115,12 +116,12 @@ def score_chart_rows(table: list[dict], *, metric: str, adapter: str, base: str)
     return rows
 
 
-def evaluation_examples(db, adapter: dict, limit: int = 200) -> list[dict]:
+def evaluation_examples(db, adapter: Adapter, limit: int = 200) -> list[dict]:
     """(input, reference) pairs from the adapter's newest evaluation, to try in compare mode."""
     import json
     from pathlib import Path
 
-    for row in evaluation_rows.for_adapter(db, adapter["id"]):
+    for row in evaluation_rows.for_adapter(db, adapter.id):
         path = Path(row.predictions_path or "")
         if path.is_file():
             lines = path.read_text(encoding="utf-8").splitlines()[:limit]

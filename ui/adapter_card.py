@@ -8,6 +8,7 @@ import streamlit as st
 from core import texts
 from registry import adapters as adapter_rows
 from registry import checkpoints as checkpoint_rows
+from registry.adapters import Adapter
 from studio import adapters as studio_adapters
 from studio import blind, supervisor
 from training import checkpoints, lifecycle
@@ -16,13 +17,13 @@ from training.scores import head_to_head, rivals, score_table, with_headers
 from ui import charts, common
 
 
-def evaluate_with_progress(db, adapter: dict, data_path: str, limit: int) -> None:
-    engine = common.engine_or_stop(adapter["base_model"])
+def evaluate_with_progress(db, adapter: Adapter, data_path: str, limit: int) -> None:
+    engine = common.engine_or_stop(adapter.base_model)
     bar = st.progress(0.0, text=texts.EVALUATING)
     done = common.show_user_error(
         evaluate_with_base,
         db,
-        adapter_name=adapter["name"],
+        adapter_name=adapter.name,
         data=data_path,
         limit=limit or None,
         engine=engine,
@@ -32,18 +33,18 @@ def evaluate_with_progress(db, adapter: dict, data_path: str, limit: int) -> Non
         st.rerun()
 
 
-def checkpoint_section(db, adapter: dict) -> None:
+def checkpoint_section(db, adapter: Adapter) -> None:
     """The job's scored checkpoints, which one this adapter holds and why, and publishing another."""
-    scored = checkpoint_rows.for_job(db, adapter["job_id"])
+    scored = checkpoint_rows.for_job(db, adapter.job_id)
     if not scored:
         return
-    name = adapter["name"]
+    name = adapter.name
     st.caption(texts.CHECKPOINTS_HEADING)
     if reason := checkpoints.describe_choice(adapter):
         st.caption(reason)
     charts.checkpoint_scores(scored, height=240)
-    st.dataframe(checkpoints.table(scored, adapter["metrics"].get("checkpoint_step")), hide_index=True)
-    others = [row.step for row in scored if row.step != adapter["metrics"].get("checkpoint_step")]
+    st.dataframe(checkpoints.table(scored, adapter.metrics.get("checkpoint_step")), hide_index=True)
+    others = [row.step for row in scored if row.step != adapter.metrics.get("checkpoint_step")]
     if not others:
         return
     with st.form(f"checkpoint-{name}"):
@@ -57,7 +58,7 @@ def checkpoint_section(db, adapter: dict) -> None:
                 checkpoints.publish_checkpoint, db, adapter_name=name, step=step, new_name=new_name
             )
             if published:
-                st.toast(texts.CHECKPOINT_PUBLISHED.format(name=published["name"], step=step))
+                st.toast(texts.CHECKPOINT_PUBLISHED.format(name=published.name, step=step))
                 st.rerun()
 
 
@@ -70,16 +71,14 @@ def adapter_table(rows: list[dict]) -> None:
     st.dataframe(
         [
             {
-                column["name"]: a["name"],
-                column["role"]: a["role"],
-                column["base"]: a["base_model"],
-                column["dataset"]: f"{a['dataset_name']} [{a['dataset_fingerprint']}]",
-                column["final_loss"]: a["metrics"].get("final_loss"),
-                column[
-                    "rank"
-                ]: f"{a['hyperparameters'].get('lora_r')}/{a['hyperparameters'].get('lora_alpha')}",
-                column["size"]: round((a["size_bytes"] or 0) / 1e6, 2),
-                column["created"]: when(a["created_at"]),
+                column["name"]: a.name,
+                column["role"]: a.role,
+                column["base"]: a.base_model,
+                column["dataset"]: f"{a.dataset_name} [{a.dataset_fingerprint}]",
+                column["final_loss"]: a.metrics.get("final_loss"),
+                column["rank"]: f"{a.hyperparameters.get('lora_r')}/{a.hyperparameters.get('lora_alpha')}",
+                column["size"]: round((a.size_bytes or 0) / 1e6, 2),
+                column["created"]: when(a.created_at),
                 column["folder"]: "✅" if adapter_rows.folder_is_present(a) else "⚠️",
             }
             for a in rows
@@ -89,9 +88,9 @@ def adapter_table(rows: list[dict]) -> None:
     )
 
 
-def scores_section(db, adapter: dict) -> None:
+def scores_section(db, adapter: Adapter) -> None:
     """Its evaluations against the base (and another adapter), and a form to evaluate again."""
-    name = adapter["name"]
+    name = adapter.name
     st.caption(texts.EVALUATIONS)
     table = score_table(db, adapter)
     if table:
@@ -114,9 +113,9 @@ def scores_section(db, adapter: dict) -> None:
             evaluate_with_progress(db, adapter, data_path, limit)
 
 
-def manage_section(db, adapter: dict, role_names: list[str]) -> None:
+def manage_section(db, adapter: Adapter, role_names: list[str]) -> None:
     """Rename, change the role, delete."""
-    name = adapter["name"]
+    name = adapter.name
     rename_col, role_col, delete_col = st.columns(3)
     with rename_col:
         new_name = st.text_input(texts.NEW_NAME, value=name, key=f"name-{name}")
@@ -124,9 +123,9 @@ def manage_section(db, adapter: dict, role_names: list[str]) -> None:
             if common.show_user_error(studio_adapters.rename, db, name, new_name):
                 st.rerun()
     with role_col:
-        current = role_names.index(adapter["role"]) if adapter["role"] in role_names else 0
+        current = role_names.index(adapter.role) if adapter.role in role_names else 0
         new_role = st.selectbox(texts.CHANGE_ROLE, role_names, index=current, key=f"role-{name}")
-        if st.button(texts.SAVE, key=f"save-role-{name}") and new_role != adapter["role"]:
+        if st.button(texts.SAVE, key=f"save-role-{name}") and new_role != adapter.role:
             adapter_rows.set_role(db, name, new_role)
             st.rerun()
     with delete_col:
@@ -171,13 +170,13 @@ def job_history(db) -> None:
     st.dataframe(
         [
             {
-                column["id"]: j["id"],
-                column["adapter"]: j["adapter_name"],
-                column["status"]: texts.STATUS.get(j["status"], j["status"]),
-                column["step"]: f"{j['step'] or 0}/{j['total_steps'] or '?'}",
-                column["loss"]: j["loss"],
-                column["created"]: when(j["created_at"]),
-                column["error"]: j["error"] or "",
+                column["id"]: j.id,
+                column["adapter"]: j.adapter_name,
+                column["status"]: texts.STATUS.get(j.status, j.status),
+                column["step"]: f"{j.step or 0}/{j.total_steps or '?'}",
+                column["loss"]: j.loss,
+                column["created"]: when(j.created_at),
+                column["error"]: j.error or "",
             }
             for j in jobs
         ],
@@ -185,7 +184,5 @@ def job_history(db) -> None:
         hide_index=True,
     )
     for job in jobs[:20]:
-        with st.expander(
-            f"#{job['id']} {job['adapter_name']} · {texts.STATUS.get(job['status'], job['status'])}"
-        ):
+        with st.expander(f"#{job.id} {job.adapter_name} · {texts.STATUS.get(job.status, job.status)}"):
             st.code(supervisor.log_tail(job, lines=60) or "…", language="log")

@@ -64,7 +64,7 @@ def choose(db, all_adapters: list[dict]) -> Choice:
     else:
         far = None
         base_model, usable, adapter, adapter_name = local_choice(all_adapters)
-    default_role = adapter["role"] if adapter and adapter["role"] in role_names else "assistant"
+    default_role = adapter.role if adapter and adapter.role in role_names else "assistant"
     role = get_role(
         db,
         st.selectbox(
@@ -85,14 +85,14 @@ def local_choice(all_adapters: list[dict]) -> tuple[str, list[dict], dict | None
         st.query_params.get("adapter", ""), all_adapters, st.session_state.get("followed_link")
     )
     if linked is not None:
-        st.session_state["followed_link"] = linked["name"]
-        st.session_state["base_model"] = linked["base_model"]
-        st.session_state["adapter_choice"] = linked["name"]
+        st.session_state["followed_link"] = linked.name
+        st.session_state["base_model"] = linked.base_model
+        st.session_state["adapter_choice"] = linked.name
     bases = base_choices(common.default_base_model(), all_adapters)
     base_model = st.selectbox(texts.BASE_MODEL, bases, key="base_model")
     usable = adapters_for_base(all_adapters, base_model)
 
-    options = ["", *(a["name"] for a in usable)]
+    options = ["", *(a.name for a in usable)]
     if st.session_state.get("adapter_choice") not in options:
         st.session_state["adapter_choice"] = ""
     adapter_name = st.selectbox(
@@ -100,7 +100,7 @@ def local_choice(all_adapters: list[dict]) -> tuple[str, list[dict], dict | None
     )
     st.query_params["adapter"] = adapter_name
     st.session_state["followed_link"] = adapter_name
-    adapter = next((a for a in usable if a["name"] == adapter_name), None)
+    adapter = next((a for a in usable if a.name == adapter_name), None)
     return base_model, usable, adapter, adapter_name
 
 

@@ -13,14 +13,14 @@ from ui.chat_sidebar import Choice
 
 def compare(db, engine, choice: Choice) -> None:
     usable, role, decoding, base_model = choice.usable, choice.role, choice.decoding, choice.base_model
-    others = [a["name"] for a in usable]
+    others = [a.name for a in usable]
     if not others:
         st.info(texts.NO_ADAPTER_FOR_BASE)
     chosen = st.multiselect(
         texts.COMPARE_WITH, others, default=others[:1], max_selections=2, key="compare-with"
     )
     blind_test = st.toggle(texts.BLIND, help=texts.BLIND_HELP, key="blind", disabled=not chosen)
-    examples = [e for a in usable if a["name"] in chosen for e in evaluation_examples(db, a)]
+    examples = [e for a in usable if a.name in chosen for e in evaluation_examples(db, a)]
     if examples:
         st.selectbox(
             texts.EXAMPLE_FROM_EVALUATION,
@@ -46,7 +46,7 @@ def compare(db, engine, choice: Choice) -> None:
         for column, label, name in zip(st.columns(2), "AB", shown, strict=True):
             with column:
                 st.markdown(f"**{texts.BLIND_ANSWER.format(label=label)}**")
-                contender = next((a for a in usable if a["name"] == name), None)
+                contender = next((a for a in usable if a.name == name), None)
                 stream = engine.stream(
                     prompt, role=answering_role(db, contender, role), adapter=contender, decoding=decoding
                 )
@@ -55,12 +55,12 @@ def compare(db, engine, choice: Choice) -> None:
         st.session_state.pop("blind-voted", None)
         st.rerun()
     elif submitted:
-        contenders = [None, *(a for a in usable if a["name"] in chosen)]
+        contenders = [None, *(a for a in usable if a.name in chosen)]
         for column, contender in zip(st.columns(len(contenders)), contenders, strict=True):
             with column:
                 contender_role = answering_role(db, contender, role)
                 st.markdown(
-                    f"**{contender['name'] if contender else texts.BASE_ONLY}** · {contender_role.label}"
+                    f"**{contender.name if contender else texts.BASE_ONLY}** · {contender_role.label}"
                 )
                 stream = engine.stream(prompt, role=contender_role, adapter=contender, decoding=decoding)
                 common.show_user_error(st.write_stream, stream)

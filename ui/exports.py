@@ -6,12 +6,13 @@ import streamlit as st
 from core import texts
 from registry import adapters as adapter_rows
 from registry import tasks as task_rows
+from registry.adapters import Adapter
 from serving import exports, gguf, hub, merge, server, tasks, vllm
 from ui import common
 
 
-def export_section(db, adapter: dict) -> None:
-    name = adapter["name"]
+def export_section(db, adapter: Adapter) -> None:
+    name = adapter.name
     st.caption(texts.EXPORT_HEADING)
     tab = dict(zip(texts.EXPORT_TABS, st.tabs(list(texts.EXPORT_TABS.values())), strict=True))
     with tab["merge"]:
@@ -28,14 +29,14 @@ def export_section(db, adapter: dict) -> None:
         _api_server(db, adapter)
     followed = exports.for_adapter(db, name)
     if followed:
-        active = any(task["status"] in task_rows.ACTIVE for task in followed)
+        active = any(task.status in task_rows.ACTIVE for task in followed)
         st.fragment(_task_list, run_every=2 if active else None)(name)
 
 
 def _launch(db, name: str, kind: str, **settings) -> None:
     task = common.show_user_error(exports.start, db, name, kind, **settings)
     if task:
-        st.toast(texts.EXPORT_STARTED.format(kind=texts.EXPORT_KINDS[kind], id=task["id"]))
+        st.toast(texts.EXPORT_STARTED.format(kind=texts.EXPORT_KINDS[kind], id=task.id))
         st.rerun()
 
 
@@ -81,7 +82,7 @@ def _ollama(db, name: str) -> None:
         st.code(exports.ollama_command(name, modelfile), language="bash")
 
 
-def _vllm(db, adapter: dict) -> None:
+def _vllm(db, adapter: Adapter) -> None:
     st.caption(texts.EXPORT_VLLM_HELP)
     verdict = common.show_user_error(vllm.check, adapter)
     if verdict is None:
@@ -90,7 +91,7 @@ def _vllm(db, adapter: dict) -> None:
         st.warning("\n\n".join([texts.EXPORT_VLLM_REFUSED, *verdict.problems]))
         return
     st.code(common.show_user_error(vllm.command, [adapter]) or "", language="bash", wrap_lines=True)
-    siblings = [a for a in adapter_rows.list_all(db) if a["base_model"] == adapter["base_model"]]
+    siblings = [a for a in adapter_rows.list_all(db) if a.base_model == adapter.base_model]
     servable = [a for a in siblings if vllm.check(a).servable]
     if len(servable) > 1:
         st.caption(texts.EXPORT_VLLM_ALL)
@@ -110,41 +111,41 @@ def _push_form(db, name: str) -> None:
             _launch(db, name, "push", hub=where, repo=repo.strip(), merged=merged, private=not public)
 
 
-def _api_server(db, adapter: dict) -> None:
+def _api_server(db, adapter: Adapter) -> None:
     st.caption(texts.EXPORT_API_HELP)
-    running = exports.server_for(db, adapter["base_model"])
+    running = exports.server_for(db, adapter.base_model)
     if running is None:
-        with st.form(f"export-api-{adapter['name']}", border=False):
+        with st.form(f"export-api-{adapter.name}", border=False):
             port = st.number_input(
-                texts.EXPORT_API_PORT, 1024, 65535, server.DEFAULT_PORT, key=f"api-port-{adapter['name']}"
+                texts.EXPORT_API_PORT, 1024, 65535, server.DEFAULT_PORT, key=f"api-port-{adapter.name}"
             )
-            if st.form_submit_button(texts.EXPORT_API_START, key=f"api-start-{adapter['name']}"):
-                if common.show_user_error(server.start, db, base=adapter["base_model"], port=int(port)):
+            if st.form_submit_button(texts.EXPORT_API_START, key=f"api-start-{adapter.name}"):
+                if common.show_user_error(server.start, db, base=adapter.base_model, port=int(port)):
                     st.rerun()
         return
-    url = running["result"].get("url") or server.url(running["settings"]["host"], running["settings"]["port"])
-    status = texts.TASK_STATUS.get(running["status"], running["status"])
-    st.markdown(texts.EXPORT_API_RUNNING.format(status=status, url=url, base=adapter["base_model"]))
-    st.code(exports.api_snippet(url, adapter["name"]), language="python")
-    if st.button(texts.EXPORT_STOP, key=f"api-stop-{adapter['name']}-{running['id']}"):
-        tasks.stop(db, running["id"])
+    url = running.result.get("url") or server.url(running.settings["host"], running.settings["port"])
+    status = texts.TASK_STATUS.get(running.status, running.status)
+    st.markdown(texts.EXPORT_API_RUNNING.format(status=status, url=url, base=adapter.base_model))
+    st.code(exports.api_snippet(url, adapter.name), language="python")
+    if st.button(texts.EXPORT_STOP, key=f"api-stop-{adapter.name}-{running.id}"):
+        tasks.stop(db, running.id)
         st.rerun()
 
 
 def _task_list(name: str) -> None:
     db = common.registry()
     for task in exports.for_adapter(db, name):
-        if task["kind"] == "server":
+        if task.kind == "server":
             continue
         line = st.columns([5, 1])
         line[0].markdown(exports.describe(task))
-        if task["status"] in task_rows.ACTIVE:
-            if line[1].button(texts.EXPORT_STOP, key=f"task-stop-{task['id']}"):
-                tasks.stop(db, task["id"])
+        if task.status in task_rows.ACTIVE:
+            if line[1].button(texts.EXPORT_STOP, key=f"task-stop-{task.id}"):
+                tasks.stop(db, task.id)
                 st.rerun()
             st.code(tasks.log_tail(task, lines=4) or "…", language="log")
-        elif task["status"] == "succeeded":
-            result = task["result"]
+        elif task.status == "succeeded":
+            result = task.result
             st.code(
                 "\n".join(
                     value
@@ -152,5 +153,5 @@ def _task_list(name: str) -> None:
                     if value
                 )
             )
-        elif task["error"]:
-            st.error(task["error"])
+        elif task.error:
+            st.error(task.error)

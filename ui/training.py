@@ -98,15 +98,15 @@ def job_panel(job_id: int, started_as: str) -> None:
     if view.failed_with:
         st.error(view.failed_with)
     if view.succeeded:
-        st.success(texts.ADAPTER_READY.format(name=job["adapter_name"]))
-        st.page_link("pages/chat.py", label=texts.GO_CHAT, query_params={"adapter": job["adapter_name"]})
+        st.success(texts.ADAPTER_READY.format(name=job.adapter_name))
+        st.page_link("pages/chat.py", label=texts.GO_CHAT, query_params={"adapter": job.adapter_name})
     buttons = st.columns(2)
     if view.active and buttons[0].button(texts.CANCEL, key=f"cancel-{job_id}"):
         lifecycle.cancel(db, job_id)
     if view.resumable and buttons[1].button(texts.RESUME, key=f"resume-{job_id}"):
         if common.show_user_error(lifecycle.resume, db, job_id, tokenizers=page_tokenizer):
             st.rerun(scope="app")
-    with st.expander(texts.LOG_TAIL, expanded=job["status"] == "failed"):
+    with st.expander(texts.LOG_TAIL, expanded=job.status == "failed"):
         st.code(supervisor.log_tail(job) or "…", language="log")
     for rank, path in lifecycle.rank_logs(job):
         with st.expander(texts.RANK_LOG.format(rank=rank)):

@@ -146,8 +146,8 @@ def stop_trainers(app_home: Path) -> None:
 
     db = connect(app_home / "registry.db")
     for job in db["jobs"].rows_where("status in ('queued', 'running', 'evaluating')"):
-        if job["pid"] and process_alive(job["pid"], job["pid_started"]):
-            os.kill(job["pid"], signal.SIGKILL)
+        if job.pid and process_alive(job.pid, job.pid_started):
+            os.kill(job.pid, signal.SIGKILL)
 
 
 def open_page(browser, url: str):

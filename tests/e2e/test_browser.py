@@ -210,7 +210,7 @@ def test_c_reloading_or_restarting_mid_training_reattaches_to_the_live_progress(
     _poll(lambda: shown_step(fresh) > first, 60, "the step to advance after the restart")
     fresh.get_by_role("button", name=texts.CANCEL).click()
     job = _poll(lambda: jobs.latest_resumable(connect(), "e2e-long"), 90, "the job to be cancelled")
-    assert job["status"] == "cancelled"
+    assert job.status == "cancelled"
     _wait_for_job_panel(fresh, "e2e-long", "cancelled", 30)
     fresh.context.close()
 
@@ -279,8 +279,8 @@ def test_e_the_demo_button_produces_a_usable_translator(browser, server):
     demo = adapters.get(connect(), "demo-translator-1")
     assert (
         adapters.folder_is_present(demo)
-        and demo["role"] == "translator"
-        and demo["base_model"] == catalogue.CHINESE_BUILTIN
+        and demo.role == "translator"
+        and demo.base_model == catalogue.CHINESE_BUILTIN
     )
     page.get_by_role("link", name=texts.GO_CHAT).click()
     wait_idle(page)
