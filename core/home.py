@@ -38,6 +38,11 @@ def tokenized_cache_dir() -> Path:
     return _subdir("cache/tokenized")
 
 
+def preference_data_dir() -> Path:
+    """Preference data the studio made (from votes, from a translator's mistakes) or was given."""
+    return _subdir("preference-data")
+
+
 def _subdir(name: str) -> Path:
     path = home() / name
     path.mkdir(parents=True, exist_ok=True)

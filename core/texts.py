@@ -456,6 +456,19 @@ _TEXTS = dict(
         "Defaults by model size ({size}): learning rate {lr}, {epochs} epochs, the settings both tutorials "
         "chose for their 2-3B models (Yuan2-2B, Llama-3.2-3B). Not measured again here: this machine has no GPU.",
     ),
+    DEFAULTS_PREFERENCE_SMALL=(
+        "偏好调优的默认值按模型大小（{size}）：学习率 {lr}，{epochs} 轮。偏好调优只把已经会回答的模型"
+        "往更好的回答推一点，学习率比监督微调低一个数量级。",
+        "Preference tuning defaults by model size ({size}): learning rate {lr}, {epochs} epochs. "
+        "Preference tuning nudges a model that already answers towards the better answer: rates an order "
+        "below supervised tuning's.",
+    ),
+    DEFAULTS_PREFERENCE_LARGE=(
+        "偏好调优的默认值按模型大小（{size}）：学习率 {lr}，{epochs} 轮，即 LLaMA-Factory 的 LoRA DPO 示例所用。"
+        "本机没有 GPU，未对这一大小测量。",
+        "Preference tuning defaults by model size ({size}): learning rate {lr}, {epochs} epochs, as in "
+        "LLaMA-Factory's LoRA DPO example. Not measured here: this machine has no GPU.",
+    ),
     ERR_UNKNOWN_SETTINGS=(
         "{prefix}未知设置 {unknown}：删除它们或改用已知的名称：{known}。",
         "{prefix}unknown settings {unknown}: remove them or use the known names: {known}.",
@@ -614,6 +627,109 @@ _TEXTS = dict(
         "{name} 的每个样本在 --max-length {max_length} 下都被截掉了：仅提示就有这么长。请调大 --max-length 或缩短输入。",
         "Every example of {name} is cut away at --max-length {max_length}: the prompts alone are "
         "that long. Raise --max-length or shorten the inputs.",
+    ),
+    # --- errors: preference data ---------------------------------------------------------------------
+    PAIR_KINDS={
+        "paired": ("成对偏好（prompt/chosen/rejected）", "pairs (prompt/chosen/rejected)"),
+        "unpaired": (
+            "单条评判（prompt/completion/label，KTO）",
+            "judged answers (prompt/completion/label, KTO)",
+        ),
+    },
+    ERR_PAIRS_NOT_OBJECT=(
+        '{name}：第 {number} 行不是对象：写成 {{"prompt": ..., "chosen": ..., "rejected": ...}}。',
+        '{name}: row {number} is not an object: write it as {{"prompt": ..., "chosen": ..., "rejected": ...}}.',
+    ),
+    ERR_PAIRS_FORMAT=(
+        "{name}：第 {number} 行不是偏好数据（字段：{present}）。成对数据需要 prompt、chosen、rejected；"
+        "KTO 的单条评判需要 prompt、completion、label；可以是文字，也可以是对话消息列表。",
+        "{name}: row {number} is not preference data (fields: {present}). Pairs need prompt, chosen and "
+        "rejected; KTO's judged answers need prompt, completion and label; as texts or as chat messages.",
+    ),
+    ERR_PAIRS_SFT=(
+        "{name} 是指令数据（instruction/input/output），不是偏好数据：请在训练页用它做监督微调，"
+        "或在这里给出 prompt/chosen/rejected 成对数据。",
+        "{name} holds instruction data (instruction/input/output), not preferences: train on it on the "
+        "Train page, or give prompt/chosen/rejected pairs here.",
+    ),
+    ERR_PAIRS_MISSING=(
+        "{name}：第 {number} 行缺少 {field!r}：每行都需要它（没有 prompt，两个回答就不知道在回答什么）。",
+        "{name}: row {number} has no {field!r}: every row needs one (without a prompt, the two answers "
+        "answer nothing).",
+    ),
+    ERR_PAIRS_EMPTY=(
+        "{name}：第 {number} 行的 {field!r} 为空：请填写，或删除这一行。",
+        "{name}: row {number} has an empty {field!r}: fill it in or remove the row.",
+    ),
+    ERR_PAIRS_SAME=(
+        "{name}：第 {number} 行的 chosen 与 rejected 完全相同，没有可偏好的：请删除这一行。",
+        "{name}: row {number} has the same text as chosen and rejected, so there is nothing to prefer: "
+        "remove the row.",
+    ),
+    ERR_PAIRS_MIXED=(
+        "{name}：第 {number} 行是{kind}，而前面的行是{first}：一个文件只放一种。",
+        "{name}: row {number} holds {kind}, but the rows before it hold {first}: keep one kind per file.",
+    ),
+    ERR_PAIRS_MESSAGES=(
+        "{name}：第 {number} 行的 {field!r} {problem}。每条消息写成 "
+        '{{"role": "user"/"assistant"/"system", "content": "..."}}。',
+        "{name}: row {number}: {field!r} {problem}. Write each message as "
+        '{{"role": "user"/"assistant"/"system", "content": "..."}}.',
+    ),
+    PROBLEM_NOT_MESSAGES=("不是文字，也不是对话消息列表", "is neither text nor a list of chat messages"),
+    PROBLEM_LAST_USER=("必须以用户（user）的消息结尾", "must end with the user's message"),
+    PROBLEM_TURNS=(
+        "中的前几轮必须是用户与助手交替",
+        "must alternate user and assistant before the last message",
+    ),
+    PROBLEM_ONE_ANSWER=("必须恰好是一条助手（assistant）消息", "must be exactly one assistant message"),
+    ERR_PAIRS_LABEL=(
+        "{name}：第 {number} 行的 label 必须是 true 或 false，而不是 {value!r}。",
+        "{name}: row {number}: label must be true or false, not {value!r}.",
+    ),
+    ERR_NO_PAIRS=("没有可写出的偏好数据。", "There is no preference data to write."),
+    ERR_NO_VOTE_PAIRS=(
+        "基座 {base} 上角色 {role} 还没有可用的投票（平局和旧投票不算）：先在对话页的对比模式里盲测投票。",
+        "No usable votes on {base} in the role {role} yet (ties and older votes do not count): vote in "
+        "Blind A/B in chat's Compare mode first.",
+    ),
+    ERR_METHOD_NEEDS_PAIRS=(
+        "{method} 从成对偏好中学习，而 {name} 是单条评判（prompt/completion/label）：请选 KTO，或给出成对数据。",
+        "{method} learns from pairs, and {name} holds judged answers (prompt/completion/label): choose "
+        "KTO, or give pairs.",
+    ),
+    ERR_LOSS_FOR_METHOD=(
+        "损失 {loss!r} 属于 {owner}，不适用于 {method}：可选 {choices}。",
+        "The loss {loss!r} belongs to {owner}, not {method}: choose one of {choices}.",
+    ),
+    ERR_PARENT_OTHER_BASE=(
+        "{name} 是在 {trained} 上训练的，不能在 {base} 上继续：基座请选 {trained}（或留空）。",
+        "{name} was trained on {trained}, so it cannot continue on {base}: choose {trained} as the base "
+        "(or leave it out).",
+    ),
+    ERR_PARENT_OTHER_FORMAT=(
+        "{name} 以提示格式 {trained} 训练，不能以 {given} 继续：不指定格式即可沿用 {trained}。",
+        "{name} was trained with the prompt format {trained}, not {given}: leave the format out to keep {trained}.",
+    ),
+    ERR_PARENT_GONE=(
+        "任务 {job} 从适配器 {name} 继续，但它的权重已不在（已被删除？）：这个任务无法继续，请新建任务。",
+        "Job {job} continues the adapter {name}, whose weights are gone (deleted?): the job cannot "
+        "resume; start a new one.",
+    ),
+    ERR_PARENT_CHANGED=(
+        "任务 {job} 开始后，适配器 {name} 的权重变了：参考模型已不同，请新建任务。",
+        "The weights of adapter {name} changed after job {job} started: its reference is not the same; "
+        "start a new job.",
+    ),
+    MISTAKES_STAGE=("正在翻译 {done}/{total}", "translating {done}/{total}"),
+    MISTAKES_DONE=(
+        "{examples} 个样本里有 {pairs} 处与参考译文不同，已写成偏好对：{path}",
+        "{pairs} of {examples} outputs differ from their reference, written as pairs: {path}",
+    ),
+    ERR_NO_MISTAKES=(
+        "{name} 对全部 {total} 个样本的输出都与参考译文一致（或为空）：没有可学的错误。",
+        "{name} translated all {total} examples as their references (or not at all): no mistakes to "
+        "learn from.",
     ),
     # --- errors: jobs -------------------------------------------------------------------------------
     ERR_NO_PLAN=(

@@ -79,6 +79,25 @@ def check_folder(folder: Path, name: str) -> Path:
     return folder
 
 
+def lora_settings(folder: Path) -> dict:
+    """The LoRA an adapter folder holds (rank, alpha, dropout, target modules), to train it further."""
+    config = json.loads((Path(folder) / CONFIG_FILE).read_text(encoding="utf-8"))
+    targets = config.get("target_modules") or []
+    return {
+        "lora_r": int(config["r"]),
+        "lora_alpha": int(config["lora_alpha"]),
+        "lora_dropout": float(config.get("lora_dropout") or 0.0),
+        "target_modules": ",".join(sorted(targets if isinstance(targets, list) else [targets])),
+    }
+
+
+def weights_fingerprint(folder: Path) -> str:
+    """The adapter's weights file, as one hash: a job that continues from it checks it is unchanged."""
+    import hashlib
+
+    return hashlib.sha256((Path(folder) / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
+
+
 def check_safetensors(path: Path, who: str) -> None:
     """The header is readable JSON and the tensors it lists fill the file exactly: a truncated or
     overwritten file is found here instead of deep inside the loader."""

@@ -9,7 +9,7 @@ masks the prompt with -100. Families:
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from core import texts
 from core.errors import UserError
@@ -100,6 +100,43 @@ def training_example(
         return None
     labels = [IGNORE_INDEX] * len(prompt) + input_ids[len(prompt) :]
     return TrainingExample(input_ids, labels, len(prompt), len(prompt) + len(target))
+
+
+@dataclass(frozen=True)
+class PreferenceExample:
+    """Token ids of one preference record: the prompt once, then each answer with its end token
+    (`rejected_ids` empty for an unpaired, judged answer, whose verdict is `label`)."""
+
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+    label: bool | None
+    full_length: int  # the longest of prompt + answer, before truncation
+
+    @property
+    def truncated(self) -> bool:
+        return self.full_length > len(self.prompt_ids) + max(len(self.chosen_ids), len(self.rejected_ids))
+
+
+def preference_example(
+    tokenizer, prompt_format: str, role: Role, record: dict, max_length: int = MAX_LENGTH
+) -> PreferenceExample | None:
+    """The ids of a preference record (training/pairs.py): its prompt exactly as chat renders it
+    (the record's own system prompt and earlier turns, when it has them), each answer as a training
+    target with the format's end token, each prompt + answer cut to `max_length`. None when the
+    prompt alone fills it."""
+    if record.get("system") is not None:
+        role = replace(role, system_prompt=record["system"])
+    history = [tuple(turn) for turn in record.get("history") or ()]
+    prompt = prompt_ids(tokenizer, prompt_format, role, record["prompt"], history)
+    if len(prompt) >= max_length:
+        return None
+    answers = [record["chosen"], record["rejected"]] if "chosen" in record else [record["completion"]]
+    targets = [target_ids(tokenizer, prompt_format, role, record["prompt"], answer) for answer in answers]
+    room = max_length - len(prompt)
+    chosen, rejected = targets[0][:room], (targets[1][:room] if len(targets) > 1 else [])
+    full = len(prompt) + max(len(target) for target in targets)
+    return PreferenceExample(prompt, chosen, rejected, record.get("label"), full)
 
 
 def stop_token_ids(tokenizer, prompt_format: str, model=None) -> list[int]:

@@ -8,7 +8,7 @@ from sqlite_utils import Database
 from core import texts
 from core.errors import UserError
 from core.names import check_name
-from registry import evaluations, votes
+from registry import evaluations, jobs, votes
 from registry.db import from_json, now, to_json
 
 
@@ -30,6 +30,14 @@ class Adapter:
     size_bytes: int | None
     job_id: int | None  # the job that trained it; None for an imported folder
     created_at: float
+    parent_id: int | None = None  # the adapter it continued from (None: from the base, or deleted)
+    parent_name: str | None = None  # kept when the parent is deleted, to say which it was
+    method: str | None = None  # sft | dpo | orpo | kto (None: sft, registered before lineage)
+    data_source: dict | None = None  # where preference data came from (votes, a file, self-made)
+
+    @property
+    def kind_of_training(self) -> str:
+        return self.method or "sft"
 
 
 def insert(db: Database, row: dict) -> Adapter:
@@ -38,6 +46,7 @@ def insert(db: Database, row: dict) -> Adapter:
         **row,
         "hyperparameters": to_json(row.get("hyperparameters") or {}),
         "metrics": to_json(row.get("metrics") or {}),
+        "data_source": to_json(row["data_source"]) if row.get("data_source") else None,
         "size_bytes": folder_size(row["path"]),
         "created_at": now(),
     }
@@ -63,6 +72,36 @@ def list_all(db: Database) -> list[Adapter]:
     return [_decode(row) for row in db["adapters"].rows_where(order_by="created_at desc")]
 
 
+def by_id(db: Database, adapter_id: int | None) -> Adapter | None:
+    if adapter_id is None:
+        return None
+    rows = list(db["adapters"].rows_where("id = ?", [adapter_id], limit=1))
+    return _decode(rows[0]) if rows else None
+
+
+def children(db: Database, adapter: Adapter) -> list[Adapter]:
+    """The adapters trained on top of this one, oldest first."""
+    rows = db["adapters"].rows_where("parent_id = ?", [adapter.id], order_by="created_at")
+    return [_decode(row) for row in rows]
+
+
+def lineage(db: Database, adapter: Adapter) -> list[Adapter | str]:
+    """The chain from the oldest known ancestor to this adapter; a deleted ancestor appears as its
+    name (a string), and the chain stops there."""
+    chain: list[Adapter | str] = [adapter]
+    seen = {adapter.id}
+    current = adapter
+    while current.parent_name:
+        parent = by_id(db, current.parent_id)
+        if parent is None or parent.id in seen:
+            chain.append(current.parent_name)
+            break
+        chain.append(parent)
+        seen.add(parent.id)
+        current = parent
+    return chain[::-1]
+
+
 def folder_is_present(adapter: Adapter) -> bool:
     return (Path(adapter.path) / "adapter_model.safetensors").is_file()
 
@@ -84,10 +123,13 @@ def check_new_name(db: Database, old: str, new: str) -> tuple[Adapter, str]:
 
 
 def rename_row(db: Database, adapter: Adapter, new: str, new_path: Path) -> None:
-    """The row and its blind votes take the new name in one transaction."""
+    """The row, its blind votes, its children's lineage and the unfinished jobs that continue from
+    it take the new name in one transaction."""
     with db.conn:
         db["adapters"].update(adapter.id, {"name": new, "path": str(new_path)})
         votes.rename(db, adapter.base_model, adapter.name, new)
+        db.execute("update adapters set parent_name = ? where parent_id = ?", [new, adapter.id])
+        jobs.rename_parent(db, adapter.name, new)
 
 
 def delete_rows(db: Database, adapter: Adapter) -> list[evaluations.Evaluation]:
@@ -97,6 +139,8 @@ def delete_rows(db: Database, adapter: Adapter) -> list[evaluations.Evaluation]:
     with db.conn:
         db["evaluations"].delete_where("adapter_id = ?", [adapter.id])
         votes.forget(db, adapter.base_model, adapter.name)
+        # children keep their own weights and the parent's name; the link to a row goes
+        db.execute("update adapters set parent_id = null where parent_id = ?", [adapter.id])
         db["adapters"].delete(adapter.id)
     return scored
 
@@ -112,4 +156,5 @@ def _decode(row: dict) -> Adapter:
     values = {name: row.get(name) for name in _COLUMNS}
     values["hyperparameters"] = from_json(row.get("hyperparameters"), {})
     values["metrics"] = from_json(row.get("metrics"), {})
+    values["data_source"] = from_json(row.get("data_source"), None)
     return Adapter(**values)

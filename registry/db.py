@@ -296,6 +296,23 @@ def m012_one_status_vocabulary(db: Database) -> None:
     db.execute("update serving_tasks set status = 'queued' where status = 'starting'")
 
 
+@migrations()
+def m013_preference_tuning(db: Database) -> None:
+    # A blind vote keeps what rebuilds the exact prompt each side answered: the role (system prompt,
+    # instruction) and the prompt format, so votes become preference pairs.
+    db["votes"].add_column("first_context", str)  # JSON: {"role": Role.as_dict(), "prompt_format": str}
+    db["votes"].add_column("second_context", str)
+    # Lineage: the adapter a preference (or continued) job started from, the kind of training, and
+    # where its data came from. parent_id is cleared when the parent is deleted; the name stays.
+    db["adapters"].add_column("parent_id", int)
+    db["adapters"].add_column("parent_name", str)
+    db["adapters"].add_column("method", str)  # sft | dpo | orpo | kto (NULL: sft, before m013)
+    db["adapters"].add_column("data_source", str)  # JSON: votes up to id N, a file, self-generated
+    db["adapters"].create_index(["parent_id"])
+    # What a preference job logs besides the loss: reward accuracy and margins per step.
+    db["metrics"].add_column("extra", str)  # JSON
+
+
 def connect(path: Path | None = None) -> Database:
     """Open the registry (creating or upgrading its schema) for use on the calling thread.
 

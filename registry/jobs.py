@@ -8,7 +8,7 @@ from sqlite_utils import Database
 
 from core import texts
 from core.errors import UserError
-from registry.db import now
+from registry.db import from_json, now, to_json
 from registry.runs import ACTIVE, RESUMABLE, RunTable
 
 
@@ -103,10 +103,31 @@ def latest_resumable(db: Database, adapter_name: str) -> Job | None:
     return next((ROWS.decode(row) for row in rows), None)
 
 
-def record_metric(db: Database, job_id: int, step: int, **values) -> None:
+def record_metric(db: Database, job_id: int, step: int, *, extra: dict | None = None, **values) -> None:
+    """One logged step; `extra`: what only some kinds of training log (a preference job's reward
+    accuracy and margins)."""
+    row = {"job_id": job_id, "step": step, "created_at": now(), **values}
+    if extra:
+        row["extra"] = to_json(extra)
     with db.conn:
-        db["metrics"].insert({"job_id": job_id, "step": step, "created_at": now(), **values})
+        db["metrics"].insert(row)
 
 
 def metrics_for(db: Database, job_id: int) -> list[dict]:
-    return list(db["metrics"].rows_where("job_id = ?", [job_id], order_by="step, id"))
+    rows = db["metrics"].rows_where("job_id = ?", [job_id], order_by="step, id")
+    return [{**row, "extra": from_json(row.get("extra"), {})} for row in rows]
+
+
+def needing_parent(db: Database, parent: str) -> list[Job]:
+    """Unfinished jobs (active, or stopped and resumable) that continue from adapter `parent`: its
+    weights are their starting point and their reference, so a resume needs them."""
+    wanted = (*ACTIVE, *RESUMABLE)
+    rows = db["jobs"].rows_where(f"status in ({', '.join('?' * len(wanted))})", list(wanted), order_by="id")
+    return [job for job in map(ROWS.decode, rows) if job.config.get("parent") == parent]
+
+
+def rename_parent(db: Database, old: str, new: str) -> None:
+    """Unfinished jobs that continue from a renamed adapter follow the new name (call inside the
+    renaming transaction)."""
+    for job in needing_parent(db, old):
+        db["jobs"].update(job.id, {"config": to_json({**job.config, "parent": new})})

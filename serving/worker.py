@@ -1,60 +1,25 @@
 """The process of one serving task: `python -m serving.worker ID` (what serving.tasks starts; not for
-people). It does what the task's row describes, through the table of kinds below, and writes how it
-ended: succeeded with the result, failed with the message, cancelled, or stopped (a server)."""
+people). It does what the task's row describes, through the table of kinds below; the supervisor's
+`run_task` writes how it ended: succeeded with the result, failed with the message, cancelled, or
+stopped (a server)."""
 
-import signal
 import sys
 
-from core import errors
-from core.errors import UserError
-from registry import connect
-from registry import tasks as task_rows
 from registry.tasks import Task
 from serving import gguf, hub, merge, server
-
-
-class Stopped(BaseException):
-    """SIGTERM in a task process: unwinds through every cleanup, as KeyboardInterrupt would."""
+from studio import supervisor
 
 
 def run(task_id: int) -> int:
     """The task process: do what the row says, then write how it ended."""
-    db = connect()
-    task = task_rows.get(db, task_id)
-    if task is None:
-        print(f"no task {task_id}", file=sys.stderr)
-        return 2
-
-    def stopped(signum, frame):
-        raise Stopped
-
-    signal.signal(signal.SIGTERM, stopped)
-    try:
-        if task.kind == "server":
-            server.serve_task(db, task)
-            task_rows.finish(db, task_id, "stopped")
-            return 0
-        task_rows.update(db, task.id, status="running")
-        result = EXPORTS[task.kind](db, task, _stage_writer(db, task))
-    except Stopped:
-        task_rows.finish(db, task_id, "stopped" if task.kind == "server" else "cancelled")
-        return 1
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        task_rows.finish(db, task_id, "failed", error=str(error))
-        return 2
-    except Exception as error:  # the whole traceback goes to the task's log; the card gets one line
-        task_rows.finish(db, task_id, "failed", error=f"{type(error).__name__}: {errors.first_line(error)}")
-        raise
-    task_rows.finish(db, task_id, "succeeded", result=result)
-    return 0
+    return supervisor.run_task(task_id, _work)
 
 
-def _stage_writer(db, task: Task):
-    def stage(step: str) -> None:
-        task_rows.update(db, task.id, stage=step)
-
-    return stage
+def _work(db, task: Task, stage):
+    if task.kind == "server":
+        server.serve_task(db, task)
+        return None
+    return EXPORTS[task.kind](db, task, stage)
 
 
 def _merge(db, task: Task, stage) -> dict:

@@ -27,6 +27,10 @@ def register(
     num_examples: int = 0,
     metrics: dict | None = None,
     job_id: int | None = None,
+    parent_id: int | None = None,
+    parent_name: str | None = None,
+    method: str | None = None,
+    data_source: dict | None = None,
 ) -> Adapter:
     """Insert the row for an adapter whose folder is already complete on disk, after refusing a
     folder chat could not serve per request (see engine.adapters)."""
@@ -45,6 +49,10 @@ def register(
             "num_examples": num_examples,
             "metrics": metrics or {},
             "job_id": job_id,
+            "parent_id": parent_id,
+            "parent_name": parent_name,
+            "method": method,
+            "data_source": data_source,
         },
     )
 

@@ -20,6 +20,13 @@ class Round:
     base_model: str
     shown: tuple[str, str]  # the adapter names behind A and B; "" is the base model alone
     answers: tuple[str, str]
+    # what rebuilds the prompt behind each answer: {"role": Role.as_dict(), "prompt_format": str}
+    contexts: tuple[dict, dict] = ({}, {})
+
+
+def context(role, prompt_format: str) -> dict:
+    """What a vote keeps of how one side was asked, so the vote can become a training pair."""
+    return {"role": role.as_dict(), "prompt_format": prompt_format}
 
 
 def contenders(chosen: list[str]) -> tuple[str, str]:
@@ -36,9 +43,9 @@ def record(db, round_: Round, choice: str) -> dict:
     """Store a vote given as the person saw it: "a", "b" or "tie"."""
     if choice not in ("a", "b", "tie"):
         raise ValueError(f"a vote is a, b or tie, not {choice!r}")
-    names, answers = list(round_.shown), list(round_.answers)
+    names, answers, contexts = list(round_.shown), list(round_.answers), list(round_.contexts)
     if names[0] > names[1]:
-        names, answers = names[::-1], answers[::-1]
+        names, answers, contexts = names[::-1], answers[::-1], contexts[::-1]
         choice = {"a": "b", "b": "a"}.get(choice, choice)
     return votes.store(
         db,
@@ -49,6 +56,8 @@ def record(db, round_: Round, choice: str) -> dict:
         prompt=round_.prompt,
         first_answer=answers[0],
         second_answer=answers[1],
+        first_context=contexts[0],
+        second_context=contexts[1],
     )
 
 

@@ -18,7 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import home, texts
+from core import errors, home, texts
+from core.errors import UserError
+from registry import connect
 from registry import jobs as job_rows
 from registry import tasks as task_rows
 from registry.jobs import Job
@@ -42,6 +44,7 @@ class Kind:
     log_path: Callable[[Run], Path]
     staging: Callable[[Run], list[Path]]  # what a run of this kind writes before renaming it into place
     gone: str  # the error of a run whose process vanished
+    serves: bool = False  # runs until asked to stop (an API server): that end is "stopped", not a cancel
 
 
 def job_staging_folder(name: str, job_id: int) -> Path:
@@ -81,13 +84,64 @@ EXPORT_KINDS = ("merge", "gguf", "gguf-lora", "push")
 KINDS = {
     "train": TRAINING,
     **{kind: Kind(**_TASK, staging=_export_staging) for kind in EXPORT_KINDS},
-    "server": Kind(**_TASK, staging=lambda task: []),
+    "server": Kind(**_TASK, staging=lambda task: [], serves=True),
+    # a translator's own mistakes as preference pairs (training/mistakes.py), written whole at the end
+    "mistakes": Kind(
+        **{**_TASK, "worker": "training.mistakes"},
+        staging=lambda task: [staging_file(Path(task.settings["out"]), task.pid)] if task.pid else [],
+    ),
 }
 TABLES = (job_rows.ROWS, task_rows.ROWS)
 
 
 def kind_of(row: Run) -> Kind:
     return KINDS[row.kind]
+
+
+def staging_file(final: Path, pid: int) -> Path:
+    """Where process `pid` writes a file before renaming it to `final`."""
+    return final.with_name(f".tmp-{pid}-{final.name}")
+
+
+class Stopped(BaseException):
+    """SIGTERM in a task's process: unwinds through every cleanup, as KeyboardInterrupt would."""
+
+
+def run_task(task_id: int, work: Callable) -> int:
+    """The body of a task's process (an export, a server, a pair builder): `work(db, task, stage)`
+    does what the row says and returns its result; this writes how it ended: succeeded with the
+    result, failed with the message, cancelled (SIGTERM), or stopped (a server asked to stop)."""
+    db = connect()
+    task = task_rows.get(db, task_id)
+    if task is None:
+        print(f"no task {task_id}", file=sys.stderr)
+        return 2
+
+    def stopped(signum, frame):
+        raise Stopped
+
+    signal.signal(signal.SIGTERM, stopped)
+    serves = kind_of(task).serves
+
+    def stage(step: str) -> None:
+        task_rows.update(db, task.id, stage=step)
+
+    try:
+        if not serves:
+            task_rows.update(db, task.id, status="running")
+        result = work(db, task, stage)
+    except Stopped:
+        task_rows.finish(db, task_id, "stopped" if serves else "cancelled")
+        return 1
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        task_rows.finish(db, task_id, "failed", error=str(error))
+        return 2
+    except Exception as error:  # the whole traceback goes to the task's log; the card gets one line
+        task_rows.finish(db, task_id, "failed", error=f"{type(error).__name__}: {errors.first_line(error)}")
+        raise
+    task_rows.finish(db, task_id, "stopped" if serves else "succeeded", result=None if serves else result)
+    return 0
 
 
 def launch(db, row: Run, *, resume: bool = False, env: dict | None = None) -> Run:

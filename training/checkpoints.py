@@ -25,7 +25,11 @@ from studio import adapters as studio_adapters
 from training import lifecycle
 
 ADAPTER_FILES = (WEIGHTS_FILE, "adapter_config.json")
-HIGHER_IS_BETTER = {"translation": ("bleu", True), "loss": ("loss", False)}
+HIGHER_IS_BETTER = {
+    "translation": ("bleu", True),
+    "loss": ("loss", False),
+    "preference": ("accuracy", True),  # of the implicit reward on held-out pairs (training/preference.py)
+}
 
 log = logging.getLogger("translator.train")
 
@@ -168,7 +172,7 @@ def publish_checkpoint(db, *, adapter_name: str, step: int, new_name: str) -> Ad
 def chart_rows(rows: list[CheckpointScore]) -> tuple[list[dict], list[str]]:
     """One row per scored checkpoint with its step and headline metrics, and those metrics' names,
     for a line chart (BLEU and chrF share a 0-100 axis; a loss is drawn alone)."""
-    metrics = [m for m in ("bleu", "chrf", "loss") if rows and m in rows[0].scores]
+    metrics = [m for m in ("bleu", "chrf", "loss", "accuracy", "margin") if rows and m in rows[0].scores]
     return [{"step": row.step, **{m: round(row.scores[m], 4) for m in metrics}} for row in rows], metrics
 
 

@@ -20,6 +20,17 @@ from engine.formats import FORMATS as PROMPT_FORMATS
 
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 SWITCHES = ("auto", "on", "off")
+# sft: instruction data (input -> output); the others learn from preferences (training/pairs.py)
+METHODS = ("sft", "dpo", "orpo", "kto")
+PREFERENCE_METHODS = METHODS[1:]
+# TRL's loss variants that train on one pair per micro-batch (those that sort a batch or need label
+# smoothing are left out); KTO's two losses
+DPO_LOSSES = (
+    "sigmoid", "ipo", "hinge", "robust", "bco_pair", "sppo_hard", "nca_pair",
+    "apo_zero", "apo_down", "sigmoid_norm", "discopop",
+)  # fmt: skip
+KTO_LOSSES = ("kto", "apo_zero_unpaired")
+LOSSES = {"dpo": DPO_LOSSES, "kto": KTO_LOSSES, "orpo": (), "sft": ()}
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,32 @@ class TrainConfig:
     name: str = _option("", "name of the adapter to publish")
     prompt_format: str = _option(
         "", "yuan, chat_template or plain (default: the base model's)", Rule(choices=("", *PROMPT_FORMATS))
+    )
+    method: str = _option(
+        "sft", "sft (instruction data), or preference tuning on pairs: dpo, orpo, kto", Rule(choices=METHODS)
+    )
+    parent: str = _option(
+        "",
+        "continue this adapter: its LoRA trains further (for DPO and KTO it is also the reference); "
+        "empty: a new LoRA on the base model",
+    )
+    # preference tuning
+    beta: float = _option(
+        0.1,
+        "DPO and KTO: how far the model may move from its reference (higher: less); ORPO: the weight "
+        "of the preference term",
+        Rule(low=0, high=100, low_open=True),
+    )
+    loss_type: str = _option(
+        "",
+        "DPO: sigmoid, ipo, hinge, robust, bco_pair, sppo_hard, nca_pair, apo_zero, apo_down, "
+        "sigmoid_norm, discopop; KTO: kto, apo_zero_unpaired (empty: sigmoid / kto)",
+        Rule(choices=("", *DPO_LOSSES, *KTO_LOSSES)),
+    )
+    max_prompt_length: int = _option(
+        0,
+        "preference records whose prompt is longer are left out (0: max_length alone)",
+        Rule(low=0, high=131072),
     )
     # how much
     epochs: float = _option(
@@ -158,6 +195,16 @@ class TrainConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def prefers(self) -> bool:
+        """Trains on preference data rather than instruction data."""
+        return self.method in PREFERENCE_METHODS
+
+    @property
+    def loss(self) -> str:
+        """The loss variant, the method's own when none was chosen."""
+        return self.loss_type or {"dpo": "sigmoid", "kto": "kto"}.get(self.method, "")
 
 
 SETTINGS = {option.name: option for option in fields(TrainConfig)}

@@ -8,7 +8,7 @@ import csv
 import hashlib
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from core import texts
@@ -29,6 +29,13 @@ class Dataset:
 
 
 def load_dataset(path: str | Path, limit: int | None = None) -> Dataset:
+    path, raw = read_data_file(path)
+    return parse_dataset(raw, path.suffix.lower(), name=path.name, path=path, limit=limit)
+
+
+def read_data_file(path: str | Path) -> tuple[Path, bytes]:
+    """The bytes of a dataset file, after refusing what cannot be one (nothing given, a folder, a
+    missing file, a suffix we do not read)."""
     if not str(path).strip():
         raise UserError(texts.ERR_NO_DATA)
     path = Path(path).expanduser()
@@ -41,12 +48,11 @@ def load_dataset(path: str | Path, limit: int | None = None) -> Dataset:
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise UserError(texts.ERR_DATA_SUFFIX.format(name=path.name, suffix=suffix or texts.NOTHING))
-    raw = path.read_bytes()
-    return parse_dataset(raw, suffix, name=path.name, path=path, limit=limit)
+    return path, path.read_bytes()
 
 
-def parse_dataset(raw: bytes, suffix: str, *, name: str, path: Path | None = None, limit=None) -> Dataset:
-    """Validate bytes already in memory (an upload) exactly as a file on disk."""
+def read_rows(raw: bytes, suffix: str, name: str) -> list:
+    """The rows of a JSON, JSONL or CSV file's bytes (UTF-8), refusing an empty file."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -54,13 +60,19 @@ def parse_dataset(raw: bytes, suffix: str, *, name: str, path: Path | None = Non
     rows = {".json": _json_rows, ".jsonl": _jsonl_rows, ".csv": _csv_rows}[suffix](text, name)
     if not rows:
         raise UserError(texts.ERR_NO_EXAMPLES.format(name=name))
+    return rows
+
+
+def parse_dataset(raw: bytes, suffix: str, *, name: str, path: Path | None = None, limit=None) -> Dataset:
+    """Validate bytes already in memory (an upload) exactly as a file on disk."""
+    rows = read_rows(raw, suffix, name)
     records = [_record(row, number, name) for number, row in enumerate(rows, start=1)]
     if limit is not None and limit < 1:
         raise UserError(texts.ERR_LIMIT.format(limit=limit))
     return Dataset(
         name=name,
         path=Path(path) if path else Path(name),
-        fingerprint=_fingerprint(raw),
+        fingerprint=fingerprint(raw),
         records=records[:limit] if limit else records,
         total_records=len(records),
     )
@@ -71,14 +83,14 @@ def write_jsonl(records: list[dict], path: Path) -> Dataset:
     (same fingerprint), without reading it."""
     raw = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records).encode("utf-8")
     path.write_bytes(raw)
-    return Dataset(path.name, path, _fingerprint(raw), list(records), len(records))
+    return Dataset(path.name, path, fingerprint(raw), list(records), len(records))
 
 
-def _fingerprint(raw: bytes) -> str:
+def fingerprint(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def split_holdout(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, list[dict]]:
+def split_holdout(dataset, fraction: float, seed: int) -> tuple:
     """Keep a reproducible random `fraction` of the examples out of training (same seed, same split,
     so a resumed job trains on exactly the same examples)."""
     import random
@@ -90,7 +102,7 @@ def split_holdout(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset
     held = set(order[: int(len(order) * fraction)])
     kept = [record for index, record in enumerate(dataset.records) if index not in held]
     heldout = [record for index, record in enumerate(dataset.records) if index in held]
-    return Dataset(dataset.name, dataset.path, dataset.fingerprint, kept, dataset.total_records), heldout
+    return replace(dataset, records=kept), heldout
 
 
 def _json_rows(text: str, name: str) -> list:
@@ -180,8 +192,9 @@ def _record(row, number: int, name: str) -> dict:
     return record
 
 
-def save_upload(name: str, data: bytes, folder: Path) -> Path:
-    """Validate an uploaded dataset, then keep it in `folder` under a safe, content-addressed name."""
+def save_upload(name: str, data: bytes, folder: Path, parse=parse_dataset) -> Path:
+    """Validate an uploaded dataset (with `parse`, as a file on disk would be read), then keep it in
+    `folder` under a safe, content-addressed name."""
     import re
 
     suffix = Path(name).suffix.lower()
@@ -193,7 +206,7 @@ def save_upload(name: str, data: bytes, folder: Path) -> Path:
                 name=name, size=f"{len(data) / 1e6:.0f}", limit=MAX_UPLOAD_BYTES // 1_000_000
             )
         )
-    parse_dataset(data, suffix, name=name)
+    parse(data, suffix, name=name)
     stem = re.sub(r"[^\w.-]+", "_", Path(name).stem).strip("._")[:60] or "dataset"
     digest = hashlib.sha256(data).hexdigest()[:12]
     folder.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,12 @@ SIZE_CLASSES = (
     SizeClass(below=1e9, lr=1e-3, epochs=2.0, name="small"),
     SizeClass(below=math.inf, lr=1e-4, epochs=3.0, name="large"),
 )
+# Preference tuning moves a model that already answers well a little: rates an order below SFT's.
+# Large: LLaMA-Factory's LoRA DPO example (5e-6, 3 epochs); small: bench/preference_gain.py.
+PREFERENCE_SIZE_CLASSES = (
+    SizeClass(below=1e9, lr=5e-5, epochs=1.0, name="small"),
+    SizeClass(below=math.inf, lr=5e-6, epochs=3.0, name="large"),
+)
 
 
 @dataclass(frozen=True)
@@ -39,10 +45,11 @@ class Recommendation:
     lr: float
     epochs: float
     parameters: float | None
+    preference: bool = False  # for a preference job (DPO, ORPO, KTO)
 
     @property
     def size_class(self) -> SizeClass:
-        return _size_class(self.parameters)
+        return _size_class(self.parameters, self.preference)
 
     def reason(self) -> str:
         size = (
@@ -50,20 +57,25 @@ class Recommendation:
             if self.parameters is not None
             else texts.DEFAULTS_SIZE_UNKNOWN
         )
-        text = texts.DEFAULTS_SMALL if self.size_class.name == "small" else texts.DEFAULTS_LARGE
+        small = self.size_class.name == "small"
+        if self.preference:
+            text = texts.DEFAULTS_PREFERENCE_SMALL if small else texts.DEFAULTS_PREFERENCE_LARGE
+        else:
+            text = texts.DEFAULTS_SMALL if small else texts.DEFAULTS_LARGE
         return text.format(size=size, lr=f"{self.lr:g}", epochs=f"{self.epochs:g}")
 
 
-def recommend(parameters: float | None) -> Recommendation:
-    """The defaults for a model of this many parameters; an unknown size gets the tutorials'."""
-    chosen = _size_class(parameters)
-    return Recommendation(chosen.lr, chosen.epochs, parameters)
+def recommend(parameters: float | None, preference: bool = False) -> Recommendation:
+    """The defaults for a model of this many parameters; an unknown size gets the large ones."""
+    chosen = _size_class(parameters, preference)
+    return Recommendation(chosen.lr, chosen.epochs, parameters, preference)
 
 
-def _size_class(parameters: float | None) -> SizeClass:
+def _size_class(parameters: float | None, preference: bool = False) -> SizeClass:
+    classes = PREFERENCE_SIZE_CLASSES if preference else SIZE_CLASSES
     if parameters is None:
-        return SIZE_CLASSES[-1]
-    return next(c for c in SIZE_CLASSES if parameters < c.below)
+        return classes[-1]
+    return next(c for c in classes if parameters < c.below)
 
 
 def parameter_count(model_dir: Path) -> int | None:
@@ -96,8 +108,8 @@ def known_parameters(model_id: str) -> float | None:
     return None
 
 
-def for_base(model_id: str) -> Recommendation:
-    return recommend(known_parameters(model_id))
+def for_base(model_id: str, preference: bool = False) -> Recommendation:
+    return recommend(known_parameters(model_id), preference)
 
 
 def resolve(config, model_dir: Path):
@@ -108,7 +120,7 @@ def resolve(config, model_dir: Path):
     if config.lr != BY_SIZE and config.epochs != BY_SIZE:
         return config, None
     parameters = parameter_count(model_dir) or known_parameters(config.base)
-    chosen = recommend(parameters)
+    chosen = recommend(parameters, config.prefers)
     return (
         replace(
             config,

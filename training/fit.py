@@ -42,10 +42,10 @@ def device_for(run: Run) -> str:
 def fit(run: Run):
     """The trained PEFT model and a summary of the training, or (None, None) when cancelled."""
     import torch
-    from peft import LoraConfig, get_peft_model
     from transformers import TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
+    from training import preference
     from training.checkpoints import choose_and_restore
     from training.progress import (
         CheckpointScorer,
@@ -62,40 +62,40 @@ def fit(run: Run):
     model = loading.load_model(
         plan.model_dir, plan.spec, device=device, dtype=dtype, trust_remote_code=config.trust_remote_code
     )
-    targets = lora_targets(model, config.target_modules)
     checkpointing = batching.choose_checkpointing(
         config.gradient_checkpointing, device, model.num_parameters()
     )
-    recipe = batching.choose_recipe(plan.packing, checkpointing)
+    if config.prefers:  # TRL's trainers pad their own batches
+        recipe = batching.Recipe(packing=False, group_by_length=False, gradient_checkpointing=checkpointing)
+    else:
+        recipe = batching.choose_recipe(plan.packing, checkpointing)
     batching.prepare_model(model, recipe)
-    target_logits_only = batching.keeps_target_logits_only(model)
+    target_logits_only = not config.prefers and batching.keeps_target_logits_only(model)
     micro_batch, accumulation = batching.micro_batches(device, config.batch_size, config.grad_accum)
-    lora = LoraConfig(
-        task_type="CAUSAL_LM",
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=targets,
-    )
+    if config.prefers:
+        micro_batch, accumulation = preference.micro_batches(config, micro_batch, accumulation)
     strategy = launchers.strategy_arguments(config.strategy, model)
-    model = get_peft_model(model, lora)
+    model = adapt(model, config, plan)
     trainable, total = model.get_nb_trainable_parameters()
     log.info(
-        "LoRA on %s: %s trainable of %s parameters; %s %s; %s; %d process(es) x %d examples x %d "
+        "%s on %s: %s trainable of %s parameters; %s %s; %s; %d process(es) x %d examples x %d "
         "accumulated = %d examples per step",
-        ",".join(targets),
+        f"LoRA continued from {plan.parent.name!r}" if plan.parent else "LoRA",
+        ",".join(model.peft_config[preference.TRAINED].target_modules),
         f"{trainable:,}",
         f"{total:,}",
         device,
         str(dtype).removeprefix("torch."),
-        recipe.describe(),
+        f"{config.method.upper()} ({config.loss or 'own loss'}, beta {config.beta:g}); {recipe.describe()}"
+        if config.prefers
+        else recipe.describe(),
         world.size,
         micro_batch,
         accumulation,
         world.size * micro_batch * accumulation,
     )
     checkpoints = run.job_dir / "checkpoints"
-    arguments = TrainingArguments(
+    arguments = dict(
         output_dir=str(checkpoints),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
@@ -114,12 +114,10 @@ def fit(run: Run):
         remove_unused_columns=False,
         dataloader_num_workers=0,
         disable_tqdm=True,
-        train_sampling_strategy=batching.sampling_strategy(recipe),
         ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient in every step
         **strategy,
     )
-    collator = batching.collator(plan.tokenizer, recipe)
-    counter = TokenCounter(batching.TargetLogitsOnly(collator) if target_logits_only else collator)
+    counter = TokenCounter(None)
     agreement = StepAgreement(world, counter, run.cancellation)
     progress = RegistryProgress(run.db, run.job_id, agreement) if world.main else None
     scorer = None
@@ -127,14 +125,24 @@ def fit(run: Run):
         scorer = CheckpointScorer(run.db, run.job_id, run.job_dir, plan, run.cancellation)
     # the agreement first: all ranks have saved before rank 0 marks a checkpoint complete
     callbacks = [callback for callback in (agreement, progress, scorer) if callback is not None]
-    trainer = batching.make_trainer(
-        model=model,
-        args=arguments,
-        train_dataset=[{"input_ids": e.input_ids, "labels": e.labels} for e in plan.tokenized.examples],
-        data_collator=counter,
-        compute_loss_func=batching.target_loss if target_logits_only else None,
-        callbacks=callbacks,
-    )
+    if config.prefers:
+        if config.method == "orpo":
+            preference.add_reference(model, plan)
+        # checkpointing is already on in the model (prepare_model); TRL's own default would add it again
+        trainer = preference.make_trainer(
+            model, {**arguments, "gradient_checkpointing": False}, plan, callbacks
+        )
+    else:
+        collator = batching.collator(plan.tokenizer, recipe)
+        trainer = batching.make_trainer(
+            model=model,
+            args=TrainingArguments(**arguments, train_sampling_strategy=batching.sampling_strategy(recipe)),
+            train_dataset=[{"input_ids": e.input_ids, "labels": e.labels} for e in plan.tokenized.examples],
+            data_collator=batching.TargetLogitsOnly(collator) if target_logits_only else collator,
+            compute_loss_func=batching.target_loss if target_logits_only else None,
+            callbacks=callbacks,
+        )
+    counter.collator, trainer.data_collator = trainer.data_collator, counter
     trainer.remove_callback(PrinterCallback)  # our callback logs each step already
     if config.strategy == "fsdp" and not trainer.is_fsdp_enabled:
         raise UserError(texts.ERR_SHARDING_NEEDS_GPUS.format(strategy=config.strategy))
@@ -172,7 +180,24 @@ def fit(run: Run):
     if not world.main:
         return model, summary
     choice = choose_and_restore(run.db, run.job_id, model, final_step=summary["steps"])
+    preference.drop_reference(model)
     return model, {**summary, **(choice.as_metrics() if choice else {}), "recipe": recipe.describe()}
+
+
+def adapt(model, config: TrainConfig, plan: plans.Plan):
+    """The model with the LoRA to train: the parent's, to continue it, or a new one."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if plan.parent is not None:
+        return PeftModel.from_pretrained(model, str(plan.parent.path), is_trainable=True)
+    lora = LoraConfig(
+        task_type="CAUSAL_LM",
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=lora_targets(model, config.target_modules),
+    )
+    return get_peft_model(model, lora)
 
 
 def peak_memory(device: str) -> dict:

@@ -45,7 +45,9 @@ HYPERPARAMETERS = (
     "seed",
     "limit",
     "holdout",
+    "method",
 )
+PREFERENCE_HYPERPARAMETERS = ("beta", "loss_type", "max_prompt_length")
 
 log = logging.getLogger("translator.train")
 
@@ -298,14 +300,22 @@ def _publish(run: Run, model, summary: dict) -> Adapter:
     if final.exists():
         raise UserError(texts.ERR_PUBLISH_RACE.format(folder=final))
     tokenized = plan.tokenized
+    named = HYPERPARAMETERS + (PREFERENCE_HYPERPARAMETERS if config.prefers else ())
+    hyperparameters = {key: getattr(config, key) for key in named}
+    if config.prefers:
+        hyperparameters["loss_type"] = config.loss
     registration = {
         "name": config.name,
         "role": config.role,
         "base_model": config.base,
         "prompt_format": config.prompt_format,
-        "hyperparameters": {key: getattr(config, key) for key in HYPERPARAMETERS},
+        "hyperparameters": hyperparameters,
         "dataset_name": plan.dataset.name,
         "dataset_fingerprint": plan.dataset.fingerprint,
+        "parent_id": plan.parent.id if plan.parent else None,
+        "parent_name": plan.parent.name if plan.parent else None,
+        "method": config.method,
+        "data_source": plan.dataset.source,
         "num_examples": len(tokenized.examples),
         "metrics": {
             **summary,
@@ -346,15 +356,18 @@ def _evaluate_heldout(run: Run, adapter: Adapter, model) -> None:
     and the job still succeeds."""
     from engine.generation import ChatEngine
     from training.data import write_jsonl
-    from training.evaluate import describe, evaluate_with_base
+    from training.evaluate import describe, evaluate, evaluate_with_base
 
     plan = run.plan
     if not plan.heldout or run.config.skip_evaluation:
         return
     try:
         job_rows.update(run.db, run.job_id, status="evaluating")
+        examples = references(plan)
+        if not examples:
+            return
         # a file, so the adapters page can evaluate again on exactly these examples
-        heldout = write_jsonl(plan.heldout, run.job_dir / "heldout.jsonl")
+        heldout = write_jsonl(examples, run.job_dir / "heldout.jsonl")
         run.cancellation.raise_if_requested()
         if model is None:
             engine = ChatEngine(
@@ -370,12 +383,33 @@ def _evaluate_heldout(run: Run, adapter: Adapter, model) -> None:
         rows = evaluate_with_base(
             run.db, adapter_name=run.config.name, data=str(heldout.path), engine=engine, dataset=heldout
         )
-        for who, row in zip((run.config.name, "base model"), rows, strict=True):
-            log.info("held-out evaluation (%d examples), %s:\n%s", len(plan.heldout), who, describe(row))
+        who = [run.config.name, "base model"]
+        parent = adapter_rows.by_id(run.db, plan.parent.id) if plan.parent else None
+        if parent is not None:  # the same sentences, so the card compares child and parent pair by pair
+            row, _ = evaluate(
+                run.db, data=str(heldout.path), adapter_name=parent.name, engine=engine, dataset=heldout
+            )
+            rows.append(row)
+            who.append(f"{parent.name} (parent)")
+        for name, row in zip(who, rows, strict=True):
+            log.info("held-out evaluation (%d examples), %s:\n%s", len(heldout.records), name, describe(row))
     except JobCancelled:
         log.warning("held-out evaluation cancelled; the adapter is published")
     except Exception as error:  # the adapter is fine; only its scores are missing
         log.warning("held-out evaluation failed: %s", errors.first_line(error))
+
+
+def references(plan) -> list[dict]:
+    """The held-out examples as instruction data with a reference answer: a preference job's are
+    its prompts with the preferred answer (a judged answer only when it was judged good)."""
+    if not plan.config.prefers:
+        return plan.heldout
+    preferred = []
+    for record in plan.heldout:
+        answer = record["chosen"] if "chosen" in record else record["completion"] if record["label"] else None
+        if answer is not None:  # the prompt as the instruction: no role instruction is put before it
+            preferred.append({"instruction": record["prompt"], "input": "", "output": answer})
+    return preferred
 
 
 def log_to_rank_file(job_dir: Path, rank: int) -> None:

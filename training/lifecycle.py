@@ -21,15 +21,16 @@ from core import home, texts
 from core.errors import UserError
 from core.names import check_name
 from engine import catalogue, devices
-from engine.adapters import read_metadata
+from engine.adapters import check_folder, lora_settings, read_metadata
 from registry import adapters as adapter_rows
 from registry import jobs as job_rows
+from registry.adapters import Adapter
 from registry.db import to_json
 from registry.jobs import Job
 from studio import supervisor
 from studio.roles import get_role
 from training import launchers, plans
-from training.config import TrainConfig, check_settings
+from training.config import DPO_LOSSES, LOSSES, TrainConfig, check_settings
 
 SAMPLES = {
     "translator": home.PROJECT_ROOT / "data" / "translator_sample.jsonl",
@@ -59,10 +60,14 @@ def check(
     if isinstance(settings, TrainConfig):
         settings = settings.as_dict()
     config = check_settings(settings, f"job {job.id}" if job else "")
+    check_method(config)
     launchers.check_strategy(config.strategy, config.device)
     devices.check_request(config.processes, config.device)
     name = check_name(config.name)
     refuse_taken_name(db, name, job)
+    parent = None
+    if config.parent:
+        parent, config = continue_from(db, config, given=settings)
     role = get_role(db, config.role)
     if not config.data.strip():
         raise UserError(texts.ERR_NO_DATA_CLI)
@@ -70,10 +75,50 @@ def check(
         replace(config, name=name),
         role,
         data_path(config.data, base_dir),
+        parent=plans.parent_ref(parent) if parent else None,
         fingerprint=job.dataset_fingerprint if job else None,
         job_id=job.id if job else None,
         progress=progress,
         tokenizers=tokenizers,
+    )
+
+
+def check_method(config: TrainConfig) -> None:
+    """A loss variant belongs to its method (ORPO has none of its own)."""
+    if config.loss_type and config.loss_type not in LOSSES[config.method]:
+        owner = "DPO" if config.loss_type in DPO_LOSSES else "KTO"
+        choices = ", ".join(LOSSES[config.method]) or texts.NOTHING
+        raise UserError(
+            texts.ERR_LOSS_FOR_METHOD.format(
+                loss=config.loss_type, owner=owner, method=config.method.upper(), choices=choices
+            )
+        )
+
+
+def continue_from(db, config: TrainConfig, *, given: dict) -> tuple[Adapter, TrainConfig]:
+    """The adapter a job continues, and the config with what follows from it: its base model, role
+    and prompt format unless given (a different base or format is refused), and its LoRA's shape."""
+    parent = adapter_rows.require(db, config.parent)
+    folder = check_folder(Path(parent.path), parent.name)
+    if given.get("base") and catalogue.parse_model_id(given["base"]).model_id != parent.base_model:
+        raise UserError(
+            texts.ERR_PARENT_OTHER_BASE.format(
+                name=parent.name, trained=parent.base_model, base=given["base"]
+            )
+        )
+    if given.get("prompt_format") and given["prompt_format"] != parent.prompt_format:
+        raise UserError(
+            texts.ERR_PARENT_OTHER_FORMAT.format(
+                name=parent.name, trained=parent.prompt_format, given=given["prompt_format"]
+            )
+        )
+    role = given.get("role") or parent.role
+    return parent, replace(
+        config,
+        base=parent.base_model,
+        role=role,
+        prompt_format=parent.prompt_format,
+        **lora_settings(folder),
     )
 
 

@@ -1,10 +1,13 @@
 """One plan per job: made once, where the request is checked; stored with the job; loaded and
 verified by every process that runs it.
 
-`make` turns a checked config into a `Plan`: the dataset read and split, the base model resolved,
-the size-based defaults chosen, the prompt format decided and every example tokenised. The tokens
-are cached by what they were made from (dataset fingerprint, limit and split, the tokenizer's files,
-prompt format, role, max length), so a resume, or a second job on the same data, tokenises nothing.
+`make` turns a checked config into a `Plan`: the dataset read and split (instruction data, or
+preference data for a preference job: training/pairs.py), the base model resolved, the size-based
+defaults chosen, the prompt format decided and every example tokenised. The tokens are cached by
+what they were made from (dataset fingerprint, limit and split, the tokenizer's files, prompt format,
+role, max length, method), so a resume, or a second job on the same data, tokenises nothing.
+A job that continues an adapter (its parent) records which weights it started from; every process
+checks they are still those.
 
 `store` writes the plan into the job's folder (`plan.json`, written whole or not at all); `load` is
 what the trainer, the launcher it re-executes as, and each other rank do instead of checking and
@@ -24,12 +27,13 @@ import numpy as np
 from core import home, texts
 from core.errors import UserError
 from engine import catalogue, loading, models
+from engine.adapters import weights_fingerprint
 from engine.roles import Role
-from training import defaults
+from training import defaults, pairs
 from training.batching import choose_packing
 from training.config import TrainConfig
 from training.data import load_dataset, split_holdout
-from training.examples import TokenizedDataset, tokenize_dataset
+from training.examples import TokenizedDataset, TokenizedPairs, tokenize_dataset, tokenize_pairs
 
 PLAN_FILE = "plan.json"
 # Bumped whenever training examples are built differently from the same inputs.
@@ -45,7 +49,7 @@ TOKENIZER_FILES = (
     "chat_template.jinja",
 )
 
-# what a TokenizedDataset holds besides its examples
+# what a TokenizedDataset (or TokenizedPairs) holds besides its examples
 TOKENS_META = ("num_records", "num_truncated", "num_dropped", "max_length")
 
 log = logging.getLogger("translator.train")
@@ -58,6 +62,17 @@ class DataRef:
     name: str
     path: Path
     fingerprint: str
+    source: dict | None = None  # preference data: where it came from (training.pairs.provenance)
+
+
+@dataclass(frozen=True)
+class ParentRef:
+    """The adapter a job continues: its LoRA trains further, and it is a preference job's reference."""
+
+    name: str
+    id: int
+    path: Path
+    fingerprint: str  # of its weights when the plan was made
 
 
 @dataclass(frozen=True)
@@ -71,10 +86,11 @@ class Plan:
     spec: catalogue.ModelSpec
     model_dir: Path
     tokenizer: object
-    tokenized: TokenizedDataset
+    tokenized: TokenizedDataset | TokenizedPairs
     packing: bool
     tokens_key: str  # names the cached tokens (see `tokens_key`)
     by_size: defaults.Recommendation | None = None  # when --lr or --epochs was -1 (by model size)
+    parent: ParentRef | None = None
 
     def job_fields(self) -> dict:
         return {
@@ -95,23 +111,25 @@ def make(
     role: Role,
     data_path: Path,
     *,
+    parent: ParentRef | None = None,
     fingerprint=None,
     job_id=None,
     progress=None,
     tokenizers=None,
 ):
-    """The plan of a checked config. `fingerprint`: the one a resumed job started with (a changed
-    file is refused); `progress(fraction, text)` hears the model's conversion and the tokenising;
+    """The plan of a checked config. `parent`: the adapter it continues (checked by the caller);
+    `fingerprint`: the one a resumed job started with (a changed file is refused);
+    `progress(fraction, text)` hears the model's conversion and the tokenising;
     `tokenizers(model_id)`: a caller's tokenizer of that base, already loaded the same way (the
     training page keeps one per base: loading Gemma's again costs seconds)."""
     spec = catalogue.parse_model_id(config.base)
-    dataset = load_dataset(data_path, limit=config.limit or None)
+    dataset = read_data(config, data_path)
     _refuse_changed(dataset.name, job_id, fingerprint, dataset.fingerprint)
     trained, heldout = split_holdout(dataset, config.holdout, config.seed)
     model_dir = models.resolve_model_dir(spec, progress)
     config, by_size = defaults.resolve(config, model_dir)
     model_type = loading.check_model_folder(model_dir, config.trust_remote_code)
-    packing = choose_packing(config.packing, model_type, config.trust_remote_code)
+    packing = choose_packing(config.packing, model_type, config.trust_remote_code) and not config.prefers
     given = tokenizers(spec.model_id) if tokenizers is not None and not config.trust_remote_code else None
     tokenizer = given or loading.load_tokenizer(model_dir, spec, config.trust_remote_code)
     prompt_format = (
@@ -123,10 +141,44 @@ def make(
     key = tokens_key(config, role, dataset.fingerprint, model_dir)
     tokenized = read_tokens(key)
     if tokenized is None:
-        tokenized = tokenize_dataset(trained, tokenizer, prompt_format, role, config.max_length, progress)
+        tokenized = tokenize(config, role, trained, tokenizer, progress)
         write_tokens(key, tokenized)
-    data = DataRef(dataset.name, dataset.path, dataset.fingerprint)
-    return Plan(config, role, data, heldout, spec, model_dir, tokenizer, tokenized, packing, key, by_size)
+    source = dataset.source if config.prefers else None
+    data = DataRef(dataset.name, dataset.path, dataset.fingerprint, source)
+    return Plan(
+        config, role, data, heldout, spec, model_dir, tokenizer, tokenized, packing, key, by_size, parent
+    )
+
+
+def read_data(config: TrainConfig, path: Path):
+    """The job's data: instruction data, or preference data of the kind its method learns from."""
+    if not config.prefers:
+        return load_dataset(path, limit=config.limit or None)
+    data = pairs.load(path, limit=config.limit or None)
+    if data.kind == pairs.UNPAIRED and config.method != "kto":
+        raise UserError(texts.ERR_METHOD_NEEDS_PAIRS.format(method=config.method.upper(), name=data.name))
+    return data
+
+
+def tokenize(config: TrainConfig, role: Role, trained, tokenizer, progress=None):
+    if not config.prefers:
+        return tokenize_dataset(trained, tokenizer, config.prompt_format, role, config.max_length, progress)
+    records = pairs.unpaired(trained.records) if config.method == "kto" else trained.records
+    return tokenize_pairs(
+        records,
+        trained.name,
+        tokenizer,
+        config.prompt_format,
+        role,
+        config.max_length,
+        config.max_prompt_length,
+        progress,
+    )
+
+
+def parent_ref(adapter) -> ParentRef:
+    """What a plan records of the adapter a job continues (registry.adapters.Adapter)."""
+    return ParentRef(adapter.name, adapter.id, Path(adapter.path), weights_fingerprint(Path(adapter.path)))
 
 
 def store(plan: Plan, job_dir: Path) -> Path:
@@ -138,7 +190,9 @@ def store(plan: Plan, job_dir: Path) -> Path:
             "name": plan.dataset.name,
             "path": str(plan.dataset.path),
             "fingerprint": plan.dataset.fingerprint,
+            "source": plan.dataset.source,
         },
+        "parent": _parent_fields(plan.parent),
         "heldout": plan.heldout,
         "model_dir": str(plan.model_dir),
         "packing": plan.packing,
@@ -152,8 +206,9 @@ def store(plan: Plan, job_dir: Path) -> Path:
 
 
 def load(job_dir: Path, job_id: int, **overrides) -> Plan:
-    """The plan this job was checked with, verified: its dataset file unchanged, its tokens those it
-    names (made again, once, if the cache was cleared or the tokenizer's files changed since)."""
+    """The plan this job was checked with, verified: its dataset file unchanged, the adapter it
+    continues unchanged, its tokens those it names (made again, once, if the cache was cleared or
+    the tokenizer's files changed since)."""
     path = Path(job_dir) / PLAN_FILE
     if not path.is_file():
         raise UserError(texts.ERR_NO_PLAN.format(job=job_id, path=path))
@@ -161,22 +216,53 @@ def load(job_dir: Path, job_id: int, **overrides) -> Plan:
     config = replace(TrainConfig(**stored["config"]), **overrides, job_id=job_id)
     role = Role.from_dict(stored["role"])
     data = DataRef(
-        stored["dataset"]["name"], Path(stored["dataset"]["path"]), stored["dataset"]["fingerprint"]
+        stored["dataset"]["name"],
+        Path(stored["dataset"]["path"]),
+        stored["dataset"]["fingerprint"],
+        stored["dataset"].get("source"),
     )
     _refuse_changed(data.name, job_id, data.fingerprint, file_fingerprint(data.path))
+    parent = _parent_from(stored.get("parent"))
+    check_parent(parent, job_id)
     spec, model_dir = catalogue.parse_model_id(config.base), Path(stored["model_dir"])
     tokenizer = loading.load_tokenizer(model_dir, spec, config.trust_remote_code)
     key = tokens_key(config, role, data.fingerprint, model_dir)
     tokenized = read_tokens(key) if key == stored["tokens_key"] else None
     if tokenized is None:
         log.info("the cached tokens of job %s are gone or stale: tokenising %s again", job_id, data.name)
-        dataset = load_dataset(data.path, limit=config.limit or None)
-        trained, _ = split_holdout(dataset, config.holdout, config.seed)
-        tokenized = tokenize_dataset(trained, tokenizer, config.prompt_format, role, config.max_length)
+        trained, _ = split_holdout(read_data(config, data.path), config.holdout, config.seed)
+        tokenized = tokenize(config, role, trained, tokenizer)
         write_tokens(key, tokenized)
     heldout, packing = stored["heldout"], stored["packing"]
     by_size = defaults.Recommendation(**stored["by_size"]) if stored["by_size"] else None
-    return Plan(config, role, data, heldout, spec, model_dir, tokenizer, tokenized, packing, key, by_size)
+    return Plan(
+        config, role, data, heldout, spec, model_dir, tokenizer, tokenized, packing, key, by_size, parent
+    )
+
+
+def check_parent(parent: ParentRef | None, job_id) -> None:
+    """The adapter a job continues still holds the weights the job started from."""
+    if parent is None:
+        return
+    weights = parent.path / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise UserError(texts.ERR_PARENT_GONE.format(name=parent.name, job=job_id))
+    if weights_fingerprint(parent.path) != parent.fingerprint:
+        raise UserError(texts.ERR_PARENT_CHANGED.format(name=parent.name, job=job_id))
+
+
+def _parent_fields(parent: ParentRef | None) -> dict | None:
+    if parent is None:
+        return None
+    return {"name": parent.name, "id": parent.id, "path": str(parent.path), "fingerprint": parent.fingerprint}
+
+
+def _parent_from(stored: dict | None) -> ParentRef | None:
+    return (
+        None
+        if not stored
+        else ParentRef(stored["name"], stored["id"], Path(stored["path"]), stored["fingerprint"])
+    )
 
 
 def tokens_key(config: TrainConfig, role: Role, data_fingerprint: str, model_dir: Path) -> str:
@@ -192,6 +278,8 @@ def tokens_key(config: TrainConfig, role: Role, data_fingerprint: str, model_dir
         "role": role.as_dict(),
         "max_length": config.max_length,
     }
+    if config.prefers:  # instruction data's keys stay as they were before preference tuning
+        inputs.update(method=config.method, max_prompt_length=config.max_prompt_length)
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:24]
 
 
@@ -212,14 +300,16 @@ def file_fingerprint(path: Path) -> str:
         raise UserError(texts.ERR_DATA_MISSING.format(path=path)) from None
 
 
-def read_tokens(key: str) -> TokenizedDataset | None:
+def read_tokens(key: str) -> TokenizedDataset | TokenizedPairs | None:
     path = home.tokenized_cache_dir() / f"{key}.npz"
     if not path.is_file():
         return None
-    from engine.formats import TrainingExample
-
     with np.load(path, allow_pickle=False) as arrays:
         meta = json.loads(str(arrays["meta"]))
+        if "prompt_ids" in arrays:
+            return _read_pairs(arrays, meta)
+        from engine.formats import TrainingExample
+
         ids, labels = arrays["input_ids"].tolist(), arrays["labels"].tolist()
         lengths, prompts, fulls = (
             arrays[name].tolist() for name in ("lengths", "prompt_lengths", "full_lengths")
@@ -235,17 +325,49 @@ def read_tokens(key: str) -> TokenizedDataset | None:
     return TokenizedDataset(examples, **meta)
 
 
-def write_tokens(key: str, tokenized: TokenizedDataset) -> None:
+def _read_pairs(arrays, meta: dict) -> TokenizedPairs:
+    from engine.formats import PreferenceExample
+
+    parts = {name: _split(arrays[name], arrays[f"{name}_lengths"]) for name in PAIR_PARTS}
+    labels = arrays["labels"].tolist()
+    examples = [
+        PreferenceExample(prompt, chosen, rejected, None if label < 0 else bool(label), full)
+        for prompt, chosen, rejected, label, full in zip(
+            *(parts[name] for name in PAIR_PARTS), labels, arrays["full_lengths"].tolist(), strict=True
+        )
+    ]
+    return TokenizedPairs(examples, **meta)
+
+
+PAIR_PARTS = ("prompt_ids", "chosen_ids", "rejected_ids")
+
+
+def _split(flat, lengths) -> list[list[int]]:
+    flat, pieces, start = flat.tolist(), [], 0
+    for length in lengths.tolist():
+        pieces.append(flat[start : start + length])
+        start += length
+    return pieces
+
+
+def write_tokens(key: str, tokenized: TokenizedDataset | TokenizedPairs) -> None:
     examples = tokenized.examples
     meta = {name: getattr(tokenized, name) for name in TOKENS_META}
-    arrays = {
-        "input_ids": np.fromiter((t for e in examples for t in e.input_ids), dtype=np.int64),
-        "labels": np.fromiter((t for e in examples for t in e.labels), dtype=np.int64),
-        "lengths": np.array([len(e.input_ids) for e in examples], dtype=np.int64),
-        "prompt_lengths": np.array([e.prompt_length for e in examples], dtype=np.int64),
-        "full_lengths": np.array([e.full_length for e in examples], dtype=np.int64),
-        "meta": np.array(json.dumps(meta)),
-    }
+    if isinstance(tokenized, TokenizedPairs):
+        arrays = {"labels": np.array([-1 if e.label is None else int(e.label) for e in examples])}
+        for name in PAIR_PARTS:
+            arrays[name] = np.fromiter((t for e in examples for t in getattr(e, name)), dtype=np.int64)
+            arrays[f"{name}_lengths"] = np.array([len(getattr(e, name)) for e in examples], dtype=np.int64)
+        arrays["full_lengths"] = np.array([e.full_length for e in examples], dtype=np.int64)
+    else:
+        arrays = {
+            "input_ids": np.fromiter((t for e in examples for t in e.input_ids), dtype=np.int64),
+            "labels": np.fromiter((t for e in examples for t in e.labels), dtype=np.int64),
+            "lengths": np.array([len(e.input_ids) for e in examples], dtype=np.int64),
+            "prompt_lengths": np.array([e.prompt_length for e in examples], dtype=np.int64),
+            "full_lengths": np.array([e.full_length for e in examples], dtype=np.int64),
+        }
+    arrays["meta"] = np.array(json.dumps(meta))
     path = home.tokenized_cache_dir() / f"{key}.npz"
     staging = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     try:

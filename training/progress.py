@@ -14,7 +14,7 @@ from transformers import TrainerCallback
 from registry import checkpoints as checkpoint_rows
 from registry import connect
 from registry import jobs as job_rows
-from training import distributed
+from training import distributed, preference
 from training.cancellation import Cancellation
 from training.checkpoints import keep_weights
 
@@ -26,15 +26,23 @@ log = logging.getLogger("translator.train")
 
 
 class TokenCounter:
-    """The tutorials' collator, counting the real (unpadded) tokens that go through it."""
+    """A trainer's collator, counting the real (unpadded) tokens that go through it."""
 
     def __init__(self, collator):
         self.collator = collator
         self.tokens = 0
 
     def __call__(self, features):
-        self.tokens += sum(len(feature["input_ids"]) for feature in features)
+        self.tokens += sum(map(_tokens, features))
         return self.collator(features)
+
+
+def _tokens(feature: dict) -> int:
+    """An example's tokens; a preference example is read once per answer, its prompt each time."""
+    if "input_ids" in feature:
+        return len(feature["input_ids"])
+    answers = [feature[key] for key in ("chosen_ids", "rejected_ids", "completion_ids") if key in feature]
+    return sum(len(feature["prompt_ids"]) + len(answer) for answer in answers)
 
 
 class StepAgreement(TrainerCallback):
@@ -129,7 +137,12 @@ class RegistryProgress(TrainerCallback):
             "tokens_per_second": tokens_per_second,
         }
         job_rows.record_metric(
-            self.db, self.job_id, state.global_step, grad_norm=_number(logs.get("grad_norm")), **values
+            self.db,
+            self.job_id,
+            state.global_step,
+            grad_norm=_number(logs.get("grad_norm")),
+            extra=preference.logged(logs),
+            **values,
         )
         job_rows.heartbeat(self.db, self.job_id, step=state.global_step, eta_seconds=eta, **values)
         log.info(
@@ -175,7 +188,7 @@ class CheckpointScorer(TrainerCallback):
             return
         weights = keep_weights(checkpoint, self.job_dir, step)
         try:
-            scored = self._score(model)
+            kind, scores, signature = self._score(model)
         except _ScoringStopped:
             log.info("scoring checkpoint %d stopped by a cancel", step)
             return
@@ -186,10 +199,10 @@ class CheckpointScorer(TrainerCallback):
             job_id=self.job_id,
             step=step,
             epoch=epoch,
-            kind=self.plan.role.metric,
-            scores=scored.scores,
+            kind=kind,
+            scores=scores,
             num_examples=len(self.records),
-            signature=scored.signature,
+            signature=signature,
             weights_path=str(weights),
         )
         job_rows.heartbeat(self.db, self.job_id)
@@ -200,22 +213,31 @@ class CheckpointScorer(TrainerCallback):
             ", ".join(f"{key} {value:.4g}" for key, value in row.scores.items()),
         )
 
-    def _score(self, model):
+    def _score(self, model) -> tuple[str, dict, str]:
+        """(kind, scores, signature): a preference job's held-out rewards, else the role's metric."""
         from engine.generation import ChatEngine
         from training.evaluate import score_records
 
         plan = self.plan
-        engine, adapter = ChatEngine.around_training(
-            model, plan.tokenizer, plan.spec, plan.model_dir, plan.config.prompt_format
-        )
 
         def stop_if_cancelled(_done: int) -> None:
             if self.cancellation.requested.is_set():
                 raise _ScoringStopped
 
-        return score_records(
+        if plan.config.prefers:
+            scores = preference.score(model, plan, self.records, stop=stop_if_cancelled)
+            reference = plan.parent.name if plan.parent else "the base model"
+            signature = (
+                f"implicit reward beta*(log p - log p_ref), beta {plan.config.beta:g}, reference {reference}"
+            )
+            return "preference", scores, signature
+        engine, adapter = ChatEngine.around_training(
+            model, plan.tokenizer, plan.spec, plan.model_dir, plan.config.prompt_format
+        )
+        scored = score_records(
             engine, self.records, role=plan.role, adapter=adapter, progress=stop_if_cancelled, predict=False
         )
+        return plan.role.metric, scored.scores, scored.signature
 
 
 class Heartbeat:

@@ -42,16 +42,19 @@ def compare(db, engine, choice: Choice) -> None:
         st.warning(texts.TYPE_SOMETHING)
     elif submitted and blind_test:
         shown = blind.draw_order(*blind.contenders(chosen))
-        answers = []
+        answers, contexts = [], []
         for column, label, name in zip(st.columns(2), "AB", shown, strict=True):
             with column:
                 st.markdown(f"**{texts.BLIND_ANSWER.format(label=label)}**")
                 contender = next((a for a in usable if a.name == name), None)
-                stream = engine.stream(
-                    prompt, role=answering_role(db, contender, role), adapter=contender, decoding=decoding
-                )
+                contender_role = answering_role(db, contender, role)
+                stream = engine.stream(prompt, role=contender_role, adapter=contender, decoding=decoding)
                 answers.append(common.show_user_error(st.write_stream, stream) or "")
-        st.session_state["blind-round"] = blind.Round(prompt, base_model, shown, tuple(answers))
+                prompt_format = (contender.prompt_format if contender else "") or engine.prompt_format
+                contexts.append(blind.context(contender_role, prompt_format))
+        st.session_state["blind-round"] = blind.Round(
+            prompt, base_model, shown, tuple(answers), tuple(contexts)
+        )
         st.session_state.pop("blind-voted", None)
         st.rerun()
     elif submitted:
