@@ -702,6 +702,10 @@ _TEXTS = dict(
         "损失 {loss!r} 属于 {owner}，不适用于 {method}：可选 {choices}。",
         "The loss {loss!r} belongs to {owner}, not {method}: choose one of {choices}.",
     ),
+    ERR_LOSS_NONE=(
+        "{method} 没有可选的损失变体（{loss!r} 不适用）：损失类型请留空。",
+        "{method} has no loss variants ({loss!r} is not one of its): leave the loss type empty.",
+    ),
     ERR_PARENT_OTHER_BASE=(
         "{name} 是在 {trained} 上训练的，不能在 {base} 上继续：基座请选 {trained}（或留空）。",
         "{name} was trained on {trained}, so it cannot continue on {base}: choose {trained} as the base "
@@ -837,6 +841,20 @@ _TEXTS = dict(
     ERR_NO_SUCH_ADAPTER=(
         "登记表里没有名为 {name!r} 的适配器（已有：{known}）。",
         "No adapter named {name!r} in the registry (known: {known}).",
+    ),
+    ERR_PARENT_IN_USE=(
+        "适配器 {name} 正被任务 {jobs} 用作起点和参考模型：等它结束（或取消）后再删除。",
+        "The adapter {name} is the starting point and reference of job {jobs}: delete it once that job "
+        "has ended (or cancel it).",
+    ),
+    DELETE_KEEPS_CHILDREN=(
+        "在 {name} 之上训练的 {children} 会照常工作（它们的权重是完整的），血统里 {name} 显示为已删除。",
+        "{children}, trained on top of {name}, keep working (their weights are whole); their lineage "
+        "will show {name} as deleted.",
+    ),
+    DELETE_ENDS_RESUMES=(
+        "已停止的任务 {jobs} 从 {name} 继续，删除后将无法恢复。",
+        "The stopped job {jobs} continues from {name}: it could no longer be resumed.",
     ),
     ERR_SAME_NAME=(
         "适配器已经叫 {name!r}：请输入另一个名称。",

@@ -10,7 +10,9 @@ from core import texts
 from core.errors import UserError
 from engine.adapters import check_folder
 from registry import adapters as adapter_rows
+from registry import jobs as job_rows
 from registry.adapters import Adapter
+from studio import supervisor
 
 
 def register(
@@ -75,11 +77,36 @@ def rename(db: Database, old: str, new: str) -> Adapter:
     return adapter_rows.get(db, new)
 
 
+def deletion_consequences(db: Database, adapter: Adapter) -> list[str]:
+    """What deleting this adapter would do beyond itself, in the reader's language: its children
+    keep working (their weights are whole) and show it as deleted in their lineage; a stopped job
+    that continues from it could no longer resume."""
+    said = []
+    children = adapter_rows.children(db, adapter)
+    if children:
+        said.append(
+            texts.DELETE_KEEPS_CHILDREN.format(
+                name=adapter.name, children=", ".join(c.name for c in children)
+            )
+        )
+    stopped = [job for job in job_rows.needing_parent(db, adapter.name) if job.status not in job_rows.ACTIVE]
+    if stopped:
+        jobs = ", ".join(f"#{job.id} {job.adapter_name}" for job in stopped)
+        said.append(texts.DELETE_ENDS_RESUMES.format(name=adapter.name, jobs=jobs))
+    return said
+
+
 def delete(db: Database, name: str) -> Adapter:
     """Remove the adapter with its evaluations, their prediction files, its blind votes and its folder,
     all or nothing: the folder is first moved aside (one rename), then the rows go in one
-    transaction; if that fails the folder is moved back. Only then are the files removed."""
+    transaction; if that fails the folder is moved back. Only then are the files removed. Refused
+    while a job that continues from it is queued or running: the adapter is its reference."""
     adapter = adapter_rows.require(db, name)
+    supervisor.reconcile(db)
+    running = [job for job in job_rows.needing_parent(db, name) if job.status in job_rows.ACTIVE]
+    if running:
+        jobs = ", ".join(f"#{job.id} {job.adapter_name} ({texts.STATUS[job.status]})" for job in running)
+        raise UserError(texts.ERR_PARENT_IN_USE.format(name=name, jobs=jobs))
     folder = Path(adapter.path)
     trash = folder.with_name(f".deleted-{folder.name}-{adapter.id}")
     moved = folder.is_dir() and not trash.exists()

@@ -39,6 +39,7 @@ def test_schema_is_created_with_wal_foreign_keys_and_recorded_migrations(db, hom
         "m010_job_devices",
         "m011_one_active_job_per_name",
         "m012_one_status_vocabulary",
+        "m013_preference_tuning",
     ]
     again = connect()  # reopening applies nothing twice
     assert [row["name"] for row in again["_sqlite_migrations"].rows] == applied

@@ -86,11 +86,14 @@ def check(
 def check_method(config: TrainConfig) -> None:
     """A loss variant belongs to its method (ORPO has none of its own)."""
     if config.loss_type and config.loss_type not in LOSSES[config.method]:
+        method = config.method.upper()
+        if not LOSSES[config.method]:
+            raise UserError(texts.ERR_LOSS_NONE.format(loss=config.loss_type, method=method))
         owner = "DPO" if config.loss_type in DPO_LOSSES else "KTO"
-        choices = ", ".join(LOSSES[config.method]) or texts.NOTHING
+        choices = ", ".join(LOSSES[config.method])
         raise UserError(
             texts.ERR_LOSS_FOR_METHOD.format(
-                loss=config.loss_type, owner=owner, method=config.method.upper(), choices=choices
+                loss=config.loss_type, owner=owner, method=method, choices=choices
             )
         )
 
