@@ -69,6 +69,7 @@ _TEXTS = dict(
     PAGE_TRAIN=("训练", "Train"),
     PAGE_ADAPTERS=("适配器", "Adapters"),
     PAGE_ROLES=("角色", "Roles"),
+    PAGE_PREFERENCES=("偏好训练", "Preferences"),
     LOADING_BASE=("正在加载基座模型…", "Loading the base model…"),
     BASE_MODEL_SETTING=("环境变量 TRANSLATOR_BASE_MODEL 无效：{error}", "TRANSLATOR_BASE_MODEL: {error}"),
     # --- chat ---------------------------------------------------------------------------------------
@@ -235,6 +236,9 @@ _TEXTS = dict(
         "lora_dropout": ("LoRA dropout", "LoRA dropout"),
         "max_length": ("最大长度（token）", "Max length (tokens)"),
         "save_steps": ("每 N 步保存（0：每轮）", "Save every N steps (0: every epoch)"),
+        "beta": ("beta（离参考模型多远）", "beta (how far from the reference)"),
+        "max_prompt_length": ("提示最大长度（0：不单独限制）", "Max prompt length (0: no limit of its own)"),
+        "holdout": ("留出比例（用来评分）", "Held-out fraction (for scoring)"),
     },
     ADAPTER_NAME=("适配器名称", "Adapter name"),
     START=("🚀 开始训练", "🚀 Start training"),
@@ -735,6 +739,113 @@ _TEXTS = dict(
         "{name} translated all {total} examples as their references (or not at all): no mistakes to "
         "learn from.",
     ),
+    # --- preference page ------------------------------------------------------------------------
+    PREFERENCE_TITLE=("偏好训练：DPO、ORPO、KTO", "Preference tuning: DPO, ORPO, KTO"),
+    PREFERENCE_INTRO=(
+        "监督微调教模型照着参考答案说；偏好训练给它同一个提示的两个回答，告诉它哪个更好，"
+        "让它更常说出好的那个。通常在一个监督微调过的适配器上继续：它的 LoRA 接着训练，"
+        "它自己的冻结副本作参考模型，内存里不会多一份基座。",
+        "Supervised tuning teaches a model to say the reference answer; preference tuning shows it two "
+        "answers to one prompt, says which is better, and makes the better one more likely. It usually "
+        "continues an SFT adapter: its LoRA trains on, and a frozen copy of it is the reference model, "
+        "so no second base model is loaded.",
+    ),
+    START_FROM=("从哪里开始", "Start from"),
+    FROM_BASE=("基座模型（新的 LoRA）", "The base model (a new LoRA)"),
+    START_FROM_CAPTION=(
+        "继续 {name}：基座 {base}，角色 {role}，提示格式 {format}，LoRA r={r}。",
+        "Continues {name}: base {base}, role {role}, prompt format {format}, LoRA r={r}.",
+    ),
+    PREFERENCE_SOURCE=("偏好数据来源", "Preference data from"),
+    PREFERENCE_SOURCES={
+        "votes": ("盲测投票", "Blind votes"),
+        "mistakes": ("它自己的翻译错误", "Its own translation mistakes"),
+        "sample": ("示例偏好对", "Bundled sample pairs"),
+        "path": ("本地路径", "Path on disk"),
+        "upload": ("上传", "Upload"),
+    },
+    VOTES_FOUND=(
+        "基座 {base} 上角色 {role} 的 {pairs} 个盲测投票可用（截至投票 #{up_to}）：胜者的回答为选中，另一个为拒绝。",
+        "{pairs} blind votes on {base} in the role {role} are usable (up to vote #{up_to}): the winner's "
+        "answer is chosen, the other rejected.",
+    ),
+    VOTES_SKIPPED={
+        "tie": ("平局 {count}", "{count} ties"),
+        "no_context": ("没有记录角色的旧投票 {count}", "{count} older votes without their role"),
+        "roles_differ": ("两边角色不同 {count}", "{count} answered in two different roles"),
+        "other_role": ("其他角色 {count}", "{count} in another role"),
+        "empty": ("空回答 {count}", "{count} with an empty answer"),
+        "same": ("两边回答相同 {count}", "{count} with the same answer on both sides"),
+    },
+    VOTES_NOT_USED=("未使用：{reasons}。", "Not used: {reasons}."),
+    MISTAKES_NEED_PARENT=(
+        "先在上面选一个翻译适配器：错误来自它自己的翻译。",
+        "Choose a translator adapter above first: the mistakes are its own translations.",
+    ),
+    MISTAKES_DATA=("带参考译文的数据（input/output）", "Data with reference translations (input/output)"),
+    MISTAKES_LIMIT=("只用前 N 条（0：全部）", "Only the first N (0: all)"),
+    MISTAKES_BUILD=("🔎 翻译并收集错误", "🔎 Translate and collect mistakes"),
+    MISTAKES_EXPLAINED=(
+        "{name} 贪心翻译每个样本；译文与参考不同时，参考为选中、它的译文为拒绝。在后台运行，关掉页面也不停。",
+        "{name} translates each example greedily; wherever its output differs from the reference, the "
+        "reference is chosen and its output rejected. Runs in the background; closing the tab does not stop it.",
+    ),
+    MISTAKES_TASK=("任务 #{id} · {status} · {stage}", "Task #{id} · {status} · {stage}"),
+    PAIRS_PREVIEW=("预览 · {name} · {count} 条{kind}", "Preview · {name} · {count} {kind}"),
+    PAIRS_COUNTS=(
+        "{kept} 条进入训练（{tokens} 个 token），{truncated} 条回答在 max_length {max_length} 处被截断，"
+        "{dropped} 条因提示过长被丢弃。",
+        "{kept} go into training ({tokens} tokens); {truncated} have an answer cut at max_length "
+        "{max_length}; {dropped} are dropped because the prompt alone is too long.",
+    ),
+    PAIR_PROMPT=("提示（模型看到的样子）", "Prompt (as the model sees it)"),
+    PAIR_CHOSEN=("✅ 选中的回答", "✅ Chosen"),
+    PAIR_REJECTED=("❌ 被拒绝的回答", "❌ Rejected"),
+    PAIR_DESIRABLE=("👍 好的回答", "👍 Desirable answer"),
+    PAIR_UNDESIRABLE=("👎 不好的回答", "👎 Undesirable answer"),
+    PAIRS_DOWNLOAD=("⬇️ 导出 JSONL（TRL 对话格式）", "⬇️ Export JSONL (TRL's conversational format)"),
+    PREFERENCE_SETTINGS=("方法与超参数", "Method and hyperparameters"),
+    METHOD=("方法", "Method"),
+    METHODS={
+        "dpo": ("DPO：直接从成对偏好学习", "DPO: learns from pairs directly"),
+        "orpo": ("ORPO：监督损失加几率比，不用参考模型", "ORPO: SFT loss plus odds ratio, no reference"),
+        "kto": ("KTO：每个回答单独评判好坏", "KTO: each answer judged good or bad"),
+    },
+    LOSS_TYPE=("损失变体", "Loss variant"),
+    LOSS_DEFAULT=("默认（{loss}）", "default ({loss})"),
+    PREFERENCE_START=("🚀 开始偏好训练", "🚀 Start preference tuning"),
+    REWARD_CHART=(
+        "训练中的隐式奖励：选中、拒绝及其差距",
+        "Implicit rewards while training: chosen, rejected and their margin",
+    ),
+    REWARD_AXIS=("奖励", "reward"),
+    REWARD_SERIES={
+        "rewards/chosen": ("选中", "chosen"),
+        "rewards/rejected": ("拒绝", "rejected"),
+        "rewards/margins": ("差距", "margin"),
+    },
+    COMPARE_WITH_PARENT=("⇄ 与父适配器 {parent} 对比", "⇄ Compare with its parent {parent}"),
+    PREFERENCE_FROM_HERE=("🎯 在它上面做偏好训练", "🎯 Preference-tune it"),
+    LINEAGE=("谱系：基座 → 每一步训练", "Lineage: base → each training step"),
+    LINEAGE_COLUMNS={
+        "adapter": ("适配器", "Adapter"),
+        "training": ("训练方式", "Training"),
+        "data": ("数据", "Data"),
+        "score": ("留出集成绩", "Held-out score"),
+        "evaluation": ("最新评测", "Newest evaluation"),
+    },
+    LINEAGE_DELETED=("{name}（已删除）", "{name} (deleted)"),
+    TRAINING_KINDS={
+        "base": ("基座模型", "base model"),
+        "sft": ("监督微调", "SFT"),
+        "dpo": ("DPO 偏好", "DPO"),
+        "orpo": ("ORPO 偏好", "ORPO"),
+        "kto": ("KTO 偏好", "KTO"),
+    },
+    DATA_FROM_VOTES=("投票至 #{up_to}（{records} 对）", "votes up to #{up_to} ({records} pairs)"),
+    DATA_FROM_MISTAKES=("{adapter} 的错误（{records} 对）", "mistakes of {adapter} ({records} pairs)"),
+    DATA_FROM_FILE=("文件 {file}（{records} 条）", "file {file} ({records} records)"),
+    DATA_FROM_SFT=("{name} [{fingerprint}]", "{name} [{fingerprint}]"),
     # --- errors: jobs -------------------------------------------------------------------------------
     ERR_NO_PLAN=(
         "任务 {job} 没有保存的训练计划（{path}）：它来自旧版本，请从训练页重新开始或用 --resume 继续。",

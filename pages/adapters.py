@@ -24,6 +24,7 @@ for adapter in rows:
     with st.expander(f"{name} · {adapter.role} · {adapter.base_model}"):
         if not adapter_rows.folder_is_present(adapter):
             st.warning(texts.FOLDER_MISSING.format(path=adapter.path))
+        adapter_card.lineage_section(db, adapter)
         st.caption(texts.SETTINGS_AND_METRICS)
         st.json({**adapter.hyperparameters, **adapter.metrics}, expanded=False)
         if adapter.job_id:

@@ -30,6 +30,8 @@ else:
         texts.ENGINE_CAPTION.format(model=engine.base_model_id, device=engine.device, dtype=dtype_name)
     )
     modes = ["chat", "compare"] + (["translate"] if choice.role.metric == "translation" else [])
+if choice.source != "remote":
+    compare.follow_compare_link(choice)
 if st.session_state.get("mode") not in modes:
     st.session_state["mode"] = "chat"
 mode = st.segmented_control(texts.MODE, modes, format_func=texts.MODES.get, required=True, key="mode")

@@ -123,3 +123,79 @@ def delete(db: Database, name: str) -> Adapter:
             Path(evaluation.predictions_path).unlink(missing_ok=True)
     shutil.rmtree(trash if moved else folder, ignore_errors=True)
     return adapter
+
+
+# --- lineage --------------------------------------------------------------------------------------
+
+
+def describe_data(adapter: Adapter) -> str:
+    """What an adapter was trained on, as its lineage says it: votes up to #N, an adapter's own
+    mistakes, a file; for supervised tuning, the dataset and its fingerprint."""
+    source = adapter.data_source or {}
+    records = source.get("records", adapter.num_examples)
+    if source.get("kind") == "votes":
+        return texts.DATA_FROM_VOTES.format(up_to=source.get("up_to_vote"), records=records)
+    if source.get("kind") == "mistakes":
+        return texts.DATA_FROM_MISTAKES.format(adapter=source.get("adapter"), records=records)
+    if source.get("kind") == "file":
+        return texts.DATA_FROM_FILE.format(file=source.get("file"), records=records)
+    return texts.DATA_FROM_SFT.format(
+        name=adapter.dataset_name or "–", fingerprint=adapter.dataset_fingerprint
+    )
+
+
+def held_out_score(adapter: Adapter) -> str:
+    """The score its checkpoint was chosen by (held-out accuracy, BLEU or loss), or its final loss."""
+    metrics = adapter.metrics
+    if isinstance(metrics.get("chosen_score"), int | float):
+        return f"{metrics['chosen_by']} {metrics['chosen_score']:.3g} @ {metrics.get('checkpoint_step')}"
+    if isinstance(metrics.get("final_loss"), int | float):
+        return f"loss {metrics['final_loss']:.3g}"
+    return "–"
+
+
+def newest_evaluation(db: Database, adapter: Adapter) -> str:
+    from registry import evaluations
+
+    found = evaluations.for_adapter(db, adapter.id)
+    if not found:
+        return "–"
+    newest = found[0]
+    scores = newest.scores
+    shown = "  ".join(f"{key} {scores[key]:.2f}" for key in ("bleu", "chrf", "loss") if key in scores)
+    return f"{shown} · {newest.dataset_name} ({newest.num_examples})"
+
+
+def lineage_table(db: Database, adapter: Adapter) -> list[dict]:
+    """The chain base → each training step → this adapter, one row each (texts.LINEAGE_COLUMNS):
+    how it was trained, on what, and its scores. A deleted ancestor is named as deleted."""
+    column = texts.LINEAGE_COLUMNS
+    chain = adapter_rows.lineage(db, adapter)
+    rows = [
+        {
+            column["adapter"]: adapter.base_model,
+            column["training"]: texts.TRAINING_KINDS["base"],
+            column["data"]: "–",
+            column["score"]: "–",
+            column["evaluation"]: "–",
+        }
+    ]
+    for step in chain:
+        if isinstance(step, str):
+            rows.append(
+                {
+                    **dict.fromkeys(column.values(), "–"),
+                    column["adapter"]: texts.LINEAGE_DELETED.format(name=step),
+                }
+            )
+            continue
+        rows.append(
+            {
+                column["adapter"]: step.name,
+                column["training"]: texts.TRAINING_KINDS.get(step.kind_of_training, step.kind_of_training),
+                column["data"]: describe_data(step),
+                column["score"]: held_out_score(step),
+                column["evaluation"]: newest_evaluation(db, step),
+            }
+        )
+    return rows

@@ -175,11 +175,13 @@ def test_the_paired_bootstrap_tells_a_real_gain_from_chance(tmp_path):
         bleu.system > bleu.baseline and bleu.significant and bleu.p_value < 0.05 and bleu.verdict == "better"
     )
     assert bleu.system_ci > 0 and comparisons["chrf"].significant
+    assert 0 < bleu.difference_low < bleu.difference < bleu.difference_high  # the gain's own interval
     assert "bs:1000" in signature and "tok:zh" in signature
     tie, _ = paired_bootstrap(references, good, good)
     assert not tie["bleu"].significant and tie["bleu"].verdict == "unclear"
+    assert tie["bleu"].difference_low == tie["bleu"].difference_high == 0
     worse, _ = paired_bootstrap(references, poor, good)
-    assert worse["bleu"].verdict == "worse"
+    assert worse["bleu"].verdict == "worse" and worse["bleu"].difference_high < 0
 
     def write(name, outputs, refs=references):
         path = tmp_path / name

@@ -153,11 +153,13 @@ def _other_language_in(shown: list[str], language: str) -> list[str]:
 def _without_data(text: str) -> str:
     """The text less what people and datasets wrote (the bundled samples are EN→ZH pairs)."""
     from engine.roles import BUILTIN_ROLES
+    from training import pairs
     from training.data import load_dataset
-    from training.lifecycle import SAMPLES
+    from training.lifecycle import PREFERENCE_SAMPLES, SAMPLES
 
     rows = [row for path in SAMPLES.values() for row in load_dataset(path).records]
-    written = [*NOT_INTERFACE, *(value for row in rows for value in row.values())]
+    rows += [row for path in PREFERENCE_SAMPLES.values() for row in pairs.load(path).records]
+    written = [*NOT_INTERFACE, *(value for row in rows for value in row.values() if isinstance(value, str))]
     written += [role.system_prompt for role in BUILTIN_ROLES.values()]
     for data in sorted(filter(None, written), key=len, reverse=True):
         text = text.replace(data, "")
@@ -165,7 +167,9 @@ def _without_data(text: str) -> str:
 
 
 @pytest.mark.parametrize("language", texts.LANGUAGES)
-@pytest.mark.parametrize("page", ["pages/chat.py", "pages/train.py", "pages/adapters.py", "pages/roles.py"])
+@pytest.mark.parametrize(
+    "page", ["pages/chat.py", "pages/train.py", "pages/adapters.py", "pages/roles.py", "pages/preferences.py"]
+)
 def test_each_page_renders_whole_in_each_language(app_env, page, language):  # noqa: F811
     from streamlit.testing.v1 import AppTest
 
@@ -181,8 +185,15 @@ def test_each_page_renders_whole_in_each_language(app_env, page, language):  # n
             "pages/train.py": texts.TRAIN_TITLE,
             "pages/adapters.py": texts.ADAPTERS_TITLE,
             "pages/roles.py": texts.ROLES_TITLE,
+            "pages/preferences.py": texts.PREFERENCE_TITLE,
         }[page]
-        links = [texts.PAGE_CHAT, texts.PAGE_TRAIN, texts.PAGE_ADAPTERS, texts.PAGE_ROLES]
+        links = [
+            texts.PAGE_CHAT,
+            texts.PAGE_TRAIN,
+            texts.PAGE_ADAPTERS,
+            texts.PAGE_PREFERENCES,
+            texts.PAGE_ROLES,
+        ]
     assert title in shown, f"{title!r} not on {page}"
     assert all(link in shown for link in links), links
     assert not _other_language_in(shown, language), _other_language_in(shown, language)

@@ -36,6 +36,7 @@ SAMPLES = {
     "translator": home.PROJECT_ROOT / "data" / "translator_sample.jsonl",
     "persona": home.PROJECT_ROOT / "data" / "persona_sample.json",
 }
+PREFERENCE_SAMPLES = {"translator": home.PROJECT_ROOT / "data" / "translator_pairs.jsonl"}
 # One click, on the built-in model and the bundled sample: ≤ 3 minutes on 2 CPU cores.
 DEMO = TrainConfig(
     base=catalogue.CHINESE_BUILTIN,

@@ -325,7 +325,3 @@ def save_votes(db, base_model: str, role_name: str, folder: Path) -> tuple[Prefe
     digest = fingerprint(to_jsonl(pairs.records))
     name = f"votes-{role_name or 'all'}-upto{pairs.up_to}-{digest}.jsonl"
     return write_jsonl(pairs.records, Path(folder) / name), pairs
-
-
-def count_kinds(records: list[dict]) -> Counter:
-    return Counter(PAIRED if "chosen" in r else UNPAIRED for r in records)

@@ -1,11 +1,12 @@
-"""What the training page shows before a job starts: rows, the first example as the model sees it,
-and how long the examples are against max_length."""
+"""What the training and preference pages show before a job starts: rows, the first example as the
+model sees it, and how long the examples are against max_length."""
 
 from dataclasses import dataclass
 
 from engine import formats
 from engine.roles import Role
 from training.data import Dataset
+from training.examples import TokenizedPairs
 
 
 @dataclass(frozen=True)
@@ -20,14 +21,18 @@ class Preview:
         return sum(length > self.max_length for length in self.lengths)
 
     def histogram(self, bins: int = 12) -> dict[str, int]:
-        """Counts per length range, ordered, for a bar chart."""
-        top = max(max(self.lengths), self.max_length)
-        width = max(1, -(-top // bins))
-        counts = {}
-        for start in range(0, top + 1, width):
-            label = f"{start:>4}-{start + width - 1}"
-            counts[label] = sum(start <= length < start + width for length in self.lengths)
-        return counts
+        return histogram(self.lengths, self.max_length, bins)
+
+
+def histogram(lengths: list[int], max_length: int, bins: int = 12) -> dict[str, int]:
+    """Counts per length range, ordered, for a bar chart."""
+    top = max(max(lengths, default=0), max_length)
+    width = max(1, -(-top // bins))
+    counts = {}
+    for start in range(0, top + 1, width):
+        label = f"{start:>4}-{start + width - 1}"
+        counts[label] = sum(start <= length < start + width for length in lengths)
+    return counts
 
 
 def preview(dataset: Dataset, tokenizer, prompt_format: str, role: Role, max_length: int) -> Preview:
@@ -43,4 +48,51 @@ def preview(dataset: Dataset, tokenizer, prompt_format: str, role: Role, max_len
         first_target=tokenizer.decode(target_ids),
         lengths=lengths,
         max_length=max_length,
+    )
+
+
+@dataclass(frozen=True)
+class PairPreview:
+    """Preference records as a preference job will read them (training.examples.tokenize_pairs)."""
+
+    records: list[dict]  # as trained: a KTO job reads pairs as two judged answers each
+    pairs: TokenizedPairs
+    first_prompt: str  # decoded, special tokens included
+    first_chosen: str  # the chosen answer, or the judged one
+    first_rejected: str  # "" for a judged answer
+    first_label: bool | None  # a judged answer's verdict
+
+    @property
+    def lengths(self) -> list[int]:
+        return [example.full_length for example in self.pairs.examples]
+
+    def histogram(self, bins: int = 12) -> dict[str, int]:
+        return histogram(self.lengths, self.pairs.max_length, bins)
+
+
+def preference_preview(
+    records: list[dict],
+    tokenizer,
+    prompt_format: str,
+    role: Role,
+    *,
+    method: str,
+    max_length: int,
+    max_prompt_length: int = 0,
+) -> PairPreview:
+    """The first record as the model sees it, with counts of what max_length keeps, cuts and drops.
+    Raises UserError (as the job would) when nothing fits."""
+    from training.examples import tokenize_pairs
+    from training.pairs import unpaired
+
+    read = unpaired(records) if method == "kto" else records
+    tokenized = tokenize_pairs(read, "preview", tokenizer, prompt_format, role, max_length, max_prompt_length)
+    first = tokenized.examples[0]
+    return PairPreview(
+        records=read,
+        pairs=tokenized,
+        first_prompt=tokenizer.decode(first.prompt_ids),
+        first_chosen=tokenizer.decode(first.chosen_ids),
+        first_rejected=tokenizer.decode(first.rejected_ids) if first.rejected_ids else "",
+        first_label=first.label,
     )

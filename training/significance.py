@@ -27,6 +27,12 @@ class Comparison:
     baseline: float
     baseline_ci: float
     p_value: float  # of a difference this large arising by chance
+    difference_low: float = 0.0  # the 95% interval of system - baseline over the same resamples
+    difference_high: float = 0.0
+
+    @property
+    def difference(self) -> float:
+        return self.system - self.baseline
 
     @property
     def significant(self) -> bool:
@@ -61,6 +67,7 @@ def paired_bootstrap(
     comparisons = {}
     for name, metric in _METRIC_NAMES.items():
         base, mine = results[name]
+        low, high = _difference_interval(test.metrics[name], references, system, baseline)
         comparisons[metric] = Comparison(
             metric=metric,
             system=float(mine.score),
@@ -68,9 +75,29 @@ def paired_bootstrap(
             baseline=float(base.score),
             baseline_ci=float(base.ci),
             p_value=float(mine.p_value),
+            difference_low=low,
+            difference_high=high,
         )
     signature = " | ".join(f"{name} {signatures[name]}" for name in _METRIC_NAMES)
     return comparisons, signature
+
+
+def _difference_interval(metric, references, system, baseline) -> tuple[float, float]:
+    """The 95% interval of the difference, on the resamples sacrebleu's test draws (same seed and
+    indices): the test gives each system's interval and a p-value, not the gain's interval."""
+    import os
+
+    import numpy as np
+
+    seed = int(os.environ.get("SACREBLEU_SEED", "12345"))
+    indices = np.random.default_rng(seed).choice(len(system), size=(RESAMPLES, len(system)), replace=True)
+    scores = []
+    for hypotheses in (system, baseline):
+        stats = np.array(metric._extract_corpus_statistics(hypotheses, [references]), dtype="float32")
+        scores.append(np.array([metric._compute_score_from_stats(s.sum(0)).score for s in stats[indices]]))
+    differences = np.sort(scores[0] - scores[1])
+    edge = RESAMPLES // 40  # sacrebleu's own 95% bounds (estimate_ci)
+    return float(differences[edge]), float(differences[RESAMPLES - edge - 1])
 
 
 def compare_prediction_files(system_file: Path, baseline_file: Path) -> tuple[dict[str, Comparison], str]:

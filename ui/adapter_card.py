@@ -62,6 +62,29 @@ def checkpoint_section(db, adapter: Adapter) -> None:
                 st.rerun()
 
 
+def lineage_section(db, adapter: Adapter) -> None:
+    """The chain base → each training step → this adapter, with each step's data and scores; one
+    click compares it with its parent, another preference-tunes it."""
+    st.caption(texts.LINEAGE)
+    table = studio_adapters.lineage_table(db, adapter)
+    column = texts.LINEAGE_COLUMNS
+    st.markdown(" → ".join(f"**{row[column['adapter']]}** ({row[column['training']]})" for row in table))
+    st.dataframe(table, hide_index=True, width="stretch")
+    links = st.columns(2)
+    parent = adapter_rows.by_id(db, adapter.parent_id)
+    if parent is not None:
+        with links[0]:
+            st.page_link(
+                "pages/chat.py",
+                label=texts.COMPARE_WITH_PARENT.format(parent=parent.name),
+                query_params={"adapter": adapter.name, "compare": parent.name},
+            )
+    with links[1]:
+        st.page_link(
+            "pages/preferences.py", label=texts.PREFERENCE_FROM_HERE, query_params={"parent": adapter.name}
+        )
+
+
 def when(timestamp: float | None) -> str:
     return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M") if timestamp else "–"
 
@@ -130,6 +153,9 @@ def manage_section(db, adapter: Adapter, role_names: list[str]) -> None:
             st.rerun()
     with delete_col:
         confirmed = st.checkbox(texts.DELETE_CONFIRM, key=f"confirm-{name}")
+        if confirmed:
+            for consequence in studio_adapters.deletion_consequences(db, adapter):
+                st.warning(consequence)
         if st.button(texts.DELETE, key=f"delete-{name}", disabled=not confirmed, type="primary"):
             if common.show_user_error(studio_adapters.delete, db, name):
                 st.rerun()

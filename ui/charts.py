@@ -18,6 +18,23 @@ def loss_curve(metrics: list[dict], height: int = 180) -> None:
     st.line_chart(points, x="step", y="loss", x_label=texts.STEP_AXIS, y_label=texts.LOSS_AXIS, height=height)
 
 
+def rewards(metrics: list[dict], height: int = 180) -> None:
+    """A preference job's implicit rewards per logged step (TRL's rewards/chosen, /rejected, /margins)."""
+    series = texts.REWARD_SERIES
+    points = [
+        {"step": row["step"], **{series[key]: row["extra"][key] for key in series if key in row["extra"]}}
+        for row in metrics
+        if any(key in row.get("extra", {}) for key in series)
+    ]
+    if not points:
+        return
+    st.caption(texts.REWARD_CHART)
+    shown = [name for name in series.values() if any(name in point for point in points)]
+    st.line_chart(
+        points, x="step", y=shown, x_label=texts.STEP_AXIS, y_label=texts.REWARD_AXIS, height=height
+    )
+
+
 def length_histogram(counts: dict[str, int], height: int = 160) -> None:
     st.caption(texts.LENGTHS)
     rows = [{"range": label, "count": count} for label, count in counts.items()]

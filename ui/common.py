@@ -26,6 +26,7 @@ PAGES = (
     ("pages/chat.py", "PAGE_CHAT", "💬", None),
     ("pages/train.py", "PAGE_TRAIN", "🏋️", "train"),
     ("pages/adapters.py", "PAGE_ADAPTERS", "🗂️", "adapters"),
+    ("pages/preferences.py", "PAGE_PREFERENCES", "🎯", "preferences"),
     ("pages/roles.py", "PAGE_ROLES", "🎭", "roles"),
 )
 _entry_run = threading.local()  # each session's script runs in its own thread

@@ -11,13 +11,39 @@ from ui import common
 from ui.chat_sidebar import Choice
 
 
+def follow_compare_link(choice: Choice) -> None:
+    """?compare=NAME (the "compare with parent" links of the adapter card and the job panel): compare
+    mode, the sidebar's adapter against NAME. Followed once; then the page is the user's."""
+    wanted = st.query_params.get("compare")
+    if wanted is None:
+        return
+    del st.query_params["compare"]
+    if choice.adapter is not None and wanted in {a.name for a in choice.usable}:
+        st.session_state["mode"] = "compare"
+        st.session_state["compare-with"] = [choice.adapter.name, wanted]
+
+
 def compare(db, engine, choice: Choice) -> None:
     usable, role, decoding, base_model = choice.usable, choice.role, choice.decoding, choice.base_model
     others = [a.name for a in usable]
     if not others:
         st.info(texts.NO_ADAPTER_FOR_BASE)
+    child = choice.adapter
+    if child is not None and child.parent_name in others:
+        pair = [child.name, child.parent_name]
+        st.button(
+            texts.COMPARE_WITH_PARENT.format(parent=child.parent_name),
+            key="compare-parent",
+            on_click=lambda: st.session_state.update({"compare-with": pair}),
+        )
+    if st.session_state.get("compare-with") is not None:  # set by a link or the button above
+        st.session_state["compare-with"] = [n for n in st.session_state["compare-with"] if n in others]
     chosen = st.multiselect(
-        texts.COMPARE_WITH, others, default=others[:1], max_selections=2, key="compare-with"
+        texts.COMPARE_WITH,
+        others,
+        default=None if "compare-with" in st.session_state else others[:1],
+        max_selections=2,
+        key="compare-with",
     )
     blind_test = st.toggle(texts.BLIND, help=texts.BLIND_HELP, key="blind", disabled=not chosen)
     examples = [e for a in usable if a.name in chosen for e in evaluation_examples(db, a)]

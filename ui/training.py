@@ -93,13 +93,21 @@ def job_panel(job_id: int, started_as: str) -> None:
         strict=True,
     ):
         column.metric(label, value)
-    charts.loss_curve(job_rows.metrics_for(db, job_id), height=180)
+    metrics = job_rows.metrics_for(db, job_id)
+    charts.loss_curve(metrics, height=180)
+    charts.rewards(metrics, height=180)
     charts.checkpoint_scores(checkpoint_rows.for_job(db, job_id), height=240)
     if view.failed_with:
         st.error(view.failed_with)
     if view.succeeded:
         st.success(texts.ADAPTER_READY.format(name=job.adapter_name))
         st.page_link("pages/chat.py", label=texts.GO_CHAT, query_params={"adapter": job.adapter_name})
+        if parent := job.config.get("parent"):
+            st.page_link(
+                "pages/chat.py",
+                label=texts.COMPARE_WITH_PARENT.format(parent=parent),
+                query_params={"adapter": job.adapter_name, "compare": parent},
+            )
     buttons = st.columns(2)
     if view.active and buttons[0].button(texts.CANCEL, key=f"cancel-{job_id}"):
         lifecycle.cancel(db, job_id)

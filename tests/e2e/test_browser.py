@@ -10,7 +10,7 @@ from engine import catalogue
 from engine.roles import TRANSLATOR
 from registry import adapters, connect, conversations, jobs
 from tests.conftest import make_adapter, register_adapter
-from tests.e2e.conftest import assert_no_traceback, open_page, wait_idle
+from tests.e2e.conftest import assert_no_traceback, open_page, stop_trainers, wait_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -123,7 +123,10 @@ def our_navigation(page) -> list[str]:
 def assert_our_navigation(page, context: str = "") -> None:
     """Only our pages, never Streamlit's listing of every file in pages/."""
     links = our_navigation(page)
-    assert [link.split()[-1] for link in links] == ["Chat", "Train", "Adapters", "Roles"], (links, context)
+    assert [link.split()[-1] for link in links] == ["Chat", "Train", "Adapters", "Preferences", "Roles"], (
+        links,
+        context,
+    )
     assert page.get_by_test_id("stSidebarNav").count() == 0
 
 
@@ -154,7 +157,7 @@ def test_0_a_fresh_server_shows_only_our_pages_from_the_first_moment(browser, tm
             settled = f"{path}: sidebar {sidebar}; server log: {fresh.log_tail()}"
             assert page.get_by_role("heading", name=title).count() == 1, settled
             assert_our_navigation(page, settled)
-            raw = {"common", "texts", "chat", "train", "adapters", "roles"}
+            raw = {"common", "texts", "chat", "train", "adapters", "roles", "preferences"}
             assert not any(line.strip() in raw for text in seen for line in text.splitlines()), seen
             page.context.close()
     finally:
@@ -312,7 +315,13 @@ def test_f_the_language_switch_turns_every_page_into_the_other_language(browser,
         for language in ("zh", "en"):
             sidebar.get_by_text(texts.LANGUAGE_NAMES[language], exact=True).click()
             with texts.in_language(language):
-                titles = [texts.BASE_MODEL, texts.TRAIN_TITLE, texts.ADAPTERS_TITLE, texts.ROLES_TITLE]
+                titles = [
+                    texts.BASE_MODEL,
+                    texts.TRAIN_TITLE,
+                    texts.ADAPTERS_TITLE,
+                    texts.PREFERENCE_TITLE,
+                    texts.ROLES_TITLE,
+                ]
                 _poll(lambda: our_navigation(page)[0].endswith(texts.PAGE_CHAT), 60, f"the {language} links")
             for number, title in enumerate(titles):
                 sidebar.get_by_test_id("stPageLink-NavLink").nth(number).click()
@@ -324,3 +333,85 @@ def test_f_the_language_switch_turns_every_page_into_the_other_language(browser,
         sidebar.get_by_text(texts.LANGUAGE_NAMES["en"], exact=True).click()  # the next tests read English
         wait_idle(page)
         page.context.close()
+
+
+def test_g_votes_on_a_persona_train_a_child_that_keeps_its_lineage(browser, tmp_path, tiny_model_dir):
+    """Six blind votes on a persona adapter, the preference data built from them, a DPO job started
+    from the page and watched to the end, and the child on the adapters page with its lineage and
+    a one-click comparison with its parent. A server of its own: its only adapter is the persona."""
+    from studio.roles import get_role
+    from tests.e2e.conftest import StreamlitServer
+    from training import pairs
+
+    db = connect(tmp_path / "registry.db")
+    base = f"local:{tiny_model_dir}"
+    register_adapter(
+        db, "huan", make_adapter(tiny_model_dir, tmp_path / "adapters" / "huan", 21), base, "persona"
+    )
+    env = {**os.environ, "TRANSLATOR_HOME": str(tmp_path), "TRANSLATOR_BASE_MODEL": str(tiny_model_dir)}
+    fresh = StreamlitServer(tmp_path, env, tmp_path / "streamlit.log").start()
+    try:
+        page = open_page(browser, f"{fresh.url}/?adapter=huan")
+        sidebar = page.get_by_test_id("stSidebar")
+        sidebar.get_by_text(texts.DECODING).click()
+        tokens = sidebar.get_by_label(texts.MAX_NEW_TOKENS)
+        tokens.fill("12")
+        tokens.press("Tab")
+        wait_idle(page)
+        page.get_by_text(texts.MODES["compare"], exact=True).click()
+        wait_idle(page)
+        page.get_by_test_id("stCheckbox").filter(has_text=texts.BLIND).click()
+        wait_idle(page)
+        for number in range(6):
+            page.get_by_label(texts.COMPARE_PROMPT).fill(f"皇上今日可好？第{number + 1}问")
+            page.get_by_role("button", name=texts.COMPARE_RUN).click()
+            vote = texts.VOTE_A if number % 2 else texts.VOTE_B
+            _poll(lambda vote=vote: page.get_by_role("button", name=vote).count(), 60, f"vote {number + 1}")
+            wait_idle(page)  # a click while the round's rerun still draws the page can be lost
+            page.get_by_role("button", name=vote).click()
+            _poll(lambda n=number: db["votes"].count == n + 1, 30, f"vote {number + 1} stored")
+            wait_idle(page)
+        found = pairs.from_votes(db, base, "persona")
+        assert len(found.records) + sum(found.skipped.values()) == 6 and found.records, found.skipped
+        first_context = next(iter(db["votes"].rows))["first_context"]
+        assert get_role(db, "persona").system_prompt in first_context, (
+            "each vote keeps the role it was asked in"
+        )
+
+        page.goto(f"{fresh.url}/preferences?parent=huan")
+        wait_idle(page)
+        assert_our_navigation(page)
+        found_text = texts.VOTES_FOUND.format(pairs=len(found.records), base=base, role="persona", up_to=6)
+        _poll(lambda: page.get_by_text(found_text).count(), 30, "the pairs built from the votes")
+        assert page.get_by_text(texts.PAIR_CHOSEN).count() and page.get_by_text(texts.PAIR_REJECTED).count()
+        labels = texts.SETTING_LABELS
+        for label, value in ((labels["max_steps"], 2), (labels["batch_size"], 1), (labels["grad_accum"], 1)):
+            field = page.get_by_label(label)
+            field.fill(str(value))
+            field.press("Tab")
+            wait_idle(page)
+        page.get_by_role("button", name=texts.PREFERENCE_START).click()
+        _wait_for_job_panel(page, "huan-dpo", "succeeded", 300)
+        child = adapters.get(db, "huan-dpo")
+        assert (child.parent_name, child.method, child.data_source["kind"]) == ("huan", "dpo", "votes")
+        assert child.data_source["up_to_vote"] == 6 and child.role == "persona"
+
+        page.goto(f"{fresh.url}/adapters")
+        wait_idle(page)
+        page.get_by_text(f"huan-dpo · persona · {base}").click()
+        chain = (
+            f"{base} ({texts.TRAINING_KINDS['base']}) → huan ({texts.TRAINING_KINDS['sft']}) → huan-dpo (DPO)"
+        )
+        _poll(lambda: page.get_by_text(chain).count(), 30, "the lineage chain on the card")
+        page.get_by_role("link", name=texts.COMPARE_WITH_PARENT.format(parent="huan")).click()
+        wait_idle(page)
+        chosen = page.get_by_test_id("stMultiSelect").first
+        _poll(
+            lambda: "huan-dpo" in chosen.inner_text() and "huan\n" in chosen.inner_text() + "\n", 30, "both"
+        )
+        assert page.get_by_role("button", name=texts.COMPARE_WITH_PARENT.format(parent="huan")).count() == 1
+        page.context.close()
+    finally:
+        fresh.stop()
+        stop_trainers(tmp_path)
+    assert_no_traceback(fresh)
