@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -111,7 +112,7 @@ def main() -> int:
         mistakes = ["--adapter", PARENT, "--data", PARAMED / "train.jsonl", "--batch-size", args.batch_size]
         mistakes += ["--limit", args.limit] if args.limit else []
         done, mistakes_s = run("training.mistakes", *mistakes)
-        pairs_file = next(w for w in done.stdout.split() if w.endswith(".jsonl"))
+        pairs_file = re.search(r"(/\S+\.jsonl)", done.stdout).group(1)
         pair_count = sum(1 for line in Path(pairs_file).read_text(encoding="utf-8").splitlines() if line)
         print(f"  {pair_count} pairs in {mistakes_s:.0f} s: {pairs_file}", flush=True)
         print("parent on dev ...", flush=True)

@@ -219,7 +219,10 @@ def preview_section(db, chosen: ChosenPairs, start: StartingPoint, form: dict) -
     """The first record as the model sees it, what max_length keeps, cuts and drops, the length
     histogram, the first rows, and the export as JSONL."""
     role = get_role(db, start.role_name)
-    tokenizer, base_format = training_sections.tokenizer_for(start.base)
+    loading = st.empty()  # the base's first load draws a progress bar; it goes once loaded
+    with loading.container():
+        tokenizer, base_format = training_sections.tokenizer_for(start.base)
+    loading.empty()
     shown = common.show_user_error(
         preference_preview,
         chosen.records,
