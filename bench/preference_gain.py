@@ -141,19 +141,16 @@ def main() -> int:
         "| variant | lr | epochs | beta | train | held-out pref. acc. | parent BLEU | child BLEU "
         "| ΔBLEU [95%] | p | parent chrF | child chrF | ΔchrF [95%] | p |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for text, child, train_s, tested in rows:
         bleu, chrf = tested["bleu"], tested["chrf"]
         hp = child.hyperparameters
-        metrics = child.metrics
-        accuracy = metrics.get("chosen_score") if metrics.get("chosen_by") == "accuracy" else None
         cells = [
             text,
             f"{hp.get('lr', 0):g}",
             f"{hp.get('epochs', 0):g}",
             f"{hp.get('beta', 0):g}",
             f"{train_s / 60:.1f} min" if train_s else "reused",
-            f"{accuracy:.2f}" if isinstance(accuracy, float) else "–",
         ]
         for score in (bleu, chrf):
             cells += [
