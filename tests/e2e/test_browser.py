@@ -362,14 +362,26 @@ def test_g_votes_on_a_persona_train_a_child_that_keeps_its_lineage(browser, tmp_
         wait_idle(page)
         page.get_by_test_id("stCheckbox").filter(has_text=texts.BLIND).click()
         wait_idle(page)
+        reveals = [
+            texts.BLIND_REVEAL.format(a=a, b=b)
+            for a, b in ((texts.BASE_ONLY, "huan"), ("huan", texts.BASE_ONLY))
+        ]
+
+        def revealed() -> bool:
+            return any(page.get_by_text(reveal).count() for reveal in reveals)
+
+        def vote_buttons() -> int:
+            return page.get_by_role("button", name=texts.VOTE_A).count()
+
         for number in range(6):
             page.get_by_label(texts.COMPARE_PROMPT).fill(f"皇上今日可好？第{number + 1}问")
             page.get_by_role("button", name=texts.COMPARE_RUN).click()
-            vote = texts.VOTE_A if number % 2 else texts.VOTE_B
-            _poll(lambda vote=vote: page.get_by_role("button", name=vote).count(), 60, f"vote {number + 1}")
-            wait_idle(page)  # a click while the round's rerun still draws the page can be lost
-            page.get_by_role("button", name=vote).click()
+            # the new round is on screen once its buttons show and the last round's reveal has gone
+            _poll(lambda: vote_buttons() and not revealed(), 60, f"round {number + 1}")
+            wait_idle(page)
+            page.get_by_role("button", name=texts.VOTE_A if number % 2 else texts.VOTE_B).click()
             _poll(lambda n=number: db["votes"].count == n + 1, 30, f"vote {number + 1} stored")
+            _poll(lambda: revealed() and not vote_buttons(), 30, f"the names after vote {number + 1}")
             wait_idle(page)
         found = pairs.from_votes(db, base, "persona")
         assert len(found.records) + sum(found.skipped.values()) == 6 and found.records, found.skipped
