@@ -115,20 +115,31 @@ def test_the_sample_pairs_preview_for_kto_as_judged_answers_and_dpo_refuses_judg
     ]
 
 
-def test_the_card_shows_the_lineage_and_says_what_deleting_the_parent_does(app_env, home, tiny_model_dir):  # noqa: F811
-    med = adapters.get(app_env, "med-zh")
-    child_folder = make_adapter(tiny_model_dir, home / "adapters" / "med-zh-dpo", 5)
-    studio_adapters.register(
-        app_env,
+def _register_dpo_child(db, folder, tiny_model_dir, seed: int, **fields):
+    """med-zh-dpo, a registered DPO child of med-zh."""
+    med = adapters.get(db, "med-zh")
+    return studio_adapters.register(
+        db,
         name="med-zh-dpo",
         role="translator",
         base_model=med.base_model,
         prompt_format=med.prompt_format,
-        path=child_folder,
+        path=make_adapter(tiny_model_dir, folder, seed),
         hyperparameters={"lora_r": 4},
         parent_id=med.id,
         parent_name="med-zh",
         method="dpo",
+        **fields,
+    )
+
+
+def test_the_card_shows_the_lineage_and_says_what_deleting_the_parent_does(app_env, home, tiny_model_dir):  # noqa: F811
+    med = adapters.get(app_env, "med-zh")
+    _register_dpo_child(
+        app_env,
+        home / "adapters" / "med-zh-dpo",
+        tiny_model_dir,
+        5,
         data_source={"kind": "votes", "up_to_vote": 7, "file": "votes.jsonl", "records": 6},
         metrics={"chosen_by": "accuracy", "chosen_score": 0.75, "checkpoint_step": 4},
     )
@@ -159,20 +170,7 @@ def test_the_card_shows_the_lineage_and_says_what_deleting_the_parent_does(app_e
 
 
 def test_compare_with_parent_opens_compare_mode_with_child_and_parent(app_env, home, tiny_model_dir):  # noqa: F811
-    med = adapters.get(app_env, "med-zh")
-    folder = make_adapter(tiny_model_dir, home / "adapters" / "med-zh-dpo", 6)
-    studio_adapters.register(
-        app_env,
-        name="med-zh-dpo",
-        role="translator",
-        base_model=med.base_model,
-        prompt_format=med.prompt_format,
-        path=folder,
-        hyperparameters={"lora_r": 4},
-        parent_id=med.id,
-        parent_name="med-zh",
-        method="dpo",
-    )
+    _register_dpo_child(app_env, home / "adapters" / "med-zh-dpo", tiny_model_dir, 6)
     app = _app(None, adapter="med-zh-dpo", compare="med-zh")
     assert app.segmented_control(key="mode").value == "compare"
     assert app.multiselect(key="compare-with").value == ["med-zh-dpo", "med-zh"]
