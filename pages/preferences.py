@@ -31,8 +31,8 @@ if st.button(texts.PREFERENCE_START, type="primary", disabled=chosen is None):
         st.query_params["job"] = str(job.id)
 
 requested = st.query_params.get("job")
-recent = [job for job in lifecycle.list_recent(db, limit=50) if job.config.get("method", "sft") != "sft"]
-job_id = int(requested) if requested and requested.isdigit() else (recent[0].id if recent else None)
+newest = lifecycle.newest_preference_job(db)
+job_id = int(requested) if requested and requested.isdigit() else (newest.id if newest else None)
 if job_id is not None and (job := lifecycle.get(db, job_id)) is not None:
     st.divider()
     active = job.status in job_rows.ACTIVE

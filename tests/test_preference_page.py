@@ -75,6 +75,10 @@ def test_start_writes_the_votes_and_queues_a_job_continuing_the_parent(app_env, 
     assert written.is_file() and written.name.startswith("votes-translator-upto1-")
     (row,) = [json.loads(line) for line in written.read_text(encoding="utf-8").splitlines()]
     assert row["chosen"] == [{"role": "assistant", "content": "good answer"}] and row["vote_id"] == 1
+    later = _app(PAGE)  # a later visit, no ?job=: the newest preference job's panel
+    assert any(f"#{job.id} · med-zh-dpo" in h.value for h in later.subheader), [
+        h.value for h in later.subheader
+    ]
 
 
 def test_no_votes_no_parent_and_bad_files_each_say_what_to_do(app_env, tmp_path):  # noqa: F811

@@ -251,6 +251,11 @@ def list_recent(db, limit: int = 200) -> list[Job]:
     return job_rows.list_all(db, limit=limit)
 
 
+def newest_preference_job(db) -> Job | None:
+    """The preference page's panel when no job is named: the newest DPO, ORPO or KTO job."""
+    return next((job for job in list_recent(db, limit=50) if job.config.get("method", "sft") != "sft"), None)
+
+
 def rank_logs(job: Job) -> list[tuple[int, Path]]:
     """The logs of a distributed job's other ranks (rank 0's is the job's own log)."""
     folder = Path(job.job_dir or "")
