@@ -395,7 +395,14 @@ def test_g_votes_on_a_persona_train_a_child_that_keeps_its_lineage(browser, tmp_
         assert_our_navigation(page)
         found_text = texts.VOTES_FOUND.format(pairs=len(found.records), base=base, role="persona", up_to=6)
         _poll(lambda: page.get_by_text(found_text).count(), 30, "the pairs built from the votes")
-        assert page.get_by_text(texts.PAIR_CHOSEN).count() and page.get_by_text(texts.PAIR_REJECTED).count()
+        # the preview comes after the count: it loads the base's tokenizer and tokenises every pair first
+        _poll(
+            lambda: (
+                page.get_by_text(texts.PAIR_CHOSEN).count() and page.get_by_text(texts.PAIR_REJECTED).count()
+            ),
+            60,
+            "the first pair as the model sees it",
+        )
         labels = texts.SETTING_LABELS
         for label, value in ((labels["max_steps"], 2), (labels["batch_size"], 1), (labels["grad_accum"], 1)):
             field = page.get_by_label(label)
