@@ -29,7 +29,10 @@ sys.path.insert(0, str(ROOT))
 
 PARAMED_TRAIN = ROOT.parent / "shared" / "data" / "paramed" / "train.jsonl"
 SAMPLE = ROOT / "data" / "translator_sample.jsonl"
-RECIPES = ("tutorial", "ours", "ours-fast")
+RECIPES = ("tutorial", "ours", "ours-checkpointing")
+# each CPU speed lever on top of ours, one at a time (`--levers`): bf16 autocast, the eager
+# attention instead of SDPA, one thread instead of one per physical core, LoRA without dropout
+LEVERS = ("ours+bf16", "ours+eager", "ours+threads=1", "ours+dropout=0")
 
 
 def main() -> None:
@@ -41,7 +44,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3, help="runs per recipe")
     parser.add_argument("--recipes", default=",".join(RECIPES), help="which recipes to run")
-    parser.add_argument("--worker", choices=RECIPES, help=argparse.SUPPRESS)
+    parser.add_argument("--levers", action="store_true", help="also each CPU speed lever on top of ours")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
@@ -58,7 +62,9 @@ def main() -> None:
 
 def compare(args) -> None:
     runs = {}
-    recipes = [name for name in args.recipes.split(",") if name in RECIPES]
+    recipes = [name for name in args.recipes.split(",") if name in RECIPES + LEVERS]
+    if args.levers:
+        recipes += [lever for lever in LEVERS if lever not in recipes]
     with tempfile.TemporaryDirectory() as scratch:
         for recipe in recipes:
             out = Path(scratch) / f"{recipe}.json"
@@ -85,11 +91,18 @@ def compare(args) -> None:
             f"final loss {row['final_loss']:.4f}  [{results[0]['recipe']}; runs: "
             f"{[round(r['tokens_per_second'], 1) for r in results]} tok/s]"
         )
-    if "ours-fast" in summary:
-        ours, fast = summary["ours"], summary["ours-fast"]
+    for recipe in recipes:
+        if summary[recipe].get("estimated_peak_mb"):
+            row = summary[recipe]
+            print(
+                f"{recipe}: estimated peak {row['estimated_peak_mb']:.0f} MB, measured "
+                f"{row['peak_rss_mb']:.0f} MB ({row['estimated_peak_mb'] / row['peak_rss_mb'] - 1:+.0%})"
+            )
+    if "ours-checkpointing" in summary:
+        ours, low = summary["ours"], summary["ours-checkpointing"]
         print(
-            f"checkpointing: peak RSS {ours['peak_rss_mb']:.0f} vs {fast['peak_rss_mb']:.0f} MB without, "
-            f"at {ours['tokens_per_second'] / fast['tokens_per_second']:.2f}x its tokens/s"
+            f"checkpointing on: peak RSS {low['peak_rss_mb']:.0f} vs {ours['peak_rss_mb']:.0f} MB as chosen, "
+            f"at {low['tokens_per_second'] / ours['tokens_per_second']:.2f}x its tokens/s"
         )
     ours, tutorial = summary["ours"], summary["tutorial"]
     loss_change = ours["train_loss"] / tutorial["train_loss"] - 1
@@ -98,18 +111,24 @@ def compare(args) -> None:
     print(f"our trainer runs at {ratio:.2f}x the tutorial recipe's tokens/s on the same examples")
 
 
-def train_once(recipe_name: str, base: str, data: str, n: int, batch_size: int) -> dict:
+def train_once(recipe_spec: str, base: str, data: str, n: int, batch_size: int) -> dict:
     import os
 
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     import torch
+
+    recipe_name, *named_levers = recipe_spec.split("+")
+    levers = dict(item.partition("=")[::2] for item in named_levers)
+    if "threads" in levers:
+        torch.set_num_threads(int(levers["threads"]))
+    dropout = float(levers.get("dropout", 0.1))
     from peft import LoraConfig, get_peft_model
     from transformers import Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
     from engine import catalogue, loading, models
     from engine.roles import TRANSLATOR
-    from training import batching
+    from training import batching, memory
     from training.config import LORA_TARGETS
     from training.data import load_dataset
     from training.examples import tokenize_dataset
@@ -122,21 +141,43 @@ def train_once(recipe_name: str, base: str, data: str, n: int, batch_size: int) 
     tokenized = tokenize_dataset(load_dataset(data, limit=n), tokenizer, prompt_format, TRANSLATOR, 384)
     device = loading.choose_device()
     dtype = loading.choose_dtype(device)
+    free = memory.free_memory(device)  # before the weights, as the trainer measures it
     torch.manual_seed(0)
     model = loading.load_model(model_dir, spec, device=device, dtype=dtype)
+    if "eager" in levers:
+        model.set_attn_implementation("eager")
     micro_batch, accumulation = batch_size, 1
+    targets = lora_targets(model, LORA_TARGETS)
+    estimated = None
     if recipe_name == "tutorial":
         recipe = batching.TUTORIAL
     else:
         packing = batching.choose_packing("auto", loading.model_type(model_dir), trust_remote_code=False)
-        choice = "off" if recipe_name == "ours-fast" else "auto"
-        checkpointing = batching.choose_checkpointing(choice, device, model.num_parameters())
-        recipe = batching.choose_recipe(packing, checkpointing)
-        micro_batch, accumulation = batching.micro_batches(device, batch_size, 1)
+        workload = memory.Workload(
+            dtype_bytes=torch.empty((), dtype=dtype).element_size(),
+            micro_batch=1,
+            longest=memory.longest_of(tokenized)[0],
+            most_targets=memory.longest_of(tokenized)[1],
+            lora_r=8,
+            lora_targets=tuple(targets),
+            lora_dropout=dropout,
+            checkpointing=False,
+        )
+        fitted = memory.choose(
+            memory.shape_of(model_dir),
+            workload,
+            device=device,
+            examples_per_step=batch_size,
+            batch_size=batch_size,
+            free=free,
+            checkpointing="on" if recipe_name == "ours-checkpointing" else "auto",
+        )
+        recipe = batching.choose_recipe(packing, fitted.checkpointing)
+        micro_batch, accumulation = fitted.micro_batch, fitted.accumulation
+        estimated = fitted.estimate.total / 2**20
     batching.prepare_model(model, recipe)
     target_logits_only = recipe_name != "tutorial" and batching.keeps_target_logits_only(model)
-    targets = lora_targets(model, LORA_TARGETS)
-    lora = LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=32, lora_dropout=0.1, target_modules=targets)
+    lora = LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=32, lora_dropout=dropout, target_modules=targets)
     model = get_peft_model(model, lora)
     with tempfile.TemporaryDirectory() as output:
         arguments = TrainingArguments(
@@ -147,7 +188,7 @@ def train_once(recipe_name: str, base: str, data: str, n: int, batch_size: int) 
             learning_rate=1e-4,
             logging_steps=1,
             save_strategy="no",
-            bf16=dtype == torch.bfloat16,
+            bf16=dtype == torch.bfloat16 or "bf16" in levers,  # fp32 weights: autocast
             fp16=dtype == torch.float16,
             use_cpu=device == "cpu",
             seed=0,
@@ -175,7 +216,7 @@ def train_once(recipe_name: str, base: str, data: str, n: int, batch_size: int) 
         seconds = time.perf_counter() - start
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return {
-        "recipe": recipe.describe(),
+        "recipe": recipe.describe() + "".join(f"; {name} {value}".rstrip() for name, value in levers.items()),
         "model": spec.model_id,
         "device": device,
         "dtype": str(dtype).removeprefix("torch."),
@@ -185,6 +226,7 @@ def train_once(recipe_name: str, base: str, data: str, n: int, batch_size: int) 
         "tokens_per_second": tokenized.num_tokens / seconds,
         "target_tokens_per_second": tokenized.num_target_tokens / seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "estimated_peak_mb": estimated or 0.0,
         "peak_cuda_mb": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else 0.0,
         "train_loss": result.training_loss,
         "final_loss": losses[-1],

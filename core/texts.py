@@ -239,6 +239,8 @@ _TEXTS = dict(
         "beta": ("beta（离参考模型多远）", "beta (how far from the reference)"),
         "max_prompt_length": ("提示最大长度（0：不单独限制）", "Max prompt length (0: no limit of its own)"),
         "holdout": ("留出比例（用来评分）", "Held-out fraction (for scoring)"),
+        "gradient_checkpointing": ("梯度检查点", "Gradient checkpointing"),
+        "micro_batch": ("每次前向的样本数（0：自动）", "Examples per forward pass (0: automatic)"),
     },
     ADAPTER_NAME=("适配器名称", "Adapter name"),
     START=("🚀 开始训练", "🚀 Start training"),
@@ -258,6 +260,12 @@ _TEXTS = dict(
     LOG_TAIL=("日志", "Log"),
     RANK_LOG=("进程 {rank} 的日志", "Log of rank {rank}"),
     DEVICES=("设备与进程", "Devices and processes"),
+    MEMORY=("内存", "Memory"),
+    MEMORY_PARTS_CAPTION=(
+        "估算的各部分：{parts}；按最长的样本（{longest} 个 token）计。训练开始时会按当时的可用内存再选一次。",
+        "The estimate's parts: {parts}; for the longest example ({longest} tokens). The trainer "
+        "chooses again with what is free when it starts.",
+    ),
     GPUS_FOUND=("找到的 GPU：{names}", "GPUs found: {names}"),
     NO_GPU_FOUND=(
         "没有找到 GPU：在 CPU 上训练。多个 CPU 进程只用来检验多卡配置，不会更快。",
@@ -480,6 +488,47 @@ _TEXTS = dict(
     ERR_SETTING_RANGE=(
         "{prefix}{flag} 应为{rule}，而不是 {value!r}。{hint}",
         "{prefix}{flag} must be {rule}, not {value!r}.{hint}",
+    ),
+    ERR_MICRO_BATCH=(
+        "{prefix}--micro-batch {micro} 必须整除每步的样本数 {per_step}（batch-size × grad-accum）："
+        "改用它的一个因数，或设为 0 由内存估算决定。",
+        "{prefix}--micro-batch {micro} must divide the examples per step, {per_step} (batch-size x "
+        "grad-accum): use one of its divisors, or 0 to let the memory estimate choose.",
+    ),
+    ERR_MEMORY_SHAPE=(
+        "无法从 {path} 读取模型的结构来估算内存（{error}）：该文件夹需要 config.json。",
+        "Cannot read the model's shape from {path} to estimate memory ({error}): the folder needs a "
+        "config.json.",
+    ),
+    MEMORY_PARTS={
+        "runtime": ("运行环境", "runtime"),
+        "weights": ("权重", "weights"),
+        "trained": ("LoRA 与优化器", "LoRA and optimizer"),
+        "activations": ("激活", "activations"),
+        "backward": ("反向传播", "backward"),
+        "logits": ("logits", "logits"),
+    },
+    MEMORY_VERDICTS={
+        "fits": ("放得下", "fits"),
+        "tight": ("很紧", "tight"),
+        "too_big": ("放不下", "does not fit"),
+    },
+    SWITCH_NAMES={"auto": ("自动", "auto"), "on": ("开", "on"), "off": ("关", "off")},
+    MEMORY_REASON=(
+        "每个进程预计峰值 {total}，可用 {free}：{verdict}。梯度检查点{checkpointing}（{why}）；"
+        "每次前向 {micro} 个样本，累积 {accumulation} 次。",
+        "Estimated peak per process {total} of {free} free: {verdict}. Gradient checkpointing "
+        "{checkpointing} ({why}); {micro} example(s) per forward pass, {accumulation} accumulated.",
+    ),
+    MEMORY_CHECKPOINTING_NOT_NEEDED=(
+        "不开也放得下，省下它约三分之一的速度代价",
+        "it fits without, which saves checkpointing's cost of about a third of the speed",
+    ),
+    MEMORY_CHECKPOINTING_NEEDED=("不开放不下", "without it, it would not fit"),
+    MEMORY_CHECKPOINTING_SET=("按你的设置：{switch}", "as you set it: {switch}"),
+    MEMORY_TOO_BIG_ADVICE=(
+        "可以试试：更小的 max_length、每次前向更少的样本，或打开梯度检查点。",
+        "Try a smaller max_length, fewer examples per forward pass, or gradient checkpointing on.",
     ),
     ERR_SETTING_TYPE=(
         "{prefix}{flag} 应为{kind}，而不是 {value!r}（{type}）。",

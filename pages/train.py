@@ -44,8 +44,9 @@ with right:
     data_path, data_title, data_problem = sections.data_choice(role_name)
 
 settings = sections.hyperparameters(base_model)
-if data_path:
-    sections.data_preview(db, data_path, data_title, role_name, base_model, settings)
+shown = (
+    sections.data_preview(db, data_path, data_title, role_name, base_model, settings) if data_path else None
+)
 
 adapter_name = st.text_input(texts.ADAPTER_NAME, key="adapter-name")
 form = {
@@ -57,6 +58,8 @@ form = {
     **settings,
 }
 sections.devices_section(form)
+if shown is not None:
+    sections.memory_section(base_model, shown, form)
 
 if st.button(texts.START, type="primary"):
     if not data_path:

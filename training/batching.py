@@ -8,11 +8,11 @@ always recompute activations (gradient checkpointing). Ours, without changing th
   is ever computed. Only where that is exact: transformers' built-in architectures, never Yuan
   (its filtering convolution crosses example boundaries) nor a checkpoint's own remote code.
 - where packing is not exact: padded batches of similar length (length-grouped sampling).
-- gradient checkpointing where memory needs it: a model above 1B parameters on a GPU, and on the
-  CPU, where every process holds its own copy in the machine's RAM (bench/train_throughput.py:
-  built-in model, peak RSS 2.4 → 1.6 GB per process for about a third fewer tokens/s;
-  `--gradient-checkpointing off` trades back).
-- on the CPU, micro-batches of one example (`micro_batches`).
+- gradient checkpointing only where memory needs it, and micro-batches that fit: the memory
+  estimate decides (training/memory.py), not the device type. On the CPU one example per
+  micro-batch: memory then follows the longest example, not four of them, at the same speed (a
+  CPU gains nothing from wider matrices), and the gradient is the same since the loss is
+  normalised by the step's targets.
 - the output layer and its loss only where a target token follows (`TargetLogitsOnly`): the prompt's
   positions never need logits, and over a 49k-token vocabulary those logits, their softmax and
   their gradients are the largest activations of a small model (and a fifth of its forward).
@@ -27,7 +27,6 @@ from engine.formats import IGNORE_INDEX
 from engine.loading import YUAN_MODEL_TYPE
 
 CHOICES = ("auto", "on", "off")
-LARGE_MODEL_PARAMETERS = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -62,22 +61,6 @@ def choose_packing(choice: str, model_type: str | None, trust_remote_code: bool)
         why = texts.WHY_YUAN if model_type == YUAN_MODEL_TYPE else texts.WHY_UNKNOWN
         raise UserError(texts.ERR_PACKING.format(why=why))
     return exact if choice == "auto" else choice == "on"
-
-
-def choose_checkpointing(choice: str, device: str, num_parameters: int) -> bool:
-    if choice != "auto":
-        return choice == "on"
-    return device == "cpu" or (device.startswith("cuda") and num_parameters > LARGE_MODEL_PARAMETERS)
-
-
-def micro_batches(device: str, batch_size: int, grad_accum: int) -> tuple[int, int]:
-    """(examples per micro-batch, micro-batches per step). On CPU one example at a time, the same
-    examples per optimizer step: memory then follows the longest example, not four of them (peak
-    RSS 4.9 → 2.4 GB for the built-in model), at the same speed (a CPU gains nothing from wider
-    matrices), and the gradient is the same since the loss is normalised by the step's targets."""
-    if device == "cpu":
-        return 1, batch_size * grad_accum
-    return batch_size, grad_accum
 
 
 def choose_recipe(packing: bool, checkpointing: bool) -> Recipe:

@@ -157,7 +157,15 @@ class TrainConfig:
         Rule(pattern=r"[A-Za-z_][\w.]*(\s*,\s*[A-Za-z_][\w.]*)*"),
     )
     gradient_checkpointing: str = _option(
-        "auto", "auto (on for >1B models on GPU), on or off", Rule(choices=SWITCHES)
+        "auto",
+        "auto (on only where the memory estimate says training would not fit without it), on or off",
+        Rule(choices=SWITCHES),
+    )
+    micro_batch: int = _option(
+        0,
+        "examples per forward pass; the rest of a step accumulates (0: chosen from the memory "
+        "estimate; it must divide batch-size x grad-accum)",
+        Rule(low=0, high=4096),
     )
     packing: str = _option(
         "auto",
@@ -246,7 +254,13 @@ def check_settings(settings: dict, where: str = "") -> TrainConfig:
                     hint=_hint(name),
                 )
             )
-    return TrainConfig(**values)
+    config = TrainConfig(**values)
+    per_step = config.batch_size * config.grad_accum
+    if config.micro_batch and per_step % config.micro_batch:
+        raise UserError(
+            texts.ERR_MICRO_BATCH.format(prefix=prefix, micro=config.micro_batch, per_step=per_step)
+        )
+    return config
 
 
 def _typed(name: str, value, kind: type, prefix: str):

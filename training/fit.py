@@ -10,7 +10,7 @@ from pathlib import Path
 from core import texts
 from core.errors import UserError
 from engine import loading
-from training import batching, distributed, launchers, plans
+from training import batching, distributed, launchers, memory, plans
 from training.cancellation import Cancellation
 from training.config import TrainConfig
 from training.distributed import World
@@ -59,19 +59,23 @@ def fit(run: Run):
     device = device_for(run)
     dtype = loading.parse_dtype(config.dtype, device)
     torch.manual_seed(config.seed)
+    # rank 0 decides before any weights load (what is free then is what training can have), and
+    # every rank follows it: the ranks' recipes must be the same
+    fitted = distributed.share(
+        world, memory.choose_for(config, plan, device, dtype, world) if world.main else None
+    )
+    log.info("memory: %s (%s)", fitted.reason, fitted.estimate.describe())
     model = loading.load_model(
         plan.model_dir, plan.spec, device=device, dtype=dtype, trust_remote_code=config.trust_remote_code
     )
-    checkpointing = batching.choose_checkpointing(
-        config.gradient_checkpointing, device, model.num_parameters()
-    )
+    checkpointing = fitted.checkpointing
     if config.prefers:  # TRL's trainers pad their own batches
         recipe = batching.Recipe(packing=False, group_by_length=False, gradient_checkpointing=checkpointing)
     else:
         recipe = batching.choose_recipe(plan.packing, checkpointing)
     batching.prepare_model(model, recipe)
     target_logits_only = not config.prefers and batching.keeps_target_logits_only(model)
-    micro_batch, accumulation = batching.micro_batches(device, config.batch_size, config.grad_accum)
+    micro_batch, accumulation = fitted.micro_batch, fitted.accumulation
     if config.prefers:
         micro_batch, accumulation = preference.micro_batches(config, micro_batch, accumulation)
     strategy = launchers.strategy_arguments(config.strategy, model)
@@ -158,6 +162,7 @@ def fit(run: Run):
             if scorer is not None:
                 scorer.score_if_missing(model, resume_from)
         else:
+            log.info("memory before the first step: %s", memory.describe_process())
             result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
             summary = {
                 "final_loss": progress.last_loss if progress else None,
@@ -166,6 +171,7 @@ def fit(run: Run):
                 "train_seconds": result.metrics.get("train_runtime"),
                 "tokens_per_second": progress.mean_tokens_per_second() if progress else None,
                 **peak_memory(device),
+                **fitted.as_metrics(),
             }
             log.info(
                 "trained as %s (%s); peak memory of this process: %s",

@@ -15,6 +15,14 @@ class Preview:
     first_target: str
     lengths: list[int]  # full token length of every example
     max_length: int
+    prompt_lengths: tuple[int, ...] = ()  # each example's prompt tokens
+
+    def longest_trained(self) -> tuple[int, int]:
+        """(tokens of the longest example as trained, target tokens of the example with the most),
+        after max_length cuts them: what memory follows (training.memory)."""
+        kept = [min(length, self.max_length) for length in self.lengths]
+        targets = [max(length - prompt, 0) for length, prompt in zip(kept, self.prompt_lengths, strict=True)]
+        return max(kept, default=0), max(targets, default=0)
 
     @property
     def num_truncated(self) -> int:
@@ -36,10 +44,11 @@ def histogram(lengths: list[int], max_length: int, bins: int = 12) -> dict[str, 
 
 
 def preview(dataset: Dataset, tokenizer, prompt_format: str, role: Role, max_length: int) -> Preview:
-    lengths, first = [], None
+    lengths, prompts, first = [], [], None
     for record in dataset.records:
         example = formats.training_example(tokenizer, prompt_format, role, record, max_length=10**9)
         lengths.append(len(example.input_ids))
+        prompts.append(example.prompt_length)
         first = first or example
     prompt_ids = first.input_ids[: first.prompt_length]
     target_ids = first.input_ids[first.prompt_length :]
@@ -48,6 +57,7 @@ def preview(dataset: Dataset, tokenizer, prompt_format: str, role: Role, max_len
         first_target=tokenizer.decode(target_ids),
         lengths=lengths,
         max_length=max_length,
+        prompt_lengths=tuple(prompts),
     )
 
 

@@ -14,7 +14,7 @@ from registry import checkpoints as checkpoint_rows
 from registry import jobs as job_rows
 from studio import supervisor
 from studio.roles import get_role
-from training import defaults, launchers, lifecycle
+from training import defaults, launchers, lifecycle, memory
 from training.config import TrainConfig, rule
 from training.data import load_dataset, save_upload
 from training.panel import finished_since, job_view
@@ -179,10 +179,9 @@ def hyperparameters(base_model: str) -> dict:
     return settings
 
 
-def data_preview(
-    db, data_path: str, data_title: str | None, role_name: str, base_model: str, settings: dict
-) -> None:
-    """The first records and the first example as the model will see it, with the length histogram."""
+def data_preview(db, data_path: str, data_title: str | None, role_name: str, base_model: str, settings: dict):
+    """The first records and the first example as the model will see it, with the length histogram;
+    the preview (None when the data cannot be read)."""
     try:
         dataset = dataset_for_preview(data_path, settings["limit"], file_stamp(data_path))
         role = get_role(db, role_name)
@@ -202,8 +201,42 @@ def data_preview(
             charts.length_histogram(shown.histogram(), height=160)
             if shown.num_truncated:
                 st.warning(texts.TRUNCATED.format(count=shown.num_truncated, max_length=shown.max_length))
+        return shown
     except UserError as error:
         st.error(str(error))
+        return None
+
+
+def memory_section(base_model: str, shown, form: dict) -> None:
+    """The memory estimate for the form against what is free now, the trainer's choice of gradient
+    checkpointing and micro-batch with why, and the switches that override it (written into `form`)."""
+    device = "cuda" if devices.gpu_ids() else "cpu"
+    model_dir = models.resolve_model_dir(catalogue.parse_model_id(base_model))
+    dtype_bytes = loading.parse_dtype("auto", device).itemsize
+    with st.expander(texts.MEMORY):
+        choice = _memory_choice(model_dir, shown, form, device, dtype_bytes)
+    if choice is not None and choice.verdict != "fits":  # seen without opening the section
+        {"tight": st.warning, "too_big": st.error}[choice.verdict](choice.reason)
+
+
+def _memory_choice(model_dir, shown, form: dict, device: str, dtype_bytes: int):
+    switches = st.columns(2)
+    form["gradient_checkpointing"] = switches[0].selectbox(
+        texts.SETTING_LABELS["gradient_checkpointing"],
+        ["auto", "on", "off"],
+        format_func=texts.SWITCH_NAMES.get,
+        key="setting-gradient_checkpointing",
+    )
+    form["micro_batch"] = number(switches[1], "micro_batch")
+    longest, most_targets = shown.longest_trained()
+    choice = common.show_user_error(
+        memory.for_form, model_dir, longest, most_targets, form, device, dtype_bytes
+    )
+    if choice is not None:
+        show = {"fits": st.success, "tight": st.warning, "too_big": st.error}[choice.verdict]
+        show(choice.reason)
+        st.caption(texts.MEMORY_PARTS_CAPTION.format(parts=choice.estimate.describe(), longest=longest))
+    return choice
 
 
 def devices_section(form: dict) -> None:
