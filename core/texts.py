@@ -83,6 +83,8 @@ _TEXTS = dict(
     TOP_P=("核采样 top_p", "Top p"),
     REPETITION_PENALTY=("重复惩罚", "Repetition penalty"),
     MAX_NEW_TOKENS=("最多生成 token 数", "Max new tokens"),
+    NUM_BEAMS=("束数（1：贪心）", "Beams (1: greedy)"),
+    LENGTH_PENALTY=("长度惩罚（束搜索）", "Length penalty (beam search)"),
     CONVERSATIONS=("会话", "Conversations"),
     NEW_CONVERSATION=("➕ 新会话", "➕ New conversation"),
     NEW_CONVERSATION_HINT=(
@@ -168,6 +170,14 @@ _TEXTS = dict(
         "assistant": ("通用助手", "Assistant"),
     },
     GREEDY=("贪心", "greedy"),
+    BEAM_SEARCH=(
+        "束搜索 {beams} 束（长度惩罚 {penalty}）",
+        "beam search, {beams} beams (length penalty {penalty})",
+    ),
+    ERR_BEAMS_WITH_SAMPLING=(
+        "束搜索（{beams} 束）不与采样同用：关闭采样，或把束数设为 1。",
+        "Beam search ({beams} beams) does not go with sampling: turn sampling off, or set beams to 1.",
+    ),
     DECODING_SUMMARY=("{how}，重复惩罚 {rep}，最多 {max} token", "{how}, repetition {rep}, max {max} tokens"),
     # --- train --------------------------------------------------------------------------------------
     MODEL_TERMS=(
@@ -1317,6 +1327,14 @@ _TEXTS = dict(
         "max_new_tokens": (
             "最多生成 token 数应在 {low} 到 {high} 之间",
             "max new tokens must be at least {low} and at most {high}",
+        ),
+        "num_beams": (
+            "束数应为 {low} 到 {high} 之间的整数",
+            "beams must be a whole number from {low} to {high}",
+        ),
+        "length_penalty": (
+            "长度惩罚应在 {low} 到 {high} 之间",
+            "length penalty must be at least {low} and at most {high}",
         ),
     },
     ERR_UNKNOWN_FORMAT=(

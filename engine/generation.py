@@ -335,10 +335,17 @@ class ChatEngine:
         decoding = decoding or role.decoding
         prompt_format = (adapter.prompt_format if adapter else None) or self.prompt_format
         stops = set(formats.stop_token_ids(self.tokenizer, prompt_format, self.model))
-        choose = token_chooser(self.model, decoding)
         pieces = TextPieces(self.tokenizer, self._tokenizer_lock)
         reply = ReplyText(formats.stop_texts(prompt_format, tuned=adapter is not None))
-        sequence = torch.tensor([self.prompt_ids(role, text, history, adapter)], device=self.model.device)
+        prompt = self.prompt_ids(role, text, history, adapter)
+        if decoding.beams:  # the best beam is known only at the end: it comes as one piece
+            (tokens,) = self.beam_search([prompt], adapter=adapter, decoding=decoding, stop_ids=stops)
+            whole = "".join(pieces.add(token) for token in tokens) + pieces.finish()
+            if piece := reply.finish(whole):
+                yield piece
+            return
+        choose = token_chooser(self.model, decoding)
+        sequence = torch.tensor([prompt], device=self.model.device)
         step_input, cache = sequence, None
         for _ in range(decoding.max_new_tokens):
             with self._answering_as(adapter):
@@ -440,16 +447,25 @@ class ChatEngine:
             pad = self.tokenizer.pad_token_id
             ids = [[pad] * (width - len(prompts[i])) + prompts[i] for i in rows]
             mask = [[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in rows]
-            with self._answering_as(adapter):
-                output = _shrinking_batch(
-                    self.model,
-                    torch.tensor(ids, device=self.model.device),
-                    torch.tensor(mask, device=self.model.device),
-                    [limits[i] for i in rows],
-                    stop_ids,
-                    token_chooser(self.model, decoding),
-                    self._ends_in(stop_texts),
+            if decoding.beams:
+                output = self.beam_search(
+                    [prompts[i] for i in rows],
+                    adapter=adapter,
+                    decoding=decoding,
+                    stop_ids=stop_ids,
+                    limits=[limits[i] for i in rows],
                 )
+            else:
+                with self._answering_as(adapter):
+                    output = _shrinking_batch(
+                        self.model,
+                        torch.tensor(ids, device=self.model.device),
+                        torch.tensor(mask, device=self.model.device),
+                        [limits[i] for i in rows],
+                        stop_ids,
+                        token_chooser(self.model, decoding),
+                        self._ends_in(stop_texts),
+                    )
             with self._tokenizer_lock:
                 decoded = self.tokenizer.batch_decode(output, skip_special_tokens=True)
             for i, text in zip(rows, decoded, strict=True):
@@ -458,6 +474,52 @@ class ChatEngine:
             if progress is not None:
                 progress(done)
         return [reply.strip() for reply in replies]
+
+    def beam_search(
+        self,
+        prompts: Sequence[list[int]],
+        *,
+        adapter: AdapterRecord | None,
+        decoding: Decoding,
+        stop_ids,
+        limits: Sequence[int] | None = None,
+    ) -> list[list[int]]:
+        """Each prompt's best beam: its tokens after the prompt, up to its first stop token and
+        within its own limit (`limits`, else the decoding's max_new_tokens). transformers' beam
+        search (`num_beams`, `length_penalty`, early stopping once every beam ended), on a
+        left-padded batch: each row keeps its own beams."""
+        import torch
+        from transformers import GenerationConfig
+
+        if adapter is not None:
+            self.ensure_adapter(adapter)
+        limits = list(limits) if limits else [decoding.max_new_tokens] * len(prompts)
+        stops = sorted(set(stop_ids))
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else stops[0]
+        width = max(len(prompt) for prompt in prompts)
+        ids = [[pad] * (width - len(prompt)) + list(prompt) for prompt in prompts]
+        mask = [[0] * (width - len(prompt)) + [1] * len(prompt) for prompt in prompts]
+        config = GenerationConfig(
+            do_sample=False,
+            num_beams=decoding.num_beams,
+            length_penalty=decoding.length_penalty,
+            early_stopping=True,
+            repetition_penalty=decoding.repetition_penalty,
+            max_new_tokens=max(limits),
+            eos_token_id=stops,
+            pad_token_id=pad,
+        )
+        with self._answering_as(adapter):
+            output = self.model.generate(
+                input_ids=torch.tensor(ids, device=self.model.device),
+                attention_mask=torch.tensor(mask, device=self.model.device),
+                generation_config=config,
+            )
+        replies = []
+        for row, limit in zip(output[:, width:].tolist(), limits, strict=True):
+            ends = [at for at, token in enumerate(row) if token in stops]
+            replies.append(row[: min([*ends[:1], limit])])
+        return replies
 
     def _ends_in(self, stop_texts: Sequence[str]):
         """Whether a reply's tokens so far reach one of `stop_texts` (None when there are none).

@@ -17,12 +17,33 @@ class Decoding:
     top_p: float = 1.0
     repetition_penalty: float = 1.0
     max_new_tokens: int = 256
+    # beam search, without sampling: how many candidates are kept, and how their scores weigh
+    # length (HF's exponent: a beam's log-probability divided by length ** penalty)
+    num_beams: int = 1
+    length_penalty: float = 1.0
 
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def beams(self) -> bool:
+        return self.num_beams > 1 and not self.do_sample
+
+    @property
+    def key(self) -> str:
+        """How deterministic predictions were decoded, as evaluations store it: scores are compared
+        only between equal keys."""
+        if not self.beams:
+            return "greedy"
+        return f"beams={self.num_beams},length_penalty={self.length_penalty:g}"
+
     def describe(self) -> str:
-        how = f"T={self.temperature:g} top_p={self.top_p:g}" if self.do_sample else texts.GREEDY
+        if self.do_sample:
+            how = f"T={self.temperature:g} top_p={self.top_p:g}"
+        elif self.beams:
+            how = texts.BEAM_SEARCH.format(beams=self.num_beams, penalty=f"{self.length_penalty:g}")
+        else:
+            how = texts.GREEDY
         return texts.DECODING_SUMMARY.format(
             how=how, rep=f"{self.repetition_penalty:g}", max=self.max_new_tokens
         )
@@ -61,13 +82,18 @@ DECODING_LIMITS = {
     "top_p": Limit(0.0, 1.0, 0.05, low_allowed=False),
     "repetition_penalty": Limit(1.0, 5.0, 0.05),
     "max_new_tokens": Limit(1, 8192, 1),
+    "num_beams": Limit(1, 8, 1),
+    "length_penalty": Limit(0.0, 3.0, 0.1),
 }
 
 
 def check_decoding(decoding: Decoding) -> None:
     for setting, limit in DECODING_LIMITS.items():
-        if not limit.allows(getattr(decoding, setting)):
+        value = getattr(decoding, setting)
+        if not limit.allows(value) or (setting == "num_beams" and value != int(value)):
             raise UserError(texts.ERR_ROLE_DECODING.format(problem=limit.problem(setting)))
+    if decoding.do_sample and decoding.num_beams > 1:
+        raise UserError(texts.ERR_BEAMS_WITH_SAMPLING.format(beams=decoding.num_beams))
 
 
 @dataclass(frozen=True)

@@ -313,6 +313,13 @@ def m013_preference_tuning(db: Database) -> None:
     db["metrics"].add_column("extra", str)  # JSON
 
 
+@migrations()
+def m014_evaluation_decoding(db: Database) -> None:
+    # How the predictions were decoded: "greedy" or "beams=N,length_penalty=P" (NULL: greedy, as
+    # every evaluation before beam search was). Scores are compared only between equal decodings.
+    db["evaluations"].add_column("decoding", str)
+
+
 def connect(path: Path | None = None) -> Database:
     """Open the registry (creating or upgrading its schema) for use on the calling thread.
 

@@ -24,14 +24,28 @@ class Evaluation:
     signature: str | None
     predictions_path: str | None  # one JSON line per example: input, reference, prediction
     created_at: float
+    decoding: str | None = None  # engine.roles.Decoding.key of the predictions; None: greedy (older rows)
+
+
+GREEDY = "greedy"
+_SAME_DECODING = f"coalesce(decoding, '{GREEDY}') = ?"
 
 
 def find(
-    db: Database, *, adapter_id, base_model: str, kind: str, fingerprint: str, num_examples: int
+    db: Database,
+    *,
+    adapter_id,
+    base_model: str,
+    kind: str,
+    fingerprint: str,
+    num_examples: int,
+    decoding: str = GREEDY,
 ) -> Evaluation | None:
     where = "base_model = ? and kind = ? and dataset_fingerprint = ? and num_examples = ? and "
+    where += f"{_SAME_DECODING} and "
     where += "adapter_id is null" if adapter_id is None else "adapter_id = ?"
-    values = [base_model, kind, fingerprint, num_examples] + ([] if adapter_id is None else [adapter_id])
+    values = [base_model, kind, fingerprint, num_examples, decoding]
+    values += [] if adapter_id is None else [adapter_id]
     rows = list(db["evaluations"].rows_where(where, values, order_by="id desc", limit=1))
     return _decode(rows[0]) if rows else None
 
@@ -57,6 +71,7 @@ def base_counterpart(db: Database, evaluation: Evaluation) -> Evaluation | None:
         kind=evaluation.kind,
         fingerprint=evaluation.dataset_fingerprint,
         num_examples=evaluation.num_examples,
+        decoding=evaluation.decoding or GREEDY,
     )
 
 
@@ -64,9 +79,15 @@ def of_other_adapters(db: Database, evaluation: Evaluation) -> list[Evaluation]:
     """Other adapters' evaluations of the same examples (same kind, dataset fingerprint and size),
     newest first."""
     rows = db["evaluations"].rows_where(
-        "kind = ? and dataset_fingerprint = ? and num_examples = ? and adapter_id is not null "
-        "and adapter_id != ?",
-        [evaluation.kind, evaluation.dataset_fingerprint, evaluation.num_examples, evaluation.adapter_id],
+        f"kind = ? and dataset_fingerprint = ? and num_examples = ? and {_SAME_DECODING} "
+        "and adapter_id is not null and adapter_id != ?",
+        [
+            evaluation.kind,
+            evaluation.dataset_fingerprint,
+            evaluation.num_examples,
+            evaluation.decoding or GREEDY,
+            evaluation.adapter_id,
+        ],
         order_by="id desc",
     )
     return [_decode(row) for row in rows]

@@ -112,6 +112,10 @@ def _generation_config(model, tokenizer, adapter: Adapter, role):
         settings["bos_token_id"] = tokenizer.bos_token_id
     if decoding.do_sample:
         settings.update(temperature=decoding.temperature, top_p=decoding.top_p)
+    elif decoding.beams:
+        settings.update(
+            num_beams=decoding.num_beams, length_penalty=decoding.length_penalty, early_stopping=True
+        )
     return GenerationConfig(**settings)
 
 

@@ -119,9 +119,13 @@ class Scheduler:
             if arriving is None:
                 return
             try:
-                if arriving:
-                    self._admit(arriving)
-                self._step()
+                for generation in [g for g in arriving if g.decoding.beams]:
+                    self._beam_search(generation)
+                batched = [g for g in arriving if not g.decoding.beams]
+                if batched:
+                    self._admit(batched)
+                if self._rows:
+                    self._step()
             except Exception as error:  # a failing model fails its requests, not the server
                 log.exception("generation failed")
                 failed = {row.generation for row in self._rows} | set(arriving)
@@ -186,6 +190,25 @@ class Scheduler:
         self._logits = torch.cat(([self._logits] if self._rows else []) + logits)
         self._cache = cache
         self._rows += new_rows
+
+    def _beam_search(self, generation: Generation) -> None:
+        """A request with beams (a translator's preset): searched alone, between two steps of the
+        batch, and sent whole, since the best beam is known only at the end."""
+        (tokens,) = self.engine.beam_search(
+            [generation.prompt],
+            adapter=generation.adapter,
+            decoding=generation.decoding,
+            stop_ids=generation.stop_ids,
+            limits=[generation.max_tokens],
+        )
+        row = _Row(self.engine, generation)
+        for token in tokens:
+            row.add(token)
+            if row.finish is not None:
+                break
+        if row.finish is None:  # ended on a stop token, which the search leaves out
+            row._end("stop", row.pieces.finish())
+        generation.on_end(row.finish, row.tokens)
 
     def _padded_prefill(self, new_rows: list[_Row]) -> None:
         import torch

@@ -40,6 +40,7 @@ def test_schema_is_created_with_wal_foreign_keys_and_recorded_migrations(db, hom
         "m011_one_active_job_per_name",
         "m012_one_status_vocabulary",
         "m013_preference_tuning",
+        "m014_evaluation_decoding",
     ]
     again = connect()  # reopening applies nothing twice
     assert [row["name"] for row in again["_sqlite_migrations"].rows] == applied

@@ -34,6 +34,8 @@ MEDIATOR = Role(
         ({"metric": "rouge"}, "Metric 'rouge' is unknown"),
         ({"decoding": Decoding(do_sample=True, temperature=0.0)}, "temperature must be above 0"),
         ({"decoding": Decoding(max_new_tokens=0)}, "max new tokens must be at least 1"),
+        ({"decoding": Decoding(num_beams=12)}, "beams must be a whole number from 1 to 8"),
+        ({"decoding": Decoding(do_sample=True, num_beams=4)}, "does not go with sampling"),
     ],
 )
 def test_a_role_with_a_bad_field_is_refused_and_not_stored(db, changes, message):
@@ -144,8 +146,13 @@ def test_a_role_at_the_top_of_every_decoding_range_opens_in_chat_with_its_preset
 ):
     """The role editor and the chat sidebar take their bounds from one schema: a preset the editor
     accepts never falls outside a chat slider (the sliders once stopped at temperature 2)."""
-    highest = Decoding(do_sample=True, **{setting: limit.high for setting, limit in DECODING_LIMITS.items()})
+    tops = {setting: limit.high for setting, limit in DECODING_LIMITS.items()}
+    # beams and sampling do not go together: a sampled role at the top of sampling's ranges, and a
+    # searching one at the top of the beams'
+    highest = Decoding(do_sample=True, **{**tops, "num_beams": 1})
+    widest = Decoding(do_sample=False, **tops)
     save_custom_role(db, Role(name="bold", title="bold", decoding=highest))
+    save_custom_role(db, Role(name="wide", title="wide", decoding=widest))
     monkeypatch.setenv("TRANSLATOR_BASE_MODEL", str(tiny_model_dir))
     chat = AppTest.from_file(ENTRY, default_timeout=120)
     chat.run()
@@ -154,5 +161,10 @@ def test_a_role_at_the_top_of_every_decoding_range_opens_in_chat_with_its_preset
     sliders = {slider.label: slider.value for slider in chat.sidebar.slider}
     assert sliders[texts.TEMPERATURE] == highest.temperature and sliders[texts.TOP_P] == highest.top_p
     assert sliders[texts.REPETITION_PENALTY] == highest.repetition_penalty
-    tokens = next(box for box in chat.sidebar.number_input if box.label == texts.MAX_NEW_TOKENS)
-    assert tokens.value == highest.max_new_tokens
+    boxes = {box.label: box.value for box in chat.sidebar.number_input}
+    assert boxes[texts.MAX_NEW_TOKENS] == highest.max_new_tokens
+    chat.sidebar.selectbox(key="role-for-").set_value("wide").run()
+    assert not chat.exception, chat.exception
+    boxes = {box.label: box.value for box in chat.sidebar.number_input}
+    assert boxes[texts.NUM_BEAMS] == widest.num_beams
+    assert {s.label: s.value for s in chat.sidebar.slider}[texts.LENGTH_PENALTY] == widest.length_penalty

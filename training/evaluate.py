@@ -88,6 +88,7 @@ def evaluate(
         "kind": kind,
         "fingerprint": dataset.fingerprint,
         "num_examples": len(dataset.records),
+        "decoding": role.decoding.with_changes(do_sample=False).key,
     }
     stored = evaluation_rows.find(db, **key)
     if stored and not force:
@@ -103,6 +104,8 @@ def evaluate(
     scores, signature = scored.scores, scored.signature
     inputs, references, predictions = scored.inputs, scored.references, scored.predictions
     who = f"{adapter_name}-{adapter.id}" if adapter else f"base-{_short_hash(base_model, role.name)}"
+    if key["decoding"] != evaluation_rows.GREEDY:  # a greedy evaluation's file keeps its name
+        who += f"-beams{role.decoding.num_beams}-lp{role.decoding.length_penalty:g}"
     path = _write_predictions(out, who, dataset, inputs, references, predictions)
     row = evaluation_rows.store(
         db,
@@ -117,6 +120,7 @@ def evaluate(
         scores=scores,
         signature=signature,
         predictions_path=str(path),
+        decoding=key["decoding"],
     )
     return row, False
 
@@ -133,21 +137,22 @@ class Scored:
 def score_records(
     engine, records: list[dict], *, role, adapter, batch_size: int = 16, progress=None, predict: bool = True
 ) -> Scored:
-    """Score `records` with the role's metric: translators by greedy generation, BLEU and chrF;
-    other roles by the references' loss (and greedy predictions for reading, unless `predict` is
-    False: a checkpoint's score needs the loss alone)."""
+    """Score `records` with the role's metric: translators by generation without sampling (greedy,
+    or beam search where the role's preset asks for beams), BLEU and chrF; other roles by the
+    references' loss (and such predictions for reading, unless `predict` is False: a checkpoint's
+    score needs the loss alone)."""
     inputs = [formats.user_text(role, r["instruction"], r["input"]) for r in records]
     references = [r["output"] for r in records]
     predictions = []
     if role.metric == "translation" or predict:
-        greedy = role.decoding.with_changes(do_sample=False)
+        deterministic = role.decoding.with_changes(do_sample=False)
         predictions = engine.generate_batch(
             inputs,
             role=role,
             adapter=adapter,
-            decoding=greedy,
+            decoding=deterministic,
             batch_size=batch_size,
-            max_new_tokens=length_caps(engine.tokenizer, references, greedy.max_new_tokens),
+            max_new_tokens=length_caps(engine.tokenizer, references, deterministic.max_new_tokens),
             progress=progress,
         )
     if role.metric == "translation":
@@ -219,6 +224,7 @@ def describe(row: Evaluation) -> str:
         bleu_signature, chrf_signature = row.signature.removeprefix("BLEU ").split(" | chrF ")
         lines.append(f"BLEU = {scores['bleu']:.2f}  {bleu_signature}")
         lines.append(f"chrF = {scores['chrf']:.2f}  {chrf_signature}")
+        lines.append(f"decoding: {row.decoding or 'greedy'}")
     else:
         lines.append(
             f"loss = {scores['loss']:.4f}  perplexity = {scores['perplexity']:.2f}  ({row.signature})"

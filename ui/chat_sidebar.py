@@ -118,7 +118,7 @@ def decoding_settings(preset: Decoding, key: str) -> Decoding:
     with st.expander(texts.DECODING, expanded=False):
         do_sample = st.toggle(texts.SAMPLING, value=preset.do_sample, key=f"sample-{key}")
         bounds = functools.partial(common.decoding_bounds, preset=preset)
-        return Decoding(
+        chosen = Decoding(
             do_sample=do_sample,
             temperature=st.slider(
                 texts.TEMPERATURE, *bounds("temperature"), key=f"t-{key}", disabled=not do_sample
@@ -128,7 +128,15 @@ def decoding_settings(preset: Decoding, key: str) -> Decoding:
                 texts.REPETITION_PENALTY, *bounds("repetition_penalty"), key=f"r-{key}"
             ),
             max_new_tokens=st.number_input(texts.MAX_NEW_TOKENS, *bounds("max_new_tokens"), key=f"m-{key}"),
+            num_beams=st.number_input(
+                texts.NUM_BEAMS, *bounds("num_beams"), key=f"b-{key}", disabled=do_sample
+            ),
+            length_penalty=st.slider(
+                texts.LENGTH_PENALTY, *bounds("length_penalty"), key=f"lp-{key}", disabled=do_sample
+            ),
         )
+    # sampling draws one answer: the greyed beams field keeps its value for when sampling is off again
+    return chosen.with_changes(num_beams=1) if do_sample else chosen
 
 
 def conversation_list(db) -> int | None:

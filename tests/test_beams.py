@@ -1,0 +1,165 @@
+"""Beam search as part of a role's decoding preset: the schema's limits, the engine's replies held to
+transformers' own beam search, and every path that answers (stream, batches, the API) honouring it."""
+
+import pytest
+
+from core.errors import UserError
+from engine import formats
+from engine.generation import ChatEngine
+from engine.roles import TRANSLATOR, Decoding, check_decoding
+from tests.conftest import make_adapter, register_adapter
+
+BEAMS = Decoding(do_sample=False, max_new_tokens=16, num_beams=4, length_penalty=1.0)
+TEXTS = ("The patient has a fever.", "Take two tablets daily after meals, with water.", "Insulin.")
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir):
+    return ChatEngine(str(tiny_model_dir), device="cpu")
+
+
+@pytest.fixture
+def adapter(db, tiny_model_dir, engine, tmp_path):
+    folder = make_adapter(tiny_model_dir, tmp_path / "beamed", seed=5)
+    return register_adapter(db, "beamed", folder, engine.base_model_id, role="translator")
+
+
+@pytest.mark.parametrize(
+    "changes, problem",
+    [
+        ({"num_beams": 0}, "beams must be a whole number from 1 to 8"),
+        ({"num_beams": 9}, "beams must be a whole number from 1 to 8"),
+        ({"num_beams": 2.5}, "beams must be a whole number from 1 to 8"),
+        ({"length_penalty": -1.0}, "length penalty must be at least 0 and at most 3"),
+        ({"num_beams": 4, "do_sample": True}, "does not go with sampling"),
+    ],
+)
+def test_beams_outside_the_schema_are_refused(changes, problem):
+    with pytest.raises(UserError, match=problem):
+        check_decoding(BEAMS.with_changes(**changes))
+
+
+def test_the_preset_says_it_searches_with_beams():
+    assert "4 beams" in BEAMS.describe() and BEAMS.beams
+    assert not BEAMS.with_changes(do_sample=True).beams and not BEAMS.with_changes(num_beams=1).beams
+
+
+def _reference(engine, prompt: list[int], decoding: Decoding, model=None) -> str:
+    """transformers' beam search called directly, as its documentation shows."""
+    import torch
+
+    model = model or engine.model
+    ids = torch.tensor([prompt])
+    with torch.inference_mode():
+        output = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            num_beams=decoding.num_beams,
+            length_penalty=decoding.length_penalty,
+            early_stopping=True,
+            do_sample=False,
+            max_new_tokens=decoding.max_new_tokens,
+            eos_token_id=formats.stop_token_ids(engine.tokenizer, engine.prompt_format, engine.model),
+            pad_token_id=engine.tokenizer.pad_token_id,
+        )
+    return engine.tokenizer.decode(output[0, ids.shape[1] :], skip_special_tokens=True)
+
+
+def test_a_reply_with_beams_is_what_transformers_beam_search_gives(engine):
+    greedy = BEAMS.with_changes(num_beams=1)
+    differs = 0
+    for text in TEXTS:
+        prompt = engine.prompt_ids(TRANSLATOR, text)
+        expected = _reference(engine, prompt, BEAMS)
+        assert engine.reply(text, role=TRANSLATOR, decoding=BEAMS) == expected
+        differs += engine.reply(text, role=TRANSLATOR, decoding=greedy) != expected
+    assert differs, "four beams chose the greedy answer for every text: the test shows nothing"
+
+
+def test_batched_beams_answer_each_text_as_alone_and_honour_each_limit(engine):
+    alone = [engine.reply(text, role=TRANSLATOR, decoding=BEAMS) for text in TEXTS]
+    batched = engine.generate_batch(TEXTS, role=TRANSLATOR, decoding=BEAMS, batch_size=3)
+    assert batched == [reply.strip() for reply in alone]
+    short = engine.generate_batch(TEXTS, role=TRANSLATOR, decoding=BEAMS, max_new_tokens=[3, 16, 5])
+    lengths = [len(engine.tokenizer.encode(reply, add_special_tokens=False)) for reply in short]
+    assert lengths[0] <= 3 + 1 and lengths[2] <= 5 + 1  # a re-encoded reply may split one token in two
+
+
+def test_an_adapter_searches_with_its_own_weights(engine, adapter, tiny_model_dir):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    text = TEXTS[1]
+    reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), adapter.path)
+    expected = _reference(
+        engine, engine.prompt_ids(TRANSLATOR, text, adapter=adapter), BEAMS, reference.eval()
+    )
+    assert engine.reply(text, role=TRANSLATOR, adapter=adapter, decoding=BEAMS) == expected
+    assert engine.reply(text, role=TRANSLATOR, decoding=BEAMS) != expected
+
+
+def test_the_api_scheduler_answers_a_beam_request_whole_beside_a_sampled_one(engine):
+    import threading
+
+    from serving.scheduler import Generation, Scheduler
+
+    scheduler = Scheduler(engine)
+    try:
+        results = {}
+        done = threading.Event()
+
+        def request(name: str, decoding: Decoding, text: str) -> Generation:
+            pieces = []
+            prompt = engine.prompt_ids(TRANSLATOR, text)
+            stops = formats.stop_token_ids(engine.tokenizer, engine.prompt_format, engine.model)
+
+            def end(reason, tokens):
+                results[name] = ("".join(pieces), reason, tokens)
+                if len(results) == 2:
+                    done.set()
+
+            return Generation(
+                prompt=prompt,
+                adapter=None,
+                decoding=decoding,
+                max_tokens=decoding.max_new_tokens,
+                stop_ids=frozenset(stops),
+                on_text=pieces.append,
+                on_end=end,
+                on_error=lambda message: results.setdefault(name, ("", message, 0)) and done.set(),
+            )
+
+        sampled = Decoding(do_sample=True, temperature=0.7, max_new_tokens=12)
+        scheduler.submit(request("sampled", sampled, TEXTS[0]))
+        scheduler.submit(request("beams", BEAMS, TEXTS[1]))
+        assert done.wait(120), results
+    finally:
+        scheduler.close()
+    text, reason, tokens = results["beams"]
+    assert text == engine.reply(TEXTS[1], role=TRANSLATOR, decoding=BEAMS) and reason in ("stop", "length")
+    assert results["sampled"][1] in ("stop", "length") and results["sampled"][2] > 0
+
+
+def test_an_evaluation_with_beams_is_stored_apart_from_the_greedy_one(db, adapter, engine, tmp_path):
+    import json
+
+    from registry import evaluations
+    from studio.roles import save_custom_role
+    from training.evaluate import evaluate
+
+    save_custom_role(db, TRANSLATOR.__class__(**{**TRANSLATOR.as_dict(), "name": "searcher", "builtin": False,
+                                                  "decoding": BEAMS}))  # fmt: skip
+    data = tmp_path / "dev.jsonl"
+    rows = [{"input": text, "output": "患者发烧。"} for text in TEXTS]
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    greedy, _ = evaluate(db, data=str(data), adapter_name="beamed", engine=engine)
+    searched, reused = evaluate(
+        db, data=str(data), adapter_name="beamed", role_name="searcher", engine=engine
+    )
+    assert not reused and (greedy.decoding, searched.decoding) == ("greedy", BEAMS.key)
+    assert greedy.predictions_path != searched.predictions_path
+    predictions = [json.loads(line)["output"] for line in open(searched.predictions_path, encoding="utf-8")]
+    assert predictions == engine.generate_batch(TEXTS, role=TRANSLATOR, adapter=adapter, decoding=BEAMS)
+    again, reused = evaluate(db, data=str(data), adapter_name="beamed", role_name="searcher", engine=engine)
+    assert reused and again.id == searched.id
+    assert evaluations.base_counterpart(db, searched) is None  # the base was not scored with beams
