@@ -270,6 +270,21 @@ _TEXTS = dict(
     LOG_TAIL=("日志", "Log"),
     RANK_LOG=("进程 {rank} 的日志", "Log of rank {rank}"),
     DEVICES=("设备与进程", "Devices and processes"),
+    SWEEP_START=("🔎 找学习率", "🔎 Find the learning rate"),
+    SWEEP_HELP=(
+        "在留出的样本上比较几个学习率（默认值的十分之一到三倍，各训练几十步），然后把最好的填进学习率一栏。",
+        "Compares a few learning rates on the held-out examples (a tenth to three times the "
+        "default, a few dozen steps each), then fills the learning-rate field with the best.",
+    ),
+    SWEEP_CHART=("各学习率在留出样本上的 {metric}", "Held-out {metric} per learning rate"),
+    LR_AXIS=("学习率（对数刻度）", "Learning rate (log scale)"),
+    SWEEP_TRAIN_LOSS=("训练 loss", "train loss"),
+    SWEEP_STEPS=("步数", "steps"),
+    SWEEP_BEST=(
+        "目前最好的学习率：{lr}（已完成 {done}/{total} 个）。",
+        "Best learning rate so far: {lr} ({done} of {total} rates done).",
+    ),
+    SWEEP_USE=("把学习率设为 {lr}", "Set the learning rate to {lr}"),
     MEMORY=("内存", "Memory"),
     MEMORY_PARTS_CAPTION=(
         "估算的各部分：{parts}；按最长的样本（{longest} 个 token）计。训练开始时会按当时的可用内存再选一次。",
@@ -498,6 +513,42 @@ _TEXTS = dict(
     ERR_SETTING_RANGE=(
         "{prefix}{flag} 应为{rule}，而不是 {value!r}。{hint}",
         "{prefix}{flag} must be {rule}, not {value!r}.{hint}",
+    ),
+    ERR_SWEEP_SYNTAX=(
+        "学习率扫描 {text!r} 看不懂：写成逗号分隔的学习率（1e-4,5e-4,1e-3），或对数等距的范围 下限:上限:个数"
+        "（1e-5:1e-2:6）。",
+        "Cannot read the learning-rate sweep {text!r}: write rates separated by commas "
+        "(1e-4,5e-4,1e-3), or a log-spaced range low:high:count (1e-5:1e-2:6).",
+    ),
+    ERR_SWEEP_NOT_POSITIVE=(
+        "学习率扫描 {text!r} 含有零或负数：每个学习率都必须大于 0。",
+        "The learning-rate sweep {text!r} has a zero or negative rate: every rate must be above 0.",
+    ),
+    ERR_SWEEP_TOO_HIGH=(
+        "学习率扫描 {text!r} 含有大于 1 的学习率：LoRA 的学习率通常在 1e-5 到 1e-2 之间。",
+        "The learning-rate sweep {text!r} has a rate above 1: LoRA rates usually lie between 1e-5 and 1e-2.",
+    ),
+    ERR_SWEEP_FEW=(
+        "学习率扫描 {text!r} 只有一个学习率：至少要比较两个（范围的上限要大于下限，个数至少 2）。",
+        "The learning-rate sweep {text!r} has a single rate: it compares two or more (a range's "
+        "high end above its low end, a count of at least 2).",
+    ),
+    ERR_SWEEP_MANY=(
+        "学习率扫描 {text!r} 有 {count} 个学习率：最多 {most} 个，每个都要训练一遍。",
+        "The learning-rate sweep {text!r} has {count} rates: at most {most}, each one is a training run.",
+    ),
+    ERR_SWEEP_METHOD=(
+        "学习率扫描目前只用于监督微调（SFT），不用于 {method}。",
+        "A learning-rate sweep trains supervised (SFT) runs; {method} is not supported.",
+    ),
+    ERR_SWEEP_PROCESSES=(
+        "学习率扫描在一个进程里运行：把进程数设为 1。",
+        "A learning-rate sweep runs in one process: set processes to 1.",
+    ),
+    ERR_SWEEP_HOLDOUT=(
+        "学习率扫描要在留出的样本上评分：把留出比例设为大于 0，并且不要跳过评估。",
+        "A learning-rate sweep scores on held-out examples: set a held-out fraction above 0 and do "
+        "not skip evaluation.",
     ),
     ERR_MICRO_BATCH=(
         "{prefix}--micro-batch {micro} 必须整除每步的样本数 {per_step}（batch-size × grad-accum）："

@@ -61,13 +61,16 @@ sections.devices_section(form)
 if shown is not None:
     sections.memory_section(base_model, shown, form)
 
-if st.button(texts.START, type="primary"):
+start, find_lr = st.columns(2)
+starting = start.button(texts.START, type="primary", key="train-start")
+sweeping = find_lr.button(texts.SWEEP_START, help=texts.SWEEP_HELP, key="sweep-start")
+if starting or sweeping:
     if not data_path:
         st.error(data_problem)
     else:
         with st.spinner(texts.CHECKING):
             job = common.show_user_error(
-                lifecycle.submit_form,
+                lifecycle.submit_sweep if sweeping else lifecycle.submit_form,
                 db,
                 form,
                 progress=common.step_progress(),

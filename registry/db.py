@@ -320,6 +320,30 @@ def m014_evaluation_decoding(db: Database) -> None:
     db["evaluations"].add_column("decoding", str)
 
 
+@migrations()
+def m015_learning_rate_sweeps(db: Database) -> None:
+    # A learning-rate sweep job trains the same start a few steps at each rate and scores each on
+    # its held-out examples; one row per (job, rate), so a resumed sweep skips the rates it has.
+    db["sweep_points"].create(
+        {
+            "id": int,
+            "job_id": int,
+            "lr": float,
+            "steps": int,
+            "train_loss": float,
+            "kind": str,  # translation | loss (the role's metric)
+            "scores": str,  # JSON: bleu, chrf | loss, perplexity
+            "num_examples": int,
+            "seconds": float,
+            "created_at": float,
+        },
+        pk="id",
+        not_null={"job_id", "lr", "kind", "scores", "created_at"},
+        foreign_keys=[("job_id", "jobs", "id")],
+    )
+    db["sweep_points"].create_index(["job_id", "lr"], unique=True)
+
+
 def connect(path: Path | None = None) -> Database:
     """Open the registry (creating or upgrading its schema) for use on the calling thread.
 

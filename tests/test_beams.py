@@ -147,12 +147,15 @@ def test_an_evaluation_with_beams_is_stored_apart_from_the_greedy_one(db, adapte
     from studio.roles import save_custom_role
     from training.evaluate import evaluate
 
-    save_custom_role(db, TRANSLATOR.__class__(**{**TRANSLATOR.as_dict(), "name": "searcher", "builtin": False,
-                                                  "decoding": BEAMS}))  # fmt: skip
+    for name, decoding in (("searcher", BEAMS), ("greedy-translator", BEAMS.with_changes(num_beams=1))):
+        fields = {**TRANSLATOR.as_dict(), "name": name, "builtin": False, "decoding": decoding}
+        save_custom_role(db, TRANSLATOR.__class__(**fields))
     data = tmp_path / "dev.jsonl"
     rows = [{"input": text, "output": "患者发烧。"} for text in TEXTS]
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    greedy, _ = evaluate(db, data=str(data), adapter_name="beamed", engine=engine)
+    greedy, _ = evaluate(
+        db, data=str(data), adapter_name="beamed", role_name="greedy-translator", engine=engine
+    )
     searched, reused = evaluate(
         db, data=str(data), adapter_name="beamed", role_name="searcher", engine=engine
     )
@@ -163,3 +166,7 @@ def test_an_evaluation_with_beams_is_stored_apart_from_the_greedy_one(db, adapte
     again, reused = evaluate(db, data=str(data), adapter_name="beamed", role_name="searcher", engine=engine)
     assert reused and again.id == searched.id
     assert evaluations.base_counterpart(db, searched) is None  # the base was not scored with beams
+    translator, _ = evaluate(db, data=str(data), adapter_name="beamed", engine=engine)
+    assert translator.decoding == "beams=2,length_penalty=1", (
+        "the translator's preset searches with two beams"
+    )

@@ -219,7 +219,7 @@ def test_train_form_rejects_bad_data_and_creates_no_job(app_env, tmp_path):
     app.text_input[0].set_value(str(bad)).run()
     assert any("is not valid JSON" in e.value for e in app.error)
     app.text_input(key="adapter-name").set_value("new-one").run()
-    app.button[-1].click().run()
+    app.button(key="train-start").click().run()
     assert any("is not valid JSON" in e.value for e in app.error)
     assert jobs.list_all(app_env) == []
 
@@ -228,7 +228,7 @@ def test_train_form_rejects_unsafe_and_taken_names(app_env):
     app = _app("pages/train.py")
     for name, message in (("../x", "is not allowed"), ("med-zh", "already exists")):
         app.text_input(key="adapter-name").set_value(name).run()
-        app.button[-1].click().run()
+        app.button(key="train-start").click().run()
         assert any(message in e.value for e in app.error), [e.value for e in app.error]
     assert jobs.list_all(app_env) == []
 
@@ -279,7 +279,7 @@ def test_upload_is_validated_and_saved_under_home(app_env, home):
     assert any("line 1 is not valid JSON" in e.value for e in app.error)
     assert len(list((home / "uploads").glob("*"))) == 1
     app.text_input(key="adapter-name").set_value("from-upload").run()
-    app.button[-1].click().run()
+    app.button(key="train-start").click().run()
     assert texts.UPLOAD_REJECTED in [e.value for e in app.error]
     assert texts.CHOOSE_DATA not in [e.value for e in app.error]
 
@@ -288,7 +288,7 @@ def test_start_refuses_what_the_trainer_would_refuse_and_creates_no_job(app_env,
     app = _app("pages/train.py")
     app.number_input(key="setting-max_length").set_value(8).run()
     app.text_input(key="adapter-name").set_value("too-short").run()
-    app.button[-1].click().run()
+    app.button(key="train-start").click().run()
     assert any("is cut away at --max-length 8" in e.value for e in app.error), [e.value for e in app.error]
     assert jobs.list_all(app_env) == []
     assert not (home / "jobs").exists() or not any((home / "jobs").iterdir())
@@ -307,7 +307,7 @@ def test_start_on_a_large_file_shows_how_far_the_tokenising_got(app_env, home, t
     app.text_input(key="train-path").set_value(str(data)).run()
     app.number_input(key="setting-max_length").set_value(8).run()  # refused after tokenising: no trainer
     app.text_input(key="adapter-name").set_value("large").run()
-    app.button[-1].click().run()
+    app.button(key="train-start").click().run()
     bars = [bar.proto.text for bar in app.get("progress")]
     assert bars and bars[-1].startswith("Tokenising large.jsonl: 2000/"), bars
     assert any("is cut away at --max-length 8" in e.value for e in app.error)

@@ -41,6 +41,7 @@ def test_schema_is_created_with_wal_foreign_keys_and_recorded_migrations(db, hom
         "m012_one_status_vocabulary",
         "m013_preference_tuning",
         "m014_evaluation_decoding",
+        "m015_learning_rate_sweeps",
     ]
     again = connect()  # reopening applies nothing twice
     assert [row["name"] for row in again["_sqlite_migrations"].rows] == applied

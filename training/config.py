@@ -140,6 +140,12 @@ class TrainConfig:
         0.05, "fraction of examples kept out of training, to evaluate on", Rule(low=0, high=0.5)
     )
     skip_evaluation: bool = _option(False, "do not evaluate on the held-out examples after training")
+    lr_sweep: str = _option(
+        "",
+        "find the learning rate instead of training an adapter: try each of these rates (1e-4,5e-4,1e-3 "
+        "or a log-spaced range low:high:count) for --max-steps steps (24 when -1) from the same start, "
+        "score each on the held-out examples and name the best",
+    )
     # optimisation
     lr: float = _option(
         -1.0,

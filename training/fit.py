@@ -39,8 +39,9 @@ def device_for(run: Run) -> str:
     return run.world.device(run.config.device or loading.choose_device())
 
 
-def fit(run: Run):
-    """The trained PEFT model and a summary of the training, or (None, None) when cancelled."""
+def fit(run: Run, sweeping: bool = False):
+    """The trained PEFT model and a summary of the training, or (None, None) when cancelled.
+    `sweeping`: one rate of a learning-rate sweep (training.sweep): no checkpoints, no scoring."""
     import torch
     from transformers import TrainingArguments
     from transformers.trainer_callback import PrinterCallback
@@ -107,7 +108,7 @@ def fit(run: Run):
         gradient_accumulation_steps=accumulation,
         learning_rate=config.lr,
         logging_steps=1,
-        save_strategy="steps" if config.save_steps else "epoch",
+        save_strategy="no" if sweeping else "steps" if config.save_steps else "epoch",
         save_steps=config.save_steps or 500,
         save_total_limit=2,
         bf16=dtype == torch.bfloat16,
@@ -125,7 +126,7 @@ def fit(run: Run):
     agreement = StepAgreement(world, counter, run.cancellation)
     progress = RegistryProgress(run.db, run.job_id, agreement) if world.main else None
     scorer = None
-    if world.main and not config.skip_evaluation:
+    if world.main and not config.skip_evaluation and not sweeping:
         scorer = CheckpointScorer(run.db, run.job_id, run.job_dir, plan, run.cancellation)
     # the agreement first: all ranks have saved before rank 0 marks a checkpoint complete
     callbacks = [callback for callback in (agreement, progress, scorer) if callback is not None]
@@ -183,7 +184,7 @@ def fit(run: Run):
     gc.collect()
     if run.cancellation.requested.is_set():
         return None, None
-    if not world.main:
+    if not world.main or sweeping:
         return model, summary
     choice = choose_and_restore(run.db, run.job_id, model, final_step=summary["steps"])
     preference.drop_reference(model)

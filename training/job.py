@@ -27,6 +27,7 @@ from training.cancellation import Cancellation, JobCancelled
 from training.config import TrainConfig
 from training.distributed import World
 from training.fit import Run, device_for, fit
+from training.sweep_job import run_sweep
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 143
 DEVICES_HELD = "TRANSLATOR_DEVICES_HELD"  # set by the launching trainer: it holds this job's devices
@@ -177,7 +178,8 @@ def run_job(
             log.info(
                 "learning rate %g, %g epochs: %s", plan.config.lr, plan.config.epochs, plan.by_size.reason()
             )
-        if _train_and_publish(run, followers) == "cancelled":
+        outcome = run_sweep(run) if plan.config.lr_sweep else _train_and_publish(run, followers)
+        if outcome == "cancelled":
             job_rows.finish(db, job.id, "cancelled")
             log.info("cancelled; a checkpoint was saved: resume with --resume --name %s", plan.config.name)
             return EXIT_CANCELLED

@@ -29,7 +29,7 @@ from registry.db import to_json
 from registry.jobs import Job
 from studio import supervisor
 from studio.roles import get_role
-from training import launchers, plans
+from training import launchers, plans, sweep
 from training.config import DPO_LOSSES, LOSSES, TrainConfig, check_settings
 
 SAMPLES = {
@@ -62,6 +62,7 @@ def check(
         settings = settings.as_dict()
     config = check_settings(settings, f"job {job.id}" if job else "")
     check_method(config)
+    sweep.check(config)
     launchers.check_strategy(config.strategy, config.device)
     devices.check_request(config.processes, config.device)
     name = check_name(config.name)
@@ -172,6 +173,19 @@ def submit_form(db, form: dict, *, progress=None, tokenizers=None) -> Job:
     """The page's Start with what its form holds (any subset of the settings): the trainer's
     defaults fill the rest, and every value is typed and range-checked as a flag would be."""
     return submit(db, form, progress=progress, tokenizers=tokenizers)
+
+
+def submit_sweep(db, form: dict, *, progress=None, tokenizers=None) -> Job:
+    """The page's "find the learning rate": the form's job as a sweep (training.sweep) around its
+    learning rate, a tenth to three times it, named after the adapter with "-lr-sweep"."""
+    from training import defaults
+
+    name = (str(form.get("name") or "").strip() or "lr") + "-lr-sweep"
+    lr = float(form.get("lr") or -1)
+    if lr <= 0:
+        lr = defaults.for_base(catalogue.parse_model_id(form.get("base") or "builtin").model_id).lr
+    settings = {**form, "name": name, "lr_sweep": form.get("lr_sweep") or sweep.around(lr)}
+    return submit(db, settings, progress=progress, tokenizers=tokenizers)
 
 
 def start_demo(db, *, tokenizers=None) -> Job:

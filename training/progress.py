@@ -159,7 +159,7 @@ class RegistryProgress(TrainerCallback):
         return sum(self._rates) / len(self._rates) if self._rates else None
 
 
-class _ScoringStopped(Exception):
+class ScoringStopped(Exception):
     """A cancel arrived while a checkpoint was being scored: stop scoring, let training stop."""
 
 
@@ -189,7 +189,7 @@ class CheckpointScorer(TrainerCallback):
         weights = keep_weights(checkpoint, self.job_dir, step)
         try:
             kind, scores, signature = self._score(model)
-        except _ScoringStopped:
+        except ScoringStopped:
             log.info("scoring checkpoint %d stopped by a cancel", step)
             return
         finally:
@@ -214,30 +214,33 @@ class CheckpointScorer(TrainerCallback):
         )
 
     def _score(self, model) -> tuple[str, dict, str]:
-        """(kind, scores, signature): a preference job's held-out rewards, else the role's metric."""
-        from engine.generation import ChatEngine
-        from training.evaluate import score_records
+        return score_model(model, self.plan, self.records, self.cancellation)
 
-        plan = self.plan
 
-        def stop_if_cancelled(_done: int) -> None:
-            if self.cancellation.requested.is_set():
-                raise _ScoringStopped
+def score_model(model, plan, records: list[dict], cancellation) -> tuple[str, dict, str]:
+    """(kind, scores, signature) of the model in training on held-out `records`: a preference
+    job's rewards, else the role's metric. A cancel stops it (ScoringStopped)."""
+    from engine.generation import ChatEngine
+    from training.evaluate import score_records
 
-        if plan.config.prefers:
-            scores = preference.score(model, plan, self.records, stop=stop_if_cancelled)
-            reference = plan.parent.name if plan.parent else "the base model"
-            signature = (
-                f"implicit reward beta*(log p - log p_ref), beta {plan.config.beta:g}, reference {reference}"
-            )
-            return "preference", scores, signature
-        engine, adapter = ChatEngine.around_training(
-            model, plan.tokenizer, plan.spec, plan.model_dir, plan.config.prompt_format
+    def stop_if_cancelled(_done: int) -> None:
+        if cancellation.requested.is_set():
+            raise ScoringStopped
+
+    if plan.config.prefers:
+        scores = preference.score(model, plan, records, stop=stop_if_cancelled)
+        reference = plan.parent.name if plan.parent else "the base model"
+        signature = (
+            f"implicit reward beta*(log p - log p_ref), beta {plan.config.beta:g}, reference {reference}"
         )
-        scored = score_records(
-            engine, self.records, role=plan.role, adapter=adapter, progress=stop_if_cancelled, predict=False
-        )
-        return plan.role.metric, scored.scores, scored.signature
+        return "preference", scores, signature
+    engine, adapter = ChatEngine.around_training(
+        model, plan.tokenizer, plan.spec, plan.model_dir, plan.config.prompt_format
+    )
+    scored = score_records(
+        engine, records, role=plan.role, adapter=adapter, progress=stop_if_cancelled, predict=False
+    )
+    return plan.role.metric, scored.scores, scored.signature
 
 
 class Heartbeat:

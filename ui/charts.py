@@ -1,4 +1,5 @@
-"""The studio's one way to draw a chart: Streamlit's native charts, axes named in the chosen language.
+"""The studio's one way to draw a chart: Streamlit's native charts (Altair, which Streamlit draws
+them with, where an axis must be logarithmic), axes named in the chosen language.
 
 The data comes shaped from plain modules (training.preview, training.scores, registry.jobs); this
 file only names the axes and draws."""
@@ -78,3 +79,24 @@ def checkpoint_scores(rows: list, height: int = 240) -> None:
     st.line_chart(
         points, x="step", y=metrics, x_label=texts.STEP_AXIS, y_label=texts.SCORE_AXIS, height=height
     )
+
+
+def sweep(points: list, height: int = 220) -> None:
+    """A learning-rate sweep's held-out score against the rate, the rate on a log axis."""
+    import altair as alt
+
+    if not points:
+        return
+    metric = "bleu" if points[0].kind == "translation" else "loss"
+    rows = [{"lr": point.lr, metric: point.scores[metric]} for point in points]
+    st.caption(texts.SWEEP_CHART.format(metric=metric))
+    chart = (
+        alt.Chart(alt.Data(values=rows))
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("lr:Q", scale=alt.Scale(type="log"), title=texts.LR_AXIS),
+            y=alt.Y(f"{metric}:Q", title=metric),
+        )
+        .properties(height=height)
+    )
+    st.altair_chart(chart, width="stretch")

@@ -12,9 +12,10 @@ from core.errors import UserError
 from engine import catalogue, devices, loading, models, resident
 from registry import checkpoints as checkpoint_rows
 from registry import jobs as job_rows
+from registry import sweeps as sweep_rows
 from studio import supervisor
 from studio.roles import get_role
-from training import defaults, launchers, lifecycle, memory
+from training import defaults, launchers, lifecycle, memory, sweep
 from training.config import TrainConfig, rule
 from training.data import load_dataset, save_upload
 from training.panel import finished_since, job_view
@@ -97,9 +98,11 @@ def job_panel(job_id: int, started_as: str) -> None:
     charts.loss_curve(metrics, height=180)
     charts.rewards(metrics, height=180)
     charts.checkpoint_scores(checkpoint_rows.for_job(db, job_id), height=240)
+    if job.config.get("lr_sweep"):
+        _sweep_result(db, job)
     if view.failed_with:
         st.error(view.failed_with)
-    if view.succeeded:
+    if view.succeeded and not job.config.get("lr_sweep"):
         st.success(texts.ADAPTER_READY.format(name=job.adapter_name))
         st.page_link("pages/chat.py", label=texts.GO_CHAT, query_params={"adapter": job.adapter_name})
         if parent := job.config.get("parent"):
@@ -119,6 +122,38 @@ def job_panel(job_id: int, started_as: str) -> None:
     for rank, path in lifecycle.rank_logs(job):
         with st.expander(texts.RANK_LOG.format(rank=rank)):
             st.code(supervisor.log_tail(job, path=path) or "…", language="log")
+
+
+def _sweep_result(db, job) -> None:
+    """The sweep's points so far as a chart and a table, and the best rate, which one click puts
+    into the learning-rate field of the form (for the base the sweep ran on)."""
+    points = sweep_rows.for_job(db, job.id)
+    charts.sweep(points)
+    if not points:
+        return
+    st.dataframe(
+        [
+            {"lr": p.lr, **p.scores, texts.SWEEP_TRAIN_LOSS: p.train_loss, texts.SWEEP_STEPS: p.steps}
+            for p in points
+        ],
+        width="stretch",
+    )
+    chosen = sweep.best(points)
+    planned = sweep.rates(job.config["lr_sweep"])
+    st.caption(texts.SWEEP_BEST.format(lr=f"{chosen.lr:g}", done=len(points), total=len(planned)))
+
+    def use_best() -> None:  # a callback: it runs before the form's widgets are drawn again
+        shown = st.session_state.get("train-base") or job.base_model
+        if catalogue.parse_model_id(shown).model_id == catalogue.parse_model_id(job.base_model).model_id:
+            st.session_state[f"setting-lr-{shown}"] = chosen.lr
+        st.session_state[f"setting-lr-{job.base_model}"] = chosen.lr
+
+    st.button(
+        texts.SWEEP_USE.format(lr=f"{chosen.lr:g}"),
+        key=f"sweep-use-{job.id}",
+        on_click=use_best,
+        type="primary",
+    )
 
 
 def data_choice(role_name: str) -> tuple[str | None, str | None, str]:
