@@ -132,7 +132,7 @@ def train_once(recipe_spec: str, base: str, data: str, n: int, batch_size: int) 
     from training.config import LORA_TARGETS
     from training.data import load_dataset
     from training.examples import tokenize_dataset
-    from training.train import lora_targets
+    from training.fit import lora_targets
 
     spec = catalogue.parse_model_id(base)
     model_dir = models.resolve_model_dir(spec)

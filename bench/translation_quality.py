@@ -11,6 +11,7 @@ Every setting not given here is the trainer's own default (the product's default
 """
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -36,6 +37,7 @@ def run(module: str, *args) -> subprocess.CompletedProcess:
 def measure(model: str, args) -> dict:
     from registry import adapters, connect
     from registry import evaluations as evaluation_rows
+    from training.evaluate import untranslated_terms
     from training.significance import compare_prediction_files
 
     name = "quality-" + model.replace(":", "-")
@@ -43,6 +45,8 @@ def measure(model: str, args) -> dict:
     train += ["--holdout", "0", "--skip-evaluation", "--max-steps", args.max_steps, "--limit", args.limit]
     train += ["--lr", args.lr] if args.lr else []
     train += ["--grad-accum", args.grad_accum] if args.grad_accum else []
+    train += ["--epochs", args.epochs] if args.epochs else []
+    train += ["--gradient-checkpointing", args.gradient_checkpointing]
     started = time.monotonic()
     run("training.train", *train)
     wall = time.monotonic() - started
@@ -54,8 +58,13 @@ def measure(model: str, args) -> dict:
     mine = evaluation_rows.for_adapter(db, adapter.id)[0]
     base = evaluation_rows.base_counterpart(db, mine)
     tested, _ = compare_prediction_files(Path(mine.predictions_path), Path(base.predictions_path))
-    examples = [line for line in Path(mine.predictions_path).read_text(encoding="utf-8").splitlines()[:3]]
+    lines = Path(mine.predictions_path).read_text(encoding="utf-8").splitlines()
+    examples = lines[:3]
+    rows = [json.loads(line) for line in lines]
+    kept = untranslated_terms([r["output"] for r in rows], [r["reference"] for r in rows])
     return {
+        "untranslated": kept,
+        "decoding": mine.decoding or "greedy",
         "model": model,
         "train_s": wall,
         "tested": tested,
@@ -79,6 +88,10 @@ def main() -> int:
     parser.add_argument("--lr", default="", help="learning rate (default: the trainer's)")
     parser.add_argument("--grad-accum", default="", help="gradient accumulation (default: the trainer's)")
     parser.add_argument("--batch-size", type=int, default=20, help="evaluation batch size")
+    parser.add_argument("--epochs", default="", help="epochs (default: the trainer's, by model size)")
+    parser.add_argument(
+        "--gradient-checkpointing", default="auto", help="auto (the memory estimate decides), on or off"
+    )
     args = parser.parse_args()
     quick = {"max_steps": 10, "limit": 200, "dev_limit": 20, "grad_accum": "1"}
     full = {"max_steps": -1, "limit": 0, "dev_limit": 200}  # -1: the product's epochs for the model size
@@ -106,6 +119,13 @@ def main() -> int:
             f"| {bleu.baseline:.1f} ± {bleu.baseline_ci:.1f} | {bleu.system:.1f} ± {bleu.system_ci:.1f} "
             f"| {bleu.p_value:.4f} | {chrf.baseline:.1f} ± {chrf.baseline_ci:.1f} "
             f"| {chrf.system:.1f} ± {chrf.system_ci:.1f} | {chrf.p_value:.4f} |"
+        )
+    for row in rows:
+        kept = row["untranslated"]
+        print(
+            f"{row['model']}: decoding {row['decoding']}; {kept['sentences']} of {row['n']} outputs "
+            f"({kept['share']:.0%}) keep English words their reference translated; most kept: "
+            + ", ".join(f"{word} ({count})" for word, count in kept["most_common"])
         )
     for row in rows:
         print(f"\n{row['model']}: first dev sentences (input, reference, adapter output)")

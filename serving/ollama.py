@@ -51,6 +51,10 @@ def modelfile(
         token = tokenizer.convert_ids_to_tokens(token_id)
         lines.append(f"PARAMETER stop {_quoted(token)}")
     decoding = role.decoding
+    if decoding.beams:  # Ollama (llama.cpp's sampler) has no beam search
+        lines.append(
+            f"# the role searches with {decoding.num_beams} beams in the studio; Ollama decodes greedily"
+        )
     lines.append(f"PARAMETER temperature {decoding.temperature if decoding.do_sample else 0:g}")
     if decoding.do_sample:
         lines.append(f"PARAMETER top_p {decoding.top_p:g}")

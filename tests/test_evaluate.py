@@ -215,3 +215,14 @@ def test_two_adapters_on_the_same_sentences_can_be_compared_pair_by_pair(
     assert [row["metric"] for row in table] == ["bleu", "chrf"]
     assert {"first", "second", "p"} <= set(table[0]) and " ± " in table[0]["first"]
     assert table[0]["verdict"] in {"✅ significantly better", "⚠️ significantly worse", "– not significant"}
+
+
+def test_untranslated_terms_count_english_words_the_reference_translated():
+    from training.evaluate import untranslated_terms
+
+    found = untranslated_terms(
+        ["患者接受了insulin治疗。", "HIV 检测阴性。", "血压正常。", "给予 metformin 和 Insulin。"],
+        ["患者接受了胰岛素治疗。", "HIV 检测阴性。", "血压正常。", "给予二甲双胍和胰岛素。"],
+    )
+    assert found["sentences"] == 2 and found["share"] == 0.5  # HIV is kept by the reference too
+    assert found["most_common"][0] == ("insulin", 2)

@@ -14,6 +14,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,29 @@ def translation_scores(predictions: list[str], references: list[str]) -> tuple[d
         "chrf": chrf.corpus_score(predictions, [references]).score,
     }
     return scores, f"BLEU {bleu.get_signature()} | chrF {chrf.get_signature()}"
+
+
+_LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z-]{2,}")
+
+
+def untranslated_terms(predictions: list[str], references: list[str]) -> dict:
+    """English words a translation kept that its reference does not have (the reference translated
+    them; abbreviations and names the reference keeps, like "HIV" or "COVID-19", do not count):
+    the share of sentences with at least one, and the most frequent words."""
+    from collections import Counter
+
+    kept = Counter()
+    sentences = 0
+    for prediction, reference in zip(predictions, references, strict=True):
+        in_reference = {word.lower() for word in _LATIN_WORD.findall(reference)}
+        words = [word for word in _LATIN_WORD.findall(prediction) if word.lower() not in in_reference]
+        sentences += bool(words)
+        kept.update(word.lower() for word in words)
+    return {
+        "sentences": sentences,
+        "share": sentences / len(predictions) if predictions else 0.0,
+        "most_common": kept.most_common(10),
+    }
 
 
 def length_caps(tokenizer, references: list[str], ceiling: int) -> list[int]:
