@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float)
     parser.add_argument("--top-p", type=float)
     parser.add_argument("--repetition-penalty", type=float)
-    parser.add_argument("--greedy", action="store_true", help="no sampling")
+    parser.add_argument("--greedy", action="store_true", help="no sampling and no beams: one greedy answer")
+    parser.add_argument("--num-beams", type=int, help="beam search with this many beams (no sampling)")
     parser.add_argument("--device", help="cpu or cuda")
     parser.add_argument("--trust-remote-code", action="store_true")
     args = parser.parse_args(argv)
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
             temperature=args.temperature,
             top_p=args.top_p,
             repetition_penalty=args.repetition_penalty,
-            do_sample=False if args.greedy else None,
+            do_sample=False if args.greedy or args.num_beams else None,
+            num_beams=1 if args.greedy else args.num_beams,
         )
         check_decoding(decoding)
         if adapter is not None:  # a wrong or broken adapter is refused before the model loads

@@ -46,7 +46,7 @@ def test_bleu_and_chrf_on_known_strings_equal_sacrebleu():
 
 def test_batched_generation_equals_one_by_one(engine):
     texts = [row["input"] for row in ROWS]
-    greedy = TRANSLATOR.decoding.with_changes(max_new_tokens=12)
+    greedy = TRANSLATOR.decoding.with_changes(max_new_tokens=12, num_beams=1)
     batched = engine.generate_batch(texts, role=TRANSLATOR, decoding=greedy, batch_size=3)
     assert batched == [engine.reply(text, role=TRANSLATOR, decoding=greedy).strip() for text in texts]
 
@@ -155,7 +155,7 @@ def test_batched_generation_without_stacked_row_caches_is_the_same(engine, monke
     from engine import generation
 
     texts = ["The patient has a fever.", "Pain.", "Take two tablets daily after meals."]
-    greedy = TRANSLATOR.decoding.with_changes(max_new_tokens=12)
+    greedy = TRANSLATOR.decoding.with_changes(max_new_tokens=12, num_beams=1)
     stacked = engine.generate_batch(texts, role=TRANSLATOR, decoding=greedy, batch_size=3)
     monkeypatch.setattr(generation, "stack_left_padded", lambda caches, pads: None)
     padded = engine.generate_batch(texts, role=TRANSLATOR, decoding=greedy, batch_size=3)

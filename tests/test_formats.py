@@ -39,7 +39,7 @@ def test_training_prompt_equals_what_chat_sends_to_the_model(chat_engine, monkey
 
     monkeypatch.setattr(chat_engine.model, "forward", spy)
     monkeypatch.setattr(chat_engine, "prompt_format", prompt_format)
-    one_token = role.decoding.with_changes(max_new_tokens=1)
+    one_token = role.decoding.with_changes(max_new_tokens=1, num_beams=1)
     text = formats.user_text(role, record["instruction"], record["input"])
     chat_engine.reply(text, role=role, decoding=one_token)
     assert sent == [example.input_ids[: example.prompt_length]]  # the prompt's one forward pass

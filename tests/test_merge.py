@@ -95,7 +95,7 @@ def test_the_merged_model_equals_base_plus_adapter(home, db, family, tmp_path):
         effect = (with_adapter - base_only).abs().max().item()
         assert effect > 100 * bound, f"a wrong merge (adapter effect {effect:.3g}) would pass {bound:.3g}"
 
-    greedy = TRANSLATOR.decoding.with_changes(do_sample=False, max_new_tokens=8)
+    greedy = TRANSLATOR.decoding.with_changes(do_sample=False, max_new_tokens=8, num_beams=1)
     mine = engine.generate_batch(PROMPTS, role=TRANSLATOR, adapter=adapter, decoding=greedy)
     theirs = merged.generate_batch(PROMPTS, role=TRANSLATOR, decoding=greedy)
     assert mine == theirs

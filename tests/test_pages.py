@@ -162,7 +162,8 @@ def test_a_second_visitor_starts_in_a_conversation_of_its_own(app_env):
 
 def _greedy_replies(app_env, tiny_model_dir, prompt, names, sidebar_role):
     """What the engine itself answers for the base and each adapter (its own role), with the
-    sidebar role's settings made greedy and 8 tokens long, as the page sends them."""
+    sidebar role's settings without sampling (the translator's two beams stay) and 8 tokens long,
+    as the page sends them."""
     from engine.generation import ChatEngine
     from studio.roles import get_role
 

@@ -298,7 +298,7 @@ def test_lora_training_run_registers_an_adapter_that_chats(home, yuan_model_dir)
     from engine.generation import ChatEngine
 
     engine = ChatEngine(str(yuan_model_dir), device="cpu")
-    decoding = TRANSLATOR.decoding.with_changes(do_sample=False, max_new_tokens=8)
+    decoding = TRANSLATOR.decoding.with_changes(do_sample=False, max_new_tokens=8, num_beams=1)
     with_adapter = engine.reply("A fever.", role=TRANSLATOR, adapter=adapter, decoding=decoding)
     assert chat.stdout == with_adapter + "\n"  # the CLI answers with the trained adapter, nothing else
     assert with_adapter != engine.reply("A fever.", role=TRANSLATOR, decoding=decoding)
@@ -311,7 +311,7 @@ def test_batched_greedy_with_rows_leaving_early_equals_one_by_one(yuan_model_dir
     chat = ChatEngine(str(yuan_model_dir), device="cpu")
     texts = ["A fever.", "The patient has a cough and a fever.", "Pain."]
     limits = [3, 9, 6]
-    greedy = TRANSLATOR.decoding
+    greedy = TRANSLATOR.decoding.with_changes(num_beams=1)
     batched = chat.generate_batch(texts, role=TRANSLATOR, decoding=greedy, max_new_tokens=limits)
     for text, limit, reply in zip(texts, limits, batched, strict=True):
         alone = chat.generate_batch([text], role=TRANSLATOR, decoding=greedy, max_new_tokens=[limit])[0]
@@ -325,3 +325,16 @@ def test_an_adapter_with_whole_modules_is_refused_on_a_yuan_base(db, home, yuan_
     from tests.conftest import assert_whole_module_adapters_are_refused
 
     assert_whole_module_adapters_are_refused(db, yuan_model_dir, home / "whole", f"local:{yuan_model_dir}")
+
+
+def test_beam_search_on_the_yuan_cache_answers_each_row_as_alone(yuan_model_dir):
+    """Beam search reorders the cache each step: the Yuan cache's filtering state goes with it."""
+    from engine.generation import ChatEngine
+
+    chat = ChatEngine(str(yuan_model_dir), device="cpu")
+    texts = ["A fever.", "The patient has a cough and a fever.", "Pain."]
+    beams = TRANSLATOR.decoding.with_changes(max_new_tokens=6)
+    assert beams.num_beams == 2
+    batched = chat.generate_batch(texts, role=TRANSLATOR, decoding=beams)
+    assert batched == [chat.generate_batch([text], role=TRANSLATOR, decoding=beams)[0] for text in texts]
+    assert all(batched)
