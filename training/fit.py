@@ -208,11 +208,11 @@ def adapt(model, config: TrainConfig, plan: plans.Plan):
 
 
 def peak_memory(device: str) -> dict:
-    import resource
-
     import torch
 
-    peak = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    from training.memory import own_peak_rss
+
+    peak = {"peak_rss_mb": own_peak_rss() / 2**20}
     if device.startswith("cuda"):
         peak["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return peak

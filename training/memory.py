@@ -260,12 +260,24 @@ def _own_rss() -> int:
         return 0
 
 
-def describe_process() -> str:
-    """This process's resident memory now and at its peak so far (what the log shows)."""
+def own_peak_rss() -> int:
+    """This process's peak resident memory in bytes: VmHWM, which belongs to the process's own
+    memory since its exec. getrusage's ru_maxrss is not: Linux carries it across fork and exec, so
+    a trainer started by a large process (the Streamlit app, pytest) would report its parent's."""
     import resource
 
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return f"resident {mib(_own_rss())}, peak so far {mib(peak)}"
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def describe_process() -> str:
+    """This process's resident memory now and at its peak so far (what the log shows)."""
+    return f"resident {mib(_own_rss())}, peak so far {mib(own_peak_rss())}"
 
 
 @dataclass(frozen=True)

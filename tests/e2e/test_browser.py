@@ -29,7 +29,7 @@ def _poll(condition, timeout: float, what: str, interval: float = 0.25):
         if value:
             return value
         time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what() if callable(what) else what}")
 
 
 def _assistant_texts(page) -> list[str]:
@@ -401,7 +401,10 @@ def test_g_votes_on_a_persona_train_a_child_that_keeps_its_lineage(browser, tmp_
                 page.get_by_text(texts.PAIR_CHOSEN).count() and page.get_by_text(texts.PAIR_REJECTED).count()
             ),
             60,
-            "the first pair as the model sees it",
+            lambda: (
+                "the first pair as the model sees it; the page said: "
+                + page.get_by_test_id("stMain").inner_text()[-1500:].replace("\n", " | ")
+            ),
         )
         labels = texts.SETTING_LABELS
         for label, value in ((labels["max_steps"], 2), (labels["batch_size"], 1), (labels["grad_accum"], 1)):
