@@ -180,7 +180,8 @@ def submit_sweep(db, form: dict, *, progress=None, tokenizers=None) -> Job:
     learning rate, a tenth to three times it, named after the adapter with "-lr-sweep"."""
     from training import defaults
 
-    name = (str(form.get("name") or "").strip() or "lr") + "-lr-sweep"
+    given = str(form.get("name") or "").strip()
+    name = f"{given}-lr-sweep" if given else "lr-sweep"
     lr = float(form.get("lr") or -1)
     if lr <= 0:
         lr = defaults.for_base(catalogue.parse_model_id(form.get("base") or "builtin").model_id).lr

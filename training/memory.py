@@ -33,9 +33,7 @@ from pathlib import Path
 
 from core import texts
 from core.errors import UserError
-from training.config import LORA_TARGETS
 
-LORA_TARGET_NAMES = LORA_TARGETS.split(",")
 # A trainer process before its first step: measured 505 MiB with SmolLM2's 3.5 MB tokenizer.json
 # and 760 MiB with Gemma's 33 MB one (the weights are mapped, not yet read).
 RUNTIME_BYTES = 480 * 2**20
@@ -380,19 +378,31 @@ def longest_of(tokenized) -> tuple[int, int]:
     return longest, most
 
 
-def workload_for(config, tokenized, dtype_bytes: int, target_modules: tuple[str, ...]) -> Workload:
-    longest, most = longest_of(tokenized)
-    return Workload(
+def choose_for_config(
+    config, model_dir: Path, longest: int, most_targets: int, device: str, dtype_bytes: int, free: int
+) -> Choice:
+    """The choice for a checked config (training.config.TrainConfig) and its longest example."""
+    workload = Workload(
         dtype_bytes=dtype_bytes,
         micro_batch=1,
         longest=longest,
-        most_targets=most,
+        most_targets=most_targets,
         lora_r=config.lora_r,
-        lora_targets=target_modules,
+        lora_targets=tuple(name.strip() for name in config.target_modules.split(",") if name.strip()),
         lora_dropout=config.lora_dropout,
         checkpointing=False,
         preference=config.prefers,
         all_logits=config.prefers or config.trust_remote_code,
+    )
+    return choose(
+        shape_of(model_dir),
+        workload,
+        device=device,
+        examples_per_step=config.batch_size * config.grad_accum,
+        batch_size=config.batch_size,
+        free=free,
+        checkpointing=config.gradient_checkpointing,
+        micro_batch=config.micro_batch,
     )
 
 
@@ -401,48 +411,20 @@ def choose_for(config, plan, device: str, dtype, world) -> Choice:
     processes now."""
     import torch
 
-    shape = shape_of(plan.model_dir)
+    free = free_memory(device, sharing=world.local_size if device == "cpu" else 1)
     dtype_bytes = torch.empty((), dtype=dtype).element_size()
-    targets = tuple(name.strip() for name in config.target_modules.split(",") if name.strip())
-    return choose(
-        shape,
-        workload_for(config, plan.tokenized, dtype_bytes, targets),
-        device=device,
-        examples_per_step=config.batch_size * config.grad_accum,
-        batch_size=config.batch_size,
-        free=free_memory(device, sharing=world.local_size if device == "cpu" else 1),
-        checkpointing=config.gradient_checkpointing,
-        micro_batch=config.micro_batch,
-    )
+    return choose_for_config(config, plan.model_dir, *longest_of(plan.tokenized), device, dtype_bytes, free)
 
 
 def for_form(
     model_dir: Path, longest: int, most_targets: int, form: dict, device: str, dtype_bytes: int
 ) -> Choice:
     """What the trainer would choose for the training page's form, with what is free now (the
-    trainer looks again when it starts)."""
-    from training.config import check_settings
+    trainer looks again when it starts). The form's settings are checked as a start checks them."""
+    from training.config import SETTINGS, check_settings
 
-    processes = int(form.get("processes") or 1)
-    check_settings({key: form[key] for key in ("batch_size", "grad_accum", "micro_batch") if key in form})
-    workload = Workload(
-        dtype_bytes=dtype_bytes,
-        micro_batch=1,
-        longest=longest,
-        most_targets=most_targets,
-        lora_r=int(form["lora_r"]),
-        lora_targets=tuple(LORA_TARGET_NAMES),
-        lora_dropout=float(form["lora_dropout"]),
-        checkpointing=False,
-        all_logits=bool(form.get("trust_remote_code")),
+    config = check_settings(
+        {key: value for key, value in form.items() if key in SETTINGS and value is not None}
     )
-    return choose(
-        shape_of(model_dir),
-        workload,
-        device=device,
-        examples_per_step=int(form["batch_size"]) * int(form["grad_accum"]),
-        batch_size=int(form["batch_size"]),
-        free=free_memory(device, sharing=processes if device == "cpu" else 1, this_process=False),
-        checkpointing=form.get("gradient_checkpointing") or "auto",
-        micro_batch=int(form.get("micro_batch") or 0),
-    )
+    free = free_memory(device, sharing=config.processes if device == "cpu" else 1, this_process=False)
+    return choose_for_config(config, model_dir, longest, most_targets, device, dtype_bytes, free)
