@@ -12,6 +12,7 @@ Every setting not given here is the trainer's own default (the product's default
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -46,18 +47,25 @@ def measure(model: str, args) -> dict:
     train += ["--lr", args.lr] if args.lr else []
     train += ["--grad-accum", args.grad_accum] if args.grad_accum else []
     train += ["--epochs", args.epochs] if args.epochs else []
+    train += ["--lora-r", args.lora_r] if args.lora_r else []
     train += ["--gradient-checkpointing", args.gradient_checkpointing]
     started = time.monotonic()
     run("training.train", *train)
     wall = time.monotonic() - started
     dev = ["--data", PARAMED / "dev.jsonl", "--limit", args.dev_limit, "--batch-size", args.batch_size]
-    run("training.evaluate", "--base-only", "--base", model, *dev)
+    if not args.against:
+        run("training.evaluate", "--base-only", "--base", model, *dev)
     run("training.evaluate", "--adapter", name, *dev)
     db = connect()
     adapter = adapters.require(db, name)
     mine = evaluation_rows.for_adapter(db, adapter.id)[0]
-    base = evaluation_rows.base_counterpart(db, mine)
-    tested, _ = compare_prediction_files(Path(mine.predictions_path), Path(base.predictions_path))
+    if args.keep:
+        kept_file = Path(args.keep) / f"{name}.jsonl"
+        kept_file.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(mine.predictions_path, kept_file)
+        print(f"{model}: predictions kept in {kept_file}", flush=True)
+    baseline_file = args.against or evaluation_rows.base_counterpart(db, mine).predictions_path
+    tested, _ = compare_prediction_files(Path(mine.predictions_path), Path(baseline_file))
     lines = Path(mine.predictions_path).read_text(encoding="utf-8").splitlines()
     examples = lines[:3]
     rows = [json.loads(line) for line in lines]
@@ -89,6 +97,14 @@ def main() -> int:
     parser.add_argument("--grad-accum", default="", help="gradient accumulation (default: the trainer's)")
     parser.add_argument("--batch-size", type=int, default=20, help="evaluation batch size")
     parser.add_argument("--epochs", default="", help="epochs (default: the trainer's, by model size)")
+    parser.add_argument("--lora-r", default="", help="LoRA rank (default: the trainer's)")
+    parser.add_argument("--keep", default="", help="copy the adapter's dev predictions into this folder")
+    parser.add_argument(
+        "--against",
+        default="",
+        help="a kept predictions file (same dev sentences) to compare with, instead of the base model: "
+        "the ablation of one change, by the paired bootstrap",
+    )
     parser.add_argument(
         "--gradient-checkpointing", default="auto", help="auto (the memory estimate decides), on or off"
     )
@@ -110,6 +126,8 @@ def main() -> int:
     pairs = args.limit or "all"
     print(f"\nParaMed dev, {rows[0]['n']} sentences; trained on {pairs} training pairs")
     columns = "model,lr,epochs,steps,train wall,base BLEU,adapter BLEU,p,base chrF,adapter chrF,p"
+    if args.against:
+        columns = columns.replace("base", "against")
     print("| " + " | ".join(columns.split(",")) + " |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
@@ -120,6 +138,13 @@ def main() -> int:
             f"| {bleu.p_value:.4f} | {chrf.baseline:.1f} ± {chrf.baseline_ci:.1f} "
             f"| {chrf.system:.1f} ± {chrf.system_ci:.1f} | {chrf.p_value:.4f} |"
         )
+    for row in rows:
+        if args.against:
+            for tested in row["tested"].values():
+                print(
+                    f"{row['model']}: {tested.metric} {tested.difference:+.2f} against {args.against} "
+                    f"[{tested.difference_low:+.2f}, {tested.difference_high:+.2f}], p = {tested.p_value:.3f}"
+                )
     for row in rows:
         kept = row["untranslated"]
         print(

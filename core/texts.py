@@ -556,6 +556,31 @@ _TEXTS = dict(
         "{prefix}--micro-batch {micro} must divide the examples per step, {per_step} (batch-size x "
         "grad-accum): use one of its divisors, or 0 to let the memory estimate choose.",
     ),
+    ERR_OUT_OF_MEMORY=(
+        "训练时内存不足（{device}，每次前向 {micro} 个样本，梯度检查点{checkpointing}）。{advice}",
+        "Out of memory while training ({device}, {micro} examples per forward pass, gradient "
+        "checkpointing {checkpointing}). {advice}",
+    ),
+    OOM_SMALLER_MICRO_BATCH=(
+        "从最后一个检查点继续，把 micro-batch 改为 {smaller}：每步仍是同样的 {per_step} 个样本，"
+        "训练结果不变，只是分更多次累积。",
+        "Resume from the last checkpoint with micro-batch {smaller}: each step still uses the same "
+        "{per_step} examples, so the run is the same, accumulated in more passes.",
+    ),
+    OOM_CHECKPOINTING=(
+        "已是每次一个样本：从最后一个检查点继续，并打开梯度检查点（省下大部分激活内存，约慢三分之一）。",
+        "It already ran one example at a time: resume from the last checkpoint with gradient "
+        "checkpointing on (it keeps most activations out of memory, about a third slower).",
+    ),
+    OOM_NOTHING_LEFT=(
+        "已是每次一个样本且梯度检查点已开：继续也会再次不足。请用更短的 max-length（现为 {max_length}）、"
+        "更小的模型，或在内存更多的设备上重新训练。",
+        "It already ran one example at a time with gradient checkpointing on, so a resume would run out "
+        "again: train anew with a shorter max-length (now {max_length}), a smaller model, or on a "
+        "device with more memory.",
+    ),
+    OOM_RESUME_COMMAND=("命令行：{command}", "From a shell: {command}"),
+    RESUME_WITH=("▶ 以 {changes} 继续", "▶ Resume with {changes}"),
     ERR_MEMORY_SHAPE=(
         "无法从 {path} 读取模型的结构来估算内存（{error}）：该文件夹需要 config.json。",
         "Cannot read the model's shape from {path} to estimate memory ({error}): the folder needs a "

@@ -344,6 +344,13 @@ def m015_learning_rate_sweeps(db: Database) -> None:
     db["sweep_points"].create_index(["job_id", "lr"], unique=True)
 
 
+@migrations()
+def m016_job_remedy(db: Database) -> None:
+    # A job that failed for a reason a resume can fix (out of memory: a smaller micro-batch) keeps
+    # the settings that resume should change, so the page offers it in one click.
+    db["jobs"].add_column("remedy", str)  # JSON: {"micro_batch": 2} | {"gradient_checkpointing": "on"}
+
+
 def connect(path: Path | None = None) -> Database:
     """Open the registry (creating or upgrading its schema) for use on the calling thread.
 

@@ -45,11 +45,12 @@ class Job:
     error: str | None
     devices: str | None  # what it holds, as engine.devices wrote it
     waiting_for: str | None  # why a queued job waits
+    remedy: dict  # the settings a resume should change after a failure ({} when none would help)
 
     kind = "train"  # the supervisor's kind of run
 
 
-ROWS = RunTable("jobs", Job, json_columns=("config",))
+ROWS = RunTable("jobs", Job, json_columns=("config", "remedy"))
 __all__ = ["ACTIVE", "RESUMABLE", "ROWS", "Job"]
 get, finish, mark_interrupted, active = ROWS.get, ROWS.finish, ROWS.mark_interrupted, ROWS.active
 

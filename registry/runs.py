@@ -89,7 +89,7 @@ class RunTable:
     def decode(self, row: dict):
         values = {field.name: row.get(field.name) for field in dataclasses.fields(self.row_type)}
         for column in self.json_columns:
-            values[column] = from_json(row.get(column), {})
+            values[column] = from_json(row.get(column), {}) or {}
         return self.row_type(**values)
 
 

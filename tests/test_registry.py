@@ -42,6 +42,7 @@ def test_schema_is_created_with_wal_foreign_keys_and_recorded_migrations(db, hom
         "m013_preference_tuning",
         "m014_evaluation_decoding",
         "m015_learning_rate_sweeps",
+        "m016_job_remedy",
     ]
     again = connect()  # reopening applies nothing twice
     assert [row["name"] for row in again["_sqlite_migrations"].rows] == applied

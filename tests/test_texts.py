@@ -225,7 +225,7 @@ def test_the_switch_changes_the_language_at_once_and_the_next_visit_keeps_it(app
 def test_page_helpers_speak_the_chosen_language():
     from engine.catalogue import model_label
     from studio.conversation import adapter_label
-    from training.panel import finished_since, job_view
+    from training.panel import job_view, timer_is_stale
     from training.scores import score_chart_rows, with_headers
 
     usable = [adapter_row(name="med", role="translator"), adapter_row(name="mine", role="poet")]
@@ -266,8 +266,9 @@ def test_page_helpers_speak_the_chosen_language():
         assert job_view(replace(job, status="failed", error="boom", eta_seconds=None)).failed_with == "boom"
         assert job_view(replace(job, total_steps=0)).progress == "step 10/?"
         assert list(with_headers(table)[0])[-2:] == ["base bleu", "gain bleu"]
-    assert finished_since(replace(job, status="succeeded"), "running")
-    assert not finished_since(job, "running") and not finished_since(replace(job, status="failed"), "failed")
+    assert timer_is_stale(replace(job, status="succeeded"), "running")
+    assert timer_is_stale(replace(job, status="queued"), "failed"), "resumed: the panel needs its timer again"
+    assert not timer_is_stale(job, "running") and not timer_is_stale(replace(job, status="failed"), "failed")
     rows = score_chart_rows(table, metric="M", adapter="A", base="B")
     assert rows == [
         {"M": "bleu · dev.jsonl", "A": 12.5, "B": 1.0},

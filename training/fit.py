@@ -164,7 +164,12 @@ def fit(run: Run, sweeping: bool = False):
                 scorer.score_if_missing(model, resume_from)
         else:
             log.info("memory before the first step: %s", memory.describe_process())
-            result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+            try:
+                result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+            except Exception as error:
+                if not memory.is_out_of_memory(error):
+                    raise
+                raise memory.out_of_memory(config, micro_batch, checkpointing, device) from error
             summary = {
                 "final_loss": progress.last_loss if progress else None,
                 "train_loss": result.training_loss,

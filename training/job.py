@@ -22,7 +22,7 @@ from registry.adapters import Adapter
 from registry.jobs import Job
 from studio import adapters as studio_adapters
 from studio import supervisor
-from training import distributed, launchers, lifecycle, plans
+from training import distributed, launchers, lifecycle, memory, plans
 from training.cancellation import Cancellation, JobCancelled
 from training.config import TrainConfig
 from training.distributed import World
@@ -200,7 +200,8 @@ def run_job(
             job_rows.finish(db, job.id, "interrupted", error=texts.ERR_RANK_LOST.format(error=message))
             log.error("another training process stopped: %s", message)
             return EXIT_FAILED
-        job_rows.finish(db, job.id, "failed", error=message)
+        remedy = error.changes if isinstance(error, memory.OutOfMemory) else {}
+        job_rows.finish(db, job.id, "failed", error=message, remedy=remedy)
         log.exception("training failed: %s", message)
         print(f"error: {message}", file=sys.stderr)
         return EXIT_FAILED

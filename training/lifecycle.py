@@ -221,17 +221,25 @@ def find_resumable(db, name: str) -> Job:
     return job
 
 
-def resume(db, job_id: int, *, tokenizers=None) -> Job:
-    """The page's Resume: check the job again as it will run, then relaunch it from its newest
-    complete checkpoint."""
+def resume(db, job_id: int, *, changes: dict | None = None, tokenizers=None) -> Job:
+    """The page's Resume: check the job again as it will run (with `changes`, e.g. the smaller
+    micro-batch an out-of-memory failure asked for), then relaunch it from its newest complete
+    checkpoint."""
     supervisor.reconcile(db)
     job = job_rows.get(db, job_id)
     if job is None or job.status not in job_rows.RESUMABLE:
         raise UserError(texts.ERR_NOT_RESUMABLE)
-    plan = check(db, stored_config(job, resume=True), job=job, tokenizers=tokenizers)
+    plan = check(db, stored_config(job, **(changes or {}), resume=True), job=job, tokenizers=tokenizers)
     plans.store(plan, Path(job.job_dir or home.jobs_dir() / str(job_id)))
     job_rows.update(
-        db, job_id, status="queued", error=None, pid=None, heartbeat_at=time.time(), finished_at=None
+        db,
+        job_id,
+        status="queued",
+        error=None,
+        remedy=None,
+        pid=None,
+        heartbeat_at=time.time(),
+        finished_at=None,
     )
     return supervisor.launch(db, job, resume=True)
 
@@ -247,6 +255,7 @@ def claim(db, job: Job) -> Job:
         heartbeat_at=time.time(),
         finished_at=None,
         error=None,
+        remedy=None,
     )
     return job_rows.get(db, job.id)
 

@@ -428,3 +428,51 @@ def for_form(
     )
     free = free_memory(device, sharing=config.processes if device == "cpu" else 1, this_process=False)
     return choose_for_config(config, model_dir, longest, most_targets, device, dtype_bytes, free)
+
+
+class OutOfMemory(Exception):
+    """Training ran out of memory. The message names the setting to change; `changes` are the
+    settings a resume from the last checkpoint should run with (empty when no resume would fit)."""
+
+    def __init__(self, message: str, changes: dict):
+        super().__init__(message)
+        self.changes = changes
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, Python's MemoryError, or the CPU allocator's refusal (a RuntimeError
+    that says "can't allocate memory")."""
+    import torch
+
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
+
+
+def out_of_memory(config, micro_batch: int, checkpointing: bool, device: str) -> OutOfMemory:
+    """What to do after running out of memory with `micro_batch` examples per forward pass: half as
+    many (or the next smaller divisor), which keeps the examples per step and so the run itself; at
+    one example, gradient checkpointing; beyond that, nothing a resume could change."""
+    per_step = config.batch_size * config.grad_accum
+    smaller = next((size for size in range(micro_batch // 2, 0, -1) if per_step % size == 0), 0)
+    resume = "python -m training.train --name {name} --resume {flags}"
+    if smaller:
+        changes = {"micro_batch": smaller}
+        advice = texts.OOM_SMALLER_MICRO_BATCH.format(smaller=smaller, per_step=per_step)
+    elif not checkpointing:
+        changes = {"gradient_checkpointing": "on"}
+        advice = texts.OOM_CHECKPOINTING
+    else:
+        changes = {}
+        advice = texts.OOM_NOTHING_LEFT.format(max_length=config.max_length)
+    flags = " ".join(f"--{key.replace('_', '-')} {value}" for key, value in changes.items())
+    message = texts.ERR_OUT_OF_MEMORY.format(
+        device=device,
+        micro=micro_batch,
+        checkpointing=texts.SWITCH_NAMES["on" if checkpointing else "off"],
+        advice=advice,
+    )
+    if changes:
+        message += " " + texts.OOM_RESUME_COMMAND.format(command=resume.format(name=config.name, flags=flags))
+    return OutOfMemory(message, changes)

@@ -52,6 +52,7 @@ def _devices(held: str | None) -> str:
     return texts.DEVICES_CPU if held == "cpu" else texts.DEVICES_GPUS.format(gpus=held)
 
 
-def finished_since(job: Job, started_as: str) -> bool:
-    """The panel was drawn for a running job that has ended since: the page redraws without its timer."""
-    return job.status != started_as and started_as in job_rows.ACTIVE
+def timer_is_stale(job: Job, started_as: str) -> bool:
+    """The panel was drawn for a running job that has ended since, or for an ended one that a resume
+    made active again: the page redraws it without its timer, or with one."""
+    return (started_as in job_rows.ACTIVE) != (job.status in job_rows.ACTIVE)

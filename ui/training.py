@@ -3,6 +3,7 @@ the hyperparameters with the trainer's own limits, the preview of what the model
 devices and launch commands, and the live panel of a job."""
 
 import os
+import sqlite3
 from pathlib import Path
 
 import streamlit as st
@@ -18,7 +19,7 @@ from studio.roles import get_role
 from training import defaults, launchers, lifecycle, memory, sweep
 from training.config import TrainConfig, rule
 from training.data import load_dataset, save_upload
-from training.panel import finished_since, job_view
+from training.panel import job_view, timer_is_stale
 from training.preview import preview
 from ui import charts, common
 
@@ -80,8 +81,8 @@ def job_panel(job_id: int, started_as: str) -> None:
     job = lifecycle.get(db, job_id)
     if job is None:
         return
-    if finished_since(job, started_as):
-        st.rerun(scope="app")  # redraw the page without the timer
+    if timer_is_stale(job, started_as):
+        st.rerun(scope="app")  # redraw the panel with a timer while the job is active, without one after
     view = job_view(job)
     st.subheader(view.heading + (f" · {view.devices}" if view.devices else ""))
     if view.waiting_for:
@@ -114,14 +115,34 @@ def job_panel(job_id: int, started_as: str) -> None:
     buttons = st.columns(2)
     if view.active and buttons[0].button(texts.CANCEL, key=f"cancel-{job_id}"):
         lifecycle.cancel(db, job_id)
-    if view.resumable and buttons[1].button(texts.RESUME, key=f"resume-{job_id}"):
-        if common.show_user_error(lifecycle.resume, db, job_id, tokenizers=page_tokenizer):
-            st.rerun(scope="app")
+    if view.resumable:
+        buttons[1].button(texts.RESUME, key=f"resume-{job_id}", on_click=_resume, args=(job_id, {}))
+    if view.resumable and job.remedy:  # e.g. out of memory: the smaller micro-batch it named
+        changes = ", ".join(f"{key.replace('_', '-')} {value}" for key, value in job.remedy.items())
+        buttons[1].button(
+            texts.RESUME_WITH.format(changes=changes),
+            key=f"resume-remedy-{job_id}",
+            on_click=_resume,
+            args=(job_id, job.remedy),
+        )
+    if refused := st.session_state.pop(f"resume-refused-{job_id}", None):
+        st.error(refused)
     with st.expander(texts.LOG_TAIL, expanded=job.status == "failed"):
         st.code(supervisor.log_tail(job) or "…", language="log")
     for rank, path in lifecycle.rank_logs(job):
         with st.expander(texts.RANK_LOG.format(rank=rank)):
             st.code(supervisor.log_tail(job, path=path) or "…", language="log")
+
+
+def _resume(job_id: int, changes: dict) -> None:
+    """A Resume button's callback (it runs before the panel is drawn again, which then shows the
+    job queued, with its timer); a refusal is shown in the panel."""
+    try:
+        lifecycle.resume(common.registry(), job_id, changes=changes, tokenizers=page_tokenizer)
+    except UserError as error:
+        st.session_state[f"resume-refused-{job_id}"] = str(error)
+    except sqlite3.OperationalError as error:
+        st.session_state[f"resume-refused-{job_id}"] = texts.ERR_REGISTRY_WRITE.format(error=error)
 
 
 def _sweep_result(db, job) -> None:
