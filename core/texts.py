@@ -1035,6 +1035,11 @@ _TEXTS = dict(
         "ZeRO-2/3 needs DeepSpeed, which is not installed. On a GPU machine run pip install deepspeed, or "
         "choose ddp or fsdp.",
     ),
+    ERR_LAUNCHER_LOST=(
+        "一个训练进程的启动器（torchrun，或整个节点）停止了，所有进程已保存检查点并一同结束。继续即可从那里接着训练。",
+        "A training process lost its launcher (torchrun, or a whole node, stopped), so all of them "
+        "saved a checkpoint and ended. Resume to continue from there.",
+    ),
     ERR_RANK_LOST=(
         "另一个训练进程停止了（{error}），所有进程已一同结束。从最新的完整检查点继续即可，进程数可以不同。",
         "Another training process stopped ({error}), so all of them ended. Resume from the newest "

@@ -5,18 +5,23 @@ weights. Rank 0 alone writes rows, checkpoints and the adapter; a cancel stops b
 same step; a dead rank ends the job interrupted, with no process left, and it resumes on one."""
 
 import json
+import os
 import re
+import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from core import texts
 from registry import adapters, connect, jobs
 from studio.supervisor import process_alive
-from tests.conftest import PROJECT_ROOT, SAMPLE, run_module, wait_for_status, wait_until
+from tests.conftest import PROJECT_ROOT, SAMPLE, free_port, run_module, wait_for_status, wait_until
 from training import launchers, lifecycle
 from training.config import TrainConfig
 
@@ -138,12 +143,13 @@ def test_launch_commands_for_one_machine_several_and_slurm():
         "py", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "4",
     ]  # fmt: skip
     nodes = launchers.node_commands(launchers.Launch(processes=8, nodes=2, host="gpu1"), args, "n")
-    assert len(nodes) == 2 and all("--rdzv-endpoint gpu1:29500" in c for c in nodes)
+    assert len(nodes) == 2 and all("--master-addr gpu1 --master-port 29500" in c for c in nodes)
     assert "--node-rank 0" in nodes[0] and "--node-rank 1" in nodes[1]
     script = launchers.sbatch_script(launchers.Launch(processes=8, nodes=2), args, "n", Path("/p"))
     assert (
-        "#SBATCH --nodes=2" in script and "#SBATCH --gpus-per-node=8" in script and "srun torchrun" in script
+        "#SBATCH --nodes=2" in script and "#SBATCH --gpus-per-node=8" in script and "srun bash -c" in script
     )
+    assert '--node-rank "$SLURM_NODEID"' in script and '--master-addr "$HEAD_NODE"' in script
     assert launchers.batch_sizes(4, 2, 3) == (8, 24)
     from training.config import parse_config
 
@@ -224,3 +230,88 @@ def test_jobs_take_the_gpus_no_chat_uses_first_and_chats_share_one(home, monkeyp
     assert not devices.in_chat_use(1) and devices.chat_gpu() == 1  # free, and the lowest free
     assert devices.mark_chat("cpu") is None
     one.release()
+
+
+def _node_launchers(name: str, *args: str, port: int) -> list[subprocess.Popen]:
+    """The training page's node commands for 2 machines x 1 process, run here as two launchers
+    (node 1 first: the registry must still end up with node 0's process)."""
+    launch = launchers.Launch(processes=1, nodes=2, host="127.0.0.1", port=port)
+    commands = launchers.node_commands(launch, ["--name", name, *map(str, args)], name)
+    started = []
+    for command in reversed(commands):
+        words = shlex.split(command)
+        assert words[0] == "torchrun"
+        started.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "torch.distributed.run", *words[1:]],
+                cwd=PROJECT_ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+        time.sleep(1)
+    return started[::-1]  # node 0, node 1
+
+
+@pytest.mark.slow
+def test_two_nodes_train_one_job_with_the_losses_of_one_process(home, tiny_model_dir):
+    common = ("--base", str(tiny_model_dir), "--data", str(SAMPLE), "--packing", "on", *PARITY)
+    one = run_module("training.train", *common, "--name", "one", "--grad-accum", "2")
+    assert one.returncode == 0, one.stderr[-3000:]
+    nodes = _node_launchers("two-nodes", *common, "--grad-accum", "1", port=free_port())
+    outputs = [node.communicate(timeout=300)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+
+    db = connect()
+    assert [j.adapter_name for j in jobs.list_all(db)] == ["two-nodes", "one"]  # one job for both nodes
+    rows = {name: adapters.get(db, name) for name in ("one", "two-nodes")}
+    losses = {name: [m["loss"] for m in jobs.metrics_for(db, row.job_id)] for name, row in rows.items()}
+    assert len(losses["two-nodes"]) == 4
+    for single, parallel in zip(losses["one"], losses["two-nodes"], strict=True):
+        assert abs(parallel - single) <= 1e-4 * abs(single), losses
+    job_dir = Path(jobs.get(db, rows["two-nodes"].job_id).job_dir)
+    assert "rank 1 of 2" in (job_dir / "rank1.log").read_text()
+    # rank 0 (the registry's writer) ran under node 0's launcher, rank 1 under node 1's
+    assert "training 'two-nodes'" in outputs[0] and "training 'two-nodes'" not in outputs[1], outputs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("killed", ["node", "launcher"])  # the whole machine, or only its torchrun
+def test_killing_one_node_ends_the_job_interrupted_and_resume_continues_it(home, tiny_model_dir, killed):
+    args = ("--base", str(tiny_model_dir), "--data", str(SAMPLE), "--batch-size", "1", "--grad-accum", "1")
+    args += ("--max-steps", "12", "--save-steps", "4", "--skip-evaluation")
+    nodes = _node_launchers("lost-node", *args, port=free_port())
+    db = connect()
+    job = wait_until(lambda: jobs.active_for_name(db, "lost-node"), what="the job")
+    wait_for_status(db, job.id, lambda j: (j.step or 0) >= 5, what="step 5")
+    for pid in _process_tree(nodes[1].pid) if killed == "node" else [nodes[1].pid]:
+        os.kill(pid, signal.SIGKILL)
+
+    ended = wait_for_status(db, job.id, lambda j: j.status not in jobs.ACTIVE, what="the end")
+    assert ended.status == "interrupted", (Path(ended.job_dir) / "train.log").read_text()[-3000:]
+    if killed == "launcher":  # its rank lived on: both stopped together, with a checkpoint, as for a cancel
+        assert ended.error == texts.ERR_LAUNCHER_LOST
+        assert (Path(ended.job_dir) / "checkpoints" / f"checkpoint-{ended.step}").is_dir()
+    assert nodes[0].wait(timeout=120) != 0  # node 0's launcher ends too, with nothing left behind
+    assert adapters.get(db, "lost-node") is None
+    resumed = run_module("training.train", "--name", "lost-node", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert jobs.get(db, job.id).status == "succeeded" and adapters.get(db, "lost-node").metrics["steps"] == 12
+    assert "resuming from" in (Path(ended.job_dir) / "train.log").read_text()
+
+
+def _process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (torchrun starts its workers in sessions of their own)."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, queue = [], [pid]
+    while queue:
+        tree.append(queue.pop())
+        queue.extend(children.get(tree[-1], []))
+    return tree

@@ -499,7 +499,7 @@ def test_the_devices_section_shows_the_exact_launch_command_and_batch_sizes(app_
     app.number_input(key="train-nodes").set_value(2).run()
     app.text_input(key="train-host").set_value("gpu-head").run()
     codes = [c.value for c in app.code]
-    assert sum("--node-rank" in c and "--rdzv-endpoint gpu-head:29500" in c for c in codes) == 2
+    assert sum("--node-rank" in c and "--master-addr gpu-head --master-port 29500" in c for c in codes) == 2
     assert any("#SBATCH --nodes=2" in c for c in codes)
     assert texts.SQLITE_LOCAL in [c.value for c in app.caption]
     assert texts.BATCH_SIZES.format(per_device=16, total=64, processes=4) in [c.value for c in app.caption]

@@ -4,7 +4,8 @@ import contextlib
 import signal
 import threading
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# SIGHUP: a rank's launcher died (training.distributed.die_with_parent), not a user's cancel
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class JobCancelled(BaseException):
@@ -18,6 +19,8 @@ class Cancellation:
 
     def __init__(self):
         self.requested = threading.Event()
+        # the stop came from a dead launcher: the job is interrupted, not cancelled
+        self.launcher_lost = threading.Event()
         self._deferred = False
 
     def install(self) -> None:
@@ -27,7 +30,9 @@ class Cancellation:
         for number, handler in getattr(self, "_previous", {}).items():
             signal.signal(number, handler)
 
-    def _on_signal(self, *_) -> None:
+    def _on_signal(self, number, _frame) -> None:
+        if number == signal.SIGHUP:
+            self.launcher_lost.set()
         self.requested.set()
         if not self._deferred:
             raise JobCancelled

@@ -9,8 +9,10 @@ parallelism. What this module adds is ownership:
 - a cancel reaches one rank (SIGTERM to the job's pid) or all of them (SIGTERM to the launcher);
   after every micro-batch the ranks agree (`agree`: one all-reduce over gloo) whether any rank was
   asked to stop, so all of them stop at the same step and save one checkpoint.
-- a rank whose launcher dies gets SIGTERM (`die_with_parent`): torchrun starts each rank in a
-  session of its own, so without it a killed launcher would leave ranks training on.
+- a rank whose launcher dies gets SIGHUP (`die_with_parent`): torchrun starts each rank in a
+  session of its own, so without it a killed launcher would leave ranks training on. The ranks
+  stop together with a checkpoint, as for a cancel, and the job ends interrupted (nobody cancelled
+  it: a node or its torchrun went away), to be resumed.
 """
 
 import ctypes
@@ -78,14 +80,14 @@ def leave() -> None:
 
 
 def die_with_parent() -> None:
-    """SIGTERM to this process when its launcher dies (Linux)."""
+    """SIGHUP to this process when its launcher dies (Linux)."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:
         return
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGHUP)
     if os.getppid() == 1:  # the launcher died before the line above
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGHUP)
 
 
 def share(world: World, value=None):
@@ -99,16 +101,17 @@ def share(world: World, value=None):
     return box[0]
 
 
-def agree(world: World, stop: bool, tokens: int) -> tuple[bool, int]:
-    """Whether any rank was asked to stop, and the tokens all ranks went through."""
+def agree(world: World, stop: bool, tokens: int, lost: bool = False) -> tuple[bool, int, bool]:
+    """Whether any rank was asked to stop, the tokens all ranks went through, and whether any rank
+    lost its launcher."""
     if not world.distributed:
-        return stop, tokens
+        return stop, tokens, lost
     import torch
     import torch.distributed as dist
 
-    totals = torch.tensor([int(stop), tokens], dtype=torch.int64)
+    totals = torch.tensor([int(stop), tokens, int(lost)], dtype=torch.int64)
     dist.all_reduce(totals)
-    return bool(totals[0]), int(totals[1])
+    return bool(totals[0]), int(totals[1]), bool(totals[2])
 
 
 def wait_for_all(world: World) -> None:

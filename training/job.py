@@ -179,6 +179,10 @@ def run_job(
                 "learning rate %g, %g epochs: %s", plan.config.lr, plan.config.epochs, plan.by_size.reason()
             )
         outcome = run_sweep(run) if plan.config.lr_sweep else _train_and_publish(run, followers)
+        if outcome == "cancelled" and cancellation.launcher_lost.is_set():
+            job_rows.finish(db, job.id, "interrupted", error=texts.ERR_LAUNCHER_LOST)
+            log.error("a training process lost its launcher; a checkpoint was saved: resume to continue")
+            return EXIT_FAILED
         if outcome == "cancelled":
             job_rows.finish(db, job.id, "cancelled")
             log.info("cancelled; a checkpoint was saved: resume with --resume --name %s", plan.config.name)
@@ -188,6 +192,9 @@ def run_job(
         log.info("job %s succeeded", job.id)
         return 0
     except JobCancelled:
+        if cancellation.launcher_lost.is_set():
+            job_rows.finish(db, job.id, "interrupted", error=texts.ERR_LAUNCHER_LOST)
+            return EXIT_FAILED
         job_rows.finish(db, job.id, "cancelled")
         log.info("cancelled before training started")
         return EXIT_CANCELLED

@@ -6,7 +6,7 @@ asks of the Trainer.
     python -m training.launchers --nodes 2 --processes 8 --slurm -- --base ... --name n
 
 One machine: `torchrun --standalone`. Several machines: one `torchrun --nnodes` command per node,
-all meeting at rank 0's machine (`--rdzv-endpoint`), or one Slurm `sbatch` script. The registry
+all meeting at rank 0's machine (`--master-addr`, node 0), or one Slurm `sbatch` script. The registry
 (SQLite) stays on rank 0's machine, on a local disk: SQLite's locks are not reliable on network
 filesystems (NFS, SMB, Lustre), and only rank 0 writes it. The checkpoints folder must be
 reachable from every machine for a resume (each rank reads the checkpoint back).
@@ -49,22 +49,31 @@ def trainer_command(launch: Launch, trainer_args: list[str], python: str = sys.e
 
 
 def node_commands(launch: Launch, trainer_args: list[str], job_name: str) -> list[str]:
-    """One shell command per machine; the first one is rank 0's, which owns the registry."""
+    """One shell command per machine; the first one is rank 0's, which owns the registry.
+
+    A static rendezvous at rank 0's machine: c10d's rendezvous ignores --node-rank and numbers the
+    machines by host name and launcher pid (tried: the node started first became rank 0), so the
+    registry would live wherever that lands; static keeps node 0's first process rank 0."""
+    del job_name  # a static rendezvous has no id; the name is kept for the Slurm script's signature
     commands = []
     for node in range(launch.nodes):
         words = [
             "torchrun", "--nnodes", str(launch.nodes), "--node-rank", str(node),
-            "--nproc-per-node", str(launch.processes), "--rdzv-backend", "c10d",
-            "--rdzv-endpoint", f"{launch.host}:{launch.port}", "--rdzv-id", job_name,
-            "-m", "training.train", *trainer_args,
+            "--nproc-per-node", str(launch.processes), "--master-addr", launch.host,
+            "--master-port", str(launch.port), "-m", "training.train", *trainer_args,
         ]  # fmt: skip
         commands.append(shlex.join(words))
     return commands
 
 
 def sbatch_script(launch: Launch, trainer_args: list[str], job_name: str, project: Path) -> str:
-    """A Slurm batch script: one task per node, each running torchrun, meeting at the first node."""
-    trainer = shlex.join(["-m", "training.train", *trainer_args])
+    """A Slurm batch script: one task per node, each running torchrun, meeting at the first node,
+    which is rank 0 (each task's shell reads its own $SLURM_NODEID)."""
+    per_node = (
+        f'torchrun --nnodes {launch.nodes} --node-rank "$SLURM_NODEID" --nproc-per-node {launch.processes} '
+        f'--master-addr "$HEAD_NODE" --master-port {launch.port} '
+        + shlex.join(["-m", "training.train", *trainer_args])
+    )
     return f"""#!/bin/bash
 #SBATCH --job-name={job_name}
 #SBATCH --nodes={launch.nodes}
@@ -75,10 +84,8 @@ def sbatch_script(launch: Launch, trainer_args: list[str], job_name: str, projec
 # network filesystem is not safe); $TRANSLATOR_HOME/jobs must be reachable from every node.
 set -euo pipefail
 cd {shlex.quote(str(project))}
-head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
-srun torchrun --nnodes {launch.nodes} --nproc-per-node {launch.processes} \\
-    --rdzv-backend c10d --rdzv-endpoint "$head_node:{launch.port}" --rdzv-id "$SLURM_JOB_ID" \\
-    {trainer}
+export HEAD_NODE=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+srun bash -c {shlex.quote(per_node)}
 """
 
 

@@ -78,8 +78,13 @@ class StepAgreement(TrainerCallback):
     def _agree(self, state, control) -> None:
         local = self.counter.tokens - self._counted
         self._counted = self.counter.tokens
-        stop, tokens = distributed.agree(self.world, self.cancellation.requested.is_set(), local)
+        cancellation = self.cancellation
+        stop, tokens, lost = distributed.agree(
+            self.world, cancellation.requested.is_set(), local, cancellation.launcher_lost.is_set()
+        )
         self.tokens += tokens
+        if lost:
+            cancellation.launcher_lost.set()  # rank 0 ends the job interrupted, not cancelled
         if stop:
             self.cancellation.requested.set()  # the ranks that got no signal stop as cancelled too
             # a cancel inside the step after a checkpoint has nothing new to save, and saving again
