@@ -251,6 +251,7 @@ _TEXTS = dict(
         "holdout": ("留出比例（用来评分）", "Held-out fraction (for scoring)"),
         "gradient_checkpointing": ("梯度检查点", "Gradient checkpointing"),
         "micro_batch": ("每次前向的样本数（0：自动）", "Examples per forward pass (0: automatic)"),
+        "quantize": ("底座量化（QLoRA）", "Quantise the base (QLoRA)"),
     },
     ADAPTER_NAME=("适配器名称", "Adapter name"),
     START=("🚀 开始训练", "🚀 Start training"),
@@ -600,6 +601,18 @@ _TEXTS = dict(
         "too_big": ("放不下", "does not fit"),
     },
     SWITCH_NAMES={"auto": ("自动", "auto"), "on": ("开", "on"), "off": ("关", "off")},
+    CARD_QUANTISED=(
+        "训练时底座量化为 {quantize}（QLoRA）；对话、合并与导出都用全精度底座：LoRA 是对量化权重学到的，"
+        "因此回答可能与训练时的模型略有不同。",
+        "Trained on the base quantised to {quantize} (QLoRA); chat, merge and export use the "
+        "full-precision base. The LoRA was learned against the quantised weights, so answers can "
+        "differ slightly from the model it was trained with.",
+    ),
+    QUANTIZE_NAMES={
+        "none": ("不量化", "none"),
+        "8bit": ("8-bit（LLM.int8）", "8-bit (LLM.int8)"),
+        "4bit": ("4-bit NF4（QLoRA）", "4-bit NF4 (QLoRA)"),
+    },
     MEMORY_REASON=(
         "每个进程预计峰值 {total}，可用 {free}：{verdict}。梯度检查点{checkpointing}（{why}）；"
         "每次前向 {micro} 个样本，累积 {accumulation} 次。",
@@ -613,8 +626,9 @@ _TEXTS = dict(
     MEMORY_CHECKPOINTING_NEEDED=("不开放不下", "without it, it would not fit"),
     MEMORY_CHECKPOINTING_SET=("按你的设置：{switch}", "as you set it: {switch}"),
     MEMORY_TOO_BIG_ADVICE=(
-        "可以试试：更小的 max_length、每次前向更少的样本，或打开梯度检查点。",
-        "Try a smaller max_length, fewer examples per forward pass, or gradient checkpointing on.",
+        "可以试试：更小的 max_length、每次前向更少的样本、打开梯度检查点，或 4-bit 量化（QLoRA）。",
+        "Try a smaller max_length, fewer examples per forward pass, gradient checkpointing on, or "
+        "4-bit quantisation (QLoRA).",
     ),
     ERR_SETTING_TYPE=(
         "{prefix}{flag} 应为{kind}，而不是 {value!r}（{type}）。",
@@ -1035,6 +1049,25 @@ _TEXTS = dict(
         "ZeRO-2/3 needs DeepSpeed, which is not installed. On a GPU machine run pip install deepspeed, or "
         "choose ddp or fsdp.",
     ),
+    ERR_QUANTIZE_NEEDS_BITSANDBYTES=(
+        "量化训练（QLoRA）需要 bitsandbytes：运行 .venv/bin/pip install bitsandbytes==0.50.2，或把量化设为 none。",
+        "Quantised training (QLoRA) needs bitsandbytes: run .venv/bin/pip install bitsandbytes==0.50.2, "
+        "or set quantize to none.",
+    ),
+    ERR_QUANTIZE_WITH=(
+        "{what} 不能与量化（{quantize}）一起使用：{why}",
+        "{what} cannot be combined with quantize {quantize}: {why}",
+    ),
+    QUANTIZE_NOT_SHARDED=(
+        "分片策略需要按 bitsandbytes 的存储类型切分量化权重，这里尚未接入；请用 ddp。",
+        "sharding quantised weights needs bitsandbytes' storage type wired into the sharding, which is "
+        "not done here; use ddp.",
+    ),
+    QUANTIZE_NOT_PREFERENCE=(
+        "偏好训练在量化底座上尚未测试；请先用 none。",
+        "preference tuning on a quantised base is not tested here yet; use none.",
+    ),
+    QUANTIZE_NOT_MPS=("bitsandbytes 不支持 Apple 的 mps 设备。", "bitsandbytes does not run on Apple's mps."),
     ERR_LAUNCHER_LOST=(
         "一个训练进程的启动器（torchrun，或整个节点）停止了，所有进程已保存检查点并一同结束。继续即可从那里接着训练。",
         "A training process lost its launcher (torchrun, or a whole node, stopped), so all of them "

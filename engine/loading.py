@@ -123,20 +123,49 @@ def load_model(
     device: str,
     dtype,
     trust_remote_code: bool = False,
+    quantize: str = "none",
 ):
+    """The model on `device`; `quantize` (8bit, 4bit) loads its linear layers through bitsandbytes
+    for QLoRA training, computing in `dtype` (the rest stays in `dtype`)."""
     from transformers import AutoModelForCausalLM
 
     if check_model_folder(model_dir, trust_remote_code, needs=("weights",)) == YUAN_MODEL_TYPE:
         trust_remote_code = False  # the checkpoint's own code no longer builds; our port replaces it
     register_architectures()
+    placement = {}
+    if quantize != "none":
+        # quantised weights cannot be moved after loading: they are placed as they load
+        placement = {"quantization_config": quantization_config(quantize, dtype), "device_map": {"": device}}
     try:
         with _explain_remote_code(spec, trust_remote_code):
             model = AutoModelForCausalLM.from_pretrained(
-                model_dir, dtype=dtype, trust_remote_code=trust_remote_code
+                model_dir, dtype=dtype, trust_remote_code=trust_remote_code, **placement
             )
     except (OSError, ValueError, KeyError) as error:
         raise UserError(texts.ERR_MODEL_LOAD.format(path=model_dir, error=first_line(error))) from error
-    return model.to(device)
+    return model if placement else model.to(device)
+
+
+def quantization_config(quantize: str, dtype):
+    """QLoRA's recipe: NF4 with double quantisation (Dettmers et al. 2023), or LLM.int8()."""
+    check_quantization_available()
+    from transformers import BitsAndBytesConfig
+
+    if quantize == "4bit":
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+        )
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def check_quantization_available() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise UserError(texts.ERR_QUANTIZE_NEEDS_BITSANDBYTES)
 
 
 class _explain_remote_code:

@@ -1,6 +1,7 @@
 """The memory estimate, the choices the trainer makes from it, and the estimate against measured peaks."""
 
 import json
+import re
 from dataclasses import replace
 
 import pytest
@@ -178,3 +179,17 @@ def test_the_training_page_shows_the_estimate_the_choice_and_takes_an_override(a
     assert "Gradient checkpointing on" in shown and "as you set it: on" in shown
     app.number_input(key="setting-micro_batch").set_value(3).run()
     assert any("--micro-batch 3 must divide the examples per step, 16" in e.value for e in app.error)
+
+
+def test_quantising_on_the_page_shrinks_the_weights_in_the_estimate(app_env):  # noqa: F811
+    app = _app("pages/train.py")
+    app.selectbox(key="train-base").set_value("builtin").run()  # the tiny model's layers round to 0 MiB
+
+    def weights_part() -> float:
+        caption = next(c.value for c in next(e for e in app.expander if e.label == texts.MEMORY).caption)
+        found = re.search(re.escape(texts.MEMORY_PARTS["weights"]) + r" ([\d,]+) MiB", caption)
+        return float(found.group(1).replace(",", ""))
+
+    full = weights_part()
+    app.selectbox(key="setting-quantize").set_value("4bit").run()
+    assert weights_part() < full and not app.error

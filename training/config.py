@@ -20,6 +20,7 @@ from engine.formats import FORMATS as PROMPT_FORMATS
 
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 SWITCHES = ("auto", "on", "off")
+QUANTIZE_CHOICES = ("none", "8bit", "4bit")  # QLoRA through bitsandbytes (engine.loading)
 # sft: instruction data (input -> output); the others learn from preferences (training/pairs.py)
 METHODS = ("sft", "dpo", "orpo", "kto")
 PREFERENCE_METHODS = METHODS[1:]
@@ -199,6 +200,13 @@ class TrainConfig:
         "auto",
         "auto (bf16 on capable GPUs, fp32 on CPU), bf16, fp16 or fp32",
         Rule(choices=("auto", "bf16", "fp16", "fp32")),
+    )
+    quantize: str = _option(
+        "none",
+        "QLoRA: load the base quantised and train LoRA on top: none, 8bit, or 4bit (NF4 with double "
+        "quantisation, computing in the training dtype); needs bitsandbytes. The adapter is used, "
+        "merged and exported with the full-precision base",
+        Rule(choices=QUANTIZE_CHOICES),
     )
     save_steps: int = _option(
         0, "save a checkpoint every N steps (0: at the end of every epoch)", Rule(low=0, high=10**7)

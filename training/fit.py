@@ -67,8 +67,23 @@ def fit(run: Run, sweeping: bool = False):
     )
     log.info("memory: %s (%s)", fitted.reason, fitted.estimate.describe())
     model = loading.load_model(
-        plan.model_dir, plan.spec, device=device, dtype=dtype, trust_remote_code=config.trust_remote_code
+        plan.model_dir,
+        plan.spec,
+        device=device,
+        dtype=dtype,
+        trust_remote_code=config.trust_remote_code,
+        quantize=config.quantize,
     )
+    if config.quantize != "none":
+        from peft import prepare_model_for_kbit_training
+
+        # PEFT's k-bit preparation (norms and embeddings in fp32, the base frozen); checkpointing
+        # is the recipe's to switch, below
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        quantised = {
+            type(m).__name__ for m in model.modules() if type(m).__module__.startswith("bitsandbytes")
+        }
+        log.info("base quantised: %s (%s)", config.quantize, ", ".join(sorted(quantised)) or "no layer")
     checkpointing = fitted.checkpointing
     if config.prefers:  # TRL's trainers pad their own batches
         recipe = batching.Recipe(packing=False, group_by_length=False, gradient_checkpointing=checkpointing)

@@ -314,6 +314,8 @@ def _publish(run: Run, model, summary: dict) -> Adapter:
     hyperparameters = {key: getattr(config, key) for key in named}
     if config.prefers:
         hyperparameters["loss_type"] = config.loss
+    if config.quantize != "none":  # trained on a quantised base; used with the full-precision one
+        hyperparameters["quantize"] = config.quantize
     registration = {
         "name": config.name,
         "role": config.role,

@@ -20,7 +20,7 @@ from pathlib import Path
 from core import home, texts
 from core.errors import UserError
 from core.names import check_name
-from engine import catalogue, devices
+from engine import catalogue, devices, loading
 from engine.adapters import check_folder, lora_settings, read_metadata
 from registry import adapters as adapter_rows
 from registry import jobs as job_rows
@@ -62,6 +62,7 @@ def check(
         settings = settings.as_dict()
     config = check_settings(settings, f"job {job.id}" if job else "")
     check_method(config)
+    check_quantize(config)
     sweep.check(config)
     launchers.check_strategy(config.strategy, config.device)
     devices.check_request(config.processes, config.device)
@@ -83,6 +84,22 @@ def check(
         progress=progress,
         tokenizers=tokenizers,
     )
+
+
+def check_quantize(config: TrainConfig) -> None:
+    """QLoRA where it is wired and tested: plain data parallelism, supervised or sweep jobs, a CUDA
+    GPU or the CPU, with bitsandbytes installed."""
+    if config.quantize == "none":
+        return
+    refused = [
+        (config.strategy != "ddp", f"--strategy {config.strategy}", texts.QUANTIZE_NOT_SHARDED),
+        (config.prefers, config.method.upper(), texts.QUANTIZE_NOT_PREFERENCE),
+        (config.device == "mps", "--device mps", texts.QUANTIZE_NOT_MPS),
+    ]
+    for applies, what, why in refused:
+        if applies:
+            raise UserError(texts.ERR_QUANTIZE_WITH.format(what=what, quantize=config.quantize, why=why))
+    loading.check_quantization_available()
 
 
 def check_method(config: TrainConfig) -> None:

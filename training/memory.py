@@ -134,6 +134,7 @@ class Workload:
     preference: bool = False  # two answers per record (TRL)
     all_logits: bool = False  # logits at every position: TRL's trainers, and remote code we cannot tell
     weight_shards: int = 1  # FSDP: each process holds this share of the weights
+    quantize: str = "none"  # QLoRA: the decoder layers' linear weights in 8 or 4 bits
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,22 @@ def _layer_floats_per_token(shape: Shape, workload: Workload) -> float:
     return norms + attention + mlp + lora
 
 
+# bytes per quantised weight: NF4 is 4 bits plus one 8-bit absmax per 64 weights and, from double
+# quantisation, one fp32 scale per 256 absmax; LLM.int8() is a byte plus per-row scales
+QUANTISED_BYTES = {"4bit": 0.5 + 1 / 64 + 4 / (64 * 256), "8bit": 1.0}
+
+
+def weight_bytes(shape: Shape, workload: Workload) -> int:
+    """The weights at the training dtype; quantised (QLoRA), the decoder layers' linear weights in
+    their bits and the rest (embeddings, norms) in fp32, as PEFT's k-bit preparation leaves them."""
+    if workload.quantize == "none":
+        return shape.parameters * workload.dtype_bytes
+    attention = shape.hidden * (2 * shape.query_width + 2 * shape.key_value_width)
+    linear = shape.layers * (attention + 3 * shape.hidden * shape.intermediate)
+    linear = min(linear, shape.parameters)
+    return int(linear * QUANTISED_BYTES[workload.quantize]) + (shape.parameters - linear) * 4
+
+
 def estimate(shape: Shape, workload: Workload) -> Estimate:
     tokens = workload.micro_batch * workload.longest * (2 if workload.preference else 1)
     layer = _layer_floats_per_token(shape, workload) * 4 * tokens
@@ -220,7 +237,7 @@ def estimate(shape: Shape, workload: Workload) -> Estimate:
         logit_rows = workload.micro_batch * workload.most_targets
     return Estimate(
         runtime=RUNTIME_BYTES + int(TOKENIZER_EXPANSION * shape.tokenizer_bytes),
-        weights=shape.parameters * workload.dtype_bytes // workload.weight_shards,
+        weights=weight_bytes(shape, workload) // workload.weight_shards,
         trained=lora_parameters(shape, workload) * 16,  # fp32 weight, gradient, two Adam moments
         activations=int(activations),
         backward=int(BACKWARD_SHARE * shape.layers * layer),
@@ -393,6 +410,7 @@ def choose_for_config(
         checkpointing=False,
         preference=config.prefers,
         all_logits=config.prefers or config.trust_remote_code,
+        quantize=config.quantize,
     )
     return choose(
         shape_of(model_dir),

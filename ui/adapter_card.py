@@ -70,6 +70,8 @@ def lineage_section(db, adapter: Adapter) -> None:
     column = texts.LINEAGE_COLUMNS
     st.markdown(" → ".join(f"**{row[column['adapter']]}** ({row[column['training']]})" for row in table))
     st.dataframe(table, hide_index=True, width="stretch")
+    if quantize := adapter.hyperparameters.get("quantize"):
+        st.info(texts.CARD_QUANTISED.format(quantize=texts.QUANTIZE_NAMES.get(quantize, quantize)))
     links = st.columns(2)
     parent = adapter_rows.by_id(db, adapter.parent_id)
     if parent is not None:

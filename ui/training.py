@@ -17,7 +17,7 @@ from registry import sweeps as sweep_rows
 from studio import supervisor
 from studio.roles import get_role
 from training import defaults, launchers, lifecycle, memory, sweep
-from training.config import TrainConfig, rule
+from training.config import QUANTIZE_CHOICES, TrainConfig, rule
 from training.data import load_dataset, save_upload
 from training.panel import job_view, timer_is_stale
 from training.preview import preview
@@ -276,7 +276,7 @@ def memory_section(base_model: str, shown, form: dict) -> None:
 
 
 def _memory_choice(model_dir, shown, form: dict, device: str, dtype_bytes: int):
-    switches = st.columns(2)
+    switches = st.columns(3)
     form["gradient_checkpointing"] = switches[0].selectbox(
         texts.SETTING_LABELS["gradient_checkpointing"],
         ["auto", "on", "off"],
@@ -284,6 +284,12 @@ def _memory_choice(model_dir, shown, form: dict, device: str, dtype_bytes: int):
         key="setting-gradient_checkpointing",
     )
     form["micro_batch"] = number(switches[1], "micro_batch")
+    form["quantize"] = switches[2].selectbox(
+        texts.SETTING_LABELS["quantize"],
+        list(QUANTIZE_CHOICES),
+        format_func=texts.QUANTIZE_NAMES.get,
+        key="setting-quantize",
+    )
     longest, most_targets = shown.longest_trained()
     choice = common.show_user_error(
         memory.for_form, model_dir, longest, most_targets, form, device, dtype_bytes
