@@ -315,3 +315,16 @@ def _process_tree(pid: int) -> list[int]:
         tree.append(queue.pop())
         queue.extend(children.get(tree[-1], []))
     return tree
+
+
+def test_the_trainer_imports_without_torch_and_leaving_does_not_import_it():
+    """A cancel can interrupt torch's import (training.train); importing it again at exit aborts
+    the process, so nothing on the way out may import it."""
+    code = (
+        "import sys, training.train; from training import distributed; distributed.leave();"
+        "print('torch' in sys.modules)"
+    )
+    printed = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert printed.strip() == "False"

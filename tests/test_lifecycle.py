@@ -262,7 +262,7 @@ def test_cancel_while_waiting_for_the_device_ends_cancelled_within_seconds(home,
 
 @pytest.mark.slow
 def test_cancel_while_preparing_ends_cancelled_within_5_seconds(home, db, tiny_model_dir, tmp_path):
-    """A dataset big enough that the trainer spends seconds reading and tokenising it."""
+    """A dataset big enough that the trainer spends seconds loading its tokens (then torch)."""
     rows = [
         {"input": f"The patient number {i} has a fever and a cough.", "output": "患者发烧咳嗽。"}
         for i in range(40_000)
@@ -270,13 +270,16 @@ def test_cancel_while_preparing_ends_cancelled_within_5_seconds(home, db, tiny_m
     big = tmp_path / "big.jsonl"
     big.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     job = lifecycle.submit(db, _config(tiny_model_dir, name="preparing", data=str(big)))
-    time.sleep(1.5)  # the trainer is reading and tokenising
+    time.sleep(1.5)  # the trainer is loading
     assert jobs.get(db, job.id).num_examples and lifecycle.get(db, job.id).status == "queued"
     started = time.monotonic()
     assert lifecycle.cancel(db, job.id)
     wait_for_status(db, job.id, lambda j: j.status not in jobs.ACTIVE, what="the end", timeout=30)
     latency = time.monotonic() - started
     assert jobs.get(db, job.id).status == "cancelled" and latency < 5, latency
+    wait_until(lambda: not supervisor.process_alive(job.pid), what="the trainer's exit", timeout=10)
+    log = Path(jobs.get(db, job.id).log_path).read_text(encoding="utf-8")
+    assert "cancelled before training started" in log and "Traceback" not in log, log[-2000:]
     print(f"cancel while preparing: {latency:.2f} s")
 
 

@@ -18,6 +18,7 @@ parallelism. What this module adds is ownership:
 import ctypes
 import os
 import signal
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -73,9 +74,9 @@ def join(world: World) -> None:
 
 
 def leave() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
+    # never imports torch: a cancel can interrupt its import, and importing it again aborts the process
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 

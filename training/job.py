@@ -27,7 +27,6 @@ from training.cancellation import Cancellation, JobCancelled
 from training.config import TrainConfig
 from training.distributed import World
 from training.fit import Run, device_for, fit
-from training.sweep_job import run_sweep
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 143
 DEVICES_HELD = "TRANSLATOR_DEVICES_HELD"  # set by the launching trainer: it holds this job's devices
@@ -134,10 +133,18 @@ def plan_and_claim(db, settings: dict, claimed: list) -> plans.Plan:
     return plan
 
 
+def import_the_trainer() -> None:
+    """torch, transformers, PEFT and TRL: seconds of imports, taken once the input is known good
+    and while a cancel still ends the job at once (training.train calls it before run_job)."""
+    import training.progress  # noqa: F401
+    import training.sweep_job  # noqa: F401
+
+
 def run_job(
     db, plan, job: Job, cancellation: Cancellation, followers: Followers, launched_by_app: bool
 ) -> int:
-    from training.progress import Heartbeat  # torch loads only once the input is known good
+    from training.progress import Heartbeat  # loaded by import_the_trainer
+    from training.sweep_job import run_sweep
 
     if followers.world.distributed:  # the config records how the job really runs
         plan = replace(plan, config=replace(plan.config, processes=followers.world.local_size))
