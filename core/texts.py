@@ -303,7 +303,10 @@ _TEXTS = dict(
     STRATEGY=("并行方式", "Parallelism"),
     STRATEGIES={
         "ddp": ("数据并行（每个进程一份模型）", "data parallel (a model copy per process)"),
-        "fsdp": ("FSDP（参数分片到各 GPU）", "FSDP (parameters sharded over the GPUs)"),
+        "fsdp": (
+            "FSDP（参数分片到各进程：GPU 或 CPU）",
+            "FSDP (parameters sharded over the processes, GPU or CPU)",
+        ),
         "zero2": (
             "DeepSpeed ZeRO-2（优化器状态和梯度分片）",
             "DeepSpeed ZeRO-2 (optimizer state and gradients sharded)",
@@ -1040,9 +1043,27 @@ _TEXTS = dict(
         "fewer processes, or the commands for several machines.",
     ),
     ERR_SHARDING_NEEDS_GPUS=(
-        "{strategy} 只在多块 GPU 上分片（accelerate 在 CPU 上会悄悄退回为每个进程一份完整模型）。在 CPU 上请选择 ddp。",
-        "{strategy} shards only across GPUs (on CPU, accelerate would quietly fall back to a full copy "
-        "per process). On CPU choose ddp.",
+        "{strategy}（DeepSpeed）只在 GPU 上分片（accelerate 在 CPU 上会悄悄退回为每个进程一份完整模型）。"
+        "在 CPU 上请选择 ddp 或 fsdp。",
+        "{strategy} (DeepSpeed) shards only across GPUs (on CPU, accelerate would quietly fall back to a "
+        "full copy per process). On CPU choose ddp or fsdp.",
+    ),
+    ERR_FSDP_NEEDS_PROCESSES=(
+        "FSDP 把模型分片到各个进程上：只有一个进程时没有可分的。请选择 2 个或更多进程，或选择 ddp。",
+        "FSDP shards the model over the processes: with one process there is nothing to shard. Choose "
+        "2 or more processes, or ddp.",
+    ),
+    ERR_RESUME_SHARDING=(
+        "任务 {job} 用 --strategy {was} 保存了检查点，不能用 {now} 继续（FSDP 的检查点把优化器状态存在自己的文件里，"
+        "换方式会悄悄从新的优化器开始）。请用 --strategy {was} 继续。",
+        "Job {job} saved its checkpoints with --strategy {was} and cannot resume with {now} (FSDP "
+        "checkpoints keep the optimizer's state in their own files; switching would silently start a "
+        "fresh optimizer). Resume it with --strategy {was}.",
+    ),
+    ERR_FSDP_CPU_SFT_ONLY=(
+        "在 CPU 上，FSDP 只用于监督微调（SFT）；{method} 在 CPU 上请选择 ddp（在 GPU 上可以用 fsdp）。",
+        "On the CPU, FSDP trains supervised (SFT) jobs only; for {method} choose ddp on the CPU (fsdp "
+        "works on GPUs).",
     ),
     ERR_NO_DEEPSPEED=(
         "ZeRO-2/3 需要 DeepSpeed，但它没有安装。在 GPU 机器上运行 pip install deepspeed，或选择 ddp 或 fsdp。",

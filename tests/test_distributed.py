@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from core import texts
-from registry import adapters, connect, jobs
+from registry import adapters, checkpoints, connect, jobs
 from studio.supervisor import process_alive
 from tests.conftest import PROJECT_ROOT, SAMPLE, free_port, run_module, wait_for_status, wait_until
 from training import launchers, lifecycle
@@ -166,14 +166,67 @@ def test_launch_commands_for_one_machine_several_and_slurm():
     assert printed.count("torchrun --nnodes 2") == 2 and "rank 0" in printed
 
 
-def test_sharding_strategies_are_refused_on_cpu_before_any_job(home, db, tiny_model_dir):
+def test_zero_on_the_cpu_fsdp_on_one_process_and_fsdp_for_dpo_on_the_cpu_are_refused_before_any_job(
+    home, db, tiny_model_dir, monkeypatch
+):
     from core.errors import UserError
 
-    for strategy in ("fsdp", "zero2", "zero3"):
-        config = TrainConfig(base=str(tiny_model_dir), data=str(SAMPLE), name="s", strategy=strategy)
-        with pytest.raises(UserError, match="GPU"):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    refused = {
+        ("zero2", "sft", 2): "shards only across GPUs",
+        ("zero3", "sft", 2): "shards only across GPUs",
+        ("fsdp", "sft", 1): "with one process there is nothing to shard",
+        ("fsdp", "dpo", 2): "for DPO choose ddp on the CPU",
+    }
+    for (strategy, method, processes), message in refused.items():
+        config = TrainConfig(
+            base=str(tiny_model_dir),
+            data=str(SAMPLE),
+            name="s",
+            strategy=strategy,
+            method=method,
+            processes=processes,
+            device="cpu",
+        )
+        with pytest.raises(UserError, match=message):
             lifecycle.submit(db, config)
     assert jobs.list_all(db) == []
+
+
+@pytest.mark.slow
+def test_fsdp_on_two_cpu_processes_shards_the_model_and_trains_and_scores_as_one_process(
+    home, tiny_model_dir
+):
+    """Checkpoints scored on the way (every rank generates in step with rank 0), the adapter whole."""
+    common = ("--base", str(tiny_model_dir), "--data", str(SAMPLE), "--packing", "off", "--max-steps", "4")
+    common = (*common, "--lr", "1e-3", "--lora-dropout", "0", "--batch-size", "2", "--save-steps", "2")
+    one = run_module("training.train", *common, "--name", "one", "--grad-accum", "2")
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = _torchrun(*common, "--name", "two", "--grad-accum", "1", "--strategy", "fsdp")
+    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
+
+    db = connect()
+    rows = {name: adapters.get(db, name) for name in ("one", "two")}
+    losses = {name: [m["loss"] for m in jobs.metrics_for(db, row.job_id)] for name, row in rows.items()}
+    assert len(losses["one"]) == len(losses["two"]) == 4
+    for single, parallel in zip(losses["one"], losses["two"], strict=True):
+        assert abs(parallel - single) <= 1e-4 * abs(single), losses
+    weights = {name: load_file(Path(row.path) / "adapter_model.safetensors") for name, row in rows.items()}
+    assert weights["one"].keys() == weights["two"].keys()
+    for key, single in weights["one"].items():
+        assert weights["two"][key].shape == single.shape, key
+        change = (weights["two"][key] - single).norm() / single.norm()
+        assert change <= 1e-4, (key, change.item())
+
+    job_dir = Path(jobs.get(db, rows["two"].job_id).job_dir)
+    for log in (job_dir / "train.log", job_dir / "rank1.log"):
+        held = re.search(r"FSDP: this process held ([\d,]+) of the model's ([\d,]+) param", log.read_text())
+        assert held, log
+        share = int(held.group(1).replace(",", "")) / int(held.group(2).replace(",", ""))
+        assert 0.45 <= share <= 0.55, (log.name, share)
+    assert "trained as FSDP" in (job_dir / "train.log").read_text()
+    steps = {name: [c.step for c in checkpoints.for_job(db, row.job_id)] for name, row in rows.items()}
+    assert steps["one"] == steps["two"] == [2, 4]
 
 
 @pytest.mark.slow
@@ -328,3 +381,31 @@ def test_the_trainer_imports_without_torch_and_leaving_does_not_import_it():
         [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
     ).stdout
     assert printed.strip() == "False"
+
+
+@pytest.mark.slow
+def test_a_cancelled_fsdp_job_resumes_under_fsdp_only_from_its_sharded_checkpoint_to_the_end(
+    home, db, tiny_model_dir
+):
+    job = _submit(db, tiny_model_dir, "sharded", strategy="fsdp", max_steps=8, save_steps=2)
+    running = wait_for_status(db, job.id, lambda j: j.step >= 3, what="step 3")
+    job_dir = Path(running.job_dir)
+    assert lifecycle.cancel(db, job.id)
+    ended = wait_for_status(db, job.id, lambda j: j.status not in jobs.ACTIVE, what="end")
+    assert ended.status == "cancelled", ended
+    saved = max(int(path.name.split("-")[1]) for path in (job_dir / "checkpoints").glob("checkpoint-*"))
+    assert 3 <= saved < 8
+
+    switched = run_module("training.train", "--name", "sharded", "--resume", "--strategy", "ddp")
+    assert switched.returncode == 2 and "Resume it with --strategy fsdp" in switched.stderr, switched.stderr
+    assert jobs.get(db, job.id).status == "cancelled"  # a refused resume leaves the job as it was
+    resumed = run_module("training.train", "--name", "sharded", "--resume", "--processes", "2")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert jobs.get(db, job.id).status == "succeeded"
+    log = (job_dir / "train.log").read_text()
+    assert f"resuming from {job_dir / 'checkpoints' / f'checkpoint-{saved}'}" in log
+    assert "trained as FSDP" in log
+    adapter = adapters.get(db, "sharded")
+    assert adapter.metrics["steps"] == 8
+    steps = [m["step"] for m in jobs.metrics_for(db, job.id)]
+    assert steps == sorted(set(steps)) and steps[-1] == 8  # the steps after the checkpoint, once each

@@ -193,3 +193,14 @@ def test_quantising_on_the_page_shrinks_the_weights_in_the_estimate(app_env):  #
     full = weights_part()
     app.selectbox(key="setting-quantize").set_value("4bit").run()
     assert weights_part() < full and not app.error
+
+
+def test_fsdp_and_zero3_count_each_process_a_share_of_the_weights(builtin_dir):
+    def weights(**settings) -> int:
+        config = check_settings({"processes": 2, "batch_size": 1, "grad_accum": 1, **settings})
+        choice = memory.choose_for_config(config, builtin_dir, 384, 200, "cpu", 4, free=64 * GIB)
+        return choice.estimate.weights
+
+    whole = weights(strategy="ddp")
+    assert weights(strategy="fsdp") == weights(strategy="zero3") == whole // 2
+    assert weights(strategy="fsdp", processes=4) == whole // 4

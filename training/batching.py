@@ -130,14 +130,19 @@ def keeps_target_logits_only(model) -> bool:
     return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
-def make_trainer(**kwargs):
+def make_trainer(sharded_on_the_cpu: bool = False, **kwargs):
     """A Trainer whose length grouping spans the examples of a whole optimizer step on every
     process, as transformers' own spans one process's: N processes then train on exactly the
-    batches one process would, step for step (tests/test_distributed.py)."""
+    batches one process would, step for step (tests/test_distributed.py). `sharded_on_the_cpu`:
+    FSDP shards CPU processes too (training.sharding)."""
     from transformers import Trainer
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    class GloballyGroupedTrainer(Trainer):
+    from training import sharding
+
+    base = sharding.on_the_cpu(Trainer) if sharded_on_the_cpu else Trainer
+
+    class GloballyGroupedTrainer(base):
         def _get_train_sampler(self, train_dataset=None):
             sampler = super()._get_train_sampler(train_dataset)
             if not isinstance(sampler, LengthGroupedSampler):

@@ -141,8 +141,10 @@ def fit(run: Run, sweeping: bool = False):
     agreement = StepAgreement(world, counter, run.cancellation)
     progress = RegistryProgress(run.db, run.job_id, agreement) if world.main else None
     scorer = None
-    if world.main and not config.skip_evaluation and not sweeping:
-        scorer = CheckpointScorer(run.db, run.job_id, run.job_dir, plan, run.cancellation)
+    # a sharded model answers only when every rank runs it: each scores, rank 0 decides and stores
+    together = world if config.strategy == "fsdp" else None
+    if (world.main or together) and not config.skip_evaluation and not sweeping:
+        scorer = CheckpointScorer(run.db, run.job_id, run.job_dir, plan, run.cancellation, together)
     # the agreement first: all ranks have saved before rank 0 marks a checkpoint complete
     callbacks = [callback for callback in (agreement, progress, scorer) if callback is not None]
     if config.prefers:
@@ -161,11 +163,12 @@ def fit(run: Run, sweeping: bool = False):
             data_collator=batching.TargetLogitsOnly(collator) if target_logits_only else collator,
             compute_loss_func=batching.target_loss if target_logits_only else None,
             callbacks=callbacks,
+            sharded_on_the_cpu=config.strategy == "fsdp" and device == "cpu",
         )
     counter.collator, trainer.data_collator = trainer.data_collator, counter
     trainer.remove_callback(PrinterCallback)  # our callback logs each step already
     if config.strategy == "fsdp" and not trainer.is_fsdp_enabled:
-        raise UserError(texts.ERR_SHARDING_NEEDS_GPUS.format(strategy=config.strategy))
+        raise UserError(texts.ERR_FSDP_NEEDS_PROCESSES)
     # rank 0 alone looks (it removes incomplete ones), every rank resumes from what it found
     resume_from = distributed.share(
         world, newest_complete_checkpoint(checkpoints) if config.resume and world.main else None
@@ -200,8 +203,11 @@ def fit(run: Run, sweeping: bool = False):
                 config.strategy,
                 ", ".join(f"{key} {value:,.0f}" for key, value in peak_memory(device).items()),
             )
+    sharded = trainer.is_fsdp_enabled
     del trainer  # its optimizer state is not needed for publishing or evaluating
     gc.collect()
+    if sharded:
+        model = _unsharded(run, model)
     if run.cancellation.requested.is_set():
         return None, None
     if not world.main or sweeping:
@@ -209,6 +215,34 @@ def fit(run: Run, sweeping: bool = False):
     choice = choose_and_restore(run.db, run.job_id, model, final_step=summary["steps"])
     preference.drop_reference(model)
     return model, {**summary, **(choice.as_metrics() if choice else {}), "recipe": recipe.describe()}
+
+
+def _unsharded(run: Run, model):
+    """After FSDP: every rank gathers the trained LoRA weights whole; rank 0 loads the base again,
+    unsharded, with them (publishing and evaluation read the whole model); the others are done."""
+    from training import sharding
+
+    held, total = sharding.held_parameters(model)
+    log.info("FSDP: this process held %s of the model's %s parameters", f"{held:,}", f"{total:,}")
+    trained = sharding.gather_trained(model)
+    del model
+    gc.collect()
+    if not run.world.main or run.cancellation.requested.is_set():
+        return None
+    config, plan = run.config, run.plan
+    device = device_for(run)
+    whole = loading.load_model(
+        plan.model_dir,
+        plan.spec,
+        device=device,
+        dtype=loading.parse_dtype(config.dtype, device),
+        trust_remote_code=config.trust_remote_code,
+    )
+    whole = adapt(whole, config, plan)
+    missing = whole.load_state_dict(trained, strict=False).unexpected_keys
+    if missing:  # the sharded model's names are the plain one's: anything else is a bug, said loudly
+        raise RuntimeError(f"gathered weights the unsharded model does not have: {missing[:3]}")
+    return whole
 
 
 def adapt(model, config: TrainConfig, plan: plans.Plan):

@@ -193,17 +193,27 @@ def strategy_arguments(strategy: str, model) -> dict:
     return {"deepspeed": deepspeed_config(2 if strategy == "zero2" else 3)}
 
 
-def check_strategy(strategy: str, device: str) -> None:
-    """accelerate shards with FSDP or DeepSpeed only across GPUs; on CPU it would quietly fall
-    back to one copy per process, so say so instead."""
-    if strategy == "ddp":
+def check_strategy(config) -> None:
+    """FSDP shards over two or more processes, GPUs or CPU ones (training.sharding), for supervised
+    jobs on the CPU; DeepSpeed's ZeRO shards only across GPUs (on the CPU accelerate would quietly
+    fall back to a full copy per process, so say so instead)."""
+    if config.strategy == "ddp":
         return
+    import os
+
     import torch
 
-    if device == "cpu" or not torch.cuda.is_available():
-        raise UserError(texts.ERR_SHARDING_NEEDS_GPUS.format(strategy=strategy))
-    if strategy != "fsdp":
-        check_deepspeed()
+    on_the_cpu = config.device == "cpu" or not torch.cuda.is_available()
+    if config.strategy == "fsdp":
+        # a shell's torchrun says how many processes there are; the setting is the app's
+        if max(config.processes, int(os.environ.get("WORLD_SIZE", "1"))) < 2:
+            raise UserError(texts.ERR_FSDP_NEEDS_PROCESSES)
+        if on_the_cpu and config.method != "sft":
+            raise UserError(texts.ERR_FSDP_CPU_SFT_ONLY.format(method=config.method.upper()))
+        return
+    if on_the_cpu:
+        raise UserError(texts.ERR_SHARDING_NEEDS_GPUS.format(strategy=config.strategy))
+    check_deepspeed()
 
 
 def check_deepspeed() -> None:

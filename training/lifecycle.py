@@ -64,7 +64,9 @@ def check(
     check_method(config)
     check_quantize(config)
     sweep.check(config)
-    launchers.check_strategy(config.strategy, config.device)
+    launchers.check_strategy(config)
+    if job is not None:
+        check_same_sharding(job, config)
     devices.check_request(config.processes, config.device)
     name = check_name(config.name)
     refuse_taken_name(db, name, job)
@@ -84,6 +86,14 @@ def check(
         progress=progress,
         tokenizers=tokenizers,
     )
+
+
+def check_same_sharding(job: Job, config: TrainConfig) -> None:
+    """FSDP checkpoints keep the optimizer's state in their own files, which another strategy's
+    resume would skip silently (a fresh optimizer): a resume keeps to FSDP or away from it."""
+    was = job.config.get("strategy", "ddp")
+    if (was == "fsdp") != (config.strategy == "fsdp"):
+        raise UserError(texts.ERR_RESUME_SHARDING.format(job=job.id, was=was, now=config.strategy))
 
 
 def check_quantize(config: TrainConfig) -> None:

@@ -412,6 +412,7 @@ def choose_for_config(
         preference=config.prefers,
         all_logits=config.prefers or config.trust_remote_code,
         quantize=config.quantize,
+        weight_shards=max(config.processes, 1) if config.strategy in ("fsdp", "zero3") else 1,
     )
     return choose(
         shape_of(model_dir),

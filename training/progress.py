@@ -14,7 +14,7 @@ from transformers import TrainerCallback
 from registry import checkpoints as checkpoint_rows
 from registry import connect
 from registry import jobs as job_rows
-from training import distributed, preference
+from training import distributed, preference, sharding
 from training.cancellation import Cancellation
 from training.checkpoints import keep_weights
 
@@ -169,11 +169,14 @@ class ScoringStopped(Exception):
 
 
 class CheckpointScorer(TrainerCallback):
-    """Scores each checkpoint as soon as it is completely saved (after `RegistryProgress` marks it)."""
+    """Scores each checkpoint as soon as it is completely saved (after `RegistryProgress` marks it).
+    `together`: the model is sharded (FSDP), so every rank runs the scoring in step with rank 0,
+    which alone decides, keeps the weights and stores the scores (it has `db`)."""
 
-    def __init__(self, db, job_id: int, job_dir: Path, plan, cancellation):
+    def __init__(self, db, job_id: int, job_dir: Path, plan, cancellation, together=None):
         self.db, self.job_id, self.job_dir, self.plan = db, job_id, Path(job_dir), plan
-        self.cancellation = cancellation
+        self.cancellation, self.together = cancellation, together
+        self.main = together is None or together.main
         self.records = plan.heldout[:SCORED_EXAMPLES]
 
     def on_save(self, args, state, control, model=None, **kwargs):
@@ -185,13 +188,19 @@ class CheckpointScorer(TrainerCallback):
     def score_if_missing(self, model, checkpoint: Path) -> None:
         """A resumed job whose last checkpoint was saved but not scored (stopped meanwhile)."""
         step = int(checkpoint.name.rsplit("-", 1)[1])
-        if not any(row.step == step for row in checkpoint_rows.for_job(self.db, self.job_id)):
+        scored = self.main and any(row.step == step for row in checkpoint_rows.for_job(self.db, self.job_id))
+        missing = self.main and not scored
+        if self._decided(missing):
             self.score(model, checkpoint, step, epoch=None)
 
+    def _decided(self, value: bool) -> bool:
+        """Rank 0's decision, on every rank that scores with it."""
+        return distributed.share(self.together, value) if self.together is not None else value
+
     def score(self, model, checkpoint: Path, step: int, epoch: float | None) -> None:
-        if not self.records or not (checkpoint / COMPLETE_MARKER).is_file():
+        if not self._decided(bool(self.records) and (checkpoint / COMPLETE_MARKER).is_file()):
             return
-        weights = keep_weights(checkpoint, self.job_dir, step)
+        weights = keep_weights(checkpoint, self.job_dir, step) if self.main else None
         try:
             kind, scores, signature = self._score(model)
         except ScoringStopped:
@@ -199,6 +208,8 @@ class CheckpointScorer(TrainerCallback):
             return
         finally:
             model.train()
+        if not self.main:
+            return
         row = checkpoint_rows.store(
             self.db,
             job_id=self.job_id,
@@ -219,18 +230,34 @@ class CheckpointScorer(TrainerCallback):
         )
 
     def _score(self, model) -> tuple[str, dict, str]:
-        return score_model(model, self.plan, self.records, self.cancellation)
+        return score_model(model, self.plan, self.records, self.cancellation, self.together)
 
 
-def score_model(model, plan, records: list[dict], cancellation) -> tuple[str, dict, str]:
+def score_model(model, plan, records: list[dict], cancellation, together=None) -> tuple[str, dict, str]:
     """(kind, scores, signature) of the model in training on held-out `records`: a preference
-    job's rewards, else the role's metric. A cancel stops it (ScoringStopped)."""
-    from engine.generation import ChatEngine
-    from training.evaluate import score_records
+    job's rewards, else the role's metric. A cancel stops it (ScoringStopped); with `together`
+    (a sharded model scored by every rank) the ranks agree on it after each example."""
 
     def stop_if_cancelled(_done: int) -> None:
-        if cancellation.requested.is_set():
+        requested = cancellation.requested.is_set()
+        if together is not None:
+            requested, _, lost = distributed.agree(
+                together, requested, 0, cancellation.launcher_lost.is_set()
+            )
+            if lost:
+                cancellation.launcher_lost.set()
+            if requested:
+                cancellation.requested.set()  # training stops at the next micro-batch, on every rank
+        if requested:
             raise ScoringStopped
+
+    with sharding.whole_outside_the_layers(model):
+        return _score_model(model, plan, records, stop_if_cancelled)
+
+
+def _score_model(model, plan, records: list[dict], stop_if_cancelled) -> tuple[str, dict, str]:
+    from engine.generation import ChatEngine
+    from training.evaluate import score_records
 
     if plan.config.prefers:
         scores = preference.score(model, plan, records, stop=stop_if_cancelled)
