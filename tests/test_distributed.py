@@ -33,6 +33,24 @@ def _torchrun(*args: str, processes: int = 2) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
 
 
+def _trained_alike(db) -> dict:
+    """The adapters "one" and "two": 4 steps each, equal losses, and the same LoRA weights (every
+    key, whole shapes) within 1e-4 relative."""
+    rows = {name: adapters.get(db, name) for name in ("one", "two")}
+    losses = {name: [m["loss"] for m in jobs.metrics_for(db, row.job_id)] for name, row in rows.items()}
+    assert len(losses["one"]) == len(losses["two"]) == 4
+    for single, parallel in zip(losses["one"], losses["two"], strict=True):
+        assert abs(parallel - single) <= 1e-4 * abs(single), losses
+    weights = {name: load_file(Path(row.path) / "adapter_model.safetensors") for name, row in rows.items()}
+    assert weights["one"].keys() == weights["two"].keys()
+    for key, single in weights["one"].items():
+        assert weights["two"][key].shape == single.shape, key
+        change = (weights["two"][key] - single).norm() / single.norm()
+        assert change <= 1e-4, (key, change.item())
+    assert not torch.equal(weights["one"][next(iter(weights["one"]))], torch.zeros(1))
+    return rows
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("packing", ["on", "off"])  # packed rows, or padded length-grouped batches
 def test_two_processes_give_the_losses_and_weights_of_one(home, tiny_model_dir, packing):
@@ -43,17 +61,7 @@ def test_two_processes_give_the_losses_and_weights_of_one(home, tiny_model_dir, 
     assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
 
     db = connect()
-    rows = {name: adapters.get(db, name) for name in ("one", "two")}
-    losses = {name: [m["loss"] for m in jobs.metrics_for(db, row.job_id)] for name, row in rows.items()}
-    assert len(losses["one"]) == len(losses["two"]) == 4
-    for single, parallel in zip(losses["one"], losses["two"], strict=True):
-        assert abs(parallel - single) <= 1e-4 * abs(single), losses
-    weights = {name: load_file(Path(row.path) / "adapter_model.safetensors") for name, row in rows.items()}
-    assert weights["one"].keys() == weights["two"].keys()
-    for key, single in weights["one"].items():
-        change = (weights["two"][key] - single).norm() / single.norm()
-        assert change <= 1e-4, (key, change.item())
-    assert not torch.equal(weights["one"][next(iter(weights["one"]))], torch.zeros(1))
+    rows = _trained_alike(db)
 
     # rank 0 alone wrote: one job row, one checkpoint set, one adapter; rank 1 has its own log
     job = jobs.get(db, rows["two"].job_id)
@@ -206,17 +214,7 @@ def test_fsdp_on_two_cpu_processes_shards_the_model_and_trains_and_scores_as_one
     assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
 
     db = connect()
-    rows = {name: adapters.get(db, name) for name in ("one", "two")}
-    losses = {name: [m["loss"] for m in jobs.metrics_for(db, row.job_id)] for name, row in rows.items()}
-    assert len(losses["one"]) == len(losses["two"]) == 4
-    for single, parallel in zip(losses["one"], losses["two"], strict=True):
-        assert abs(parallel - single) <= 1e-4 * abs(single), losses
-    weights = {name: load_file(Path(row.path) / "adapter_model.safetensors") for name, row in rows.items()}
-    assert weights["one"].keys() == weights["two"].keys()
-    for key, single in weights["one"].items():
-        assert weights["two"][key].shape == single.shape, key
-        change = (weights["two"][key] - single).norm() / single.norm()
-        assert change <= 1e-4, (key, change.item())
+    rows = _trained_alike(db)
 
     job_dir = Path(jobs.get(db, rows["two"].job_id).job_dir)
     for log in (job_dir / "train.log", job_dir / "rank1.log"):

@@ -195,31 +195,13 @@ def test_lora_on_all_projections_trains_with_gradient_checkpointing():
 
 
 def _yuan_tokenizer(folder: Path) -> None:
-    """What Yuan2 ships: a sentencepiece `tokenizer.model` read as LlamaTokenizer, bos added by default.
+    """What Yuan2 ships: a sentencepiece `tokenizer.model` read as LlamaTokenizer, bos added by default
+    (trained on the sample's English to the golden vocabulary size, 320, with byte fallback; `<eod>`
+    and the markup tokens take ids 3, 4, ... as in the golden config). The GPU suite builds its Yuan
+    model's tokenizer the same way."""
+    from bench.gpu_suite import yuan_tokenizer
 
-    Trained here on the sample's English to the golden vocabulary size (320) with byte fallback;
-    `<eod>` and the markup tokens take ids 3, 4, ... as in the golden config.
-    """
-    import io
-    import json
-
-    import sentencepiece
-
-    sentences = [json.loads(line)["input"] for line in SAMPLE.read_text(encoding="utf-8").splitlines()]
-    model = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences),
-        model_writer=model,
-        vocab_size=320,
-        model_type="bpe",
-        byte_fallback=True,
-        character_coverage=0.98,
-        user_defined_symbols=["<eod>", *yuan.SPECIAL_TOKENS],
-        minloglevel=2,
-    )
-    (folder / "tokenizer.model").write_bytes(model.getvalue())
-    config = {"tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False}
-    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    yuan_tokenizer(folder)
 
 
 @pytest.fixture(scope="session")
