@@ -95,9 +95,13 @@ def compare(args) -> None:
     for recipe in recipes:
         if summary[recipe].get("estimated_peak_mb"):
             row = summary[recipe]
+            # on a GPU the estimate is of the GPU's memory (what torch allocated), else of the process
+            measured, kind = (
+                (row["peak_cuda_mb"], "GPU") if row.get("peak_cuda_mb") else (row["peak_rss_mb"], "RSS")
+            )
             print(
                 f"{recipe}: estimated peak {row['estimated_peak_mb']:.0f} MB, measured "
-                f"{row['peak_rss_mb']:.0f} MB ({row['estimated_peak_mb'] / row['peak_rss_mb'] - 1:+.0%})"
+                f"{measured:.0f} MB ({row['estimated_peak_mb'] / measured - 1:+.0%}, {kind})"
             )
     if "ours-checkpointing" in summary:
         ours, low = summary["ours"], summary["ours-checkpointing"]
@@ -165,6 +169,7 @@ def train_once(recipe_spec: str, base: str, data: str, n: int, batch_size: int) 
             lora_targets=tuple(targets),
             lora_dropout=dropout,
             checkpointing=False,
+            on_gpu=device.startswith("cuda"),
         )
         fitted = memory.choose(
             memory.shape_of(model_dir),

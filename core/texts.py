@@ -493,9 +493,10 @@ _TEXTS = dict(
     ),
     DEFAULTS_LARGE=(
         "默认值按模型大小（{size}）：学习率 {lr}，{epochs} 轮，即两个教程为 2–3B 模型（Yuan2-2B、Llama-3.2-3B）"
-        "所选的设置。本机没有 GPU，未对这一大小重新测量。",
+        "所选的设置。我们没有在这一大小上重新测量它们（那需要 GPU 上的完整训练）。",
         "Defaults by model size ({size}): learning rate {lr}, {epochs} epochs, the settings both tutorials "
-        "chose for their 2-3B models (Yuan2-2B, Llama-3.2-3B). Not measured again here: this machine has no GPU.",
+        "chose for their 2-3B models (Yuan2-2B, Llama-3.2-3B). We have not measured them again at this size "
+        "(that takes full training runs on a GPU).",
     ),
     DEFAULTS_PREFERENCE_SMALL=(
         "偏好调优的默认值按模型大小（{size}）：学习率 {lr}，{epochs} 轮。偏好调优只把已经会回答的模型"
@@ -506,9 +507,10 @@ _TEXTS = dict(
     ),
     DEFAULTS_PREFERENCE_LARGE=(
         "偏好调优的默认值按模型大小（{size}）：学习率 {lr}，{epochs} 轮，即 LLaMA-Factory 的 LoRA DPO 示例所用。"
-        "本机没有 GPU，未对这一大小测量。",
+        "我们没有在这一大小上测量它们（那需要 GPU 上的完整训练）。",
         "Preference tuning defaults by model size ({size}): learning rate {lr}, {epochs} epochs, as in "
-        "LLaMA-Factory's LoRA DPO example. Not measured here: this machine has no GPU.",
+        "LLaMA-Factory's LoRA DPO example. We have not measured them at this size (that takes full training "
+        "runs on a GPU).",
     ),
     ERR_UNKNOWN_SETTINGS=(
         "{prefix}未知设置 {unknown}：删除它们或改用已知的名称：{known}。",

@@ -135,6 +135,7 @@ class Workload:
     all_logits: bool = False  # logits at every position: TRL's trainers, and remote code we cannot tell
     weight_shards: int = 1  # FSDP: each process holds this share of the weights
     quantize: str = "none"  # QLoRA: the decoder layers' linear weights in 8 or 4 bits
+    on_gpu: bool = False  # the estimate is of the GPU's memory (the runtime stays in host RAM)
 
 
 @dataclass(frozen=True)
@@ -225,10 +226,12 @@ def weight_bytes(shape: Shape, workload: Workload) -> int:
 
 def estimate(shape: Shape, workload: Workload) -> Estimate:
     tokens = workload.micro_batch * workload.longest * (2 if workload.preference else 1)
-    layer = _layer_floats_per_token(shape, workload) * 4 * tokens
+    # activations are kept in the compute dtype: fp32 on a CPU, bf16 on a GPU (QLoRA computes in it too)
+    value_bytes = workload.dtype_bytes
+    layer = _layer_floats_per_token(shape, workload) * value_bytes * tokens
     if workload.checkpointing:
         # each layer's input is kept; during the backward one layer is recomputed whole
-        activations = shape.layers * shape.hidden * 4 * tokens + 2 * layer
+        activations = shape.layers * shape.hidden * value_bytes * tokens + 2 * layer
     else:
         activations = shape.layers * layer + layer
     if workload.all_logits:
@@ -236,7 +239,7 @@ def estimate(shape: Shape, workload: Workload) -> Estimate:
     else:
         logit_rows = workload.micro_batch * workload.most_targets
     return Estimate(
-        runtime=RUNTIME_BYTES + int(TOKENIZER_EXPANSION * shape.tokenizer_bytes),
+        runtime=0 if workload.on_gpu else RUNTIME_BYTES + int(TOKENIZER_EXPANSION * shape.tokenizer_bytes),
         weights=weight_bytes(shape, workload) // workload.weight_shards,
         trained=lora_parameters(shape, workload) * 16,  # fp32 weight, gradient, two Adam moments
         activations=int(activations),
@@ -413,6 +416,7 @@ def choose_for_config(
         all_logits=config.prefers or config.trust_remote_code,
         quantize=config.quantize,
         weight_shards=max(config.processes, 1) if config.strategy in ("fsdp", "zero3") else 1,
+        on_gpu=device.startswith("cuda"),
     )
     return choose(
         shape_of(model_dir),
