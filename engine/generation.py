@@ -328,7 +328,6 @@ class ChatEngine:
         second thread competes with torch's compute threads (a generation thread plus its reader
         cost 10-16% of tokens/s on 2 cores). The shared lock is taken per token, so loading an
         adapter waits for one step of a reply, not for the whole reply."""
-        import torch
 
         if adapter is not None:
             self.ensure_adapter(adapter)
@@ -344,6 +343,28 @@ class ChatEngine:
             if piece := reply.finish(whole):
                 yield piece
             return
+        for token in self.token_ids(prompt, adapter=adapter, decoding=decoding, stops=stops):
+            if piece := reply.add(pieces.add(token)):
+                yield piece
+            if reply.stopped:
+                return
+        if piece := reply.finish(pieces.finish()):
+            yield piece
+
+    def token_ids(
+        self,
+        prompt: list[int],
+        *,
+        adapter: AdapterRecord | None = None,
+        decoding: Decoding,
+        stops: set[int],
+    ) -> Iterator[int]:
+        """The reply's token ids one at a time, the stop token left out: what `stream` turns into
+        text (sampled or greedy; beams go through `beam_search`)."""
+        import torch
+
+        if adapter is not None:
+            self.ensure_adapter(adapter)
         choose = token_chooser(self.model, decoding)
         sequence = torch.tensor([prompt], device=self.model.device)
         step_input, cache = sequence, None
@@ -355,15 +376,10 @@ class ChatEngine:
             cache = output.past_key_values
             token = int(choose(sequence, output.logits[:, -1].float())[0])
             if token in stops:
-                break
+                return
             step_input = torch.tensor([[token]], device=sequence.device)
             sequence = torch.cat((sequence, step_input), dim=1)
-            if piece := reply.add(pieces.add(token)):
-                yield piece
-            if reply.stopped:
-                return
-        if piece := reply.finish(pieces.finish()):
-            yield piece
+            yield token
 
     @contextlib.contextmanager
     def _answering_as(self, adapter: AdapterRecord | None):

@@ -37,6 +37,7 @@ def export_merged(db, adapter_name: str, out: str | Path, *, outtype: str = "f16
         _convert(out, "convert_hf_to_gguf.py", str(merged), "--outtype", outtype)
     finally:
         shutil.rmtree(merged, ignore_errors=True)
+    _loads_or_removed(out)
     _write_modelfile(db, adapter, out, gguf=f"./{out.name}")
     return out
 
@@ -65,10 +66,20 @@ def export_lora(
     base_dir = models.resolve_model_dir(catalogue.parse_model_id(adapter.base_model))
     _convert(out, "convert_lora_to_gguf.py", "--base", str(base_dir), "--outtype", outtype, str(folder))
     if base_gguf:
+        _loads_or_removed(Path(base_gguf).expanduser().resolve(), lora=out)
         _write_modelfile(
             db, adapter, out, gguf=str(Path(base_gguf).expanduser().resolve()), lora=f"./{out.name}"
         )
     return out
+
+
+def _loads_or_removed(model: Path, lora: Path | None = None) -> None:
+    """An export llama.cpp cannot load is found here, not at the user's end, and not left behind."""
+    try:
+        llama_cpp.check_loads(model, lora)
+    except UserError:
+        (lora or model).unlink(missing_ok=True)
+        raise
 
 
 def check(db, adapter_name: str, out: str | Path, outtype: str) -> tuple[dict, Path]:

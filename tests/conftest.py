@@ -147,9 +147,16 @@ def wait_for_step(process: subprocess.Popen, name: str, step: int, timeout: floa
 
 
 def make_adapter(
-    model_dir: Path, folder: Path, seed: int, targets=("q_proj", "v_proj"), modules_to_save=None
+    model_dir: Path,
+    folder: Path,
+    seed: int,
+    targets=("q_proj", "v_proj"),
+    modules_to_save=None,
+    r: int = 4,
+    b_std: float = 0.5,
 ) -> Path:
-    """A LoRA adapter with random (non-zero) weights, saved as PEFT safetensors."""
+    """A LoRA adapter with random (non-zero) weights, saved as PEFT safetensors; `b_std` sets how far
+    it moves the model (0.5: far enough to change greedy outputs of a tiny random model)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -157,8 +164,8 @@ def make_adapter(
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     config = LoraConfig(
-        r=4,
-        lora_alpha=16,
+        r=r,
+        lora_alpha=4 * r,
         target_modules=list(targets),
         init_lora_weights=False,
         modules_to_save=modules_to_save,
@@ -166,7 +173,7 @@ def make_adapter(
     peft_model = get_peft_model(model, config)
     for name, parameter in peft_model.named_parameters():
         if "lora_B" in name:  # make each adapter's effect large enough to change greedy outputs
-            torch.nn.init.normal_(parameter, std=0.5)
+            torch.nn.init.normal_(parameter, std=b_std)
     peft_model.save_pretrained(folder, safe_serialization=True)
     return folder
 
