@@ -23,7 +23,18 @@ fi
 # llama.cpp itself, built from that same archive for this CPU (minutes on 2 cores, once: the wheel
 # is kept in ~/.cache/translator/wheels and reused).
 if [ "${1:-}" = "--dev" ] || [ "${1:-}" = "--llama-cpp" ]; then
-  .venv/bin/python -m serving.llama_cpp --bindings
+  if ! command -v cmake >/dev/null || ! command -v c++ >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++ >/dev/null
+    else
+      echo "note: building llama.cpp needs CMake and a C++ compiler: sudo apt-get install cmake g++"
+    fi
+  fi
+  if command -v cmake >/dev/null && command -v c++ >/dev/null; then
+    .venv/bin/python -m serving.llama_cpp --bindings
+  else
+    echo "note: llama.cpp's bindings were not built; the tests that run GGUF files with them skip"
+  fi
 fi
 if [ "${1:-}" = "--dev" ] && ! command -v chromium >/dev/null && ! command -v chromium-headless-shell >/dev/null; then
   # The browser tests drive Debian's Chromium; Playwright's own browser download is not used.
