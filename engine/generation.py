@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch.nn.functional as F
 from transformers import (
+    LogitsProcessor,
     LogitsProcessorList,
     RepetitionPenaltyLogitsProcessor,
     TemperatureLogitsWarper,
@@ -688,7 +689,9 @@ def token_chooser(model, decoding: Decoding, generator=None):
     if decoding.do_sample:
         top_k = getattr(model.generation_config, "top_k", None) or 50
         if decoding.temperature != 1.0:
-            steps.append(TemperatureLogitsWarper(decoding.temperature))
+            steps.append(_HighestAtZero())
+            # float32 holds no temperature below its smallest normal number (5e-324 becomes 0: NaN)
+            steps.append(TemperatureLogitsWarper(max(decoding.temperature, torch.finfo(torch.float32).tiny)))
         steps.append(TopKLogitsWarper(top_k))
         if decoding.top_p < 1.0:
             steps.append(TopPLogitsWarper(decoding.top_p))
@@ -701,6 +704,15 @@ def token_chooser(model, decoding: Decoding, generator=None):
         return scores.argmax(-1)
 
     return choose
+
+
+class _HighestAtZero(LogitsProcessor):
+    """Shifts each row so its best score is 0 (softmax, top-k and top-p ignore a shift): a tiny
+    temperature then makes the others -inf, a near-greedy choice, instead of dividing large
+    scores into inf and NaN."""
+
+    def __call__(self, input_ids, scores):
+        return scores - scores.max(dim=-1, keepdim=True).values
 
 
 class ReplyText:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
@@ -33,10 +34,10 @@ from engine.roles import ASSISTANT, DECODING_LIMITS, Decoding, Role
 from registry import adapters as adapter_rows
 from registry import connect
 from registry.adapters import Adapter
+from serving import openapi
+from serving.openapi import MAX_STOP_TEXTS, SEEDS
 from serving.scheduler import Generation, Scheduler
 from studio.roles import get_role
-
-MAX_STOP_TEXTS = 4  # as OpenAI's API
 
 
 class ApiError(Exception):
@@ -120,7 +121,10 @@ class Service:
         if not isinstance(prompt, str):
             raise ApiError(400, "`prompt` must be a string (one prompt per request).", param="prompt")
         with self.engine.tokenizer_lock:
-            return self.engine.tokenizer(prompt)["input_ids"]
+            ids = self.engine.tokenizer(prompt)["input_ids"]
+        if not ids:
+            raise ApiError(400, "`prompt` is empty: give the text to continue.", param="prompt")
+        return ids
 
 
 def create_app(engine: ChatEngine, *, api_key: str | None = None, max_batch: int = 16) -> Starlette:
@@ -153,15 +157,21 @@ def create_app(engine: ChatEngine, *, api_key: str | None = None, max_batch: int
     async def health(request: Request):
         return JSONResponse({"status": "ok", "model": engine.base_model_id})
 
+    async def description(request: Request):
+        ids = await run_in_threadpool(service.model_ids)
+        return JSONResponse(openapi.document(ids, secured=service.api_key is not None))
+
     app = Starlette(
         routes=[
             Route("/health", health),
+            Route("/openapi.json", description),
             Route("/v1/models", models),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/completions", completions, methods=["POST"]),
         ],
         exception_handlers={
             ApiError: lambda request, error: error.response(),
+            HTTPException: _http_error,
             UserError: lambda request, error: ApiError(400, str(error)).response(),
         },
         lifespan=_closing(service),
@@ -177,6 +187,16 @@ def _closing(service: Service):
         service.scheduler.close()
 
     return lifespan
+
+
+def _http_error(request: Request, error: HTTPException) -> JSONResponse:
+    """Starlette's own 404 and 405, in OpenAI's error shape as every other answer."""
+    message = f"{request.method} {request.url.path}: {error.detail}."
+    if error.status_code == 405:
+        message += f" Allowed: {error.headers.get('Allow', '')}."
+    response = ApiError(error.status_code, message).response()
+    response.headers.update(error.headers or {})
+    return response
 
 
 def _authorise(service: Service, request: Request) -> None:
@@ -262,24 +282,28 @@ def _plan(
     penalty = _number(body, "repetition_penalty", penalty_limit.low, penalty_limit.high)
     if penalty is not None:
         decoding = decoding.with_changes(repetition_penalty=penalty)
-    if body.get("n") not in (None, 1):
+    n = body.get("n")
+    if n is not None and (type(n) is not int or n != 1):
         raise ApiError(400, "Only n = 1 is supported.", param="n")
-    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    limits = {name: body.get(name) for name in ("max_completion_tokens", "max_tokens")}
+    for name, value in limits.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise ApiError(400, f"`{name}` must be a positive integer, not {value!r}.", param=name)
+    name = "max_completion_tokens" if limits["max_completion_tokens"] is not None else "max_tokens"
+    limit = limits[name]
     room = context - len(prompt)
     if limit is None:
         limit = min(decoding.max_new_tokens, room)
-    elif isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
-        raise ApiError(400, f"`max_tokens` must be a positive integer, not {limit!r}.", param="max_tokens")
     elif limit > room:
         raise ApiError(
             400,
             f"This model's maximum context length is {context} tokens; the prompt has {len(prompt)} and "
-            f"max_tokens asks for {limit}. Ask for at most {room}.",
-            param="max_tokens",
+            f"{name} asks for {limit}. Ask for at most {room}.",
+            param=name,
             code="context_length_exceeded",
         )
-    stop = body.get("stop") or []
-    stop = [stop] if isinstance(stop, str) else stop
+    stop = body.get("stop")
+    stop = [] if stop is None else [stop] if isinstance(stop, str) else stop
     if (
         not isinstance(stop, list)
         or len(stop) > MAX_STOP_TEXTS
@@ -287,11 +311,21 @@ def _plan(
     ):
         raise ApiError(400, "`stop` must be a string or a list of up to 4 non-empty strings.", param="stop")
     seed = body.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ApiError(400, "`seed` must be an integer.", param="seed")
-    stream = body.get("stream", False)
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, int) or not SEEDS[0] <= seed <= SEEDS[1]
+    ):
+        raise ApiError(400, f"`seed` must be an integer from {SEEDS[0]} to {SEEDS[1]} (int64).", param="seed")
+    stream = body.get("stream")
+    stream = False if stream is None else stream
     if not isinstance(stream, bool):
         raise ApiError(400, "`stream` must be true or false.", param="stream")
+    options = body.get("stream_options")
+    options = {} if options is None else options
+    include_usage = options.get("include_usage") if isinstance(options, dict) else None
+    if not isinstance(options, dict) or not isinstance(include_usage, bool | None):
+        raise ApiError(
+            400, '`stream_options` must be an object such as {"include_usage": true}.', param="stream_options"
+        )
     stop_ids = formats.stop_token_ids(engine.tokenizer, service.prompt_format(adapter), engine.model)
     return Plan(
         model=body["model"],
@@ -303,7 +337,7 @@ def _plan(
         stop_ids=frozenset(stop_ids),
         seed=seed,
         stream=stream,
-        include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+        include_usage=bool(include_usage),
     )
 
 
