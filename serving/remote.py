@@ -9,6 +9,7 @@ from engine.roles import Decoding, Role
 
 CONNECT_SECONDS = 5  # an address nobody answers fails in seconds, not at the end of a long timeout
 DEFAULT_URL = "http://127.0.0.1:8000/v1"
+PENALTY_FIELDS = ("repetition_penalty", "repeat_penalty")
 
 
 def _client(url: str, api_key: str):
@@ -74,16 +75,24 @@ class RemoteEngine:
             {"temperature": decoding.temperature, "top_p": decoding.top_p} if decoding.do_sample else {}
         )
         settings |= {} if decoding.do_sample else {"temperature": 0}
-        # vLLM and our server read repetition_penalty; servers that do not know it ignore it.
-        extra = (
-            {"repetition_penalty": decoding.repetition_penalty} if decoding.repetition_penalty != 1 else None
-        )
+        # vLLM and our server read `repetition_penalty`, llama.cpp's server `repeat_penalty` (its default
+        # is 1.1, so 1.0 is sent too); a server that refuses fields it does not know is asked again
+        # without them.
+        penalty = {name: decoding.repetition_penalty for name in PENALTY_FIELDS}
         try:
-            chunks = self._client.chat.completions.create(
-                model=self.model, messages=messages, stream=True, extra_body=extra, **settings
-            )
+            try:
+                chunks = self._ask(messages, settings, penalty)
+            except openai.BadRequestError as error:
+                if not any(name in str(error.message) for name in PENALTY_FIELDS):
+                    raise
+                chunks = self._ask(messages, settings, None)
             for chunk in chunks:
                 if chunk.choices and chunk.choices[0].delta.content:
                     yield chunk.choices[0].delta.content
         except openai.OpenAIError as error:
             raise _explained(self.url, error) from error
+
+    def _ask(self, messages: list[dict], settings: dict, extra: dict | None):
+        return self._client.chat.completions.create(
+            model=self.model, messages=messages, stream=True, extra_body=extra, **settings
+        )

@@ -248,3 +248,45 @@ def test_the_chat_page_talks_to_an_openai_compatible_endpoint(served, db, monkey
     greedy = ASSISTANT.decoding.with_changes(do_sample=False, max_new_tokens=6)
     assert stored[1]["content"] == _in_process(engine, rows["b"], PROMPTS[0], greedy)
     assert stored[1]["base_model"] == f"b @ {running.url}"
+
+
+def test_a_server_that_refuses_unknown_fields_is_asked_again_without_the_penalty_names():
+    """OpenAI's own API answers 400 to fields it does not know; llama.cpp's and ours read them."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, StreamingResponse
+    from starlette.routing import Route
+
+    from engine.roles import PERSONA
+    from serving.remote import RemoteEngine
+
+    bodies = []
+
+    async def strict(request: Request):
+        body = await request.json()
+        bodies.append(body)
+        unknown = sorted(set(body) - {"model", "messages", "stream", "max_tokens", "temperature", "top_p"})
+        if unknown:
+            error = {"message": f"Unrecognized request argument supplied: {unknown[0]}", "type": "x"}
+            return JSONResponse({"error": {**error, "param": None, "code": None}}, status_code=400)
+        chunk = {"id": "1", "object": "chat.completion.chunk", "created": 0, "model": body["model"]}
+        chunk["choices"] = [{"index": 0, "delta": {"content": "好"}, "finish_reason": None}]
+        return StreamingResponse(iter([f"data: {json.dumps(chunk)}\n\n", "data: [DONE]\n\n"]))
+
+    port = free_port()
+    app = Starlette(routes=[Route("/v1/chat/completions", strict, methods=["POST"])])
+    strict_server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=strict_server.run, daemon=True)
+    thread.start()
+    while not strict_server.started:
+        time.sleep(0.05)
+    try:
+        far = RemoteEngine(f"http://127.0.0.1:{port}/v1", "m")
+        assert "".join(far.stream("你好", role=PERSONA)) == "好"
+    finally:
+        strict_server.should_exit = True
+        thread.join(timeout=30)
+    penalty = PERSONA.decoding.repetition_penalty
+    assert bodies[0]["repetition_penalty"] == bodies[0]["repeat_penalty"] == penalty
+    assert len(bodies) == 2 and "repeat_penalty" not in bodies[1] and "repetition_penalty" not in bodies[1]
