@@ -252,7 +252,24 @@ _TEXTS = dict(
         "gradient_checkpointing": ("梯度检查点", "Gradient checkpointing"),
         "micro_batch": ("每次前向的样本数（0：自动）", "Examples per forward pass (0: automatic)"),
         "quantize": ("底座量化（QLoRA）", "Quantise the base (QLoRA)"),
+        "mlflow_uri": ("MLflow 地址（可留空）", "MLflow tracking URI (optional)"),
     },
+    TRACKING=("训练日志（TensorBoard、MLflow）", "Training logs (TensorBoard, MLflow)"),
+    MLFLOW_URI_HELP=(
+        "参数、每步损失与学习率、各检查点得分、留出集评测和适配器文件都会发到 MLflow。可填 http://服务器:端口，"
+        "或一个本地文件夹（离线可用，存为 SQLite）。服务器不应答时不会创建任务。",
+        "Parameters, per-step loss and learning rate, each checkpoint's scores, the held-out evaluation and "
+        "the adapter's files go to MLflow. Give http://server:port or a local folder (works offline, kept in "
+        "SQLite). A server that does not answer is refused before the job exists.",
+    ),
+    TENSORBOARD_ON=(
+        "每个任务都会把 TensorBoard 事件文件写进自己的文件夹（适配器卡片上有打开命令）。",
+        "Every job writes TensorBoard event files into its folder (the adapter card shows the command to open them).",
+    ),
+    TENSORBOARD_OFF=(
+        "没有安装 TensorBoard，任务不会写事件文件；需要时安装：{install}",
+        "TensorBoard is not installed, so jobs write no event files; to have them: {install}",
+    ),
     ADAPTER_NAME=("适配器名称", "Adapter name"),
     START=("🚀 开始训练", "🚀 Start training"),
     TRUST_REMOTE_CODE=(
@@ -606,6 +623,22 @@ _TEXTS = dict(
         "too_big": ("放不下", "does not fit"),
     },
     SWITCH_NAMES={"auto": ("自动", "auto"), "on": ("开", "on"), "off": ("关", "off")},
+    CARD_LOGS=("训练日志", "Training logs"),
+    CARD_TENSORBOARD=(
+        "TensorBoard 事件文件在 {folder}，用这条命令打开：",
+        "TensorBoard event files are in {folder}; open them with:",
+    ),
+    CARD_NO_TENSORBOARD=(
+        "这个任务没有写 TensorBoard 日志（训练时没有安装 TensorBoard）。以后的任务要写，请安装：{install}",
+        "This job wrote no TensorBoard files (TensorBoard was not installed when it trained). For later "
+        "jobs: {install}",
+    ),
+    CARD_MLFLOW=("MLflow 运行 {run} 在 {uri}，用这条命令打开：", "MLflow run {run} at {uri}; open it with:"),
+    CARD_NO_MLFLOW=(
+        "这个任务没有记录到 MLflow。训练页“MLflow 地址”填上服务器或本地文件夹即可（需要：{install}）。",
+        "This job did not send to MLflow. Name a server or a local folder under “MLflow tracking URI” on "
+        "the training page (needs: {install}).",
+    ),
     CARD_QUANTISED=(
         "训练时底座量化为 {quantize}（QLoRA）；对话、合并与导出都用全精度底座：LoRA 是对量化权重学到的，"
         "因此回答可能与训练时的模型略有不同。",
@@ -1076,6 +1109,25 @@ _TEXTS = dict(
         "量化训练（QLoRA）需要 bitsandbytes：运行 .venv/bin/pip install bitsandbytes==0.50.2，或把量化设为 none。",
         "Quantised training (QLoRA) needs bitsandbytes: run .venv/bin/pip install bitsandbytes==0.50.2, "
         "or set quantize to none.",
+    ),
+    ERR_MLFLOW_MISSING=(
+        "没有安装 MLflow，无法记录到 MLflow：{install}（或者把 MLflow 地址留空，只写 TensorBoard 日志）。",
+        "MLflow is not installed, so the job cannot send to it: {install} (or leave the MLflow tracking "
+        "URI empty; TensorBoard files are written either way).",
+    ),
+    ERR_MLFLOW_URI=(
+        "不认识的 MLflow 地址 {uri}：请填 http(s)://服务器:端口、sqlite:///文件.db 或一个本地文件夹。",
+        "Unknown MLflow tracking URI {uri}: give http(s)://server:port, sqlite:///file.db or a local folder.",
+    ),
+    ERR_MLFLOW_FOLDER=(
+        "MLflow 地址 {uri} 指向的文件夹 {folder} 无法创建或写入：请换一个可写的文件夹。",
+        "The MLflow tracking URI {uri} names the folder {folder}, which cannot be created or written: "
+        "give a folder you can write to.",
+    ),
+    ERR_MLFLOW_UNREACHABLE=(
+        "MLflow 服务器 {uri} 没有应答（{error}）：请先启动它（mlflow server），或改填本地文件夹；任务没有创建。",
+        "The MLflow server {uri} does not answer ({error}): start it first (mlflow server) or give a local "
+        "folder instead. No job was created.",
     ),
     ERR_QUANTIZE_WITH=(
         "{what} 不能与量化（{quantize}）一起使用：{why}",

@@ -30,6 +30,7 @@ for adapter in rows:
         if adapter.job_id:
             charts.loss_curve(job_rows.metrics_for(db, adapter.job_id), height=150)
             adapter_card.checkpoint_section(db, adapter)
+            adapter_card.logs_section(db, adapter)
         adapter_card.scores_section(db, adapter)
         st.page_link("pages/chat.py", label=texts.CHAT_WITH, query_params={"adapter": name})
         if adapter_rows.folder_is_present(adapter):

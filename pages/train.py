@@ -58,6 +58,7 @@ form = {
     **settings,
 }
 sections.devices_section(form)
+sections.tracking_section(form)
 if shown is not None:
     sections.memory_section(base_model, shown, form)
 

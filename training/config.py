@@ -141,6 +141,12 @@ class TrainConfig:
         0.05, "fraction of examples kept out of training, to evaluate on", Rule(low=0, high=0.5)
     )
     skip_evaluation: bool = _option(False, "do not evaluate on the held-out examples after training")
+    mlflow_uri: str = _option(
+        "",
+        "also send parameters, per-step loss and learning rate, checkpoint scores, the held-out "
+        "evaluation and the adapter to MLflow: http(s)://server, sqlite:///file.db or a folder (works "
+        "offline); empty: TensorBoard event files only",
+    )
     lr_sweep: str = _option(
         "",
         "find the learning rate instead of training an adapter: try each of these rates (1e-4,5e-4,1e-3 "

@@ -28,6 +28,7 @@ class Run:
     job_dir: Path
     cancellation: Cancellation
     world: World = World()
+    mlflow: object = None  # training.tracking.MlflowRun when the job sends to MLflow (rank 0)
 
     @property
     def config(self) -> TrainConfig:
@@ -46,10 +47,11 @@ def fit(run: Run, sweeping: bool = False):
     from transformers import TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
-    from training import preference
+    from training import preference, tracking
     from training.checkpoints import choose_and_restore
     from training.progress import (
         CheckpointScorer,
+        MlflowSteps,
         RegistryProgress,
         StepAgreement,
         TokenCounter,
@@ -175,6 +177,13 @@ def fit(run: Run, sweeping: bool = False):
     )
     if config.resume:
         log.info("resuming from %s", resume_from or "the start (no complete checkpoint was saved)")
+    if world.main and not sweeping:
+        resumed_step = int(resume_from.name.rsplit("-", 1)[1]) if resume_from else None
+        board = tracking.tensorboard_callback(run.job_dir, resumed_step)
+        if board is not None:
+            trainer.add_callback(board)
+        if run.mlflow is not None:
+            trainer.add_callback(MlflowSteps(run.mlflow))
     with run.cancellation.deferred():
         if resume_from is not None and already_finished(resume_from):
             summary = summary_from_checkpoint(model, resume_from)

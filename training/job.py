@@ -185,6 +185,8 @@ def run_job(
             log.info(
                 "learning rate %g, %g epochs: %s", plan.config.lr, plan.config.epochs, plan.by_size.reason()
             )
+        if plan.config.mlflow_uri and not plan.config.lr_sweep:
+            run = replace(run, mlflow=_start_mlflow(run))
         outcome = run_sweep(run) if plan.config.lr_sweep else _train_and_publish(run, followers)
         if outcome == "cancelled" and cancellation.launcher_lost.is_set():
             job_rows.finish(db, job.id, "interrupted", error=texts.ERR_LAUNCHER_LOST)
@@ -223,6 +225,37 @@ def run_job(
         heartbeat.stop()
         if holding is not None:
             holding.release()
+        if run.mlflow is not None:
+            _finish_mlflow(run)
+
+
+def _start_mlflow(run: Run):
+    """The job's MLflow run (continued on a resume); None, with a warning in the log, when the
+    server stopped answering since the request was checked: the job trains all the same."""
+    from training.tracking import MlflowRun
+
+    try:
+        tracked = MlflowRun(run.config.mlflow_uri, run.job_dir)
+        tracked.start(
+            run.config.name, run.job_id, {**run.config.as_dict(), "base_model_id": run.plan.spec.model_id}
+        )
+        log.info("MLflow run %s at %s", tracked.run_id, run.config.mlflow_uri)
+        return tracked
+    except Exception as error:
+        log.warning("MLflow is not recording this job: %s", errors.first_line(error))
+        return None
+
+
+MLFLOW_STATUS = {"succeeded": "FINISHED", "cancelled": "KILLED"}  # anything else ended it: FAILED
+
+
+def _finish_mlflow(run: Run) -> None:
+    job = job_rows.get(run.db, run.job_id)
+    adapter = adapter_rows.get(run.db, run.config.name) if job.status == "succeeded" else None
+    try:
+        run.mlflow.finish(run.db, run.job_id, adapter, MLFLOW_STATUS.get(job.status, "FAILED"))
+    except Exception as error:
+        log.warning("MLflow did not take the job's results: %s", errors.first_line(error))
 
 
 def _wait_for_the_devices(db, run: Run, followers: Followers) -> devices.Holding:

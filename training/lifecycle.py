@@ -29,7 +29,7 @@ from registry.db import to_json
 from registry.jobs import Job
 from studio import supervisor
 from studio.roles import get_role
-from training import launchers, plans, sweep
+from training import launchers, plans, sweep, tracking
 from training.config import DPO_LOSSES, LOSSES, TrainConfig, check_settings
 
 SAMPLES = {
@@ -76,6 +76,7 @@ def check(
     role = get_role(db, config.role)
     if not config.data.strip():
         raise UserError(texts.ERR_NO_DATA_CLI)
+    config = replace(config, mlflow_uri=tracking.checked_uri(config.mlflow_uri, base_dir))
     return plans.make(
         replace(config, name=name),
         role,

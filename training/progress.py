@@ -11,6 +11,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from core import errors
 from registry import checkpoints as checkpoint_rows
 from registry import connect
 from registry import jobs as job_rows
@@ -333,3 +334,24 @@ def _step_of(path: Path) -> int:
         return int(path.name.rsplit("-", 1)[1])
     except (IndexError, ValueError):
         return -1
+
+
+class MlflowSteps(TrainerCallback):
+    """Each logged step's loss, learning rate, gradient norm (and a preference job's rewards), as
+    the registry gets them, to the job's MLflow run (training.tracking.MlflowRun). A server that
+    stops answering costs a warning, not the job: the registry has every value."""
+
+    def __init__(self, run):
+        self.run, self.failed = run, False
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if self.failed or not state.is_world_process_zero or "loss" not in logs:
+            return
+        try:
+            self.run.log_metrics(logs, state.global_step)
+        except Exception as error:
+            self.failed = True
+            log.warning(
+                "MLflow stopped taking metrics (%s); the registry keeps them", errors.first_line(error)
+            )

@@ -11,7 +11,7 @@ from registry import checkpoints as checkpoint_rows
 from registry.adapters import Adapter
 from studio import adapters as studio_adapters
 from studio import blind, supervisor
-from training import checkpoints, lifecycle
+from training import checkpoints, lifecycle, tracking
 from training.evaluate import evaluate_with_base
 from training.scores import head_to_head, rivals, score_table, with_headers
 from ui import charts, common
@@ -60,6 +60,25 @@ def checkpoint_section(db, adapter: Adapter) -> None:
             if published:
                 st.toast(texts.CHECKPOINT_PUBLISHED.format(name=published.name, step=step))
                 st.rerun()
+
+
+def logs_section(db, adapter: Adapter) -> None:
+    """Where the training job's logs are, and the exact command that opens them."""
+    job = lifecycle.get(db, adapter.job_id) if adapter.job_id else None
+    if job is None:
+        return
+    logs = tracking.job_logs(job.job_dir)
+    st.caption(texts.CARD_LOGS)
+    if logs["tensorboard"]:
+        st.caption(texts.CARD_TENSORBOARD.format(folder=logs["tensorboard"]))
+        st.code(logs["tensorboard_command"], language="bash")
+    else:
+        st.caption(texts.CARD_NO_TENSORBOARD.format(install=tracking.TENSORBOARD_INSTALL))
+    if logs["mlflow"]:
+        st.caption(texts.CARD_MLFLOW.format(run=logs["mlflow"]["run_id"], uri=logs["mlflow"]["uri"]))
+        st.code(logs["mlflow_command"], language="bash")
+    else:
+        st.caption(texts.CARD_NO_MLFLOW.format(install=tracking.MLFLOW_INSTALL))
 
 
 def lineage_section(db, adapter: Adapter) -> None:

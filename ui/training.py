@@ -16,7 +16,7 @@ from registry import jobs as job_rows
 from registry import sweeps as sweep_rows
 from studio import supervisor
 from studio.roles import get_role
-from training import defaults, launchers, lifecycle, memory, sweep
+from training import defaults, launchers, lifecycle, memory, sweep, tracking
 from training.config import QUANTIZE_CHOICES, TrainConfig, rule
 from training.data import load_dataset, save_upload
 from training.panel import job_view, timer_is_stale
@@ -299,6 +299,18 @@ def _memory_choice(model_dir, shown, form: dict, device: str, dtype_bytes: int):
         show(choice.reason)
         st.caption(texts.MEMORY_PARTS_CAPTION.format(parts=choice.estimate.describe(), longest=longest))
     return choice
+
+
+def tracking_section(form: dict) -> None:
+    """Where the job's metrics go besides the registry: TensorBoard files, and MLflow when named."""
+    with st.expander(texts.TRACKING):
+        if tracking.tensorboard_installed():
+            st.caption(texts.TENSORBOARD_ON)
+        else:
+            st.caption(texts.TENSORBOARD_OFF.format(install=tracking.TENSORBOARD_INSTALL))
+        form["mlflow_uri"] = st.text_input(
+            texts.SETTING_LABELS["mlflow_uri"], key="setting-mlflow_uri", help=texts.MLFLOW_URI_HELP
+        )
 
 
 def devices_section(form: dict) -> None:
