@@ -1,10 +1,14 @@
 """Refresh the README's screenshots from the real product: a scratch home, the one-click demo trained
-through the product's own lifecycle, one custom role, then each page in headless Chromium.
+through the product's own lifecycle, one custom role, a few blind votes, then each page in headless
+Chromium.
 
-    apt-get install fonts-noto-cjk fonts-noto-color-emoji   # glyphs for headless Chromium (root, once)
     .venv/bin/python docs/screenshots.py
 
-Takes about three minutes on 2 CPU cores (the demo trains for about two of them).
+Headless Chromium draws Chinese only with a CJK font: when fontconfig knows none, the script installs
+Debian's (apt-get, as root) or says which to install. The blind votes are real rounds (the demo
+adapter against its base on the translator sample, both answering), judged by the script: the
+answer with the higher chrF against the reference wins. Takes about four minutes on 2 CPU cores
+(the demo trains for about two of them).
 """
 
 import os
@@ -38,7 +42,66 @@ def wait_for(condition, timeout: float, what: str):
     raise SystemExit(f"timed out waiting for {what}")
 
 
-def prepare(home: Path) -> dict:
+FONTS = ("fonts-noto-cjk", "fonts-noto-color-emoji")
+
+
+def ensure_fonts() -> None:
+    """A CJK font for Chromium, installed from Debian when this process may (root with apt-get)."""
+    import shutil
+
+    def known() -> bool:
+        listed = subprocess.run(["fc-list", ":lang=zh", "family"], capture_output=True, text=True)
+        return bool(listed.stdout.strip())
+
+    if shutil.which("fc-list") and known():
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise SystemExit(f"no CJK font: install {' '.join(FONTS)} (Debian) and run again")
+    print(f"installing {', '.join(FONTS)} ...", flush=True)
+    subprocess.run(["apt-get", "install", "-y", "-q", *FONTS], check=True, stdout=subprocess.DEVNULL)
+    if not known():
+        raise SystemExit("the CJK fonts were installed but fontconfig does not list them")
+
+
+def cast_votes(adapter_name: str, rounds: int = 6) -> None:
+    """Blind rounds of the adapter against its base on the sample's sentences, judged by chrF."""
+    import json
+    import random
+
+    from sacrebleu.metrics import CHRF
+
+    from engine.generation import ChatEngine
+    from registry import adapters, connect
+    from studio import blind
+    from studio.roles import get_role
+
+    db = connect()
+    adapter = adapters.get(db, adapter_name)
+    role = get_role(db, adapter.role)
+    engine = ChatEngine(adapter.base_model)
+    chrf, rng = CHRF(), random.Random(0)
+    lines = (PROJECT_ROOT / "data" / "translator_sample.jsonl").read_text(encoding="utf-8").splitlines()
+    for record in map(json.loads, lines[-rounds:]):
+        answers = {
+            adapter_name: engine.reply(record["input"], role=role, adapter=adapter),
+            "": engine.reply(record["input"], role=role),
+        }
+        score = {name: chrf.sentence_score(text, [record["output"]]).score for name, text in answers.items()}
+        shown = blind.draw_order(adapter_name, "", rng)
+        side = {name: "ab"[i] for i, name in enumerate(shown)}
+        choice = "tie" if score[adapter_name] == score[""] else side[max(score, key=score.get)]
+        context = blind.context(role, adapter.prompt_format)
+        round_ = blind.Round(
+            prompt=record["input"],
+            base_model=adapter.base_model,
+            shown=shown,
+            answers=(answers[shown[0]], answers[shown[1]]),
+            contexts=(context, context),
+        )
+        blind.record(db, round_, choice)
+
+
+def prepare(home: Path):
     """The demo adapter (trained, evaluated on its held-out split) and a custom role."""
     from engine.roles import Decoding, Role
     from registry import connect
@@ -47,17 +110,17 @@ def prepare(home: Path) -> dict:
 
     db = connect()
     job = lifecycle.start_demo(db)
-    print(f"training the demo (job {job['id']}) ...", flush=True)
+    print(f"training the demo (job {job.id}) ...", flush=True)
     done = wait_for(
         lambda: (
-            (row := lifecycle.get(connect(), job["id"]))["status"] not in ("queued", "running", "evaluating")
+            (row := lifecycle.get(connect(), job.id)).status not in ("queued", "running", "evaluating")
             and row
         ),
         600,
         "the demo job",
     )
-    if done["status"] != "succeeded":
-        raise SystemExit(f"the demo job ended {done['status']}: {done['error']}")
+    if done.status != "succeeded":
+        raise SystemExit(f"the demo job ended {done.status}: {done.error}")
     save_custom_role(
         db,
         Role(
@@ -67,6 +130,7 @@ def prepare(home: Path) -> dict:
             decoding=Decoding(do_sample=True, temperature=0.6, top_p=0.9, repetition_penalty=1.1),
         ),
     )
+    cast_votes(done.adapter_name)
     return done
 
 
@@ -75,6 +139,7 @@ def main() -> int:
 
     from engine.models import models_dir
 
+    ensure_fonts()
     os.environ.setdefault("TRANSLATOR_MODELS_DIR", str(models_dir()))  # no second conversion
     with tempfile.TemporaryDirectory() as scratch:
         os.environ["TRANSLATOR_HOME"] = scratch
@@ -103,14 +168,14 @@ def main() -> int:
     return 0
 
 
-def shoot_all(page, url: str, job: dict) -> None:
+def shoot_all(page, url: str, job) -> None:
     from core import texts
 
     def idle():
         time.sleep(0.5)
         page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=180_000)
 
-    page.goto(f"{url}/?adapter={job['adapter_name']}")
+    page.goto(f"{url}/?adapter={job.adapter_name}")
     idle()
     with texts.in_language("zh"):
         page.get_by_test_id("stChatInputTextArea").fill("The patient was admitted with a high fever.")
@@ -120,16 +185,25 @@ def shoot_all(page, url: str, job: dict) -> None:
         page.screenshot(path=DOCS / "chat.png")
 
         page.set_viewport_size({"width": VIEWPORT["width"], "height": 2300})  # the page scrolls inside
-        page.goto(f"{url}/train?job={job['id']}")
+        page.goto(f"{url}/train?job={job.id}")
+        idle()
+        page.get_by_text(texts.DEVICES, exact=True).click()
+        page.get_by_text(texts.TRACKING, exact=True).click()
         idle()
         page.screenshot(path=DOCS / "train.png")
 
+        page.set_viewport_size({"width": VIEWPORT["width"], "height": 3400})
         page.goto(f"{url}/adapters")
         idle()
-        page.get_by_text(f"{job['adapter_name']} · translator", exact=False).first.click()
+        page.get_by_text(f"{job.adapter_name} · translator", exact=False).first.click()
         idle()
         page.screenshot(path=DOCS / "adapters.png")
+        page.set_viewport_size(VIEWPORT)
+        page.get_by_text(texts.VOTES_TITLE, exact=True).scroll_into_view_if_needed()
+        idle()
+        page.screenshot(path=DOCS / "votes.png")
 
+        page.set_viewport_size({"width": VIEWPORT["width"], "height": 2300})
         page.goto(f"{url}/roles")
         idle()
         page.get_by_test_id("stSelectbox").first.click()
