@@ -6,7 +6,8 @@
 Both go through llama.cpp's own converters (serving/llama_cpp.py). The file is written under a
 temporary name and renamed whole; an existing file is refused. Next to it goes an Ollama Modelfile
 (serving/ollama.py): always for the merged model; for the LoRA, when the base model's GGUF is
-given. Yuan2 is not an architecture llama.cpp knows: export the merged model (serving.merge) instead.
+given; and a README saying how to prompt and run it (the prompt written out where the file has no
+chat template). Yuan2 is not an architecture llama.cpp knows: export the merged model (serving.merge) instead.
 """
 
 import argparse
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from core import errors, texts
 from core.errors import UserError
-from engine import catalogue, loading, models
+from engine import catalogue, formats, loading, models
 from engine.adapters import check_loadable
 from registry import connect
 from registry.adapters import Adapter
@@ -39,6 +40,7 @@ def export_merged(db, adapter_name: str, out: str | Path, *, outtype: str = "f16
         shutil.rmtree(merged, ignore_errors=True)
     _loads_or_removed(out)
     _write_modelfile(db, adapter, out, gguf=f"./{out.name}")
+    _write_readme(db, adapter, out, outtype=outtype, lora=False)
     return out
 
 
@@ -56,6 +58,81 @@ def _write_modelfile(db, adapter: Adapter, gguf_file: Path, *, gguf: str, lora: 
     return ollama.write(modelfile_path(gguf_file), text)
 
 
+def readme_path(gguf_file: Path) -> Path:
+    return gguf_file.with_name(f"{gguf_file.stem}.README.md")
+
+
+TEXT_MARK = "{text}"  # where the README's prompt takes the user's text
+
+
+def _write_readme(
+    db, adapter: Adapter, gguf_file: Path, *, outtype: str, lora: bool, base_gguf: str | None = None
+) -> Path:
+    """How to call the file: with its chat template through a chat endpoint, or (plain and other
+    formats without one) with the prompt text written out, as the adapter was trained."""
+    from studio.roles import get_role
+
+    spec = catalogue.parse_model_id(adapter.base_model)
+    tokenizer = loading.load_tokenizer(models.resolve_model_dir(spec), spec)
+    role = get_role(db, adapter.role)
+    prompt = ollama.render(
+        ollama.template(tokenizer, adapter.prompt_format, role), system=role.system_prompt, prompt=TEXT_MARK
+    )
+    stops = [
+        tokenizer.convert_ids_to_tokens(i) for i in formats.stop_token_ids(tokenizer, adapter.prompt_format)
+    ]
+    model = (
+        f"--model {base_gguf or '<the base GGUF>'} --lora_path {gguf_file.name}"
+        if lora
+        else f"--model {gguf_file.name}"
+    )
+    decoding = role.decoding
+    lines = [
+        f"# {gguf_file.name}",
+        "",
+        f"Exported by 翻译机器人: adapter `{adapter.name}` (role `{role.name}`, prompt format "
+        f"`{adapter.prompt_format}`) on `{adapter.base_model}`, "
+        + (
+            f"as a GGUF LoRA ({outtype}) for the base model's GGUF."
+            if lora
+            else f"merged into its base ({outtype})."
+        ),
+        "",
+        "## How to prompt it",
+    ]
+    if adapter.prompt_format == "chat_template":
+        lines += [
+            "The file carries the chat template the adapter was trained with: send messages to a chat",
+            "endpoint (`/v1/chat/completions`) and llama.cpp formats them as training did.",
+        ]
+    else:
+        lines += [
+            f"The `{adapter.prompt_format}` format has no chat template in the file: send the prompt text",
+            "yourself (`/v1/completions`, or `llama-cli -p`), exactly as below with your text in place of",
+            f"`{TEXT_MARK}` (the Modelfile's TEMPLATE is the same prompt):",
+        ]
+    lines += ["", "```text", prompt, "```", ""]
+    lines.append(f"Stop at: {', '.join(f'`{stop}`' for stop in stops)}.")
+    sampling = (
+        f"temperature {decoding.temperature:g}, top_p {decoding.top_p:g}"
+        if decoding.do_sample
+        else "greedy (temperature 0)"
+    )
+    lines.append(f"The role's decoding: {sampling}, repeat_penalty {decoding.repetition_penalty:g}.")
+    lines += [
+        "",
+        "## Run it",
+        f"- llama.cpp's Python server: `python -m llama_cpp.server {model} --model_alias {adapter.name}`",
+        f"- Ollama: `ollama create {adapter.name} -f {modelfile_path(gguf_file).name}`"
+        + (
+            ""
+            if modelfile_path(gguf_file).is_file()
+            else " (export again with the base GGUF to get the Modelfile)"
+        ),
+    ]
+    return ollama.write(readme_path(gguf_file), "\n".join(lines) + "\n")
+
+
 def export_lora(
     db, adapter_name: str, out: str | Path, *, outtype: str = "f32", base_gguf: str | None = None
 ) -> Path:
@@ -70,6 +147,7 @@ def export_lora(
         _write_modelfile(
             db, adapter, out, gguf=str(Path(base_gguf).expanduser().resolve()), lora=f"./{out.name}"
         )
+    _write_readme(db, adapter, out, outtype=outtype, lora=True, base_gguf=base_gguf)
     return out
 
 

@@ -173,9 +173,13 @@ def check_loads(model: Path, lora: Path | None = None) -> None:
         errors="replace",
         timeout=600,
     )
-    if done.returncode == 0:
-        return
     lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+    # llama-cpp-python loads on without a LoRA that does not fit the base: llama.cpp only logs it
+    unapplied = [line for line in lines if "failed to apply lora" in line.lower()]
+    if done.returncode == 0 and not unapplied:
+        return
+    if unapplied:
+        lines = unapplied
     reasons = [line for line in lines if "error" in line.lower() or "failed" in line.lower()]
     reason = " / ".join((reasons or lines or [f"exit {done.returncode}"])[-3:])[:600]
     broken = lora or model

@@ -220,6 +220,9 @@ def test_the_ggufs_chat_template_formats_a_conversation_as_our_prompt(exported):
     for one message and for a conversation with history."""
     if exported.prompt_format != "chat_template":
         pytest.skip("this export's format has no chat template: the Modelfile test covers it")
+    assert "/v1/chat/completions" in gguf_export.readme_path(exported.merged("f32")).read_text(
+        encoding="utf-8"
+    )
     llm = _llama(exported.merged("f32"))
     seen = []
     tokenize = llm.tokenize
@@ -248,9 +251,10 @@ def test_the_ggufs_chat_template_formats_a_conversation_as_our_prompt(exported):
         assert ids == ours_ids
 
 
-def test_a_plain_export_called_as_its_modelfile_says_answers_as_our_engine(exported, reference):
-    """No chat template in the file: the Modelfile's TEMPLATE is how to call it (Ollama fills it);
-    rendered with the role's system prompt and the text, then tokenised by llama.cpp."""
+def test_a_plain_export_called_as_its_readme_and_modelfile_say_answers_as_our_engine(exported, reference):
+    """No chat template in the file: the README's prompt and the Modelfile's TEMPLATE (Ollama fills
+    it) are how to call it; rendered with the role's system prompt and the text, then tokenised by
+    llama.cpp."""
     if exported.prompt_format != "plain":
         pytest.skip("this export carries a chat template: the chat template test covers it")
     path = exported.merged("f32")
@@ -258,12 +262,18 @@ def test_a_plain_export_called_as_its_modelfile_says_answers_as_our_engine(expor
     template = modelfile.split('TEMPLATE """', 1)[1].split('"""', 1)[0]
     system = modelfile.split('SYSTEM """', 1)[1].split('"""', 1)[0] if 'SYSTEM """' in modelfile else ""
     assert system == TRANSLATOR.system_prompt  # the adapter's role
+    readme = gguf_export.readme_path(path).read_text(encoding="utf-8")
+    assert "has no chat template in the file" in readme and f"--model {path.name}" in readme
+    written = readme.split("```text\n", 1)[1].split("\n```", 1)[0]
     llm = _llama(path)
     stops = exported.stops()
     for role, text, ours_ids, tokens in reference:
         if role is not TRANSLATOR:
             continue
         prompt = ollama.render(template, system=system, prompt=text)
+        assert written.replace(gguf_export.TEXT_MARK, text) == prompt, (
+            "the README's prompt is the Modelfile's"
+        )
         ids = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
         assert ids == ours_ids, text
         _same_or_tied(exported, ids, tokens, _llama_tokens(llm, ids, stops))
@@ -306,3 +316,23 @@ def test_an_export_llama_cpp_cannot_load_is_removed_with_a_message_naming_what_t
     with pytest.raises(UserError, match="truncated.gguf"):
         gguf_export.export_merged(exported.db, exported.name, out, outtype="f32")
     assert not out.exists() and not gguf_export.modelfile_path(out).exists()
+
+
+def test_a_lora_given_a_base_of_another_shape_is_refused_and_removed(exported, tiny_model_dir):
+    """The LoRA export is loaded on the base GGUF the user names: a base it does not fit (here a
+    tiny model with SmolLM2's vocabulary and 64-wide layers) is a message, and no LoRA file stays."""
+    if exported.name != "smollm2-chat":
+        pytest.skip("one adapter shows it")
+    wrong_base = exported.out / "tiny-base-f32.gguf"
+    if not wrong_base.exists():
+        exported.out.mkdir(parents=True, exist_ok=True)
+        converters.run_converter(
+            "convert_hf_to_gguf.py", str(tiny_model_dir), "--outtype", "f32", "--outfile", str(wrong_base)
+        )
+    out = exported.out / "on-the-wrong-base-lora.gguf"
+    with pytest.raises(UserError) as caught:
+        gguf_export.export_lora(exported.db, exported.name, out, base_gguf=str(wrong_base))
+    message = str(caught.value)
+    assert out.name in message and "incorrect shape" in message and "Traceback" not in message
+    assert not out.exists() and not gguf_export.modelfile_path(out).exists()
+    assert not gguf_export.readme_path(out).exists()
