@@ -76,13 +76,18 @@ def target_ids(tokenizer, prompt_format: str, role: Role, text: str, output: str
         return _encode(tokenizer, f"{output}<eod>")
     if prompt_format == "chat_template":
         messages = _messages(role, text, ())
-        prompt = _template_ids(tokenizer, messages, add_generation_prompt=True)
-        full = _template_ids(
+        prompt_text_ = _template_text(tokenizer, messages, add_generation_prompt=True)
+        full_text = _template_text(
             tokenizer, [*messages, {"role": "assistant", "content": output}], add_generation_prompt=False
         )
-        if full[: len(prompt)] != prompt:
+        if not full_text.startswith(prompt_text_):
             raise UserError(texts.ERR_TEMPLATE_DISAGREES)
-        return full[len(prompt) :]
+        prompt, full = _encode(tokenizer, prompt_text_), _encode(tokenizer, full_text)
+        if full[: len(prompt)] == prompt:
+            return full[len(prompt) :]
+        # The answer's first characters merge with the prompt's last token (an answer starting with
+        # blank lines after the template's newline): tokenised after the prompt, as chat generates it.
+        return _encode(tokenizer, full_text[len(prompt_text_) :])
     if prompt_format == "plain":
         return _encode(tokenizer, output) + [tokenizer.eos_token_id]
     raise UserError(texts.ERR_UNKNOWN_FORMAT.format(value=prompt_format, choices=", ".join(FORMATS)))

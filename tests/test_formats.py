@@ -64,6 +64,21 @@ def test_chat_template_target_ends_the_turn(tokenizer):
     assert target.startswith("臣妾在<|im_end|>")
 
 
+def test_an_answer_whose_first_characters_merge_with_the_template_is_tokenised_after_the_prompt(tokenizer):
+    """ "\n\nhi" after the template's "assistant\n" tokenises as one "\n\n\n" when rendered whole;
+    chat generates after the prompt's own tokens, so training takes the answer's tokens after them
+    (this used to refuse the whole dataset)."""
+    prompt = formats.prompt_ids(tokenizer, "chat_template", PERSONA, "q")
+    whole = tokenizer(
+        formats.prompt_text(tokenizer, "chat_template", PERSONA, "q") + "\n\nhi<|im_end|>\n",
+        add_special_tokens=False,
+    )["input_ids"]
+    assert whole[: len(prompt)] != prompt, "no merge at the boundary: the case is not shown"
+    target = formats.target_ids(tokenizer, "chat_template", PERSONA, "q", "\n\nhi")
+    assert tokenizer.decode(target) == "\n\nhi<|im_end|>\n"
+    assert target == tokenizer("\n\nhi<|im_end|>\n", add_special_tokens=False)["input_ids"]
+
+
 def test_plain_format_uses_system_prompt_and_eos(tokenizer):
     role = Role(name="r", title="r", system_prompt="Translate.")
     example = formats.training_example(tokenizer, "plain", role, {"input": "fever", "output": "发烧"})
