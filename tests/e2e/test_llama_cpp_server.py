@@ -16,6 +16,7 @@ from serving import gguf as gguf_export
 from serving import llama_cpp as converters
 from tests.conftest import ApiServer, free_port, make_adapter, register_adapter
 from tests.e2e.conftest import open_page, wait_idle
+from tests.e2e.test_browser import _assistant_texts, _poll
 
 pytest.importorskip(
     "llama_cpp.server", reason="llama.cpp's server is not installed: ./setup.sh --dev builds its bindings"
@@ -122,23 +123,6 @@ def test_the_same_greedy_request_gets_the_same_text_from_our_server_and_llama_cp
                 assert their_text == ours_text, question
     print(f"greedy replies compared whole: {len(QUESTIONS) - cut}, cut mid-character by max_tokens: {cut}")
     assert cut < len(QUESTIONS), "every reply was cut mid-character: nothing was compared whole"
-
-
-def _assistant_texts(page) -> list[str]:
-    messages = page.locator("[data-testid='stChatMessage']").filter(
-        has=page.get_by_test_id("stChatMessageAvatarAssistant")
-    )
-    return [t.strip() for t in messages.locator("[data-testid='stChatMessageContent']").all_inner_texts()]
-
-
-def _poll(condition, timeout: float, what: str, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def _replies_from(base_model: str) -> list[dict]:
