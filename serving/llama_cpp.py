@@ -40,6 +40,16 @@ BUILD_OPTIONS = (
     "-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF "
     "-DLLAMA_BUILD_SERVER=OFF -DGGML_NATIVE=ON"
 )
+# On x86, no AMX: -march=native turns on ggml's AMX matrix kernels on Xeons since Sapphire Rapids,
+# and they crash (ggml_backend_amx_mul_mat) decoding a merged q8_0 export on this project's own
+# machines; an explicit -mno-amx-int8 wins over -march=native in GCC and Clang, so the AVX-512
+# kernels run instead. Other architectures do not know the flag.
+X86_BUILD_OPTIONS = "-DCMAKE_C_FLAGS=-mno-amx-int8 -DCMAKE_CXX_FLAGS=-mno-amx-int8"
+
+
+def build_options() -> str:
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+    return f"{BUILD_OPTIONS} {X86_BUILD_OPTIONS}" if x86 else BUILD_OPTIONS
 
 
 DISKCACHE = "diskcache==5.6.3"
@@ -99,7 +109,8 @@ def install(sdist: Path | None = None) -> Path:
 
 
 def cpu_name() -> str:
-    """What a native build depends on: the machine and its CPU's instruction set flags."""
+    """What a native build depends on: the machine, its CPU's instruction set flags and the build's
+    options (a wheel built with other options is not reused)."""
     flags = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -108,7 +119,8 @@ def cpu_name() -> str:
                 break
     except OSError:
         pass
-    return f"{platform.machine()}-{hashlib.sha256(flags.encode()).hexdigest()[:12]}"
+    built_for = f"{flags}\n{build_options()}"
+    return f"{platform.machine()}-{hashlib.sha256(built_for.encode()).hexdigest()[:12]}"
 
 
 def bindings_installed() -> bool:
@@ -126,7 +138,7 @@ def build_bindings(sdist: Path | None = None) -> Path:
     sdist = sdist or source_archive()
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as scratch:
-        environment = {**os.environ, "CMAKE_ARGS": BUILD_OPTIONS}
+        environment = {**os.environ, "CMAKE_ARGS": build_options()}
         environment.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 1))
         subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check"]
