@@ -150,14 +150,29 @@ def build_bindings(sdist: Path | None = None) -> Path:
         return wheel.rename(folder / wheel.name)  # whole or absent: renamed once built
 
 
+def installed_wheel() -> str | None:
+    """The file the installed bindings came from, as pip recorded it (None: not installed, or not
+    from a file)."""
+    import importlib.metadata
+    import json
+
+    try:
+        record = importlib.metadata.distribution(PACKAGE).read_text("direct_url.json")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return json.loads(record).get("url") if record else None
+
+
 def install_bindings(sdist: Path | None = None) -> Path:
+    """The wheel for this CPU and these build options installed, replacing bindings that came from
+    another (an older build, or one with other options)."""
     wheel = build_bindings(sdist)
-    if not bindings_installed():
+    if installed_wheel() != wheel.resolve().as_uri():
         # its own needs are ours (numpy, jinja2, typing-extensions) and diskcache: --no-deps keeps
         # pip from re-checking, and complaining about, the built-in models' packages
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps"]
-            + [str(wheel), DISKCACHE],
+            + ["--force-reinstall", str(wheel), DISKCACHE],
             check=True,
         )
     return wheel
