@@ -12,17 +12,92 @@ from pathlib import Path
 
 import pytest
 
+from engine.conversion import CONVERSION_VERSION
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
-# Converting the built-in GGUF takes ~30 s: keep the result across test runs in pytest's cache dir.
-MODELS_CACHE = PROJECT_ROOT / ".pytest_cache" / "translator-models"
+
+# Converting the built-ins takes ~2 min and depends only on the conversion, not on the clone: the
+# result is kept outside it (beside llama.cpp's wheel), one folder per conversion version, so a
+# clean clone on the same machine reuses it and a clone with another conversion never mixes in.
+CACHE_ROOT = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "translator"
+MODELS_CACHE = CACHE_ROOT / "test-models" / f"conversion-{CONVERSION_VERSION}"
 
 os.environ["TRANSLATOR_MODELS_DIR"] = str(MODELS_CACHE)
+# Every process a test starts inherits this mark: what a failing test leaves running is found by
+# it and its start time (see ends_what_a_failing_test_started), whoever its parent is by then.
+RUN_MARK = "TRANSLATOR_TEST_RUN"
+os.environ[RUN_MARK] = str(os.getpid())
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tests read messages in English (the product's default is Chinese); tests/test_texts.py and the
 # language tests render both languages on purpose.
 os.environ["TRANSLATOR_LANG"] = "en"
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:
+        item.stash[FAILED] = True
+    return report
+
+
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture(autouse=True)
+def ends_what_a_failing_test_started(request):
+    """A failing test's trainers, servers and tasks would slow every later test: once it has failed
+    (setup, body or teardown), every process of this run started since it began is killed, found
+    by the run's mark in its environment and its start time, never by its name."""
+    began = _clock_ticks()
+    yield
+    if request.node.stash.get(FAILED, False):
+        for pid in _processes_of_this_run(since=began):
+            _kill(pid)
+
+
+def _clock_ticks() -> int:
+    """Now, in the unit of /proc/<pid>/stat's start time (clock ticks since boot)."""
+    return int(float(Path("/proc/uptime").read_text().split()[0]) * os.sysconf("SC_CLK_TCK"))
+
+
+def _processes_of_this_run(since: int) -> list[tuple[int, int]]:
+    """(pid, start time) of each live process carrying this run's mark, started at `since` or later."""
+    mark = f"{RUN_MARK}={os.getpid()}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            started = _start_ticks(int(entry.name))
+            if (
+                started is not None
+                and started >= since
+                and mark in (entry / "environ").read_bytes().split(b"\0")
+            ):
+                found.append((int(entry.name), started))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def _start_ticks(pid: int) -> int | None:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+def _kill(process: tuple[int, int]) -> None:
+    import signal
+
+    pid, started = process
+    try:
+        if _start_ticks(pid) == started:  # still the same process: pids are reused
+            os.kill(pid, signal.SIGKILL)
+            print(f"\nended pid {pid}, left running by the failed test")
+    except (OSError, IndexError):
+        pass
 
 
 @pytest.fixture
@@ -94,6 +169,25 @@ def run_module(module: str, *args: str, timeout: float = 600, **popen) -> subpro
         timeout=timeout,
         **popen,
     )
+
+
+def call_main(module: str, *args) -> subprocess.CompletedProcess:
+    """`python -m module ARGS` called in this process through its `main(argv)`, its output captured:
+    for a CLI whose parsing, messages and exit code are under test, where a process would only add
+    its start-up (imports: seconds each). Returns what run_module returns."""
+    import contextlib
+    import importlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = importlib.import_module(module).main([str(arg) for arg in args])
+        except SystemExit as exit:  # argparse's refusals, as the interpreter reports them
+            code = exit.code if isinstance(exit.code, int) or exit.code is None else 1
+            if isinstance(exit.code, str):
+                print(exit.code, file=sys.stderr)
+    return subprocess.CompletedProcess([module, *map(str, args)], code or 0, out.getvalue(), err.getvalue())
 
 
 TINY_TRAINING = ("--batch-size", "1", "--grad-accum", "1", "--lr", "1e-3")
@@ -316,3 +410,111 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def gguf_studio(tmp_path_factory):
+    """One home for the session's GGUF exports (minutes each), with llama.cpp's converters."""
+    from serving import llama_cpp as converters
+
+    try:
+        converters.converters()
+    except Exception as error:
+        pytest.skip(f"llama.cpp converters absent ({error}); ./setup.sh installs them")
+    from registry import connect
+
+    home = tmp_path_factory.mktemp("gguf-home")
+    return connect(home / "registry.db"), home
+
+
+@pytest.fixture(scope="session")
+def smollm2_chat_export(gguf_studio):
+    """SmolLM2 with a rank-4 LoRA on q and v in its chat template, as llama.cpp's tests and its
+    server's browser test use it: the merged GGUFs, the base GGUF and the GGUF LoRA are made on
+    first use and kept for the session, and so are our engine's greedy tokens for its prompts."""
+    from tests.gguf_exports import Exported
+
+    db, home = gguf_studio
+    return Exported(db, home, "smollm2-chat")
+
+
+class TrainedJob:
+    """A finished trainer run in a home of its own (see the `trained_job` fixture)."""
+
+    def __init__(self, home: Path, name: str, mlflow_store: Path):
+        self.home, self.name, self.mlflow_store = home, name, mlflow_store
+
+    def at_home(self, monkeypatch) -> None:
+        """Make the job's home this test's TRANSLATOR_HOME."""
+        monkeypatch.setenv("TRANSLATOR_HOME", str(self.home))
+
+
+@pytest.fixture(scope="session")
+def trained_job(tiny_model_dir, tmp_path_factory) -> TrainedJob:
+    """The tiny model trained once for the session as a user runs the trainer (a real process):
+    6 steps of the bundled translator sample with 10 of its 40 examples held out, a checkpoint
+    every 2 steps (each scored, the best published), TensorBoard events and a local MLflow store.
+    Tests of the trainer, checkpoints, tracking and evaluation read it; the ones that add to it
+    (publishing another checkpoint) add adapters of other names."""
+    home = tmp_path_factory.mktemp("trained-home")
+    job = TrainedJob(home, "tiny-t", home / "mlruns")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRANSLATOR_HOME", str(home))
+        result = run_module(
+            "training.train", "--base", tiny_model_dir, "--data", SAMPLE, "--name", job.name,
+            "--max-steps", "6", "--save-steps", "2", "--holdout", "0.25", "--mlflow-uri", job.mlflow_store,
+            *TINY_TRAINING,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return job
+
+
+@pytest.fixture(scope="session")
+def single_process_run(tmp_path_factory):
+    """The single-process reference that the DDP, FSDP and two-node parity tests compare against:
+    `python -m training.train ARGS --name one` in a home of its own, trained on the first ask for
+    those ARGS and shared after; returns that home's registry."""
+    from registry import connect
+
+    made = {}
+
+    def run(*args):
+        args = tuple(map(str, args))
+        if args not in made:
+            home = tmp_path_factory.mktemp("single-process")
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("TRANSLATOR_HOME", str(home))
+                result = run_module("training.train", *args, "--name", "one")
+            assert result.returncode == 0, result.stderr[-3000:]
+            made[args] = home / "registry.db"
+        return connect(made[args])
+
+    return run
+
+
+YUAN_GOLDEN = PROJECT_ROOT.parent / "shared" / "yuan2"
+
+
+def golden_dir(name: str) -> Path:
+    """One of the shared Yuan 2.0 golden checkpoints (../shared/yuan2), or a skip saying it is absent."""
+    path = YUAN_GOLDEN / name
+    if not (path / "golden.safetensors").is_file():
+        pytest.skip(f"shared Yuan golden vectors absent: {path} (they live in ../shared/yuan2)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def yuan_model_dir(tmp_path_factory) -> Path:
+    """The golden checkpoint plus a tokenizer, as a ModelScope download of Yuan2 would look. The
+    tokenizer is what Yuan2 ships: a sentencepiece `tokenizer.model` read as LlamaTokenizer, bos
+    added by default (trained on the sample's English to the golden vocabulary size, 320, with byte
+    fallback; `<eod>` and the markup tokens take ids 3, 4, ... as in the golden config), built as the
+    GPU suite builds its Yuan model's."""
+    import shutil
+
+    from bench.gpu_suite import yuan_tokenizer
+
+    folder = tmp_path_factory.mktemp("yuan") / "Yuan2-golden"
+    shutil.copytree(golden_dir("golden_reset"), folder, ignore=shutil.ignore_patterns("golden.safetensors"))
+    yuan_tokenizer(folder)
+    return folder

@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
@@ -10,7 +11,7 @@ from core.errors import UserError
 from registry import adapters, connect, jobs
 from registry import checkpoints as checkpoint_rows
 from registry.checkpoints import CheckpointScore
-from tests.conftest import SAMPLE, TINY_TRAINING, run_module, use_running_server_navigation
+from tests.conftest import use_running_server_navigation
 from training import checkpoints
 from training.checkpoints import Choice, best
 
@@ -55,34 +56,18 @@ def test_chart_and_table_rows_show_every_step_and_mark_the_published_one():
     assert listed[0] == {"step": 2, "epoch": 0.5, "bleu": 3.0, "chrf": 9.0, "scored on": 10, "published": ""}
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_model_dir, tmp_path_factory):
-    """A tiny translator trained 6 steps with a checkpoint every 2, 25% of the sample held out."""
-    import os
-
-    home = tmp_path_factory.mktemp("home")
-    previous = os.environ.get("TRANSLATOR_HOME")
-    os.environ["TRANSLATOR_HOME"] = str(home)
-    try:
-        result = run_module(
-            "training.train",
-            "--base", tiny_model_dir, "--data", SAMPLE, "--name", "ck", "--max-steps", "6",
-            "--save-steps", "2", "--holdout", "0.25", *TINY_TRAINING,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr[-3000:]
-        yield home
-    finally:
-        if previous is None:
-            os.environ.pop("TRANSLATOR_HOME", None)
-        else:
-            os.environ["TRANSLATOR_HOME"] = previous
+@pytest.fixture
+def trained(trained_job, monkeypatch) -> Path:
+    """The session's tiny translator (tests/conftest.py): 6 steps with a checkpoint every 2, 25% of
+    the sample held out; its home is this test's."""
+    trained_job.at_home(monkeypatch)
+    return trained_job.home
 
 
 @pytest.mark.slow
 def test_each_checkpoint_is_scored_and_the_best_is_published(trained, monkeypatch):
-    monkeypatch.setenv("TRANSLATOR_HOME", str(trained))
     db = connect()
-    adapter = adapters.get(db, "ck")
+    adapter = adapters.get(db, "tiny-t")
     rows = checkpoint_rows.for_job(db, adapter.job_id)
     assert [row.step for row in rows] == [2, 4, 6]
     assert all(row.kind == "translation" and row.num_examples == 10 for row in rows)
@@ -136,20 +121,19 @@ def test_the_best_step_is_put_back_when_it_is_not_the_last(tiny_model_dir, tmp_p
 
 
 def test_another_checkpoint_can_be_published_as_its_own_adapter(trained, monkeypatch):
-    monkeypatch.setenv("TRANSLATOR_HOME", str(trained))
     db = connect()
-    source = adapters.get(db, "ck")
+    source = adapters.get(db, "tiny-t")
     other_step = next(s for s in (2, 4, 6) if s != source.metrics["checkpoint_step"])
     with pytest.raises(UserError, match="step 5"):
-        checkpoints.publish_checkpoint(db, adapter_name="ck", step=5, new_name="ck-5")
+        checkpoints.publish_checkpoint(db, adapter_name="tiny-t", step=5, new_name="ck-5")
     with pytest.raises(UserError, match="already"):
-        checkpoints.publish_checkpoint(db, adapter_name="ck", step=other_step, new_name="ck")
+        checkpoints.publish_checkpoint(db, adapter_name="tiny-t", step=other_step, new_name="tiny-t")
     with pytest.raises(UserError):
-        checkpoints.publish_checkpoint(db, adapter_name="ck", step=other_step, new_name="../evil")
+        checkpoints.publish_checkpoint(db, adapter_name="tiny-t", step=other_step, new_name="../evil")
     assert not list((trained / "adapters").glob(".tmp-*"))
 
     other = checkpoints.publish_checkpoint(
-        db, adapter_name="ck", step=other_step, new_name=f"ck-{other_step}"
+        db, adapter_name="tiny-t", step=other_step, new_name=f"ck-{other_step}"
     )
     assert other.role == "translator" and other.base_model == source.base_model
     assert other.metrics["checkpoint_step"] == other_step and other.metrics["chosen_by"] == "user"
@@ -181,28 +165,27 @@ def test_the_adapter_card_charts_the_checkpoints_and_publishes_another(trained, 
     from core import texts
     from tests.test_pages import ENTRY
 
-    monkeypatch.setenv("TRANSLATOR_HOME", str(trained))
     monkeypatch.setenv("TRANSLATOR_BASE_MODEL", str(tiny_model_dir))
     use_running_server_navigation(monkeypatch)
     db = connect()
-    chosen = adapters.get(db, "ck").metrics["checkpoint_step"]
+    chosen = adapters.get(db, "tiny-t").metrics["checkpoint_step"]
     with texts.in_language("en"):
         app = AppTest.from_file(ENTRY, default_timeout=120)
         app.run()
         app.switch_page("pages/adapters.py").run()
         assert not app.exception, app.exception
-        card = next(e for e in app.expander if e.label.startswith("ck ·"))
+        card = next(e for e in app.expander if e.label.startswith("tiny-t ·"))
         assert any(f"Published step {chosen}: the best bleu" in c.value for c in card.caption)
         tables = [frame.value for frame in card.dataframe if "published" in frame.value.columns]
         assert tables and list(tables[0]["step"]) == [2, 4, 6]
         assert list(tables[0]["published"]) == ["★" if s == chosen else "" for s in (2, 4, 6)]
-        step = app.selectbox(key="checkpoint-step-ck").options[0]
+        step = app.selectbox(key="checkpoint-step-tiny-t").options[0]
         assert int(step) != chosen
-        app.text_input(key="checkpoint-name-ck").set_value("ck-picked")
-        app.button(key="checkpoint-publish-ck").click().run()
+        app.text_input(key="checkpoint-name-tiny-t").set_value("ck-picked")
+        app.button(key="checkpoint-publish-tiny-t").click().run()
         assert not app.exception and not app.error, [e.value for e in app.error]
         panel = AppTest.from_file(ENTRY, default_timeout=120)
-        panel.query_params["job"] = str(adapters.get(db, "ck").job_id)
+        panel.query_params["job"] = str(adapters.get(db, "tiny-t").job_id)
         panel.run()
         panel.switch_page("pages/train.py").run()
         assert not panel.exception, panel.exception
@@ -210,4 +193,4 @@ def test_the_adapter_card_charts_the_checkpoints_and_publishes_another(trained, 
             "the job panel charts the checkpoints"
         )
     picked = adapters.get(connect(), "ck-picked")
-    assert picked.metrics["checkpoint_step"] == int(step) and picked.metrics["checkpoint_of"] == "ck"
+    assert picked.metrics["checkpoint_step"] == int(step) and picked.metrics["checkpoint_of"] == "tiny-t"

@@ -33,11 +33,15 @@ def _torchrun(*args: str, processes: int = 2) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
 
 
-def _trained_alike(db) -> dict:
-    """The adapters "one" and "two": 4 steps each, equal losses, and the same LoRA weights (every
-    key, whole shapes) within 1e-4 relative."""
-    rows = {name: adapters.get(db, name) for name in ("one", "two")}
-    losses = {name: [m["loss"] for m in jobs.metrics_for(db, row.job_id)] for name, row in rows.items()}
+def _losses(db, adapter) -> list[float]:
+    return [m["loss"] for m in jobs.metrics_for(db, adapter.job_id)]
+
+
+def _trained_alike(db, reference) -> dict:
+    """The adapter "two" of `db` and the reference's "one": 4 steps each, equal losses, and the same
+    LoRA weights (every key, whole shapes) within 1e-4 relative."""
+    rows = {"one": adapters.get(reference, "one"), "two": adapters.get(db, "two")}
+    losses = {"one": _losses(reference, rows["one"]), "two": _losses(db, rows["two"])}
     assert len(losses["one"]) == len(losses["two"]) == 4
     for single, parallel in zip(losses["one"], losses["two"], strict=True):
         assert abs(parallel - single) <= 1e-4 * abs(single), losses
@@ -53,15 +57,14 @@ def _trained_alike(db) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("packing", ["on", "off"])  # packed rows, or padded length-grouped batches
-def test_two_processes_give_the_losses_and_weights_of_one(home, tiny_model_dir, packing):
+def test_two_processes_give_the_losses_and_weights_of_one(home, tiny_model_dir, packing, single_process_run):
     common = ("--base", str(tiny_model_dir), "--data", str(SAMPLE), "--packing", packing, *PARITY)
-    one = run_module("training.train", *common, "--name", "one", "--grad-accum", "2")
-    assert one.returncode == 0, one.stderr[-3000:]
+    reference = single_process_run(*common, "--grad-accum", "2")
     two = _torchrun(*common, "--name", "two", "--grad-accum", "1")  # 2 processes x 2 = the same 4 per step
     assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
 
     db = connect()
-    rows = _trained_alike(db)
+    rows = _trained_alike(db, reference)
 
     # rank 0 alone wrote: one job row, one checkpoint set, one adapter; rank 1 has its own log
     job = jobs.get(db, rows["two"].job_id)
@@ -203,18 +206,17 @@ def test_zero_on_the_cpu_fsdp_on_one_process_and_fsdp_for_dpo_on_the_cpu_are_ref
 
 @pytest.mark.slow
 def test_fsdp_on_two_cpu_processes_shards_the_model_and_trains_and_scores_as_one_process(
-    home, tiny_model_dir
+    home, tiny_model_dir, single_process_run
 ):
     """Checkpoints scored on the way (every rank generates in step with rank 0), the adapter whole."""
     common = ("--base", str(tiny_model_dir), "--data", str(SAMPLE), "--packing", "off", "--max-steps", "4")
     common = (*common, "--lr", "1e-3", "--lora-dropout", "0", "--batch-size", "2", "--save-steps", "2")
-    one = run_module("training.train", *common, "--name", "one", "--grad-accum", "2")
-    assert one.returncode == 0, one.stderr[-3000:]
+    reference = single_process_run(*common, "--grad-accum", "2")
     two = _torchrun(*common, "--name", "two", "--grad-accum", "1", "--strategy", "fsdp")
     assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
 
     db = connect()
-    rows = _trained_alike(db)
+    rows = _trained_alike(db, reference)
 
     job_dir = Path(jobs.get(db, rows["two"].job_id).job_dir)
     for log in (job_dir / "train.log", job_dir / "rank1.log"):
@@ -223,7 +225,10 @@ def test_fsdp_on_two_cpu_processes_shards_the_model_and_trains_and_scores_as_one
         share = int(held.group(1).replace(",", "")) / int(held.group(2).replace(",", ""))
         assert 0.45 <= share <= 0.55, (log.name, share)
     assert "trained as FSDP" in (job_dir / "train.log").read_text()
-    steps = {name: [c.step for c in checkpoints.for_job(db, row.job_id)] for name, row in rows.items()}
+    steps = {
+        "one": [c.step for c in checkpoints.for_job(reference, rows["one"].job_id)],
+        "two": [c.step for c in checkpoints.for_job(db, rows["two"].job_id)],
+    }
     assert steps["one"] == steps["two"] == [2, 4]
 
 
@@ -306,18 +311,17 @@ def _node_launchers(name: str, *args: str, port: int) -> list[subprocess.Popen]:
 
 
 @pytest.mark.slow
-def test_two_nodes_train_one_job_with_the_losses_of_one_process(home, tiny_model_dir):
+def test_two_nodes_train_one_job_with_the_losses_of_one_process(home, tiny_model_dir, single_process_run):
     common = ("--base", str(tiny_model_dir), "--data", str(SAMPLE), "--packing", "on", *PARITY)
-    one = run_module("training.train", *common, "--name", "one", "--grad-accum", "2")
-    assert one.returncode == 0, one.stderr[-3000:]
+    reference = single_process_run(*common, "--grad-accum", "2")
     nodes = _node_launchers("two-nodes", *common, "--grad-accum", "1", port=free_port())
     outputs = [node.communicate(timeout=300)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], "\n".join(o[-3000:] for o in outputs)
 
     db = connect()
-    assert [j.adapter_name for j in jobs.list_all(db)] == ["two-nodes", "one"]  # one job for both nodes
-    rows = {name: adapters.get(db, name) for name in ("one", "two-nodes")}
-    losses = {name: [m["loss"] for m in jobs.metrics_for(db, row.job_id)] for name, row in rows.items()}
+    assert [j.adapter_name for j in jobs.list_all(db)] == ["two-nodes"]  # one job for both nodes
+    rows = {"one": adapters.get(reference, "one"), "two-nodes": adapters.get(db, "two-nodes")}
+    losses = {"one": _losses(reference, rows["one"]), "two-nodes": _losses(db, rows["two-nodes"])}
     assert len(losses["two-nodes"]) == 4
     for single, parallel in zip(losses["one"], losses["two-nodes"], strict=True):
         assert abs(parallel - single) <= 1e-4 * abs(single), losses

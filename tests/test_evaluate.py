@@ -7,7 +7,7 @@ import pytest
 
 from engine.roles import TRANSLATOR
 from registry import evaluations
-from tests.conftest import make_adapter, register_adapter, run_module
+from tests.conftest import call_main, make_adapter, register_adapter
 from training import evaluate as evaluation
 from training.data import load_dataset, split_holdout
 from training.scores import evaluation_examples, score_table
@@ -98,10 +98,10 @@ def test_missing_adapter_and_malformed_files_give_one_line_and_store_nothing(db,
 
 @pytest.mark.slow
 def test_cli_prints_scores_with_signatures(home, data, tiny_model_dir):
-    result = run_module("training.evaluate", "--base-only", "--base", tiny_model_dir, "--data", data)
+    result = call_main("training.evaluate", "--base-only", "--base", tiny_model_dir, "--data", data)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "BLEU = " in result.stdout and "tok:zh" in result.stdout and "chrF = " in result.stdout
-    again = run_module("training.evaluate", "--base-only", "--base", tiny_model_dir, "--data", data)
+    again = call_main("training.evaluate", "--base-only", "--base", tiny_model_dir, "--data", data)
     assert "already stored, not recomputed" in again.stdout
 
 
@@ -116,37 +116,18 @@ def test_holdout_is_reproducible_and_never_trained_on(data):
 
 
 @pytest.mark.slow
-def test_training_evaluates_the_adapter_and_base_on_the_heldout_split(home, tiny_model_dir):
-    from core.home import PROJECT_ROOT
+def test_training_evaluates_the_adapter_and_base_on_the_heldout_split(trained_job, monkeypatch):
+    """The session's tiny job (tests/conftest.py): 40 examples, 25% held out."""
     from registry import adapters, connect
 
-    result = run_module(
-        "training.train",
-        "--base",
-        tiny_model_dir,
-        "--data",
-        PROJECT_ROOT / "data" / "translator_sample.jsonl",
-        "--name",
-        "held",
-        "--limit",
-        "12",
-        "--holdout",
-        "0.25",
-        "--max-steps",
-        "2",
-        "--batch-size",
-        "1",
-        "--grad-accum",
-        "1",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    trained_job.at_home(monkeypatch)
     db = connect()
-    adapter = adapters.get(db, "held")
-    assert adapter.num_examples == 9 and adapter.metrics["num_heldout"] == 3
+    adapter = adapters.get(db, trained_job.name)
+    assert adapter.num_examples == 30 and adapter.metrics["num_heldout"] == 10
     line = score_table(db, adapter)[0]
-    assert line["n"] == 3 and "gain bleu" in line
-    log = (home / "jobs" / str(adapter.job_id) / "train.log").read_text()
-    assert "held-out evaluation (3 examples)" in log
+    assert line["n"] == 10 and "gain bleu" in line
+    log = (trained_job.home / "jobs" / str(adapter.job_id) / "train.log").read_text()
+    assert "held-out evaluation (10 examples)" in log
     assert evaluations.base_counterpart(db, evaluations.for_adapter(db, adapter.id)[0]) is not None
 
 

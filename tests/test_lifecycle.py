@@ -18,6 +18,7 @@ from registry import adapters, connect, jobs
 from studio import supervisor
 from tests.conftest import (
     TINY_TRAINING,
+    call_main,
     run_module,
     start_trainer,
     wait_for_status,
@@ -367,12 +368,12 @@ def test_adapter_checks_run_before_the_base_model_loads(home, db, tiny_model_dir
     empty_models = tmp_path / "models"
     monkeypatch.setenv("TRANSLATOR_MODELS_DIR", str(empty_models))
     register_adapter(db, "tiny-one", lora_folder(home / "adapters" / "tiny-one"), f"local:{tiny_model_dir}")
-    chat = run_module("studio.chat", "--adapter", "tiny-one", "--base", "builtin", "hi")
+    chat = call_main("studio.chat", "--adapter", "tiny-one", "--base", "builtin", "hi")
     assert chat.returncode == 2 and f"was trained on local:{tiny_model_dir}" in chat.stderr
     register_adapter(db, "damaged", lora_folder(home / "adapters" / "damaged"), "builtin")
     weights = home / "adapters" / "damaged" / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-8])
-    evaluated = run_module("training.evaluate", "--adapter", "damaged", "--data", SAMPLE, "--limit", "1")
+    evaluated = call_main("training.evaluate", "--adapter", "damaged", "--data", SAMPLE, "--limit", "1")
     assert evaluated.returncode == 2 and "adapter_model.safetensors is damaged" in evaluated.stderr
     assert "Traceback" not in chat.stderr + evaluated.stderr
     assert not empty_models.exists() or not any(empty_models.iterdir())

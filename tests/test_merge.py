@@ -13,7 +13,6 @@ from engine.roles import TRANSLATOR
 from registry import adapters
 from serving import merge
 from tests.conftest import make_adapter, register_adapter
-from tests.test_yuan import yuan_model_dir  # noqa: F401  (a fixture)
 
 PROMPTS = [f"The patient number {i} has a fever and a cough." for i in range(10)] + [
     "Wash your hands.",
@@ -181,7 +180,7 @@ def test_the_folder_carries_prompt_decoding_and_a_model_card(home, db, tiny_mode
         assert expected in card, expected
 
 
-def test_a_merged_yuan_model_loads_as_our_type_without_remote_code(home, db, yuan_model_dir, tmp_path):  # noqa: F811
+def test_a_merged_yuan_model_loads_as_our_type_without_remote_code(home, db, yuan_model_dir, tmp_path):
     from engine import catalogue, loading
 
     folder = make_adapter(yuan_model_dir, home / "adapters" / "y", seed=5)

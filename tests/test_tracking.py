@@ -41,19 +41,19 @@ def _nothing_created(home: Path) -> None:
 
 @pytest.mark.slow
 def test_tensorboard_and_a_local_mlflow_store_hold_the_registry_s_values_and_the_card_opens_both(
-    home, tiny_model_dir, tmp_path, monkeypatch
+    trained_job, tiny_model_dir, monkeypatch
 ):
+    """The session's tiny job (tests/conftest.py), trained with --mlflow-uri a folder."""
     from mlflow import MlflowClient
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    store = tmp_path / "mlruns"
-    result = _train(tiny_model_dir, "tracked", "--mlflow-uri", store)
-    assert result.returncode == 0, result.stderr[-3000:]
+    trained_job.at_home(monkeypatch)
+    store = trained_job.mlflow_store
     db = connect()
-    adapter = adapters.get(db, "tracked")
+    adapter = adapters.get(db, trained_job.name)
     job = jobs.get(db, adapter.job_id)
     steps = jobs.metrics_for(db, job.id)
-    assert [m["step"] for m in steps] == [1, 2, 3, 4]
+    assert [m["step"] for m in steps] == [1, 2, 3, 4, 5, 6]
 
     events = EventAccumulator(str(Path(job.job_dir) / tracking.TENSORBOARD_DIR))
     events.Reload()
@@ -65,13 +65,13 @@ def test_tensorboard_and_a_local_mlflow_store_hold_the_registry_s_values_and_the
     assert record["uri"] == f"sqlite:///{store / 'mlflow.db'}"
     client = MlflowClient(record["uri"])
     run = client.get_run(record["run_id"])
-    assert run.info.status == "FINISHED" and run.info.run_name == "tracked"
+    assert run.info.status == "FINISHED" and run.info.run_name == trained_job.name
     assert run.data.params["lora_r"] == "8" and float(run.data.params["lr"]) == job.config["lr"]
     for name in ("loss", "learning_rate"):
         history = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, name)]
         _same(history, [(m["step"], m[name]) for m in steps], name)
     scored = checkpoints.for_job(db, job.id)
-    assert [c.step for c in scored] == [2, 4]
+    assert [c.step for c in scored] == [2, 4, 6]
     for metric in scored[0].scores:
         history = [
             (m.step, m.value) for m in client.get_metric_history(run.info.run_id, f"checkpoint_{metric}")

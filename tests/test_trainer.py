@@ -10,7 +10,7 @@ from core.home import PROJECT_ROOT
 from registry import adapters, connect, jobs
 from studio.supervisor import process_alive, reconcile
 from tests.conftest import (
-    TINY_TRAINING,
+    call_main,
     make_adapter,
     register_adapter,
     run_module,
@@ -97,20 +97,9 @@ def test_bad_input_from_a_real_process_is_one_line(home, tmp_path):
 
 
 @pytest.mark.slow
-def test_training_publishes_a_ready_adapter_that_changes_the_model(home, tiny_model_dir):
-    result = run_module(
-        "training.train",
-        "--base",
-        tiny_model_dir,
-        "--data",
-        SAMPLE,
-        "--name",
-        "tiny-t",
-        "--max-steps",
-        "4",
-        *TINY_TRAINING,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_training_publishes_a_ready_adapter_that_changes_the_model(trained_job, tiny_model_dir, monkeypatch):
+    trained_job.at_home(monkeypatch)
+    home = trained_job.home
     db = connect()
     adapter = adapters.get(db, "tiny-t")
     folder = home / "adapters" / "tiny-t"
@@ -122,10 +111,10 @@ def test_training_publishes_a_ready_adapter_that_changes_the_model(home, tiny_mo
     )
     assert not list((home / "adapters").glob(".tmp-*"))
     assert adapter.role == "translator" and adapter.hyperparameters["lora_r"] == 8
-    assert adapter.metrics["steps"] == 4 and adapter.metrics["final_loss"] > 0
+    assert adapter.metrics["steps"] == 6 and adapter.metrics["final_loss"] > 0
     job = jobs.get(db, adapter.job_id)
-    assert job.status == "succeeded" and job.step == 4 and job.total_steps == 4
-    assert [m["step"] for m in jobs.metrics_for(db, job.id)] == [1, 2, 3, 4]
+    assert job.status == "succeeded" and job.step == 6 and job.total_steps == 6
+    assert [m["step"] for m in jobs.metrics_for(db, job.id)] == [1, 2, 3, 4, 5, 6]
     assert "published adapter 'tiny-t'" in (home / "jobs" / str(job.id) / "train.log").read_text()
 
     import torch
@@ -246,7 +235,7 @@ def test_acceptance_builtin_model_on_paramed_trains_and_chats(home, paramed_trai
     adapter = adapters.get(connect(), "t1")
     assert adapters.folder_is_present(adapter) and adapter.base_model == "builtin"
     assert (home / "adapters" / "t1" / "adapter_model.safetensors").is_file()
-    chat = run_module(
+    chat = call_main(
         "studio.chat",
         "--adapter",
         "t1",
@@ -261,7 +250,7 @@ def test_acceptance_builtin_model_on_paramed_trains_and_chats(home, paramed_trai
 
     dev = paramed_train.with_name("dev.jsonl")
     for who in (["--base-only", "--base", "builtin"], ["--adapter", "t1"]):
-        scored = run_module("training.evaluate", *who, "--data", dev, "--limit", "6", "--batch-size", "6")
+        scored = call_main("training.evaluate", *who, "--data", dev, "--limit", "6", "--batch-size", "6")
         assert scored.returncode == 0, scored.stderr[-3000:]
         assert "BLEU = " in scored.stdout and "tok:zh" in scored.stdout and "chrF = " in scored.stdout
         print(scored.stdout)

@@ -5,7 +5,6 @@ The rest run on tiny random Yuan models built from a config at test time.
 """
 
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,25 +13,17 @@ from core.home import PROJECT_ROOT
 from engine import catalogue, formats, loading, yuan
 from engine.roles import TRANSLATOR
 from registry import adapters, connect
-from tests.conftest import run_module
+from tests.conftest import call_main, golden_dir, run_module
 
-GOLDEN = PROJECT_ROOT.parent / "shared" / "yuan2"
 SAMPLE = PROJECT_ROOT / "data" / "translator_sample.jsonl"
 EOD, SEP = 3, 4
-
-
-def _golden_dir(name: str) -> Path:
-    path = GOLDEN / name
-    if not (path / "golden.safetensors").is_file():
-        pytest.skip(f"shared Yuan golden vectors absent: {path} (they live in ../shared/yuan2)")
-    return path
 
 
 def _golden(name: str):
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    path = _golden_dir(name)
+    path = golden_dir(name)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     return model, load_file(path / "golden.safetensors")
 
@@ -103,7 +94,7 @@ def test_the_eod_mask_matters_in_the_reset_checkpoint():
 
 def test_no_remote_code_runs_even_when_the_user_opts_in(tmp_path):
     folder = tmp_path / "yuan"
-    shutil.copytree(_golden_dir("golden_reset"), folder)
+    shutil.copytree(golden_dir("golden_reset"), folder)
     # A checkpoint's own code would be found next to config.json; it must never be imported.
     (folder / "yuan_hf_model.py").write_text("raise SystemExit('remote code ran')\n")
     (folder / "configuration_yuan.py").write_text("raise SystemExit('remote code ran')\n")
@@ -194,25 +185,6 @@ def test_lora_on_all_projections_trains_with_gradient_checkpointing():
     assert losses[0] == pytest.approx(losses[1], abs=1e-6)
 
 
-def _yuan_tokenizer(folder: Path) -> None:
-    """What Yuan2 ships: a sentencepiece `tokenizer.model` read as LlamaTokenizer, bos added by default
-    (trained on the sample's English to the golden vocabulary size, 320, with byte fallback; `<eod>`
-    and the markup tokens take ids 3, 4, ... as in the golden config). The GPU suite builds its Yuan
-    model's tokenizer the same way."""
-    from bench.gpu_suite import yuan_tokenizer
-
-    yuan_tokenizer(folder)
-
-
-@pytest.fixture(scope="session")
-def yuan_model_dir(tmp_path_factory) -> Path:
-    """The golden checkpoint plus a tokenizer, as a ModelScope download of Yuan2 would look."""
-    folder = tmp_path_factory.mktemp("yuan") / "Yuan2-golden"
-    shutil.copytree(_golden_dir("golden_reset"), folder, ignore=shutil.ignore_patterns("golden.safetensors"))
-    _yuan_tokenizer(folder)
-    return folder
-
-
 def test_the_tokenizer_is_set_up_as_the_tutorials_do(yuan_model_dir):
     tokenizer = loading.load_tokenizer(yuan_model_dir, catalogue.parse_model_id(str(yuan_model_dir)))
     assert tokenizer.eos_token == "<eod>" and tokenizer.eos_token_id == EOD
@@ -275,7 +247,7 @@ def test_lora_training_run_registers_an_adapter_that_chats(home, yuan_model_dir)
     log = (home / "jobs" / str(adapter.job_id) / "train.log").read_text()
     assert "batches padded, length-grouped" in log  # never packed: the convolution would cross examples
 
-    chat = run_module("studio.chat", "--adapter", "yuan-t", "--greedy", "--max-new-tokens", "8", "A fever.")
+    chat = call_main("studio.chat", "--adapter", "yuan-t", "--greedy", "--max-new-tokens", "8", "A fever.")
     assert chat.returncode == 0, chat.stderr[-3000:]
     from engine.generation import ChatEngine
 

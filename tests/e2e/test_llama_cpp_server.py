@@ -10,11 +10,8 @@ from pathlib import Path
 import pytest
 
 from core import texts
-from engine.generation import ChatEngine
 from registry import connect, conversations
-from serving import gguf as gguf_export
-from serving import llama_cpp as converters
-from tests.conftest import ApiServer, free_port, make_adapter, register_adapter
+from tests.conftest import ApiServer, free_port, register_adapter
 from tests.e2e.conftest import open_page, wait_idle
 from tests.e2e.test_browser import _assistant_texts, _poll
 
@@ -69,20 +66,20 @@ class LlamaCppServer:
 
 
 @pytest.fixture(scope="module")
-def exported(app_home):
-    """A SmolLM2 adapter in its chat template, registered in the app's home, merged to an f32 GGUF."""
+def exported(app_home, smollm2_chat_export):
+    """The session's SmolLM2 adapter in its chat template (tests/conftest.py), registered in the
+    app's home under this test's name, and its merged f32 GGUF."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TRANSLATOR_HOME", str(app_home))
-        try:
-            converters.converters()
-        except Exception as error:
-            pytest.skip(f"llama.cpp converters absent ({error}); ./setup.sh installs them")
-        db = connect()
-        engine = ChatEngine("builtin", device="cpu")
-        folder = make_adapter(Path(engine.model_dir), app_home / "made" / ADAPTER, seed=7, b_std=0.05)
-        register_adapter(db, ADAPTER, folder, "builtin", role="assistant", prompt_format="chat_template")
-        gguf = gguf_export.export_merged(db, ADAPTER, app_home / "exports" / f"{ADAPTER}.gguf", outtype="f32")
-        yield engine, gguf
+        register_adapter(
+            connect(),
+            ADAPTER,
+            smollm2_chat_export.folder,
+            "builtin",
+            role="assistant",
+            prompt_format="chat_template",
+        )
+        yield smollm2_chat_export.engine, smollm2_chat_export.merged("f32")
 
 
 @pytest.fixture(scope="module")
