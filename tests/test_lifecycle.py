@@ -277,7 +277,9 @@ def test_cancel_while_preparing_ends_cancelled_within_5_seconds(home, db, tiny_m
     assert lifecycle.cancel(db, job.id)
     wait_for_status(db, job.id, lambda j: j.status not in jobs.ACTIVE, what="the end", timeout=30)
     latency = time.monotonic() - started
-    assert jobs.get(db, job.id).status == "cancelled" and latency < 5, latency
+    ended = jobs.get(db, job.id)
+    log_tail = Path(ended.log_path).read_text(encoding="utf-8")[-3000:] if ended.log_path else ""
+    assert ended.status == "cancelled" and latency < 5, (latency, ended.status, ended.error, log_tail)
     wait_until(lambda: not supervisor.process_alive(job.pid), what="the trainer's exit", timeout=10)
     log = Path(jobs.get(db, job.id).log_path).read_text(encoding="utf-8")
     assert "cancelled before training started" in log and "Traceback" not in log, log[-2000:]
