@@ -35,15 +35,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["TRANSLATOR_LANG"] = "en"
 
 
+FAILED = pytest.StashKey[bool]()
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     report = yield
     if report.failed:
         item.stash[FAILED] = True
     return report
-
-
-FAILED = pytest.StashKey[bool]()
 
 
 @pytest.fixture(autouse=True)
@@ -65,39 +65,35 @@ def _clock_ticks() -> int:
 
 def _processes_of_this_run(since: int) -> list[tuple[int, int]]:
     """(pid, start time) of each live process carrying this run's mark, started at `since` or later."""
+    from studio.supervisor import process_alive, process_start
+
     mark = f"{RUN_MARK}={os.getpid()}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
+        pid, started = int(entry.name), process_start(int(entry.name))
         try:
-            started = _start_ticks(int(entry.name))
-            if (
-                started is not None
-                and started >= since
-                and mark in (entry / "environ").read_bytes().split(b"\0")
-            ):
-                found.append((int(entry.name), started))
+            if started is not None and started >= since and process_alive(pid, started):
+                if mark in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append((pid, started))
         except OSError:  # gone meanwhile, or not ours to read
             continue
     return found
 
 
-def _start_ticks(pid: int) -> int | None:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return None if fields[0] in ("Z", "X") else int(fields[19])
-
-
 def _kill(process: tuple[int, int]) -> None:
     import signal
 
+    from studio.supervisor import process_alive
+
     pid, started = process
-    try:
-        if _start_ticks(pid) == started:  # still the same process: pids are reused
+    if process_alive(pid, started):  # still the same process: pids are reused
+        try:
             os.kill(pid, signal.SIGKILL)
             print(f"\nended pid {pid}, left running by the failed test")
-    except (OSError, IndexError):
-        pass
+        except ProcessLookupError:
+            pass
 
 
 @pytest.fixture
