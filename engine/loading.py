@@ -161,6 +161,17 @@ def quantization_config(quantize: str, dtype):
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
+def leave_out_bitsandbytes() -> None:
+    """For a process that will load no quantised model: peft, transformers and TRL import
+    bitsandbytes whenever it is installed, and that import costs 1 to 2 s of every trainer's start
+    (its CPU kernels import torch's compiler). A None entry in sys.modules is Python's documented
+    way to make an import fail, and makes importlib's find_spec report the package absent, which is
+    what those libraries ask. Nothing changes once it has been imported."""
+    import sys
+
+    sys.modules.setdefault("bitsandbytes", None)
+
+
 def check_quantization_available() -> None:
     import importlib.util
 

@@ -3,6 +3,8 @@ trainer on the CPU (bitsandbytes 0.50 runs both there), and the adapter used wit
 base like any other."""
 
 import importlib.util
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -10,7 +12,7 @@ import torch
 from core import texts
 from core.errors import UserError
 from registry import adapters, connect, jobs
-from tests.conftest import SAMPLE, TINY_TRAINING, run_module
+from tests.conftest import PROJECT_ROOT, SAMPLE, TINY_TRAINING, run_module
 from tests.test_pages import _app, app_env  # noqa: F401
 from training import lifecycle, memory
 from training.config import TrainConfig
@@ -18,6 +20,25 @@ from training.config import TrainConfig
 NEEDS_BITSANDBYTES = pytest.mark.skipif(
     importlib.util.find_spec("bitsandbytes") is None, reason="bitsandbytes is not installed"
 )
+
+
+@NEEDS_BITSANDBYTES
+@pytest.mark.slow
+def test_only_a_trainer_that_quantises_imports_bitsandbytes():
+    """Its import costs every trainer 1 to 2 s; a job that loads its base in full precision leaves
+    it out, and PEFT still loads (a quantised job imports it, and trains: the test below)."""
+    loaded = {}
+    for quantize in ("none", "4bit"):
+        code = (
+            "import sys; from training import job; from training.config import TrainConfig;"
+            f"job.import_the_trainer(TrainConfig(quantize={quantize!r})); import peft;"
+            "print('bitsandbytes' in sys.modules and sys.modules['bitsandbytes'] is not None)"
+        )
+        printed = subprocess.run(
+            [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+        ).stdout
+        loaded[quantize] = printed.strip()
+    assert loaded == {"none": "False", "4bit": "True"}
 
 
 @NEEDS_BITSANDBYTES

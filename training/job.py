@@ -14,7 +14,7 @@ from pathlib import Path
 
 from core import errors, home, texts
 from core.errors import UserError
-from engine import devices
+from engine import devices, loading
 from engine.adapters import read_metadata, write_metadata
 from registry import adapters as adapter_rows
 from registry import jobs as job_rows
@@ -94,6 +94,7 @@ def follow(world: World, cancellation: Cancellation) -> int:
             return 0
         log_to_rank_file(Path(job_dir), world.rank)
         plan = plans.load(Path(job_dir), job_id, **overrides)  # what rank 0 loaded, verified here
+        import_the_trainer(plan.config)
         run = Run(None, plan, job_id, Path(job_dir), cancellation, world)
         log.info("rank %d of %d (pid %d): training job %s", world.rank, world.size, os.getpid(), job_id)
         _, summary = fit(run)
@@ -133,9 +134,12 @@ def plan_and_claim(db, settings: dict, claimed: list) -> plans.Plan:
     return plan
 
 
-def import_the_trainer() -> None:
+def import_the_trainer(config: TrainConfig) -> None:
     """torch, transformers, PEFT and TRL: seconds of imports, taken once the input is known good
-    and while a cancel still ends the job at once (training.train calls it before run_job)."""
+    and while a cancel still ends the job at once (training.train calls it before run_job);
+    without bitsandbytes unless the job quantises its base."""
+    if config.quantize == "none":
+        loading.leave_out_bitsandbytes()
     import training.progress  # noqa: F401
     import training.sweep_job  # noqa: F401
 

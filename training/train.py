@@ -82,7 +82,7 @@ def _main(argv: list[str] | None, cancellation: Cancellation, followers: job.Fol
             raise JobCancelled
         db = connect()
         plan = job.plan_and_claim(db, settings, claimed)
-        job.import_the_trainer()
+        job.import_the_trainer(plan.config)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         if claimed:  # the app queued it, or it is a resume: show the reason there
