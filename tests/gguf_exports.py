@@ -15,14 +15,16 @@ SEVEN = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_p
 # LoRA B weights drawn with this spread change every answer of these models yet keep activations
 # in range; at 0.5 Gemma's logits reach 40 and llama.cpp and torch part ways by 1.5 logits
 B_STD = 0.05
-# (model, prompt format, LoRA rank, targets, prompts per role): each built-in in the formats the
-# studio uses it with. SmolLM2 agrees with llama.cpp exactly at f32, so 8 prompts a role show it
-# as well as 20 did (every one of 40 agreed); Gemma's 262k-token head makes each token slow and
-# its near-ties (5 of 40 measured) are what it adds, seen on 4 a role.
+# (model, prompt format, LoRA rank, targets, prompts per role, spread of B): each built-in in the
+# formats the studio uses it with, from the narrowest LoRA the studio trains (rank 4 on q and v) to
+# the widest (rank 64 on all seven projections; B's spread shrinks with the square root of the rank,
+# so it moves the model about as far as a rank-16 one). SmolLM2 agrees with llama.cpp exactly at
+# f32, so 8 prompts a role show it as well as 20 did (every one of 40 agreed); Gemma's 262k-token
+# head makes each token slow and its near-ties (5 of 40 measured) are what it adds, seen on 4 a role.
 SHAPES = {
-    "smollm2-chat": ("builtin", "chat_template", 4, ("q_proj", "v_proj"), 8),
-    "smollm2-plain": ("builtin", "plain", 16, SEVEN, 8),
-    "gemma-plain": ("builtin:gemma3-270m", "plain", 8, SEVEN, 4),
+    "smollm2-chat": ("builtin", "chat_template", 4, ("q_proj", "v_proj"), 8, B_STD),
+    "smollm2-plain-r64": ("builtin", "plain", 64, SEVEN, 8, B_STD / 2),
+    "gemma-plain": ("builtin:gemma3-270m", "plain", 8, SEVEN, 4, B_STD),
 }
 
 
@@ -52,12 +54,12 @@ def greedy(new_tokens: int = NEW_TOKENS):
 class Exported:
     """One adapter registered in `db`, its engine, and its GGUF files (each made on first use)."""
 
-    def __init__(self, db, home: Path, name: str, shape: tuple | None = None, b_std: float = B_STD):
+    def __init__(self, db, home: Path, name: str):
         from engine import catalogue, models
         from engine.generation import ChatEngine
 
         self.db, self.home = db, home
-        model_id, self.prompt_format, rank, targets, self.per_role = shape or SHAPES[name]
+        model_id, self.prompt_format, rank, targets, self.per_role, b_std = SHAPES[name]
         self.name = name
         self.base_dir = models.resolve_model_dir(catalogue.parse_model_id(model_id), progress=lambda *_: None)
         self.folder = make_adapter(

@@ -19,7 +19,7 @@ from engine.roles import PERSONA, TRANSLATOR
 from serving import gguf as gguf_export
 from serving import llama_cpp as converters
 from serving import ollama
-from tests.gguf_exports import B_STD, NEW_TOKENS, SEVEN, SHAPES, Exported, base_gguf, greedy
+from tests.gguf_exports import NEW_TOKENS, SHAPES, Exported, base_gguf
 
 llama_cpp = pytest.importorskip(
     "llama_cpp", reason="llama.cpp's Python bindings are not installed: ./setup.sh --dev builds them"
@@ -104,41 +104,67 @@ def _llama_tokens(llm, ids: list[int], stops: set[int]) -> list[int]:
     return tokens
 
 
-def test_the_merged_f32_gguf_gives_our_engines_greedy_tokens_for_every_prompt(exported, reference):
-    llm = _llama(exported.merged("f32"))
-    stops = exported.stops()
+class Answers:
+    """llama.cpp on one export's files, each loaded once, and its greedy tokens for each prompt
+    computed once: the merged file's answers are compared with our engine, then with the GGUF
+    LoRA's and with the README's prompt, which must tokenise to the same ids."""
+
+    def __init__(self, exported: Exported):
+        self.stops = exported.stops()
+        self._loaded: dict[tuple, object] = {}
+        self._tokens: dict[tuple, list[int]] = {}
+
+    def llama(self, path: Path, lora: Path | None = None, f16_cache: bool = False):
+        key = (path, lora, f16_cache)
+        if key not in self._loaded:
+            self._loaded[key] = _llama(path, lora, f16_cache)
+        return self._loaded[key]
+
+    def tokens(
+        self, ids: list[int], path: Path, lora: Path | None = None, f16_cache: bool = False
+    ) -> list[int]:
+        key = (path, lora, f16_cache, tuple(ids))
+        if key not in self._tokens:
+            self._tokens[key] = _llama_tokens(self.llama(path, lora, f16_cache), ids, self.stops)
+        return self._tokens[key]
+
+
+@pytest.fixture(scope="module")
+def answers(exported):
+    return Answers(exported)
+
+
+def test_the_merged_f32_gguf_gives_our_engines_greedy_tokens_for_every_prompt(exported, reference, answers):
+    merged = exported.merged("f32")
     ties = [
         margin
         for _, _, ids, tokens in reference
-        if (margin := _same_or_tied(exported, ids, tokens, _llama_tokens(llm, ids, stops))) is not None
+        if (margin := _same_or_tied(exported, ids, tokens, answers.tokens(ids, merged))) is not None
     ]
     print(f"{exported.name}: {len(reference) - len(ties)}/{len(reference)} identical, ties at {ties}")
     assert len(reference) == 2 * exported.per_role
     assert len(ties) <= _most_ties(reference)
 
 
-def test_llama_cpp_tokenises_our_prompt_text_into_our_prompt_ids(exported):
+def test_llama_cpp_tokenises_our_prompt_text_into_our_prompt_ids(exported, answers):
     """What Ollama and llama.cpp's own tools do with the exported template: text in, tokens out."""
-    llm = _llama(exported.merged("f32"))
+    llm = answers.llama(exported.merged("f32"))
     for role, text, ids in exported.prompts():
         prompt = formats.prompt_text(exported.engine.tokenizer, exported.prompt_format, role, text)
         assert llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True) == ids, text
 
 
-def test_the_gguf_lora_on_the_base_gguf_gives_the_merged_ggufs_tokens(exported, reference):
+def test_the_gguf_lora_on_the_base_gguf_gives_the_merged_ggufs_tokens(exported, reference, answers):
     base, lora = exported.lora()
-    merged = _llama(exported.merged("f32"))
-    adapted = _llama(base, lora)
-    stops = exported.stops()
+    merged = exported.merged("f32")
     ties = 0
     for _, _, ids, tokens in reference:
-        got = _llama_tokens(adapted, ids, stops)
-        if got != _llama_tokens(merged, ids, stops):
+        got = answers.tokens(ids, base, lora)
+        if got != answers.tokens(ids, merged):
             ties += 1
             _same_or_tied(exported, ids, tokens, got)
     assert ties <= _most_ties(reference)
-    plain_base = _llama(base)
-    assert any(_llama_tokens(plain_base, ids, stops) != tokens for _, _, ids, tokens in reference), (
+    assert any(answers.tokens(ids, base) != tokens for _, _, ids, tokens in reference), (
         "the adapter changed no answer: the LoRA check shows nothing"
     )
 
@@ -179,7 +205,9 @@ def test_the_ggufs_chat_template_formats_a_conversation_as_our_prompt(exported):
         assert ids == ours_ids
 
 
-def test_a_plain_export_called_as_its_readme_and_modelfile_say_answers_as_our_engine(exported, reference):
+def test_a_plain_export_called_as_its_readme_and_modelfile_say_answers_as_our_engine(
+    exported, reference, answers
+):
     """No chat template in the file: the README's prompt and the Modelfile's TEMPLATE (Ollama fills
     it) are how to call it; rendered with the role's system prompt and the text, then tokenised by
     llama.cpp."""
@@ -193,8 +221,7 @@ def test_a_plain_export_called_as_its_readme_and_modelfile_say_answers_as_our_en
     readme = gguf_export.readme_path(path).read_text(encoding="utf-8")
     assert "has no chat template in the file" in readme and f"--model {path.name}" in readme
     written = readme.split("```text\n", 1)[1].split("\n```", 1)[0]
-    llm = _llama(path)
-    stops = exported.stops()
+    llm = answers.llama(path)
     for role, text, ours_ids, tokens in reference:
         if role is not TRANSLATOR:
             continue
@@ -204,20 +231,19 @@ def test_a_plain_export_called_as_its_readme_and_modelfile_say_answers_as_our_en
         )
         ids = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
         assert ids == ours_ids, text
-        _same_or_tied(exported, ids, tokens, _llama_tokens(llm, ids, stops))
+        _same_or_tied(exported, ids, tokens, answers.tokens(ids, path))
 
 
 @pytest.mark.parametrize("outtype", ["f32+f16-cache", "f16", "q8_0"])
 def test_llama_cpp_defaults_and_smaller_types_agree_with_us_on_at_least_the_measured_share(
-    exported, reference, outtype
+    exported, reference, answers, outtype
 ):
     """What a user running llama.cpp with its defaults (an f16 attention cache) gets, from the f32
     file and from the smaller types."""
     if exported.name != "smollm2-chat":
         pytest.skip("measured on one adapter (SmolLM2, chat_template)")
-    llm = _llama(exported.merged(outtype.split("+")[0]), f16_cache=True)  # llama.cpp's default
-    stops = exported.stops()
-    agree = sum(_llama_tokens(llm, ids, stops) == tokens for _, _, ids, tokens in reference)
+    path = exported.merged(outtype.split("+")[0])
+    agree = sum(answers.tokens(ids, path, f16_cache=True) == tokens for _, _, ids, tokens in reference)
     print(f"{outtype}: {agree}/{len(reference)} prompts agree on their first {NEW_TOKENS} tokens")
     assert agree / len(reference) >= FLOORS[outtype]
 
@@ -259,25 +285,3 @@ def test_a_lora_given_a_base_of_another_shape_is_refused_and_removed(exported, t
     assert out.name in message and "incorrect shape" in message and "Traceback" not in message
     assert not out.exists() and not gguf_export.modelfile_path(out).exists()
     assert not gguf_export.readme_path(out).exists()
-
-
-def test_a_rank_64_lora_on_all_seven_projections_runs_in_llama_cpp_as_in_our_engine(gguf_studio):
-    """The widest shape here (the SHAPES go to rank 16): merged f32 and the GGUF LoRA on the base
-    GGUF (the session's), 5 prompts a role. B's spread shrinks with the square root of the rank, so
-    the adapter moves the model as far as the rank-16 one."""
-    shape = ("builtin", "chat_template", 64, SEVEN, 5)
-    wide = Exported(*gguf_studio, "smollm2-r64", shape=shape, b_std=B_STD / 2)
-    merged = _llama(wide.merged("f32"))
-    base, lora = wide.lora()
-    adapted = _llama(base, lora)
-    stops, changed, ties = wide.stops(), 0, []
-    for _, _, ids in wide.prompts():
-        ours = wide.engine_tokens(ids)
-        changed += ours != list(wide.engine.token_ids(ids, decoding=greedy(), stops=stops))
-        for llm in (merged, adapted):
-            margin = _same_or_tied(wide, ids, ours, _llama_tokens(llm, ids, stops))
-            ties += [margin] if margin is not None else []
-    asked = 2 * wide.per_role
-    print(f"rank 64: the adapter changed {changed}/{asked} answers; ties where llama.cpp parted: {ties}")
-    assert changed > 0, "the rank-64 adapter changed no answer: nothing was compared"
-    assert len(ties) <= 2, ties
