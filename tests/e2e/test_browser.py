@@ -90,10 +90,20 @@ def _choose_in_sidebar_selectbox(page, label: str, option: str) -> None:
     wait_idle(page)
 
 
+def _set_max_new_tokens(page, tokens: int) -> None:
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_text(texts.DECODING).click()
+    field = sidebar.get_by_label(texts.MAX_NEW_TOKENS)
+    field.fill(str(tokens))
+    field.press("Tab")
+    wait_idle(page)
+
+
 def test_a_chat_reply_streams_and_persists_across_a_reload(browser, server):
     page = open_page(browser, f"{server.url}/")
     assert_our_navigation(page)
     _choose_in_sidebar_selectbox(page, texts.BASE_MODEL, "builtin")
+    _set_max_new_tokens(page, 48)  # tokens enough to see a reply grow; the rest would only wait
     _send(page, "Tell me a short story about a cat.")
     seen = []
 
@@ -352,12 +362,7 @@ def test_g_votes_on_a_persona_train_a_child_that_keeps_its_lineage(browser, tmp_
     fresh = StreamlitServer(tmp_path, env, tmp_path / "streamlit.log").start()
     try:
         page = open_page(browser, f"{fresh.url}/?adapter=huan")
-        sidebar = page.get_by_test_id("stSidebar")
-        sidebar.get_by_text(texts.DECODING).click()
-        tokens = sidebar.get_by_label(texts.MAX_NEW_TOKENS)
-        tokens.fill("12")
-        tokens.press("Tab")
-        wait_idle(page)
+        _set_max_new_tokens(page, 12)
         page.get_by_text(texts.MODES["compare"], exact=True).click()
         wait_idle(page)
         page.get_by_test_id("stCheckbox").filter(has_text=texts.BLIND).click()
