@@ -263,10 +263,11 @@ def test_cancel_while_waiting_for_the_device_ends_cancelled_within_seconds(home,
 
 @pytest.mark.slow
 def test_cancel_while_preparing_ends_cancelled_within_5_seconds(home, db, tiny_model_dir, tmp_path):
-    """A dataset big enough that the trainer spends seconds loading its tokens (then torch)."""
+    """A dataset big enough that the trainer is still preparing (its tokens, then torch) when the
+    cancel comes. 12,000 rows: the check tokenises them in about 5 s here (40,000 took 18 s)."""
     rows = [
         {"input": f"The patient number {i} has a fever and a cough.", "output": "患者发烧咳嗽。"}
-        for i in range(40_000)
+        for i in range(12_000)
     ]
     big = tmp_path / "big.jsonl"
     big.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
