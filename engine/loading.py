@@ -2,6 +2,7 @@
 loaded with messages that say what to do, the device and dtype chosen, the prompt format suggested."""
 
 import json
+import sys
 from pathlib import Path
 
 from core import texts
@@ -167,8 +168,6 @@ def leave_out_bitsandbytes() -> None:
     (its CPU kernels import torch's compiler). A None entry in sys.modules is Python's documented
     way to make an import fail, and makes importlib's find_spec report the package absent, which is
     what those libraries ask. Nothing changes once it has been imported."""
-    import sys
-
     sys.modules.setdefault("bitsandbytes", None)
 
 
