@@ -26,6 +26,7 @@ from registry import tasks as task_rows
 from registry.jobs import Job
 from registry.runs import ACTIVE, RunTable
 from registry.tasks import Task
+from studio import warm as warm_start
 
 # A run whose process was never recorded (the app died between the row and the spawn) is given
 # this long before it counts as interrupted.
@@ -45,6 +46,8 @@ class Kind:
     staging: Callable[[Run], list[Path]]  # what a run of this kind writes before renaming it into place
     gone: str  # the error of a run whose process vanished
     serves: bool = False  # runs until asked to stop (an API server): that end is "stopped", not a cancel
+    # whether its worker may fork from the resident (studio.warm), which has no bitsandbytes
+    warm: Callable[[Run], bool] = lambda row: True
 
 
 def job_staging_folder(name: str, job_id: int) -> Path:
@@ -71,6 +74,7 @@ TRAINING = Kind(
     log_path=lambda job: Path(job.log_path or home.jobs_dir() / str(job.id) / "train.log"),
     staging=lambda job: [job_staging_folder(job.adapter_name, job.id)],
     gone=texts.JOB_PROCESS_GONE,
+    warm=lambda job: (job.config or {}).get("quantize", "none") == "none",
 )
 _TASK = dict(
     rows=task_rows.ROWS,
@@ -148,10 +152,8 @@ def launch(db, row: Run, *, resume: bool = False, env: dict | None = None) -> Ru
     """Start the worker of a run whose row exists; `env` adds secrets the row must not hold."""
     kind = kind_of(row)
     log_path = kind.log_path(row)
-    process = spawn_detached(kind.worker, kind.arguments(row, resume), log_path, env=env)
-    kind.rows.update(
-        db, row.id, pid=process.pid, pid_started=process_start(process.pid), log_path=str(log_path)
-    )
+    pid = spawn_detached(kind.worker, kind.arguments(row, resume), log_path, env=env, warm=kind.warm(row))
+    kind.rows.update(db, row.id, pid=pid, pid_started=process_start(pid), log_path=str(log_path))
     return kind.rows.get(db, row.id)
 
 
@@ -199,29 +201,39 @@ def remove_staging(row: Run) -> None:
 
 
 def spawn_detached(
-    module: str, arguments: list[str], log_path: Path, env: dict | None = None
-) -> subprocess.Popen:
-    """`python -m MODULE ARGS` in a session of its own (it outlives the server and a closed tab),
-    its output appended to `log_path`, never piped back (a full pipe would block it); `env` adds
-    what the process needs but no row may hold (a secret)."""
+    module: str, arguments: list[str], log_path: Path, env: dict | None = None, warm: bool = True
+) -> int:
+    """The pid of `python -m MODULE ARGS` in a session of its own (it outlives the server and a
+    closed tab), its output appended to `log_path`, never piped back (a full pipe would block it);
+    `env` adds what the process needs but no row may hold (a secret). Forked from the resident
+    process that has the libraries imported (studio.warm) when one answers and `warm` allows it,
+    else started cold."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        **(env or {}),
+        "TRANSLATOR_HOME": str(home.home()),
+        "PYTHONUNBUFFERED": "1",
+        # messages stored in rows come in the language of whoever started the process
+        "TRANSLATOR_LANG": texts.current(),
+    }
+    if warm:
+        try:
+            pid = warm_start.start(module, arguments, log_path, env, home.PROJECT_ROOT)
+        except OSError:  # no private folder for the socket: start cold
+            pid = None
+        if pid is not None:
+            return pid
     with open(log_path, "ab") as log_file:
         return subprocess.Popen(
             [sys.executable, "-m", module, *arguments],
             cwd=home.PROJECT_ROOT,
-            env={
-                **os.environ,
-                **(env or {}),
-                "TRANSLATOR_HOME": str(home.home()),
-                "PYTHONUNBUFFERED": "1",
-                # messages stored in rows come in the language of whoever started the process
-                "TRANSLATOR_LANG": texts.current(),
-            },
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-        )
+        ).pid
 
 
 def process_start(pid: int) -> int | None:

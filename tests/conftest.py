@@ -3,6 +3,7 @@ and tiny random models built from configs at test time."""
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -82,18 +83,26 @@ def _processes_of_this_run(since: int) -> list[tuple[int, int]]:
     return found
 
 
-def _kill(process: tuple[int, int]) -> None:
-    import signal
-
+def _kill(process: tuple[int, int], signum=signal.SIGKILL, why="left running by the failed test") -> None:
     from studio.supervisor import process_alive
 
     pid, started = process
     if process_alive(pid, started):  # still the same process: pids are reused
         try:
-            os.kill(pid, signal.SIGKILL)
-            print(f"\nended pid {pid}, left running by the failed test")
+            os.kill(pid, signum)
+            print(f"\nended pid {pid}, {why}")
         except ProcessLookupError:
             pass
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ends_what_the_run_leaves_running():
+    """At the end of the run, its processes still alive are asked to end (SIGTERM): the warm-start
+    resident (studio/warm.py), which would otherwise wait out its idle time, and any stray worker."""
+    began = _clock_ticks()
+    yield
+    for process in _processes_of_this_run(since=began):
+        _kill(process, signal.SIGTERM, "still running at the end of the run")
 
 
 @pytest.fixture
@@ -213,6 +222,17 @@ def wait_until(condition, *, what: str, timeout: float = 120, every: float = 0.0
             return value
         time.sleep(every)
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def handles_sigterm(pid: int) -> bool:
+    """Process `pid` has its own SIGTERM handler and does not hold SIGTERM back (/proc's masks)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        fields = dict(line.split(":\t", 1) for line in lines if ":\t" in line)
+    except OSError:
+        return False
+    bit = 1 << (signal.SIGTERM - 1)
+    return bool(int(fields["SigCgt"], 16) & bit) and not int(fields["SigBlk"], 16) & bit
 
 
 def wait_for_status(db, job_id: int, condition, *, what: str, timeout: float = 120) -> dict:

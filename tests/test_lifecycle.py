@@ -19,6 +19,7 @@ from studio import supervisor
 from tests.conftest import (
     TINY_TRAINING,
     call_main,
+    handles_sigterm,
     run_module,
     start_trainer,
     wait_for_status,
@@ -272,7 +273,8 @@ def test_cancel_while_preparing_ends_cancelled_within_5_seconds(home, db, tiny_m
     big = tmp_path / "big.jsonl"
     big.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     job = lifecycle.submit(db, _config(tiny_model_dir, name="preparing", data=str(big)))
-    time.sleep(1.5)  # the trainer is loading
+    # the trainer handles SIGTERM from its first line (started warm or cold), and is then preparing
+    wait_until(lambda: handles_sigterm(job.pid), what="the trainer's SIGTERM handler", every=0.005)
     assert jobs.get(db, job.id).num_examples and lifecycle.get(db, job.id).status == "queued"
     started = time.monotonic()
     assert lifecycle.cancel(db, job.id)
