@@ -332,13 +332,11 @@ def _hold_sigterm_until_handled() -> None:
 
 
 def _forget_project_modules() -> None:
-    """Modules of the checkout the resident imported (this one, its package) are read again;
-    the libraries, even in a virtualenv inside the checkout, are kept."""
-    root = str(Path.cwd().resolve()) + os.sep
-    libraries = tuple(str(Path(prefix).resolve()) + os.sep for prefix in {sys.prefix, sys.base_prefix})
-    for name, module in list(sys.modules.items()):
-        origin = getattr(module, "__file__", None) or ""
-        if origin.startswith(root) and not origin.startswith(libraries) and name != "__main__":
+    """Modules of the checkout's packages the resident imported (this one, its package) are read
+    again; the libraries, even in a virtualenv inside the checkout, are kept."""
+    packages = {entry.name for entry in Path.cwd().iterdir() if (entry / "__init__.py").is_file()}
+    for name in list(sys.modules):
+        if name.partition(".")[0] in packages:
             del sys.modules[name]
 
 
