@@ -1347,6 +1347,10 @@ _TEXTS = dict(
         "Cannot reach {host}: this machine seems to be offline. Push again once it is online; the adapter stays here and can be exported meanwhile.",
     ),
     ERR_HUB_REFUSED=("{hub} 拒绝了推送：{error}", "{hub} refused the push: {error}"),
+    HUB_LICENSE_LEFT_TO_CARD=(
+        "ModelScope 的许可证列表里没有基座模型的条款，仓库的许可证一栏设为 Other；模型卡写明了条款：{terms}。",
+        "ModelScope's licence list does not have the base model's terms, so the repository's licence field says Other; the model card names them: {terms}.",
+    ),
     ERR_EXPORT_RUNNING=(
         "{name} 的{kind}已在进行中：请等它结束，或先停止它。",
         "A {kind} of {name} is already running: wait for it to end, or stop it first.",

@@ -13,12 +13,13 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 from core import errors, texts
 from core.errors import UserError
-from engine import catalogue, download, loading, models
+from engine import catalogue, conversion, download, loading, models
 from engine.adapters import CONFIG_FILE, METADATA_FILE, WEIGHTS_FILE, check_loadable
 from registry import adapters as adapter_rows
 from registry import connect
@@ -30,6 +31,16 @@ from studio.roles import get_role
 HUBS = ("huggingface", "modelscope")
 TOKEN_VARIABLES = {"huggingface": "HF_TOKEN", "modelscope": "MODELSCOPE_API_TOKEN"}
 ADAPTER_FILES = (CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE)
+# ModelScope's repository licence is one of its own list (modelscope.hub.constants.Licenses); its
+# client sends "Apache-2.0" when given none, so a base whose terms are not on the list gets "Other"
+# and the card, which names the terms, says the rest.
+MODELSCOPE_OTHER_LICENSE = "Other"
+
+
+@dataclass(frozen=True)
+class Pushed:
+    url: str
+    note: str = ""  # what the person should know about the repository (its licence field)
 
 
 def push(
@@ -41,8 +52,9 @@ def push(
     merged: bool = False,
     private: bool = True,
     stage=None,
-) -> str:
-    """Upload and return the repository's URL; `stage` hears prepare (or merge's steps), then upload."""
+) -> Pushed:
+    """Upload; returns the repository's URL and what to know about it. `stage` hears prepare (or
+    merge's steps), then upload."""
     stage = stage or (lambda name: None)
     token = check_request(hub, repo)
     adapter = adapter_rows.require(db, adapter_name)
@@ -59,8 +71,23 @@ def push(
             _adapter_folder(db, adapter, folder)
         stage("upload")
         if hub == "huggingface":
-            return _push_huggingface(folder, repo, token, private, adapter_name)
-        return _push_modelscope(folder, repo, token, private, adapter_name)
+            return Pushed(_push_huggingface(folder, repo, token, private, adapter_name))
+        license_name = modelscope_license(adapter.base_model)
+        url = _push_modelscope(folder, repo, token, private, adapter_name, license_name)
+        if license_name != MODELSCOPE_OTHER_LICENSE:
+            return Pushed(url)
+        return Pushed(
+            url, texts.HUB_LICENSE_LEFT_TO_CARD.format(terms=merge.license_line(adapter.base_model))
+        )
+
+
+def modelscope_license(base_model: str) -> str:
+    """The base's licence as ModelScope lists it (SPDX, as its client sends), or "Other"."""
+    from modelscope.hub.constants import Licenses
+
+    listed = {name.lower().replace("apache license 2.0", "apache-2.0") for name in Licenses.to_list()}
+    license_id = merge.LICENSES.get(base_model, "other")
+    return license_id if license_id in listed else MODELSCOPE_OTHER_LICENSE
 
 
 def _adapter_folder(db, adapter: Adapter, folder: Path) -> None:
@@ -70,6 +97,9 @@ def _adapter_folder(db, adapter: Adapter, folder: Path) -> None:
     for name in ADAPTER_FILES:
         if (source / name).is_file():
             shutil.copy2(source / name, folder / name)
+    terms = conversion.builtin_license(adapter.base_model)  # the card says they are next to it
+    if terms is not None and terms.is_file():
+        shutil.copy2(terms, folder / terms.name)
     spec = catalogue.parse_model_id(adapter.base_model)
     tokenizer = loading.load_tokenizer(models.resolve_model_dir(spec), spec)
     role = get_role(db, adapter.role)
@@ -127,13 +157,13 @@ def _push_huggingface(folder: Path, repo: str, token: str, private: bool, name: 
     return str(url)
 
 
-def _push_modelscope(folder: Path, repo: str, token: str, private: bool, name: str) -> str:
+def _push_modelscope(folder: Path, repo: str, token: str, private: bool, name: str, license_name: str) -> str:
     from modelscope.hub.api import HubApi
 
     api = HubApi(token=token, max_retries=1)
     try:
         visibility = "private" if private else "public"
-        api.create_repo(repo, visibility=visibility, exist_ok=True, token=token)
+        api.create_repo(repo, visibility=visibility, license=license_name, exist_ok=True, token=token)
         api.upload_folder(
             repo_id=repo,
             folder_path=str(folder),
@@ -158,13 +188,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        url = push(
+        pushed = push(
             connect(), args.adapter, repo=args.repo, hub=args.hub, merged=args.merged, private=not args.public
         )
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(url)
+    print(pushed.url)
+    if pushed.note:
+        print(pushed.note)
     return 0
 
 

@@ -173,7 +173,7 @@ def model_card(
         "## Base model",
         f"- id: `{base}`",
         f"- revision: {_revision(base)}",
-        f"- license: {_license_line(base)}",
+        f"- license: {license_line(base)}",
         "",
         "## Training",
         f"- role: `{role.name}`; prompt format: `{adapter.prompt_format}`",
@@ -217,7 +217,7 @@ def _revision(base: str) -> str:
     return "not recorded (the newest snapshot at download time)"
 
 
-def _license_line(base: str) -> str:
+def license_line(base: str) -> str:
     if base == "builtin:gemma3-270m":
         return "Gemma Terms of Use (GEMMA_TERMS.html, copied next to this card)"
     if base == "builtin":

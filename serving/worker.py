@@ -46,7 +46,8 @@ def _gguf_lora(db, task: Task, stage) -> dict:
 
 
 def _push(db, task: Task, stage) -> dict:
-    return {"url": hub.push(db, task.adapter_name, **task.settings, stage=stage)}
+    pushed = hub.push(db, task.adapter_name, **task.settings, stage=stage)
+    return {"url": pushed.url, **({"note": pushed.note} if pushed.note else {})}
 
 
 # serving.tasks.EXPORT_KINDS names the same kinds; a test holds the two together.

@@ -68,8 +68,8 @@ def adapter(db, home, builtin_dir):
 
 
 def test_an_adapter_is_pushed_private_with_its_files_and_card(db, adapter, fake_hub, home):
-    url = hub.push(db, "med-zh-1", repo="you/med-zh-1")
-    assert url == "https://huggingface.co/you/med-zh-1"
+    pushed = hub.push(db, "med-zh-1", repo="you/med-zh-1")
+    assert pushed.url == "https://huggingface.co/you/med-zh-1" and pushed.note == ""
     assert fake_hub.created == [
         {"name": "med-zh-1", "organization": "you", "visibility": "private", "type": "model"}
     ]
@@ -181,8 +181,8 @@ def fake_modelscope(monkeypatch):
 def test_an_adapter_is_pushed_to_modelscope_private_with_its_files_and_card(
     db, adapter, fake_modelscope, home
 ):
-    url = hub.push(db, "med-zh-1", repo="you/med-zh-1", hub="modelscope")
-    assert url == "https://www.modelscope.cn/models/you/med-zh-1"
+    pushed = hub.push(db, "med-zh-1", repo="you/med-zh-1", hub="modelscope")
+    assert pushed.url == "https://www.modelscope.cn/models/you/med-zh-1"
     # the upload's own "create if missing" (public) finds it there: it stays private
     assert fake_modelscope.repos["you/med-zh-1"]["Visibility"] == 1 and len(fake_modelscope.repos) == 1
     files = fake_modelscope.files()
@@ -193,6 +193,31 @@ def test_an_adapter_is_pushed_to_modelscope_private_with_its_files_and_card(
     assert "library_name: peft" in files["README.md"].decode()
     assert {auth for *_, auth in fake_modelscope.seen} == {"Bearer ms_secret_token"}
     assert "ms_secret_token" not in (home / "registry.db").read_bytes().decode("latin-1")
+
+
+@pytest.mark.parametrize(
+    "base_model, listed_as, terms_file",
+    [
+        ("builtin", "apache-2.0", None),
+        pytest.param("builtin:gemma3-270m", "Other", "GEMMA_TERMS.html", marks=pytest.mark.slow),
+    ],
+)
+def test_a_modelscope_repository_gets_the_bases_licence_where_modelscope_lists_it_else_other_and_a_note(
+    db, home, fake_modelscope, request, base_model, listed_as, terms_file
+):
+    model_dir = request.getfixturevalue("builtin_dir" if base_model == "builtin" else "gemma_dir")
+    folder = make_adapter(model_dir, home / "adapters" / "mine", seed=1)
+    prompt_format = None if base_model == "builtin" else "plain"  # Gemma-3-270m's built-in format
+    register_adapter(db, "mine", folder, base_model, role="translator", prompt_format=prompt_format)
+    pushed = hub.push(db, "mine", repo="you/mine", hub="modelscope")
+    assert fake_modelscope.repos["you/mine"]["License"] == listed_as  # not the client's "Apache-2.0"
+    card = fake_modelscope.files()["README.md"].decode()
+    if terms_file is None:
+        assert pushed.note == "" and "license: apache-2.0" in card
+    else:
+        assert "Other" in pushed.note and "Gemma Terms of Use" in pushed.note
+        assert f"Gemma Terms of Use ({terms_file}, copied next to this card)" in card
+        assert terms_file in fake_modelscope.files()  # as the card says
 
 
 def test_modelscope_public_when_asked_and_a_refusal_is_one_line(db, adapter, fake_modelscope):

@@ -153,5 +153,7 @@ def _task_list(name: str) -> None:
                     if value
                 )
             )
+            if result.get("note"):
+                st.info(result["note"])
         elif task.error:
             st.error(task.error)
