@@ -8,6 +8,7 @@
 requests in flight are batched together whatever their adapters (`serving.scheduler`). Decoding
 starts from the adapter role's preset (greedy for the translator); `temperature` (0: greedy),
 `top_p`, `max_tokens`, `stop`, `seed` and (as vLLM) `repetition_penalty` change it per request.
+Every body is read through serving/protocol.py's models, which `/openapi.json` is generated from.
 Errors have OpenAI's shape:
 `{"error": {"message", "type", "param", "code"}}`, in English, as the clients that read them expect.
 """
@@ -30,12 +31,12 @@ from starlette.routing import Route
 from core.errors import UserError
 from engine import formats
 from engine.generation import ChatEngine
-from engine.roles import ASSISTANT, DECODING_LIMITS, Decoding, Role
+from engine.roles import ASSISTANT, Decoding, Role
 from registry import adapters as adapter_rows
 from registry import connect
 from registry.adapters import Adapter
-from serving import openapi
-from serving.openapi import MAX_STOP_TEXTS, SEEDS
+from serving import openapi, protocol
+from serving.protocol import ChatRequest, CompletionRequest, Sampling
 from serving.scheduler import Generation, Scheduler
 from studio.roles import get_role
 
@@ -46,8 +47,8 @@ class ApiError(Exception):
         self.status, self.message, self.kind, self.param, self.code = status, message, kind, param, code
 
     def response(self) -> JSONResponse:
-        body = {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}
-        return JSONResponse({"error": body}, status_code=self.status)
+        detail = protocol.ErrorDetail(message=self.message, type=self.kind, param=self.param, code=self.code)
+        return JSONResponse(protocol.ErrorReply(error=detail).model_dump(), status_code=self.status)
 
 
 @dataclass
@@ -82,10 +83,8 @@ class Service:
             *sorted(a.name for a in mine if adapter_rows.folder_is_present(a)),
         ]
 
-    def resolve(self, model) -> tuple[dict | None, Role]:
+    def resolve(self, model: str) -> tuple[dict | None, Role]:
         """The adapter (None: the base model) and role behind a request's `model`."""
-        if not isinstance(model, str) or not model:
-            raise ApiError(400, "`model` is required: the base model id or an adapter name.", param="model")
         db = connect()
         if model == self.engine.base_model_id:
             return None, ASSISTANT
@@ -107,7 +106,9 @@ class Service:
     def prompt_format(self, adapter: Adapter | None) -> str:
         return (adapter.prompt_format if adapter else None) or self.engine.prompt_format
 
-    def chat_prompt(self, messages, adapter: Adapter | None, role: Role) -> tuple[list[int], Role]:
+    def chat_prompt(
+        self, messages: list[protocol.Message], adapter: Adapter | None, role: Role
+    ) -> tuple[list[int], Role]:
         role, history, text = _conversation(messages, role)
         text = formats.user_text(role, "", text)
         try:
@@ -115,11 +116,7 @@ class Service:
         except UserError as error:
             raise ApiError(400, str(error), param="messages") from error
 
-    def text_prompt(self, prompt) -> list[int]:
-        if isinstance(prompt, list) and len(prompt) == 1:
-            prompt = prompt[0]
-        if not isinstance(prompt, str):
-            raise ApiError(400, "`prompt` must be a string (one prompt per request).", param="prompt")
+    def text_prompt(self, prompt: str) -> list[int]:
         with self.engine.tokenizer_lock:
             ids = self.engine.tokenizer(prompt)["input_ids"]
         if not ids:
@@ -134,28 +131,28 @@ def create_app(engine: ChatEngine, *, api_key: str | None = None, max_batch: int
         _authorise(service, request)
         created = int(time.time())
         ids = await run_in_threadpool(service.model_ids)
-        data = [{"id": i, "object": "model", "created": created, "owned_by": "translator"} for i in ids]
-        return JSONResponse({"object": "list", "data": data})
+        listed = protocol.ModelList(data=[protocol.ModelCard(id=i, created=created) for i in ids])
+        return JSONResponse(listed.model_dump())
 
     async def chat_completions(request: Request):
         _authorise(service, request)
-        body = await _json_body(request)
-        adapter, role = await run_in_threadpool(service.resolve, body.get("model"))
-        prompt, role = await run_in_threadpool(service.chat_prompt, body.get("messages"), adapter, role)
+        body = _read(ChatRequest, await _json_body(request))
+        adapter, role = await run_in_threadpool(service.resolve, body.model)
+        prompt, role = await run_in_threadpool(service.chat_prompt, body.messages, adapter, role)
         turn_end = formats.stop_texts(service.prompt_format(adapter), tuned=adapter is not None)
         plan = _plan(service, body, prompt, adapter, role, turn_end)
         return await _answer(service, plan, chat=True)
 
     async def completions(request: Request):
         _authorise(service, request)
-        body = await _json_body(request)
-        adapter, role = await run_in_threadpool(service.resolve, body.get("model"))
-        prompt = await run_in_threadpool(service.text_prompt, body.get("prompt"))
+        body = _read(CompletionRequest, await _json_body(request))
+        adapter, role = await run_in_threadpool(service.resolve, body.model)
+        prompt = await run_in_threadpool(service.text_prompt, body.text)
         plan = _plan(service, body, prompt, adapter, role)
         return await _answer(service, plan, chat=False)
 
     async def health(request: Request):
-        return JSONResponse({"status": "ok", "model": engine.base_model_id})
+        return JSONResponse(protocol.Health(model=engine.base_model_id).model_dump())
 
     async def description(request: Request):
         ids = await run_in_threadpool(service.model_ids)
@@ -219,15 +216,18 @@ async def _json_body(request: Request) -> dict:
     return body
 
 
-def _conversation(messages, role: Role) -> tuple[Role, list[tuple[str, str]], str]:
+def _read(model: type[Sampling], body: dict) -> Sampling:
+    try:
+        return protocol.parse(model, body)
+    except protocol.Refusal as refusal:
+        raise ApiError(400, refusal.message, param=refusal.param) from None
+
+
+def _conversation(messages: list[protocol.Message], role: Role) -> tuple[Role, list[tuple[str, str]], str]:
     """OpenAI messages as our (role with its system prompt, past turns, last user text)."""
-    if not isinstance(messages, list) or not messages:
-        raise ApiError(400, "`messages` must be a non-empty list.", param="messages")
     turns: list[list[str]] = []  # [user, assistant]
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
-            raise ApiError(400, f"messages[{index}] needs a string `content`.", param=f"messages[{index}]")
-        speaker, content = message.get("role"), message["content"]
+    for message in messages:
+        speaker, content = message.role, message.content
         if speaker in ("system", "developer"):
             role = replace(role, system_prompt=content)
         elif speaker == "user":
@@ -235,62 +235,39 @@ def _conversation(messages, role: Role) -> tuple[Role, list[tuple[str, str]], st
                 turns[-1][0] += "\n" + content
             else:
                 turns.append([content, None])
-        elif speaker == "assistant":
-            if not turns or turns[-1][1] is not None:
-                turns.append(["", content])
-            else:
-                turns[-1][1] = content
+        elif not turns or turns[-1][1] is not None:  # the assistant
+            turns.append(["", content])
         else:
-            raise ApiError(
-                400, f"messages[{index}] has an unknown role {speaker!r}.", param=f"messages[{index}]"
-            )
+            turns[-1][1] = content
     if not turns or turns[-1][1] is not None:
         raise ApiError(400, "The last message must come from the user.", param="messages")
     return role, [(q, a) for q, a in turns[:-1]], turns[-1][0]
 
 
 def _plan(
-    service: Service, body: dict, prompt: list[int], adapter: Adapter | None, role: Role, turn_end=()
+    service: Service, body: Sampling, prompt: list[int], adapter: Adapter | None, role: Role, turn_end=()
 ) -> Plan:
-    """What to compute for a request; `turn_end` holds the prompt format's own stop texts (a chat
-    request only: a completion's raw prompt has no format)."""
+    """What to compute for a request whose fields passed serving.protocol; `turn_end` holds the prompt
+    format's own stop texts (a chat request only: a completion's raw prompt has no format)."""
     engine = service.engine
     context = engine.context_length
+    prompt_field = "messages" if isinstance(body, ChatRequest) else "prompt"
     if len(prompt) >= context:
         raise ApiError(
             400,
             f"This model's maximum context length is {context} tokens; the prompt has {len(prompt)}.",
-            param="messages" if "messages" in body else "prompt",
+            param=prompt_field,
             code="context_length_exceeded",
         )
     decoding = role.decoding
-    # The roles' ranges (engine.roles.DECODING_LIMITS); temperature 0 asks for greedy, as in OpenAI's API.
-    temperature = _number(body, "temperature", 0, DECODING_LIMITS["temperature"].high)
-    if temperature is not None:
-        decoding = decoding.with_changes(do_sample=temperature > 0, temperature=temperature or 1.0)
-    top_p_limit = DECODING_LIMITS["top_p"]
-    top_p = _number(body, "top_p", top_p_limit.low, top_p_limit.high)
-    if top_p is not None:
-        if not top_p_limit.allows(top_p):
-            raise ApiError(
-                400,
-                f"`top_p` must be above {top_p_limit.low:g} and at most {top_p_limit.high:g}.",
-                param="top_p",
-            )
-        decoding = decoding.with_changes(top_p=top_p)
-    penalty_limit = DECODING_LIMITS["repetition_penalty"]  # vLLM's extension, which we share
-    penalty = _number(body, "repetition_penalty", penalty_limit.low, penalty_limit.high)
-    if penalty is not None:
-        decoding = decoding.with_changes(repetition_penalty=penalty)
-    n = body.get("n")
-    if n is not None and (type(n) is not int or n != 1):
-        raise ApiError(400, "Only n = 1 is supported.", param="n")
-    limits = {name: body.get(name) for name in ("max_completion_tokens", "max_tokens")}
-    for name, value in limits.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-            raise ApiError(400, f"`{name}` must be a positive integer, not {value!r}.", param=name)
-    name = "max_completion_tokens" if limits["max_completion_tokens"] is not None else "max_tokens"
-    limit = limits[name]
+    if body.temperature is not None:  # 0 asks for greedy, as in OpenAI's API
+        decoding = decoding.with_changes(do_sample=body.temperature > 0, temperature=body.temperature or 1.0)
+    if body.top_p is not None:
+        decoding = decoding.with_changes(top_p=body.top_p)
+    if body.repetition_penalty is not None:  # vLLM's extension, which we share
+        decoding = decoding.with_changes(repetition_penalty=body.repetition_penalty)
+    name = body.limit_name
+    limit = getattr(body, name)
     room = context - len(prompt)
     if limit is None:
         limit = min(decoding.max_new_tokens, room)
@@ -302,52 +279,20 @@ def _plan(
             param=name,
             code="context_length_exceeded",
         )
-    stop = body.get("stop")
-    stop = [] if stop is None else [stop] if isinstance(stop, str) else stop
-    if (
-        not isinstance(stop, list)
-        or len(stop) > MAX_STOP_TEXTS
-        or not all(isinstance(s, str) and s for s in stop)
-    ):
-        raise ApiError(400, "`stop` must be a string or a list of up to 4 non-empty strings.", param="stop")
-    seed = body.get("seed")
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, int) or not SEEDS[0] <= seed <= SEEDS[1]
-    ):
-        raise ApiError(400, f"`seed` must be an integer from {SEEDS[0]} to {SEEDS[1]} (int64).", param="seed")
-    stream = body.get("stream")
-    stream = False if stream is None else stream
-    if not isinstance(stream, bool):
-        raise ApiError(400, "`stream` must be true or false.", param="stream")
-    options = body.get("stream_options")
-    options = {} if options is None else options
-    include_usage = options.get("include_usage") if isinstance(options, dict) else None
-    if not isinstance(options, dict) or not isinstance(include_usage, bool | None):
-        raise ApiError(
-            400, '`stream_options` must be an object such as {"include_usage": true}.', param="stream_options"
-        )
+    stop = [] if body.stop is None else [body.stop] if isinstance(body.stop, str) else body.stop
     stop_ids = formats.stop_token_ids(engine.tokenizer, service.prompt_format(adapter), engine.model)
     return Plan(
-        model=body["model"],
+        model=body.model,
         prompt=prompt,
         adapter=adapter,
         decoding=decoding.with_changes(max_new_tokens=limit),
         max_tokens=limit,
         stop_texts=(*stop, *(end for end in turn_end if end not in stop)),
         stop_ids=frozenset(stop_ids),
-        seed=seed,
-        stream=stream,
-        include_usage=bool(include_usage),
+        seed=body.seed,
+        stream=bool(body.stream),
+        include_usage=bool(body.stream_options and body.stream_options.include_usage),
     )
-
-
-def _number(body: dict, name: str, low: float, high: float) -> float | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise ApiError(400, f"`{name}` must be a number from {low} to {high}, not {value!r}.", param=name)
-    return float(value)
 
 
 async def _answer(service: Service, plan: Plan, *, chat: bool):
@@ -389,13 +334,14 @@ async def _answer(service: Service, plan: Plan, *, chat: bool):
             generation.cancelled.set()  # a client gone mid-reply frees its row at the next step
         usage = _usage(plan, tokens)
         text = "".join(pieces)
+        common = {"id": reply_id, "created": created, "model": plan.model, "usage": usage}
         if chat:
-            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": reason}
-            body = {"object": "chat.completion", "choices": [choice]}
+            choice = protocol.ChatChoice(message=protocol.ReplyMessage(content=text), finish_reason=reason)
+            reply = protocol.ChatCompletion(choices=[choice], **common)
         else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
-            body = {"object": "text_completion", "choices": [choice]}
-        return JSONResponse({"id": reply_id, "created": created, "model": plan.model, **body, "usage": usage})
+            choice = protocol.TextChoice(text=text, finish_reason=reason)
+            reply = protocol.Completion(choices=[choice], **common)
+        return JSONResponse(reply.model_dump())
 
     def chunk(delta_or_text, reason=None, usage=None, choices=True):
         body = {
@@ -433,7 +379,7 @@ async def _answer(service: Service, plan: Plan, *, chat: bool):
                     reason, tokens = values
                     yield chunk({} if chat else "", reason)
                     if plan.include_usage:
-                        yield chunk(None, usage=_usage(plan, tokens), choices=False)
+                        yield chunk(None, usage=_usage(plan, tokens).model_dump(), choices=False)
                     break
             yield "data: [DONE]\n\n"
         finally:
@@ -442,9 +388,7 @@ async def _answer(service: Service, plan: Plan, *, chat: bool):
     return StreamingResponse(sse(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-def _usage(plan: Plan, tokens: int) -> dict:
-    return {
-        "prompt_tokens": len(plan.prompt),
-        "completion_tokens": tokens,
-        "total_tokens": len(plan.prompt) + tokens,
-    }
+def _usage(plan: Plan, tokens: int) -> protocol.Usage:
+    return protocol.Usage(
+        prompt_tokens=len(plan.prompt), completion_tokens=tokens, total_tokens=len(plan.prompt) + tokens
+    )
