@@ -7,6 +7,7 @@ from ui import common
 
 common.choose_language()
 st.set_page_config(page_title=texts.APP_TITLE, page_icon="🤖", layout="wide")
+common.reconciler()
 pages = common.app_pages()
 # Our own links: the automatic sidebar navigation is off (see common.enter_through_entry).
 navigation = st.navigation(pages, position="hidden")

@@ -22,6 +22,17 @@ def models_dir() -> Path:
     return home.models_dir()
 
 
+def present_model_dir(spec: ModelSpec) -> Path | None:
+    """The model's folder if it is already there, ready to load; never fetches or converts (for
+    what a page shows: a conversion or a download happens only behind its progress bar)."""
+    if spec.source == "local":
+        return Path(spec.name)
+    if spec.source == "builtin":
+        target = models_dir() / BUILTIN_MODELS[spec.name].folder
+        return target if conversion.conversion_version(target) >= conversion.CONVERSION_VERSION else None
+    return download._cached_snapshot(spec, models_dir() / spec.source)
+
+
 def resolve_model_dir(spec: ModelSpec, progress: Progress | None = None) -> Path:
     """A local folder holding the model in transformers format, fetching or converting it once."""
     if spec.source == "local":

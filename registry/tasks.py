@@ -13,7 +13,7 @@ class Task:
     """An export or an API server: what it was asked, its process, and what it produced."""
 
     id: int
-    kind: str  # merge, gguf, gguf-lora, push, server
+    kind: str  # merge, gguf, gguf-lora, push, server; mistakes, evaluate (training tasks)
     adapter_name: str | None
     settings: dict
     status: str

@@ -59,7 +59,10 @@ def active_for(db, adapter_name: str, kind: str) -> Task | None:
 
 
 def for_adapter(db, adapter_name: str) -> list[Task]:
-    return tasks.list_recent(db, adapter_name=adapter_name, limit=10)
+    """Its exports and servers (not the training side's tasks: mistakes, evaluations), newest first."""
+    return [t for t in tasks.list_recent(db, adapter_name=adapter_name, limit=30) if t.kind in tasks.KINDS][
+        :10
+    ]
 
 
 def describe(task: Task) -> str:

@@ -4,7 +4,8 @@
 output appended to `tasks/<id>.log`; that process runs the action the row describes and writes its
 end (succeeded with the result, failed with the message, cancelled, stopped). `stop` sends SIGTERM:
 an export then removes what it had half-written, a server finishes its open responses. A task whose
-process is gone without writing its end is marked interrupted when read (studio.supervisor).
+process is gone without writing its end reads as interrupted (studio.supervisor.as_seen) and is
+marked so by the supervisor's tick.
 """
 
 from registry import tasks as task_rows
@@ -28,13 +29,12 @@ def stop(db, task_id: int) -> bool:
 
 
 def get(db, task_id: int) -> Task | None:
-    supervisor.reconcile(db)
-    return task_rows.get(db, task_id)
+    """The task as it stands (a dead process's reads as interrupted); never writes."""
+    return supervisor.as_seen(task_rows.get(db, task_id))
 
 
 def list_recent(db, **filters) -> list[Task]:
-    supervisor.reconcile(db)
-    return task_rows.list_recent(db, **filters)
+    return [supervisor.as_seen(task) for task in task_rows.list_recent(db, **filters)]
 
 
 def log_tail(task: Task, lines: int = 20) -> str:

@@ -12,16 +12,19 @@ from `python -m serving.merge` instead, which our own API server also runs).
 """
 
 import argparse
+import functools
 import json
 import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from core import texts
 from core.errors import UserError
 from engine import catalogue, loading, models
 from engine.adapters import CONFIG_FILE
+from engine.catalogue import BUILTIN_MODELS
 from registry import adapters as adapter_rows
 from registry import connect
 from registry.adapters import Adapter
@@ -43,7 +46,19 @@ class Verdict:
 
 
 def check(adapter: Adapter) -> Verdict:
-    """Every reason vLLM would refuse this adapter (none: it can serve it)."""
+    """Every reason vLLM would refuse this adapter (none: it can serve it), from its files' metadata
+    alone (nothing is converted or downloaded), worked out once per version of its config: the
+    adapters page asks for every sibling of every card."""
+    try:
+        changed = (Path(adapter.path) / CONFIG_FILE).stat().st_mtime_ns
+    except OSError:
+        changed = None
+    return _check(adapter.name, adapter.path, adapter.base_model, adapter.prompt_format, changed)
+
+
+@functools.lru_cache(maxsize=512)
+def _check(name: str, path: str, base_model: str, prompt_format: str | None, config_changed) -> Verdict:
+    adapter = SimpleNamespace(name=name, path=path, base_model=base_model, prompt_format=prompt_format)
     problems = []
     config = _adapter_config(adapter)
     rank = config.get("r")
@@ -87,8 +102,10 @@ def command(adapters: list[dict], *, port: int = 8000) -> str:
 def _served_model(base: str) -> str:
     """What vLLM loads: the local folder of a built-in or local model, else the hub's repo id."""
     spec = catalogue.parse_model_id(base)
-    if spec.source in ("builtin", "local"):
-        return str(models.resolve_model_dir(spec))
+    if spec.source == "local":
+        return spec.name
+    if spec.source == "builtin":  # where the studio converts it (the Chat page does, once)
+        return str(models.present_model_dir(spec) or models.models_dir() / BUILTIN_MODELS[spec.name].folder)
     return spec.name
 
 
@@ -115,8 +132,10 @@ def _added_tokens(adapter: Adapter) -> bool:
     if not tokenizer_file.is_file():
         return False
     try:
-        spec = catalogue.parse_model_id(adapter.base_model)
-        base_config = json.loads((models.resolve_model_dir(spec) / "config.json").read_text(encoding="utf-8"))
+        base_dir = models.present_model_dir(catalogue.parse_model_id(adapter.base_model))
+        if base_dir is None:  # not here yet: vLLM's own check will tell
+            return False
+        base_config = json.loads((base_dir / "config.json").read_text(encoding="utf-8"))
         vocabulary = json.loads(tokenizer_file.read_text(encoding="utf-8"))
     except (OSError, ValueError, UserError):
         return False

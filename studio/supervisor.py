@@ -5,14 +5,19 @@ session of its own (it outlives the server and a closed tab), its output appende
 never piped back; alive means the same pid with the same start time (pids are reused). `stop` sends
 SIGTERM: the worker ends the run itself (a checkpoint saved, a half-written export removed, open
 responses finished). `reconcile` marks every active run whose process is gone interrupted and
-removes what it was writing. A new kind of run is one entry in KINDS plus its worker module.
+removes what it was writing; it runs in one place while the studio runs, the Reconciler's tick (and
+in the actions that must see the truth before they act: stop, resume, delete). Readers never write:
+`as_seen` shows a dead run as interrupted until the tick has written it down. A new kind of run is
+one entry in KINDS plus its worker module.
 """
 
+import dataclasses
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +36,7 @@ from studio import warm as warm_start
 # A run whose process was never recorded (the app died between the row and the spawn) is given
 # this long before it counts as interrupted.
 UNSPAWNED_GRACE_SECONDS = 30.0
+TICK_SECONDS = 5.0  # how often the Reconciler of a server process looks for dead runs
 
 Run = Job | Task  # every run has id, kind, status, pid, pid_started, log_path, created_at
 
@@ -94,6 +100,8 @@ KINDS = {
         **{**_TASK, "worker": "training.mistakes"},
         staging=lambda task: [staging_file(Path(task.settings["out"]), task.pid)] if task.pid else [],
     ),
+    # the adapter card's Evaluate (training/evaluate.py): rows are written whole, one per pass
+    "evaluate": Kind(**{**_TASK, "worker": "training.evaluate"}, staging=lambda task: []),
 }
 TABLES = (job_rows.ROWS, task_rows.ROWS)
 
@@ -172,24 +180,72 @@ def stop(db, row: Run | None) -> bool:
     return True
 
 
+def gone(row: Run) -> bool:
+    """An active run whose process is gone, or that no process took within the grace period."""
+    if row.status not in ACTIVE:
+        return False
+    if row.pid:
+        return not process_alive(row.pid, row.pid_started)
+    last_sign = max(getattr(row, "heartbeat_at", None) or 0, row.created_at or 0)  # tasks have none
+    return time.time() - last_sign >= UNSPAWNED_GRACE_SECONDS
+
+
+def as_seen(row: Run | None) -> Run | None:
+    """The run as it stands, read without writing: one whose process is gone reads as interrupted
+    with its kind's reason, whoever asks, before the reconciler has written it down."""
+    if row is None or not gone(row):
+        return row
+    return dataclasses.replace(row, status="interrupted", error=kind_of(row).gone)
+
+
 def reconcile(db) -> list[tuple[str, int]]:
     """Mark every active run whose process is gone interrupted and remove what it was writing
-    (an adapter or an export exists complete or not at all); returns (table, id) of each."""
+    (an adapter or an export exists complete or not at all); returns (table, id) of each. Run by
+    the Reconciler's tick and by the actions that need the truth first (stop, resume, delete);
+    readers use `as_seen` and never write."""
     interrupted = []
     for table in TABLES:
         for row in table.active(db):
-            if row.pid:
-                if process_alive(row.pid, row.pid_started):
-                    continue
-            else:
-                last_sign = max(getattr(row, "heartbeat_at", None) or 0, row.created_at)  # tasks have none
-                if time.time() - last_sign < UNSPAWNED_GRACE_SECONDS:
-                    continue
+            if not gone(row):
+                continue
             kind = kind_of(row)
             if table.mark_interrupted(db, row.id, row.pid, kind.gone):
                 remove_staging(row)
                 interrupted.append((table.table, row.id))
     return interrupted
+
+
+class Reconciler:
+    """The one place that repairs rows while the studio runs: a thread of the server process that
+    reconciles at its start and then every `period` seconds (TRANSLATOR_RECONCILE_SECONDS; 0: never,
+    for a test that must see nothing written)."""
+
+    def __init__(self, period: float | None = None):
+        configured = os.environ.get("TRANSLATOR_RECONCILE_SECONDS")
+        self.period = period if period is not None else float(configured or TICK_SECONDS)
+        self.ticks = 0
+        self._stop = threading.Event()
+
+    def start(self) -> "Reconciler":
+        if self.period > 0:
+            threading.Thread(target=self._run, name="reconciler", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        db = None
+        while True:
+            try:
+                db = db or connect()
+                reconcile(db)
+            except Exception as error:  # a locked or missing registry now is not the end of the thread
+                print(f"reconciler: {type(error).__name__}: {errors.first_line(error)}", file=sys.stderr)
+                db = None
+            self.ticks += 1
+            if self._stop.wait(self.period):
+                return
 
 
 def remove_staging(row: Run) -> None:

@@ -34,6 +34,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tests read messages in English (the product's default is Chinese); tests/test_texts.py and the
 # language tests render both languages on purpose.
 os.environ["TRANSLATOR_LANG"] = "en"
+# AppTest runs the app in this process, where the Reconciler (one per server process) would outlive
+# the test that started it and tick in the homes of the tests after; its own tests start one, and
+# the browser tests' real server keeps the product's default (tests/e2e/conftest.py).
+os.environ["TRANSLATOR_RECONCILE_SECONDS"] = "0"
 
 
 FAILED = pytest.StashKey[bool]()

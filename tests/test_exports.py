@@ -12,6 +12,7 @@ from core import texts
 from core.errors import UserError
 from registry import tasks as task_rows
 from serving import exports, tasks
+from studio import supervisor
 from tests.conftest import PROJECT_ROOT, make_adapter, register_adapter, use_running_server_navigation
 
 
@@ -79,6 +80,7 @@ def test_a_stopped_export_is_cancelled_and_a_killed_one_interrupted_leaving_noth
     os.kill(second.pid, signal.SIGKILL)
     second = _wait_end(db, second.id)
     assert second.status == "interrupted" and "stopped before it finished" in second.error
+    supervisor.reconcile(db)  # what the studio's Reconciler does on its next tick
     assert not out.exists() and not (home / "exports" / ".tmp-killed").exists()
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from core import texts
 from core.errors import UserError
 from core.home import PROJECT_ROOT
 from registry import adapters, connect, jobs
@@ -231,14 +232,22 @@ def test_killed_between_the_folder_rename_and_the_row_the_job_registers_its_adap
     assert jobs.get(db, adapter.job_id).status == "succeeded"
 
 
-def test_a_run_killed_while_publishing_leaves_no_staging_folder_once_seen(home, db):
+def test_a_run_killed_while_publishing_reads_interrupted_at_once_and_the_tick_removes_its_staging(home, db):
     job = jobs.create(db, adapter_name="half", config={}, status="running", pid=None)
     jobs.update(db, job.id, created_at=time.time() - 60, heartbeat_at=time.time() - 60)
     staging = supervisor.job_staging_folder("half", job.id)
     staging.mkdir(parents=True)
     (staging / "adapter_model.safetensors").write_bytes(b"half")
-    assert lifecycle.list_recent(db)[0].status == "interrupted"
-    assert not staging.exists() and not list((home / "adapters").iterdir())
+    seen = lifecycle.list_recent(db)[0]
+    assert seen.status == "interrupted" and seen.error == texts.JOB_PROCESS_GONE
+    assert lifecycle.get(db, job.id) == seen
+    assert jobs.get(db, job.id).status == "running" and staging.exists()  # reading wrote nothing
+    reconciler = supervisor.Reconciler(period=0.2).start()
+    try:
+        wait_until(lambda: not staging.exists(), what="the tick", timeout=2)
+    finally:
+        reconciler.stop()
+    assert jobs.get(db, job.id).status == "interrupted" and not list((home / "adapters").iterdir())
 
 
 @pytest.mark.slow

@@ -1,6 +1,8 @@
 """Each page driven by Streamlit's AppTest against a real registry and the tiny model."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,9 @@ from tests.conftest import (
     make_adapter,
     register_adapter,
     use_running_server_navigation,
+    wait_until,
 )
+from ui import common
 
 ENTRY = str(PROJECT_ROOT / "翻译机器人.py")
 
@@ -350,8 +354,9 @@ def test_a_registry_write_that_fails_is_a_message_and_changes_nothing(app_env, h
     assert adapters.get(app_env, "med-zh") is not None and (home / "adapters" / "med-zh").is_dir()
 
 
-def test_adapters_page_evaluates_with_progress_and_shows_the_gain(app_env, tmp_path):
+def test_adapters_page_evaluates_in_a_detached_task_with_progress_and_shows_the_gain(app_env, tmp_path):
     from registry import evaluations
+    from serving import tasks
 
     data = tmp_path / "eval.jsonl"
     rows = [
@@ -366,6 +371,15 @@ def test_adapters_page_evaluates_with_progress_and_shows_the_gain(app_env, tmp_p
     app.button(key="evaluate-run-med-zh").click().run()
     assert not app.exception, app.exception
     assert not app.error, [e.value for e in app.error]
+    (task,) = tasks.list_recent(app_env, kind="evaluate")
+    assert any(f"Evaluation #{task.id}" in info.value for info in app.info)  # its progress, with Stop
+    assert app.button(key=f"evaluate-stop-{task.id}")
+    ended = wait_until(
+        lambda: (t := tasks.get(app_env, task.id)).status not in ("queued", "running") and t,
+        what="the evaluation",
+    )
+    assert ended.status == "succeeded", (ended.error, tasks.log_tail(ended))
+    app = _app("pages/adapters.py")
     med = adapters.get(app_env, "med-zh")
     stored = evaluations.for_adapter(app_env, med.id)
     assert len(stored) == 1 and evaluations.base_counterpart(app_env, stored[0]) is not None
@@ -384,6 +398,10 @@ def test_adapters_page_evaluates_with_progress_and_shows_the_gain(app_env, tmp_p
     assert not app.exception and not app.error, [e.value for e in app.error]
     assert adapters.get(app_env, "med-zh") is None
     assert evaluations.for_adapter(app_env, med.id) == [] and not Path(stored[0].predictions_path).exists()
+
+
+def _ended(task):
+    return task if task.status not in ("queued", "running") else None
 
 
 def test_the_chat_sidebar_rules_follow_links_once_and_never_open_someone_elses_conversation():
@@ -504,3 +522,36 @@ def test_the_devices_section_shows_the_exact_launch_command_and_batch_sizes(app_
     assert texts.SQLITE_LOCAL in [c.value for c in app.caption]
     assert texts.BATCH_SIZES.format(per_device=16, total=64, processes=4) in [c.value for c in app.caption]
     assert not app.exception
+
+
+def test_rendering_every_page_writes_nothing_even_where_runs_died(app_env, home):
+    """Reading never writes: a job and an export whose processes are gone read as interrupted on
+    every page, and the registry file and the home folder are byte for byte as they were (the
+    server's Reconciler, off in tests, is the one that writes their end)."""
+    from registry import tasks as task_rows
+    from studio import supervisor
+
+    db = app_env
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone = {"status": "running", "pid": dead.pid, "pid_started": 1}
+    job = jobs.create(db, adapter_name="half", config={}, **gone)
+    supervisor.job_staging_folder("half", job.id).mkdir(parents=True)
+    export = task_rows.create(db, kind="merge", adapter_name="med-zh", settings={})
+    task_rows.update(db, export.id, **gone)
+    db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every row in registry.db itself
+    before = _snapshot(home)
+    for page, _title, _icon, _path in common.PAGES:
+        _app(page)
+    assert _snapshot(home) == before
+    assert jobs.get(db, job.id).status == "running"  # not written down by a page
+
+
+def _snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every file's bytes and every folder (None) under `folder`; SQLite's -wal and -shm files,
+    which a reader's connection opens, are left out: the rows live in registry.db."""
+    return {
+        str(path.relative_to(folder)): path.read_bytes() if path.is_file() else None
+        for path in sorted(folder.rglob("*"))
+        if not path.name.endswith(("-wal", "-shm"))
+    }

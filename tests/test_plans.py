@@ -2,6 +2,7 @@
 loaded and verified (not checked again) by every process that runs it."""
 
 import json
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -86,6 +87,26 @@ def test_the_process_that_loads_a_plan_refuses_a_changed_file_and_retokenises_a_
     (job_dir / plans.PLAN_FILE).unlink()
     with pytest.raises(UserError, match="has no stored plan"):
         plans.load(job_dir, job.id)
+
+
+def test_the_token_cache_keeps_within_its_limit_oldest_first_and_a_job_whose_tokens_went_makes_them_again(
+    home, db, tiny_model_dir, monkeypatch, calls
+):
+    monkeypatch.setenv("TRANSLATOR_TOKENS_CACHE_MB", "1")
+    cache = core_home.tokenized_cache_dir()
+    old = [cache / f"old-{n}.npz" for n in range(3)]
+    for age, path in enumerate(old):
+        path.write_bytes(b"t" * 400_000)
+        os.utime(path, ns=(10**18 + age, 10**18 + age))  # written in this order, long ago
+    plan = lifecycle.check(db, _settings(tiny_model_dir))  # writes its own tokens: over 1 MiB
+    job = lifecycle.create_job(db, plan)
+    ours = cache / f"{plan.tokens_key}.npz"
+    assert not old[0].exists() and old[1].exists() and old[2].exists() and ours.exists()
+    assert sum(path.stat().st_size for path in cache.glob("*.npz")) <= 2**20
+    for path in cache.glob("*.npz"):
+        path.unlink()  # gone, as the limit may take them
+    assert plans.load(Path(job.job_dir), job.id).tokenized == plan.tokenized
+    assert calls["tokenize_dataset"] == 2 and ours.exists()  # made again, once
 
 
 def test_a_plan_is_written_whole_and_names_what_its_tokens_were_made_from(home, db, tiny_model_dir):

@@ -82,3 +82,48 @@ def test_stop_signals_a_live_run_and_launch_records_its_process(db, home):
     while tasks.get(db, launched.id).status in runs.ACTIVE and time.monotonic() < deadline:
         time.sleep(0.2)
     assert tasks.get(db, launched.id).status == "failed"  # the worker wrote its own end
+
+
+def test_reading_a_dead_run_shows_it_interrupted_and_writes_nothing(db, home):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    job = jobs.create(db, adapter_name="half", config={}, status="running", pid=dead.pid, pid_started=1)
+    export = tasks.create(db, kind="merge", adapter_name="half", settings={})
+    tasks.update(db, export.id, status="running", pid=dead.pid, pid_started=1)
+    staging = supervisor.job_staging_folder("half", job.id)
+    staging.mkdir(parents=True)
+    registry_before = (home / "registry.db").read_bytes()
+    from serving import tasks as task_readers
+    from training import lifecycle
+
+    seen_job, seen_task = lifecycle.get(db, job.id), task_readers.get(db, export.id)
+    assert (seen_job.status, seen_job.error) == ("interrupted", texts.JOB_PROCESS_GONE)
+    assert (seen_task.status, seen_task.error) == ("interrupted", texts.TASK_PROCESS_GONE)
+    assert [j.status for j in lifecycle.list_recent(db)] == ["interrupted"]
+    assert [t.status for t in task_readers.list_recent(db)] == ["interrupted"]
+    assert (home / "registry.db").read_bytes() == registry_before and staging.exists()
+    assert jobs.get(db, job.id).status == tasks.get(db, export.id).status == "running"
+
+
+def test_the_reconciler_ticks_at_its_start_and_then_every_period_repairing_rows(db, home):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone = {"config": {}, "status": "running", "pid": dead.pid, "pid_started": 1}
+    first = jobs.create(db, adapter_name="first", **gone)
+    reconciler = supervisor.Reconciler(period=0.3).start()
+    try:
+        _wait(lambda: jobs.get(db, first.id).status == "interrupted", "the first tick")
+        later = jobs.create(db, adapter_name="later", **gone)  # after the first tick
+        ticks = reconciler.ticks
+        _wait(lambda: jobs.get(db, later.id).status == "interrupted", "a later tick")
+        assert reconciler.ticks > ticks
+    finally:
+        reconciler.stop()
+    assert supervisor.Reconciler(period=0).start().ticks == 0  # 0: never, for a test that must see no write
+
+
+def _wait(condition, what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)

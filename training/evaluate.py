@@ -28,7 +28,9 @@ from engine.adapters import check_loadable  # noqa: E402
 from registry import adapters as adapter_rows  # noqa: E402
 from registry import connect  # noqa: E402
 from registry import evaluations as evaluation_rows  # noqa: E402
+from registry import tasks as task_rows  # noqa: E402
 from registry.evaluations import Evaluation  # noqa: E402
+from studio import supervisor  # noqa: E402
 from studio.roles import get_role  # noqa: E402
 from training.data import Dataset, load_dataset  # noqa: E402
 
@@ -216,6 +218,37 @@ def evaluate_with_base(
     return rows
 
 
+KIND = "evaluate"  # the adapter card's Evaluate, a detached task of studio.supervisor
+
+
+def launch(db, adapter_name: str, data: str, limit: int | None = None):
+    """The adapter card's Evaluate: the adapter and the data checked here, the evaluation (the
+    adapter, then its base on the same examples) run by a detached task with its progress and Stop."""
+    adapter = adapter_rows.require(db, adapter_name)
+    check_loadable(adapter, adapter.base_model)
+    dataset = load_dataset(data, limit=limit)
+    settings = {"data": str(dataset.path.resolve()), "limit": limit}
+    task = task_rows.create(db, kind=KIND, adapter_name=adapter_name, settings=settings)
+    return supervisor.launch(db, task)
+
+
+def _evaluation_task(db, task, stage) -> dict:
+    from engine.generation import ChatEngine
+
+    adapter = adapter_rows.require(db, task.adapter_name)
+    stage(texts.EVALUATE_LOADING)
+    engine = ChatEngine(adapter.base_model)
+    rows = evaluate_with_base(
+        db,
+        adapter_name=adapter.name,
+        data=task.settings["data"],
+        limit=task.settings.get("limit"),
+        engine=engine,
+        progress=lambda fraction: stage(texts.EVALUATE_STAGE.format(percent=round(100 * fraction))),
+    )
+    return {"evaluations": [row.id for row in rows]}
+
+
 def _write_predictions(out, who: str, dataset, inputs, references, predictions) -> Path:
     if out:
         path = Path(out).expanduser()
@@ -257,6 +290,9 @@ def describe(row: Evaluation) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 1 and argv[0].isdigit():  # the detached task the adapter card started
+        return supervisor.run_task(int(argv[0]), _evaluation_task)
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--adapter", help="registered adapter to evaluate")

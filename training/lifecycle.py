@@ -7,9 +7,9 @@ canonical `Plan`; a job row exists only after it passes, and the trainer trains 
 
 Who writes a job's status: the trainer (queued → running → evaluating → succeeded, failed or
 cancelled) and the supervisor (`studio.supervisor.reconcile`: a job whose trainer process is gone
-is interrupted). Pages only read, through `get` and `list_recent`, which reconcile first: a dead
-pid is a dead job, whoever asks. The trainer is started, stopped and watched by the supervisor, as
-every detached process is.
+is interrupted). Pages only read, through `get` and `list_recent`, which never write: a dead pid
+reads as an interrupted job, whoever asks, and the supervisor's tick writes it down. The trainer is
+started, stopped and watched by the supervisor, as every detached process is.
 """
 
 import os
@@ -294,13 +294,12 @@ def cancel(db, job_id: int) -> bool:
 
 
 def get(db, job_id: int) -> Job | None:
-    supervisor.reconcile(db)
-    return job_rows.get(db, job_id)
+    """The job as it stands (a dead trainer's reads as interrupted); never writes."""
+    return supervisor.as_seen(job_rows.get(db, job_id))
 
 
 def list_recent(db, limit: int = 200) -> list[Job]:
-    supervisor.reconcile(db)
-    return job_rows.list_all(db, limit=limit)
+    return [supervisor.as_seen(job) for job in job_rows.list_all(db, limit=limit)]
 
 
 def newest_preference_job(db) -> Job | None:

@@ -51,6 +51,9 @@ TOKENIZER_FILES = (
 
 # what a TokenizedDataset (or TokenizedPairs) holds besides its examples
 TOKENS_META = ("num_records", "num_truncated", "num_dropped", "max_length")
+# cache/tokenized/ holds at most this many MiB (TRANSLATOR_TOKENS_CACHE_MB); the oldest written go
+# first, and a job whose tokens went makes them again, once, when it starts (see `load`).
+TOKENS_CACHE_MB = 2048
 
 log = logging.getLogger("translator.train")
 
@@ -376,6 +379,31 @@ def write_tokens(key: str, tokenized: TokenizedDataset | TokenizedPairs) -> None
         os.replace(staging, path)
     finally:
         staging.unlink(missing_ok=True)
+    keep_tokens_cache_bounded(path.parent, keep=path)
+
+
+def keep_tokens_cache_bounded(cache: Path, keep: Path) -> list[Path]:
+    """Remove the oldest token files until the cache fits its limit; `keep` (just written) stays.
+    Returns what was removed."""
+    limit = float(os.environ.get("TRANSLATOR_TOKENS_CACHE_MB") or TOKENS_CACHE_MB) * 2**20
+    files = []
+    for path in cache.glob("*.npz"):
+        try:
+            status = path.stat()
+        except OSError:  # removed meanwhile by another process
+            continue
+        files.append((status.st_mtime_ns, status.st_size, path))
+    total = sum(size for _, size, _ in files)
+    removed = []
+    for _, size, path in sorted(files):
+        if total <= limit:
+            break
+        if path == keep:
+            continue
+        path.unlink(missing_ok=True)
+        total -= size
+        removed.append(path)
+    return removed
 
 
 def _write_whole(path: Path, data: bytes) -> None:

@@ -8,29 +8,39 @@ import streamlit as st
 from core import texts
 from registry import adapters as adapter_rows
 from registry import checkpoints as checkpoint_rows
+from registry import tasks as task_rows
 from registry.adapters import Adapter
+from serving import tasks
 from studio import adapters as studio_adapters
 from studio import blind, supervisor
-from training import checkpoints, lifecycle, tracking
-from training.evaluate import evaluate_with_base
+from training import checkpoints, evaluate, lifecycle, tracking
 from training.scores import head_to_head, rivals, score_table, with_headers
 from ui import charts, common
 
 
-def evaluate_with_progress(db, adapter: Adapter, data_path: str, limit: int) -> None:
-    engine = common.engine_or_stop(adapter.base_model)
-    bar = st.progress(0.0, text=texts.EVALUATING)
-    done = common.show_user_error(
-        evaluate_with_base,
-        db,
-        adapter_name=adapter.name,
-        data=data_path,
-        limit=limit or None,
-        engine=engine,
-        progress=lambda fraction: bar.progress(fraction, text=texts.EVALUATING),
-    )
-    if done:
-        st.rerun()
+def evaluation_task(db, adapter: Adapter) -> None:
+    """The adapter's newest evaluation task: its progress and Stop while it runs (it goes on with
+    the tab closed), its error if it failed."""
+    recent = tasks.list_recent(db, adapter_name=adapter.name, kind=evaluate.KIND, limit=1)
+    if not recent:
+        return
+    task = recent[0]
+    if task.status in task_rows.ACTIVE:
+        st.fragment(_evaluation_progress, run_every=1)(task.id)
+    elif task.status != "succeeded" and task.error:
+        st.error(task.error)
+
+
+def _evaluation_progress(task_id: int) -> None:
+    db = common.registry()
+    task = tasks.get(db, task_id)
+    if task.status not in task_rows.ACTIVE:
+        st.rerun(scope="app")  # ended: the card reads its scores
+    status = texts.STATUS.get(task.status, task.status)
+    st.info(texts.EVALUATE_TASK.format(id=task.id, status=status, stage=task.stage or "…"))
+    if st.button(texts.EXPORT_STOP, key=f"evaluate-stop-{task.id}"):
+        supervisor.stop(db, task)
+        st.rerun(scope="app")
 
 
 def checkpoint_section(db, adapter: Adapter) -> None:
@@ -154,7 +164,8 @@ def scores_section(db, adapter: Adapter) -> None:
         data_path = st.text_input(texts.EVALUATE_DATA, key=f"eval-data-{name}")
         limit = st.number_input(texts.EVALUATE_LIMIT, 0, 100_000, 20, key=f"eval-limit-{name}")
         if st.form_submit_button(texts.EVALUATE_RUN, key=f"evaluate-run-{name}"):
-            evaluate_with_progress(db, adapter, data_path, limit)
+            common.show_user_error(evaluate.launch, db, name, data_path, int(limit) or None)
+    evaluation_task(db, adapter)
 
 
 def manage_section(db, adapter: Adapter, role_names: list[str]) -> None:

@@ -20,6 +20,7 @@ from engine import catalogue, resident
 from engine.generation import ChatEngine
 from engine.roles import DECODING_LIMITS
 from registry import connect, preferences
+from studio import supervisor
 
 PAGES = (
     # (file, title in core.texts, icon, url path); the first is the default page, served at /
@@ -86,6 +87,13 @@ def enter_through_entry() -> None:
     if not getattr(_entry_run, "active", False):
         st.navigation(app_pages(), position="hidden")
         st.rerun()
+
+
+@st.cache_resource
+def reconciler():
+    """This server process's one reconciler (studio.supervisor.Reconciler), started by the first
+    page run: it writes down runs whose process is gone, so pages only ever read."""
+    return supervisor.Reconciler().start()
 
 
 def registry():

@@ -12,6 +12,7 @@ from core import home, texts
 from engine import catalogue
 from registry import tasks as task_rows
 from registry.adapters import Adapter
+from serving import tasks
 from studio import supervisor
 from studio.roles import get_role, list_roles
 from training import defaults, lifecycle, mistakes, pairs
@@ -144,8 +145,7 @@ def _from_mistakes(db, start: StartingPoint) -> ChosenPairs | None:
     if st.button(texts.MISTAKES_BUILD, key="pref-mistakes-build"):
         data = str(lifecycle.data_path(typed.strip(), home.PROJECT_ROOT))
         common.show_user_error(mistakes.launch, db, parent.name, data, int(limit) or None)
-    supervisor.reconcile(db)  # a task whose process died shows as interrupted, not running
-    recent = task_rows.list_recent(db, adapter_name=parent.name, kind=mistakes.KIND, limit=1)
+    recent = tasks.list_recent(db, adapter_name=parent.name, kind=mistakes.KIND, limit=1)
     if not recent:
         return None
     task = recent[0]
@@ -162,8 +162,7 @@ def _from_mistakes(db, start: StartingPoint) -> ChosenPairs | None:
 
 def _mistakes_task(task_id: int) -> None:
     db = common.registry()
-    supervisor.reconcile(db)
-    task = task_rows.get(db, task_id)
+    task = tasks.get(db, task_id)
     if task.status not in task_rows.ACTIVE:
         st.rerun(scope="app")  # finished: the page reads its pairs
     status = texts.STATUS.get(task.status, task.status)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from studio import supervisor
 from tests.conftest import PROJECT_ROOT
 
 CHROMIUM_CANDIDATES = ("chromium", "chromium-headless-shell", "chromium-browser")
@@ -122,6 +123,7 @@ def server(app_home, tiny_model_dir, request):
         "TRANSLATOR_HOME": str(app_home),
         "TRANSLATOR_BASE_MODEL": str(tiny_model_dir),
         "PYTHONUNBUFFERED": "1",
+        "TRANSLATOR_RECONCILE_SECONDS": str(supervisor.TICK_SECONDS),  # the product's tick
     }
     running = StreamlitServer(app_home, env, app_home / "streamlit.log").start()
     yield running
