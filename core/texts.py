@@ -443,7 +443,6 @@ _TEXTS = dict(
     EVALUATE_DATA=("评估数据路径（.json / .jsonl / .csv）", "Evaluation data (.json / .jsonl / .csv)"),
     EVALUATE_LIMIT=("最多样本数（0：全部）", "Examples at most (0: all)"),
     EVALUATE_RUN=("📏 评估", "📏 Evaluate"),
-    EVALUATING=("评估中…", "Evaluating…"),
     EVALUATE_LOADING=("加载基座模型…", "Loading the base model…"),
     EVALUATE_STAGE=("评估中：{percent}%", "Evaluating: {percent}%"),
     EVALUATE_TASK=("评估任务 #{id} · {status} · {stage}", "Evaluation #{id} · {status} · {stage}"),
