@@ -64,20 +64,29 @@ def start(module: str, arguments: list[str], log_path: Path, env: dict, cwd: Pat
         return None
     socket_path = resident_socket(env, cwd)
     connection = _connect(socket_path)
-    if connection is None:
-        if resident_pid(socket_path) is None:
-            start_resident(socket_path, env, cwd)
-        return None
+    if connection is not None:
+        pid = _request(connection, module, arguments, log_path, env, cwd)
+        if pid is not None:
+            return pid
+    if resident_pid(socket_path) is None:  # none, or one that died: the next worker will have one
+        start_resident(socket_path, env, cwd)
+    return None
+
+
+def _request(
+    connection, module: str, arguments: list[str], log_path: Path, env: dict, cwd: Path
+) -> int | None:
+    """The pid of the worker the resident forked for this request; None when it did not answer
+    (it is ending, or was killed): no child runs without the GO this sends last."""
     try:
         with connection, open(log_path, "ab") as log_file:
             request = {"module": module, "arguments": list(arguments), "cwd": str(cwd), "env": env}
             socket.send_fds(connection, [json.dumps(request).encode() + b"\n"], [log_file.fileno()])
-            reply = _read_line(connection)
-            pid = int(json.loads(reply)["pid"])
+            pid = int(json.loads(_read_line(connection))["pid"])
             connection.sendall(GO)
             return pid
     except (OSError, ValueError, KeyError, TypeError):
-        return None  # the resident ended meanwhile; no child runs without its GO
+        return None
 
 
 def usable(env: dict) -> bool:

@@ -108,7 +108,8 @@ def test_no_worker_runs_when_its_requester_is_gone_before_saying_go(resident, tm
 def test_a_killed_resident_is_replaced_and_the_start_in_between_is_cold(resident, tmp_path):
     old = warm.resident_pid(resident)
     os.kill(old, signal.SIGKILL)
-    wait_until(lambda: not supervisor.process_alive(old), what="the resident's end")
+    # its threads end after it: its lock (and its socket) go with the last of them
+    wait_until(lambda: warm.resident_pid(resident) is None, what="the resident's end")
     assert resident.exists()  # left behind by the kill
     env = dict(os.environ)
     assert warm.start("tests.warm_probe", [str(tmp_path / "x")], tmp_path / "log", env, PROJECT_ROOT) is None
