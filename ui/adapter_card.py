@@ -26,21 +26,9 @@ def evaluation_task(db, adapter: Adapter) -> None:
         return
     task = recent[0]
     if task.status in task_rows.ACTIVE:
-        st.fragment(_evaluation_progress, run_every=1)(task.id)
+        st.fragment(common.task_progress, run_every=1)(task.id, texts.EVALUATE_TASK, "evaluate-stop")
     elif task.status != "succeeded" and task.error:
         st.error(task.error)
-
-
-def _evaluation_progress(task_id: int) -> None:
-    db = common.registry()
-    task = tasks.get(db, task_id)
-    if task.status not in task_rows.ACTIVE:
-        st.rerun(scope="app")  # ended: the card reads its scores
-    status = texts.STATUS.get(task.status, task.status)
-    st.info(texts.EVALUATE_TASK.format(id=task.id, status=status, stage=task.stage or "…"))
-    if st.button(texts.EXPORT_STOP, key=f"evaluate-stop-{task.id}"):
-        supervisor.stop(db, task)
-        st.rerun(scope="app")
 
 
 def checkpoint_section(db, adapter: Adapter) -> None:

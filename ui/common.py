@@ -20,6 +20,8 @@ from engine import catalogue, resident
 from engine.generation import ChatEngine
 from engine.roles import DECODING_LIMITS
 from registry import connect, preferences
+from registry import tasks as task_rows
+from serving import tasks
 from studio import supervisor
 
 PAGES = (
@@ -94,6 +96,20 @@ def reconciler():
     """This server process's one reconciler (studio.supervisor.Reconciler), started by the first
     page run: it writes down runs whose process is gone, so pages only ever read."""
     return supervisor.Reconciler().start()
+
+
+def task_progress(task_id: int, line: str, stop_key: str) -> None:
+    """A detached task's line (`line` formats its id, status and stage) and its Stop, for a fragment
+    that refreshes it; once the task has ended the whole page runs again and shows the outcome."""
+    db = registry()
+    task = tasks.get(db, task_id)
+    if task.status not in task_rows.ACTIVE:
+        st.rerun(scope="app")
+    status = texts.STATUS.get(task.status, task.status)
+    st.info(line.format(id=task.id, status=status, stage=task.stage or "…"))
+    if st.button(texts.EXPORT_STOP, key=f"{stop_key}-{task.id}"):
+        supervisor.stop(db, task)
+        st.rerun(scope="app")
 
 
 def registry():

@@ -13,7 +13,6 @@ from engine import catalogue
 from registry import tasks as task_rows
 from registry.adapters import Adapter
 from serving import tasks
-from studio import supervisor
 from studio.roles import get_role, list_roles
 from training import defaults, lifecycle, mistakes, pairs
 from training.config import LOSSES, TrainConfig
@@ -150,7 +149,7 @@ def _from_mistakes(db, start: StartingPoint) -> ChosenPairs | None:
         return None
     task = recent[0]
     if task.status in task_rows.ACTIVE:
-        st.fragment(_mistakes_task, run_every=1)(task.id)
+        st.fragment(common.task_progress, run_every=1)(task.id, texts.MISTAKES_TASK, "pref-mistakes-stop")
         return None
     if task.status == "succeeded":
         st.success(texts.MISTAKES_DONE.format(**task.result))
@@ -158,18 +157,6 @@ def _from_mistakes(db, start: StartingPoint) -> ChosenPairs | None:
     if task.error:
         st.error(task.error)
     return None
-
-
-def _mistakes_task(task_id: int) -> None:
-    db = common.registry()
-    task = tasks.get(db, task_id)
-    if task.status not in task_rows.ACTIVE:
-        st.rerun(scope="app")  # finished: the page reads its pairs
-    status = texts.STATUS.get(task.status, task.status)
-    st.info(texts.MISTAKES_TASK.format(id=task.id, status=status, stage=task.stage or "…"))
-    if st.button(texts.EXPORT_STOP, key=f"pref-mistakes-stop-{task.id}"):
-        supervisor.stop(db, task)
-        st.rerun(scope="app")
 
 
 def settings(start: StartingPoint) -> dict:
