@@ -126,13 +126,18 @@ class ChatChoice(Reply):
     finish_reason: FinishReason
 
 
-class ChatCompletion(Reply):
+class Answer(Reply):
+    """What both completion routes answer besides their choices."""
+
     id: str
-    object: Literal["chat.completion"] = "chat.completion"
     created: int
     model: str
-    choices: list[ChatChoice] = Field(min_length=1, max_length=1)
     usage: Usage
+
+
+class ChatCompletion(Answer):
+    object: Literal["chat.completion"] = "chat.completion"
+    choices: list[ChatChoice] = Field(min_length=1, max_length=1)
 
 
 class TextChoice(Reply):
@@ -142,13 +147,9 @@ class TextChoice(Reply):
     finish_reason: FinishReason
 
 
-class Completion(Reply):
-    id: str
+class Completion(Answer):
     object: Literal["text_completion"] = "text_completion"
-    created: int
-    model: str
     choices: list[TextChoice] = Field(min_length=1, max_length=1)
-    usage: Usage
 
 
 class ModelCard(Reply):

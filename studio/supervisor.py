@@ -221,8 +221,12 @@ class Reconciler:
     for a test that must see nothing written)."""
 
     def __init__(self, period: float | None = None):
-        configured = os.environ.get("TRANSLATOR_RECONCILE_SECONDS")
-        self.period = period if period is not None else float(configured or TICK_SECONDS)
+        if period is None:
+            try:
+                period = float(os.environ.get("TRANSLATOR_RECONCILE_SECONDS") or TICK_SECONDS)
+            except ValueError:  # a setting that is not a number: the product's default
+                period = TICK_SECONDS
+        self.period = period
         self.ticks = 0
         self._stop = threading.Event()
 

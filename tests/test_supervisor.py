@@ -127,3 +127,10 @@ def _wait(condition, what: str, timeout: float = 10) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.02)
+
+
+def test_the_reconciler_period_comes_from_the_setting_and_a_bad_setting_means_the_default(monkeypatch):
+    monkeypatch.setenv("TRANSLATOR_RECONCILE_SECONDS", "2.5")
+    assert supervisor.Reconciler().period == 2.5
+    monkeypatch.setenv("TRANSLATOR_RECONCILE_SECONDS", "often")
+    assert supervisor.Reconciler().period == supervisor.TICK_SECONDS
