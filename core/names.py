@@ -14,13 +14,13 @@ def check_name(name: str, what: str = "adapter") -> str:
     """Return the name stripped, or raise UserError explaining the rule."""
     name = (name or "").strip()
     if not name:
-        raise UserError(texts.ERR_NAME_EMPTY.format(what=_kind(what)))
+        raise UserError("ERR_NAME_EMPTY", what=_kind(what))
     if not _SAFE_NAME.match(name) or ".." in name:
-        raise UserError(texts.ERR_NAME_UNSAFE.format(what=_kind(what), name=name))
+        raise UserError("ERR_NAME_UNSAFE", what=_kind(what), name=name)
     if name.lower() in RESERVED:
-        raise UserError(texts.ERR_NAME_RESERVED.format(what=_kind(what), name=name))
+        raise UserError("ERR_NAME_RESERVED", what=_kind(what), name=name)
     return name
 
 
-def _kind(what: str) -> str:
-    return texts.NAME_KINDS.get(what, what)
+def _kind(what: str) -> "texts.Message | str":
+    return texts.Message(f"NAME_KINDS.{what}") if what in texts.entry("NAME_KINDS") else what

@@ -8,6 +8,8 @@ Chinese UI never meets an English sentence from deep inside the engine.
 
 import contextlib
 import contextvars
+import dataclasses
+import numbers
 import os
 
 LANGUAGES = ("zh", "en")
@@ -59,6 +61,80 @@ def _pick(value, index: int):
     if isinstance(value, dict):
         return {key: _pick(item, index) for key, item in value.items()}
     return value[index]
+
+
+def known(code: str) -> bool:
+    """Whether `code` names a text: NAME, or NAME.key for one entry of a text that is a dict."""
+    try:
+        _template(code, 0)
+    except (KeyError, TypeError):
+        return False
+    return True
+
+
+def _template(code: str, index: int) -> str:
+    name, _, key = code.partition(".")
+    value = _TEXTS[name]
+    if key:
+        value = value[key]
+    if not isinstance(value, tuple):
+        raise TypeError(f"{code} is not one text")
+    return value[index]
+
+
+class _Kept(dict):
+    """Fields for a template: a field the message lacks stays as {name} rather than failing."""
+
+    def __missing__(self, key):
+        return "{" + key + "}"
+
+
+@dataclasses.dataclass(frozen=True, eq=True)
+class Message:
+    """A text by its name with its fields: what lower layers raise and rows keep, rendered in the
+    reader's language only where it is read (`str(message)`). Field values may be messages too."""
+
+    code: str
+    fields: dict = dataclasses.field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.render(current())
+
+    def render(self, language: str) -> str:
+        index = LANGUAGES.index(language)
+        values = _Kept({key: _rendered(value, language) for key, value in self.fields.items()})
+        try:
+            return _template(self.code, index).format_map(values)
+        except (KeyError, TypeError, ValueError):  # a text this version no longer has: its name and fields
+            shown = ", ".join(f"{key}={value}" for key, value in values.items())
+            return f"{self.code}({shown})" if shown else self.code
+
+    def as_json(self) -> dict:
+        fields = {key: _as_json(value) for key, value in self.fields.items()}
+        return {"code": self.code, "fields": fields}
+
+    @classmethod
+    def from_json(cls, value) -> "Message | None":
+        if not isinstance(value, dict) or not isinstance(value.get("code"), str):
+            return None
+        fields = {key: cls.from_json(item) or item for key, item in (value.get("fields") or {}).items()}
+        return cls(value["code"], fields)
+
+
+def _rendered(value, language: str):
+    return value.render(language) if isinstance(value, Message) else value
+
+
+def _as_json(value):
+    if isinstance(value, Message):
+        return value.as_json()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return str(value)  # a path or a number type of a library: its text, as the template would show it
 
 
 _TEXTS = dict(
@@ -1357,6 +1433,20 @@ _TEXTS = dict(
         "{name} 的{kind}已在进行中：请等它结束，或先停止它。",
         "A {kind} of {name} is already running: wait for it to end, or stop it first.",
     ),
+    RUN_KINDS={
+        "train": ("训练", "training"),
+        "mistakes": ("错例配对", "mistake pairs"),
+        "evaluate": ("评估", "evaluation"),
+    },
+    RUNS_COLUMNS={
+        "run": ("编号", "run"),
+        "kind": ("类型", "kind"),
+        "name": ("适配器", "adapter"),
+        "status": ("状态", "status"),
+        "progress": ("进度", "progress"),
+        "error": ("原因", "why"),
+    },
+    RUNS_NONE=("还没有训练任务、导出或服务。", "No training job, export or server yet."),
     EXPORT_KINDS={
         "merge": ("合并导出", "merged export"),
         "gguf": ("GGUF 导出", "GGUF export"),

@@ -59,22 +59,20 @@ def check_folder(folder: Path, name: str) -> Path:
     """A complete, safetensors-only LoRA folder whose per-request choice reaches every weight."""
     folder = Path(folder)
     if not (folder / CONFIG_FILE).is_file():
-        raise UserError(texts.ERR_ADAPTER_FOLDER.format(name=name, folder=folder))
+        raise UserError("ERR_ADAPTER_FOLDER", name=name, folder=folder)
     if not (folder / WEIGHTS_FILE).is_file():
-        raise UserError(texts.ERR_ADAPTER_NOT_SAFETENSORS.format(name=name, file=WEIGHTS_FILE))
+        raise UserError("ERR_ADAPTER_NOT_SAFETENSORS", name=name, file=WEIGHTS_FILE)
     try:
         config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise UserError(texts.ERR_ADAPTER_CONFIG.format(name=name, file=CONFIG_FILE, error=error)) from None
+        raise UserError("ERR_ADAPTER_CONFIG", name=name, file=CONFIG_FILE, error=error) from None
     tuner = config.get("peft_type")
     if tuner != "LORA":
-        raise UserError(texts.ERR_ADAPTER_NOT_LORA.format(name=name, tuner=tuner or "?"))
+        raise UserError("ERR_ADAPTER_NOT_LORA", name=name, tuner=tuner or "?")
     whole = [key for key in ("modules_to_save", "trainable_token_indices") if config.get(key)]
     if whole:
         modules = ", ".join(map(str, _names(config, whole)))
-        raise UserError(
-            texts.ERR_ADAPTER_WHOLE_MODULES.format(name=name, kinds=", ".join(whole), modules=modules)
-        )
+        raise UserError("ERR_ADAPTER_WHOLE_MODULES", name=name, kinds=", ".join(whole), modules=modules)
     check_safetensors(folder / WEIGHTS_FILE, texts.ADAPTER_WHO.format(name=name))
     return folder
 
@@ -118,16 +116,14 @@ def check_safetensors(path: Path, who: str) -> None:
     except (OSError, struct.error, ValueError, KeyError, TypeError, IndexError) as error:
         problem = texts.DAMAGE_UNREADABLE.format(error=error)
     if problem:
-        raise UserError(texts.ERR_ADAPTER_DAMAGED.format(who=who, file=path.name, problem=problem))
+        raise UserError("ERR_ADAPTER_DAMAGED", who=who, file=path.name, problem=problem)
 
 
 def check_loadable(adapter: AdapterRecord, base_model_id: str) -> Path:
     """The adapter's folder, after refusing anything chat must not load."""
     if adapter.base_model != base_model_id:
         raise UserError(
-            texts.ERR_ADAPTER_OTHER_BASE.format(
-                name=adapter.name, trained=adapter.base_model, loaded=base_model_id
-            )
+            "ERR_ADAPTER_OTHER_BASE", name=adapter.name, trained=adapter.base_model, loaded=base_model_id
         )
     return check_folder(Path(adapter.path), adapter.name)
 

@@ -92,12 +92,12 @@ class ModelSpec:
 def parse_model_id(text: str) -> ModelSpec:
     text = (text or "").strip()
     if not text:
-        raise UserError(texts.ERR_NO_BASE)
+        raise UserError("ERR_NO_BASE")
     if text in BUILTIN_MODELS:
         return ModelSpec(text, "builtin", text)
     if text.startswith("builtin:"):
         known = ", ".join(BUILTIN_MODELS)
-        raise UserError(texts.ERR_UNKNOWN_BUILTIN.format(name=text, known=known))
+        raise UserError("ERR_UNKNOWN_BUILTIN", name=text, known=known)
     if text.startswith("local:"):
         return _local_spec(text.removeprefix("local:"))
     for prefix, source in (("modelscope:", "modelscope"), ("hf:", "hf")):
@@ -110,14 +110,14 @@ def parse_model_id(text: str) -> ModelSpec:
 
 def _hub_spec(repo_id: str, source: str) -> ModelSpec:
     if not _REPO_ID.match(repo_id) or ".." in repo_id:
-        raise UserError(texts.ERR_NOT_MODEL_ID.format(name=repo_id))
+        raise UserError("ERR_NOT_MODEL_ID", name=repo_id)
     return ModelSpec(f"{source}:{repo_id}", source, repo_id)
 
 
 def _local_spec(path_text: str) -> ModelSpec:
     path = Path(path_text).expanduser().resolve()
     if not path.is_dir():
-        raise UserError(texts.ERR_MODEL_FOLDER_MISSING.format(path=path))
+        raise UserError("ERR_MODEL_FOLDER_MISSING", path=path)
     if not (path / "config.json").is_file():
-        raise UserError(texts.ERR_NO_CONFIG.format(path=path))
+        raise UserError("ERR_NO_CONFIG", path=path)
     return ModelSpec(f"local:{path}", "local", str(path))

@@ -36,7 +36,7 @@ def builtin_dir(builtin: BuiltinModel, models_dir: Path, progress: Progress | No
         return target
     if not (package_dir / builtin.gguf_file).is_file():
         raise UserError(
-            texts.ERR_BUILTIN_FILE.format(folder=package_dir, file=builtin.gguf_file, package=builtin.package)
+            "ERR_BUILTIN_FILE", folder=package_dir, file=builtin.gguf_file, package=builtin.package
         )
     _convert_gguf(package_dir, builtin.gguf_file, target, progress)
     return target
@@ -46,9 +46,7 @@ def builtin_package_dir(builtin: BuiltinModel) -> Path:
     package_spec = importlib.util.find_spec(builtin.package)  # finds it without running its import
     if package_spec is None or not package_spec.submodule_search_locations:
         raise UserError(
-            texts.ERR_BUILTIN_PACKAGE.format(
-                package=builtin.package.replace("_", "-"), requirement=builtin.requirement
-            )
+            "ERR_BUILTIN_PACKAGE", package=builtin.package.replace("_", "-"), requirement=builtin.requirement
         )
     return Path(list(package_spec.submodule_search_locations)[0])
 
@@ -75,9 +73,7 @@ def _convert_assembled(builtin: BuiltinModel, target: Path, progress: Progress |
             package.assemble(scratch / builtin.gguf_file)
         except (OSError, ValueError) as error:  # a part missing, or the joined file's sha256 is wrong
             raise UserError(
-                texts.ERR_BUILTIN_FILE.format(
-                    folder=scratch, file=builtin.gguf_file, package=builtin.requirement
-                )
+                "ERR_BUILTIN_FILE", folder=scratch, file=builtin.gguf_file, package=builtin.requirement
             ) from error
         _convert_gguf(scratch, builtin.gguf_file, target, progress)
     finally:

@@ -170,15 +170,14 @@ def uses_gpus(device: str) -> bool:
     return device != "cpu" and bool(gpu_ids())
 
 
-def waiting_reason(count: int) -> str:
+def waiting_reason(count: int) -> texts.Message:
     held = holders()
     if count == 0:
-        return texts.WAITING_FOR_CPU
+        return texts.Message("WAITING_FOR_CPU")
     busy = sorted({job for job in held.values() if job is not None})
-    return texts.WAITING_FOR_GPUS.format(
-        count=count,
-        free=", ".join(str(gpu) for gpu, job in held.items() if job is None) or "-",
-        jobs=", ".join(str(job) for job in busy) or "-",
+    free = ", ".join(str(gpu) for gpu, job in held.items() if job is None) or "-"
+    return texts.Message(
+        "WAITING_FOR_GPUS", {"count": count, "free": free, "jobs": ", ".join(str(job) for job in busy) or "-"}
     )
 
 
@@ -186,7 +185,7 @@ def check_request(processes: int, device: str) -> None:
     """A job asking for more GPUs than the machine has would wait forever."""
     gpus = gpu_ids()
     if device != "cpu" and gpus and processes > len(gpus):
-        raise UserError(texts.ERR_TOO_MANY_GPUS.format(count=processes, have=len(gpus)))
+        raise UserError("ERR_TOO_MANY_GPUS", count=processes, have=len(gpus))
 
 
 def chat_gpu() -> int | None:

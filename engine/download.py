@@ -21,7 +21,7 @@ def download(spec: ModelSpec, cache: Path, progress: Progress | None) -> Path:
         return cached
     host = _source_host(spec.source)
     if not _reachable(host):
-        raise UserError(texts.ERR_OFFLINE.format(name=spec.name, source=spec.source_title, host=host))
+        raise UserError("ERR_OFFLINE", name=spec.name, source=spec.source_title, host=host)
     report = reporter(progress, texts.DOWNLOADING.format(name=spec.name, source=spec.source_title))
     report(0.0, texts.STAGE_STARTING)
     try:
@@ -35,9 +35,7 @@ def download(spec: ModelSpec, cache: Path, progress: Progress | None) -> Path:
             path = snapshot_download(spec.name, cache_dir=str(cache))
     except Exception as error:  # the hubs raise many types; the user needs the id and the reason
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(
-            texts.ERR_DOWNLOAD.format(name=spec.name, source=spec.source_title, reason=reason)
-        ) from error
+        raise UserError("ERR_DOWNLOAD", name=spec.name, source=spec.source_title, reason=reason) from error
     report(1.0, texts.STAGE_DONE)
     return Path(path)
 

@@ -11,7 +11,6 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from core import texts
 from core.errors import UserError
 from engine.roles import Role
 
@@ -68,7 +67,7 @@ def prompt_text(tokenizer, prompt_format: str, role: Role, text: str, history: S
         system = f"{role.system_prompt}{end}" if role.system_prompt else ""
         past = "".join(f"{q}{end}{a}{eos}{end}" for q, a in history)
         return f"{system}{past}{text}{end}"
-    raise UserError(texts.ERR_UNKNOWN_FORMAT.format(value=prompt_format, choices=", ".join(FORMATS)))
+    raise UserError("ERR_UNKNOWN_FORMAT", value=prompt_format, choices=", ".join(FORMATS))
 
 
 def target_ids(tokenizer, prompt_format: str, role: Role, text: str, output: str) -> list[int]:
@@ -81,7 +80,7 @@ def target_ids(tokenizer, prompt_format: str, role: Role, text: str, output: str
             tokenizer, [*messages, {"role": "assistant", "content": output}], add_generation_prompt=False
         )
         if not full_text.startswith(prompt_text_):
-            raise UserError(texts.ERR_TEMPLATE_DISAGREES)
+            raise UserError("ERR_TEMPLATE_DISAGREES")
         prompt, full = _encode(tokenizer, prompt_text_), _encode(tokenizer, full_text)
         if full[: len(prompt)] == prompt:
             return full[len(prompt) :]
@@ -90,7 +89,7 @@ def target_ids(tokenizer, prompt_format: str, role: Role, text: str, output: str
         return _encode(tokenizer, full_text[len(prompt_text_) :])
     if prompt_format == "plain":
         return _encode(tokenizer, output) + [tokenizer.eos_token_id]
-    raise UserError(texts.ERR_UNKNOWN_FORMAT.format(value=prompt_format, choices=", ".join(FORMATS)))
+    raise UserError("ERR_UNKNOWN_FORMAT", value=prompt_format, choices=", ".join(FORMATS))
 
 
 def training_example(
@@ -184,7 +183,7 @@ def _template_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) 
 
 def _template_text(tokenizer, messages: list[dict], add_generation_prompt: bool) -> str:
     if not getattr(tokenizer, "chat_template", None):
-        raise UserError(texts.ERR_NO_CHAT_TEMPLATE)
+        raise UserError("ERR_NO_CHAT_TEMPLATE")
     return tokenizer.apply_chat_template(
         messages,
         tokenize=False,

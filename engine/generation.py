@@ -25,7 +25,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from core import errors, texts
+from core import errors
 from core.errors import UserError
 from engine import catalogue, devices, formats, loading, models
 from engine.adapters import WEIGHTS_FILE, AdapterRecord, ResidentAdapter, check_loadable
@@ -287,7 +287,7 @@ class ChatEngine:
                 self._peft_model.load_adapter(folder, adapter_name=name, is_trainable=False)
         except (SafetensorError, OSError, ValueError, RuntimeError, KeyError) as error:
             raise UserError(
-                texts.ERR_ADAPTER_LOAD.format(name=name, folder=folder, error=errors.first_line(error))
+                "ERR_ADAPTER_LOAD", name=name, folder=folder, error=errors.message_of(error)
             ) from error
         self._peft_model.eval()
         self._hook_lora_layers()
@@ -415,7 +415,7 @@ class ChatEngine:
         if adapter is None:
             return BASE if self._peft_model is not None else None
         if adapter.name not in self._loaded:
-            raise UserError(texts.ERR_ADAPTER_UNLOADED.format(name=adapter.name))
+            raise UserError("ERR_ADAPTER_UNLOADED", name=adapter.name)
         return self._peft_names.get(adapter.name, adapter.name)
 
     def next_token_logits(self, ids: list[int], adapter: AdapterRecord | None = None):

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from core import texts
-from core.errors import UserError, first_line
+from core.errors import UserError, message_of
 from engine.catalogue import CATALOGUE, ModelSpec
 
 YUAN_MODEL_TYPE = "yuan"  # checkpoints that engine.yuan builds, whatever their auto_map says
@@ -44,7 +44,7 @@ def parse_dtype(name: str | None, device: str):
         return choose_dtype(device)
     dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
     if name not in dtypes:
-        raise UserError(texts.ERR_DTYPE.format(name=name))
+        raise UserError("ERR_DTYPE", name=name)
     return dtypes[name]
 
 
@@ -69,9 +69,9 @@ def check_model_folder(
     try:
         config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(texts.ERR_NO_CONFIG.format(path=model_dir)) from None
+        raise UserError("ERR_NO_CONFIG", path=model_dir) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(texts.ERR_CONFIG_UNREADABLE.format(path=model_dir, error=error)) from None
+        raise UserError("ERR_CONFIG_UNREADABLE", path=model_dir, error=error) from None
     kind = config.get("model_type") if isinstance(config, dict) else None
     if kind != YUAN_MODEL_TYPE and not (trust_remote_code and config.get("auto_map")):
         from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
@@ -81,18 +81,16 @@ def check_model_folder(
 
             advice = texts.ADVICE_SHIPS_CODE if config.get("auto_map") else texts.ADVICE_SUPPORTED
             raise UserError(
-                texts.ERR_MODEL_TYPE.format(
-                    path=model_dir, kind=kind, version=transformers.__version__, advice=advice
-                )
+                "ERR_MODEL_TYPE", path=model_dir, kind=kind, version=transformers.__version__, advice=advice
             )
     if (
         "tokenizer" in needs
         and not any((model_dir / name).is_file() for name in TOKENIZER_FILES)
         and not list(model_dir.glob("*.tiktoken"))
     ):
-        raise UserError(texts.ERR_NO_TOKENIZER.format(path=model_dir, files=", ".join(TOKENIZER_FILES)))
+        raise UserError("ERR_NO_TOKENIZER", path=model_dir, files=", ".join(TOKENIZER_FILES))
     if "weights" in needs and not any((model_dir / name).is_file() for name in WEIGHT_FILES):
-        raise UserError(texts.ERR_NO_WEIGHTS.format(path=model_dir))
+        raise UserError("ERR_NO_WEIGHTS", path=model_dir)
     return kind
 
 
@@ -111,7 +109,7 @@ def load_tokenizer(model_dir: Path, spec: ModelSpec, trust_remote_code: bool = F
         with _explain_remote_code(spec, trust_remote_code):
             tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, ImportError, TypeError, KeyError) as error:
-        raise UserError(texts.ERR_TOKENIZER_LOAD.format(path=model_dir, error=first_line(error))) from error
+        raise UserError("ERR_TOKENIZER_LOAD", path=model_dir, error=message_of(error)) from error
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -143,7 +141,7 @@ def load_model(
                 model_dir, dtype=dtype, trust_remote_code=trust_remote_code, **placement
             )
     except (OSError, ValueError, KeyError) as error:
-        raise UserError(texts.ERR_MODEL_LOAD.format(path=model_dir, error=first_line(error))) from error
+        raise UserError("ERR_MODEL_LOAD", path=model_dir, error=message_of(error)) from error
     return model if placement else model.to(device)
 
 
@@ -175,7 +173,7 @@ def check_quantization_available() -> None:
     import importlib.util
 
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise UserError(texts.ERR_QUANTIZE_NEEDS_BITSANDBYTES)
+        raise UserError("ERR_QUANTIZE_NEEDS_BITSANDBYTES")
 
 
 class _explain_remote_code:
@@ -197,7 +195,7 @@ class _explain_remote_code:
             or "custom code" in text
             or "does not recognize this architecture" in text
         ):
-            raise UserError(texts.ERR_NEEDS_REMOTE_CODE.format(model=self.spec.model_id)) from error
+            raise UserError("ERR_NEEDS_REMOTE_CODE", model=self.spec.model_id) from error
         return False
 
 

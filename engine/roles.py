@@ -91,9 +91,9 @@ def check_decoding(decoding: Decoding) -> None:
     for setting, limit in DECODING_LIMITS.items():
         value = getattr(decoding, setting)
         if not limit.allows(value) or (setting == "num_beams" and value != int(value)):
-            raise UserError(texts.ERR_ROLE_DECODING.format(problem=limit.problem(setting)))
+            raise UserError("ERR_ROLE_DECODING", problem=limit.problem(setting))
     if decoding.do_sample and decoding.num_beams > 1:
-        raise UserError(texts.ERR_BEAMS_WITH_SAMPLING.format(beams=decoding.num_beams))
+        raise UserError("ERR_BEAMS_WITH_SAMPLING", beams=decoding.num_beams)
 
 
 @dataclass(frozen=True)

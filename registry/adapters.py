@@ -5,7 +5,6 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from core import texts
 from core.errors import UserError
 from core.names import check_name
 from registry import evaluations, jobs, votes
@@ -64,7 +63,7 @@ def require(db: Database, name: str) -> Adapter:
     adapter = get(db, name)
     if adapter is None:
         known = ", ".join(a.name for a in list_all(db)) or "none yet"
-        raise UserError(texts.ERR_NO_SUCH_ADAPTER.format(name=name, known=known))
+        raise UserError("ERR_NO_SUCH_ADAPTER", name=name, known=known)
     return adapter
 
 
@@ -116,9 +115,9 @@ def check_new_name(db: Database, old: str, new: str) -> tuple[Adapter, str]:
     new = check_name(new)
     adapter = require(db, old)
     if new == old:
-        raise UserError(texts.ERR_SAME_NAME.format(name=old))
+        raise UserError("ERR_SAME_NAME", name=old)
     if get(db, new) is not None:
-        raise UserError(texts.ERR_ADAPTER_EXISTS.format(name=new))
+        raise UserError("ERR_ADAPTER_EXISTS", name=new)
     return adapter, new
 
 

@@ -2,7 +2,6 @@
 
 from sqlite_utils import Database
 
-from core import texts
 from core.errors import UserError
 from registry.db import from_json, now, to_json
 
@@ -43,7 +42,7 @@ def update(db: Database, conversation_id: int, **fields) -> None:
 def rename(db: Database, conversation_id: int, title: str) -> None:
     title = (title or "").strip()
     if not title:
-        raise UserError(texts.ERR_EMPTY_TITLE)
+        raise UserError("ERR_EMPTY_TITLE")
     update(db, conversation_id, title=title[:100])
 
 

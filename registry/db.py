@@ -351,6 +351,16 @@ def m016_job_remedy(db: Database) -> None:
     db["jobs"].add_column("remedy", str)  # JSON: {"micro_batch": 2} | {"gradient_checkpointing": "on"}
 
 
+@migrations()
+def m017_messages_as_codes(db: Database) -> None:
+    # What a run's process writes for people (an error, why a job waits) is kept as a text's code
+    # and fields (JSON: core.texts.Message), so each reader sees it in their own language; the text
+    # column keeps the writer's rendering, and rows from before keep only that.
+    db["jobs"].add_column("error_message", str)
+    db["jobs"].add_column("waiting_for_message", str)
+    db["serving_tasks"].add_column("error_message", str)
+
+
 def connect(path: Path | None = None) -> Database:
     """Open the registry (creating or upgrading its schema) for use on the calling thread.
 
@@ -375,18 +385,20 @@ def connect(path: Path | None = None) -> Database:
         raise UserError(_explain(path, error)) from error
     except PermissionError as error:
         raise UserError(
-            texts.ERR_REGISTRY_PERMISSION.format(path=path, error=error.strerror, folder=path.parent)
+            "ERR_REGISTRY_PERMISSION", path=path, error=error.strerror, folder=path.parent
         ) from error
     return db
 
 
-def _explain(path: Path, error: sqlite3.DatabaseError) -> str:
+def _explain(path: Path, error: sqlite3.DatabaseError) -> texts.Message:
     text = str(error)
     if "not a database" in text or "malformed" in text:
-        return texts.ERR_REGISTRY_NOT_DB.format(path=path, error=text)
-    if "readonly" in text or "read-only" in text or "unable to open" in text:
-        return texts.ERR_REGISTRY_READ_ONLY.format(path=path, error=text)
-    return texts.ERR_REGISTRY_UNUSABLE.format(path=path, error=text)
+        code = "ERR_REGISTRY_NOT_DB"
+    elif "readonly" in text or "read-only" in text or "unable to open" in text:
+        code = "ERR_REGISTRY_READ_ONLY"
+    else:
+        code = "ERR_REGISTRY_UNUSABLE"
+    return texts.Message(code, {"path": path, "error": text})
 
 
 @contextlib.contextmanager

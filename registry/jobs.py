@@ -50,7 +50,7 @@ class Job:
     kind = "train"  # the supervisor's kind of run
 
 
-ROWS = RunTable("jobs", Job, json_columns=("config", "remedy"))
+ROWS = RunTable("jobs", Job, json_columns=("config", "remedy"), message_columns=("error", "waiting_for"))
 __all__ = ["ACTIVE", "RESUMABLE", "ROWS", "Job"]
 get, finish, mark_interrupted, active = ROWS.get, ROWS.finish, ROWS.mark_interrupted, ROWS.active
 
@@ -69,9 +69,9 @@ def update(db: Database, job_id: int, **fields) -> None:
         _refuse_a_second_active_job(db, get(db, job_id).adapter_name, error)
 
 
-def already_training(job: Job) -> str:
-    status = texts.STATUS[job.status]
-    return texts.ERR_ALREADY_TRAINING.format(job=job.id, name=job.adapter_name, status=status)
+def already_training(job: Job) -> texts.Message:
+    status = texts.Message(f"STATUS.{job.status}")
+    return texts.Message("ERR_ALREADY_TRAINING", {"job": job.id, "name": job.adapter_name, "status": status})
 
 
 def _refuse_a_second_active_job(db: Database, adapter_name: str, error: sqlite3.IntegrityError):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
+from core.texts import Message
 from registry.db import from_json, now, to_json
 
 ACTIVE = ("queued", "running", "evaluating")
@@ -22,11 +23,15 @@ RESUMABLE = ("interrupted", "cancelled", "failed")
 @dataclass(frozen=True)
 class RunTable:
     """The verbs every kind of run's table has, returning `row_type` (a frozen dataclass of the
-    table's columns); `json_columns` are stored as JSON text."""
+    table's columns); `json_columns` are stored as JSON text. A column of `message_columns` (an
+    error, why a job waits) takes a `core.texts.Message`: its code and fields go to `<column>_message`
+    and the row reads in the reader's language; the column itself keeps the writer's rendering, which
+    is what a row written before the codes, or a plain sentence, shows."""
 
     table: str
     row_type: type
     json_columns: tuple[str, ...] = ()
+    message_columns: tuple[str, ...] = ("error",)
 
     def create(self, db: Database, **fields):
         """A new run, queued. Raises sqlite3.IntegrityError where the table refuses it."""
@@ -49,7 +54,7 @@ class RunTable:
         if status not in ENDED:
             raise ValueError(f"{status!r} is not an end: {ENDED}")
         stamp = now()
-        fields = {"status": status, "error": error, "finished_at": stamp, **self._encode(fields)}
+        fields = self._encode({"status": status, "error": error, "finished_at": stamp, **fields})
         if "heartbeat_at" in db[self.table].columns_dict:
             fields["heartbeat_at"] = stamp
         assignments = ", ".join(f"{name} = ?" for name in fields)
@@ -60,16 +65,19 @@ class RunTable:
             )
         return cursor.rowcount == 1
 
-    def mark_interrupted(self, db: Database, run_id: int, pid: int | None, error: str) -> bool:
+    def mark_interrupted(self, db: Database, run_id: int, pid: int | None, error: Message | str) -> bool:
         """Interrupted, only if the run is still active under the same process: one that ended
         between the supervisor's look and this write keeps the end it wrote."""
         stamp = now()
-        heartbeat = ", heartbeat_at = ?" if "heartbeat_at" in db[self.table].columns_dict else ""
+        fields = self._encode({"status": "interrupted", "error": error, "finished_at": stamp})
+        if "heartbeat_at" in db[self.table].columns_dict:
+            fields["heartbeat_at"] = stamp
+        assignments = ", ".join(f"{name} = ?" for name in fields)
         with db.conn:
             cursor = db.conn.execute(
-                f"update {self.table} set status = ?, error = ?, finished_at = ?{heartbeat} "
+                f"update {self.table} set {assignments} "
                 f"where id = ? and status in ({_marks(ACTIVE)}) and pid is ?",
-                ["interrupted", error, stamp, *([stamp] if heartbeat else []), run_id, *ACTIVE, pid],
+                [*fields.values(), run_id, *ACTIVE, pid],
             )
         return cursor.rowcount == 1
 
@@ -84,12 +92,23 @@ class RunTable:
         return [self.decode(row) for row in rows]
 
     def _encode(self, fields: dict) -> dict:
-        return {k: to_json(v) if k in self.json_columns else v for k, v in fields.items()}
+        encoded = {k: to_json(v) if k in self.json_columns else v for k, v in fields.items()}
+        for column in self.message_columns:
+            if column in fields:
+                message = fields[column]
+                coded = isinstance(message, Message)
+                encoded[column] = str(message) if coded else message
+                encoded[f"{column}_message"] = to_json(message.as_json()) if coded else None
+        return encoded
 
     def decode(self, row: dict):
         values = {field.name: row.get(field.name) for field in dataclasses.fields(self.row_type)}
         for column in self.json_columns:
             values[column] = from_json(row.get(column), {}) or {}
+        for column in self.message_columns:
+            message = Message.from_json(from_json(row.get(f"{column}_message")))
+            if message is not None:  # rendered now, in the language of whoever reads the row
+                values[column] = str(message)
         return self.row_type(**values)
 
 

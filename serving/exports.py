@@ -7,6 +7,7 @@ from pathlib import Path
 
 from core import home, texts
 from core.errors import UserError
+from core.texts import Message
 from registry import adapters as adapter_rows
 from registry import tasks as task_rows
 from registry.tasks import Task
@@ -39,9 +40,7 @@ def start(db, adapter_name: str, kind: str, **settings) -> dict:
         )
         merge.export_target(db, adapter_name, settings["out"])
     if kind == "merge" and settings.get("dtype", "fp32") not in merge.DTYPES:
-        raise UserError(
-            texts.ERR_MERGE_DTYPE.format(dtype=settings["dtype"], choices=", ".join(merge.DTYPES))
-        )
+        raise UserError("ERR_MERGE_DTYPE", dtype=settings["dtype"], choices=", ".join(merge.DTYPES))
     if kind in ("gguf", "gguf-lora"):
         gguf.check(
             db, adapter_name, settings["out"], settings.get("type", "f16" if kind == "gguf" else "f32")
@@ -49,7 +48,7 @@ def start(db, adapter_name: str, kind: str, **settings) -> dict:
     if kind == "push":  # the token itself stays in the environment, out of the task's row
         hub.check_request(settings.get("hub"), settings.get("repo"))
     if active_for(db, adapter_name, kind):
-        raise UserError(texts.ERR_EXPORT_RUNNING.format(name=adapter.name, kind=texts.EXPORT_KINDS[kind]))
+        raise UserError("ERR_EXPORT_RUNNING", name=adapter.name, kind=Message(f"EXPORT_KINDS.{kind}"))
     return tasks.launch(db, kind, adapter_name, settings)
 
 

@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from core import errors, texts
+from core import errors
 from core.errors import UserError
 from engine import catalogue, formats, loading, models
 from engine.adapters import check_loadable
@@ -162,10 +162,10 @@ def _loads_or_removed(model: Path, lora: Path | None = None) -> None:
 
 def check(db, adapter_name: str, out: str | Path, outtype: str) -> tuple[dict, Path]:
     if outtype not in TYPES:
-        raise UserError(texts.ERR_GGUF_TYPE.format(type=outtype, choices=", ".join(TYPES)))
+        raise UserError("ERR_GGUF_TYPE", type=outtype, choices=", ".join(TYPES))
     adapter, out = merge.export_target(db, adapter_name, out)
     if adapter.prompt_format == "yuan" or _model_type(adapter) == loading.YUAN_MODEL_TYPE:
-        raise UserError(texts.ERR_GGUF_YUAN.format(name=adapter_name))
+        raise UserError("ERR_GGUF_YUAN", name=adapter_name)
     llama_cpp.converters()  # say it is missing before any work
     return adapter, out
 
@@ -188,7 +188,7 @@ def _convert(out: Path, script: str, *args: str) -> None:
         llama_cpp.run_converter(script, *args, "--outfile", str(staging))
         staging.rename(out)
     except OSError as error:
-        raise UserError(texts.ERR_EXPORT_WRITE.format(path=out, error=errors.first_line(error))) from error
+        raise UserError("ERR_EXPORT_WRITE", path=out, error=errors.message_of(error)) from error
     finally:
         staging.unlink(missing_ok=True)
 

@@ -40,7 +40,7 @@ MODELSCOPE_OTHER_LICENSE = "Other"
 @dataclass(frozen=True)
 class Pushed:
     url: str
-    note: str = ""  # what the person should know about the repository (its licence field)
+    note: texts.Message | None = None  # what the person should know of the repository (its licence field)
 
 
 def push(
@@ -61,7 +61,7 @@ def push(
     check_loadable(adapter, adapter.base_model)
     host = _host(hub)
     if not download._reachable(host):
-        raise UserError(texts.ERR_HUB_OFFLINE.format(host=host))
+        raise UserError("ERR_HUB_OFFLINE", host=host)
     with tempfile.TemporaryDirectory(prefix="translator-push-") as scratch:
         folder = Path(scratch) / "upload"
         if merged:
@@ -77,7 +77,7 @@ def push(
         if license_name != MODELSCOPE_OTHER_LICENSE:
             return Pushed(url)
         return Pushed(
-            url, texts.HUB_LICENSE_LEFT_TO_CARD.format(terms=merge.license_line(adapter.base_model))
+            url, texts.Message("HUB_LICENSE_LEFT_TO_CARD", {"terms": merge.license_line(adapter.base_model)})
         )
 
 
@@ -113,9 +113,9 @@ def check_request(hub: str, repo: str) -> str:
     """The checks a push can make before any work (hub, repository name, token); returns the token,
     which stays in memory only."""
     if hub not in HUBS:
-        raise UserError(texts.ERR_HUB_UNKNOWN.format(hub=hub, choices=", ".join(HUBS)))
+        raise UserError("ERR_HUB_UNKNOWN", hub=hub, choices=", ".join(HUBS))
     if not catalogue._REPO_ID.match(repo or ""):
-        raise UserError(texts.ERR_HUB_REPO.format(repo=repo))
+        raise UserError("ERR_HUB_REPO", repo=repo)
     return _token(hub)
 
 
@@ -127,7 +127,7 @@ def _token(hub: str) -> str:
 
         token = get_token()
     if not token:
-        raise UserError(texts.ERR_HUB_TOKEN.format(variable=variable))
+        raise UserError("ERR_HUB_TOKEN", variable=variable)
     return token
 
 
@@ -151,9 +151,7 @@ def _push_huggingface(folder: Path, repo: str, token: str, private: bool, name: 
             commit_message=f"Upload {name} from 翻译机器人",
         )
     except HfHubHTTPError as error:
-        raise UserError(
-            texts.ERR_HUB_REFUSED.format(hub="Hugging Face", error=errors.first_line(error))
-        ) from None
+        raise UserError("ERR_HUB_REFUSED", hub="Hugging Face", error=errors.message_of(error)) from None
     return str(url)
 
 
@@ -171,9 +169,7 @@ def _push_modelscope(folder: Path, repo: str, token: str, private: bool, name: s
             token=token,
         )
     except Exception as error:  # modelscope raises requests' and its own errors alike
-        raise UserError(
-            texts.ERR_HUB_REFUSED.format(hub="ModelScope", error=errors.first_line(error))
-        ) from None
+        raise UserError("ERR_HUB_REFUSED", hub="ModelScope", error=errors.message_of(error)) from None
     return f"https://{_host('modelscope')}/models/{repo}"
 
 

@@ -27,7 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from core import texts
 from core.errors import UserError
 
 PACKAGE, VERSION = "llama-cpp-python", "0.3.36"
@@ -69,7 +68,7 @@ def converters() -> Path:
     """The folder holding the converters, or a message saying how to get them."""
     folder = tools_dir()
     if not (folder / "convert_hf_to_gguf.py").is_file():
-        raise UserError(texts.ERR_NO_CONVERTERS.format(folder=folder, version=VERSION))
+        raise UserError("ERR_NO_CONVERTERS", folder=folder, version=VERSION)
     return folder
 
 
@@ -210,7 +209,7 @@ def check_loads(model: Path, lora: Path | None = None) -> None:
     reasons = [line for line in lines if "error" in line.lower() or "failed" in line.lower()]
     reason = " / ".join((reasons or lines or [f"exit {done.returncode}"])[-3:])[:600]
     broken = lora or model
-    raise UserError(texts.ERR_GGUF_WONT_LOAD.format(file=broken.name, reason=reason))
+    raise UserError("ERR_GGUF_WONT_LOAD", file=broken.name, reason=reason)
 
 
 def run_converter(script: str, *args: str) -> None:
@@ -227,7 +226,7 @@ def run_converter(script: str, *args: str) -> None:
     )
     if done.returncode != 0:
         tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-3:])
-        raise UserError(texts.ERR_CONVERTER_FAILED.format(script=script, tail=tail))
+        raise UserError("ERR_CONVERTER_FAILED", script=script, tail=tail)
 
 
 def main(argv: list[str] | None = None) -> int:

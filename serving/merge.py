@@ -16,7 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from core import errors, texts
+from core import errors
 from core.errors import UserError
 from engine import catalogue, conversion, formats, loading, models
 from engine.adapters import check_loadable
@@ -39,7 +39,7 @@ def merge(db, adapter_name: str, out: str | Path, *, dtype: str = "fp32", progre
     from peft import PeftModel
 
     if dtype not in DTYPES:
-        raise UserError(texts.ERR_MERGE_DTYPE.format(dtype=dtype, choices=", ".join(DTYPES)))
+        raise UserError("ERR_MERGE_DTYPE", dtype=dtype, choices=", ".join(DTYPES))
     stage = stage or (lambda name: None)
     adapter, out = export_target(db, adapter_name, out)
     folder = check_loadable(adapter, adapter.base_model)
@@ -55,7 +55,7 @@ def merge(db, adapter_name: str, out: str | Path, *, dtype: str = "fp32", progre
         merged = PeftModel.from_pretrained(base, folder, is_trainable=False).merge_and_unload()
     except (RuntimeError, ValueError, KeyError, OSError) as error:  # weights that do not fit their config
         raise UserError(
-            texts.ERR_ADAPTER_LOAD.format(name=adapter_name, folder=folder, error=errors.first_line(error))
+            "ERR_ADAPTER_LOAD", name=adapter_name, folder=folder, error=errors.message_of(error)
         ) from error
     if getattr(merged.config, "model_type", "") == loading.YUAN_MODEL_TYPE and hasattr(
         merged.config, "auto_map"
@@ -79,7 +79,7 @@ def merge(db, adapter_name: str, out: str | Path, *, dtype: str = "fp32", progre
         staging.rename(out)
     except OSError as error:
         shutil.rmtree(staging, ignore_errors=True)
-        raise UserError(texts.ERR_EXPORT_WRITE.format(path=out, error=errors.first_line(error))) from error
+        raise UserError("ERR_EXPORT_WRITE", path=out, error=errors.message_of(error)) from error
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -92,7 +92,7 @@ def export_target(db, adapter_name: str, out: str | Path) -> tuple[dict, Path]:
     adapter = adapter_rows.require(db, adapter_name)
     out = Path(out).expanduser().resolve()
     if out.exists():
-        raise UserError(texts.ERR_EXPORT_EXISTS.format(path=out))
+        raise UserError("ERR_EXPORT_EXISTS", path=out)
     return adapter, out
 
 

@@ -10,7 +10,6 @@ and the role's decoding preset becomes PARAMETERs (greedy: temperature 0).
 from dataclasses import replace
 from pathlib import Path
 
-from core import texts
 from core.errors import UserError
 from engine import formats
 from engine.roles import Role
@@ -24,7 +23,7 @@ def template(tokenizer, prompt_format: str, role: Role) -> str:
     marked = replace(role, system_prompt=SYSTEM_MARK if role.system_prompt else "")
     rendered = formats.prompt_text(tokenizer, prompt_format, marked, formats.user_text(role, "", PROMPT_MARK))
     if rendered.count(PROMPT_MARK) != 1 or rendered.count(SYSTEM_MARK) > 1:
-        raise UserError(texts.ERR_OLLAMA_TEMPLATE.format(format=prompt_format))
+        raise UserError("ERR_OLLAMA_TEMPLATE", format=prompt_format)
     return rendered.replace(SYSTEM_MARK, "{{ .System }}").replace(PROMPT_MARK, "{{ .Prompt }}")
 
 
@@ -39,7 +38,7 @@ def modelfile(
     """The Modelfile text: FROM the merged GGUF, or FROM a base GGUF with the LoRA as ADAPTER."""
     prompt_template = template(tokenizer, adapter.prompt_format, role)
     if '"""' in prompt_template or '"""' in role.system_prompt:
-        raise UserError(texts.ERR_OLLAMA_TEMPLATE.format(format=adapter.prompt_format))
+        raise UserError("ERR_OLLAMA_TEMPLATE", format=adapter.prompt_format)
     lines = [f"# {adapter.name}: exported by 翻译机器人 ({adapter.prompt_format} format, role {role.name})"]
     lines.append(f"FROM {gguf}")
     if lora:

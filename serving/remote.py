@@ -3,7 +3,6 @@ by the chat page exactly as a local engine: the same roles, history, decoding an
 
 from collections.abc import Iterator, Sequence
 
-from core import texts
 from core.errors import UserError
 from engine.roles import Decoding, Role
 
@@ -23,19 +22,17 @@ def _explained(url: str, error) -> UserError:
     import openai
 
     if isinstance(error, openai.AuthenticationError):
-        return UserError(texts.ERR_REMOTE_KEY.format(url=url))
+        return UserError("ERR_REMOTE_KEY", url=url)
     if isinstance(error, openai.APIStatusError):
-        return UserError(
-            texts.ERR_REMOTE_SAID.format(url=url, status=error.status_code, message=error.message)
-        )
-    return UserError(texts.ERR_REMOTE_UNREACHABLE.format(url=url, error=error))
+        return UserError("ERR_REMOTE_SAID", url=url, status=error.status_code, message=error.message)
+    return UserError("ERR_REMOTE_UNREACHABLE", url=url, error=error)
 
 
 def list_models(url: str, api_key: str = "") -> list[str]:
     import openai
 
     if not url.startswith(("http://", "https://")):
-        raise UserError(texts.ERR_REMOTE_URL.format(url=url))
+        raise UserError("ERR_REMOTE_URL", url=url)
     try:
         return [model.id for model in _client(url, api_key).models.list()]
     except openai.OpenAIError as error:

@@ -22,7 +22,6 @@ import sys
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from core import texts  # noqa: E402
 from core.errors import UserError  # noqa: E402
 from registry import connect  # noqa: E402
 from registry import tasks as task_rows  # noqa: E402
@@ -36,7 +35,7 @@ DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 def check_binding(host: str, api_key: str | None) -> None:
     """Only this machine may call a server without a key."""
     if not api_key and not _loopback(host):
-        raise UserError(texts.ERR_API_KEY_NEEDED.format(host=host, variable=KEY_VARIABLE))
+        raise UserError("ERR_API_KEY_NEEDED", host=host, variable=KEY_VARIABLE)
 
 
 def _loopback(host: str) -> bool:
@@ -53,9 +52,7 @@ def check_port_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as error:
-            raise UserError(
-                texts.ERR_PORT_TAKEN.format(host=host, port=port, error=error.strerror)
-            ) from error
+            raise UserError("ERR_PORT_TAKEN", host=host, port=port, error=error.strerror) from error
 
 
 def url(host: str, port: int) -> str:
@@ -170,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "stop":
             if not tasks.stop(db, args.id):
-                raise UserError(texts.ERR_TASK_NOT_RUNNING.format(id=args.id))
+                raise UserError("ERR_TASK_NOT_RUNNING", id=args.id)
             print(f"stopping server {args.id}")
             return 0
         api_key = args.api_key or os.environ.get(KEY_VARIABLE) or None

@@ -82,10 +82,10 @@ def _check(name: str, path: str, base_model: str, prompt_format: str | None, con
 def command(adapters: list[dict], *, port: int = 8000) -> str:
     """`vllm serve` for adapters of one base, all of which must pass `check`."""
     if not adapters:
-        raise UserError(texts.VLLM_NOTHING)
+        raise UserError("VLLM_NOTHING")
     bases = {adapter.base_model for adapter in adapters}
     if len(bases) > 1:
-        raise UserError(texts.VLLM_ONE_BASE.format(bases=", ".join(sorted(bases))))
+        raise UserError("VLLM_ONE_BASE", bases=", ".join(sorted(bases)))
     verdicts = [check(adapter) for adapter in adapters]
     refused = [v for v in verdicts if not v.servable]
     if refused:
@@ -118,9 +118,7 @@ def _adapter_config(adapter: Adapter) -> dict:
     try:
         return json.loads((Path(adapter.path) / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise UserError(
-            texts.ERR_ADAPTER_CONFIG.format(name=adapter.name, file=CONFIG_FILE, error=error)
-        ) from None
+        raise UserError("ERR_ADAPTER_CONFIG", name=adapter.name, file=CONFIG_FILE, error=error) from None
 
 
 def _added_tokens(adapter: Adapter) -> bool:

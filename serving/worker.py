@@ -47,7 +47,8 @@ def _gguf_lora(db, task: Task, stage) -> dict:
 
 def _push(db, task: Task, stage) -> dict:
     pushed = hub.push(db, task.adapter_name, **task.settings, stage=stage)
-    return {"url": pushed.url, **({"note": pushed.note} if pushed.note else {})}
+    # the note as its code and fields: the card reads it in its reader's language
+    return {"url": pushed.url, **({"note": pushed.note.as_json()} if pushed.note else {})}
 
 
 # serving.tasks.EXPORT_KINDS names the same kinds; a test holds the two together.

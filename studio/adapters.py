@@ -65,7 +65,7 @@ def rename(db: Database, old: str, new: str) -> Adapter:
     old_path = Path(adapter.path)
     new_path = old_path.with_name(new)
     if new_path.exists():
-        raise UserError(texts.ERR_FOLDER_EXISTS.format(folder=new_path))
+        raise UserError("ERR_FOLDER_EXISTS", folder=new_path)
     if old_path.exists():
         old_path.rename(new_path)
     try:
@@ -106,7 +106,7 @@ def delete(db: Database, name: str) -> Adapter:
     running = [job for job in job_rows.needing_parent(db, name) if job.status in job_rows.ACTIVE]
     if running:
         jobs = ", ".join(f"#{job.id} {job.adapter_name} ({texts.STATUS[job.status]})" for job in running)
-        raise UserError(texts.ERR_PARENT_IN_USE.format(name=name, jobs=jobs))
+        raise UserError("ERR_PARENT_IN_USE", name=name, jobs=jobs)
     folder = Path(adapter.path)
     trash = folder.with_name(f".deleted-{folder.name}-{adapter.id}")
     moved = folder.is_dir() and not trash.exists()

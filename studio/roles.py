@@ -1,7 +1,6 @@
 """Roles as the registry keeps them: the built-ins plus each custom role, checked field by field
 when saved, refused for deletion while an adapter or an unfinished job uses it."""
 
-from core import texts
 from core.errors import UserError
 from core.names import check_name
 from engine.formats import FORMATS
@@ -17,7 +16,7 @@ def get_role(db, name: str) -> Role:
     row = role_rows.get(db, name) if db is not None else None
     if row is None:
         known = ", ".join(role.name for role in list_roles(db))
-        raise UserError(texts.ERR_UNKNOWN_ROLE.format(name=name, known=known))
+        raise UserError("ERR_UNKNOWN_ROLE", name=name, known=known)
     return _from_row(row)
 
 
@@ -30,11 +29,11 @@ def save_custom_role(db, role: Role) -> Role:
     """Create or update a custom role, after checking every field."""
     name = check_name(role.name, "role")
     if name.lower() in BUILTIN_ROLES:
-        raise UserError(texts.ERR_BUILTIN_ROLE_NAME.format(name=name))
+        raise UserError("ERR_BUILTIN_ROLE_NAME", name=name)
     if role.prompt_format not in ("", *FORMATS):
-        raise UserError(texts.ERR_ROLE_FORMAT.format(value=role.prompt_format, choices=", ".join(FORMATS)))
+        raise UserError("ERR_ROLE_FORMAT", value=role.prompt_format, choices=", ".join(FORMATS))
     if role.metric not in METRICS:
-        raise UserError(texts.ERR_ROLE_METRIC.format(value=role.metric, choices=", ".join(METRICS)))
+        raise UserError("ERR_ROLE_METRIC", value=role.metric, choices=", ".join(METRICS))
     check_decoding(role.decoding)
     role_rows.save(
         db,
@@ -63,11 +62,11 @@ def role_users(db) -> dict[str, list[str]]:
 def delete_custom_role(db, name: str) -> str:
     """Delete a custom role that no adapter and no unfinished job uses; returns its name."""
     if name in BUILTIN_ROLES:
-        raise UserError(texts.ERR_DELETE_BUILTIN_ROLE.format(name=name))
+        raise UserError("ERR_DELETE_BUILTIN_ROLE", name=name)
     get_role(db, name)  # unknown: says which roles exist
     users = role_users(db).get(name)
     if users:
-        raise UserError(texts.ERR_ROLE_IN_USE.format(name=name, users=", ".join(users)))
+        raise UserError("ERR_ROLE_IN_USE", name=name, users=", ".join(users))
     role_rows.delete(db, name)
     return name
 

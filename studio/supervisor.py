@@ -25,6 +25,7 @@ from pathlib import Path
 
 from core import errors, home, texts
 from core.errors import UserError
+from core.texts import Message
 from registry import connect
 from registry import jobs as job_rows
 from registry import tasks as task_rows
@@ -50,7 +51,7 @@ class Kind:
     arguments: Callable[[Run, bool], list[str]]  # the run and whether it resumes
     log_path: Callable[[Run], Path]
     staging: Callable[[Run], list[Path]]  # what a run of this kind writes before renaming it into place
-    gone: str  # the error of a run whose process vanished
+    gone: str  # the error of a run whose process vanished (a code of core.texts)
     serves: bool = False  # runs until asked to stop (an API server): that end is "stopped", not a cancel
     # whether its worker may fork from the resident (studio.warm), which has no bitsandbytes
     warm: Callable[[Run], bool] = lambda row: True
@@ -79,7 +80,7 @@ TRAINING = Kind(
     arguments=lambda job, resume: ["--job-id", str(job.id)] + (["--resume"] if resume else []),
     log_path=lambda job: Path(job.log_path or home.jobs_dir() / str(job.id) / "train.log"),
     staging=lambda job: [job_staging_folder(job.adapter_name, job.id)],
-    gone=texts.JOB_PROCESS_GONE,
+    gone="JOB_PROCESS_GONE",
     warm=lambda job: (job.config or {}).get("quantize", "none") == "none",
 )
 _TASK = dict(
@@ -87,7 +88,7 @@ _TASK = dict(
     worker="serving.worker",
     arguments=lambda task, resume: [str(task.id)],
     log_path=lambda task: tasks_dir() / f"{task.id}.log",
-    gone=texts.TASK_PROCESS_GONE,
+    gone="TASK_PROCESS_GONE",
 )
 # serving.worker.EXPORTS does what each export kind names; a test holds the two together.
 EXPORT_KINDS = ("merge", "gguf", "gguf-lora", "push")
@@ -147,7 +148,7 @@ def run_task(task_id: int, work: Callable) -> int:
         return 1
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
-        task_rows.finish(db, task_id, "failed", error=str(error))
+        task_rows.finish(db, task_id, "failed", error=error.message or str(error))
         return 2
     except Exception as error:  # the whole traceback goes to the task's log; the card gets one line
         task_rows.finish(db, task_id, "failed", error=f"{type(error).__name__}: {errors.first_line(error)}")
@@ -195,7 +196,7 @@ def as_seen(row: Run | None) -> Run | None:
     with its kind's reason, whoever asks, before the reconciler has written it down."""
     if row is None or not gone(row):
         return row
-    return dataclasses.replace(row, status="interrupted", error=kind_of(row).gone)
+    return dataclasses.replace(row, status="interrupted", error=str(Message(kind_of(row).gone)))
 
 
 def reconcile(db) -> list[tuple[str, int]]:
@@ -209,7 +210,7 @@ def reconcile(db) -> list[tuple[str, int]]:
             if not gone(row):
                 continue
             kind = kind_of(row)
-            if table.mark_interrupted(db, row.id, row.pid, kind.gone):
+            if table.mark_interrupted(db, row.id, row.pid, Message(kind.gone)):
                 remove_staging(row)
                 interrupted.append((table.table, row.id))
     return interrupted

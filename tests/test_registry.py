@@ -43,6 +43,7 @@ def test_schema_is_created_with_wal_foreign_keys_and_recorded_migrations(db, hom
         "m014_evaluation_decoding",
         "m015_learning_rate_sweeps",
         "m016_job_remedy",
+        "m017_messages_as_codes",
     ]
     again = connect()  # reopening applies nothing twice
     assert [row["name"] for row in again["_sqlite_migrations"].rows] == applied

@@ -54,28 +54,62 @@ def test_english_texts_hold_no_chinese_and_chinese_texts_are_chinese():
             assert CJK.search(chinese) or len(letters) <= 16, f"{where} reads as English in Chinese"
 
 
-def _texts_the_code_asks_for() -> set[tuple[str, str]]:
-    asked = set()
+def _code(node) -> str | None:
+    """The text a message names: "NAME" or "NAME.key" as written, or the fixed start of an f-string
+    ("NAME." of f"NAME.{key}")."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
+        return node.values[0].value
+    return None
+
+
+def _texts_the_code_asks_for() -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """(where, NAME) of each `texts.NAME`, and (where, code) of each message by code: the first
+    argument of UserError(...) or Message(...) and a run kind's `gone=` (and any other string that
+    is exactly a text's name, as used)."""
+    asked, coded = set(), set()
     for path in [*PROJECT_ROOT.glob("*.py"), *PROJECT_ROOT.glob("*/*.py")]:
         if path.parts[-2] in ("tests", ".venv", "bench"):
             continue
+        where = str(path.relative_to(PROJECT_ROOT))
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if (
                 isinstance(node, ast.Attribute)
                 and isinstance(node.value, ast.Name)
                 and node.value.id == "texts"
             ):
-                asked.add((str(path.relative_to(PROJECT_ROOT)), node.attr))
-    return asked
+                asked.add((where, node.attr))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in texts.names():
+                asked.add((where, node.value))  # a code chosen before the message is made
+            if isinstance(node, ast.Call):
+                called = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+                if called in ("UserError", "Message") and node.args:
+                    code = _code(node.args[0])
+                    if code and code.split(".")[0].isupper():
+                        coded.add((where, code))
+                coded |= {
+                    (where, _code(k.value)) for k in node.keywords if k.arg == "gone" and _code(k.value)
+                }
+    return asked, coded
 
 
 def test_every_text_the_code_asks_for_exists_and_every_text_is_used():
-    asked = _texts_the_code_asks_for()
+    asked, coded = _texts_the_code_asks_for()
+    assert coded, "no message by code found: the walk above no longer sees how the code raises"
     helpers = {name for name in dir(texts) if not name.startswith("_")}
     missing = sorted(
         (where, name) for where, name in asked if name not in texts.names() and name not in helpers
     )
+    missing += sorted(
+        (where, code)
+        for where, code in coded
+        if not (
+            texts.known(code) or (code[:-1] in texts.names() and isinstance(texts.entry(code[:-1]), dict))
+        )
+    )
     assert not missing, missing
+    asked |= {(where, code.split(".")[0]) for where, code in coded}
     used = {name for _, name in asked}
     page_titles = {title for _, title, _, _ in __import__("ui.common", fromlist=["PAGES"]).PAGES}
     unused = sorted(set(texts.names()) - used - page_titles)
@@ -99,19 +133,23 @@ def test_the_language_follows_the_choice_then_the_environment_then_chinese(monke
     "language, expected",
     [("zh", "找不到数据文件"), ("en", "Dataset file not found")],
 )
-def test_errors_from_deep_inside_speak_the_chosen_language(tmp_path, language, expected):
+def test_errors_from_deep_inside_speak_the_readers_language_not_the_raisers(tmp_path, language, expected):
     from core.names import check_name
     from training.data import load_dataset, parse_dataset
 
-    with texts.in_language(language):
-        with pytest.raises(UserError, match=expected):
+    raised_in = "en" if language == "zh" else "zh"
+    with texts.in_language(raised_in):
+        with pytest.raises(UserError) as missing:
             load_dataset(tmp_path / "missing.jsonl")
         with pytest.raises(UserError) as not_utf8:
             parse_dataset("é".encode("gbk"), ".jsonl", name="broken_gbk.jsonl")
         with pytest.raises(UserError) as empty_name:
             check_name("", "adapter")
-    for error in (not_utf8.value, empty_name.value):
-        assert bool(CJK.search(str(error))) == (language == "zh"), str(error)
+    with texts.in_language(language):
+        assert expected in str(missing.value)
+        for error in (not_utf8.value, empty_name.value):
+            assert bool(CJK.search(str(error))) == (language == "zh"), str(error)
+            assert error.message is not None, f"{error} is a plain sentence, not a message by code"
 
 
 # --- each page, whole, in both languages ----------------------------------------------------------
@@ -220,6 +258,86 @@ def test_the_switch_changes_the_language_at_once_and_the_next_visit_keeps_it(app
         later = AppTest.from_file(ENTRY, default_timeout=120)  # a new tab: no session state yet
         later.run()
         assert any(link.label == "训练" for link in later.sidebar.get("page_link"))
+
+
+def test_a_message_keeps_its_code_and_fields_through_a_row_a_pickle_and_an_error_inside_one(db):
+    import pickle
+
+    from core.errors import message_of
+    from registry import jobs
+
+    inner = UserError("ERR_DATA_MISSING", path="/data/x.jsonl")
+    outer = UserError("ERR_RANK_LOST", error=message_of(inner))
+    copied = pickle.loads(pickle.dumps(outer))
+    assert copied.message == outer.message and type(copied) is UserError
+    for language, words in (("zh", "找不到数据文件"), ("en", "Dataset file not found")):
+        with texts.in_language(language):
+            assert words in str(copied) and "/data/x.jsonl" in str(copied)
+    waiting = jobs.create(db, adapter_name="waits", config={})
+    with texts.in_language("zh"):
+        jobs.update(db, waiting.id, waiting_for=texts.Message("WAITING_FOR_CPU"))
+        assert jobs.mark_interrupted(db, waiting.id, None, outer.message)
+    with texts.in_language("en"):
+        row = jobs.get(db, waiting.id)
+        assert "Dataset file not found" in row.error and not CJK.search(row.error + row.waiting_for)
+    with texts.in_language("zh"):
+        assert "找不到数据文件" in jobs.get(db, waiting.id).error
+    # a code this version no longer has still reads as something: its name and its fields
+    gone = texts.Message("ERR_RETIRED_LONG_AGO", {"path": "/x"})
+    assert str(gone) == "ERR_RETIRED_LONG_AGO(path=/x)"
+    assert texts.Message.from_json(gone.as_json()) == gone
+    with pytest.raises(ValueError, match="not a text"):
+        UserError("a plain sentence with {fields}", fields=1)
+
+
+def test_a_job_that_failed_in_chinese_reads_in_english_after_the_switch_and_in_the_cli(
+    app_env,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    """The trainer of a job started from the Chinese page fails deep inside; its row keeps the
+    message's code, so the panel reads it in English once the reader switches, and so does the
+    runs CLI under TRANSLATOR_LANG=en. A row from before the codes keeps its stored sentence."""
+    from streamlit.testing.v1 import AppTest
+
+    from registry import jobs
+    from tests.conftest import run_module
+    from training import train
+
+    db = app_env
+    job = jobs.create(
+        db, adapter_name="zh-failed", config={"name": "zh-failed", "data": str(tmp_path / "x.json")}
+    )
+    with texts.in_language("zh"):  # the language the page hands the trainer it starts
+        assert train.main(["--job-id", str(job.id)]) == 2
+    stored = db["jobs"].get(job.id)
+    assert "找不到数据文件" in stored["error"] and "ERR_DATA_MISSING" in stored["error_message"]
+    older = jobs.create(db, adapter_name="older", config={})
+    jobs.finish(db, older.id, "failed", error="written before the codes")
+
+    with texts.in_language("zh"):
+        app = AppTest.from_file(ENTRY, default_timeout=120)
+        app.session_state["language"] = "zh"
+        app.query_params["job"] = str(job.id)
+        app.run()
+        app.switch_page("pages/train.py").run()
+        assert any("找不到数据文件" in error.value for error in app.error), [e.value for e in app.error]
+        app.sidebar.segmented_control(key="language").set_value("en").run()
+    assert not app.exception, app.exception
+    shown = [error.value for error in app.error]
+    assert any("Dataset file not found" in text for text in shown), shown
+    assert not any(CJK.search(text) for text in shown), shown
+
+    def runs_cli(language: str) -> str:
+        monkeypatch.setenv("TRANSLATOR_LANG", language)
+        listed = run_module("studio.runs")
+        assert listed.returncode == 0, listed.stderr
+        return listed.stdout
+
+    english, chinese = runs_cli("en"), runs_cli("zh")
+    assert f"job {job.id}" in english and "failed" in english and "Dataset file not found" in english
+    assert "失败" in chinese and "找不到数据文件" in chinese
+    assert "written before the codes" in english and "written before the codes" in chinese
 
 
 def test_page_helpers_speak_the_chosen_language():

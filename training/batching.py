@@ -47,7 +47,7 @@ TUTORIAL = Recipe(packing=False, group_by_length=False, gradient_checkpointing=T
 
 def check_choice(flag: str, value: str) -> str:
     if value not in CHOICES:
-        raise UserError(texts.ERR_SWITCH.format(flag=flag, value=value))
+        raise UserError("ERR_SWITCH", flag=flag, value=value)
     return value
 
 
@@ -59,7 +59,7 @@ def choose_packing(choice: str, model_type: str | None, trust_remote_code: bool)
     exact = packing_is_exact(model_type, trust_remote_code)
     if choice == "on" and not exact:
         why = texts.WHY_YUAN if model_type == YUAN_MODEL_TYPE else texts.WHY_UNKNOWN
-        raise UserError(texts.ERR_PACKING.format(why=why))
+        raise UserError("ERR_PACKING", why=why)
     return exact if choice == "auto" else choice == "on"
 
 

@@ -128,7 +128,7 @@ def publish_checkpoint(db, *, adapter_name: str, step: int, new_name: str) -> Ad
     row = next((r for r in checkpoint_rows.for_job(db, source.job_id) if r.step == step), None)
     weights = Path(row.weights_path) if row and row.weights_path else None
     if weights is None or not all((weights / name).is_file() for name in ADAPTER_FILES):
-        raise UserError(texts.ERR_CHECKPOINT_MISSING.format(step=step, name=adapter_name))
+        raise UserError("ERR_CHECKPOINT_MISSING", step=step, name=adapter_name)
     metadata = read_metadata(Path(source.path))
     final = home.adapters_dir() / new_name
     staging = final.with_name(f".tmp-{new_name}-checkpoint")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from core import texts
 from core.errors import UserError
+from core.texts import Message
 from engine.formats import FORMATS as PROMPT_FORMATS
 
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
@@ -256,9 +257,7 @@ def check_settings(settings: dict, where: str = "") -> TrainConfig:
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
         known = ", ".join(sorted(name for name, o in SETTINGS.items() if o.default is not MISSING))
-        raise UserError(
-            texts.ERR_UNKNOWN_SETTINGS.format(prefix=prefix, unknown=", ".join(unknown), known=known)
-        )
+        raise UserError("ERR_UNKNOWN_SETTINGS", prefix=prefix, unknown=", ".join(unknown), known=known)
     values = {}
     for name, value in settings.items():
         kind = _TYPES[SETTINGS[name].type]
@@ -266,20 +265,17 @@ def check_settings(settings: dict, where: str = "") -> TrainConfig:
         setting_rule = rule(name)
         if setting_rule is not None and not setting_rule.accepts(values[name]):
             raise UserError(
-                texts.ERR_SETTING_RANGE.format(
-                    prefix=prefix,
-                    flag=flag(name),
-                    rule=setting_rule.describe(),
-                    value=value,
-                    hint=_hint(name),
-                )
+                "ERR_SETTING_RANGE",
+                prefix=prefix,
+                flag=flag(name),
+                rule=setting_rule.describe(),
+                value=value,
+                hint=_hint(name),
             )
     config = TrainConfig(**values)
     per_step = config.batch_size * config.grad_accum
     if config.micro_batch and per_step % config.micro_batch:
-        raise UserError(
-            texts.ERR_MICRO_BATCH.format(prefix=prefix, micro=config.micro_batch, per_step=per_step)
-        )
+        raise UserError("ERR_MICRO_BATCH", prefix=prefix, micro=config.micro_batch, per_step=per_step)
     return config
 
 
@@ -294,22 +290,21 @@ def _typed(name: str, value, kind: type, prefix: str):
             value = kind(value)
     if not ok:
         raise UserError(
-            texts.ERR_SETTING_TYPE.format(
-                prefix=prefix,
-                flag=flag(name),
-                kind=texts.KIND_NAMES[kind.__name__],
-                value=value,
-                type=type(value).__name__,
-            )
+            "ERR_SETTING_TYPE",
+            prefix=prefix,
+            flag=flag(name),
+            kind=Message(f"KIND_NAMES.{kind.__name__}"),
+            value=value,
+            type=type(value).__name__,
         )
     return value
 
 
-def _hint(name: str) -> str:
+def _hint(name: str) -> "Message | str":
     if name == "epochs":
-        return texts.HINT_EPOCHS
+        return Message("HINT_EPOCHS")
     if name == "max_length":
-        return texts.HINT_MAX_LENGTH
+        return Message("HINT_MAX_LENGTH")
     return ""
 
 
@@ -358,7 +353,7 @@ def _flag_value(name: str, kind: type):
             number = None
         if number is None or (kind is int and not number.is_integer()):
             raise UserError(
-                texts.ERR_FLAG_VALUE.format(flag=flag(name), kind=texts.KIND_NAMES[kind.__name__], text=text)
+                "ERR_FLAG_VALUE", flag=flag(name), kind=Message(f"KIND_NAMES.{kind.__name__}"), text=text
             )
         return int(number) if kind is int else number
 
@@ -369,10 +364,10 @@ def read_config_file(path: Path) -> dict:
     try:
         settings = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(texts.ERR_CONFIG_MISSING.format(path=path)) from None
+        raise UserError("ERR_CONFIG_MISSING", path=path) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(texts.ERR_CONFIG_JSON.format(path=path, error=error)) from None
+        raise UserError("ERR_CONFIG_JSON", path=path, error=error) from None
     if not isinstance(settings, dict):
-        raise UserError(texts.ERR_CONFIG_OBJECT.format(path=path))
+        raise UserError("ERR_CONFIG_OBJECT", path=path)
     check_settings(settings, str(path))
     return settings

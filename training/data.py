@@ -13,6 +13,7 @@ from pathlib import Path
 
 from core import texts
 from core.errors import UserError
+from core.texts import Message
 
 SUPPORTED_SUFFIXES = (".json", ".jsonl", ".csv")
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -37,17 +38,17 @@ def read_data_file(path: str | Path) -> tuple[Path, bytes]:
     """The bytes of a dataset file, after refusing what cannot be one (nothing given, a folder, a
     missing file, a suffix we do not read)."""
     if not str(path).strip():
-        raise UserError(texts.ERR_NO_DATA)
+        raise UserError("ERR_NO_DATA")
     path = Path(path).expanduser()
     if path.is_dir():
-        raise UserError(texts.ERR_DATA_FOLDER.format(path=path))
+        raise UserError("ERR_DATA_FOLDER", path=path)
     if path.exists() and not path.is_file():
-        raise UserError(texts.ERR_DATA_NOT_REGULAR.format(path=path))
+        raise UserError("ERR_DATA_NOT_REGULAR", path=path)
     if not path.is_file():
-        raise UserError(texts.ERR_DATA_MISSING.format(path=path))
+        raise UserError("ERR_DATA_MISSING", path=path)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
-        raise UserError(texts.ERR_DATA_SUFFIX.format(name=path.name, suffix=suffix or texts.NOTHING))
+        raise UserError("ERR_DATA_SUFFIX", name=path.name, suffix=suffix or Message("NOTHING"))
     return path, path.read_bytes()
 
 
@@ -56,10 +57,10 @@ def read_rows(raw: bytes, suffix: str, name: str) -> list:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise UserError(texts.ERR_NOT_UTF8.format(name=name, offset=error.start)) from None
+        raise UserError("ERR_NOT_UTF8", name=name, offset=error.start) from None
     rows = {".json": _json_rows, ".jsonl": _jsonl_rows, ".csv": _csv_rows}[suffix](text, name)
     if not rows:
-        raise UserError(texts.ERR_NO_EXAMPLES.format(name=name))
+        raise UserError("ERR_NO_EXAMPLES", name=name)
     return rows
 
 
@@ -68,7 +69,7 @@ def parse_dataset(raw: bytes, suffix: str, *, name: str, path: Path | None = Non
     rows = read_rows(raw, suffix, name)
     records = [_record(row, number, name) for number, row in enumerate(rows, start=1)]
     if limit is not None and limit < 1:
-        raise UserError(texts.ERR_LIMIT.format(limit=limit))
+        raise UserError("ERR_LIMIT", limit=limit)
     return Dataset(
         name=name,
         path=Path(path) if path else Path(name),
@@ -96,7 +97,7 @@ def split_holdout(dataset, fraction: float, seed: int) -> tuple:
     import random
 
     if not 0 <= fraction < 1:
-        raise UserError(texts.ERR_HOLDOUT.format(fraction=fraction))
+        raise UserError("ERR_HOLDOUT", fraction=fraction)
     order = list(range(len(dataset.records)))
     random.Random(seed).shuffle(order)
     held = set(order[: int(len(order) * fraction)])
@@ -110,10 +111,10 @@ def _json_rows(text: str, name: str) -> list:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise UserError(
-            texts.ERR_JSON.format(name=name, line=error.lineno, column=error.colno, error=error.msg)
+            "ERR_JSON", name=name, line=error.lineno, column=error.colno, error=error.msg
         ) from None
     if not isinstance(data, list):
-        raise UserError(texts.ERR_JSON_LIST.format(name=name, kind=type(data).__name__))
+        raise UserError("ERR_JSON_LIST", name=name, kind=type(data).__name__)
     return data
 
 
@@ -125,7 +126,7 @@ def _jsonl_rows(text: str, name: str) -> list:
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError as error:
-            raise UserError(texts.ERR_JSONL_LINE.format(name=name, line=number, error=error.msg)) from None
+            raise UserError("ERR_JSONL_LINE", name=name, line=number, error=error.msg) from None
     return rows
 
 
@@ -143,23 +144,22 @@ def _csv_rows(text: str, name: str) -> list:
                 continue
             if len(fields) != len(header):
                 raise UserError(
-                    texts.ERR_CSV_FIELDS.format(
-                        name=name,
-                        line=reader.line_num,
-                        count=len(fields),
-                        expected=len(header),
-                        header=", ".join(header),
-                    )
+                    "ERR_CSV_FIELDS",
+                    name=name,
+                    line=reader.line_num,
+                    count=len(fields),
+                    expected=len(header),
+                    header=", ".join(header),
                 )
             rows.append(dict(zip(header, fields, strict=True)))
     except csv.Error as error:
-        raise UserError(texts.ERR_CSV.format(name=name, error=error)) from None
+        raise UserError("ERR_CSV", name=name, error=error) from None
     return rows
 
 
 def _record(row, number: int, name: str) -> dict:
     if not isinstance(row, dict):
-        raise UserError(texts.ERR_EXAMPLE_NOT_OBJECT.format(name=name, number=number))
+        raise UserError("ERR_EXAMPLE_NOT_OBJECT", name=name, number=number)
     missing = [
         label
         for label, present in (
@@ -169,11 +169,13 @@ def _record(row, number: int, name: str) -> dict:
         if not present
     ]
     if missing:
-        present = ", ".join(sorted(map(str, row))) or texts.NOTHING
+        present = ", ".join(sorted(map(str, row))) or Message("NOTHING")
         raise UserError(
-            (texts.ERR_EXAMPLE_FIELDS if len(missing) > 1 else texts.ERR_EXAMPLE_FIELD).format(
-                name=name, number=number, missing=texts.AND.join(missing), present=present
-            )
+            "ERR_EXAMPLE_FIELDS" if len(missing) > 1 else "ERR_EXAMPLE_FIELD",
+            name=name,
+            number=number,
+            missing=texts.AND.join(missing),
+            present=present,
         )
     record = {}
     for field in TEXT_FIELDS:
@@ -182,13 +184,13 @@ def _record(row, number: int, name: str) -> dict:
             value = ""
         if not isinstance(value, str):
             raise UserError(
-                texts.ERR_FIELD_TYPE.format(name=name, number=number, field=field, kind=type(value).__name__)
+                "ERR_FIELD_TYPE", name=name, number=number, field=field, kind=type(value).__name__
             )
         record[field] = value
     if not record["output"].strip():
-        raise UserError(texts.ERR_EMPTY_OUTPUT.format(name=name, number=number))
+        raise UserError("ERR_EMPTY_OUTPUT", name=name, number=number)
     if not (record["instruction"].strip() or record["input"].strip()):
-        raise UserError(texts.ERR_NO_INPUT.format(name=name, number=number))
+        raise UserError("ERR_NO_INPUT", name=name, number=number)
     return record
 
 
@@ -199,12 +201,10 @@ def save_upload(name: str, data: bytes, folder: Path, parse=parse_dataset) -> Pa
 
     suffix = Path(name).suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
-        raise UserError(texts.ERR_UPLOAD_SUFFIX.format(name=name, suffix=suffix or texts.NOTHING))
+        raise UserError("ERR_UPLOAD_SUFFIX", name=name, suffix=suffix or Message("NOTHING"))
     if len(data) > MAX_UPLOAD_BYTES:
         raise UserError(
-            texts.ERR_UPLOAD_SIZE.format(
-                name=name, size=f"{len(data) / 1e6:.0f}", limit=MAX_UPLOAD_BYTES // 1_000_000
-            )
+            "ERR_UPLOAD_SIZE", name=name, size=f"{len(data) / 1e6:.0f}", limit=MAX_UPLOAD_BYTES // 1_000_000
         )
     parse(data, suffix, name=name)
     stem = re.sub(r"[^\w.-]+", "_", Path(name).stem).strip("._")[:60] or "dataset"

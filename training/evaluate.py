@@ -98,12 +98,10 @@ def evaluate(
     adapter = adapter_rows.require(db, adapter_name) if adapter_name else None
     base_model = adapter.base_model if adapter else catalogue.parse_model_id(base or "builtin").model_id
     if adapter and base and catalogue.parse_model_id(base).model_id != base_model:
-        raise UserError(
-            texts.ERR_TRAINED_ON_OTHER_BASE.format(name=adapter_name, trained=base_model, base=base)
-        )
+        raise UserError("ERR_TRAINED_ON_OTHER_BASE", name=adapter_name, trained=base_model, base=base)
     role = get_role(db, role_name or (adapter.role if adapter else "translator"))
     if batch_size < 1:
-        raise UserError(texts.ERR_BATCH_SIZE)
+        raise UserError("ERR_BATCH_SIZE")
     dataset = dataset or load_dataset(data, limit=limit)
     if adapter is not None:  # refuse a wrong or broken adapter before loading anything heavy
         check_loadable(adapter, base_model)

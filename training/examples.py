@@ -52,7 +52,7 @@ def tokenize_dataset(
         else:
             examples.append(example)
     if not examples:
-        raise UserError(texts.ERR_ALL_TRUNCATED.format(name=dataset.name, max_length=max_length))
+        raise UserError("ERR_ALL_TRUNCATED", name=dataset.name, max_length=max_length)
     truncated = sum(example.truncated for example in examples)
     return TokenizedDataset(examples, len(dataset.records), truncated, dropped, max_length)
 
@@ -115,6 +115,6 @@ def tokenize_pairs(
         else:
             examples.append(example)
     if not examples:
-        raise UserError(texts.ERR_ALL_TRUNCATED.format(name=name, max_length=max_length))
+        raise UserError("ERR_ALL_TRUNCATED", name=name, max_length=max_length)
     truncated = sum(example.truncated for example in examples)
     return TokenizedPairs(examples, total, truncated, dropped, max_length)

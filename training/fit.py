@@ -7,7 +7,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import texts
 from core.errors import UserError
 from engine import loading
 from training import batching, distributed, launchers, memory, plans
@@ -170,7 +169,7 @@ def fit(run: Run, sweeping: bool = False):
     counter.collator, trainer.data_collator = trainer.data_collator, counter
     trainer.remove_callback(PrinterCallback)  # our callback logs each step already
     if config.strategy == "fsdp" and not trainer.is_fsdp_enabled:
-        raise UserError(texts.ERR_FSDP_NEEDS_PROCESSES)
+        raise UserError("ERR_FSDP_NEEDS_PROCESSES")
     # rank 0 alone looks (it removes incomplete ones), every rank resumes from what it found
     resume_from = distributed.share(
         world, newest_complete_checkpoint(checkpoints) if config.resume and world.main else None
@@ -311,5 +310,5 @@ def lora_targets(model, requested: str) -> list[str]:
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     targets = [name for name in wanted if name in present]
     if not targets:
-        raise UserError(texts.ERR_NO_TARGETS.format(wanted=", ".join(wanted)))
+        raise UserError("ERR_NO_TARGETS", wanted=", ".join(wanted))
     return targets

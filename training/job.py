@@ -12,8 +12,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from core import errors, home, texts
+from core import errors, home
 from core.errors import UserError
+from core.texts import Message
 from engine import devices, loading
 from engine.adapters import read_metadata, write_metadata
 from registry import adapters as adapter_rows
@@ -111,7 +112,7 @@ def plan_and_claim(db, settings: dict, claimed: list) -> plans.Plan:
     if settings.get("job_id"):
         job = job_rows.get(db, settings["job_id"])
         if job is None or job.status != "queued":
-            raise UserError(texts.ERR_JOB_NOT_QUEUED.format(job=settings["job_id"]))
+            raise UserError("ERR_JOB_NOT_QUEUED", job=settings["job_id"])
         claimed.append(lifecycle.claim(db, job))
         job_dir = Path(job.job_dir or home.jobs_dir() / str(job.id))
         if not (job_dir / plans.PLAN_FILE).is_file():  # queued by an older version, without a plan
@@ -193,7 +194,7 @@ def run_job(
             run = replace(run, mlflow=_start_mlflow(run))
         outcome = run_sweep(run) if plan.config.lr_sweep else _train_and_publish(run, followers)
         if outcome == "cancelled" and cancellation.launcher_lost.is_set():
-            job_rows.finish(db, job.id, "interrupted", error=texts.ERR_LAUNCHER_LOST)
+            job_rows.finish(db, job.id, "interrupted", error=Message("ERR_LAUNCHER_LOST"))
             log.error("a training process lost its launcher; a checkpoint was saved: resume to continue")
             return EXIT_FAILED
         if outcome == "cancelled":
@@ -206,18 +207,18 @@ def run_job(
         return 0
     except JobCancelled:
         if cancellation.launcher_lost.is_set():
-            job_rows.finish(db, job.id, "interrupted", error=texts.ERR_LAUNCHER_LOST)
+            job_rows.finish(db, job.id, "interrupted", error=Message("ERR_LAUNCHER_LOST"))
             return EXIT_FAILED
         job_rows.finish(db, job.id, "cancelled")
         log.info("cancelled before training started")
         return EXIT_CANCELLED
     except BaseException as error:
-        message = errors.first_line(error)
+        message = errors.message_of(error)
         if run.world.distributed and (
             cancellation.requested.is_set() or distributed.is_collective_failure(error)
         ):
             # torchrun stops the others when one rank dies: neither a cancel nor a failed job
-            job_rows.finish(db, job.id, "interrupted", error=texts.ERR_RANK_LOST.format(error=message))
+            job_rows.finish(db, job.id, "interrupted", error=Message("ERR_RANK_LOST", {"error": message}))
             log.error("another training process stopped: %s", message)
             return EXIT_FAILED
         remedy = error.changes if isinstance(error, memory.OutOfMemory) else {}
@@ -352,7 +353,7 @@ def _publish(run: Run, model, summary: dict) -> Adapter:
     config, plan = run.config, run.plan
     final = home.adapters_dir() / config.name
     if final.exists():
-        raise UserError(texts.ERR_PUBLISH_RACE.format(folder=final))
+        raise UserError("ERR_PUBLISH_RACE", folder=final)
     tokenized = plan.tokenized
     named = HYPERPARAMETERS + (PREFERENCE_HYPERPARAMETERS if config.prefers else ())
     hyperparameters = {key: getattr(config, key) for key in named}

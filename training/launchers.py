@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import home, texts
+from core import home
 from core.errors import UserError
 
 RENDEZVOUS_PORT = 29500
@@ -207,12 +207,12 @@ def check_strategy(config) -> None:
     if config.strategy == "fsdp":
         # a shell's torchrun says how many processes there are; the setting is the app's
         if max(config.processes, int(os.environ.get("WORLD_SIZE", "1"))) < 2:
-            raise UserError(texts.ERR_FSDP_NEEDS_PROCESSES)
+            raise UserError("ERR_FSDP_NEEDS_PROCESSES")
         if on_the_cpu and config.method != "sft":
-            raise UserError(texts.ERR_FSDP_CPU_SFT_ONLY.format(method=config.method.upper()))
+            raise UserError("ERR_FSDP_CPU_SFT_ONLY", method=config.method.upper())
         return
     if on_the_cpu:
-        raise UserError(texts.ERR_SHARDING_NEEDS_GPUS.format(strategy=config.strategy))
+        raise UserError("ERR_SHARDING_NEEDS_GPUS", strategy=config.strategy)
     check_deepspeed()
 
 
@@ -220,7 +220,7 @@ def check_deepspeed() -> None:
     import importlib.util
 
     if importlib.util.find_spec("deepspeed") is None:
-        raise UserError(texts.ERR_NO_DEEPSPEED)
+        raise UserError("ERR_NO_DEEPSPEED")
 
 
 def on_network_filesystem(path: Path) -> str | None:

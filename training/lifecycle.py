@@ -75,7 +75,7 @@ def check(
         parent, config = continue_from(db, config, given=settings)
     role = get_role(db, config.role)
     if not config.data.strip():
-        raise UserError(texts.ERR_NO_DATA_CLI)
+        raise UserError("ERR_NO_DATA_CLI")
     config = replace(config, mlflow_uri=tracking.checked_uri(config.mlflow_uri, base_dir))
     return plans.make(
         replace(config, name=name),
@@ -94,7 +94,7 @@ def check_same_sharding(job: Job, config: TrainConfig) -> None:
     resume would skip silently (a fresh optimizer): a resume keeps to FSDP or away from it."""
     was = job.config.get("strategy", "ddp")
     if (was == "fsdp") != (config.strategy == "fsdp"):
-        raise UserError(texts.ERR_RESUME_SHARDING.format(job=job.id, was=was, now=config.strategy))
+        raise UserError("ERR_RESUME_SHARDING", job=job.id, was=was, now=config.strategy)
 
 
 def check_quantize(config: TrainConfig) -> None:
@@ -109,7 +109,7 @@ def check_quantize(config: TrainConfig) -> None:
     ]
     for applies, what, why in refused:
         if applies:
-            raise UserError(texts.ERR_QUANTIZE_WITH.format(what=what, quantize=config.quantize, why=why))
+            raise UserError("ERR_QUANTIZE_WITH", what=what, quantize=config.quantize, why=why)
     loading.check_quantization_available()
 
 
@@ -118,13 +118,11 @@ def check_method(config: TrainConfig) -> None:
     if config.loss_type and config.loss_type not in LOSSES[config.method]:
         method = config.method.upper()
         if not LOSSES[config.method]:
-            raise UserError(texts.ERR_LOSS_NONE.format(loss=config.loss_type, method=method))
+            raise UserError("ERR_LOSS_NONE", loss=config.loss_type, method=method)
         owner = "DPO" if config.loss_type in DPO_LOSSES else "KTO"
         choices = ", ".join(LOSSES[config.method])
         raise UserError(
-            texts.ERR_LOSS_FOR_METHOD.format(
-                loss=config.loss_type, owner=owner, method=method, choices=choices
-            )
+            "ERR_LOSS_FOR_METHOD", loss=config.loss_type, owner=owner, method=method, choices=choices
         )
 
 
@@ -135,15 +133,14 @@ def continue_from(db, config: TrainConfig, *, given: dict) -> tuple[Adapter, Tra
     folder = check_folder(Path(parent.path), parent.name)
     if given.get("base") and catalogue.parse_model_id(given["base"]).model_id != parent.base_model:
         raise UserError(
-            texts.ERR_PARENT_OTHER_BASE.format(
-                name=parent.name, trained=parent.base_model, base=given["base"]
-            )
+            "ERR_PARENT_OTHER_BASE", name=parent.name, trained=parent.base_model, base=given["base"]
         )
     if given.get("prompt_format") and given["prompt_format"] != parent.prompt_format:
         raise UserError(
-            texts.ERR_PARENT_OTHER_FORMAT.format(
-                name=parent.name, trained=parent.prompt_format, given=given["prompt_format"]
-            )
+            "ERR_PARENT_OTHER_FORMAT",
+            name=parent.name,
+            trained=parent.prompt_format,
+            given=given["prompt_format"],
         )
     role = given.get("role") or parent.role
     return parent, replace(
@@ -167,11 +164,11 @@ def refuse_taken_name(db, name: str, job: Job | None) -> None:
     registered = adapter_rows.get(db, name)
     # An adapter this very job registered before it was stopped is its own: resuming finishes it.
     if registered is not None and (own is None or registered.job_id != own):
-        raise UserError(texts.ERR_ADAPTER_EXISTS.format(name=name))
+        raise UserError("ERR_ADAPTER_EXISTS", name=name)
     folder = home.adapters_dir() / name
     # A folder this very job renamed into place before it was stopped is its own, to register.
     if folder.exists() and (own is None or read_metadata(folder).get("job_id") != own):
-        raise UserError(texts.ERR_FOLDER_UNREGISTERED.format(folder=folder))
+        raise UserError("ERR_FOLDER_UNREGISTERED", folder=folder)
     supervisor.reconcile(db)
     active = job_rows.active_for_name(db, name)
     if active is not None and active.id != own:
@@ -245,7 +242,7 @@ def find_resumable(db, name: str) -> Job:
         raise UserError(job_rows.already_training(active))
     job = job_rows.latest_resumable(db, name)
     if job is None:
-        raise UserError(texts.ERR_NOTHING_TO_RESUME.format(name=name))
+        raise UserError("ERR_NOTHING_TO_RESUME", name=name)
     return job
 
 
@@ -256,7 +253,7 @@ def resume(db, job_id: int, *, changes: dict | None = None, tokenizers=None) -> 
     supervisor.reconcile(db)
     job = job_rows.get(db, job_id)
     if job is None or job.status not in job_rows.RESUMABLE:
-        raise UserError(texts.ERR_NOT_RESUMABLE)
+        raise UserError("ERR_NOT_RESUMABLE")
     plan = check(db, stored_config(job, **(changes or {}), resume=True), job=job, tokenizers=tokenizers)
     plans.store(plan, Path(job.job_dir or home.jobs_dir() / str(job_id)))
     job_rows.update(

@@ -70,7 +70,7 @@ def shape_of(model_dir: Path) -> Shape:
     try:
         config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise UserError(texts.ERR_MEMORY_SHAPE.format(path=model_dir, error=error)) from error
+        raise UserError("ERR_MEMORY_SHAPE", path=model_dir, error=error) from error
     config = config.get("text_config", config)
     hidden = int(config["hidden_size"])
     heads = int(config.get("num_attention_heads", 1))

@@ -106,7 +106,7 @@ def build(
                 }
             )
     if not records:
-        raise UserError(texts.ERR_NO_MISTAKES.format(name=adapter.name, total=total))
+        raise UserError("ERR_NO_MISTAKES", name=adapter.name, total=total)
     stats = {"examples": total, "pairs": len(records), "right": right, "empty": empty}
     return pairs.write_jsonl(records, out), stats
 

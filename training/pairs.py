@@ -20,8 +20,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core import texts
 from core.errors import UserError
+from core.texts import Message
 from registry import votes as vote_rows
 from studio.supervisor import staging_file
 from training.data import fingerprint, read_data_file, read_rows
@@ -60,14 +60,16 @@ def parse(raw: bytes, suffix: str, *, name: str, path: Path | None = None, limit
         this = PAIRED if "chosen" in record else UNPAIRED
         if kind is not None and this != kind:
             raise UserError(
-                texts.ERR_PAIRS_MIXED.format(
-                    name=name, number=number, kind=texts.PAIR_KINDS[this], first=texts.PAIR_KINDS[kind]
-                )
+                "ERR_PAIRS_MIXED",
+                name=name,
+                number=number,
+                kind=Message(f"PAIR_KINDS.{this}"),
+                first=Message(f"PAIR_KINDS.{kind}"),
             )
         kind = this
         records.append(record)
     if limit is not None and limit < 1:
-        raise UserError(texts.ERR_LIMIT.format(limit=limit))
+        raise UserError("ERR_LIMIT", limit=limit)
     return PreferenceData(
         name=name,
         path=Path(path) if path else Path(name),
@@ -81,29 +83,29 @@ def parse(raw: bytes, suffix: str, *, name: str, path: Path | None = None, limit
 def _record(row, number: int, name: str) -> dict:
     where = {"name": name, "number": number}
     if not isinstance(row, dict):
-        raise UserError(texts.ERR_PAIRS_NOT_OBJECT.format(**where))
+        raise UserError("ERR_PAIRS_NOT_OBJECT", **where)
     if "chosen" in row or "rejected" in row:
         for needed in ("chosen", "rejected"):
             if needed not in row:
-                raise UserError(texts.ERR_PAIRS_MISSING.format(**where, field=needed))
+                raise UserError("ERR_PAIRS_MISSING", **where, field=needed)
         prompt, chosen, rejected = _explicit_or_implicit_prompt(row, where)
         record = {**prompt, "chosen": chosen, "rejected": rejected}
         if chosen.strip() == rejected.strip():
-            raise UserError(texts.ERR_PAIRS_SAME.format(**where))
+            raise UserError("ERR_PAIRS_SAME", **where)
     elif "completion" in row or "label" in row:
         for needed in ("prompt", "completion", "label"):
             if needed not in row:
-                raise UserError(texts.ERR_PAIRS_MISSING.format(**where, field=needed))
+                raise UserError("ERR_PAIRS_MISSING", **where, field=needed)
         record = {
             **_prompt(row["prompt"], where),
             "completion": _answer(row["completion"], "completion", where),
             "label": _label(row["label"], where),
         }
     elif SFT_FIELDS <= set(map(str, row)) or {"input", "output"} <= set(map(str, row)):
-        raise UserError(texts.ERR_PAIRS_SFT.format(name=name))
+        raise UserError("ERR_PAIRS_SFT", name=name)
     else:
-        present = ", ".join(sorted(map(str, row))) or texts.NOTHING
-        raise UserError(texts.ERR_PAIRS_FORMAT.format(**where, present=present))
+        present = ", ".join(sorted(map(str, row))) or Message("NOTHING")
+        raise UserError("ERR_PAIRS_FORMAT", **where, present=present)
     for key in SOURCE_FIELDS:
         if row.get(key) not in (None, ""):
             record[key] = row[key]
@@ -119,13 +121,13 @@ def _explicit_or_implicit_prompt(row: dict, where: dict) -> tuple[dict, str, str
         )
     chosen, rejected = row["chosen"], row["rejected"]
     if not (isinstance(chosen, list) and isinstance(rejected, list)):
-        raise UserError(texts.ERR_PAIRS_MISSING.format(**where, field="prompt"))
+        raise UserError("ERR_PAIRS_MISSING", **where, field="prompt")
     # TRL's implicit prompt: the messages both conversations share come before the two answers
     shared = 0
     while shared < min(len(chosen), len(rejected)) and chosen[shared] == rejected[shared]:
         shared += 1
     if shared == 0:
-        raise UserError(texts.ERR_PAIRS_MISSING.format(**where, field="prompt"))
+        raise UserError("ERR_PAIRS_MISSING", **where, field="prompt")
     return (
         _prompt(chosen[:shared], where),
         _answer(chosen[shared:], "chosen", where),
@@ -137,25 +139,21 @@ def _prompt(value, where: dict) -> dict:
     """The prompt as a user text, an optional system prompt and the turns before it."""
     if isinstance(value, str):
         if not value.strip():
-            raise UserError(texts.ERR_PAIRS_EMPTY.format(**where, field="prompt"))
+            raise UserError("ERR_PAIRS_EMPTY", **where, field="prompt")
         return {"prompt": value, "system": None, "history": []}
     messages = _messages(value, "prompt", where)
     system = None
     if messages and messages[0]["role"] == "system":
         system, messages = messages[0]["content"], messages[1:]
     if not messages or messages[-1]["role"] != "user":
-        raise UserError(
-            texts.ERR_PAIRS_MESSAGES.format(**where, field="prompt", problem=texts.PROBLEM_LAST_USER)
-        )
+        raise UserError("ERR_PAIRS_MESSAGES", **where, field="prompt", problem=Message("PROBLEM_LAST_USER"))
     history = []
     for question, answer in zip(messages[:-1:2], messages[1:-1:2], strict=True):
         if (question["role"], answer["role"]) != ("user", "assistant"):
-            raise UserError(
-                texts.ERR_PAIRS_MESSAGES.format(**where, field="prompt", problem=texts.PROBLEM_TURNS)
-            )
+            raise UserError("ERR_PAIRS_MESSAGES", **where, field="prompt", problem=Message("PROBLEM_TURNS"))
         history.append([question["content"], answer["content"]])
     if not messages[-1]["content"].strip():
-        raise UserError(texts.ERR_PAIRS_EMPTY.format(**where, field="prompt"))
+        raise UserError("ERR_PAIRS_EMPTY", **where, field="prompt")
     return {"prompt": messages[-1]["content"], "system": system, "history": history}
 
 
@@ -164,13 +162,13 @@ def _answer(value, field_name: str, where: dict) -> str:
         messages = _messages(value, field_name, where)
         if len(messages) != 1 or messages[0]["role"] != "assistant":
             raise UserError(
-                texts.ERR_PAIRS_MESSAGES.format(**where, field=field_name, problem=texts.PROBLEM_ONE_ANSWER)
+                "ERR_PAIRS_MESSAGES", **where, field=field_name, problem=Message("PROBLEM_ONE_ANSWER")
             )
         value = messages[0]["content"]
     if not isinstance(value, str):
-        raise UserError(texts.ERR_FIELD_TYPE.format(**where, field=field_name, kind=type(value).__name__))
+        raise UserError("ERR_FIELD_TYPE", **where, field=field_name, kind=type(value).__name__)
     if not value.strip():
-        raise UserError(texts.ERR_PAIRS_EMPTY.format(**where, field=field_name))
+        raise UserError("ERR_PAIRS_EMPTY", **where, field=field_name)
     return value
 
 
@@ -182,7 +180,7 @@ def _messages(value, field_name: str, where: dict) -> list[dict]:
         for m in value
     ):
         raise UserError(
-            texts.ERR_PAIRS_MESSAGES.format(**where, field=field_name, problem=texts.PROBLEM_NOT_MESSAGES)
+            "ERR_PAIRS_MESSAGES", **where, field=field_name, problem=Message("PROBLEM_NOT_MESSAGES")
         )
     return value
 
@@ -192,7 +190,7 @@ def _label(value, where: dict) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
         return value.strip().lower() in ("true", "1")
-    raise UserError(texts.ERR_PAIRS_LABEL.format(**where, value=value))
+    raise UserError("ERR_PAIRS_LABEL", **where, value=value)
 
 
 def unpaired(records: list[dict]) -> list[dict]:
@@ -303,7 +301,7 @@ def to_jsonl(records: list[dict]) -> bytes:
 def write_jsonl(records: list[dict], path: Path) -> PreferenceData:
     """The records as a JSONL file, written whole or not at all, and that file as `load` reads it."""
     if not records:
-        raise UserError(texts.ERR_NO_PAIRS)
+        raise UserError("ERR_NO_PAIRS")
     raw = to_jsonl(records)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -321,7 +319,7 @@ def save_votes(db, base_model: str, role_name: str, folder: Path) -> tuple[Prefe
     preference job trains on, fixed at the moment it was taken."""
     pairs = from_votes(db, base_model, role_name)
     if not pairs.records:
-        raise UserError(texts.ERR_NO_VOTE_PAIRS.format(base=base_model, role=role_name or "*"))
+        raise UserError("ERR_NO_VOTE_PAIRS", base=base_model, role=role_name or "*")
     digest = fingerprint(to_jsonl(pairs.records))
     name = f"votes-{role_name or 'all'}-upto{pairs.up_to}-{digest}.jsonl"
     return write_jsonl(pairs.records, Path(folder) / name), pairs

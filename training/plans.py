@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core import home, texts
+from core import home
 from core.errors import UserError
 from engine import catalogue, loading, models
 from engine.adapters import weights_fingerprint
@@ -159,7 +159,7 @@ def read_data(config: TrainConfig, path: Path):
         return load_dataset(path, limit=config.limit or None)
     data = pairs.load(path, limit=config.limit or None)
     if data.kind == pairs.UNPAIRED and config.method != "kto":
-        raise UserError(texts.ERR_METHOD_NEEDS_PAIRS.format(method=config.method.upper(), name=data.name))
+        raise UserError("ERR_METHOD_NEEDS_PAIRS", method=config.method.upper(), name=data.name)
     return data
 
 
@@ -214,7 +214,7 @@ def load(job_dir: Path, job_id: int, **overrides) -> Plan:
     the tokenizer's files changed since)."""
     path = Path(job_dir) / PLAN_FILE
     if not path.is_file():
-        raise UserError(texts.ERR_NO_PLAN.format(job=job_id, path=path))
+        raise UserError("ERR_NO_PLAN", job=job_id, path=path)
     stored = json.loads(path.read_text(encoding="utf-8"))
     config = replace(TrainConfig(**stored["config"]), **overrides, job_id=job_id)
     role = Role.from_dict(stored["role"])
@@ -249,9 +249,9 @@ def check_parent(parent: ParentRef | None, job_id) -> None:
         return
     weights = parent.path / "adapter_model.safetensors"
     if not weights.is_file():
-        raise UserError(texts.ERR_PARENT_GONE.format(name=parent.name, job=job_id))
+        raise UserError("ERR_PARENT_GONE", name=parent.name, job=job_id)
     if weights_fingerprint(parent.path) != parent.fingerprint:
-        raise UserError(texts.ERR_PARENT_CHANGED.format(name=parent.name, job=job_id))
+        raise UserError("ERR_PARENT_CHANGED", name=parent.name, job=job_id)
 
 
 def _parent_fields(parent: ParentRef | None) -> dict | None:
@@ -300,7 +300,7 @@ def file_fingerprint(path: Path) -> str:
     try:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
     except OSError:
-        raise UserError(texts.ERR_DATA_MISSING.format(path=path)) from None
+        raise UserError("ERR_DATA_MISSING", path=path) from None
 
 
 def read_tokens(key: str) -> TokenizedDataset | TokenizedPairs | None:
@@ -414,4 +414,4 @@ def _write_whole(path: Path, data: bytes) -> None:
 
 def _refuse_changed(name: str, job_id, before: str | None, after: str) -> None:
     if before not in (None, "", after):
-        raise UserError(texts.ERR_DATA_CHANGED.format(name=name, job=job_id, before=before, after=after))
+        raise UserError("ERR_DATA_CHANGED", name=name, job=job_id, before=before, after=after)

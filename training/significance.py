@@ -11,7 +11,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import texts
 from core.errors import UserError
 
 RESAMPLES = 1000
@@ -55,7 +54,7 @@ def paired_bootstrap(
     from sacrebleu.significance import PairedTest
 
     if not (len(references) == len(system) == len(baseline)) or not references:
-        raise UserError(texts.ERR_NOT_PAIRED)
+        raise UserError("ERR_NOT_PAIRED")
     test = PairedTest(
         [("baseline", baseline), ("system", system)],
         {"BLEU": BLEU(tokenize="zh"), "chrF2": CHRF()},
@@ -104,7 +103,7 @@ def compare_prediction_files(system_file: Path, baseline_file: Path) -> tuple[di
     """The paired test on two evaluations of the same examples (refused when they differ)."""
     system, baseline = _read(system_file), _read(baseline_file)
     if [(r["input"], r["reference"]) for r in system] != [(r["input"], r["reference"]) for r in baseline]:
-        raise UserError(texts.ERR_NOT_PAIRED)
+        raise UserError("ERR_NOT_PAIRED")
     return paired_bootstrap(
         [r["reference"] for r in system], [r["output"] for r in system], [r["output"] for r in baseline]
     )
@@ -115,4 +114,4 @@ def _read(path: Path) -> list[dict]:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
         return [json.loads(line) for line in lines if line.strip()]
     except (OSError, ValueError) as error:
-        raise UserError(texts.ERR_PREDICTIONS_UNREADABLE.format(path=path, error=error)) from None
+        raise UserError("ERR_PREDICTIONS_UNREADABLE", path=path, error=error) from None

@@ -10,7 +10,6 @@ page charts score against learning rate and fills the field with the best; the C
 `--max-steps` steps (24 when not given). Nothing is published: a sweep's models are thrown away.
 """
 
-from core import texts
 from core.errors import UserError
 
 MAX_RATES = 12
@@ -27,23 +26,23 @@ def rates(text: str) -> list[float]:
             low_text, high_text, count_text = text.split(":")
             low, high, count = float(low_text), float(high_text), int(count_text)
             if low <= 0 or high <= 0:
-                raise UserError(texts.ERR_SWEEP_NOT_POSITIVE.format(text=text))
+                raise UserError("ERR_SWEEP_NOT_POSITIVE", text=text)
             if count < 2 or high <= low:
-                raise UserError(texts.ERR_SWEEP_FEW.format(text=text))
+                raise UserError("ERR_SWEEP_FEW", text=text)
             values = [low * (high / low) ** (i / (count - 1)) for i in range(count)]
         else:
             values = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise UserError(texts.ERR_SWEEP_SYNTAX.format(text=text)) from None
+        raise UserError("ERR_SWEEP_SYNTAX", text=text) from None
     if any(value <= 0 for value in values):
-        raise UserError(texts.ERR_SWEEP_NOT_POSITIVE.format(text=text))
+        raise UserError("ERR_SWEEP_NOT_POSITIVE", text=text)
     if any(value > 1 for value in values):
-        raise UserError(texts.ERR_SWEEP_TOO_HIGH.format(text=text))
+        raise UserError("ERR_SWEEP_TOO_HIGH", text=text)
     chosen = sorted({float(f"{value:.3g}") for value in values})
     if len(chosen) < 2:
-        raise UserError(texts.ERR_SWEEP_FEW.format(text=text))
+        raise UserError("ERR_SWEEP_FEW", text=text)
     if len(chosen) > MAX_RATES:
-        raise UserError(texts.ERR_SWEEP_MANY.format(text=text, count=len(chosen), most=MAX_RATES))
+        raise UserError("ERR_SWEEP_MANY", text=text, count=len(chosen), most=MAX_RATES)
     return chosen
 
 
@@ -58,11 +57,11 @@ def check(config) -> None:
         return
     rates(config.lr_sweep)
     if config.prefers:
-        raise UserError(texts.ERR_SWEEP_METHOD.format(method=config.method.upper()))
+        raise UserError("ERR_SWEEP_METHOD", method=config.method.upper())
     if config.processes > 1:
-        raise UserError(texts.ERR_SWEEP_PROCESSES)
+        raise UserError("ERR_SWEEP_PROCESSES")
     if config.holdout <= 0 or config.skip_evaluation:
-        raise UserError(texts.ERR_SWEEP_HOLDOUT)
+        raise UserError("ERR_SWEEP_HOLDOUT")
 
 
 def steps(config) -> int:

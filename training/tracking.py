@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from core import errors, texts
+from core import errors
 from core.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -63,16 +63,16 @@ def checked_uri(value: str, base_dir: Path | None = None) -> str:
     if not value:
         return ""
     if not mlflow_installed():
-        raise UserError(texts.ERR_MLFLOW_MISSING.format(install=MLFLOW_INSTALL))
+        raise UserError("ERR_MLFLOW_MISSING", install=MLFLOW_INSTALL)
     if value.startswith(("http://", "https://")):
         uri = value.rstrip("/")
         _check_server(uri)
         return uri
     if "://" in value and not value.startswith(("sqlite:///", "file://")):
-        raise UserError(texts.ERR_MLFLOW_URI.format(uri=value))
+        raise UserError("ERR_MLFLOW_URI", uri=value)
     for module in ("sqlalchemy", "alembic"):
         if importlib.util.find_spec(module) is None:
-            raise UserError(texts.ERR_MLFLOW_MISSING.format(install=MLFLOW_INSTALL))
+            raise UserError("ERR_MLFLOW_MISSING", install=MLFLOW_INSTALL)
     if value.startswith("sqlite:///"):
         database = Path(value.removeprefix("sqlite:///")).expanduser()
         database = (database if database.is_absolute() else (base_dir or Path.cwd()) / database).resolve()
@@ -89,7 +89,7 @@ def checked_uri(value: str, base_dir: Path | None = None) -> str:
 def _check_folder(folder: Path, uri: str) -> None:
     existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
     if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise UserError(texts.ERR_MLFLOW_FOLDER.format(uri=uri, folder=folder))
+        raise UserError("ERR_MLFLOW_FOLDER", uri=uri, folder=folder)
 
 
 def _check_server(uri: str) -> None:
@@ -100,9 +100,7 @@ def _check_server(uri: str) -> None:
         with urllib.request.urlopen(probe, timeout=REACH_SECONDS) as reply:
             json.load(reply)
     except (OSError, ValueError) as error:
-        raise UserError(
-            texts.ERR_MLFLOW_UNREACHABLE.format(uri=uri, error=errors.first_line(error))
-        ) from error
+        raise UserError("ERR_MLFLOW_UNREACHABLE", uri=uri, error=errors.message_of(error)) from error
 
 
 def local_folder(uri: str) -> Path | None:

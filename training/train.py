@@ -86,7 +86,7 @@ def _main(argv: list[str] | None, cancellation: Cancellation, followers: job.Fol
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         if claimed:  # the app queued it, or it is a resume: show the reason there
-            job_rows.finish(db, claimed[0].id, "failed", error=str(error))
+            job_rows.finish(db, claimed[0].id, "failed", error=error.message or str(error))
         return EXIT_BAD_INPUT
     except JobCancelled:
         job_id = claimed[0].id if claimed else settings.get("job_id", 0)

@@ -153,7 +153,7 @@ def _task_list(name: str) -> None:
                     if value
                 )
             )
-            if result.get("note"):
-                st.info(result["note"])
+            if result.get("note"):  # a message by code; a plain sentence from before the codes
+                st.info(str(texts.Message.from_json(result["note"]) or result["note"]))
         elif task.error:
             st.error(task.error)
