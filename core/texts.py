@@ -1279,6 +1279,10 @@ _TEXTS = dict(
         "登记表里没有名为 {name!r} 的适配器（已有：{known}）。",
         "No adapter named {name!r} in the registry (known: {known}).",
     ),
+    ERR_ADAPTER_IN_USE=(
+        "适配器 {name} 正在被使用：{tasks}。请等它们结束（或停止它们）后再删除。",
+        "The adapter {name} is in use by {tasks}: delete it once they have ended (or stop them).",
+    ),
     ERR_PARENT_IN_USE=(
         "适配器 {name} 正被任务 {jobs} 用作起点和参考模型：等它结束（或取消）后再删除。",
         "The adapter {name} is the starting point and reference of job {jobs}: delete it once that job "

@@ -11,6 +11,7 @@ from core.errors import UserError
 from engine.adapters import check_folder
 from registry import adapters as adapter_rows
 from registry import jobs as job_rows
+from registry import tasks as task_rows
 from registry.adapters import Adapter
 from studio import supervisor
 
@@ -100,13 +101,19 @@ def delete(db: Database, name: str) -> Adapter:
     """Remove the adapter with its evaluations, their prediction files, its blind votes and its folder,
     all or nothing: the folder is first moved aside (one rename), then the rows go in one
     transaction; if that fails the folder is moved back. Only then are the files removed. Refused
-    while a job that continues from it is queued or running: the adapter is its reference."""
+    while a job that continues from it is queued or running (the adapter is its reference), and while
+    an export, server, evaluation or pair builder of it runs (it reads the folder)."""
     adapter = adapter_rows.require(db, name)
     supervisor.reconcile(db)
     running = [job for job in job_rows.needing_parent(db, name) if job.status in job_rows.ACTIVE]
     if running:
         jobs = ", ".join(f"#{job.id} {job.adapter_name} ({texts.STATUS[job.status]})" for job in running)
         raise UserError("ERR_PARENT_IN_USE", name=name, jobs=jobs)
+    using = [task for task in task_rows.active(db) if task.adapter_name == name]
+    if using:
+        kinds = {**texts.EXPORT_KINDS, **texts.RUN_KINDS}
+        tasks = ", ".join(f"#{task.id} {kinds.get(task.kind, task.kind)}" for task in using)
+        raise UserError("ERR_ADAPTER_IN_USE", name=name, tasks=tasks)
     folder = Path(adapter.path)
     trash = folder.with_name(f".deleted-{folder.name}-{adapter.id}")
     moved = folder.is_dir() and not trash.exists()

@@ -1,5 +1,7 @@
 import multiprocessing
 import sqlite3
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -140,6 +142,35 @@ def test_adapter_rows_register_rename_and_delete_with_their_folders(db, home):
     assert adapters.get(db, "second") is None and not (home / "adapters" / "second").exists()
     with pytest.raises(UserError, match="No adapter named 'second'"):
         adapters.require(db, "second")
+
+
+def test_an_adapter_is_not_deleted_while_a_task_reads_it_and_is_once_that_task_is_gone(db, home):
+    from registry import tasks
+    from studio.supervisor import process_start
+
+    folder = lora_folder(home / "adapters" / "busy")
+    studio_adapters.register(
+        db,
+        name="busy",
+        role="translator",
+        base_model="b",
+        prompt_format="plain",
+        path=folder,
+        hyperparameters={},
+    )
+    reader = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        task = tasks.create(db, kind="evaluate", adapter_name="busy", settings={})
+        tasks.update(db, task.id, status="running", pid=reader.pid, pid_started=process_start(reader.pid))
+        with pytest.raises(UserError, match=rf"busy is in use by #{task.id} evaluation"):
+            studio_adapters.delete(db, "busy")
+        assert folder.is_dir() and adapters.get(db, "busy") is not None
+    finally:
+        reader.kill()
+        reader.wait()
+    studio_adapters.delete(db, "busy")  # the task's process is gone: it ends as interrupted
+    assert adapters.get(db, "busy") is None and not folder.exists()
+    assert tasks.get(db, task.id).status == "interrupted"
 
 
 def test_conversations_persist_across_connections_and_delete_their_messages(db):
