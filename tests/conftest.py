@@ -40,6 +40,48 @@ os.environ["TRANSLATOR_LANG"] = "en"
 os.environ["TRANSLATOR_RECONCILE_SECONDS"] = "0"
 
 
+# The README's command runs two pytest-xdist workers (`-n 2 --dist loadgroup`): most slow tests
+# spend their time in one-core work (a process importing torch, a conversion, a page waiting on a
+# server), so two of them at once fill both cores. A module's tests stay on one worker (its module
+# fixtures, a Streamlit server, are built once), and so do the modules that read the same costly
+# session fixture; the groups holding the most slow tests are handed out first.
+SHARED_FIXTURE_GROUPS = {
+    # smollm2_chat_export: SmolLM2's merged and LoRA GGUF files and our engine's tokens for them
+    "tests/test_llama_cpp.py": "smollm2-gguf",
+    "tests/e2e/test_llama_cpp_server.py": "smollm2-gguf",
+    # trained_job: the tiny model trained once, with checkpoints, events and its evaluation
+    "tests/test_trainer.py": "trained-job",
+    "tests/test_checkpoints.py": "trained-job",
+    "tests/test_evaluate.py": "trained-job",
+    "tests/test_tracking.py": "trained-job",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    if not hasattr(config, "workerinput"):
+        return  # one process (or xdist's controller, which collects nothing): nothing to group
+    for item in items:
+        where = item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(SHARED_FIXTURE_GROUPS.get(where, where)))
+    weight = {}
+    for item in items:
+        group = item.get_closest_marker("xdist_group").args[0]
+        slow = item.get_closest_marker("slow") or item.get_closest_marker("e2e")
+        weight[group] = weight.get(group, 0) + (10 if slow else 1)
+    position = {item.nodeid: index for index, item in enumerate(items)}
+    group_of = {item.nodeid: item.get_closest_marker("xdist_group").args[0] for item in items}
+    items.sort(
+        key=lambda item: (-weight[group_of[item.nodeid]], group_of[item.nodeid], position[item.nodeid])
+    )
+
+
+def pytest_configure(config):
+    # hand the groups out in the order above, not by their number of tests
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
 FAILED = pytest.StashKey[bool]()
 
 
