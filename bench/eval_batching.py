@@ -4,7 +4,7 @@
     .venv/bin/python bench/eval_batching.py --n 40 --batch-size 20 --repeats 3
 
 Both paths use the engine, the built-in model, the translator role, greedy decoding and the same
-per-sentence length cap as `training.evaluate`; the outputs are compared so the speed-up is not
+per-sentence length cap as `training.evaluation.evaluate`; the outputs are compared so the speed-up is not
 bought with different answers. Prints medians over --repeats and the ratio as the last line.
 """
 
@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.generation import ChatEngine  # noqa: E402
 from engine.roles import TRANSLATOR  # noqa: E402
-from training.data import load_dataset  # noqa: E402
-from training.evaluate import length_caps  # noqa: E402
+from training.data.datasets import load_dataset  # noqa: E402
+from training.evaluation.evaluate import length_caps  # noqa: E402
 
 PARAMED_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "paramed" / "dev.jsonl"
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "translator_sample.jsonl"

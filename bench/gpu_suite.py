@@ -211,7 +211,7 @@ def yuan_tokenizer(folder: Path) -> None:
 
 
 def count_parameters(folder: Path) -> int:
-    from training import memory
+    from training.parallel import memory
 
     return memory.shape_of(folder).parameters
 
@@ -291,7 +291,7 @@ def train(
 
 
 def peak_of(metrics: dict) -> str:
-    if metrics.get("peak_gpu_mb"):  # the trainer's own record (training/fit.py)
+    if metrics.get("peak_gpu_mb"):  # the trainer's own record (training/trainer/fit.py)
         estimate = metrics.get("estimated_peak_mb")
         estimated = f" (estimated {estimate:,.0f})" if estimate else ""
         return f"peak GPU {metrics['peak_gpu_mb']:,.0f} MB{estimated}"
@@ -353,7 +353,7 @@ def merge_and_serve(scratch: Path, env: dict, smoke: bool) -> tuple:
         [
             sys.executable,
             "-m",
-            "serving.merge",
+            "exporters.merge",
             "--adapter",
             "q4-llama-3.2-3b",
             "--out",

@@ -32,7 +32,7 @@ def main() -> None:
     with scratch_home():
         from registry import connect
         from studio import warm
-        from training.lifecycle import SAMPLES
+        from training.jobs.lifecycle import SAMPLES
 
         db = connect()
         ready_resident(warm)
@@ -64,7 +64,7 @@ def ready_resident(warm) -> None:
 
 def one_job(db, base: str, sample: Path, way: str, round_number: int) -> tuple[float, float]:
     from registry import jobs
-    from training import lifecycle
+    from training.jobs import lifecycle
 
     os.environ["TRANSLATOR_WARM_START"] = "1" if way == "warm" else "0"
     settings = {

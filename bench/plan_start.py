@@ -3,7 +3,7 @@
     .venv/bin/python bench/plan_start.py                    # the bundled sample and 50,000 rows
     .venv/bin/python bench/plan_start.py --rows 5000 --base builtin:smollm2
 
-Start is what the page runs when the button is pressed (`lifecycle.check` + `create_job`: every
+Start is what the page runs when the button is pressed (`lifecycle.check_request` + `create_job`: every
 check, the tokenising, the stored plan), without launching the trainer. It is timed with no cached
 tokens (a new dataset) and again with them (a resume, or a second job on the same data); then
 `plans.load`, what the trainer, the launcher and each other rank do instead. The large file is made
@@ -31,11 +31,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each step (median)")
     args = parser.parse_args()
     with scratch_home(), tempfile.TemporaryDirectory() as folder:
-        from training.lifecycle import SAMPLES
+        from training.jobs.lifecycle import SAMPLES
 
         sample = SAMPLES["translator"]
         large = make_large(sample, Path(folder) / f"large-{args.rows}.jsonl", args.rows)
-        from training import lifecycle
+        from training.jobs import lifecycle
 
         warm_up(args.base, sample)  # converts the built-in once; not part of any figure
         print(f"base {args.base}; median of {args.repeats} runs; seconds")
@@ -67,7 +67,7 @@ def measure(lifecycle, base: str, path: Path, repeats: int) -> tuple[float, floa
 
     from core import home
     from registry import connect
-    from training import plans
+    from training.jobs import plans
 
     db = connect()
     cold, warm, load = [], [], []
@@ -79,10 +79,10 @@ def measure(lifecycle, base: str, path: Path, repeats: int) -> tuple[float, floa
             "name": f"start-{path.stem}-{attempt}",
         }
         shutil.rmtree(home.tokenized_cache_dir(), ignore_errors=True)
-        cold.append(_timed(lambda s=settings: lifecycle.create_job(db, lifecycle.check(db, s))))
+        cold.append(_timed(lambda s=settings: lifecycle.create_job(db, lifecycle.check_request(db, s))))
         settings = {**settings, "name": f"{settings['name']}-again"}
         started = time.perf_counter()
-        job = lifecycle.create_job(db, lifecycle.check(db, settings))
+        job = lifecycle.create_job(db, lifecycle.check_request(db, settings))
         warm.append(time.perf_counter() - started)
         load.append(_timed(lambda job=job: plans.load(Path(job.job_dir), job.id)))
     return statistics.median(cold), statistics.median(warm), statistics.median(load)

@@ -4,7 +4,7 @@ to end through its own commands:
 1. an SFT translator trained with the product's defaults on the ParaMed training pairs (the parent;
    reused when --home already has it);
 2. its greedy translations of those same training sentences, and a preference pair wherever one
-   differs from the reference (`python -m training.mistakes`);
+   differs from the reference (`python -m training.evaluation.mistakes`);
 3. a preference job per variant on those pairs, continuing the parent (`--method dpo --parent ...`);
 4. parent and each child translate the ParaMed dev file; the paired bootstrap (sacrebleu, 1,000
    resamples) gives the BLEU/chrF difference child - parent, its 95% interval and the p-value.
@@ -78,7 +78,7 @@ def evaluation_file(name: str, dev: list) -> Path:
     from registry import adapters, connect
     from registry import evaluations as evaluation_rows
 
-    run("training.evaluate", "--adapter", name, *dev)
+    run("training.evaluation.evaluate", "--adapter", name, *dev)
     adapter = adapters.require(connect(), name)
     return Path(evaluation_rows.for_adapter(connect(), adapter.id)[0].predictions_path)
 
@@ -98,7 +98,7 @@ def main() -> int:
     dev += ["--limit", args.dev_limit] if args.dev_limit else []
     with home_for(args.home):
         from registry import adapters, connect
-        from training.significance import compare_prediction_files
+        from training.evaluation.significance import compare_prediction_files
 
         parent = adapters.get(connect(), PARENT)
         if parent is None:
@@ -111,7 +111,7 @@ def main() -> int:
         print("its mistakes on the training sentences ...", flush=True)
         mistakes = ["--adapter", PARENT, "--data", PARAMED / "train.jsonl", "--batch-size", args.batch_size]
         mistakes += ["--limit", args.limit] if args.limit else []
-        done, mistakes_s = run("training.mistakes", *mistakes)
+        done, mistakes_s = run("training.evaluation.mistakes", *mistakes)
         pairs_file = re.search(r"(/\S+\.jsonl)", done.stdout).group(1)
         pair_count = sum(1 for line in Path(pairs_file).read_text(encoding="utf-8").splitlines() if line)
         print(f"  {pair_count} pairs in {mistakes_s:.0f} s: {pairs_file}", flush=True)

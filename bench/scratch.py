@@ -26,7 +26,7 @@ def make_adapters(engine, db, scratch: Path, count: int) -> list[str]:
     from engine.adapters import write_metadata
     from studio import adapters as studio_adapters
     from training.config import LORA_TARGETS
-    from training.fit import lora_targets
+    from training.trainer.fit import lora_targets
 
     model = AutoModelForCausalLM.from_pretrained(engine.model_dir)
     config = LoraConfig(

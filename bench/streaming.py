@@ -42,8 +42,9 @@ def run(args, scratch: Path) -> None:
     from transformers.generation.streamers import BaseStreamer
 
     from engine import formats
-    from engine.generation import ChatEngine, _thread_choice
+    from engine.generation import ChatEngine
     from engine.roles import ASSISTANT
+    from engine.routing import thread_choice
     from registry import adapters as adapter_rows
     from registry import connect
 
@@ -73,7 +74,7 @@ def run(args, scratch: Path) -> None:
         start = time.perf_counter()
         with torch.inference_mode():
             # with adapters loaded, answer as the base exactly as the engine selects it
-            _thread_choice.adapter = engine._choice_for(None)
+            thread_choice.adapter = engine._choice_for(None)
             output = engine.model.generate(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
@@ -87,7 +88,7 @@ def run(args, scratch: Path) -> None:
                 top_k=None,
                 repetition_penalty=decoding.repetition_penalty,
             )
-            _thread_choice.adapter = None
+            thread_choice.adapter = None
         seconds = time.perf_counter() - start
         new = output[0, ids.shape[1] :]
         text = engine.tokenizer.decode(new, skip_special_tokens=True)

@@ -5,7 +5,7 @@
     .venv/bin/python bench/train_throughput.py --base modelscope:IEITYuan/Yuan2-2B-Mars-hf --n 256  # GPU
 
 Tutorial recipe: `DataCollatorForSeq2Seq(padding=True)`, random batches, gradient checkpointing on.
-Ours: what `python -m training.train` picks (`training.batching`): packed padding-free batches where
+Ours: what `python -m training.train` picks (`training.data.batching`): packed padding-free batches where
 exact (length-grouped padded batches for Yuan), logits only where a target follows, checkpointing
 for >1B models on GPU and on the CPU, one example per micro-batch on the CPU (same examples per
 step). On the CPU also "ours-fast": ours with checkpointing off, to show what memory buys speed.
@@ -135,11 +135,12 @@ def train_once(recipe_spec: str, base: str, data: str, n: int, batch_size: int) 
 
     from engine import catalogue, loading, models
     from engine.roles import TRANSLATOR
-    from training import batching, memory
     from training.config import LORA_TARGETS
-    from training.data import load_dataset
-    from training.examples import tokenize_dataset
-    from training.fit import lora_targets
+    from training.data import batching
+    from training.data.datasets import load_dataset
+    from training.data.examples import tokenize_dataset
+    from training.parallel import memory
+    from training.trainer.fit import lora_targets
 
     spec = catalogue.parse_model_id(base)
     model_dir = models.resolve_model_dir(spec)

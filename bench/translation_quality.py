@@ -38,8 +38,8 @@ def run(module: str, *args) -> subprocess.CompletedProcess:
 def measure(model: str, args) -> dict:
     from registry import adapters, connect
     from registry import evaluations as evaluation_rows
-    from training.evaluate import untranslated_terms
-    from training.significance import compare_prediction_files
+    from training.evaluation.evaluate import untranslated_terms
+    from training.evaluation.significance import compare_prediction_files
 
     name = "quality-" + model.replace(":", "-")
     train = ["--base", model, "--data", PARAMED / "train.jsonl", "--role", "translator", "--name", name]
@@ -54,8 +54,8 @@ def measure(model: str, args) -> dict:
     wall = time.monotonic() - started
     dev = ["--data", PARAMED / "dev.jsonl", "--limit", args.dev_limit, "--batch-size", args.batch_size]
     if not args.against:
-        run("training.evaluate", "--base-only", "--base", model, *dev)
-    run("training.evaluate", "--adapter", name, *dev)
+        run("training.evaluation.evaluate", "--base-only", "--base", model, *dev)
+    run("training.evaluation.evaluate", "--adapter", name, *dev)
     db = connect()
     adapter = adapters.require(db, name)
     mine = evaluation_rows.for_adapter(db, adapter.id)[0]

@@ -34,7 +34,7 @@ def jobs_dir() -> Path:
 
 
 def tokenized_cache_dir() -> Path:
-    """Tokenised training examples, by what they were made from (training/plans.py)."""
+    """Tokenised training examples, by what they were made from (training/jobs/plans.py)."""
     return _subdir("cache/tokenized")
 
 

@@ -1338,24 +1338,24 @@ _TEXTS = dict(
         "Could not write {path}: {error}. Check the disk space and that the folder is writable; nothing half-written was left.",
     ),
     ERR_NO_CONVERTERS=(
-        "没有找到 llama.cpp 的 GGUF 转换脚本（{folder}）：请运行 ./setup.sh，或 .venv/bin/python -m serving.llama_cpp --install（从 PyPI 下载 llama-cpp-python {version} 的源码包，只取出转换脚本）。",
-        "llama.cpp's GGUF converters are not installed ({folder}): run ./setup.sh, or .venv/bin/python -m serving.llama_cpp --install (it downloads llama-cpp-python {version}'s source from PyPI and keeps only the converters).",
+        "没有找到 llama.cpp 的 GGUF 转换脚本（{folder}）：请运行 ./setup.sh，或 .venv/bin/python -m exporters.llama_cpp --install（从 PyPI 下载 llama-cpp-python {version} 的源码包，只取出转换脚本）。",
+        "llama.cpp's GGUF converters are not installed ({folder}): run ./setup.sh, or .venv/bin/python -m exporters.llama_cpp --install (it downloads llama-cpp-python {version}'s source from PyPI and keeps only the converters).",
     ),
     ERR_CONVERTER_FAILED=("llama.cpp 的 {script} 失败：\n{tail}", "llama.cpp's {script} failed:\n{tail}"),
     ERR_GGUF_WONT_LOAD=(
         "llama.cpp 无法加载导出的 {file}，已删除它：{reason}\n请换一种 GGUF 类型（f16 或 f32 最稳妥）；"
-        "若是 LoRA，请确认基座 GGUF 就是该适配器的基座模型；或改为导出合并后的模型（serving.merge）。",
+        "若是 LoRA，请确认基座 GGUF 就是该适配器的基座模型；或改为导出合并后的模型（exporters.merge）。",
         "llama.cpp cannot load the exported {file}, so it was removed: {reason}\nChoose another GGUF type "
         "(f16 or f32 are the safest); for a LoRA, check that the base GGUF is this adapter's base model; "
-        "or export the merged model instead (serving.merge).",
+        "or export the merged model instead (exporters.merge).",
     ),
     ERR_GGUF_TYPE=(
         "不支持的 GGUF 类型 {type}：可选 {choices}。",
         "Unsupported GGUF type {type}: choose one of {choices}.",
     ),
     ERR_GGUF_YUAN=(
-        "llama.cpp 不认识 Yuan2 架构，无法把 {name} 导出为 GGUF：请导出合并后的模型（python -m serving.merge），用 transformers 或 vLLM 运行。",
-        "llama.cpp does not know the Yuan2 architecture, so {name} cannot become a GGUF file: export the merged model instead (python -m serving.merge) and run it with transformers or vLLM.",
+        "llama.cpp 不认识 Yuan2 架构，无法把 {name} 导出为 GGUF：请导出合并后的模型（python -m exporters.merge），用 transformers 或 vLLM 运行。",
+        "llama.cpp does not know the Yuan2 architecture, so {name} cannot become a GGUF file: export the merged model instead (python -m exporters.merge) and run it with transformers or vLLM.",
     ),
     ERR_API_KEY_NEEDED=(
         "在 {host} 上监听会让其他机器访问本服务：请用 --api-key 或环境变量 {variable} 设置 API 密钥，或者只监听 127.0.0.1。",
@@ -1394,8 +1394,8 @@ _TEXTS = dict(
         "Its tokenizer adds tokens the base model does not have, which vLLM refuses: export the merged model instead.",
     ),
     VLLM_ARCHITECTURE=(
-        "vLLM 不支持 {architecture} 架构：请导出合并后的模型（python -m serving.merge --adapter {name}），用本工作室的 API 服务器或 transformers 运行。",
-        "vLLM does not implement the {architecture} architecture: export the merged model (python -m serving.merge --adapter {name}) and serve it with the studio's API server or transformers.",
+        "vLLM 不支持 {architecture} 架构：请导出合并后的模型（python -m exporters.merge --adapter {name}），用本工作室的 API 服务器或 transformers 运行。",
+        "vLLM does not implement the {architecture} architecture: export the merged model (python -m exporters.merge --adapter {name}) and serve it with the studio's API server or transformers.",
     ),
     VLLM_NOTHING=("没有可由 vLLM 提供服务的适配器。", "No adapter that vLLM can serve."),
     VLLM_ONE_BASE=(
@@ -1509,8 +1509,8 @@ _TEXTS = dict(
     },
     EXPORT_GGUF_TYPE=("GGUF 类型", "GGUF type"),
     EXPORT_NO_CONVERTERS=(
-        "llama.cpp 的转换脚本尚未安装：运行 .venv/bin/python -m serving.llama_cpp --install（./setup.sh 会自动安装）。",
-        "llama.cpp's converters are not installed: run .venv/bin/python -m serving.llama_cpp --install (./setup.sh does it).",
+        "llama.cpp 的转换脚本尚未安装：运行 .venv/bin/python -m exporters.llama_cpp --install（./setup.sh 会自动安装）。",
+        "llama.cpp's converters are not installed: run .venv/bin/python -m exporters.llama_cpp --install (./setup.sh does it).",
     ),
     EXPORT_OLLAMA_HELP=(
         "每个合并 GGUF 旁都会写出 Modelfile（提示模板与训练时完全一致、系统提示词、停止词、解码参数）。用下面的命令导入 Ollama：",

@@ -106,7 +106,7 @@ def prepare(home: Path):
     from engine.roles import Decoding, Role
     from registry import connect
     from studio.roles import save_custom_role
-    from training import lifecycle
+    from training.jobs import lifecycle
 
     db = connect()
     job = lifecycle.start_demo(db)

@@ -181,7 +181,7 @@ def waiting_reason(count: int) -> texts.Message:
     )
 
 
-def check_request(processes: int, device: str) -> None:
+def check_enough_gpus(processes: int, device: str) -> None:
     """A job asking for more GPUs than the machine has would wait forever."""
     gpus = gpu_ids()
     if device != "cpu" and gpus and processes > len(gpus):

@@ -125,7 +125,7 @@ class PreferenceExample:
 def preference_example(
     tokenizer, prompt_format: str, role: Role, record: dict, max_length: int = MAX_LENGTH
 ) -> PreferenceExample | None:
-    """The ids of a preference record (training/pairs.py): its prompt exactly as chat renders it
+    """The ids of a preference record (training/data/pairs.py): its prompt exactly as chat renders it
     (the record's own system prompt and earlier turns, when it has them), each answer as a training
     target with the format's end token, each prompt + answer cut to `max_length`. None when the
     prompt alone fills it."""

@@ -17,7 +17,7 @@ What differs from Llama, and why the code below looks the way it does:
   reset. Unlike the reference, the padding mask is honoured on that path too, and LF ignores padded
   positions, so a left-padded row in a batch gives the same result as the row alone.
 - The LF convolution does cross `<eod>` boundaries, so packing two examples into one row changes the
-  second one's logits: never pack Yuan batches (`training.batching`).
+  second one's logits: never pack Yuan batches (`training.data.batching`).
 """
 
 import torch

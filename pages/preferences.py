@@ -6,7 +6,7 @@ import streamlit as st
 from core import texts
 from registry import adapters as adapter_rows
 from registry import jobs as job_rows
-from training import lifecycle
+from training.jobs import lifecycle
 from ui import common
 from ui import preferences as sections
 from ui import training as training_sections

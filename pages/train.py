@@ -6,7 +6,7 @@ from core import texts
 from engine import catalogue, conversion
 from registry import jobs as job_rows
 from studio.roles import list_roles
-from training import lifecycle
+from training.jobs import lifecycle
 from ui import common
 from ui import training as sections
 

@@ -1,5 +1,5 @@
 """Rows of the `jobs` and `metrics` tables: a training job is a kind of run (registry.runs). The
-trainer and `training.lifecycle` write them; pages only read them."""
+trainer and `training.jobs.lifecycle` write them; pages only read them."""
 
 import sqlite3
 from dataclasses import dataclass

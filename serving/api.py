@@ -52,7 +52,7 @@ class ApiError(Exception):
 
 
 @dataclass
-class Plan:
+class ScheduledRequest:
     """What one request asks the scheduler for."""
 
     model: str
@@ -246,7 +246,7 @@ def _conversation(messages: list[protocol.Message], role: Role) -> tuple[Role, l
 
 def _plan(
     service: Service, body: Sampling, prompt: list[int], adapter: Adapter | None, role: Role, turn_end=()
-) -> Plan:
+) -> ScheduledRequest:
     """What to compute for a request whose fields passed serving.protocol; `turn_end` holds the prompt
     format's own stop texts (a chat request only: a completion's raw prompt has no format)."""
     engine = service.engine
@@ -281,7 +281,7 @@ def _plan(
         )
     stop = [] if body.stop is None else [body.stop] if isinstance(body.stop, str) else body.stop
     stop_ids = formats.stop_token_ids(engine.tokenizer, service.prompt_format(adapter), engine.model)
-    return Plan(
+    return ScheduledRequest(
         model=body.model,
         prompt=prompt,
         adapter=adapter,
@@ -295,7 +295,7 @@ def _plan(
     )
 
 
-async def _answer(service: Service, plan: Plan, *, chat: bool):
+async def _answer(service: Service, plan: ScheduledRequest, *, chat: bool):
     """Submit the plan and answer as one JSON body, or as server-sent events while it grows."""
     loop = asyncio.get_running_loop()
     events: asyncio.Queue = asyncio.Queue()
@@ -388,7 +388,7 @@ async def _answer(service: Service, plan: Plan, *, chat: bool):
     return StreamingResponse(sse(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-def _usage(plan: Plan, tokens: int) -> protocol.Usage:
+def _usage(plan: ScheduledRequest, tokens: int) -> protocol.Usage:
     return protocol.Usage(
         prompt_tokens=len(plan.prompt), completion_tokens=tokens, total_tokens=len(plan.prompt) + tokens
     )

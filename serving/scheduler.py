@@ -16,7 +16,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from engine.generation import ChatEngine, ReplyText, TextPieces, stack_left_padded, token_chooser
+from engine.decoding import stack_left_padded, token_chooser
+from engine.generation import ChatEngine
+from engine.reply_text import ReplyText, TextPieces
 from engine.roles import Decoding
 
 log = logging.getLogger(__name__)

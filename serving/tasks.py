@@ -1,6 +1,6 @@
 """Exports and API servers as detached processes, re-attached after a reload like training jobs.
 
-`launch` creates the task's row and has the supervisor start `python -m serving.worker ID`, its
+`launch` creates the task's row and has the supervisor start `python -m exporters.worker ID`, its
 output appended to `tasks/<id>.log`; that process runs the action the row describes and writes its
 end (succeeded with the result, failed with the message, cancelled, stopped). `stop` sends SIGTERM:
 an export then removes what it had half-written, a server finishes its open responses. A task whose

@@ -85,24 +85,25 @@ TRAINING = Kind(
 )
 _TASK = dict(
     rows=task_rows.ROWS,
-    worker="serving.worker",
+    worker="exporters.worker",
     arguments=lambda task, resume: [str(task.id)],
     log_path=lambda task: tasks_dir() / f"{task.id}.log",
     gone="TASK_PROCESS_GONE",
 )
-# serving.worker.EXPORTS does what each export kind names; a test holds the two together.
+# exporters.worker.EXPORTS does what each export kind names; a test holds the two together.
 EXPORT_KINDS = ("merge", "gguf", "gguf-lora", "push")
 KINDS = {
     "train": TRAINING,
     **{kind: Kind(**_TASK, staging=_export_staging) for kind in EXPORT_KINDS},
     "server": Kind(**_TASK, staging=lambda task: [], serves=True),
-    # a translator's own mistakes as preference pairs (training/mistakes.py), written whole at the end
+    # a translator's own mistakes as preference pairs (training/evaluation/mistakes.py), written
+    # whole at the end
     "mistakes": Kind(
-        **{**_TASK, "worker": "training.mistakes"},
+        **{**_TASK, "worker": "training.evaluation.mistakes"},
         staging=lambda task: [staging_file(Path(task.settings["out"]), task.pid)] if task.pid else [],
     ),
-    # the adapter card's Evaluate (training/evaluate.py): rows are written whole, one per pass
-    "evaluate": Kind(**{**_TASK, "worker": "training.evaluate"}, staging=lambda task: []),
+    # the adapter card's Evaluate (training/evaluation/evaluate.py): rows are written whole, one per pass
+    "evaluate": Kind(**{**_TASK, "worker": "training.evaluation.evaluate"}, staging=lambda task: []),
 }
 TABLES = (job_rows.ROWS, task_rows.ROWS)
 

@@ -81,7 +81,7 @@ class Exported:
             yield
 
     def merged(self, outtype: str) -> Path:
-        from serving import gguf as gguf_export
+        from exporters import gguf as gguf_export
 
         if outtype not in self.files:
             path = self.out / f"{self.name}-{outtype}.gguf"
@@ -92,7 +92,7 @@ class Exported:
     def lora(self) -> tuple[Path, Path]:
         """The base model as an f32 GGUF (one per base model in this home, shared by its adapters),
         and the adapter as a GGUF LoRA on it."""
-        from serving import gguf as gguf_export
+        from exporters import gguf as gguf_export
 
         if "lora" not in self.files:
             self.files["base"] = base = base_gguf(self.base_dir, self.out)
@@ -128,7 +128,7 @@ class Exported:
 
 def base_gguf(base_dir: Path, out: Path) -> Path:
     """`base_dir` converted to an f32 GGUF in `out` once: renamed into place when whole."""
-    from serving import llama_cpp as converters
+    from exporters import llama_cpp as converters
 
     path = out / f"{base_dir.name}-base-f32.gguf"
     if not path.is_file():

@@ -9,7 +9,7 @@ from core.errors import UserError
 from core.home import PROJECT_ROOT
 from engine import formats
 from engine.roles import TRANSLATOR
-from training import batching
+from training.data import batching
 
 SAMPLE = PROJECT_ROOT / "data" / "translator_sample.jsonl"
 

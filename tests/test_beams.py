@@ -145,7 +145,7 @@ def test_an_evaluation_with_beams_is_stored_apart_from_the_greedy_one(db, adapte
 
     from registry import evaluations
     from studio.roles import save_custom_role
-    from training.evaluate import evaluate
+    from training.evaluation.evaluate import evaluate
 
     for name, decoding in (("searcher", BEAMS), ("greedy-translator", BEAMS.with_changes(num_beams=1))):
         fields = {**TRANSLATOR.as_dict(), "name": name, "builtin": False, "decoding": decoding}

@@ -12,8 +12,8 @@ from registry import adapters, connect, jobs
 from registry import checkpoints as checkpoint_rows
 from registry.checkpoints import CheckpointScore
 from tests.conftest import use_running_server_navigation
-from training import checkpoints
-from training.checkpoints import Choice, best
+from training.trainer import checkpoints
+from training.trainer.checkpoints import PublishedCheckpoint, best
 
 
 def _row(step: int, **scores) -> CheckpointScore:
@@ -26,7 +26,7 @@ def _row(step: int, **scores) -> CheckpointScore:
 
 def test_translators_are_ranked_by_bleu_and_the_later_step_wins_a_tie():
     rows = [_row(2, bleu=3.0, chrf=9.0), _row(4, bleu=7.5, chrf=1.0), _row(6, bleu=7.5, chrf=2.0)]
-    assert best(rows) == Choice(step=6, metric="bleu", value=7.5, num_scored=3)
+    assert best(rows) == PublishedCheckpoint(step=6, metric="bleu", value=7.5, num_scored=3)
     assert best(rows[:2]).step == 4
 
 
@@ -36,7 +36,7 @@ def test_personas_are_ranked_by_the_lowest_held_out_loss():
         _row(2, loss=1.5, perplexity=4.5),
         _row(3, loss=1.7, perplexity=5.5),
     ]
-    assert best(rows) == Choice(step=2, metric="loss", value=1.5, num_scored=3)
+    assert best(rows) == PublishedCheckpoint(step=2, metric="loss", value=1.5, num_scored=3)
 
 
 def test_nothing_scored_chooses_nothing():

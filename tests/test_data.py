@@ -3,7 +3,7 @@ import json
 import pytest
 
 from core.errors import UserError
-from training.data import load_dataset, parse_dataset
+from training.data.datasets import load_dataset, parse_dataset
 
 
 def test_jsonl_json_and_csv_load_to_the_same_records(tmp_path):
@@ -117,7 +117,7 @@ def test_a_quoted_comma_in_csv_keeps_all_the_chinese(tmp_path):
 
 def test_records_written_as_jsonl_are_what_reading_the_file_gives(tmp_path):
     from core.home import PROJECT_ROOT
-    from training.data import write_jsonl
+    from training.data.datasets import write_jsonl
 
     records = load_dataset(PROJECT_ROOT / "data" / "persona_sample.json").records[:5]
     written = write_jsonl(records, tmp_path / "heldout.jsonl")

@@ -3,9 +3,10 @@
 import json
 
 from core import texts
-from training import defaults, lifecycle
+from training import defaults
 from training.config import TrainConfig
 from training.defaults import BY_SIZE, SIZE_CLASSES, recommend
+from training.jobs import lifecycle
 
 SMALL, LARGE = SIZE_CLASSES
 
@@ -50,12 +51,12 @@ def test_known_sizes_before_download():
 def test_the_trainer_default_is_by_size_and_the_job_records_the_numbers(home, db, tiny_model_dir):
     assert TrainConfig().lr == BY_SIZE and TrainConfig().epochs == BY_SIZE
     request = TrainConfig(base=str(tiny_model_dir), data=str(lifecycle.SAMPLES["translator"]), name="sized")
-    plan = lifecycle.check(db, request)
+    plan = lifecycle.check_request(db, request)
     assert (plan.config.lr, plan.config.epochs) == (SMALL.lr, SMALL.epochs), "a tiny model is small"
     assert plan.by_size is not None and plan.by_size.parameters < 1e7
-    given = lifecycle.check(db, TrainConfig(**{**request.as_dict(), "lr": 3e-4, "epochs": 1.0}))
+    given = lifecycle.check_request(db, TrainConfig(**{**request.as_dict(), "lr": 3e-4, "epochs": 1.0}))
     assert (given.config.lr, given.config.epochs) == (3e-4, 1.0) and given.by_size is None
-    half = lifecycle.check(db, TrainConfig(**{**request.as_dict(), "lr": 3e-4}))
+    half = lifecycle.check_request(db, TrainConfig(**{**request.as_dict(), "lr": 3e-4}))
     assert (half.config.lr, half.config.epochs) == (3e-4, SMALL.epochs)
     assert json.loads(json.dumps(plan.job_fields()["config"]))["lr"] == SMALL.lr
 

@@ -22,8 +22,9 @@ from core import texts
 from registry import adapters, checkpoints, connect, jobs
 from studio.supervisor import process_alive
 from tests.conftest import PROJECT_ROOT, SAMPLE, free_port, run_module, wait_for_status, wait_until
-from training import launchers, lifecycle
 from training.config import TrainConfig
+from training.jobs import lifecycle
+from training.parallel import launchers
 
 PARITY = ("--max-steps", "4", "--lr", "1e-3", "--lora-dropout", "0", "--skip-evaluation", "--batch-size", "2")
 
@@ -171,7 +172,8 @@ def test_launch_commands_for_one_machine_several_and_slurm():
         assert config["zero_optimization"]["stage"] == stage and config["train_batch_size"] == "auto"
         json.dumps(config)
     printed = subprocess.run(
-        [sys.executable, "-m", "training.launchers", "--nodes", "2", "--processes", "2", "--", *args],
+        [sys.executable, "-m", "training.parallel.launchers",
+         "--nodes", "2", "--processes", "2", "--", *args],
         cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert printed.count("torchrun --nnodes 2") == 2 and "rank 0" in printed
@@ -376,7 +378,7 @@ def test_the_trainer_imports_without_torch_and_leaving_does_not_import_it():
     """A cancel can interrupt torch's import (training.train); importing it again at exit aborts
     the process, so nothing on the way out may import it."""
     code = (
-        "import sys, training.train; from training import distributed; distributed.leave();"
+        "import sys, training.train; from training.parallel import distributed; distributed.leave();"
         "print('torch' in sys.modules)"
     )
     printed = subprocess.run(

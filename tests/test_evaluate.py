@@ -8,9 +8,9 @@ import pytest
 from engine.roles import TRANSLATOR
 from registry import evaluations
 from tests.conftest import call_main, make_adapter, register_adapter
-from training import evaluate as evaluation
-from training.data import load_dataset, split_holdout
-from training.scores import evaluation_examples, score_table
+from training.data.datasets import load_dataset, split_holdout
+from training.evaluation import evaluate as evaluation
+from training.evaluation.scores import evaluation_examples, score_table
 
 ROWS = [
     {"input": "The patient has a fever.", "output": "患者发烧。"},
@@ -98,10 +98,12 @@ def test_missing_adapter_and_malformed_files_give_one_line_and_store_nothing(db,
 
 @pytest.mark.slow
 def test_cli_prints_scores_with_signatures(home, data, tiny_model_dir):
-    result = call_main("training.evaluate", "--base-only", "--base", tiny_model_dir, "--data", data)
+    result = call_main(
+        "training.evaluation.evaluate", "--base-only", "--base", tiny_model_dir, "--data", data
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "BLEU = " in result.stdout and "tok:zh" in result.stdout and "chrF = " in result.stdout
-    again = call_main("training.evaluate", "--base-only", "--base", tiny_model_dir, "--data", data)
+    again = call_main("training.evaluation.evaluate", "--base-only", "--base", tiny_model_dir, "--data", data)
     assert "already stored, not recomputed" in again.stdout
 
 
@@ -133,19 +135,19 @@ def test_training_evaluates_the_adapter_and_base_on_the_heldout_split(trained_jo
 
 def test_batched_generation_without_stacked_row_caches_is_the_same(engine, monkeypatch):
     """The padded-prefill path (GPUs, sliding-window caches) answers like the stacked-rows path."""
-    from engine import generation
+    from engine import decoding
 
     texts = ["The patient has a fever.", "Pain.", "Take two tablets daily after meals."]
     greedy = TRANSLATOR.decoding.with_changes(max_new_tokens=12, num_beams=1)
     stacked = engine.generate_batch(texts, role=TRANSLATOR, decoding=greedy, batch_size=3)
-    monkeypatch.setattr(generation, "stack_left_padded", lambda caches, pads: None)
+    monkeypatch.setattr(decoding, "stack_left_padded", lambda caches, pads: None)
     padded = engine.generate_batch(texts, role=TRANSLATOR, decoding=greedy, batch_size=3)
     assert padded == stacked
 
 
 def test_the_paired_bootstrap_tells_a_real_gain_from_chance(tmp_path):
     from core.errors import UserError
-    from training.significance import compare_prediction_files, paired_bootstrap
+    from training.evaluation.significance import compare_prediction_files, paired_bootstrap
 
     references = [f"患者第{i}天发烧，需要多喝水并按时服药。" for i in range(40)]
     good = [reference if i % 3 else reference[: 8 + i % 5] for i, reference in enumerate(references)]
@@ -182,7 +184,7 @@ def test_the_paired_bootstrap_tells_a_real_gain_from_chance(tmp_path):
 def test_two_adapters_on_the_same_sentences_can_be_compared_pair_by_pair(
     db, home, engine, data, tiny_model_dir
 ):
-    from training.scores import head_to_head, rivals
+    from training.evaluation.scores import head_to_head, rivals
 
     for name, seed in (("first", 3), ("second", 4)):
         folder = make_adapter(tiny_model_dir, home / "adapters" / name, seed=seed)
@@ -199,7 +201,7 @@ def test_two_adapters_on_the_same_sentences_can_be_compared_pair_by_pair(
 
 
 def test_untranslated_terms_count_english_words_the_reference_translated():
-    from training.evaluate import untranslated_terms
+    from training.evaluation.evaluate import untranslated_terms
 
     found = untranslated_terms(
         ["患者接受了insulin治疗。", "HIV 检测阴性。", "血压正常。", "给予 metformin 和 Insulin。"],

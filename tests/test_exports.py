@@ -10,8 +10,9 @@ from streamlit.testing.v1 import AppTest
 
 from core import texts
 from core.errors import UserError
+from exporters import requests
 from registry import tasks as task_rows
-from serving import exports, tasks
+from serving import tasks
 from studio import supervisor
 from tests.conftest import PROJECT_ROOT, make_adapter, register_adapter, use_running_server_navigation
 
@@ -32,40 +33,40 @@ def _wait_end(db, task_id: int, timeout: float = 120) -> dict:
 
 @pytest.mark.slow
 def test_a_merge_runs_detached_reports_its_stages_and_its_result(db, adapter, home):
-    task = exports.start(db, "med-zh", "merge", dtype="fp32")
+    task = requests.start(db, "med-zh", "merge", dtype="fp32")
     assert task.settings["out"] == str(home / "exports" / "med-zh-merged")
-    assert exports.describe(task).startswith("⏳ merged export")
+    assert requests.describe(task).startswith("⏳ merged export")
     task = _wait_end(db, task.id)
     assert task.status == "succeeded", task.error
     assert task.stage == "write"
     merged = Path(task.result["path"])
     assert (merged / "model.safetensors").is_file() and (merged / "README.md").is_file()
-    assert exports.describe(task) == "merged export · ✅ done"
+    assert requests.describe(task) == "merged export · ✅ done"
     # the next export of the same kind gets a new name, never the existing folder
-    assert exports.free_output("med-zh", "merge") == home / "exports" / "med-zh-merged-2"
+    assert requests.free_output("med-zh", "merge") == home / "exports" / "med-zh-merged-2"
 
 
 def test_bad_exports_are_refused_before_any_task_exists(db, adapter, home, monkeypatch):
     (home / "exports").mkdir()
     (home / "exports" / "taken").mkdir()
     with pytest.raises(UserError, match="already exists"):
-        exports.start(db, "med-zh", "merge", out=str(home / "exports" / "taken"))
+        requests.start(db, "med-zh", "merge", out=str(home / "exports" / "taken"))
     with pytest.raises(UserError, match="Unsupported dtype"):
-        exports.start(db, "med-zh", "merge", dtype="int3")
+        requests.start(db, "med-zh", "merge", dtype="int3")
     with pytest.raises(UserError, match="no-such"):
-        exports.start(db, "no-such", "merge")
+        requests.start(db, "no-such", "merge")
     with pytest.raises(UserError, match="owner/name"):
-        exports.start(db, "med-zh", "push", hub="huggingface", repo="nope")
+        requests.start(db, "med-zh", "push", hub="huggingface", repo="nope")
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
     with pytest.raises(UserError, match="HF_TOKEN"):
-        exports.start(db, "med-zh", "push", hub="huggingface", repo="you/med-zh")
+        requests.start(db, "med-zh", "push", hub="huggingface", repo="you/med-zh")
     assert task_rows.list_recent(db) == []
 
 
 @pytest.mark.slow
 def test_a_stopped_export_is_cancelled_and_a_killed_one_interrupted_leaving_nothing(db, adapter, home):
-    first = exports.start(db, "med-zh", "merge")
+    first = requests.start(db, "med-zh", "merge")
     while tasks.get(db, first.id).stage is None:  # stopped once it is at work
         time.sleep(0.1)
     tasks.stop(db, first.id)
@@ -74,7 +75,7 @@ def test_a_stopped_export_is_cancelled_and_a_killed_one_interrupted_leaving_noth
     if first.status == "cancelled":
         assert not Path(first.settings["out"]).exists()
 
-    second = exports.start(db, "med-zh", "merge", out=str(home / "exports" / "killed"))
+    second = requests.start(db, "med-zh", "merge", out=str(home / "exports" / "killed"))
     out = Path(second.settings["out"])
     (home / "exports" / ".tmp-killed").mkdir(parents=True, exist_ok=True)  # as if killed while writing
     os.kill(second.pid, signal.SIGKILL)
@@ -158,7 +159,7 @@ def test_an_adapter_whose_weights_do_not_fit_its_config_fails_with_one_line(db, 
     list as the task's error."""
     import json
 
-    from serving import merge
+    from exporters import merge
 
     config = home / "adapters" / "med-zh" / "adapter_config.json"
     config.write_text(json.dumps({**json.loads(config.read_text()), "r": 8}))
@@ -168,8 +169,8 @@ def test_an_adapter_whose_weights_do_not_fit_its_config_fails_with_one_line(db, 
 
 
 def test_the_task_process_runs_its_kind_from_the_table_and_writes_how_it_ended(db, adapter, tmp_path):
-    """What `python -m serving.worker ID` does, called in this process (the detached path is above)."""
-    from serving import worker
+    """What `python -m exporters.worker ID` does, called in this process (the detached path is above)."""
+    from exporters import worker
 
     assert set(worker.EXPORTS) == set(tasks.EXPORT_KINDS) and set(tasks.KINDS) == {*worker.EXPORTS, "server"}
     previous = signal.getsignal(signal.SIGTERM)

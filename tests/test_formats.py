@@ -5,8 +5,8 @@ import pytest
 from core.errors import UserError
 from engine import formats
 from engine.roles import ASSISTANT, PERSONA, TRANSLATOR, Role
-from training.data import Dataset
-from training.examples import tokenize_dataset
+from training.data.datasets import Dataset
+from training.data.examples import tokenize_dataset
 
 
 @pytest.fixture(scope="module")

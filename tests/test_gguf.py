@@ -1,12 +1,12 @@
-"""GGUF export through llama.cpp's own converters, read back (serving/gguf.py)."""
+"""GGUF export through llama.cpp's own converters, read back (exporters/gguf.py)."""
 
 import numpy as np
 import pytest
 import torch
 
 from core.errors import UserError
-from serving import gguf as gguf_export
-from serving import llama_cpp, merge
+from exporters import gguf as gguf_export
+from exporters import llama_cpp, merge
 from tests.conftest import make_adapter, register_adapter
 
 PROMPT_IDS = [1, 42, 77, 300, 5, 901, 13, 2]

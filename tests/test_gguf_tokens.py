@@ -6,7 +6,8 @@ import importlib
 import pytest
 
 from engine import catalogue, conversion, formats, generation, gguf_tokens, loading
-from engine.generation import ChatEngine, ReplyText
+from engine.generation import ChatEngine
+from engine.reply_text import ReplyText
 from engine.roles import ASSISTANT, Decoding
 
 GREEDY = Decoding(do_sample=False, max_new_tokens=64)

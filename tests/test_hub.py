@@ -15,7 +15,7 @@ import requests
 
 from core.errors import UserError
 from engine import download
-from serving import hub
+from exporters import hub
 from tests.conftest import make_adapter, register_adapter
 
 

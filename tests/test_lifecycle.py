@@ -1,9 +1,10 @@
-"""One job lifecycle (training.lifecycle): one check for page, CLI and resume; statuses that stay
+"""One job lifecycle (training.jobs.lifecycle): one check for page, CLI and resume; statuses that stay
 true; cancels that are quick; and every way a stopped run can be finished."""
 
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -28,9 +29,10 @@ from tests.conftest import (
     wait_until,
     write_json,
 )
-from training import lifecycle, train
+from training import train
 from training.config import TrainConfig, check_settings, parse_config
-from training.progress import COMPLETE_MARKER, newest_complete_checkpoint
+from training.jobs import lifecycle
+from training.trainer.progress import COMPLETE_MARKER, newest_complete_checkpoint
 
 SAMPLE = PROJECT_ROOT / "data" / "translator_sample.jsonl"
 FAST = {"batch_size": 1, "grad_accum": 1, "lr": 1e-3}
@@ -102,7 +104,7 @@ def test_the_page_refuses_what_the_trainer_refuses_tokenisation_included(home, d
 def test_a_relative_dataset_path_means_the_project_folder_for_the_page(home, db, tiny_model_dir, tmp_path):
     os.chdir(tmp_path)  # a server started elsewhere
     try:
-        plan = lifecycle.check(
+        plan = lifecycle.check_request(
             db, _config(tiny_model_dir, data="data/translator_sample.jsonl"), base_dir=PROJECT_ROOT
         )
     finally:
@@ -112,27 +114,29 @@ def test_a_relative_dataset_path_means_the_project_folder_for_the_page(home, db,
 
 
 def test_one_check_chain_serves_page_cli_and_resume():
-    """The trainer, the page and resume call lifecycle.check; nothing else checks a request."""
+    """The trainer, the page and resume call lifecycle.check_request; nothing else checks a request."""
     sources = {
         path.relative_to(PROJECT_ROOT).as_posix(): path.read_text(encoding="utf-8")
         for folder in ("training", "pages", "ui", "studio", "engine", "registry")
-        for path in (PROJECT_ROOT / folder).glob("*.py")
+        for path in (PROJECT_ROOT / folder).rglob("*.py")
     }
-    callers = sorted(path for path, text in sources.items() if "lifecycle.check(" in text)
-    assert callers == ["training/job.py"]  # the trainer's job orchestration
-    lifecycle_text = sources["training/lifecycle.py"]
-    assert lifecycle_text.count("def check(") == 1
-    assert lifecycle_text.count("= check(db, ") == 2  # submit and resume
+    callers = sorted(path for path, text in sources.items() if "lifecycle.check_request(" in text)
+    assert callers == ["training/trainer/job.py"]  # the trainer's job orchestration
+    lifecycle_text = sources["training/jobs/lifecycle.py"]
+    assert lifecycle_text.count("def check_request(") == 1
+    assert len(re.findall(r"= check_request\(\s*db,", lifecycle_text)) == 2  # submit and resume
     for checker, owner in (
-        ("load_dataset(", "training/plans.py"),
-        ("tokenize_dataset(", "training/plans.py"),
-        ("check_settings(", "training/lifecycle.py"),
+        ("load_dataset(", "training/jobs/plans.py"),
+        ("tokenize_dataset(", "training/jobs/plans.py"),
+        ("check_settings(", "training/jobs/lifecycle.py"),
     ):
         users = sorted(
             path for path, text in sources.items() if checker in text and "def " + checker not in text
         )
         assert owner in users, checker
-        assert not {"training/train.py", "training/job.py", "training/fit.py"} & set(users), checker
+        assert not {"training/train.py", "training/trainer/job.py", "training/trainer/fit.py"} & set(users), (
+            checker
+        )
 
 
 def test_a_job_reads_its_dataset_once_records_where_and_which_and_resumes_only_on_the_same(
@@ -140,13 +144,15 @@ def test_a_job_reads_its_dataset_once_records_where_and_which_and_resumes_only_o
 ):
     import hashlib
 
-    from training import data
+    from training.data import datasets
 
     copy = tmp_path / "pairs.jsonl"
     shutil.copy(SAMPLE, copy)
     reads = []
-    real_parse = data.parse_dataset
-    monkeypatch.setattr(data, "parse_dataset", lambda *a, **k: reads.append(k["name"]) or real_parse(*a, **k))
+    real_parse = datasets.parse_dataset
+    monkeypatch.setattr(
+        datasets, "parse_dataset", lambda *a, **k: reads.append(k["name"]) or real_parse(*a, **k)
+    )
     monkeypatch.chdir(tmp_path)  # the CLI takes a relative path from where it was run
     argv = ["--base", str(tiny_model_dir), "--data", "pairs.jsonl", "--name", "once", *TINY_TRAINING]
     assert train.main([*argv, "--max-steps", "2", "--holdout", "0.1"]) == 0
@@ -345,13 +351,13 @@ def test_held_out_evaluation_runs_inside_the_job_with_a_visible_state(home, db, 
     from engine.generation import ChatEngine
 
     seen = []
-    original = ChatEngine.around_trained.__func__
+    original = ChatEngine.after_training.__func__
 
     def spy(cls, peft_model, *args):
         seen.append(jobs.get(connect(), 1).status)
         return original(cls, peft_model, *args)
 
-    monkeypatch.setattr(ChatEngine, "around_trained", classmethod(spy))
+    monkeypatch.setattr(ChatEngine, "after_training", classmethod(spy))
     monkeypatch.setattr(ChatEngine, "__init__", lambda *a, **k: pytest.fail("a second model was loaded"))
     assert train.main(_argv(tiny_model_dir, "scored", "--max-steps", "2", "--holdout", "0.1")) == 0
     assert seen == ["evaluating"]
@@ -362,7 +368,7 @@ def test_held_out_evaluation_runs_inside_the_job_with_a_visible_state(home, db, 
 
 
 def test_base_predictions_of_different_bases_do_not_overwrite_each_other(home, db, tiny_model_dir, tmp_path):
-    from training.evaluate import evaluate
+    from training.evaluation.evaluate import evaluate
 
     other = tmp_path / "other-model"
     shutil.copytree(tiny_model_dir, other)
@@ -387,7 +393,9 @@ def test_adapter_checks_run_before_the_base_model_loads(home, db, tiny_model_dir
     register_adapter(db, "damaged", lora_folder(home / "adapters" / "damaged"), "builtin")
     weights = home / "adapters" / "damaged" / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-8])
-    evaluated = call_main("training.evaluate", "--adapter", "damaged", "--data", SAMPLE, "--limit", "1")
+    evaluated = call_main(
+        "training.evaluation.evaluate", "--adapter", "damaged", "--data", SAMPLE, "--limit", "1"
+    )
     assert evaluated.returncode == 2 and "adapter_model.safetensors is damaged" in evaluated.stderr
     assert "Traceback" not in chat.stderr + evaluated.stderr
     assert not empty_models.exists() or not any(empty_models.iterdir())
@@ -398,13 +406,13 @@ def test_model_folders_that_cannot_load_get_a_clear_message(home, db, tiny_model
     only_config.mkdir()
     shutil.copy(tiny_model_dir / "config.json", only_config)
     with pytest.raises(UserError, match="has no tokenizer"):
-        lifecycle.check(db, _config(only_config))
+        lifecycle.check_request(db, _config(only_config))
     unknown = tmp_path / "unknown"
     shutil.copytree(tiny_model_dir, unknown)
     config = json.loads((unknown / "config.json").read_text())
     write_json(unknown / "config.json", {**config, "model_type": "wizard-lm-9000"})
     with pytest.raises(UserError, match="model type 'wizard-lm-9000' is unknown to transformers"):
-        lifecycle.check(db, _config(unknown))
+        lifecycle.check_request(db, _config(unknown))
     _nothing_created(home, db)
 
 
@@ -449,7 +457,9 @@ def test_killed_after_registering_its_adapter_a_resumed_job_evaluates_and_succee
     job = lifecycle.get(db, adapter.job_id)
     assert job.status == "interrupted", "killed before the job was marked succeeded"
     assert not db["evaluations"].count, "killed before the held-out scores were stored"
-    lifecycle.check(db, lifecycle.stored_config(job, resume=True), job=job)  # the page's Resume refused it
+    lifecycle.check_request(
+        db, lifecycle.stored_config(job, resume=True), job=job
+    )  # the page's Resume refused it
 
     resumed = run_module("training.train", "--name", "registered", "--resume")
     assert resumed.returncode == 0, resumed.stderr
@@ -497,7 +507,7 @@ def test_two_jobs_for_one_name_started_together_the_second_is_refused_at_claim_t
     else:  # what the page's Start runs in the server process
         submit = (
             "import sys; from registry import connect; from core.errors import UserError; "
-            "from training import lifecycle; from training.config import check_settings\n"
+            "from training.jobs import lifecycle; from training.config import check_settings\n"
             f"try: lifecycle.submit_form(connect(), {{'base': {str(tiny_model_dir)!r}, "
             f"'data': {str(SAMPLE)!r}, 'name': 'twin', 'max_steps': 3, 'batch_size': 1}})\n"
             "except UserError as error: print(error, file=sys.stderr); sys.exit(2)"

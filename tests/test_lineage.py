@@ -16,7 +16,7 @@ from registry import adapters, jobs
 from studio import adapters as studio_adapters
 from studio.supervisor import process_start
 from tests.conftest import make_adapter, register_adapter
-from training import lifecycle, plans
+from training.jobs import lifecycle, plans
 
 PAIRS_SAMPLE = PROJECT_ROOT / "data" / "translator_pairs.jsonl"
 
@@ -113,7 +113,7 @@ def _settings(parent_name: str, **more) -> dict:
 
 
 def test_a_preference_job_continues_its_parent_with_its_base_role_format_and_lora(db, home, parent):
-    plan = lifecycle.check(db, _settings("med-zh"))
+    plan = lifecycle.check_request(db, _settings("med-zh"))
     config = plan.config
     assert (config.base, config.role, config.prompt_format) == (parent.base_model, "translator", "plain")
     assert (config.lora_r, config.lora_alpha, config.target_modules) == (4, 16, "q_proj,v_proj")
@@ -139,7 +139,7 @@ def test_a_preference_request_at_odds_with_its_parent_is_refused_before_anything
     db, home, parent, more, message
 ):
     with pytest.raises(UserError, match=message):
-        lifecycle.check(db, {**_settings("med-zh"), **more})
+        lifecycle.check_request(db, {**_settings("med-zh"), **more})
     assert db["jobs"].count == 0
 
 
@@ -152,13 +152,13 @@ def test_dpo_on_judged_answers_is_refused_and_kto_takes_them(db, home, parent, t
         + "\n"
     )
     with pytest.raises(UserError, match="DPO learns from pairs, and judged.jsonl holds judged answers"):
-        lifecycle.check(db, _settings("med-zh", data=str(judged)))
-    plan = lifecycle.check(db, _settings("med-zh", data=str(judged), method="kto", holdout=0))
+        lifecycle.check_request(db, _settings("med-zh", data=str(judged)))
+    plan = lifecycle.check_request(db, _settings("med-zh", data=str(judged), method="kto", holdout=0))
     assert [e.label for e in plan.tokenized.examples] == [True, False]
 
 
 def test_a_stored_plan_refuses_a_parent_whose_weights_changed_or_are_gone(db, home, parent, tmp_path):
-    plan = lifecycle.check(db, _settings("med-zh"))
+    plan = lifecycle.check_request(db, _settings("med-zh"))
     job_dir = tmp_path / "job"
     plans.store(plan, job_dir)
     assert plans.load(job_dir, 1).parent == plan.parent

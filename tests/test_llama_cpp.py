@@ -1,5 +1,5 @@
 """Our GGUF exports run by llama.cpp itself: its Python bindings, built from the pinned archive that
-the converters come from (serving/llama_cpp.py; `./setup.sh --dev` builds them once).
+the converters come from (exporters/llama_cpp.py; `./setup.sh --dev` builds them once).
 
 Each built-in model gets adapters of the LoRA shapes the studio trains (ranks 4 to 64, two to all
 seven projections) in each prompt format it is used with. For every role, prompts built by our own
@@ -16,9 +16,9 @@ import pytest
 from core.errors import UserError
 from engine import formats
 from engine.roles import PERSONA, TRANSLATOR
-from serving import gguf as gguf_export
-from serving import llama_cpp as converters
-from serving import ollama
+from exporters import gguf as gguf_export
+from exporters import llama_cpp as converters
+from exporters import ollama
 from tests.gguf_exports import NEW_TOKENS, SHAPES, Exported, base_gguf
 
 llama_cpp = pytest.importorskip(

@@ -12,8 +12,8 @@ from registry import adapters
 from registry.db import connect
 from tests.conftest import run_module
 from tests.test_pages import _app, app_env  # noqa: F401  (fixtures)
-from training import memory
 from training.config import LORA_TARGETS, check_settings
+from training.parallel import memory
 
 GIB = 2**30
 TARGETS = tuple(LORA_TARGETS.split(","))
@@ -186,7 +186,7 @@ def _long_pairs(path, count: int = 4):
 )
 def test_the_estimate_is_within_a_quarter_of_the_measured_peak(home, tmp_path, model, switch, request):
     """The real trainer on a built-in model: the peak RSS it measured against what it estimated.
-    At 256 tokens: the estimate's constants were fitted at 192 and 384 (training/memory.py)."""
+    At 256 tokens: the estimate's constants were fitted at 192 and 384 (training/parallel/memory.py)."""
     request.getfixturevalue("gemma_dir" if "gemma" in model else "builtin_dir")
     data = _long_pairs(tmp_path / "long.jsonl")
     result = run_module(

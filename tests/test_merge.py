@@ -1,4 +1,4 @@
-"""Merging an adapter into its base: the same model, standalone (serving/merge.py)."""
+"""Merging an adapter into its base: the same model, standalone (exporters/merge.py)."""
 
 import json
 import shutil
@@ -10,8 +10,8 @@ from core.errors import UserError
 from engine import yuan  # noqa: F401  (registers our Yuan model type, as the app does)
 from engine.generation import ChatEngine
 from engine.roles import TRANSLATOR
+from exporters import merge
 from registry import adapters
-from serving import merge
 from tests.conftest import make_adapter, register_adapter
 
 PROMPTS = [f"The patient number {i} has a fever and a cough." for i in range(10)] + [

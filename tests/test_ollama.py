@@ -5,7 +5,7 @@ from transformers import AutoTokenizer
 
 from engine import formats
 from engine.roles import ASSISTANT, PERSONA, TRANSLATOR
-from serving import ollama
+from exporters import ollama
 from tests.conftest import adapter_row
 
 MESSAGES = ["The patient has a fever.", "你是谁？", 'Quotes " and {{ braces }} stay text.']

@@ -10,9 +10,10 @@ import torch
 from registry import adapters, connect, jobs
 from tests.conftest import start_trainer, wait_for_status
 from tests.test_pages import _app, app_env  # noqa: F401
-from training import lifecycle, memory
 from training.config import TrainConfig
-from training.job import EXIT_FAILED
+from training.jobs import lifecycle
+from training.parallel import memory
+from training.trainer.job import EXIT_FAILED
 
 # Replaces Trainer.training_step in the trainer subprocess (PYTHONPATH): from step OOM_FROM_STEP on,
 # a forward pass wider than OOM_ABOVE examples raises what CUDA raises when memory runs out.
@@ -121,10 +122,12 @@ def test_the_job_panel_offers_the_resume_the_failure_named(
     from core import texts
     from core.home import PROJECT_ROOT
     from studio import supervisor
-    from training import plans
+    from training.jobs import plans
 
     settings = {"base": str(tiny_model_dir), "data": str(PROJECT_ROOT / "data" / "translator_sample.jsonl")}
-    plan = lifecycle.check(app_env, {**settings, "name": "med", "role": "translator", "micro_batch": 4})
+    plan = lifecycle.check_request(
+        app_env, {**settings, "name": "med", "role": "translator", "micro_batch": 4}
+    )
     job = lifecycle.create_job(app_env, plan)
     error = memory.out_of_memory(plan.config, micro_batch=4, checkpointing=False, device="cuda:0")
     jobs.finish(app_env, job.id, "failed", error=str(error), remedy=error.changes)

@@ -245,8 +245,8 @@ def test_train_page_previews_the_first_example_and_truncation(app_env):
     assert any(t.startswith(texts.TARGET_PART) for t in texts_shown)
     app.number_input(key="setting-max_length").set_value(110).run()
     from engine.roles import TRANSLATOR
-    from training.data import load_dataset
-    from training.preview import preview
+    from training.data.datasets import load_dataset
+    from training.data.preview import preview
 
     shown = preview(
         load_dataset(PROJECT_ROOT / "data" / "translator_sample.jsonl"),

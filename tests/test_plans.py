@@ -15,7 +15,8 @@ from core.errors import UserError
 from core.home import PROJECT_ROOT
 from registry import jobs
 from studio import supervisor
-from training import lifecycle, plans, train
+from training import train
+from training.jobs import lifecycle, plans
 
 SAMPLE = PROJECT_ROOT / "data" / "translator_sample.jsonl"
 
@@ -47,7 +48,7 @@ def calls(monkeypatch):
 def test_a_stored_plan_loads_without_checking_or_tokenising_and_holds_the_same_examples(
     home, db, tiny_model_dir, calls
 ):
-    plan = lifecycle.check(db, _settings(tiny_model_dir, holdout=0.2))
+    plan = lifecycle.check_request(db, _settings(tiny_model_dir, holdout=0.2))
     job = lifecycle.create_job(db, plan)
     assert calls == {"check_settings": 1, "load_dataset": 1, "tokenize_dataset": 1}
     loaded = plans.load(Path(job.job_dir), job.id)
@@ -60,10 +61,10 @@ def test_a_stored_plan_loads_without_checking_or_tokenising_and_holds_the_same_e
 def test_the_same_request_again_reads_the_cached_tokens_and_another_max_length_makes_new_ones(
     home, db, tiny_model_dir, calls
 ):
-    first = lifecycle.check(db, _settings(tiny_model_dir))
-    again = lifecycle.check(db, _settings(tiny_model_dir, name="twice"))
+    first = lifecycle.check_request(db, _settings(tiny_model_dir))
+    again = lifecycle.check_request(db, _settings(tiny_model_dir, name="twice"))
     assert calls["tokenize_dataset"] == 1 and again.tokenized == first.tokenized
-    shorter = lifecycle.check(db, _settings(tiny_model_dir, max_length=120))
+    shorter = lifecycle.check_request(db, _settings(tiny_model_dir, max_length=120))
     assert calls["tokenize_dataset"] == 2 and shorter.tokens_key != first.tokens_key
     assert shorter.tokenized.max_length == 120
 
@@ -73,7 +74,7 @@ def test_the_process_that_loads_a_plan_refuses_a_changed_file_and_retokenises_a_
 ):
     data = tmp_path / "pairs.jsonl"
     shutil.copy(SAMPLE, data)
-    plan = lifecycle.check(db, _settings(tiny_model_dir, data=str(data)))
+    plan = lifecycle.check_request(db, _settings(tiny_model_dir, data=str(data)))
     job = lifecycle.create_job(db, plan)
     job_dir = Path(job.job_dir)
     data.write_text(data.read_text(encoding="utf-8") + SAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
@@ -98,7 +99,7 @@ def test_the_token_cache_keeps_within_its_limit_oldest_first_and_a_job_whose_tok
     for age, path in enumerate(old):
         path.write_bytes(b"t" * 400_000)
         os.utime(path, ns=(10**18 + age, 10**18 + age))  # written in this order, long ago
-    plan = lifecycle.check(db, _settings(tiny_model_dir))  # writes its own tokens: over 1 MiB
+    plan = lifecycle.check_request(db, _settings(tiny_model_dir))  # writes its own tokens: over 1 MiB
     job = lifecycle.create_job(db, plan)
     ours = cache / f"{plan.tokens_key}.npz"
     assert not old[0].exists() and old[1].exists() and old[2].exists() and ours.exists()
@@ -110,7 +111,7 @@ def test_the_token_cache_keeps_within_its_limit_oldest_first_and_a_job_whose_tok
 
 
 def test_a_plan_is_written_whole_and_names_what_its_tokens_were_made_from(home, db, tiny_model_dir):
-    plan = lifecycle.check(db, _settings(tiny_model_dir))
+    plan = lifecycle.check_request(db, _settings(tiny_model_dir))
     job_dir = core_home.jobs_dir() / "manual"
     plans.store(plan, job_dir)
     assert [path.name for path in job_dir.iterdir()] == [plans.PLAN_FILE]  # no staging file left
@@ -131,7 +132,7 @@ def test_tokenising_a_large_file_reports_how_far_it_got(home, db, tiny_model_dir
     rows = [{**pairs[n % len(pairs)], "input": f"{pairs[n % len(pairs)]['input']} {n}"} for n in range(2500)]
     data.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
     heard = []
-    lifecycle.check(
+    lifecycle.check_request(
         db,
         _settings(tiny_model_dir, data=str(data), holdout=0),
         progress=lambda f, text: heard.append((f, text)),
@@ -162,7 +163,7 @@ def test_a_start_tokenises_with_the_tokenizer_the_page_already_holds(home, db, t
     held = loading.load_tokenizer(tiny_model_dir, spec)
     asked = []
     monkeypatch.setattr(plans.loading, "load_tokenizer", lambda *a, **k: pytest.fail("loaded a second time"))
-    plan = lifecycle.check(
+    plan = lifecycle.check_request(
         db, _settings(tiny_model_dir), tokenizers=lambda model_id: asked.append(model_id) or held
     )
     assert asked == [spec.model_id] and plan.tokenizer is held

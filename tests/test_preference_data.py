@@ -14,7 +14,7 @@ from engine.roles import PERSONA, TRANSLATOR
 from registry import votes
 from studio import blind
 from tests.conftest import write_json
-from training import pairs
+from training.data import pairs
 
 PAIRS_SAMPLE = PROJECT_ROOT / "data" / "translator_pairs.jsonl"
 PLAIN = {"prompt": "Take one tablet.", "chosen": "每次服用一片。", "rejected": "每次服用tablet一片。"}
@@ -135,7 +135,7 @@ def test_bad_preference_files_give_one_clear_message(tmp_path, rows, message):
 
 
 def test_uploads_are_checked_as_preference_data_before_they_are_kept(tmp_path):
-    from training.data import save_upload
+    from training.data.datasets import save_upload
 
     with pytest.raises(UserError, match="row 1 has no 'rejected'"):
         save_upload("votes.jsonl", b'{"prompt": "p", "chosen": "a"}\n', tmp_path, parse=pairs.parse)

@@ -17,10 +17,14 @@ from engine import catalogue
 from registry import adapters, checkpoints, evaluations, jobs, tasks
 from studio import supervisor
 from tests.conftest import make_adapter, register_adapter, run_module, wait_for_step, wait_until
-from training import launchers, lifecycle, mistakes, pairs, preference
-from training.data import load_dataset
-from training.fit import adapt
-from training.progress import COMPLETE_MARKER
+from training.data import pairs
+from training.data.datasets import load_dataset
+from training.evaluation import mistakes
+from training.jobs import lifecycle
+from training.parallel import launchers
+from training.trainer import preference
+from training.trainer.fit import adapt
+from training.trainer.progress import COMPLETE_MARKER
 
 pytestmark = pytest.mark.slow
 PAIRS_SAMPLE = PROJECT_ROOT / "data" / "translator_pairs.jsonl"
@@ -76,7 +80,9 @@ def test_a_dpo_job_continues_its_parent_scores_checkpoints_and_publishes_a_child
 
 def test_the_reference_is_a_frozen_copy_of_the_parent_on_the_same_base_weights(db, home, parent):
     """No second model: TRL's reference is the parent's LoRA copied beside the trained one."""
-    plan = lifecycle.check(db, {"method": "dpo", "parent": "med-zh", "data": str(PAIRS_SAMPLE), "name": "c"})
+    plan = lifecycle.check_request(
+        db, {"method": "dpo", "parent": "med-zh", "data": str(PAIRS_SAMPLE), "name": "c"}
+    )
     from engine import loading
 
     model = loading.load_model(plan.model_dir, plan.spec, device="cpu", dtype=torch.float32)

@@ -10,7 +10,7 @@ from studio import blind
 from studio.roles import get_role
 from tests.conftest import make_adapter
 from tests.test_pages import _app, app_env, navigation_as_on_a_running_server  # noqa: F401  (fixtures)
-from training import lifecycle
+from training.jobs import lifecycle
 
 PAGE = "pages/preferences.py"
 

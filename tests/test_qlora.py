@@ -14,8 +14,9 @@ from core.errors import UserError
 from registry import adapters, connect, jobs
 from tests.conftest import PROJECT_ROOT, SAMPLE, TINY_TRAINING, run_module
 from tests.test_pages import _app, app_env  # noqa: F401
-from training import lifecycle, memory
 from training.config import TrainConfig
+from training.jobs import lifecycle
+from training.parallel import memory
 
 NEEDS_BITSANDBYTES = pytest.mark.skipif(
     importlib.util.find_spec("bitsandbytes") is None, reason="bitsandbytes is not installed"
@@ -29,7 +30,7 @@ def test_a_trainer_that_does_not_quantise_leaves_bitsandbytes_out():
     it out, and PEFT still loads. (A job that quantises still imports it: the 4- and 8-bit jobs
     below would be refused without it.)"""
     code = (
-        "import sys; from training import job; from training.config import TrainConfig;"
+        "import sys; from training.trainer import job; from training.config import TrainConfig;"
         "job.import_the_trainer(TrainConfig(quantize='none')); import peft;"
         "print(sys.modules.get('bitsandbytes') is not None, 'peft' in sys.modules)"
     )
@@ -118,10 +119,12 @@ def test_quantising_is_refused_where_it_is_not_wired_before_a_job_exists(db, tin
 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     with pytest.raises(UserError, match="bitsandbytes") as refused:
-        lifecycle.check(db, _config(tiny_model_dir))
+        lifecycle.check_request(db, _config(tiny_model_dir))
     assert str(refused.value) == texts.ERR_QUANTIZE_NEEDS_BITSANDBYTES
     assert db["jobs"].count == 0
-    lifecycle.check(db, _config(tiny_model_dir, quantize="none"))  # without quantising, nothing is needed
+    lifecycle.check_request(
+        db, _config(tiny_model_dir, quantize="none")
+    )  # without quantising, nothing is needed
 
 
 def test_the_card_says_what_a_quantised_adapter_was_trained_and_is_used_with(app_env):  # noqa: F811

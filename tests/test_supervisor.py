@@ -94,7 +94,7 @@ def test_reading_a_dead_run_shows_it_interrupted_and_writes_nothing(db, home):
     staging.mkdir(parents=True)
     registry_before = (home / "registry.db").read_bytes()
     from serving import tasks as task_readers
-    from training import lifecycle
+    from training.jobs import lifecycle
 
     seen_job, seen_task = lifecycle.get(db, job.id), task_readers.get(db, export.id)
     assert (seen_job.status, seen_job.error) == ("interrupted", texts.JOB_PROCESS_GONE)

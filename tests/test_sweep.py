@@ -9,7 +9,7 @@ from core.errors import UserError
 from registry import adapters, jobs, sweeps
 from tests.conftest import SAMPLE, TINY_TRAINING, run_module
 from tests.test_pages import _app, app_env  # noqa: F401  (fixtures)
-from training import lifecycle, sweep
+from training.jobs import lifecycle, sweep
 
 
 def test_rates_are_read_from_a_list_or_a_log_spaced_range():
@@ -51,7 +51,7 @@ def test_bad_sweeps_are_refused_with_what_to_write(text, problem):
 def test_a_sweep_that_cannot_run_is_refused_before_any_job_exists(db, tiny_model_dir, changes, problem):
     settings = {"base": str(tiny_model_dir), "data": str(SAMPLE), "name": "s", **changes}
     with pytest.raises(UserError, match=problem):
-        lifecycle.check(db, settings)
+        lifecycle.check_request(db, settings)
     assert jobs.list_all(db) == []
 
 

@@ -69,8 +69,8 @@ def _texts_the_code_asks_for() -> tuple[set[tuple[str, str]], set[tuple[str, str
     argument of UserError(...) or Message(...) and a run kind's `gone=` (and any other string that
     is exactly a text's name, as used)."""
     asked, coded = set(), set()
-    for path in [*PROJECT_ROOT.glob("*.py"), *PROJECT_ROOT.glob("*/*.py")]:
-        if path.parts[-2] in ("tests", ".venv", "bench"):
+    for path in PROJECT_ROOT.rglob("*.py"):
+        if path.relative_to(PROJECT_ROOT).parts[0] in ("tests", ".venv", "bench", "workspace"):
             continue
         where = str(path.relative_to(PROJECT_ROOT))
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -135,7 +135,7 @@ def test_the_language_follows_the_choice_then_the_environment_then_chinese(monke
 )
 def test_errors_from_deep_inside_speak_the_readers_language_not_the_raisers(tmp_path, language, expected):
     from core.names import check_name
-    from training.data import load_dataset, parse_dataset
+    from training.data.datasets import load_dataset, parse_dataset
 
     raised_in = "en" if language == "zh" else "zh"
     with texts.in_language(raised_in):
@@ -191,9 +191,9 @@ def _other_language_in(shown: list[str], language: str) -> list[str]:
 def _without_data(text: str) -> str:
     """The text less what people and datasets wrote (the bundled samples are EN→ZH pairs)."""
     from engine.roles import BUILTIN_ROLES
-    from training import pairs
-    from training.data import load_dataset
-    from training.lifecycle import PREFERENCE_SAMPLES, SAMPLES
+    from training.data import pairs
+    from training.data.datasets import load_dataset
+    from training.jobs.lifecycle import PREFERENCE_SAMPLES, SAMPLES
 
     rows = [row for path in SAMPLES.values() for row in load_dataset(path).records]
     rows += [row for path in PREFERENCE_SAMPLES.values() for row in pairs.load(path).records]
@@ -343,8 +343,8 @@ def test_a_job_that_failed_in_chinese_reads_in_english_after_the_switch_and_in_t
 def test_page_helpers_speak_the_chosen_language():
     from engine.catalogue import model_label
     from studio.conversation import adapter_label
-    from training.panel import job_view, timer_is_stale
-    from training.scores import score_chart_rows, with_headers
+    from training.evaluation.scores import score_chart_rows, with_headers
+    from training.jobs.panel import job_view, timer_is_stale
 
     usable = [adapter_row(name="med", role="translator"), adapter_row(name="mine", role="poet")]
     job = job_row(

@@ -9,7 +9,7 @@ import pytest
 
 from registry import adapters, checkpoints, connect, evaluations, jobs
 from tests.conftest import SAMPLE, TINY_TRAINING, run_module
-from training import tracking
+from training.jobs import tracking
 
 # a sitecustomize for the trainer's process: both tools absent, as on a machine without them
 # (`import` raises ModuleNotFoundError and importlib.util.find_spec answers None)

@@ -20,8 +20,9 @@ from tests.conftest import (
     wait_until,
     write_json,
 )
-from training import lifecycle, train
-from training.scores import score_table
+from training import train
+from training.evaluation.scores import score_table
+from training.jobs import lifecycle
 
 SAMPLE = PROJECT_ROOT / "data" / "translator_sample.jsonl"
 
@@ -251,7 +252,9 @@ def test_acceptance_builtin_model_on_paramed_trains_and_chats(home, paramed_trai
     dev = paramed_train.with_name("dev.jsonl")
     for who in (["--base-only", "--base", "builtin"], ["--adapter", "t1"]):
         # 3 sentences: each costs about 7 s a model at two beams, and more add nothing checked here
-        scored = call_main("training.evaluate", *who, "--data", dev, "--limit", "3", "--batch-size", "3")
+        scored = call_main(
+            "training.evaluation.evaluate", *who, "--data", dev, "--limit", "3", "--batch-size", "3"
+        )
         assert scored.returncode == 0, scored.stderr[-3000:]
         assert "BLEU = " in scored.stdout and "tok:zh" in scored.stdout and "chrF = " in scored.stdout
         print(scored.stdout)

@@ -7,8 +7,8 @@ import pytest
 
 from core import texts
 from core.errors import UserError
+from exporters import vllm
 from registry import adapters
-from serving import vllm
 from tests.conftest import adapter_row, lora_folder, register_adapter, write_json
 
 
@@ -40,23 +40,25 @@ def test_a_modelscope_base_is_named_by_its_repo_and_fetched_from_modelscope(db, 
 
 
 def test_each_refusal_is_explained(db, home, tiny_model_dir):
-    rank = vllm.check(_adapter(db, home, "odd-rank", r=4))
+    rank = vllm.verdict(_adapter(db, home, "odd-rank", r=4))
     assert rank.problems == [texts.VLLM_RANK.format(rank=4, ranks="1, 8, 16, 32, 64, 128, 256, 320, 512")]
-    embeddings = vllm.check(_adapter(db, home, "embed", target_modules=["q_proj", "embed_tokens"]))
+    embeddings = vllm.verdict(_adapter(db, home, "embed", target_modules=["q_proj", "embed_tokens"]))
     assert embeddings.problems == [texts.VLLM_EMBEDDINGS.format(modules="embed_tokens")]
-    yuan = vllm.check(replace(_adapter(db, home, "yuan-zh", base=str(tiny_model_dir)), prompt_format="yuan"))
+    yuan = vllm.verdict(
+        replace(_adapter(db, home, "yuan-zh", base=str(tiny_model_dir)), prompt_format="yuan")
+    )
     assert "merge" in yuan.problems[0] and "Yuan2" in yuan.problems[0]
 
     tokens = _adapter(db, home, "new-tokens")
     write_json(home / "adapters" / "new-tokens" / "added_tokens.json", {"<think>": 49152})
-    assert vllm.check(tokens).problems == [texts.VLLM_ADDED_TOKENS]
+    assert vllm.verdict(tokens).problems == [texts.VLLM_ADDED_TOKENS]
 
     # modules_to_save never reaches the registry (chat refuses it too); its config is still judged
     whole = adapter_row(name="whole", path=str(lora_folder(home / "whole", r=8, modules_to_save=["lm_head"])))
-    assert vllm.check(whole).problems == [texts.VLLM_WHOLE_MODULES]
+    assert vllm.verdict(whole).problems == [texts.VLLM_WHOLE_MODULES]
 
     fine = _adapter(db, home, "fine")
-    assert vllm.check(fine).servable
+    assert vllm.verdict(fine).servable
     with pytest.raises(UserError, match="odd-rank: LoRA rank r=4"):
         vllm.command([fine, adapters.get(db, "odd-rank")])
 

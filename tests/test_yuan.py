@@ -155,7 +155,7 @@ def test_packing_two_examples_into_one_row_changes_the_second_ones_logits():
     # last tokens into the second one's queries and keys (its first token only attends to itself).
     assert torch.allclose(packed[0], alone[0], atol=1e-5)
     assert (packed[1] - alone[1]).abs().max() > 1e-3
-    from training.batching import choose_packing
+    from training.data.batching import choose_packing
 
     assert not choose_packing("auto", model.config.model_type, trust_remote_code=False)
 

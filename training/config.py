@@ -22,7 +22,7 @@ from engine.formats import FORMATS as PROMPT_FORMATS
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 SWITCHES = ("auto", "on", "off")
 QUANTIZE_CHOICES = ("none", "8bit", "4bit")  # QLoRA through bitsandbytes (engine.loading)
-# sft: instruction data (input -> output); the others learn from preferences (training/pairs.py)
+# sft: instruction data (input -> output); the others learn from preferences (training/data/pairs.py)
 METHODS = ("sft", "dpo", "orpo", "kto")
 PREFERENCE_METHODS = METHODS[1:]
 # TRL's loss variants that train on one pair per micro-batch (those that sort a batch or need label
@@ -191,7 +191,7 @@ class TrainConfig:
     processes: int = _option(
         1,
         "training processes on this machine, one per GPU (or CPU processes); the app launches them "
-        "with torchrun (see training/launchers.py)",
+        "with torchrun (see training/parallel/launchers.py)",
         Rule(low=1, high=64),
     )
     strategy: str = _option(
@@ -314,7 +314,7 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
 
 def parse_settings(argv: list[str] | None = None) -> dict:
     """The settings a command line gives (flags over its --config file), not yet range-checked:
-    `training.lifecycle.check` checks them once, with everything else about the request."""
+    `training.jobs.lifecycle.check_request` checks them once, with everything else about the request."""
     parser = argparse.ArgumentParser(
         prog="python -m training.train",
         description="Train a LoRA adapter and publish it to the registry.",

@@ -4,7 +4,7 @@ The tutorials' lr 1e-4 and 3 epochs were chosen for 2-3B models (Yuan2-2B, Llama
 under a billion parameters learns far too slowly with them: bench/training_defaults.py measured
 held-out BLEU per checkpoint for the built-in models at several rates (figures in bench/README.md
 and in the reason the training page shows). `-1` for --lr or --epochs means "by model size";
-`lifecycle.check` puts the chosen numbers into the job's canonical config.
+`lifecycle.check_request` puts the chosen numbers into the job's canonical config.
 """
 
 import json

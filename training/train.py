@@ -6,18 +6,18 @@
     python -m training.train --config job.json             # settings from a JSON file
     torchrun --nproc-per-node 2 -m training.train ...      # the same, data-parallel on 2 processes
 
-The request is checked by `training.lifecycle.check` (the same checks the training page runs)
+The request is checked by `training.jobs.lifecycle.check_request` (the same checks the training page runs)
 before anything is created: a bad input prints one `error:` line, exits 2 and leaves no job,
 folder or row. While training, progress, loss and a heartbeat go to the registry and a log to
 `$TRANSLATOR_HOME/jobs/<id>/train.log`; checkpoints are saved every epoch (or --save-steps) and
 marked complete once written. SIGTERM or Ctrl-C: while preparing, loading or waiting for the
 device the job ends at once; while training, after the current micro-batch, with a checkpoint.
-Each checkpoint is scored on the held-out examples as it is saved (training/checkpoints.py), and
+Each checkpoint is scored on the held-out examples as it is saved (training/trainer/checkpoints.py), and
 the best one by the role's metric is published, not merely the last. The adapter is written to a
 temporary folder, renamed into `$TRANSLATOR_HOME/adapters/<name>/`, registered, and then scored on
 all the held-out examples with the same model, next to its base (status evaluating).
 
-Under torchrun or accelerate launch (training/distributed.py), rank 0 alone touches the registry,
+Under torchrun or accelerate launch (training/parallel/distributed.py), rank 0 alone touches the registry,
 the device lock, the checkpoints' marks and the adapters folder; the other ranks train from its
 canonical config and log to `jobs/<id>/rank<k>.log`. A cancel stops every rank at the same step;
 a rank that dies ends the job as interrupted, resumable with the same or another process count.
@@ -48,11 +48,12 @@ warnings.filterwarnings("ignore", category=FutureWarning)  # deprecation chatter
 from core.errors import UserError  # noqa: E402
 from registry import connect  # noqa: E402
 from registry import jobs as job_rows  # noqa: E402
-from training import distributed, job  # noqa: E402
-from training.cancellation import Cancellation, JobCancelled  # noqa: E402
 from training.config import parse_settings  # noqa: E402
-from training.distributed import World  # noqa: E402
-from training.job import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED  # noqa: E402, F401  (exit codes, as before)
+from training.parallel import distributed  # noqa: E402
+from training.parallel.distributed import World  # noqa: E402
+from training.trainer import job  # noqa: E402
+from training.trainer.cancellation import Cancellation, JobCancelled  # noqa: E402
+from training.trainer.job import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED  # noqa: E402, F401  (exit codes, as before)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,8 +13,10 @@ from registry.adapters import Adapter
 from serving import tasks
 from studio import adapters as studio_adapters
 from studio import blind, supervisor
-from training import checkpoints, evaluate, lifecycle, tracking
-from training.scores import head_to_head, rivals, score_table, with_headers
+from training.evaluation import evaluate
+from training.evaluation.scores import head_to_head, rivals, score_table, with_headers
+from training.jobs import lifecycle, tracking
+from training.trainer import checkpoints
 from ui import charts, common
 
 

@@ -1,14 +1,14 @@
 """The studio's one way to draw a chart: Streamlit's native charts (Altair, which Streamlit draws
 them with, where an axis must be logarithmic), axes named in the chosen language.
 
-The data comes shaped from plain modules (training.preview, training.scores, registry.jobs); this
-file only names the axes and draws."""
+The data comes shaped from plain modules (training.data.preview, training.evaluation.scores,
+registry.jobs); this file only names the axes and draws."""
 
 import streamlit as st
 
 from core import texts
-from training.checkpoints import chart_rows as checkpoint_chart_rows
-from training.scores import score_chart_rows
+from training.evaluation.scores import score_chart_rows
+from training.trainer.checkpoints import chart_rows as checkpoint_chart_rows
 
 
 def loss_curve(metrics: list[dict], height: int = 180) -> None:
@@ -71,7 +71,7 @@ def scores(table: list[dict], height: int = 200) -> None:
 
 
 def checkpoint_scores(rows: list, height: int = 240) -> None:
-    """Each scored checkpoint's held-out score, step on x (training/checkpoints.py)."""
+    """Each scored checkpoint's held-out score, step on x (training/trainer/checkpoints.py)."""
     points, metrics = checkpoint_chart_rows(rows)
     if not points:
         return

@@ -23,7 +23,7 @@ from ui import common
 
 
 @dataclass
-class Choice:
+class SidebarChoice:
     """What the sidebar chose: the source ("local" or "remote"), the base model and the adapter
     (local), the remote engine (remote), the role and the decoding settings."""
 
@@ -47,7 +47,7 @@ def delete_conversation(conversation_id: int) -> None:
     st.session_state["conversation"] = None
 
 
-def choose(db, all_adapters: list[dict]) -> Choice:
+def choose(db, all_adapters: list[dict]) -> SidebarChoice:
     """The source, model, adapter, role and decoding settings (call inside `st.sidebar`)."""
     roles = list_roles(db)
     role_names = [role.name for role in roles]
@@ -76,7 +76,7 @@ def choose(db, all_adapters: list[dict]) -> Choice:
         ),
     )
     decoding = decoding_settings(role.decoding, f"{role.name}-{adapter_name}")
-    return Choice(source, base_model, usable, adapter, adapter_name, far, role, decoding)
+    return SidebarChoice(source, base_model, usable, adapter, adapter_name, far, role, decoding)
 
 
 def local_choice(all_adapters: list[dict]) -> tuple[str, list[dict], dict | None, str]:

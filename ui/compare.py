@@ -6,12 +6,12 @@ import streamlit as st
 from core import texts
 from studio import blind
 from studio.conversation import answering_role
-from training.scores import evaluation_examples
+from training.evaluation.scores import evaluation_examples
 from ui import common
-from ui.chat_sidebar import Choice
+from ui.chat_sidebar import SidebarChoice
 
 
-def follow_compare_link(choice: Choice) -> None:
+def follow_compare_link(choice: SidebarChoice) -> None:
     """?compare=NAME (the "compare with parent" links of the adapter card and the job panel): compare
     mode, the sidebar's adapter against NAME. Followed once; then the page is the user's."""
     wanted = st.query_params.get("compare")
@@ -23,7 +23,7 @@ def follow_compare_link(choice: Choice) -> None:
         st.session_state["compare-with"] = [choice.adapter.name, wanted]
 
 
-def compare(db, engine, choice: Choice) -> None:
+def compare(db, engine, choice: SidebarChoice) -> None:
     usable, role, decoding, base_model = choice.usable, choice.role, choice.decoding, choice.base_model
     others = [a.name for a in usable]
     if not others:
@@ -113,7 +113,7 @@ def compare(db, engine, choice: Choice) -> None:
             st.success(texts.BLIND_REVEAL.format(a=a, b=b))
 
 
-def translate(engine, choice: Choice) -> None:
+def translate(engine, choice: SidebarChoice) -> None:
     with st.form("translate-form", border=False):
         source = st.text_area(texts.TRANSLATE_INPUT, height=150, key="translate-input")
         submitted = st.form_submit_button(texts.TRANSLATE_RUN, key="translate-run", type="primary")

@@ -1,13 +1,14 @@
 """The Export section of an adapter card: merge, GGUF, Ollama, vLLM, push, API server. Long actions
-run as detached tasks (serving.tasks) and are followed here; the logic lives in serving.exports."""
+run as detached tasks (serving.tasks) and are followed here; the logic lives in exporters.requests."""
 
 import streamlit as st
 
 from core import texts
+from exporters import gguf, hub, merge, requests, vllm
 from registry import adapters as adapter_rows
 from registry import tasks as task_rows
 from registry.adapters import Adapter
-from serving import exports, gguf, hub, merge, server, tasks, vllm
+from serving import server, tasks
 from ui import common
 
 
@@ -27,14 +28,14 @@ def export_section(db, adapter: Adapter) -> None:
         _push_form(db, name)
     with tab["api"]:
         _api_server(db, adapter)
-    followed = exports.for_adapter(db, name)
+    followed = requests.for_adapter(db, name)
     if followed:
         active = any(task.status in task_rows.ACTIVE for task in followed)
         st.fragment(_task_list, run_every=2 if active else None)(name)
 
 
 def _launch(db, name: str, kind: str, **settings) -> None:
-    task = common.show_user_error(exports.start, db, name, kind, **settings)
+    task = common.show_user_error(requests.start, db, name, kind, **settings)
     if task:
         st.toast(texts.EXPORT_STARTED.format(kind=texts.EXPORT_KINDS[kind], id=task.id))
         st.rerun()
@@ -52,7 +53,7 @@ def _merge_form(db, name: str) -> None:
 
 
 def _gguf_form(db, name: str) -> None:
-    if not exports.converters_ready():
+    if not requests.converters_ready():
         st.warning(texts.EXPORT_NO_CONVERTERS)
         return
     with st.form(f"export-gguf-{name}", border=False):
@@ -73,18 +74,18 @@ def _gguf_form(db, name: str) -> None:
 
 
 def _ollama(db, name: str) -> None:
-    made = exports.modelfiles(db, name)
+    made = requests.modelfiles(db, name)
     if not made:
         st.caption(texts.EXPORT_OLLAMA_NONE)
         return
     st.caption(texts.EXPORT_OLLAMA_HELP)
     for modelfile in made:
-        st.code(exports.ollama_command(name, modelfile), language="bash")
+        st.code(requests.ollama_command(name, modelfile), language="bash")
 
 
 def _vllm(db, adapter: Adapter) -> None:
     st.caption(texts.EXPORT_VLLM_HELP)
-    verdict = common.show_user_error(vllm.check, adapter)
+    verdict = common.show_user_error(vllm.verdict, adapter)
     if verdict is None:
         return
     if not verdict.servable:
@@ -92,7 +93,7 @@ def _vllm(db, adapter: Adapter) -> None:
         return
     st.code(common.show_user_error(vllm.command, [adapter]) or "", language="bash", wrap_lines=True)
     siblings = [a for a in adapter_rows.list_all(db) if a.base_model == adapter.base_model]
-    servable = [a for a in siblings if vllm.check(a).servable]
+    servable = [a for a in siblings if vllm.verdict(a).servable]
     if len(servable) > 1:
         st.caption(texts.EXPORT_VLLM_ALL)
         st.code(common.show_user_error(vllm.command, servable) or "", language="bash", wrap_lines=True)
@@ -113,7 +114,7 @@ def _push_form(db, name: str) -> None:
 
 def _api_server(db, adapter: Adapter) -> None:
     st.caption(texts.EXPORT_API_HELP)
-    running = exports.server_for(db, adapter.base_model)
+    running = requests.server_for(db, adapter.base_model)
     if running is None:
         with st.form(f"export-api-{adapter.name}", border=False):
             port = st.number_input(
@@ -126,7 +127,7 @@ def _api_server(db, adapter: Adapter) -> None:
     url = running.result.get("url") or server.url(running.settings["host"], running.settings["port"])
     status = texts.TASK_STATUS.get(running.status, running.status)
     st.markdown(texts.EXPORT_API_RUNNING.format(status=status, url=url, base=adapter.base_model))
-    st.code(exports.api_snippet(url, adapter.name), language="python")
+    st.code(requests.api_snippet(url, adapter.name), language="python")
     if st.button(texts.EXPORT_STOP, key=f"api-stop-{adapter.name}-{running.id}"):
         tasks.stop(db, running.id)
         st.rerun()
@@ -134,11 +135,11 @@ def _api_server(db, adapter: Adapter) -> None:
 
 def _task_list(name: str) -> None:
     db = common.registry()
-    for task in exports.for_adapter(db, name):
+    for task in requests.for_adapter(db, name):
         if task.kind == "server":
             continue
         line = st.columns([5, 1])
-        line[0].markdown(exports.describe(task))
+        line[0].markdown(requests.describe(task))
         if task.status in task_rows.ACTIVE:
             if line[1].button(texts.EXPORT_STOP, key=f"task-stop-{task.id}"):
                 tasks.stop(db, task.id)

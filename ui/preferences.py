@@ -1,7 +1,7 @@
 """The preference page's sections: where to start (an adapter, or the base), where the pairs come
 from (blind votes, a translator's own mistakes as a detached task, a file), the pairs as the model
-will see them, the method and its settings, and the Start. The logic lives in training.pairs,
-training.mistakes, training.preview and training.lifecycle."""
+will see them, the method and its settings, and the Start. The logic lives in training.data.pairs,
+training.evaluation.mistakes, training.data.preview and training.jobs.lifecycle."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +14,13 @@ from registry import tasks as task_rows
 from registry.adapters import Adapter
 from serving import tasks
 from studio.roles import get_role, list_roles
-from training import defaults, lifecycle, mistakes, pairs
+from training import defaults
 from training.config import LOSSES, TrainConfig
-from training.data import save_upload
-from training.preview import preference_preview
+from training.data import pairs
+from training.data.datasets import save_upload
+from training.data.preview import preference_preview
+from training.evaluation import mistakes
+from training.jobs import lifecycle
 from ui import charts, common
 from ui import training as training_sections
 

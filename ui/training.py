@@ -16,11 +16,13 @@ from registry import jobs as job_rows
 from registry import sweeps as sweep_rows
 from studio import supervisor
 from studio.roles import get_role
-from training import defaults, launchers, lifecycle, memory, sweep, tracking
+from training import defaults
 from training.config import QUANTIZE_CHOICES, TrainConfig, rule
-from training.data import load_dataset, save_upload
-from training.panel import job_view, timer_is_stale
-from training.preview import preview
+from training.data.datasets import load_dataset, save_upload
+from training.data.preview import preview
+from training.jobs import lifecycle, sweep, tracking
+from training.jobs.panel import job_view, timer_is_stale
+from training.parallel import launchers, memory
 from ui import charts, common
 
 TOKENIZERS = resident.Resident(max_entries=4)

@@ -351,7 +351,7 @@ def test_g_votes_on_a_persona_train_a_child_that_keeps_its_lineage(browser, tmp_
     a one-click comparison with its parent. A server of its own: its only adapter is the persona."""
     from studio.roles import get_role
     from tests.e2e.conftest import StreamlitServer
-    from training import pairs
+    from training.data import pairs
 
     db = connect(tmp_path / "registry.db")
     base = f"local:{tiny_model_dir}"

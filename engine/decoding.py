@@ -1,0 +1,157 @@
+"""The decoding loop of a batch: prefill, then one token per row per step, each row leaving the
+batch as soon as it is done; the token chooser (greedy or sampled with the role's settings); and
+the KV-cache helpers that batch separately prefilled rows."""
+
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from engine.roles import Decoding
+
+
+def shrinking_batch(model, input_ids, attention_mask, limits, stop_ids, choose, ends=None):
+    """Decoding of a left-padded batch in which each row leaves as soon as it is done (a stop
+    token, its own limit, or `ends(tokens)` saying its text reached a stop text): the KV cache
+    drops the row, so the remaining steps only compute the rows still writing. `generate()` would
+    run every row until the last one finishes."""
+    import torch
+
+    stops = set(stop_ids)
+    replies: list[list[int]] = [[] for _ in limits]
+    active = list(range(len(limits)))  # original row of each row still in the batch
+    sequences = input_ids
+    positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    logits, cache = _prefill(model, input_ids, attention_mask, positions)
+    positions = positions[:, -1:]
+    while True:
+        tokens = choose(sequences, logits)
+        keep = []
+        for slot, (row, token) in enumerate(zip(active, tokens.tolist(), strict=True)):
+            if token in stops:
+                continue
+            replies[row].append(token)
+            if len(replies[row]) < limits[row] and not (ends and ends(replies[row])):
+                keep.append(slot)
+        if not keep:
+            return replies
+        if len(keep) < len(active):
+            selected = torch.tensor(keep, device=tokens.device)
+            cache.batch_select_indices(selected)
+            active = [active[slot] for slot in keep]
+            tokens, sequences = tokens[selected], sequences[selected]
+            attention_mask, positions = attention_mask[selected], positions[selected]
+        sequences = torch.cat((sequences, tokens[:, None]), dim=1)
+        attention_mask = torch.cat((attention_mask, attention_mask.new_ones(len(active), 1)), dim=1)
+        positions = positions + 1
+        output = model(
+            input_ids=tokens[:, None],
+            attention_mask=attention_mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        logits, cache = output.logits[:, -1].float(), output.past_key_values
+
+
+def _prefill(model, input_ids, attention_mask, positions):
+    """The prompts' pass: last-position logits and the batch's KV cache.
+
+    On a CPU, computing the padding of a left-padded batch is pure waste (compute-bound), so each
+    prompt runs alone and the row caches are stacked, left-padded with masked zeros. A GPU runs the
+    padded batch at once. Caches we cannot stack (e.g. sliding-window layers) take the padded path."""
+    import torch
+
+    if input_ids.shape[0] > 1 and input_ids.device.type == "cpu":
+        rows, row_logits = [], []
+        pads = (attention_mask == 0).sum(-1).tolist()
+        for row, pad in enumerate(pads):
+            output = model(input_ids=input_ids[row : row + 1, pad:], use_cache=True, logits_to_keep=1)
+            rows.append(output.past_key_values)
+            row_logits.append(output.logits[:, -1].float())
+        cache = stack_left_padded(rows, pads)
+        if cache is not None:
+            return torch.cat(row_logits), cache
+    output = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=positions,
+        use_cache=True,
+        logits_to_keep=1,  # the prompt's other positions need no vocabulary-sized logits
+    )
+    return output.logits[:, -1].float(), output.past_key_values
+
+
+def stack_left_padded(caches, pads):
+    """One batch cache from single-row caches (full-attention layers only), else None."""
+    import torch
+    from transformers.cache_utils import DynamicLayer
+
+    from engine.yuan import YuanCache, YuanCacheLayer
+
+    stackable = (DynamicLayer, YuanCacheLayer)
+    if any(type(layer) not in stackable for cache in caches for layer in cache.layers):
+        return None
+    merged = caches[0]
+    for index, layer in enumerate(merged.layers):
+        rows = [cache.layers[index] for cache in caches]
+        layer.keys = _left_pad([row.keys for row in rows], pads)
+        layer.values = _left_pad([row.values for row in rows], pads)
+        if isinstance(layer, YuanCacheLayer):
+            states = [row.lf_state for row in rows]
+            layer.lf_state = tuple(torch.cat(parts) for parts in zip(*states, strict=True))
+    if isinstance(merged, YuanCache) and merged.last_eod is not None:
+        # positions move right by the padding in front of each row
+        eods = [cache.last_eod for cache in caches]
+        merged.last_eod = torch.cat([eod + pad * (eod >= 0) for eod, pad in zip(eods, pads, strict=True)])
+    return merged
+
+
+def token_chooser(model, decoding: Decoding, generator=None):
+    """The next token as `generate()` picks it: repetition penalty, then (when sampling)
+    temperature, the model's top-k (50 unless its generation config says otherwise) and top-p.
+    A `generator` makes sampling reproducible for one request, whatever else runs beside it."""
+    import torch
+
+    steps = LogitsProcessorList()
+    if decoding.repetition_penalty != 1.0:
+        steps.append(RepetitionPenaltyLogitsProcessor(decoding.repetition_penalty))
+    if decoding.do_sample:
+        top_k = getattr(model.generation_config, "top_k", None) or 50
+        if decoding.temperature != 1.0:
+            steps.append(_HighestAtZero())
+            # float32 holds no temperature below its smallest normal number (5e-324 becomes 0: NaN)
+            steps.append(TemperatureLogitsWarper(max(decoding.temperature, torch.finfo(torch.float32).tiny)))
+        steps.append(TopKLogitsWarper(top_k))
+        if decoding.top_p < 1.0:
+            steps.append(TopPLogitsWarper(decoding.top_p))
+
+    def choose(sequences, logits):
+        """One next token per row of `sequences`, from the last position's `logits`."""
+        scores = steps(sequences, logits)
+        if decoding.do_sample:
+            return torch.multinomial(scores.softmax(-1), num_samples=1, generator=generator)[:, 0]
+        return scores.argmax(-1)
+
+    return choose
+
+
+class _HighestAtZero(LogitsProcessor):
+    """Shifts each row so its best score is 0 (softmax, top-k and top-p ignore a shift): a tiny
+    temperature then makes the others -inf, a near-greedy choice, instead of dividing large
+    scores into inf and NaN."""
+
+    def __call__(self, input_ids, scores):
+        return scores - scores.max(dim=-1, keepdim=True).values
+
+
+def _left_pad(states, pads):
+    """Stack (1, heads, length, dim) states into one batch, zeros in front up to a common length."""
+    import torch
+    import torch.nn.functional as F
+
+    return torch.cat([F.pad(state, (0, 0, pad, 0)) for state, pad in zip(states, pads, strict=True)])
