@@ -13,7 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from engine.conversion import CONVERSION_VERSION
+# Under pytest-xdist each worker gets its share of the cores, and so does every process it starts
+# (the variables are read when torch loads): two workers each running torch on every core would
+# make their threads spin at each other's barriers (the first two-worker run finished 12 tests
+# in 21 minutes).
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _THREADS = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_variable] = _THREADS
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(_THREADS))
+
+from engine.conversion import CONVERSION_VERSION  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
@@ -283,7 +294,7 @@ def handles_sigterm(pid: int) -> bool:
 
 def wait_for_status(db, job_id: int, condition, *, what: str, timeout: float = 120) -> dict:
     """The job, read through the lifecycle (a dead trainer reads as ended), once condition(job) holds."""
-    from training import lifecycle
+    from training.jobs import lifecycle
 
     return wait_until(lambda: condition(job := lifecycle.get(db, job_id)) and job, what=what, timeout=timeout)
 
@@ -477,7 +488,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def gguf_studio(tmp_path_factory):
     """One home for the session's GGUF exports (minutes each), with llama.cpp's converters."""
-    from serving import llama_cpp as converters
+    from exporters import llama_cpp as converters
 
     try:
         converters.converters()
