@@ -51,11 +51,13 @@ os.environ["TRANSLATOR_LANG"] = "en"
 os.environ["TRANSLATOR_RECONCILE_SECONDS"] = "0"
 
 
-# The README's command runs two pytest-xdist workers (`-n 2 --dist loadgroup`): most slow tests
-# spend their time in one-core work (a process importing torch, a conversion, a page waiting on a
-# server), so two of them at once fill both cores. A module's tests stay on one worker (its module
-# fixtures, a Streamlit server, are built once), and so do the modules that read the same costly
-# session fixture; the groups holding the most slow tests are handed out first.
+# The README's command runs two pytest-xdist workers (`-n 2`): most slow tests spend their time in
+# one-core work (a process importing torch, a conversion, a page waiting on a server), so two of
+# them at once fill both cores. A module's tests stay on one worker (its module fixtures, a
+# Streamlit server, are built once), and so do the modules that read the same costly session
+# fixture; the groups holding the most slow tests are handed out first. (xdist's own
+# `--dist loadgroup` does not group under pytest 9: it renames nodeids, which pytest 9 no longer
+# reads; so the grouping is a scheduler of our own, through xdist's hook for one.)
 SHARED_FIXTURE_GROUPS = {
     # smollm2_chat_export: SmolLM2's merged and LoRA GGUF files and our engine's tokens for them
     "tests/test_llama_cpp.py": "smollm2-gguf",
@@ -68,29 +70,35 @@ SHARED_FIXTURE_GROUPS = {
 }
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def sharing_group(nodeid: str) -> str:
+    """The worker-sharing group of a test: its module, or the group of modules it shares a fixture with."""
+    where = nodeid.split("::")[0]
+    return SHARED_FIXTURE_GROUPS.get(where, where)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class BySharedFixtures(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return sharing_group(nodeid)
+
+    config.option.loadscopereorder = False  # in the order collected (below), not by test count
+    return BySharedFixtures(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     if not hasattr(config, "workerinput"):
-        return  # one process (or xdist's controller, which collects nothing): nothing to group
-    for item in items:
-        where = item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(SHARED_FIXTURE_GROUPS.get(where, where)))
+        return  # one process (or xdist's controller, which collects nothing): nothing to order
     weight = {}
     for item in items:
-        group = item.get_closest_marker("xdist_group").args[0]
         slow = item.get_closest_marker("slow") or item.get_closest_marker("e2e")
-        weight[group] = weight.get(group, 0) + (10 if slow else 1)
-    position = {item.nodeid: index for index, item in enumerate(items)}
-    group_of = {item.nodeid: item.get_closest_marker("xdist_group").args[0] for item in items}
+        weight[sharing_group(item.nodeid)] = weight.get(sharing_group(item.nodeid), 0) + (10 if slow else 1)
+    position = {id(item): index for index, item in enumerate(items)}
     items.sort(
-        key=lambda item: (-weight[group_of[item.nodeid]], group_of[item.nodeid], position[item.nodeid])
+        key=lambda item: (-weight[sharing_group(item.nodeid)], sharing_group(item.nodeid), position[id(item)])
     )
-
-
-def pytest_configure(config):
-    # hand the groups out in the order above, not by their number of tests
-    if hasattr(config.option, "loadscopereorder"):
-        config.option.loadscopereorder = False
 
 
 FAILED = pytest.StashKey[bool]()
