@@ -14,15 +14,16 @@ from pathlib import Path
 import pytest
 
 # Under pytest-xdist each worker gets its share of the cores, and so does every process it starts
-# (the variables are read when torch loads): two workers each running torch on every core would
-# make their threads spin at each other's barriers (the first two-worker run finished 12 tests
-# in 21 minutes).
+# (the variables are read when torch loads; llama.cpp takes THREADS where a test starts it): two
+# workers each running torch or llama.cpp on every core would make their threads spin at each
+# other's barriers (the first two-worker run finished 12 tests in 21 minutes; llama.cpp's LoRA test
+# took 317 s instead of 28).
+THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1))
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    _THREADS = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
     for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[_variable] = _THREADS
+        os.environ[_variable] = str(THREADS)
     if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(int(_THREADS))
+        sys.modules["torch"].set_num_threads(THREADS)
 
 from engine.conversion import CONVERSION_VERSION  # noqa: E402
 

@@ -19,6 +19,7 @@ from engine.roles import PERSONA, TRANSLATOR
 from exporters import gguf as gguf_export
 from exporters import llama_cpp as converters
 from exporters import ollama
+from tests.conftest import THREADS
 from tests.gguf_exports import NEW_TOKENS, SHAPES, Exported, base_gguf
 
 llama_cpp = pytest.importorskip(
@@ -85,8 +86,8 @@ def _llama(path: Path, lora: Path | None = None, f16_cache: bool = False):
         model_path=str(path),
         lora_path=str(lora) if lora else None,
         n_ctx=1024,
-        n_threads=2,
-        n_threads_batch=2,
+        n_threads=THREADS,
+        n_threads_batch=THREADS,
         seed=0,
         type_k=cache,
         type_v=cache,

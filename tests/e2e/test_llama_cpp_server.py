@@ -11,7 +11,7 @@ import pytest
 
 from core import texts
 from registry import connect, conversations
-from tests.conftest import ApiServer, free_port, register_adapter
+from tests.conftest import THREADS, ApiServer, free_port, register_adapter
 from tests.e2e.conftest import open_page, wait_idle
 from tests.e2e.test_browser import _assistant_texts, _poll
 
@@ -41,7 +41,8 @@ class LlamaCppServer:
         self.url = f"http://127.0.0.1:{self.port}/v1"
         command = [
             sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", alias,
-            "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "2048", "--n_threads", "2",
+            "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "2048",
+            "--n_threads", str(THREADS), "--n_threads_batch", str(THREADS),
             "--type_k", str(GGML_TYPE_F32), "--type_v", str(GGML_TYPE_F32),
         ]  # fmt: skip
         self.log = log
