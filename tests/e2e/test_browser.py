@@ -332,7 +332,13 @@ def test_f_the_language_switch_turns_every_page_into_the_other_language(browser,
                     texts.PREFERENCE_TITLE,
                     texts.ROLES_TITLE,
                 ]
-                _poll(lambda: our_navigation(page)[0].endswith(texts.PAGE_CHAT), 60, f"the {language} links")
+                # while the rerun redraws the links under their new titles the sidebar can hold
+                # none for a moment (seen once, with two workers): that is not yet an answer
+                _poll(
+                    lambda: (links := our_navigation(page)) and links[0].endswith(texts.PAGE_CHAT),
+                    60,
+                    f"the {language} links",
+                )
             for number, title in enumerate(titles):
                 sidebar.get_by_test_id("stPageLink-NavLink").nth(number).click()
                 _poll(lambda title=title: page.get_by_text(title).count(), 60, f"{title!r}")
