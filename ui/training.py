@@ -269,7 +269,10 @@ def memory_section(base_model: str, shown, form: dict) -> None:
     """The memory estimate for the form against what is free now, the trainer's choice of gradient
     checkpointing and micro-batch with why, and the switches that override it (written into `form`)."""
     device = "cuda" if devices.gpu_ids() else "cpu"
-    model_dir = models.resolve_model_dir(catalogue.parse_model_id(base_model))
+    # the model is fetched or converted behind the preview's progress bar, never here
+    model_dir = models.present_model_dir(catalogue.parse_model_id(base_model))
+    if model_dir is None:
+        return
     dtype_bytes = loading.parse_dtype("auto", device).itemsize
     with st.expander(texts.MEMORY):
         choice = _memory_choice(model_dir, shown, form, device, dtype_bytes)
