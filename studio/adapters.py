@@ -13,7 +13,7 @@ from registry import adapters as adapter_rows
 from registry import jobs as job_rows
 from registry import tasks as task_rows
 from registry.adapters import Adapter
-from studio import supervisor
+from studio import runs, supervisor
 
 
 def register(
@@ -111,8 +111,7 @@ def delete(db: Database, name: str) -> Adapter:
         raise UserError("ERR_PARENT_IN_USE", name=name, jobs=jobs)
     using = [task for task in task_rows.active(db) if task.adapter_name == name]
     if using:
-        kinds = {**texts.EXPORT_KINDS, **texts.RUN_KINDS}
-        tasks = ", ".join(f"#{task.id} {kinds.get(task.kind, task.kind)}" for task in using)
+        tasks = ", ".join(f"#{task.id} {runs.kind_label(task.kind)}" for task in using)
         raise UserError("ERR_ADAPTER_IN_USE", name=name, tasks=tasks)
     folder = Path(adapter.path)
     trash = folder.with_name(f".deleted-{folder.name}-{adapter.id}")

@@ -35,31 +35,39 @@ class RunLine:
     created_at: float
 
 
+def kind_label(kind: str) -> str:
+    """A kind of run as people call it: training, merged export, API server, evaluation..."""
+    return {**texts.EXPORT_KINDS, **texts.RUN_KINDS}.get(kind, kind)
+
+
 def run_lines(db, *, limit: int = 20, active_only: bool = False) -> list[RunLine]:
     """The newest runs of every kind, newest first, as the reader would see them now."""
+    jobs = map(supervisor.as_seen, job_rows.ROWS.list_recent(db, limit=limit))
+    tasks = map(supervisor.as_seen, task_rows.list_recent(db, limit=limit))
     lines = []
-    for job in map(supervisor.as_seen, job_rows.ROWS.list_recent(db, limit=limit)):
-        progress = f"{job.step or 0}/{job.total_steps}" if job.total_steps else ""
-        lines.append(_line(f"job {job.id}", texts.RUN_KINDS["train"], job, progress))
-    for task in map(supervisor.as_seen, task_rows.list_recent(db, limit=limit)):
-        kinds = {**texts.EXPORT_KINDS, **texts.RUN_KINDS}
-        stage = texts.TASK_STAGES.get(task.stage, task.stage or "") if task.status in task_rows.ACTIVE else ""
-        lines.append(_line(f"task {task.id}", kinds.get(task.kind, task.kind), task, stage))
-    if active_only:
-        active = {texts.STATUS[status] for status in job_rows.ACTIVE}
-        lines = [line for line in lines if line.status in active]
+    for job in jobs:
+        if not active_only or job.status in job_rows.ACTIVE:
+            progress = f"{job.step or 0}/{job.total_steps}" if job.total_steps else ""
+            lines.append(_line(f"job {job.id}", job, progress))
+    for task in tasks:
+        if not active_only or task.status in task_rows.ACTIVE:
+            stage = (
+                texts.TASK_STAGES.get(task.stage, task.stage or "") if task.status in task_rows.ACTIVE else ""
+            )
+            lines.append(_line(f"task {task.id}", task, stage))
     return sorted(lines, key=lambda line: line.created_at, reverse=True)[:limit]
 
 
-def _line(run: str, kind: str, row, progress: str) -> RunLine:
+def _line(run: str, row, progress: str) -> RunLine:
     waiting = getattr(row, "waiting_for", None) if row.status == "queued" else None
+    reason = row.error or waiting or ""
     return RunLine(
         run=run,
-        kind=kind,
+        kind=kind_label(row.kind),
         name=row.adapter_name or "",
         status=texts.STATUS[row.status],
         progress=progress,
-        error=(row.error or waiting or "").splitlines()[0] if (row.error or waiting) else "",
+        error=reason.splitlines()[0] if reason else "",
         created_at=row.created_at,
     )
 
