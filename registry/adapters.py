@@ -7,6 +7,7 @@ from sqlite_utils import Database
 
 from core.errors import UserError
 from core.names import check_name
+from core.texts import Message
 from registry import evaluations, jobs, votes
 from registry.db import from_json, now, to_json
 
@@ -62,7 +63,7 @@ def get(db: Database, name: str) -> Adapter | None:
 def require(db: Database, name: str) -> Adapter:
     adapter = get(db, name)
     if adapter is None:
-        known = ", ".join(a.name for a in list_all(db)) or "none yet"
+        known = ", ".join(a.name for a in list_all(db)) or Message("NOTHING")
         raise UserError("ERR_NO_SUCH_ADAPTER", name=name, known=known)
     return adapter
 
