@@ -1261,7 +1261,7 @@ _TEXTS = dict(
     ),
     ERR_BATCH_SIZE=("--batch-size 至少为 1。", "--batch-size must be at least 1."),
     # --- errors: names and registry -----------------------------------------------------------------
-    NAME_KINDS={"adapter": ("适配器", "adapter"), "role": ("角色", "role")},
+    NAME_KINDS={"adapter": ("适配器", "adapter"), "role": ("角色", "role"), "account": ("账户", "account")},
     ERR_NAME_EMPTY=(
         "{what}名称为空：请起一个简短的名字，例如 'med-zh-1'。",
         "The {what} name is empty: give it a short name such as 'med-zh-1'.",
@@ -1776,5 +1776,161 @@ _TEXTS = dict(
         "{model} 需要运行模型自带的代码，默认不运行。如果信任作者，请用 --trust-remote-code（或训练页的复选框）。",
         "{model} needs code that ships with the model, which is not run by default. If you trust its "
         "authors, opt in with --trust-remote-code (or the checkbox on the training page).",
+    ),
+    # Team mode (studio/accounts.py, ui/team.py, pages/team.py)
+    OBJECT_KINDS={
+        "adapter": ("适配器", "adapter"),
+        "conversation": ("对话", "conversation"),
+        "job": ("训练任务", "job"),
+        "task": ("任务", "task"),
+        "key": ("API 密钥", "API key"),
+    },
+    ERR_NOT_FOUND_FOR_YOU=(
+        "没有你可以使用的{what} {name}：请检查名称或编号，或请它的主人与团队共享。",
+        "There is no {what} {name} you can use: check the name or number, or ask its owner to share it.",
+    ),
+    ERR_ACCOUNT_ROLE=("未知角色 {role!r}：请用 {roles} 之一。", "Unknown role {role!r}: use one of {roles}."),
+    ERR_OWNER_ONLY=("只有工作室的所有者可以这样做。", "Only the studio's owner can do this."),
+    ERR_ACCOUNT_EXISTS=(
+        "账户 {name!r} 已存在：请换一个名字。",
+        "An account named {name!r} exists: choose another name.",
+    ),
+    ERR_SETUP_CODE_EXPIRED=(
+        "这个设置码已过期：请向工作室的所有者要一个新的。",
+        "This setup code has expired: ask the studio's owner for a new one.",
+    ),
+    ERR_SETUP_CODE_WRONG=(
+        "账户名或设置码不对，或这个设置码已经用过：请检查，或向所有者要一个新的设置码。",
+        "The account name or setup code is wrong, or the code was already used: check them, or ask "
+        "the owner for a new code.",
+    ),
+    ERR_PASSWORD_SHORT=(
+        "密码太短：请至少用 {length} 个字符。",
+        "The password is too short: use at least {length} characters.",
+    ),
+    ERR_PASSWORDS_DIFFER=("两次输入的密码不一致：请重新输入。", "The two passwords differ: type them again."),
+    ERR_TOO_MANY_FAILURES=(
+        "登录失败次数太多：请 {minutes} 分钟后再试，或向所有者要一个设置码来重设密码。",
+        "Too many failed sign-ins: try again in {minutes} min, or ask the owner for a setup code to "
+        "reset your password.",
+    ),
+    ERR_SIGN_IN_REFUSED=(
+        "账户名或密码不对。",
+        "The account name or password is wrong.",
+    ),
+    ERR_PROVIDER_NO_EMAIL=(
+        "身份提供方没有给出已验证的邮箱：请让管理员在提供方的设置中加入 email 范围。",
+        "The identity provider gave no verified email: ask its administrator to include the email scope.",
+    ),
+    ERR_PROVIDER_UNKNOWN=(
+        "{email} 没有工作室账户：请让工作室的所有者用这个邮箱为你创建账户。",
+        "{email} has no account in this studio: ask the studio's owner to create one with this email.",
+    ),
+    ERR_KEYS_NEED_TEAM=(
+        "个人 API 密钥属于团队模式的账户：单人工作室请用 API 服务器的 --api-key。",
+        "Personal API keys belong to team-mode accounts: a single-user studio uses the API server's --api-key.",
+    ),
+    ERR_KEY_UNKNOWN=("你没有编号为 {id} 的有效密钥。", "You have no live key numbered {id}."),
+    ERR_CLI_NEEDS_KEY=(
+        "工作室在团队模式下运行：请把你的个人 API 密钥放在环境变量 {variable} 中（在“团队”页面创建）。",
+        "The studio runs in team mode: put your personal API key in the {variable} environment variable "
+        "(create one on the Team page).",
+    ),
+    ERR_VIEWER_READ_ONLY=(
+        "查看者账户只能聊天和查看：请让所有者把你的角色改为成员以便训练。",
+        "A viewer account can chat and look only: ask the owner to make you a member to train.",
+    ),
+    TEAM_BIND_WARNING=(
+        "警告：工作室监听 {address}，其他机器可以访问它，但团队模式未开启：任何能访问这个端口的人都能读取所有对话、"
+        "删除适配器、停止任务。请加上 --team（streamlit run 翻译机器人.py -- --team）开启登录，或只监听 127.0.0.1。",
+        "WARNING: the studio listens on {address}, which other machines can reach, without team mode: "
+        "anyone who reaches this port can read every conversation, delete adapters and stop jobs. "
+        "Turn on sign-in with --team (streamlit run 翻译机器人.py -- --team), or listen on 127.0.0.1 only.",
+    ),
+    TEAM_OWNER_CREATED=(
+        "团队模式：已创建所有者账户 {name!r}。一次性设置码（{hours} 小时内有效）：{code}\n"
+        "在浏览器中打开工作室，选择“用设置码设置密码”，输入账户名、设置码和你的新密码。",
+        "Team mode: created the owner account {name!r}. One-time setup code (valid {hours} h): {code}\n"
+        "Open the studio in a browser, choose 'Set a password with a setup code', and enter the name, "
+        "the code and your new password.",
+    ),
+    LOGIN_TITLE=("登录翻译机器人", "Sign in to 翻译机器人"),
+    LOGIN_NAME=("账户名", "Account name"),
+    LOGIN_PASSWORD=("密码", "Password"),
+    LOGIN_SUBMIT=("登录", "Sign in"),
+    LOGIN_WITH_CODE=("用设置码设置密码", "Set a password with a setup code"),
+    LOGIN_CODE=("设置码", "Setup code"),
+    LOGIN_NEW_PASSWORD=("新密码", "New password"),
+    LOGIN_REPEAT_PASSWORD=("再输入一次新密码", "New password again"),
+    LOGIN_SET_PASSWORD=("设置密码并登录", "Set the password and sign in"),
+    LOGIN_PROVIDER=("用 {provider} 登录", "Sign in with {provider}"),
+    LOGIN_FIRST_TIME=(
+        "第一次使用？所有者的设置码打印在启动工作室的终端里；成员的设置码由所有者发放。",
+        "First time? The owner's setup code is printed in the terminal that started the studio; "
+        "members get theirs from the owner.",
+    ),
+    SIGNED_IN_AS=("已登录：{name}（{role}）", "Signed in as {name} ({role})"),
+    ACCOUNT_ROLES={
+        "owner": ("所有者", "owner"),
+        "member": ("成员", "member"),
+        "viewer": ("查看者", "viewer"),
+    },
+    LOGOUT=("退出登录", "Sign out"),
+    PAGE_TEAM=("团队", "Team"),
+    TEAM_KEYS=("我的 API 密钥", "My API keys"),
+    TEAM_KEYS_HELP=(
+        "用于 API 服务器（OpenAI 客户端的 api_key）和命令行（环境变量 TRANSLATOR_KEY）。密钥只显示一次。",
+        "For the API server (the OpenAI client's api_key) and the command line (TRANSLATOR_KEY). A key "
+        "is shown once.",
+    ),
+    TEAM_KEY_LABEL=("密钥用途（可选）", "What the key is for (optional)"),
+    TEAM_KEY_CREATE=("创建密钥", "Create a key"),
+    TEAM_KEY_CREATED=("新密钥（只显示这一次，请立即复制）：", "Your new key (shown this once; copy it now):"),
+    TEAM_KEY_REVOKE=("吊销", "Revoke"),
+    TEAM_NO_KEYS=("还没有密钥。", "No keys yet."),
+    TEAM_ACCOUNTS=("账户", "Accounts"),
+    TEAM_NEW_ACCOUNT=("新建账户", "New account"),
+    TEAM_ACCOUNT_EMAIL=(
+        "邮箱（用身份提供方登录时匹配，可选）",
+        "Email (matched at identity-provider sign-in; optional)",
+    ),
+    TEAM_ACCOUNT_ROLE=("角色", "Role"),
+    TEAM_ACCOUNT_CREATE=("创建账户", "Create the account"),
+    TEAM_ACCOUNT_CREATED=(
+        "已创建 {name}。请把设置码交给对方（{hours} 小时内有效，只能用一次）：",
+        "Created {name}. Hand them this setup code (valid {hours} h, once):",
+    ),
+    TEAM_NEW_CODE=("发新的设置码", "New setup code"),
+    TEAM_MAX_JOBS=("同时运行的任务上限（0 = 不限）", "Concurrent jobs at most (0 = no limit)"),
+    TEAM_AUDIT=("审计记录", "Audit trail"),
+    TEAM_COLUMNS={
+        "name": ("账户", "account"),
+        "role": ("角色", "role"),
+        "email": ("邮箱", "email"),
+        "password": ("已设密码", "password set"),
+        "max_jobs": ("任务上限", "job limit"),
+        "created": ("创建时间", "created"),
+        "at": ("时间", "time"),
+        "action": ("操作", "action"),
+        "object": ("对象", "object"),
+        "address": ("地址", "address"),
+        "label": ("用途", "label"),
+        "prefix": ("开头", "starts with"),
+        "last_used": ("上次使用", "last used"),
+        "revoked": ("已吊销", "revoked"),
+    },
+    SHARE_WITH_TEAM=(
+        "与团队共享（所有人可以聊天和查看）",
+        "Shared with the team (everyone can chat with it and look)",
+    ),
+    OWNER_LABEL=("所有者：{name}", "Owner: {name}"),
+    WAITING_FOR_TURN=(
+        "排队中：按公平顺序，先轮到 {owners} 的任务（{ahead} 个在前）；最早约 {minutes} 分钟后有设备空出",
+        "Queued: in fair order, jobs of {owners} go first ({ahead} ahead); the first device frees in "
+        "about {minutes} min",
+    ),
+    WAITING_FOR_LIMIT=(
+        "排队中：{name} 已有 {running} 个任务在运行，达到所有者设定的上限 {limit}",
+        "Queued: {name} has {running} jobs running, the limit the owner set is {limit}",
     ),
 )

@@ -34,6 +34,8 @@ class Adapter:
     parent_name: str | None = None  # kept when the parent is deleted, to say which it was
     method: str | None = None  # sft | dpo | orpo | kto (None: sft, registered before lineage)
     data_source: dict | None = None  # where preference data came from (votes, a file, self-made)
+    owner_id: int | None = None  # the account that made it (team mode; None: the studio's owner)
+    shared: int = 0  # 1: every account of the team may chat with it and look at it
 
     @property
     def kind_of_training(self) -> str:
@@ -111,6 +113,11 @@ def set_role(db: Database, name: str, role: str) -> None:
         db["adapters"].update(require(db, name).id, {"role": role})
 
 
+def set_shared(db: Database, adapter_id: int, shared: bool) -> None:
+    with db.conn:
+        db["adapters"].update(adapter_id, {"shared": int(shared)})
+
+
 def check_new_name(db: Database, old: str, new: str) -> tuple[Adapter, str]:
     """The adapter to rename and its new name, checked: a safe name, not its own, not taken."""
     new = check_name(new)
@@ -157,4 +164,5 @@ def _decode(row: dict) -> Adapter:
     values["hyperparameters"] = from_json(row.get("hyperparameters"), {})
     values["metrics"] = from_json(row.get("metrics"), {})
     values["data_source"] = from_json(row.get("data_source"), None)
+    values["shared"] = row.get("shared") or 0
     return Adapter(**values)

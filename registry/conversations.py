@@ -9,10 +9,16 @@ DEFAULT_TITLE = "新对话"
 
 
 def create(
-    db: Database, title: str = DEFAULT_TITLE, base_model: str = "", adapter: str = "", role: str = ""
+    db: Database,
+    title: str = DEFAULT_TITLE,
+    base_model: str = "",
+    adapter: str = "",
+    role: str = "",
+    owner_id: int | None = None,
 ) -> dict:
     stamp = now()
     row = {
+        "owner_id": owner_id,
         "title": title,
         "base_model": base_model,
         "adapter": adapter,

@@ -361,6 +361,98 @@ def m017_messages_as_codes(db: Database) -> None:
     db["serving_tasks"].add_column("error_message", str)
 
 
+@migrations()
+def m018_team_mode(db: Database) -> None:
+    # Accounts for team mode. Every object a person makes records who made it (owner_id); a row
+    # from before team mode (owner_id NULL) belongs to the studio's owner, so an upgraded registry
+    # loses nothing and starting without --team shows everything again.
+    db["accounts"].create(
+        {
+            "id": int,
+            "name": str,
+            "role": str,  # owner | member | viewer
+            "password_hash": str,  # argon2id (core's password hasher); NULL until a setup code is used
+            "email": str,  # matched against the identity provider's verified email
+            "max_jobs": int,  # concurrent jobs this account may have running (NULL: no limit)
+            "created_at": float,
+            "disabled_at": float,
+        },
+        pk="id",
+        not_null={"name", "role", "created_at"},
+    )
+    db["accounts"].create_index(["name"], unique=True)
+    db["setup_codes"].create(
+        {
+            "id": int,
+            "account_id": int,
+            "code_hash": str,  # argon2id of the code, which is shown once
+            "created_at": float,
+            "expires_at": float,
+            "used_at": float,
+        },
+        pk="id",
+        not_null={"account_id", "code_hash", "created_at", "expires_at"},
+        foreign_keys=[("account_id", "accounts", "id")],
+    )
+    db["sessions"].create(
+        {
+            "id": int,
+            "account_id": int,
+            "token_hash": str,  # SHA-256 of a 256-bit random token; the browser holds the token
+            "how": str,  # password | oidc
+            "address": str,
+            "created_at": float,
+            "expires_at": float,
+            "ended_at": float,
+        },
+        pk="id",
+        not_null={"account_id", "token_hash", "created_at", "expires_at"},
+        foreign_keys=[("account_id", "accounts", "id")],
+    )
+    db["sessions"].create_index(["token_hash"], unique=True)
+    db["api_keys"].create(
+        {
+            "id": int,
+            "account_id": int,
+            "label": str,
+            "prefix": str,  # the key's first characters, to recognise it in a list
+            "key_hash": str,  # SHA-256 of a 256-bit random key, which is shown once
+            "created_at": float,
+            "last_used_at": float,
+            "revoked_at": float,
+        },
+        pk="id",
+        not_null={"account_id", "prefix", "key_hash", "created_at"},
+        foreign_keys=[("account_id", "accounts", "id")],
+    )
+    db["api_keys"].create_index(["key_hash"], unique=True)
+    db["login_attempts"].create(
+        {"id": int, "name": str, "address": str, "succeeded": int, "at": float},
+        pk="id",
+        not_null={"name", "address", "succeeded", "at"},
+    )
+    db["login_attempts"].create_index(["name", "at"])
+    db["login_attempts"].create_index(["address", "at"])
+    db["audit"].create(
+        {
+            "id": int,
+            "at": float,
+            "account_id": int,
+            "account_name": str,
+            "action": str,  # login, login_failed, logout, key_created, key_revoked, delete, export, push, ...
+            "object": str,
+            "address": str,
+        },
+        pk="id",
+        not_null={"at", "action"},
+    )
+    db["audit"].create_index(["at"])
+    for table in ("conversations", "adapters", "jobs", "serving_tasks", "votes"):
+        db[table].add_column("owner_id", int)
+        db[table].create_index(["owner_id"])
+    db["adapters"].add_column("shared", int, not_null_default=0)
+
+
 def connect(path: Path | None = None) -> Database:
     """Open the registry (creating or upgrading its schema) for use on the calling thread.
 

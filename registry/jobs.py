@@ -46,6 +46,7 @@ class Job:
     devices: str | None  # what it holds, as engine.devices wrote it
     waiting_for: str | None  # why a queued job waits
     remedy: dict  # the settings a resume should change after a failure ({} when none would help)
+    owner_id: int | None = None  # the account that started it (team mode; None: the studio's owner)
 
     kind = "train"  # the supervisor's kind of run
 

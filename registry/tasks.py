@@ -25,6 +25,7 @@ class Task:
     error: str | None
     created_at: float
     finished_at: float | None
+    owner_id: int | None = None  # the account that started it (team mode; None: the studio's owner)
 
 
 ROWS = RunTable("serving_tasks", Task, json_columns=("settings", "result"))
@@ -32,8 +33,10 @@ __all__ = ["ACTIVE", "ROWS", "Task"]
 get, update, finish, active = ROWS.get, ROWS.update, ROWS.finish, ROWS.active
 
 
-def create(db: Database, *, kind: str, adapter_name: str, settings: dict) -> Task:
-    return ROWS.create(db, kind=kind, adapter_name=adapter_name, settings=settings)
+def create(
+    db: Database, *, kind: str, adapter_name: str, settings: dict, owner_id: int | None = None
+) -> Task:
+    return ROWS.create(db, kind=kind, adapter_name=adapter_name, settings=settings, owner_id=owner_id)
 
 
 def list_recent(

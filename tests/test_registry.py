@@ -46,6 +46,7 @@ def test_schema_is_created_with_wal_foreign_keys_and_recorded_migrations(db, hom
         "m015_learning_rate_sweeps",
         "m016_job_remedy",
         "m017_messages_as_codes",
+        "m018_team_mode",
     ]
     again = connect()  # reopening applies nothing twice
     assert [row["name"] for row in again["_sqlite_migrations"].rows] == applied
