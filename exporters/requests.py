@@ -9,10 +9,10 @@ from core import home, texts
 from core.errors import UserError
 from core.texts import Message
 from exporters import gguf, hub, llama_cpp, merge
-from registry import adapters as adapter_rows
 from registry import tasks as task_rows
 from registry.tasks import Task
 from serving import server, tasks
+from studio.accounts import LOCAL, Asker, audit, changeable_adapter
 
 
 def exports_dir() -> Path:
@@ -32,9 +32,10 @@ def free_output(adapter_name: str, kind: str, gguf_type: str = "f16") -> Path:
     return candidate
 
 
-def start(db, adapter_name: str, kind: str, **settings) -> dict:
-    """Check what can be checked now, then launch the export as a detached task."""
-    adapter = adapter_rows.require(db, adapter_name)
+def start(db, adapter_name: str, kind: str, asker: Asker = LOCAL, **settings) -> dict:
+    """Check what can be checked now, then launch the export as a detached task (for whoever may
+    change the adapter: an export takes a private adapter out of the studio)."""
+    adapter = changeable_adapter(db, asker, adapter_name)
     if kind in ("merge", "gguf", "gguf-lora"):
         settings["out"] = str(
             Path(settings.get("out") or free_output(adapter_name, kind, settings.get("type", "f16")))
@@ -50,7 +51,9 @@ def start(db, adapter_name: str, kind: str, **settings) -> dict:
         hub.check_push(settings.get("hub"), settings.get("repo"))
     if active_for(db, adapter_name, kind):
         raise UserError("ERR_EXPORT_RUNNING", name=adapter.name, kind=Message(f"EXPORT_KINDS.{kind}"))
-    return tasks.launch(db, kind, adapter_name, settings)
+    task = tasks.launch(db, kind, adapter_name, settings, owner_id=asker.id)
+    audit(db, "push" if kind == "push" else "export", asker, f"{adapter_name} ({kind})")
+    return task
 
 
 def active_for(db, adapter_name: str, kind: str) -> Task | None:

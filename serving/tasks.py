@@ -16,11 +16,13 @@ from studio.supervisor import EXPORT_KINDS
 KINDS = (*EXPORT_KINDS, "server")
 
 
-def launch(db, kind: str, adapter_name: str, settings: dict, *, env: dict | None = None) -> dict:
+def launch(
+    db, kind: str, adapter_name: str, settings: dict, *, env: dict | None = None, owner_id: int | None = None
+) -> dict:
     """Create the task's row and start its process; `env` adds secrets the row must not hold."""
     if kind not in KINDS:
         raise ValueError(kind)
-    task = task_rows.create(db, kind=kind, adapter_name=adapter_name, settings=settings)
+    task = task_rows.create(db, kind=kind, adapter_name=adapter_name, settings=settings, owner_id=owner_id)
     return supervisor.launch(db, task, env=env)
 
 

@@ -14,6 +14,7 @@ from registry import jobs as job_rows
 from registry import tasks as task_rows
 from registry.adapters import Adapter
 from studio import runs, supervisor
+from studio.accounts import LOCAL, Asker, audit, changeable_adapter
 
 
 def register(
@@ -34,10 +35,15 @@ def register(
     parent_name: str | None = None,
     method: str | None = None,
     data_source: dict | None = None,
+    owner_id: int | None = None,
 ) -> Adapter:
     """Insert the row for an adapter whose folder is already complete on disk, after refusing a
-    folder chat could not serve per request (see engine.adapters)."""
+    folder chat could not serve per request (see engine.adapters). A trained adapter belongs to
+    whoever started its job."""
     check_folder(Path(path), name)
+    if owner_id is None and job_id is not None:
+        job = job_rows.get(db, job_id)
+        owner_id = job.owner_id if job else None
     return adapter_rows.insert(
         db,
         {
@@ -56,12 +62,14 @@ def register(
             "parent_name": parent_name,
             "method": method,
             "data_source": data_source,
+            "owner_id": owner_id,
         },
     )
 
 
-def rename(db: Database, old: str, new: str) -> Adapter:
+def rename(db: Database, old: str, new: str, asker: Asker = LOCAL) -> Adapter:
     """Rename the row and its folder together; the folder keeps following the name."""
+    changeable_adapter(db, asker, old)
     adapter, new = adapter_rows.check_new_name(db, old, new)
     old_path = Path(adapter.path)
     new_path = old_path.with_name(new)
@@ -75,7 +83,16 @@ def rename(db: Database, old: str, new: str) -> Adapter:
         if new_path.exists():
             new_path.rename(old_path)
         raise
+    audit(db, "rename", asker, f"{old} -> {new}")
     return adapter_rows.get(db, new)
+
+
+def share(db: Database, name: str, shared: bool, asker: Asker = LOCAL) -> Adapter:
+    """Share an adapter with the team (everyone may chat with it and look at it) or keep it private."""
+    adapter = changeable_adapter(db, asker, name)
+    adapter_rows.set_shared(db, adapter.id, shared)
+    audit(db, "share" if shared else "unshare", asker, name)
+    return adapter_rows.get(db, name)
 
 
 def deletion_consequences(db: Database, adapter: Adapter) -> list[str]:
@@ -97,12 +114,13 @@ def deletion_consequences(db: Database, adapter: Adapter) -> list[str]:
     return said
 
 
-def delete(db: Database, name: str) -> Adapter:
+def delete(db: Database, name: str, asker: Asker = LOCAL) -> Adapter:
     """Remove the adapter with its evaluations, their prediction files, its blind votes and its folder,
     all or nothing: the folder is first moved aside (one rename), then the rows go in one
     transaction; if that fails the folder is moved back. Only then are the files removed. Refused
     while a job that continues from it is queued or running (the adapter is its reference), and while
     an export, server, evaluation or pair builder of it runs (it reads the folder)."""
+    changeable_adapter(db, asker, name)
     adapter = adapter_rows.require(db, name)
     supervisor.reconcile(db)
     running = [job for job in job_rows.needing_parent(db, name) if job.status in job_rows.ACTIVE]
@@ -128,6 +146,7 @@ def delete(db: Database, name: str) -> Adapter:
         if evaluation.predictions_path:
             Path(evaluation.predictions_path).unlink(missing_ok=True)
     shutil.rmtree(trash if moved else folder, ignore_errors=True)
+    audit(db, "delete", asker, name)
     return adapter
 
 

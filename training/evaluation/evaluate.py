@@ -32,6 +32,7 @@ from registry import evaluations as evaluation_rows  # noqa: E402
 from registry import tasks as task_rows  # noqa: E402
 from registry.evaluations import Evaluation  # noqa: E402
 from studio import supervisor  # noqa: E402
+from studio.accounts import LOCAL, Asker, changeable_adapter
 from studio.roles import get_role  # noqa: E402
 from training.data.datasets import Dataset, load_dataset  # noqa: E402
 
@@ -220,14 +221,14 @@ def evaluate_with_base(
 KIND = "evaluate"  # the adapter card's Evaluate, a detached task of studio.supervisor
 
 
-def launch(db, adapter_name: str, data: str, limit: int | None = None):
+def launch(db, adapter_name: str, data: str, limit: int | None = None, asker: Asker = LOCAL):
     """The adapter card's Evaluate: the adapter and the data checked here, the evaluation (the
     adapter, then its base on the same examples) run by a detached task with its progress and Stop."""
-    adapter = adapter_rows.require(db, adapter_name)
+    adapter = changeable_adapter(db, asker, adapter_name)
     check_loadable(adapter, adapter.base_model)
     dataset = load_dataset(data, limit=limit)
     settings = {"data": str(dataset.path.resolve()), "limit": limit}
-    task = task_rows.create(db, kind=KIND, adapter_name=adapter_name, settings=settings)
+    task = task_rows.create(db, kind=KIND, adapter_name=adapter_name, settings=settings, owner_id=asker.id)
     return supervisor.launch(db, task)
 
 

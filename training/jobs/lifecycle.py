@@ -28,6 +28,7 @@ from registry.adapters import Adapter
 from registry.db import to_json
 from registry.jobs import Job
 from studio import supervisor
+from studio.accounts import LOCAL, Asker, audit, visible_adapter
 from studio.roles import get_role
 from training.config import DPO_LOSSES, LOSSES, TrainConfig, check_settings
 from training.jobs import plans, sweep, tracking
@@ -50,7 +51,14 @@ DEMO = TrainConfig(
 
 
 def check_request(
-    db, settings: dict | TrainConfig, *, job=None, base_dir=None, progress=None, tokenizers=None
+    db,
+    settings: dict | TrainConfig,
+    *,
+    job=None,
+    base_dir=None,
+    progress=None,
+    tokenizers=None,
+    asker: Asker = LOCAL,
 ) -> plans.Plan:
     """Everything that can be wrong with a request, as one UserError, before anything is created;
     the job's plan when nothing is. The one check of a request: `settings` (a dict, or a config to
@@ -58,7 +66,10 @@ def check_request(
 
     `job` is the job being resumed (its own name and folder are not "taken", its dataset must be
     unchanged); a relative dataset path is taken from `base_dir` (the caller's working directory
-    for the CLI, the project folder for the page)."""
+    for the CLI, the project folder for the page). `asker` must be allowed to train, and to see the
+    adapter a job continues."""
+    if not asker.may_train:
+        raise UserError("ERR_VIEWER_READ_ONLY")
     if isinstance(settings, TrainConfig):
         settings = settings.as_dict()
     config = check_settings(settings, f"job {job.id}" if job else "")
@@ -73,7 +84,7 @@ def check_request(
     refuse_taken_name(db, name, job)
     parent = None
     if config.parent:
-        parent, config = continue_from(db, config, given=settings)
+        parent, config = continue_from(db, config, given=settings, asker=asker)
     role = get_role(db, config.role)
     if not config.data.strip():
         raise UserError("ERR_NO_DATA_CLI")
@@ -127,10 +138,13 @@ def check_method(config: TrainConfig) -> None:
         )
 
 
-def continue_from(db, config: TrainConfig, *, given: dict) -> tuple[Adapter, TrainConfig]:
+def continue_from(
+    db, config: TrainConfig, *, given: dict, asker: Asker = LOCAL
+) -> tuple[Adapter, TrainConfig]:
     """The adapter a job continues, and the config with what follows from it: its base model, role
-    and prompt format unless given (a different base or format is refused), and its LoRA's shape."""
-    parent = adapter_rows.require(db, config.parent)
+    and prompt format unless given (a different base or format is refused), and its LoRA's shape.
+    Anyone may continue an adapter they may see (their own, or one shared with the team)."""
+    parent = visible_adapter(db, asker, config.parent)
     folder = check_folder(Path(parent.path), parent.name)
     if given.get("base") and catalogue.parse_model_id(given["base"]).model_id != parent.base_model:
         raise UserError(
@@ -186,22 +200,24 @@ def create_job(db, plan: plans.Plan, **fields) -> Job:
     return job_rows.get(db, job.id)
 
 
-def submit(db, settings: dict | TrainConfig, *, progress=None, tokenizers=None) -> Job:
+def submit(db, settings: dict | TrainConfig, *, progress=None, tokenizers=None, asker: Asker = LOCAL) -> Job:
     """The training page's Start: check, create the job, launch its detached trainer, which trains
     the stored plan. A relative dataset path is taken from the project folder, wherever the server
-    was started."""
-    plan = check_request(db, settings, base_dir=home.PROJECT_ROOT, progress=progress, tokenizers=tokenizers)
-    job = create_job(db, plan)
+    was started. The job (and the adapter it makes) belongs to `asker`."""
+    plan = check_request(
+        db, settings, base_dir=home.PROJECT_ROOT, progress=progress, tokenizers=tokenizers, asker=asker
+    )
+    job = create_job(db, plan, owner_id=asker.id)
     return supervisor.launch(db, job)
 
 
-def submit_form(db, form: dict, *, progress=None, tokenizers=None) -> Job:
+def submit_form(db, form: dict, *, progress=None, tokenizers=None, asker: Asker = LOCAL) -> Job:
     """The page's Start with what its form holds (any subset of the settings): the trainer's
     defaults fill the rest, and every value is typed and range-checked as a flag would be."""
-    return submit(db, form, progress=progress, tokenizers=tokenizers)
+    return submit(db, form, progress=progress, tokenizers=tokenizers, asker=asker)
 
 
-def submit_sweep(db, form: dict, *, progress=None, tokenizers=None) -> Job:
+def submit_sweep(db, form: dict, *, progress=None, tokenizers=None, asker: Asker = LOCAL) -> Job:
     """The page's "find the learning rate": the form's job as a sweep (training.jobs.sweep) around its
     learning rate, a tenth to three times it, named after the adapter with "-lr-sweep"."""
     from training import defaults
@@ -212,10 +228,10 @@ def submit_sweep(db, form: dict, *, progress=None, tokenizers=None) -> Job:
     if lr <= 0:
         lr = defaults.for_base(catalogue.parse_model_id(form.get("base") or "builtin").model_id).lr
     settings = {**form, "name": name, "lr_sweep": form.get("lr_sweep") or sweep.around(lr)}
-    return submit(db, settings, progress=progress, tokenizers=tokenizers)
+    return submit(db, settings, progress=progress, tokenizers=tokenizers, asker=asker)
 
 
-def start_demo(db, *, tokenizers=None) -> Job:
+def start_demo(db, *, tokenizers=None, asker: Asker = LOCAL) -> Job:
     """The one-click demo under the first free name: no adapter, folder or unfinished job has it."""
     supervisor.reconcile(db)
     taken = {adapter.name for adapter in adapter_rows.list_all(db)} | {
@@ -226,7 +242,7 @@ def start_demo(db, *, tokenizers=None) -> Job:
         f"demo-translator-{number}" in taken or (home.adapters_dir() / f"demo-translator-{number}").exists()
     ):
         number += 1
-    return submit(db, replace(DEMO, name=f"demo-translator-{number}"), tokenizers=tokenizers)
+    return submit(db, replace(DEMO, name=f"demo-translator-{number}"), tokenizers=tokenizers, asker=asker)
 
 
 def stored_config(job: Job, **overrides) -> dict:
@@ -234,29 +250,30 @@ def stored_config(job: Job, **overrides) -> dict:
     return {**job.config, **overrides, "job_id": job.id}
 
 
-def find_resumable(db, name: str) -> Job:
-    """The newest interrupted, cancelled or failed job of `name` (the CLI's --resume)."""
+def find_resumable(db, name: str, asker: Asker = LOCAL) -> Job:
+    """The newest interrupted, cancelled or failed job of `name` (the CLI's --resume) that `asker`
+    may resume."""
     name = check_name(name)
     supervisor.reconcile(db)
     active = job_rows.active_for_name(db, name)
     if active is not None:
         raise UserError(job_rows.already_training(active))
     job = job_rows.latest_resumable(db, name)
-    if job is None:
+    if job is None or not asker.owns(job.owner_id):
         raise UserError("ERR_NOTHING_TO_RESUME", name=name)
     return job
 
 
-def resume(db, job_id: int, *, changes: dict | None = None, tokenizers=None) -> Job:
+def resume(db, job_id: int, *, changes: dict | None = None, tokenizers=None, asker: Asker = LOCAL) -> Job:
     """The page's Resume: check the job again as it will run (with `changes`, e.g. the smaller
     micro-batch an out-of-memory failure asked for), then relaunch it from its newest complete
     checkpoint."""
     supervisor.reconcile(db)
-    job = job_rows.get(db, job_id)
-    if job is None or job.status not in job_rows.RESUMABLE:
+    job = owned_job(db, job_id, asker)
+    if job.status not in job_rows.RESUMABLE:
         raise UserError("ERR_NOT_RESUMABLE")
     plan = check_request(
-        db, stored_config(job, **(changes or {}), resume=True), job=job, tokenizers=tokenizers
+        db, stored_config(job, **(changes or {}), resume=True), job=job, tokenizers=tokenizers, asker=asker
     )
     plans.store(plan, Path(job.job_dir or home.jobs_dir() / str(job_id)))
     job_rows.update(
@@ -268,6 +285,7 @@ def resume(db, job_id: int, *, changes: dict | None = None, tokenizers=None) -> 
         pid=None,
         heartbeat_at=time.time(),
         finished_at=None,
+        devices=None,
     )
     return supervisor.launch(db, job, resume=True)
 
@@ -284,27 +302,46 @@ def claim(db, job: Job) -> Job:
         finished_at=None,
         error=None,
         remedy=None,
+        devices=None,  # it holds nothing until it takes its devices (training.jobs.queue)
+        waiting_for=None,
     )
     return job_rows.get(db, job.id)
 
 
-def cancel(db, job_id: int) -> bool:
+def owned_job(db, job_id: int, asker: Asker) -> Job:
+    """The job if `asker` may see and control it; otherwise the refusal of a missing job."""
+    job = job_rows.get(db, job_id)
+    if job is None:
+        raise UserError("ERR_NOT_FOUND_FOR_YOU", what=texts.Message("OBJECT_KINDS.job"), name=f"#{job_id}")
+    asker.may_change(job.owner_id, "job", f"#{job_id}")
+    return job
+
+
+def cancel(db, job_id: int, asker: Asker = LOCAL) -> bool:
     """Ask the trainer to stop; it saves a checkpoint and marks the job cancelled itself."""
-    return supervisor.stop(db, job_rows.get(db, job_id))
+    stopped = supervisor.stop(db, owned_job(db, job_id, asker))
+    audit(db, "stop", asker, f"job #{job_id}")
+    return stopped
 
 
-def get(db, job_id: int) -> Job | None:
-    """The job as it stands (a dead trainer's reads as interrupted); never writes."""
-    return supervisor.as_seen(job_rows.get(db, job_id))
+def get(db, job_id: int, asker: Asker = LOCAL) -> Job | None:
+    """The job as it stands (a dead trainer's reads as interrupted), None when there is none that
+    `asker` may see; never writes."""
+    job = job_rows.get(db, job_id)
+    return supervisor.as_seen(job) if job is not None and asker.owns(job.owner_id) else None
 
 
-def list_recent(db, limit: int = 200) -> list[Job]:
-    return [supervisor.as_seen(job) for job in job_rows.list_all(db, limit=limit)]
+def list_recent(db, limit: int = 200, asker: Asker = LOCAL) -> list[Job]:
+    """The newest jobs `asker` may see: their own (everyone's for the owner)."""
+    return [supervisor.as_seen(job) for job in job_rows.list_all(db, limit=limit) if asker.owns(job.owner_id)]
 
 
-def newest_preference_job(db) -> Job | None:
+def newest_preference_job(db, asker: Asker = LOCAL) -> Job | None:
     """The preference page's panel when no job is named: the newest DPO, ORPO or KTO job."""
-    return next((job for job in list_recent(db, limit=50) if job.config.get("method", "sft") != "sft"), None)
+    return next(
+        (job for job in list_recent(db, limit=50, asker=asker) if job.config.get("method", "sft") != "sft"),
+        None,
+    )
 
 
 def rank_logs(job: Job) -> list[tuple[int, Path]]:

@@ -17,11 +17,11 @@ from pathlib import Path
 from core import home, names, texts
 from core.errors import UserError
 from engine.adapters import WEIGHTS_FILE, read_metadata, write_metadata
-from registry import adapters as adapter_rows
 from registry import checkpoints as checkpoint_rows
 from registry.adapters import Adapter
 from registry.checkpoints import CheckpointScore
 from studio import adapters as studio_adapters
+from studio.accounts import LOCAL, Asker, changeable_adapter
 from training.jobs import lifecycle
 
 ADAPTER_FILES = (WEIGHTS_FILE, "adapter_config.json")
@@ -122,10 +122,10 @@ def choose_and_restore(db, job_id: int, model, final_step: int) -> PublishedChec
     return choice
 
 
-def publish_checkpoint(db, *, adapter_name: str, step: int, new_name: str) -> Adapter:
+def publish_checkpoint(db, *, adapter_name: str, step: int, new_name: str, asker: Asker = LOCAL) -> Adapter:
     """Publish another scored checkpoint of the job that made `adapter_name` as an adapter of its
     own: same base, role, format and data, that step's weights. Temporary folder → rename → row."""
-    source = adapter_rows.require(db, adapter_name)
+    source = changeable_adapter(db, asker, adapter_name)
     new_name = names.check_name(new_name)
     lifecycle.refuse_taken_name(db, new_name, job=None)
     row = next((r for r in checkpoint_rows.for_job(db, source.job_id) if r.step == step), None)

@@ -21,10 +21,10 @@ from registry import adapters as adapter_rows
 from registry import jobs as job_rows
 from registry.adapters import Adapter
 from registry.jobs import Job
+from studio import accounts, supervisor
 from studio import adapters as studio_adapters
-from studio import supervisor
 from training.config import TrainConfig
-from training.jobs import lifecycle, plans
+from training.jobs import lifecycle, plans, queue
 from training.parallel import distributed, launchers, memory
 from training.parallel.distributed import World
 from training.trainer.cancellation import Cancellation, JobCancelled
@@ -119,20 +119,20 @@ def plan_and_claim(db, settings: dict, claimed: list) -> plans.Plan:
         if not (job_dir / plans.PLAN_FILE).is_file():  # queued by an older version, without a plan
             plans.store(lifecycle.check_request(db, lifecycle.stored_config(job), job=job), job_dir)
         return plans.load(job_dir, job.id, resume=bool(settings.get("resume")))
+    asker = accounts.cli_asker(db)  # in team mode, the account of the shell's personal key
     if settings.get("resume"):
-        job = lifecycle.find_resumable(db, settings.get("name", ""))
+        job = lifecycle.find_resumable(db, settings.get("name", ""), asker)
         # a shell's --resume runs on as many processes as it says (default one), not as before
         given = {k: v for k, v in settings.items() if k not in ("name", "resume", "job_id")}
         # checked before it is claimed: a refused resume leaves the job as it was, as on the page
         changes = {"processes": TrainConfig().processes, **given, "resume": True}
-        plan = lifecycle.check_request(db, lifecycle.stored_config(job, **changes), job=job)
+        plan = lifecycle.check_request(db, lifecycle.stored_config(job, **changes), job=job, asker=asker)
         plans.store(plan, Path(job.job_dir or home.jobs_dir() / str(job.id)))
         claimed.append(lifecycle.claim(db, job))
         return plan
-    plan = lifecycle.check_request(db, settings, base_dir=Path.cwd())
-    claimed.append(
-        lifecycle.create_job(db, plan, pid=os.getpid(), pid_started=supervisor.process_start(os.getpid()))
-    )
+    plan = lifecycle.check_request(db, settings, base_dir=Path.cwd(), asker=asker)
+    started = supervisor.process_start(os.getpid())
+    claimed.append(lifecycle.create_job(db, plan, pid=os.getpid(), pid_started=started, owner_id=asker.id))
     return plan
 
 
@@ -268,16 +268,23 @@ def _wait_for_the_devices(db, run: Run, followers: Followers) -> devices.Holding
     """The GPUs this job needs (one per process), or the CPU (engine/devices.py). A later job stays
     queued, heartbeating, with the reason on its row, until they are free; a cancel while it waits
     ends it at once. Under a launcher that took them for the job, there is nothing to wait for."""
+    config, job_id = run.config, run.job_id
     if os.environ.get(DEVICES_HELD):
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        if run.world.main:  # the claim of this re-executed launcher cleared what the job holds
+            job_rows.update(db, job_id, devices=visible or "cpu")
         return devices.Holding([int(gpu) for gpu in visible.split(",") if gpu.strip()])
-    config, job_id = run.config, run.job_id
     count = config.processes if devices.uses_gpus(config.device) else 0
     # ranks started by hand (torchrun from a shell) already use their GPUs: hold exactly those
     wanted = devices.launched_gpus(count) if run.world.distributed and count else None
     reason = None
-    while (holding := devices.try_take(count, job_id, wanted)) is None:
-        waiting_for = devices.waiting_reason(count)
+    while True:
+        # only the head of the fair line tries (training/jobs/queue.py)
+        waiting_for = queue.turn(db, job_id)
+        holding = devices.try_take(count, job_id, wanted) if waiting_for is None else None
+        if holding is not None:
+            break
+        waiting_for = waiting_for or devices.waiting_reason(count)
         if waiting_for != reason:
             reason = waiting_for
             log.info("%s", reason)
