@@ -38,6 +38,8 @@ from registry.adapters import Adapter
 from serving import openapi, protocol
 from serving.protocol import ChatRequest, CompletionRequest, Sampling
 from serving.scheduler import Generation, Scheduler
+from studio import accounts
+from studio.accounts import LOCAL, Asker, visible_adapters
 from studio.roles import get_role
 
 
@@ -70,27 +72,33 @@ class ScheduledRequest:
 class Service:
     """The engine, its scheduler and the registry lookups behind the routes."""
 
-    def __init__(self, engine: ChatEngine, *, api_key: str | None = None, max_batch: int = 16):
+    def __init__(self, engine: ChatEngine, *, api_key: str | None = None, max_batch: int = 16, team=False):
         self.engine = engine
         self.api_key = api_key
+        self.team = team  # each request carries a personal key and sees what its account may see
         self.scheduler = Scheduler(engine, max_batch=max_batch)
 
-    def model_ids(self) -> list[str]:
+    def model_ids(self, asker: Asker = LOCAL) -> list[str]:
         db = connect()
-        mine = [a for a in adapter_rows.list_all(db) if a.base_model == self.engine.base_model_id]
+        mine = [a for a in visible_adapters(db, asker) if a.base_model == self.engine.base_model_id]
         return [
             self.engine.base_model_id,
             *sorted(a.name for a in mine if adapter_rows.folder_is_present(a)),
         ]
 
-    def resolve(self, model: str) -> tuple[dict | None, Role]:
-        """The adapter (None: the base model) and role behind a request's `model`."""
+    def resolve(self, model: str, asker: Asker = LOCAL) -> tuple[dict | None, Role]:
+        """The adapter (None: the base model) and role behind a request's `model`; an adapter the
+        asker may not use is answered exactly as one that does not exist."""
         db = connect()
         if model == self.engine.base_model_id:
             return None, ASSISTANT
         adapter = adapter_rows.get(db, model)
-        if adapter is None or adapter.base_model != self.engine.base_model_id:
-            served = ", ".join(self.model_ids())
+        if (
+            adapter is None
+            or adapter.base_model != self.engine.base_model_id
+            or not asker.may_see_adapter(adapter)
+        ):
+            served = ", ".join(self.model_ids(asker))
             raise ApiError(
                 404,
                 f"The model `{model}` does not exist here. Models served: {served}.",
@@ -124,29 +132,31 @@ class Service:
         return ids
 
 
-def create_app(engine: ChatEngine, *, api_key: str | None = None, max_batch: int = 16) -> Starlette:
-    service = Service(engine, api_key=api_key, max_batch=max_batch)
+def create_app(
+    engine: ChatEngine, *, api_key: str | None = None, max_batch: int = 16, team: bool = False
+) -> Starlette:
+    service = Service(engine, api_key=api_key, max_batch=max_batch, team=team)
 
     async def models(request: Request):
-        _authorise(service, request)
+        asker = await run_in_threadpool(_authorise, service, request)
         created = int(time.time())
-        ids = await run_in_threadpool(service.model_ids)
+        ids = await run_in_threadpool(service.model_ids, asker)
         listed = protocol.ModelList(data=[protocol.ModelCard(id=i, created=created) for i in ids])
         return JSONResponse(listed.model_dump())
 
     async def chat_completions(request: Request):
-        _authorise(service, request)
+        asker = await run_in_threadpool(_authorise, service, request)
         body = _read(ChatRequest, await _json_body(request))
-        adapter, role = await run_in_threadpool(service.resolve, body.model)
+        adapter, role = await run_in_threadpool(service.resolve, body.model, asker)
         prompt, role = await run_in_threadpool(service.chat_prompt, body.messages, adapter, role)
         turn_end = formats.stop_texts(service.prompt_format(adapter), tuned=adapter is not None)
         plan = _plan(service, body, prompt, adapter, role, turn_end)
         return await _answer(service, plan, chat=True)
 
     async def completions(request: Request):
-        _authorise(service, request)
+        asker = await run_in_threadpool(_authorise, service, request)
         body = _read(CompletionRequest, await _json_body(request))
-        adapter, role = await run_in_threadpool(service.resolve, body.model)
+        adapter, role = await run_in_threadpool(service.resolve, body.model, asker)
         prompt = await run_in_threadpool(service.text_prompt, body.text)
         plan = _plan(service, body, prompt, adapter, role)
         return await _answer(service, plan, chat=False)
@@ -155,8 +165,11 @@ def create_app(engine: ChatEngine, *, api_key: str | None = None, max_batch: int
         return JSONResponse(protocol.Health(model=engine.base_model_id).model_dump())
 
     async def description(request: Request):
-        ids = await run_in_threadpool(service.model_ids)
-        return JSONResponse(openapi.document(ids, secured=service.api_key is not None))
+        ids = await run_in_threadpool(service.model_ids)  # in team mode: the shared ones only
+        secured = service.api_key is not None or service.team
+        return JSONResponse(
+            openapi.document(ids if not service.team else [engine.base_model_id], secured=secured)
+        )
 
     app = Starlette(
         routes=[
@@ -196,14 +209,21 @@ def _http_error(request: Request, error: HTTPException) -> JSONResponse:
     return response
 
 
-def _authorise(service: Service, request: Request) -> None:
-    if service.api_key is None:
-        return
+def _authorise(service: Service, request: Request) -> Asker:
+    """Who asks: in team mode the account of the request's personal key; otherwise the one person
+    of the studio, after the server's own key if it has one."""
     given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), service.api_key.encode()):
-        raise ApiError(
-            401, "Incorrect API key provided.", kind="invalid_request_error", code="invalid_api_key"
-        )
+    refused = ApiError(
+        401, "Incorrect API key provided.", kind="invalid_request_error", code="invalid_api_key"
+    )
+    if service.team:
+        account = accounts.key_account(connect(), given)
+        if account is None:
+            raise refused
+        return Asker(account, address=request.client.host if request.client else "")
+    if service.api_key is not None and not hmac.compare_digest(given.encode(), service.api_key.encode()):
+        raise refused
+    return LOCAL
 
 
 async def _json_body(request: Request) -> dict:

@@ -27,6 +27,7 @@ from registry import connect  # noqa: E402
 from registry import tasks as task_rows  # noqa: E402
 from registry.tasks import Task
 from serving import tasks  # noqa: E402
+from studio import accounts
 
 KEY_VARIABLE = "TRANSLATOR_API_KEY"
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
@@ -103,10 +104,13 @@ def serve(
     from engine.generation import ChatEngine
     from serving.api import create_app
 
-    check_binding(host, api_key)
+    team = accounts.team_on(connect())  # personal keys: each request sees what its account may
+    if not team:
+        check_binding(host, api_key)
     check_port_free(host, port)
     engine = ChatEngine(base, device=device, trust_remote_code=trust_remote_code)
-    config = uvicorn.Config(create_app(engine, api_key=api_key), host=host, port=port, log_level="info")
+    app = create_app(engine, api_key=api_key, team=team)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info")
     server = uvicorn.Server(config)
     if on_ready is not None:
         original = server.startup

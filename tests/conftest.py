@@ -454,13 +454,13 @@ def use_running_server_navigation(monkeypatch) -> None:
 class ApiServer:
     """A real uvicorn server on a free port, in a thread of this process."""
 
-    def __init__(self, engine, api_key=None):
+    def __init__(self, engine, api_key=None, team=False):
         import uvicorn
 
         from serving import api
 
         self.port = free_port()
-        self.app = api.create_app(engine, api_key=api_key)
+        self.app = api.create_app(engine, api_key=api_key, team=team)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.url = f"http://127.0.0.1:{self.port}/v1"

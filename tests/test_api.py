@@ -176,6 +176,43 @@ def test_a_key_is_required_when_set_and_beyond_this_machine(engine_and_adapters)
     server.check_binding("::1", None)
 
 
+def test_in_team_mode_each_personal_key_sees_its_own_adapters_and_the_shared_ones(engine_and_adapters, db):
+    from registry import accounts as account_rows
+    from studio import accounts
+    from studio import adapters as studio_adapters
+    from studio.accounts import Asker
+
+    engine, rows = engine_and_adapters
+    ana, _ = accounts.create_account(db, "ana")
+    bo, _ = accounts.create_account(db, "bo")
+    with db.conn:  # a is ana's and private, b is ana's and shared, c is bo's
+        for name, owner in (("a", ana), ("b", ana), ("c", bo)):
+            db["adapters"].update(rows[name].id, {"owner_id": owner.id})
+    studio_adapters.share(db, "b", True, Asker(ana))
+    ana_key, bo_key = accounts.create_key(db, Asker(ana)), accounts.create_key(db, Asker(bo))
+    base = engine.base_model_id
+    with ApiServer(engine, team=True) as running:
+        assert [m.id for m in running.client(ana_key).models.list()] == [base, "a", "b"]
+        assert [m.id for m in running.client(bo_key).models.list()] == [base, "b", "c"]
+        for key, model in ((ana_key, "b"), (bo_key, "b"), (bo_key, "c"), (bo_key, base)):
+            reply = _ask(running.client(key), model, "Hello there!", max_tokens=4, temperature=0)
+            assert reply.choices[0].message.content is not None
+        with pytest.raises(openai.NotFoundError) as private:
+            _ask(running.client(bo_key), "a", "Hello there!", max_tokens=4)
+        with pytest.raises(openai.NotFoundError) as missing:
+            _ask(running.client(bo_key), "zz", "Hello there!", max_tokens=4)
+        # ana's private adapter reads exactly like one that does not exist
+        assert private.value.body["message"].replace("`a`", "`zz`") == missing.value.body["message"]
+        assert "`a`" not in missing.value.body["message"].split("served:")[1]
+        for key in ("sk-tr-forged", "unused"):
+            with pytest.raises(openai.AuthenticationError) as refused:
+                running.client(key).models.list()
+            assert refused.value.status_code == 401 and refused.value.code == "invalid_api_key"
+        accounts.revoke_key(db, Asker(bo), account_rows.keys_of(db, bo.id)[0]["id"])
+        with pytest.raises(openai.AuthenticationError):
+            running.client(bo_key).models.list()
+
+
 @pytest.mark.slow
 def test_a_detached_server_is_listed_answers_and_stops_from_the_cli(db, engine_and_adapters, tiny_model_dir):
     port = free_port()
