@@ -3,18 +3,19 @@
 import streamlit as st
 
 from core import texts
-from registry import adapters as adapter_rows
 from registry import conversations
+from studio.accounts import visible_adapters
 from studio.conversation import provenance, respond
-from ui import chat_sidebar, common, compare
+from ui import chat_sidebar, common, compare, team
 
 common.enter_through_entry()
 db = common.registry()
+asker = team.asker()
 
 # --- sidebar: base model, adapter (grouped by role), role and its settings, conversations --------
 with st.sidebar:
-    choice = chat_sidebar.choose(db, adapter_rows.list_all(db))
-    current_id = chat_sidebar.conversation_list(db)
+    choice = chat_sidebar.choose(db, visible_adapters(db, asker))
+    current_id = chat_sidebar.conversation_list(db, asker)
 
 if choice.source == "remote":
     if choice.far is None:
@@ -44,7 +45,7 @@ if mode == "chat":
                 st.caption(provenance(message), help=str(message["settings"]))
     if prompt := st.chat_input(texts.MESSAGE_PLACEHOLDER, submit_mode="disable"):
         if current_id is None:
-            current_id = conversations.create(db)["id"]
+            current_id = conversations.create(db, owner_id=asker.id)["id"]
             st.session_state["pending_conversation"] = current_id
             st.query_params["c"] = str(current_id)  # a reload during the reply finds it
         with st.chat_message("user"):
@@ -59,8 +60,9 @@ if mode == "chat":
                 adapter=choice.adapter,
                 decoding=choice.decoding,
             )
-            common.show_user_error(st.write_stream, stream)
-        st.rerun()
+            replied = common.show_user_error(st.write_stream, stream)
+        if replied is not None:  # a refusal stays on screen instead of vanishing in the rerun
+            st.rerun()
 elif mode == "compare":
     compare.compare(db, engine, choice)
 else:

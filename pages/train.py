@@ -7,15 +7,18 @@ from engine import catalogue, conversion
 from registry import jobs as job_rows
 from studio.roles import list_roles
 from training.jobs import lifecycle
-from ui import common
+from ui import common, team
 from ui import training as sections
 
 common.enter_through_entry()
 db = common.registry()
+asker = team.asker()
 st.title(texts.TRAIN_TITLE)
 
 if st.button(texts.DEMO_BUTTON, help=texts.DEMO_HELP, type="primary"):
-    demo_job = common.show_user_error(lifecycle.start_demo, db, tokenizers=sections.page_tokenizer)
+    demo_job = common.show_user_error(
+        lifecycle.start_demo, db, tokenizers=sections.page_tokenizer, asker=asker
+    )
     if demo_job:
         st.query_params["job"] = str(demo_job.id)
 
@@ -76,14 +79,17 @@ if starting or sweeping:
                 form,
                 progress=common.step_progress(),
                 tokenizers=sections.page_tokenizer,
+                asker=asker,
             )
         if job:
             st.query_params["job"] = str(job.id)
 
-recent = lifecycle.list_recent(db, limit=1)
+recent = lifecycle.list_recent(db, limit=20, asker=asker)
 requested = st.query_params.get("job")
 job_id = int(requested) if requested and requested.isdigit() else (recent[0].id if recent else None)
-if job_id is not None and (job := lifecycle.get(db, job_id)) is not None:
+if requested and requested.isdigit() and lifecycle.get(db, job_id, asker) is None:
+    st.error(texts.ERR_NOT_FOUND_FOR_YOU.format(what=texts.OBJECT_KINDS["job"], name=f"#{requested}"))
+if job_id is not None and (job := lifecycle.get(db, job_id, asker)) is not None:
     active = job.status in job_rows.ACTIVE
     st.divider()
     st.fragment(sections.job_panel, run_every=2 if active else None)(job_id, job.status)

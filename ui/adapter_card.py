@@ -13,6 +13,7 @@ from registry.adapters import Adapter
 from serving import tasks
 from studio import adapters as studio_adapters
 from studio import blind, supervisor
+from studio.accounts import Asker
 from training.evaluation import evaluate
 from training.evaluation.scores import head_to_head, rivals, score_table, with_headers
 from training.jobs import lifecycle, tracking
@@ -33,7 +34,7 @@ def evaluation_task(db, adapter: Adapter) -> None:
         st.error(task.error)
 
 
-def checkpoint_section(db, adapter: Adapter) -> None:
+def checkpoint_section(db, adapter: Adapter, asker: Asker) -> None:
     """The job's scored checkpoints, which one this adapter holds and why, and publishing another."""
     scored = checkpoint_rows.for_job(db, adapter.job_id)
     if not scored:
@@ -45,7 +46,7 @@ def checkpoint_section(db, adapter: Adapter) -> None:
     charts.checkpoint_scores(scored, height=240)
     st.dataframe(checkpoints.table(scored, adapter.metrics.get("checkpoint_step")), hide_index=True)
     others = [row.step for row in scored if row.step != adapter.metrics.get("checkpoint_step")]
-    if not others:
+    if not others or not asker.owns(adapter.owner_id):
         return
     with st.form(f"checkpoint-{name}"):
         st.caption(texts.CHECKPOINT_PICK)
@@ -55,7 +56,12 @@ def checkpoint_section(db, adapter: Adapter) -> None:
         )
         if st.form_submit_button(texts.CHECKPOINT_PUBLISH, key=f"checkpoint-publish-{name}"):
             published = common.show_user_error(
-                checkpoints.publish_checkpoint, db, adapter_name=name, step=step, new_name=new_name
+                checkpoints.publish_checkpoint,
+                db,
+                adapter_name=name,
+                step=step,
+                new_name=new_name,
+                asker=asker,
             )
             if published:
                 st.toast(texts.CHECKPOINT_PUBLISHED.format(name=published.name, step=step))
@@ -132,7 +138,7 @@ def adapter_table(rows: list[dict]) -> None:
     )
 
 
-def scores_section(db, adapter: Adapter) -> None:
+def scores_section(db, adapter: Adapter, asker: Asker) -> None:
     """Its evaluations against the base (and another adapter), and a form to evaluate again."""
     name = adapter.name
     st.caption(texts.EVALUATIONS)
@@ -150,22 +156,32 @@ def scores_section(db, adapter: Adapter) -> None:
                 st.dataframe(head_to_head(*others[other], name, other), hide_index=True)
     else:
         st.caption(texts.NO_EVALUATIONS)
+    if not asker.owns(adapter.owner_id):
+        return
     with st.form(f"evaluate-{name}"):
         data_path = st.text_input(texts.EVALUATE_DATA, key=f"eval-data-{name}")
         limit = st.number_input(texts.EVALUATE_LIMIT, 0, 100_000, 20, key=f"eval-limit-{name}")
         if st.form_submit_button(texts.EVALUATE_RUN, key=f"evaluate-run-{name}"):
-            common.show_user_error(evaluate.launch, db, name, data_path, int(limit) or None)
+            common.show_user_error(evaluate.launch, db, name, data_path, int(limit) or None, asker=asker)
     evaluation_task(db, adapter)
 
 
-def manage_section(db, adapter: Adapter, role_names: list[str]) -> None:
-    """Rename, change the role, delete."""
+def manage_section(db, adapter: Adapter, role_names: list[str], asker: Asker, team: bool) -> None:
+    """Rename, change the role, share with the team (team mode), delete: for whoever may change it."""
     name = adapter.name
+    if not asker.owns(adapter.owner_id):
+        return
+    if team:
+        shared = st.toggle(texts.SHARE_WITH_TEAM, value=bool(adapter.shared), key=f"share-{name}")
+        if shared != bool(adapter.shared) and common.show_user_error(
+            studio_adapters.share, db, name, shared, asker
+        ):
+            st.rerun()
     rename_col, role_col, delete_col = st.columns(3)
     with rename_col:
         new_name = st.text_input(texts.NEW_NAME, value=name, key=f"name-{name}")
         if st.button(texts.RENAME, key=f"rename-{name}"):
-            if common.show_user_error(studio_adapters.rename, db, name, new_name):
+            if common.show_user_error(studio_adapters.rename, db, name, new_name, asker):
                 st.rerun()
     with role_col:
         current = role_names.index(adapter.role) if adapter.role in role_names else 0
@@ -179,7 +195,7 @@ def manage_section(db, adapter: Adapter, role_names: list[str]) -> None:
             for consequence in studio_adapters.deletion_consequences(db, adapter):
                 st.warning(consequence)
         if st.button(texts.DELETE, key=f"delete-{name}", disabled=not confirmed, type="primary"):
-            if common.show_user_error(studio_adapters.delete, db, name):
+            if common.show_user_error(studio_adapters.delete, db, name, asker):
                 st.rerun()
 
 
@@ -211,9 +227,9 @@ def votes_table(db) -> None:
         )
 
 
-def job_history(db) -> None:
+def job_history(db, asker: Asker) -> None:
     st.subheader(texts.JOBS_TITLE)
-    jobs = lifecycle.list_recent(db)
+    jobs = lifecycle.list_recent(db, asker=asker)
     column = texts.JOB_COLUMNS
     st.dataframe(
         [

@@ -11,6 +11,7 @@ from engine.roles import Decoding, Role
 from registry import conversations
 from serving import remote
 from serving.remote import RemoteEngine
+from studio.accounts import Asker
 from studio.conversation import (
     adapter_from_link,
     adapter_label,
@@ -81,9 +82,11 @@ def choose(db, all_adapters: list[dict]) -> SidebarChoice:
 
 def local_choice(all_adapters: list[dict]) -> tuple[str, list[dict], dict | None, str]:
     """The sidebar's base model and adapter (a link's ?adapter= chooses both)."""
-    linked = adapter_from_link(
-        st.query_params.get("adapter", ""), all_adapters, st.session_state.get("followed_link")
-    )
+    requested = st.query_params.get("adapter", "")
+    linked = adapter_from_link(requested, all_adapters, st.session_state.get("followed_link"))
+    if requested and linked is None and requested != st.session_state.get("followed_link"):
+        # a link to an adapter this person may not use reads exactly like one to a missing adapter
+        st.error(texts.ERR_NOT_FOUND_FOR_YOU.format(what=texts.OBJECT_KINDS["adapter"], name=requested))
     if linked is not None:
         st.session_state["followed_link"] = linked.name
         st.session_state["base_model"] = linked.base_model
@@ -139,18 +142,28 @@ def decoding_settings(preset: Decoding, key: str) -> Decoding:
     return chosen.with_changes(num_beams=1) if do_sample else chosen
 
 
-def conversation_list(db) -> int | None:
-    """The saved conversations with new, rename and delete; returns the open one (None: a new one)."""
+def conversation_list(db, asker: Asker) -> int | None:
+    """This person's saved conversations with new, rename and delete; returns the open one (None: a
+    new one). A link's ?c= opens a conversation only for whoever may open it."""
     st.subheader(texts.CONVERSATIONS)
     st.button(texts.NEW_CONVERSATION, width="stretch", on_click=start_conversation)
-    existing = conversations.list_all(db)
+    existing = [c for c in conversations.list_all(db) if asker.lists(c.get("owner_id"))]
+    linked = str(st.query_params.get("c", ""))
+    if linked.isdigit() and all(c["id"] != int(linked) for c in existing):
+        other = conversations.get(db, int(linked))
+        if other is not None and asker.owns(other.get("owner_id")):
+            existing.append(other)  # the owner following a link to a member's conversation
+        elif "conversation" not in st.session_state:
+            st.error(
+                texts.ERR_NOT_FOUND_FOR_YOU.format(what=texts.OBJECT_KINDS["conversation"], name=f"#{linked}")
+            )
     ids = [c["id"] for c in existing]
     if "pending_conversation" in st.session_state:  # created by this session's first message
         st.session_state["conversation"] = st.session_state.pop("pending_conversation")
     st.session_state["conversation"] = conversation_to_open(
         st.session_state.get("conversation"),
         "conversation" not in st.session_state,
-        str(st.query_params.get("c", "")),
+        linked,
         ids,
     )
     current_id = st.radio(

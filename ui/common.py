@@ -22,7 +22,7 @@ from engine.roles import DECODING_LIMITS
 from registry import connect, preferences
 from registry import tasks as task_rows
 from serving import tasks
-from studio import supervisor
+from studio import accounts, supervisor
 
 PAGES = (
     # (file, title in core.texts, icon, url path); the first is the default page, served at /
@@ -32,10 +32,11 @@ PAGES = (
     ("pages/preferences.py", "PAGE_PREFERENCES", "🎯", "preferences"),
     ("pages/roles.py", "PAGE_ROLES", "🎭", "roles"),
 )
+TEAM_PAGE = ("pages/team.py", "PAGE_TEAM", "👥", "team")
 _entry_run = threading.local()  # each session's script runs in its own thread
 
 
-def app_pages() -> list:
+def app_pages(team: bool = False) -> list:
     return [
         st.Page(
             file,
@@ -44,7 +45,7 @@ def app_pages() -> list:
             default=url is None,
             **({"url_path": url} if url else {}),
         )
-        for file, title, icon, url in PAGES
+        for file, title, icon, url in (*PAGES, *([TEAM_PAGE] if team else []))
     ]
 
 
@@ -87,7 +88,7 @@ def enter_through_entry() -> None:
     showing. A page run outside the entry declares our navigation and reruns, so the entry takes
     over. tests/e2e pins this on a fresh server."""
     if not getattr(_entry_run, "active", False):
-        st.navigation(app_pages(), position="hidden")
+        st.navigation(app_pages(team=accounts.team_mode()), position="hidden")
         st.rerun()
 
 

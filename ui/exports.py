@@ -9,10 +9,11 @@ from registry import adapters as adapter_rows
 from registry import tasks as task_rows
 from registry.adapters import Adapter
 from serving import server, tasks
-from ui import common
+from ui import common, team
 
 
 def export_section(db, adapter: Adapter) -> None:
+    """Merge, GGUF, Ollama, vLLM, push and serve (the page shows it to whoever may change it)."""
     name = adapter.name
     st.caption(texts.EXPORT_HEADING)
     tab = dict(zip(texts.EXPORT_TABS, st.tabs(list(texts.EXPORT_TABS.values())), strict=True))
@@ -35,7 +36,7 @@ def export_section(db, adapter: Adapter) -> None:
 
 
 def _launch(db, name: str, kind: str, **settings) -> None:
-    task = common.show_user_error(requests.start, db, name, kind, **settings)
+    task = common.show_user_error(requests.start, db, name, kind, team.asker(), **settings)
     if task:
         st.toast(texts.EXPORT_STARTED.format(kind=texts.EXPORT_KINDS[kind], id=task.id))
         st.rerun()

@@ -21,7 +21,7 @@ from training.data.datasets import save_upload
 from training.data.preview import preference_preview
 from training.evaluation import mistakes
 from training.jobs import lifecycle
-from ui import charts, common
+from ui import charts, common, team
 from ui import training as training_sections
 
 
@@ -146,7 +146,7 @@ def _from_mistakes(db, start: StartingPoint) -> ChosenPairs | None:
     limit = right.number_input(texts.MISTAKES_LIMIT, 0, 1_000_000, 0, key="pref-mistakes-limit")
     if st.button(texts.MISTAKES_BUILD, key="pref-mistakes-build"):
         data = str(lifecycle.data_path(typed.strip(), home.PROJECT_ROOT))
-        common.show_user_error(mistakes.launch, db, parent.name, data, int(limit) or None)
+        common.show_user_error(mistakes.launch, db, parent.name, data, int(limit) or None, asker=team.asker())
     recent = tasks.list_recent(db, adapter_name=parent.name, kind=mistakes.KIND, limit=1)
     if not recent:
         return None
@@ -276,5 +276,9 @@ def start_job(db, chosen: ChosenPairs, start: StartingPoint, form: dict, name: s
     else:
         settings.update(base=start.base, role=start.role_name)
     return lifecycle.submit_form(
-        db, settings, progress=common.step_progress(), tokenizers=training_sections.page_tokenizer
+        db,
+        settings,
+        progress=common.step_progress(),
+        tokenizers=training_sections.page_tokenizer,
+        asker=team.asker(),
     )

@@ -23,7 +23,7 @@ from training.data.preview import preview
 from training.jobs import lifecycle, sweep, tracking
 from training.jobs.panel import job_view, timer_is_stale
 from training.parallel import launchers, memory
-from ui import charts, common
+from ui import charts, common, team
 
 TOKENIZERS = resident.Resident(max_entries=4)
 
@@ -80,7 +80,7 @@ def number(column, name: str, step=None, format=None, default=None, key_suffix: 
 
 def job_panel(job_id: int, started_as: str) -> None:
     db = common.registry()
-    job = lifecycle.get(db, job_id)
+    job = lifecycle.get(db, job_id, team.asker())
     if job is None:
         return
     if timer_is_stale(job, started_as):
@@ -116,7 +116,7 @@ def job_panel(job_id: int, started_as: str) -> None:
             )
     buttons = st.columns(2)
     if view.active and buttons[0].button(texts.CANCEL, key=f"cancel-{job_id}"):
-        lifecycle.cancel(db, job_id)
+        common.show_user_error(lifecycle.cancel, db, job_id, team.asker())
     if view.resumable:
         buttons[1].button(texts.RESUME, key=f"resume-{job_id}", on_click=_resume, args=(job_id, {}))
     if view.resumable and job.remedy:  # e.g. out of memory: the smaller micro-batch it named
@@ -140,7 +140,9 @@ def _resume(job_id: int, changes: dict) -> None:
     """A Resume button's callback (it runs before the panel is drawn again, which then shows the
     job queued, with its timer); a refusal is shown in the panel."""
     try:
-        lifecycle.resume(common.registry(), job_id, changes=changes, tokenizers=page_tokenizer)
+        lifecycle.resume(
+            common.registry(), job_id, changes=changes, tokenizers=page_tokenizer, asker=team.asker()
+        )
     except UserError as error:
         st.session_state[f"resume-refused-{job_id}"] = str(error)
     except sqlite3.OperationalError as error:

@@ -52,8 +52,9 @@ def free_port() -> int:
 
 
 class StreamlitServer:
-    def __init__(self, home: Path, env: dict, log_path: Path, watcher: str = "none"):
+    def __init__(self, home: Path, env: dict, log_path: Path, watcher: str = "none", script_args=()):
         self.home = home
+        self.script_args = list(script_args)  # after `--`: the entry script's own (`--team`)
         self.watcher = watcher
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -76,6 +77,7 @@ class StreamlitServer:
             self.watcher,
             "--browser.gatherUsageStats",
             "false",
+            *(["--", *self.script_args] if self.script_args else []),
         ]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
