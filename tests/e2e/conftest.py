@@ -52,9 +52,12 @@ def free_port() -> int:
 
 
 class StreamlitServer:
-    def __init__(self, home: Path, env: dict, log_path: Path, watcher: str = "none", script_args=()):
+    def __init__(
+        self, home: Path, env: dict, log_path: Path, watcher: str = "none", script_args=(), secrets=None
+    ):
         self.home = home
         self.script_args = list(script_args)  # after `--`: the entry script's own (`--team`)
+        self.secrets = secrets  # a secrets.toml of its own (an identity provider's [auth])
         self.watcher = watcher
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -77,6 +80,7 @@ class StreamlitServer:
             self.watcher,
             "--browser.gatherUsageStats",
             "false",
+            *(["--secrets.files", str(self.secrets)] if self.secrets else []),
             *(["--", *self.script_args] if self.script_args else []),
         ]
         with open(self.log_path, "ab") as log:

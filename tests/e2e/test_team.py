@@ -1,16 +1,21 @@
 """Team mode in a real browser: one `streamlit run 翻译机器人.py -- --team` server, the owner and two
 members in their own browser contexts (their own cookies), each seeing only their own work."""
 
+import importlib.util
 import os
 import re
+import secrets as secrets_module
+import subprocess
+import sys
 import time
+import urllib.request
 
 import pytest
 
 from registry import accounts as account_rows
 from registry import connect, conversations, jobs
 from tests.conftest import make_adapter, register_adapter
-from tests.e2e.conftest import StreamlitServer, assert_no_traceback, stop_trainers, wait_idle
+from tests.e2e.conftest import StreamlitServer, assert_no_traceback, free_port, stop_trainers, wait_idle
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery"
@@ -25,7 +30,36 @@ def team_home(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def team_server(team_home, tiny_model_dir):
+def identity_provider(team_home):
+    """The lab's identity provider: oidc-provider-mock (authlib's OpenID Connect server) in its own
+    process. Its sign-in form takes a subject, which becomes the email it vouches for."""
+    if importlib.util.find_spec("oidc_provider_mock") is None:
+        pytest.skip("no oidc-provider-mock: it is in requirements-dev.txt")
+    port = free_port()
+    with open(team_home / "provider.log", "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "oidc_provider_mock", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    issuer = f"http://127.0.0.1:{port}"
+    _until(lambda: _answers(f"{issuer}/.well-known/openid-configuration"), "the identity provider")
+    yield issuer
+    process.terminate()
+    process.wait(timeout=20)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def team_server(team_home, tiny_model_dir, identity_provider):
     env = {
         **os.environ,
         "TRANSLATOR_HOME": str(team_home),
@@ -33,7 +67,21 @@ def team_server(team_home, tiny_model_dir):
         "TRANSLATOR_LANG": "en",
         "PYTHONUNBUFFERED": "1",
     }
-    running = StreamlitServer(team_home, env, team_home / "streamlit.log", script_args=["--team"]).start()
+    secrets = team_home / "secrets.toml"
+    running = StreamlitServer(
+        team_home, env, team_home / "streamlit.log", script_args=["--team"], secrets=secrets
+    )
+    secrets.write_text(
+        "[auth]\n"
+        f'redirect_uri = "{running.url}/oauth2callback"\n'
+        f'cookie_secret = "{secrets_module.token_hex(32)}"\n'
+        "[auth.lab]\n"
+        'client_id = "studio"\n'
+        'client_secret = "studio-secret"\n'
+        f'server_metadata_url = "{identity_provider}/.well-known/openid-configuration"\n',
+        encoding="utf-8",
+    )
+    running.start()
     yield running
     running.stop()
     stop_trainers(team_home)
@@ -178,8 +226,13 @@ def test_two_members_each_see_only_their_own_work_and_the_shared_adapter(
 
     # wrong passwords are throttled: after five, even the right one waits
     guess_context, guesser = _context(browser, url)
-    for _ in range(5):
+
+    def failures():
+        return db["login_attempts"].count_where("name = 'bo' and succeeded = 0")
+
+    for attempt in range(1, 6):
         _sign_in(guesser, "bo", "not the password")
+        _until(lambda attempt=attempt: failures() == attempt, f"failed sign-in {attempt} recorded")
         guesser.get_by_text("The account name or password is wrong.").wait_for()
     _sign_in(guesser, "bo", PASSWORD)
     guesser.get_by_text("Too many failed sign-ins").wait_for()
@@ -192,3 +245,45 @@ def test_two_members_each_see_only_their_own_work_and_the_shared_adapter(
     assert {"login", "login_failed", "logout", "account_created", "password_set"} <= actions
     for context in (owner_context, ana_context, bo_context, guess_context):
         context.close()
+
+
+def test_signing_in_through_the_labs_identity_provider_picks_the_account_of_its_email(
+    browser, team_server, team_home
+):
+    """OpenID Connect through Streamlit's st.login against a real provider process: the provider's
+    form vouches for an email; the account the owner made with that email is signed in, and an
+    email without an account is refused."""
+    from studio import accounts
+
+    db = connect(team_home / "registry.db")
+    if account_rows.by_name(db, "cara") is None:
+        accounts.create_account(db, "cara", "member", email="cara@lab.example")
+    url = team_server.url
+
+    def through_the_provider(email: str):
+        context, page = _context(browser, url)
+        page.get_by_role("button", name="Sign in with lab").click()
+        page.locator("input[name='sub']").wait_for(timeout=60_000)  # the provider's own page
+        page.locator("input[name='sub']").fill(email)
+        page.get_by_role("button", name="Authorize").click()
+        page.wait_for_url(f"{url}/**", timeout=60_000)
+        wait_idle(page)
+        return context, page
+
+    context, page = through_the_provider("cara@lab.example")
+    page.get_by_text("Signed in as cara (member)").wait_for(timeout=60_000)
+    page.reload()
+    wait_idle(page)
+    page.get_by_text("Signed in as cara").wait_for()
+    page.get_by_role("button", name="Sign out").click()
+    # Streamlit's st.logout ends the provider's session too (RP-initiated logout), on its page
+    page.get_by_role("button", name="End session").click(timeout=60_000)
+    page.wait_for_url(f"{url}/**", timeout=60_000)
+    page.get_by_text("Sign in to 翻译机器人").wait_for(timeout=60_000)
+    context.close()
+    stranger_context, stranger = through_the_provider("stranger@elsewhere.example")
+    stranger.get_by_text("stranger@elsewhere.example has no account in this studio").wait_for()
+    assert stranger.get_by_text("Signed in as").count() == 0
+    stranger_context.close()
+    logins = [row for row in account_rows.audit_trail(db, action="login") if row["object"] == "oidc"]
+    assert [row["account_name"] for row in logins] == ["cara"]
