@@ -42,5 +42,5 @@ for adapter in rows:
             export_section(db, adapter)
         adapter_card.manage_section(db, adapter, role_names, asker, team.active())
 
-adapter_card.votes_table(db)
+adapter_card.votes_table(db, {adapter.name for adapter in rows})
 adapter_card.job_history(db, asker)

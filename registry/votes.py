@@ -25,6 +25,7 @@ class Vote:
     first_context: dict  # {"role": Role.as_dict(), "prompt_format": str}
     second_context: dict
     created_at: float
+    owner_id: int | None = None  # who voted (team mode; None: the studio's owner)
 
 
 def store(db: Database, **row) -> dict:
@@ -98,4 +99,5 @@ def _decode(row: dict) -> Vote:
         first_context=from_json(row.get("first_context"), {}),
         second_context=from_json(row.get("second_context"), {}),
         created_at=row["created_at"],
+        owner_id=row.get("owner_id"),
     )

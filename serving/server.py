@@ -170,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{task.id}\t{task.status}\t{task.settings.get('base')}\t{where}")
             return 0
         if args.command == "stop":
+            task = task_rows.get(db, args.id)
+            if task is not None:  # in team mode, only a server of the key's account (or any, for the owner)
+                accounts.cli_asker(db).may_change(task.owner_id, "task", f"#{args.id}")
             if not tasks.stop(db, args.id):
                 raise UserError("ERR_TASK_NOT_RUNNING", id=args.id)
             print(f"stopping server {args.id}")

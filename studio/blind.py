@@ -39,8 +39,8 @@ def draw_order(first: str, second: str, rng: random.Random | None = None) -> tup
     return pair if (rng or random).random() < 0.5 else (second, first)
 
 
-def record(db, round_: Round, choice: str) -> dict:
-    """Store a vote given as the person saw it: "a", "b" or "tie"."""
+def record(db, round_: Round, choice: str, owner_id: int | None = None) -> dict:
+    """Store a vote given as the person saw it: "a", "b" or "tie" (by `owner_id`, in team mode)."""
     if choice not in ("a", "b", "tie"):
         raise ValueError(f"a vote is a, b or tie, not {choice!r}")
     names, answers, contexts = list(round_.shown), list(round_.answers), list(round_.contexts)
@@ -58,6 +58,7 @@ def record(db, round_: Round, choice: str) -> dict:
         second_answer=answers[1],
         first_context=contexts[0],
         second_context=contexts[1],
+        owner_id=owner_id,
     )
 
 

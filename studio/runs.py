@@ -19,7 +19,8 @@ from core.errors import UserError
 from registry import connect
 from registry import jobs as job_rows
 from registry import tasks as task_rows
-from studio import supervisor
+from studio import accounts, supervisor
+from studio.accounts import LOCAL, Asker
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,12 @@ def kind_label(kind: str) -> str:
     return {**texts.EXPORT_KINDS, **texts.RUN_KINDS}.get(kind, kind)
 
 
-def run_lines(db, *, limit: int = 20, active_only: bool = False) -> list[RunLine]:
-    """The newest runs of every kind, newest first, as the reader would see them now."""
+def run_lines(db, *, limit: int = 20, active_only: bool = False, asker: Asker = LOCAL) -> list[RunLine]:
+    """The newest runs of every kind that `asker` may see, newest first, as the reader would see them now."""
     jobs = map(supervisor.as_seen, job_rows.ROWS.list_recent(db, limit=limit))
     tasks = map(supervisor.as_seen, task_rows.list_recent(db, limit=limit))
+    jobs = [job for job in jobs if asker.owns(job.owner_id)]
+    tasks = [task for task in tasks if asker.owns(task.owner_id)]
     lines = []
     for job in jobs:
         if not active_only or job.status in job_rows.ACTIVE:
@@ -98,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON object per run")
     args = parser.parse_args(argv)
     try:
-        lines = run_lines(connect(), limit=max(args.limit, 1), active_only=args.active)
+        db = connect()
+        lines = run_lines(db, limit=max(args.limit, 1), active_only=args.active, asker=accounts.cli_asker(db))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

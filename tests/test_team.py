@@ -296,3 +296,35 @@ def test_a_queued_job_says_whose_jobs_go_first_and_an_account_at_its_limit_waits
         db, adapter_name="bo-3", config={}, owner_id=bo.id, status="queued", pid=os.getpid()
     )
     assert "(1 ahead)" in str(queue.turn(db, later.id))  # ana's job at its limit blocks nobody
+
+
+def test_preference_pairs_from_votes_take_only_the_askers_own_votes(db):
+    from engine.roles import PERSONA
+    from studio import blind
+    from training.data import pairs
+
+    ana, bo = signed_up(db, "ana"), signed_up(db, "bo")
+    context = tuple(blind.context(PERSONA, "plain") for _ in range(2))
+    for who, answers in ((ana, ("臣妾在。", "I am here.")), (bo, ("回皇上。", "Hello."))):
+        round_ = blind.Round("今日可好？", "builtin", ("huanhuan", ""), answers, context)
+        blind.record(db, round_, "a", owner_id=who.id)
+    chosen = {}
+    for who in (ana, bo):
+        chosen[who.name] = [
+            r["chosen"] for r in pairs.from_votes(db, "builtin", "persona", asker=who).records
+        ]
+    assert chosen == {"ana": ["臣妾在。"], "bo": ["回皇上。"]}
+    assert len(pairs.from_votes(db, "builtin", "persona").records) == 2  # one person: every vote
+
+
+def test_the_runs_listing_in_team_mode_shows_the_keys_account_its_runs_only(db, monkeypatch):
+    ana, bo = signed_up(db, "ana"), signed_up(db, "bo")
+    job_rows.create(db, adapter_name="ana-job", config={}, owner_id=ana.id, status="succeeded")
+    job_rows.create(db, adapter_name="bo-job", config={}, owner_id=bo.id, status="succeeded")
+    accounts.remember_mode(db, True)
+    monkeypatch.setenv(accounts.KEY_VARIABLE, accounts.create_key(db, bo))
+    listed = call_main("studio.runs", "--json")
+    assert listed.returncode == 0 and "bo-job" in listed.stdout and "ana-job" not in listed.stdout
+    monkeypatch.setenv(accounts.KEY_VARIABLE, "sk-tr-revoked-or-forged")
+    refused = call_main("studio.runs")
+    assert refused.returncode == 2 and "TRANSLATOR_KEY" in refused.stderr

@@ -199,9 +199,11 @@ def manage_section(db, adapter: Adapter, role_names: list[str], asker: Asker, te
                 st.rerun()
 
 
-def votes_table(db) -> None:
+def votes_table(db, visible: set[str]) -> None:
+    """The blind votes' standings between adapters in `visible` (and the base, "")."""
     st.subheader(texts.VOTES_TITLE)
-    standings = blind.standings(db)
+    visible = {"", *visible}
+    standings = [row for row in blind.standings(db) if row["first"] in visible and row["second"] in visible]
     if not standings:
         st.caption(texts.NO_VOTES)
     else:

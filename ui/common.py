@@ -108,9 +108,21 @@ def task_progress(task_id: int, line: str, stop_key: str) -> None:
         st.rerun(scope="app")
     status = texts.STATUS.get(task.status, task.status)
     st.info(line.format(id=task.id, status=status, stage=task.stage or "…"))
-    if st.button(texts.EXPORT_STOP, key=f"{stop_key}-{task.id}"):
+    if (
+        st.button(texts.EXPORT_STOP, key=f"{stop_key}-{task.id}")
+        and show_user_error(asker().may_change, task.owner_id, "task", f"#{task.id}") is None
+        and asker().owns(task.owner_id)
+    ):
         supervisor.stop(db, task)
         st.rerun(scope="app")
+
+
+def asker() -> accounts.Asker:
+    """Who runs this page: the one person of a single-user studio; in team mode the account the
+    entry's sign-in gate (ui.team.gate) put in the session, which stops every other run."""
+    if not accounts.team_mode():
+        return accounts.LOCAL
+    return st.session_state.get("team_asker", accounts.LOCAL)
 
 
 def registry():

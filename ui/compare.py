@@ -105,7 +105,7 @@ def compare(db, engine, choice: SidebarChoice) -> None:
                 buttons, ("a", "tie", "b"), (texts.VOTE_A, texts.VOTE_TIE, texts.VOTE_B), strict=True
             ):
                 if column.button(label, key=f"vote-{choice}", width="stretch"):
-                    blind.record(db, round_, choice)
+                    blind.record(db, round_, choice, owner_id=common.asker().id)
                     st.session_state["blind-voted"] = choice
                     st.rerun()
         else:

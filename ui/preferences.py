@@ -115,7 +115,7 @@ def _from_file(path: str, title: str | None) -> ChosenPairs | None:
 
 
 def _from_votes(db, start: StartingPoint) -> ChosenPairs | None:
-    found = pairs.from_votes(db, start.base, start.role_name)
+    found = pairs.from_votes(db, start.base, start.role_name, asker=team.asker())
     if found.skipped:
         reasons = ", ".join(texts.VOTES_SKIPPED[why].format(count=n) for why, n in found.skipped.items())
         st.caption(texts.VOTES_NOT_USED.format(reasons=reasons))
@@ -268,7 +268,7 @@ def start_job(db, chosen: ChosenPairs, start: StartingPoint, form: dict, name: s
     lineage and a resume read that file)."""
     path = chosen.path
     if path is None:
-        saved, _ = pairs.save_votes(db, start.base, start.role_name, home.preference_data_dir())
+        saved, _ = pairs.save_votes(db, start.base, start.role_name, home.preference_data_dir(), team.asker())
         path = str(saved.path)
     settings = {**form, "data": path, "name": name}
     if start.parent is not None:

@@ -61,10 +61,7 @@ def address() -> str:
         return ""
 
 
-def asker() -> Asker:
-    """Who runs this page: LOCAL without team mode; the signed-in account with it (the entry's
-    `gate` has stopped the run of anybody else)."""
-    return st.session_state.get("team_asker", LOCAL) if active() else LOCAL
+asker = common.asker
 
 
 def gate() -> Asker:

@@ -23,6 +23,7 @@ from pathlib import Path
 from core.errors import UserError
 from core.texts import Message
 from registry import votes as vote_rows
+from studio.accounts import LOCAL, Asker
 from studio.supervisor import staging_file
 from training.data.datasets import fingerprint, read_data_file, read_rows
 
@@ -217,11 +218,16 @@ class VotePairs:
     roles: dict = field(default_factory=dict)  # role name -> pairs, among the votes read
 
 
-def from_votes(db, base_model: str, role_name: str = "", *, up_to: int | None = None) -> VotePairs:
-    """Each decisive blind vote on `base_model` (in `role_name`'s role, when given) as a pair: the
-    winner's answer chosen, the other rejected, the prompt rebuilt from the role both answered in."""
+def from_votes(
+    db, base_model: str, role_name: str = "", *, up_to: int | None = None, asker: Asker = LOCAL
+) -> VotePairs:
+    """Each decisive blind vote `asker` cast on `base_model` (in `role_name`'s role, when given) as a
+    pair: the winner's answer chosen, the other rejected, the prompt rebuilt from the role both
+    answered in."""
     skipped, roles, records, newest = Counter(), Counter(), [], None
     for vote in vote_rows.for_base(db, base_model, up_to=up_to):
+        if not asker.lists(vote.owner_id):
+            continue
         newest = vote.id
         reason = _unusable(vote, role_name)
         if reason:
@@ -314,10 +320,12 @@ def write_jsonl(records: list[dict], path: Path) -> PreferenceData:
     return parse(raw, ".jsonl", name=path.name, path=path)
 
 
-def save_votes(db, base_model: str, role_name: str, folder: Path) -> tuple[PreferenceData, VotePairs]:
+def save_votes(
+    db, base_model: str, role_name: str, folder: Path, asker: Asker = LOCAL
+) -> tuple[PreferenceData, VotePairs]:
     """The usable votes as a file named by what it holds (role, newest vote, content): the data a
     preference job trains on, fixed at the moment it was taken."""
-    pairs = from_votes(db, base_model, role_name)
+    pairs = from_votes(db, base_model, role_name, asker=asker)
     if not pairs.records:
         raise UserError("ERR_NO_VOTE_PAIRS", base=base_model, role=role_name or "*")
     digest = fingerprint(to_jsonl(pairs.records))
