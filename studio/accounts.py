@@ -339,8 +339,54 @@ def changeable_adapter(db, asker: Asker, name: str):
     return adapter
 
 
+def main(argv: list[str] | None = None) -> int:
+    """`python -m studio.accounts`: the studio's accounts from the machine's shell (whoever may
+    write the registry file may do this: TRANSLATOR_HOME's permissions are the boundary)."""
+    import argparse
+
+    from registry import connect
+
+    parser = argparse.ArgumentParser(prog="python -m studio.accounts", description="Team mode's accounts.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="every account, its role and whether its password is set")
+    add = commands.add_parser("add", help="a new account and its one-time setup code")
+    add.add_argument("name")
+    add.add_argument("--role", default="member", choices=ROLES)
+    add.add_argument("--email", help="matched at sign-in through the identity provider")
+    code = commands.add_parser("code", help="a new one-time setup code (to set or reset a password)")
+    code.add_argument("name")
+    args = parser.parse_args(argv)
+    try:
+        db = connect()
+        if args.command == "list":
+            for account in rows.list_all(db):
+                password = "password set" if account.password_hash else "no password yet"
+                print(f"{account.name}\t{account.role}\t{account.email or ''}\t{password}")
+            return 0
+        if args.command == "add":
+            account, secret = create_account(db, args.name, args.role, email=args.email)
+        else:
+            account = rows.by_name(db, args.name)
+            if account is None:
+                raise UserError(
+                    "ERR_NOT_FOUND_FOR_YOU", what=texts.Message("NAME_KINDS.account"), name=args.name
+                )
+            secret = issue_setup_code(db, account)
+            rows.record_audit(db, "setup_code_issued", account=None, obj=account.name, address="cli")
+        hours = SETUP_CODE_SECONDS // 3600
+        print(texts.TEAM_ACCOUNT_CREATED.format(name=account.name, hours=hours), secret)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def audit(db, action: str, asker: Asker, obj: str = "") -> None:
     """Record a consequential act (delete, export, push, stop): in team mode only; a laptop keeps
     no trail of its one person."""
     if asker.account is not None:
         rows.record_audit(db, action, account=asker.account, obj=obj, address=asker.address)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -328,3 +328,19 @@ def test_the_runs_listing_in_team_mode_shows_the_keys_account_its_runs_only(db, 
     monkeypatch.setenv(accounts.KEY_VARIABLE, "sk-tr-revoked-or-forged")
     refused = call_main("studio.runs")
     assert refused.returncode == 2 and "TRANSLATOR_KEY" in refused.stderr
+
+
+def test_the_accounts_command_line_adds_accounts_and_issues_codes_that_set_passwords(db):
+    added = call_main("studio.accounts", "add", "dan", "--role", "viewer", "--email", "dan@lab.example")
+    assert added.returncode == 0 and "Created dan" in added.stdout
+    code = added.stdout.split()[-1]
+    accounts.redeem_setup_code(db, "dan", code, PASSWORD)
+    fresh = call_main("studio.accounts", "code", "dan").stdout.split()[-1]
+    accounts.redeem_setup_code(db, "dan", fresh, "a brand new password")  # a reset
+    assert accounts.sign_in(db, "dan", "a brand new password")[0].role == "viewer"
+    listed = call_main("studio.accounts", "list").stdout
+    assert "dan\tviewer\tdan@lab.example\tpassword set" in listed and code not in listed
+    refused = call_main("studio.accounts", "add", "../etc", "--role", "member")
+    assert refused.returncode == 2 and "is not allowed" in refused.stderr
+    unknown = call_main("studio.accounts", "code", "nobody")
+    assert unknown.returncode == 2 and "There is no account nobody" in unknown.stderr

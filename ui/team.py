@@ -83,6 +83,8 @@ def gate() -> Asker:
         st.session_state.pop(_TOKEN, None)
         st.session_state.pop("team_asker", None)
         _write_cookie(None if st.context.cookies.get(COOKIE) else ...)
+        with st.sidebar:
+            common.language_switch()
         sign_in_page(db)
         st.stop()
     st.session_state[_TOKEN] = token
