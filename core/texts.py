@@ -1933,4 +1933,103 @@ _TEXTS = dict(
         "排队中：{name} 已有 {running} 个任务在运行，达到所有者设定的上限 {limit}",
         "Queued: {name} has {running} jobs running, the limit the owner set is {limit}",
     ),
+    # Slurm clusters (studio/slurm.py, training/jobs/cluster.py)
+    ERR_SLURM_MISSING=(
+        "这台机器上没有 Slurm（找不到 sbatch）：请在集群的登录节点上运行工作室，或安装 Slurm 客户端（Debian：apt-get install slurm-client）。",
+        "Slurm is not on this machine (no sbatch on PATH): run the studio on the cluster's login node, "
+        "or install Slurm's client (Debian: apt-get install slurm-client).",
+    ),
+    ERR_SLURM_TIME=(
+        "{given!r} 不是 Slurm 的时间上限：请写分钟（90）、时:分:秒（2:00:00）、天-时（1-12）或天-时:分:秒（1-12:30:00）。",
+        "{given!r} is not a Slurm time limit: write minutes (90), hours:minutes:seconds (2:00:00), "
+        "days-hours (1-12) or days-hours:minutes:seconds (1-12:30:00).",
+    ),
+    ERR_SLURM_REFUSED=("Slurm 拒绝了请求（{command}）：{said}", "Slurm refused ({command}): {said}"),
+    ERR_SLURM_PARTITION=(
+        "集群没有分区 {partition!r}：可用的分区有 {known}。",
+        "The cluster has no partition {partition!r}: it has {known}.",
+    ),
+    ERR_SLURM_NODES=(
+        "分区 {partition} 只有 {have} 个节点，任务要 {nodes} 个：请减少节点数。",
+        "Partition {partition} has {have} nodes; the job asks for {nodes}: ask for fewer.",
+    ),
+    ERR_SLURM_GPUS=(
+        "分区 {partition} 的节点每个只有 {have} 块 GPU，任务要每节点 {gpus} 块：请减少每节点 GPU 数，或选择其他分区。",
+        "Partition {partition}'s nodes have {have} GPUs each; the job asks for {gpus} per node: ask for "
+        "fewer, or choose another partition.",
+    ),
+    ERR_SLURM_PROCESSES=(
+        "每节点 {processes} 个训练进程，但每节点只有 {gpus} 块 GPU：每个进程需要一块 GPU。",
+        "{processes} training processes per node on {gpus} GPUs per node: each process needs a GPU.",
+    ),
+    ERR_SLURM_NOT_SHARED=(
+        "工作室的目录 {home} 在本地文件系统（{kind}）上，分区 {partition} 的节点看不到它：任务在那里读取计划、写入"
+        "注册表和适配器。请把 TRANSLATOR_HOME 放在共享文件系统上（例如 NFS 上的家目录），在集群的登录节点上运行工作室；"
+        "如果节点确实以同一路径看到它，请设置 {variable}=1。",
+        "The studio's home {home} is on a local filesystem ({kind}) that partition {partition}'s nodes "
+        "cannot see: the job reads its plan and writes the registry and the adapter there. Put "
+        "TRANSLATOR_HOME on the shared filesystem (a home directory on NFS, say) and run the studio on "
+        "the cluster's login node; if the nodes do see it at the same path, set {variable}=1.",
+    ),
+    SLURM_VANISHED=(
+        "Slurm 不再知道作业 {id}（已被清除或节点丢失），训练进程没有写下结果：可以从最新检查点继续。",
+        "Slurm no longer knows job {id} (purged, or its node was lost) and the trainer wrote no end: "
+        "resume from the newest checkpoint.",
+    ),
+    SLURM_ENDED=(
+        "Slurm 作业 {id} 以 {state}（{reason}）结束，训练进程没有写下结果：可以从最新检查点继续。",
+        "Slurm job {id} ended {state} ({reason}) without the trainer writing its end: resume from the "
+        "newest checkpoint.",
+    ),
+    SLURM_TIME_LIMIT=(
+        "Slurm 作业 {id} 到了时间上限：已保存检查点，可以继续（或勾选“自动重新排队”）。",
+        "Slurm job {id} reached its time limit: a checkpoint was saved; resume (or ask for requeue).",
+    ),
+    SLURM_STOPPED=(
+        "Slurm 停止了作业 {id}（抢占，或在工作室之外用 scancel 取消）：已保存检查点，可以继续。",
+        "Slurm stopped job {id} (a preemption, or scancel outside the studio): a checkpoint was saved; "
+        "resume to continue.",
+    ),
+    SLURM_REQUEUED=(
+        "Slurm 作业 {id} 已重新排队：再次运行时从最新检查点继续",
+        "Slurm job {id} was requeued: it resumes from the newest checkpoint when it runs again",
+    ),
+    SLURM_STATE=(
+        "Slurm 作业 {id}：{state}{detail}",
+        "Slurm job {id}: {state}{detail}",
+    ),
+    SLURM_STATES={
+        "PENDING": ("排队中", "pending"),
+        "RUNNING": ("运行中", "running"),
+        "COMPLETING": ("正在结束", "completing"),
+        "COMPLETED": ("已完成", "completed"),
+        "FAILED": ("失败", "failed"),
+        "CANCELLED": ("已取消", "cancelled"),
+        "TIMEOUT": ("超时", "timeout"),
+        "PREEMPTED": ("被抢占", "preempted"),
+        "NODE_FAIL": ("节点故障", "node failure"),
+        "OUT_OF_MEMORY": ("内存不足", "out of memory"),
+    },
+    SLURM_ON_NODES=("，节点 {nodes}", " on {nodes}"),
+    SLURM_BECAUSE=("（{reason}）", " ({reason})"),
+    WHERE_RUNS=("在哪里运行", "Where it runs"),
+    WHERE_CHOICES={"": ("这台机器", "This machine"), "slurm": ("Slurm 集群", "A Slurm cluster")},
+    SLURM_PARTITION=("分区", "Partition"),
+    SLURM_NODES=("节点数", "Nodes"),
+    SLURM_GPUS=("每节点 GPU（0 = CPU 任务）", "GPUs per node (0: a CPU job)"),
+    SLURM_TIME=(
+        "时间上限（如 2:00:00 或 1-12；空 = 分区默认）",
+        "Time limit (e.g. 2:00:00 or 1-12; empty: the partition's)",
+    ),
+    SLURM_ACCOUNT=("计费账户（空 = 你的默认账户）", "Account (empty: your default)"),
+    SLURM_REQUEUE=(
+        "到时间上限或被抢占时自动重新排队并继续",
+        "Requeue and resume after a time limit or a preemption",
+    ),
+    SLURM_SUBMITTED=(
+        "已提交：任务 {job} 是 Slurm 作业 {slurm}（日志：{log}）。用 python -m studio.runs 或训练页查看进度。",
+        "Submitted: job {job} is Slurm job {slurm} (log: {log}). Follow it with python -m studio.runs or on "
+        "the training page.",
+    ),
+    SLURM_NOT_HERE=("这台机器上没有 Slurm（找不到 sbatch）。", "Slurm is not on this machine (no sbatch)."),
 )

@@ -453,6 +453,15 @@ def m018_team_mode(db: Database) -> None:
     db["adapters"].add_column("shared", int, not_null_default=0)
 
 
+@migrations()
+def m019_slurm_jobs(db: Database) -> None:
+    # A job handed to a Slurm cluster: Slurm's job id (its state is read from Slurm, never copied),
+    # and when the studio asked it to stop (a Stop is a cancel; any other end Slurm forces on the
+    # job, a time limit or a preemption, leaves it interrupted and resumable).
+    db["jobs"].add_column("slurm_job_id", int)
+    db["jobs"].add_column("stop_requested_at", float)
+
+
 def connect(path: Path | None = None) -> Database:
     """Open the registry (creating or upgrading its schema) for use on the calling thread.
 

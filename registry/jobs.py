@@ -47,6 +47,8 @@ class Job:
     waiting_for: str | None  # why a queued job waits
     remedy: dict  # the settings a resume should change after a failure ({} when none would help)
     owner_id: int | None = None  # the account that started it (team mode; None: the studio's owner)
+    slurm_job_id: int | None = None  # the job's id in Slurm, when it runs on a cluster
+    stop_requested_at: float | None = None  # when the studio asked a cluster job to stop
 
     kind = "train"  # the supervisor's kind of run
 

@@ -32,6 +32,7 @@ from registry import tasks as task_rows
 from registry.jobs import Job
 from registry.runs import ACTIVE, RunTable
 from registry.tasks import Task
+from studio import slurm
 from studio import warm as warm_start
 
 # A run whose process was never recorded (the app died between the row and the spawn) is given
@@ -158,9 +159,22 @@ def run_task(task_id: int, work: Callable) -> int:
     return 0
 
 
+def on_cluster(row: Run | None) -> bool:
+    """A training job handed to Slurm: its state is Slurm's, its process may be on another machine."""
+    return isinstance(row, Job) and (row.config or {}).get("cluster") == "slurm"
+
+
 def launch(db, row: Run, *, resume: bool = False, env: dict | None = None) -> Run:
-    """Start the worker of a run whose row exists; `env` adds secrets the row must not hold."""
+    """Start the worker of a run whose row exists; `env` adds secrets the row must not hold. A
+    cluster job is submitted to Slurm instead, as the batch script its plan wrote."""
     kind = kind_of(row)
+    if on_cluster(row):
+        job_dir = Path(row.job_dir or home.jobs_dir() / str(row.id))
+        slurm_id = slurm.submit(
+            str(job_dir / "slurm.sh"), str(home.PROJECT_ROOT), ["--resume"] if resume else []
+        )
+        kind.rows.update(db, row.id, slurm_job_id=slurm_id, log_path=str(kind.log_path(row)))
+        return kind.rows.get(db, row.id)
     log_path = kind.log_path(row)
     pid = spawn_detached(kind.worker, kind.arguments(row, resume), log_path, env=env, warm=kind.warm(row))
     kind.rows.update(db, row.id, pid=pid, pid_started=process_start(pid), log_path=str(log_path))
@@ -170,6 +184,11 @@ def launch(db, row: Run, *, resume: bool = False, env: dict | None = None) -> Ru
 def stop(db, row: Run | None) -> bool:
     """Ask an active run's worker to stop (SIGTERM); it writes its own end."""
     row = row and kind_of(row).rows.get(db, row.id)
+    if on_cluster(row) and row.status in ACTIVE and row.slurm_job_id:
+        # the trainer reads this on the signal: a cancel, not a time limit or a preemption
+        kind_of(row).rows.update(db, row.id, stop_requested_at=time.time())
+        slurm.cancel(row.slurm_job_id)
+        return True
     if row is None or row.status not in ACTIVE or not row.pid:
         return False
     if not process_alive(row.pid, row.pid_started):
@@ -183,9 +202,12 @@ def stop(db, row: Run | None) -> bool:
 
 
 def gone(row: Run) -> bool:
-    """An active run whose process is gone, or that no process took within the grace period."""
+    """An active run whose process is gone, or that no process took within the grace period; a
+    cluster job whose Slurm job ended (or vanished) without the trainer writing its end."""
     if row.status not in ACTIVE:
         return False
+    if on_cluster(row) and row.slurm_job_id:
+        return slurm_end(row) is not None
     if row.pid:
         return not process_alive(row.pid, row.pid_started)
     last_sign = max(getattr(row, "heartbeat_at", None) or 0, row.created_at or 0)  # tasks have none
@@ -197,7 +219,22 @@ def as_seen(row: Run | None) -> Run | None:
     with its kind's reason, whoever asks, before the reconciler has written it down."""
     if row is None or not gone(row):
         return row
-    return dataclasses.replace(row, status="interrupted", error=str(Message(kind_of(row).gone)))
+    return dataclasses.replace(row, status="interrupted", error=str(why_gone(row)))
+
+
+def why_gone(row: Run) -> Message:
+    return (on_cluster(row) and row.slurm_job_id and slurm_end(row)) or Message(kind_of(row).gone)
+
+
+def slurm_end(row: Job) -> Message | None:
+    """Why a cluster job's Slurm job no longer runs it (None while it is pending or running): it
+    ended in some state without the trainer writing the end, or Slurm has forgotten it."""
+    found = slurm.state(row.slurm_job_id)
+    if found is None:
+        return Message("SLURM_VANISHED", {"id": row.slurm_job_id})
+    if found.ended:
+        return Message("SLURM_ENDED", {"id": row.slurm_job_id, "state": found.state, "reason": found.reason})
+    return None
 
 
 def reconcile(db) -> list[tuple[str, int]]:
@@ -210,8 +247,7 @@ def reconcile(db) -> list[tuple[str, int]]:
         for row in table.active(db):
             if not gone(row):
                 continue
-            kind = kind_of(row)
-            if table.mark_interrupted(db, row.id, row.pid, Message(kind.gone)):
+            if table.mark_interrupted(db, row.id, row.pid, why_gone(row)):
                 remove_staging(row)
                 interrupted.append((table.table, row.id))
     return interrupted

@@ -33,6 +33,7 @@ DPO_LOSSES = (
 )  # fmt: skip
 KTO_LOSSES = ("kto", "apo_zero_unpaired")
 LOSSES = {"dpo": DPO_LOSSES, "kto": KTO_LOSSES, "orpo": (), "sft": ()}
+SLURM_NAME = r"[A-Za-z0-9_.-]*"
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,17 @@ class TrainConfig:
     )
     save_steps: int = _option(
         0, "save a checkpoint every N steps (0: at the end of every epoch)", Rule(low=0, high=10**7)
+    )
+    # where: this machine (its own fair queue) or a Slurm cluster (sbatch; studio/slurm.py)
+    cluster: str = _option("", "where the job runs: '' this machine, or slurm", Rule(choices=("", "slurm")))
+    partition: str = _option("", "Slurm partition (default: the cluster's default)", Rule(pattern=SLURM_NAME))
+    nodes: int = _option(1, "Slurm: nodes, each running --processes training processes", Rule(low=1, high=64))
+    gpus_per_node: int = _option(0, "Slurm: GPUs per node (0: a CPU job)", Rule(low=0, high=16))
+    # checked by training.jobs.cluster, with a message in words rather than a pattern
+    time_limit: str = _option("", "Slurm time limit: MM, HH:MM:SS, D-HH or D-HH:MM:SS ('' the partition's)")
+    slurm_account: str = _option("", "Slurm account to charge ('' your default)", Rule(pattern=SLURM_NAME))
+    requeue: bool = _option(
+        False, "Slurm: on a time limit or preemption, requeue and resume from the last checkpoint"
     )
     trust_remote_code: bool = _option(False, "run code shipped with the model (only if you trust it)")
     resume: bool = _option(False, "continue the newest interrupted/cancelled job of --name")

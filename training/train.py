@@ -45,6 +45,7 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # ORPO lives in trl.expe
 warnings.filterwarnings("ignore", category=FutureWarning)  # deprecation chatter from library internals
 
 
+from core import texts  # noqa: E402
 from core.errors import UserError  # noqa: E402
 from registry import connect  # noqa: E402
 from registry import jobs as job_rows  # noqa: E402
@@ -82,6 +83,13 @@ def _main(argv: list[str] | None, cancellation: Cancellation, followers: job.Fol
         if globals().get("_signalled_early"):
             raise JobCancelled
         db = connect()
+        if not settings.get("job_id") and (submitted := job.submit_to_cluster(db, settings)):
+            print(
+                texts.SLURM_SUBMITTED.format(
+                    job=submitted.id, slurm=submitted.slurm_job_id, log=submitted.log_path
+                )
+            )
+            return 0
         plan = job.plan_and_claim(db, settings, claimed)
         job.import_the_trainer(plan.config)
     except UserError as error:

@@ -31,7 +31,7 @@ from studio import supervisor
 from studio.accounts import LOCAL, Asker, audit, visible_adapter
 from studio.roles import get_role
 from training.config import DPO_LOSSES, LOSSES, TrainConfig, check_settings
-from training.jobs import plans, sweep, tracking
+from training.jobs import cluster, plans, sweep, tracking
 from training.parallel import launchers
 
 SAMPLES = {
@@ -79,7 +79,10 @@ def check_request(
     launchers.check_strategy(config)
     if job is not None:
         check_same_sharding(job, config)
-    devices.check_enough_gpus(config.processes, config.device)
+    if config.cluster == "slurm":
+        cluster.check(config)  # Slurm allocates the devices: this machine's count does not matter
+    else:
+        devices.check_enough_gpus(config.processes, config.device)
     name = check_name(config.name)
     refuse_taken_name(db, name, job)
     parent = None
@@ -89,6 +92,8 @@ def check_request(
     if not config.data.strip():
         raise UserError("ERR_NO_DATA_CLI")
     config = replace(config, mlflow_uri=tracking.checked_uri(config.mlflow_uri, base_dir))
+    if config.cluster == "slurm":
+        cluster.test_submission(config)
     return plans.make(
         replace(config, name=name),
         role,
@@ -196,16 +201,25 @@ def create_job(db, plan: plans.Plan, **fields) -> Job:
     job_dir = home.jobs_dir() / str(job.id)
     plans.store(plan, job_dir)
     (job_dir / "config.json").write_text(to_json(plan.config.as_dict()), encoding="utf-8")
+    if plan.config.cluster == "slurm":  # what the supervisor submits (studio.supervisor.launch)
+        cluster.write_script(job, plan.config, job_dir)
     job_rows.update(db, job.id, job_dir=str(job_dir), log_path=str(job_dir / "train.log"))
     return job_rows.get(db, job.id)
 
 
-def submit(db, settings: dict | TrainConfig, *, progress=None, tokenizers=None, asker: Asker = LOCAL) -> Job:
+def submit(
+    db, settings: dict | TrainConfig, *, progress=None, tokenizers=None, asker: Asker = LOCAL, base_dir=None
+) -> Job:
     """The training page's Start: check, create the job, launch its detached trainer, which trains
     the stored plan. A relative dataset path is taken from the project folder, wherever the server
     was started. The job (and the adapter it makes) belongs to `asker`."""
     plan = check_request(
-        db, settings, base_dir=home.PROJECT_ROOT, progress=progress, tokenizers=tokenizers, asker=asker
+        db,
+        settings,
+        base_dir=base_dir or home.PROJECT_ROOT,
+        progress=progress,
+        tokenizers=tokenizers,
+        asker=asker,
     )
     job = create_job(db, plan, owner_id=asker.id)
     return supervisor.launch(db, job)
@@ -275,7 +289,10 @@ def resume(db, job_id: int, *, changes: dict | None = None, tokenizers=None, ask
     plan = check_request(
         db, stored_config(job, **(changes or {}), resume=True), job=job, tokenizers=tokenizers, asker=asker
     )
-    plans.store(plan, Path(job.job_dir or home.jobs_dir() / str(job_id)))
+    job_dir = Path(job.job_dir or home.jobs_dir() / str(job_id))
+    plans.store(plan, job_dir)
+    if plan.config.cluster == "slurm":
+        cluster.write_script(job, plan.config, job_dir)
     job_rows.update(
         db,
         job_id,
@@ -286,6 +303,8 @@ def resume(db, job_id: int, *, changes: dict | None = None, tokenizers=None, ask
         heartbeat_at=time.time(),
         finished_at=None,
         devices=None,
+        stop_requested_at=None,
+        slurm_job_id=None,
     )
     return supervisor.launch(db, job, resume=True)
 

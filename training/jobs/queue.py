@@ -29,7 +29,8 @@ def _holds(job: Job) -> bool:
 def line(db, jobs: list[Job] | None = None) -> tuple[list[Job], list[Job], dict]:
     """(the jobs in line in fair order, the jobs at their owner's limit, jobs held per owner)."""
     active = [supervisor.as_seen(job) for job in (jobs if jobs is not None else job_rows.active(db))]
-    active = [job for job in active if job.status in job_rows.ACTIVE]
+    # a cluster's jobs wait in Slurm's queue, not for this machine's devices
+    active = [job for job in active if job.status in job_rows.ACTIVE and job.config.get("cluster") != "slurm"]
     held: dict = {}
     for job in active:
         if _holds(job):

@@ -21,7 +21,7 @@ from registry import adapters as adapter_rows
 from registry import jobs as job_rows
 from registry.adapters import Adapter
 from registry.jobs import Job
-from studio import accounts, supervisor
+from studio import accounts, slurm, supervisor
 from studio import adapters as studio_adapters
 from training.config import TrainConfig
 from training.jobs import lifecycle, plans, queue
@@ -105,6 +105,21 @@ def follow(world: World, cancellation: Cancellation) -> int:
         return EXIT_CANCELLED
 
 
+def submit_to_cluster(db, settings: dict) -> Job | None:
+    """A command line's job for a Slurm cluster (`--cluster slurm`, or `--resume` of one): checked,
+    created and submitted, for Slurm to run; None for a job that runs here, in this process."""
+    asker = accounts.cli_asker(db)
+    if settings.get("resume"):
+        earlier = lifecycle.find_resumable(db, settings.get("name", ""), asker)
+        if earlier.config.get("cluster") != "slurm" and settings.get("cluster") != "slurm":
+            return None
+        given = {k: v for k, v in settings.items() if k not in ("name", "resume", "job_id")}
+        return lifecycle.resume(db, earlier.id, changes=given, asker=asker)
+    if settings.get("cluster") != "slurm":
+        return None
+    return lifecycle.submit(db, settings, base_dir=Path.cwd(), asker=asker)
+
+
 def plan_and_claim(db, settings: dict, claimed: list) -> plans.Plan:
     """The job's plan; the job row it runs as goes into `claimed` as soon as it is ours (a new
     job's row is created only after its check passed). A job the app queued (Start, Resume, or
@@ -112,7 +127,8 @@ def plan_and_claim(db, settings: dict, claimed: list) -> plans.Plan:
     verified, not checked again."""
     if settings.get("job_id"):
         job = job_rows.get(db, settings["job_id"])
-        if job is None or job.status != "queued":
+        requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0  # Slurm runs its script again
+        if job is None or not (job.status == "queued" or (requeued and job.status in job_rows.RESUMABLE)):
             raise UserError("ERR_JOB_NOT_QUEUED", job=settings["job_id"])
         claimed.append(lifecycle.claim(db, job))
         job_dir = Path(job.job_dir or home.jobs_dir() / str(job.id))
@@ -199,9 +215,8 @@ def run_job(
             log.error("a training process lost its launcher; a checkpoint was saved: resume to continue")
             return EXIT_FAILED
         if outcome == "cancelled":
-            job_rows.finish(db, job.id, "cancelled")
-            log.info("cancelled; a checkpoint was saved: resume with --resume --name %s", plan.config.name)
-            return EXIT_CANCELLED
+            log.info("stopped; a checkpoint was saved: resume with --resume --name %s", plan.config.name)
+            return _end_stopped(db, job.id, plan.config)
         with cancellation.deferred():
             job_rows.finish(db, job.id, "succeeded")
         log.info("job %s succeeded", job.id)
@@ -210,9 +225,8 @@ def run_job(
         if cancellation.launcher_lost.is_set():
             job_rows.finish(db, job.id, "interrupted", error=Message("ERR_LAUNCHER_LOST"))
             return EXIT_FAILED
-        job_rows.finish(db, job.id, "cancelled")
-        log.info("cancelled before training started")
-        return EXIT_CANCELLED
+        log.info("stopped before training started")
+        return _end_stopped(db, job.id, plan.config)
     except BaseException as error:
         message = errors.message_of(error)
         if run.world.distributed and (
@@ -233,6 +247,29 @@ def run_job(
             holding.release()
         if run.mlflow is not None:
             _finish_mlflow(run)
+
+
+def _end_stopped(db, job_id: int, config) -> int:
+    """The end of a job a SIGTERM stopped. Here, and on a cluster when the studio's Stop asked for
+    it, that is a cancel. On a cluster any other SIGTERM is Slurm's own (the time limit's warning, a
+    preemption, an scancel outside the studio): the job is interrupted and resumable, or queued again
+    when it asked to be requeued."""
+    slurm_id = os.environ.get("SLURM_JOB_ID")
+    if not slurm_id or job_rows.get(db, job_id).stop_requested_at:
+        job_rows.finish(db, job_id, "cancelled")
+        return EXIT_CANCELLED
+    left = slurm.minutes_left()
+    why = "SLURM_TIME_LIMIT" if left is not None and left < 3 else "SLURM_STOPPED"
+    if config.requeue:
+        job_rows.update(
+            db, job_id, status="queued", pid=None, waiting_for=Message("SLURM_REQUEUED", {"id": slurm_id})
+        )
+        if slurm.requeue_self():
+            log.info("Slurm job %s requeued: it resumes from the checkpoint when it runs again", slurm_id)
+            return EXIT_CANCELLED
+    job_rows.finish(db, job_id, "interrupted", error=Message(why, {"id": slurm_id}))
+    log.info("interrupted by Slurm (%s); resume from the checkpoint", why)
+    return EXIT_FAILED
 
 
 def _start_mlflow(run: Run):
