@@ -60,6 +60,7 @@ form = {
     "trust_remote_code": trust_remote_code,
     **settings,
 }
+sections.where_section(form)
 sections.devices_section(form)
 sections.tracking_section(form)
 if shown is not None:

@@ -14,7 +14,7 @@ from engine import catalogue, devices, loading, models, resident
 from registry import checkpoints as checkpoint_rows
 from registry import jobs as job_rows
 from registry import sweeps as sweep_rows
-from studio import supervisor
+from studio import slurm, supervisor
 from studio.roles import get_role
 from training import defaults
 from training.config import QUANTIZE_CHOICES, TrainConfig, rule
@@ -87,6 +87,8 @@ def job_panel(job_id: int, started_as: str) -> None:
         st.rerun(scope="app")  # redraw the panel with a timer while the job is active, without one after
     view = job_view(job)
     st.subheader(view.heading + (f" · {view.devices}" if view.devices else ""))
+    if view.cluster:
+        st.caption(view.cluster)
     if view.waiting_for:
         st.info(texts.WAITING.format(reason=view.waiting_for))
     st.progress(view.fraction, text=view.progress)
@@ -318,6 +320,30 @@ def tracking_section(form: dict) -> None:
         form["mlflow_uri"] = st.text_input(
             texts.SETTING_LABELS["mlflow_uri"], key="setting-mlflow_uri", help=texts.MLFLOW_URI_HELP
         )
+
+
+def where_section(form: dict) -> None:
+    """This machine or a Slurm cluster, with the cluster's settings (written into `form`)."""
+    where = st.segmented_control(
+        texts.WHERE_RUNS,
+        list(texts.WHERE_CHOICES),
+        format_func=texts.WHERE_CHOICES.get,
+        default="",
+        key="train-where",
+    )
+    if where != "slurm":
+        return
+    if not slurm.available():
+        st.warning(texts.SLURM_NOT_HERE)
+    form["cluster"] = "slurm"
+    left, middle, right = st.columns(3)
+    form["partition"] = left.text_input(texts.SLURM_PARTITION, key="setting-partition").strip()
+    form["nodes"] = middle.number_input(texts.SLURM_NODES, 1, 64, 1, key="setting-nodes")
+    form["gpus_per_node"] = right.number_input(texts.SLURM_GPUS, 0, 16, 0, key="setting-gpus-per-node")
+    left, right = st.columns(2)
+    form["time_limit"] = left.text_input(texts.SLURM_TIME, key="setting-time-limit").strip()
+    form["slurm_account"] = right.text_input(texts.SLURM_ACCOUNT, key="setting-slurm-account").strip()
+    form["requeue"] = st.checkbox(texts.SLURM_REQUEUE, key="setting-requeue")
 
 
 def devices_section(form: dict) -> None:

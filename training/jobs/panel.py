@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from core import texts
 from registry import jobs as job_rows
 from registry.jobs import Job
+from studio import slurm
 
 NOTHING_YET = "–"
 
@@ -24,6 +25,7 @@ class JobView:
     succeeded: bool
     waiting_for: str  # why a queued job waits (devices held by other jobs), else ""
     devices: str  # "GPU 0,1", "CPU", or "" before it has them
+    cluster: str = ""  # Slurm's state of a cluster job ("Slurm job 12: running on node1"), else ""
 
 
 def job_view(job: Job) -> JobView:
@@ -43,7 +45,25 @@ def job_view(job: Job) -> JobView:
         succeeded=job.status == "succeeded",
         waiting_for=(job.waiting_for or "") if job.status == "queued" else "",
         devices=_devices(job.devices),
+        cluster=cluster_line(job),
     )
+
+
+def cluster_line(job: Job) -> str:
+    """Slurm's word on a cluster job, read from Slurm now: pending and why, running on which nodes,
+    or how it ended."""
+    if not job.slurm_job_id:
+        return ""
+    found = slurm.state(job.slurm_job_id)
+    if found is None:
+        return texts.SLURM_STATE.format(id=job.slurm_job_id, state="?", detail="")
+    detail = ""
+    if found.nodes and found.state != "PENDING":
+        detail = texts.SLURM_ON_NODES.format(nodes=found.nodes)
+    elif found.reason and found.reason != "None":
+        detail = texts.SLURM_BECAUSE.format(reason=found.reason)
+    state = texts.SLURM_STATES.get(found.state, found.state.lower())
+    return texts.SLURM_STATE.format(id=job.slurm_job_id, state=state, detail=detail)
 
 
 def _devices(held: str | None) -> str:
