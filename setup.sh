@@ -44,4 +44,12 @@ if [ "${1:-}" = "--dev" ] && ! command -v chromium >/dev/null && ! command -v ch
     echo "note: the browser tests need Chromium: sudo apt-get install chromium (they skip without it)"
   fi
 fi
+if [ "${1:-}" = "--dev" ] && { ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; }; then
+  # The cluster tests start a one-machine Slurm (tests/slurm_cluster.py) from Debian's packages.
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null
+  else
+    echo "note: the Slurm tests need Slurm and munge: sudo apt-get install slurm-wlm munge (they skip without it)"
+  fi
+fi
 echo "setup done: .venv is ready"

@@ -68,6 +68,8 @@ SHARED_FIXTURE_GROUPS = {
     "tests/test_checkpoints.py": "trained-job",
     "tests/test_evaluate.py": "trained-job",
     "tests/test_tracking.py": "trained-job",
+    # slurm_cluster: a one-machine Slurm (munged, slurmctld, slurmd)
+    "tests/test_slurm.py": "slurm-cluster",
 }
 
 
@@ -600,3 +602,23 @@ def yuan_model_dir(tmp_path_factory) -> Path:
     shutil.copytree(golden_dir("golden_reset"), folder, ignore=shutil.ignore_patterns("golden.safetensors"))
     yuan_tokenizer(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A one-machine Slurm cluster (tests/slurm_cluster.py) for the session; SLURM_CONF points this
+    process's Slurm commands, and the trainers they start, at it."""
+    from tests import slurm_cluster as cluster_module
+
+    reason = cluster_module.missing()
+    if reason:
+        pytest.skip(reason)
+    cluster = cluster_module.Cluster(tmp_path_factory.mktemp("slurm")).start()
+    before = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(cluster.conf)
+    yield cluster
+    cluster.stop()
+    if before is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = before
