@@ -70,6 +70,7 @@ SHARED_FIXTURE_GROUPS = {
     "tests/test_tracking.py": "trained-job",
     # slurm_cluster: a one-machine Slurm (munged, slurmctld, slurmd)
     "tests/test_slurm.py": "slurm-cluster",
+    "tests/e2e/test_slurm_page.py": "slurm-cluster",
 }
 
 

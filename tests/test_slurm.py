@@ -156,3 +156,76 @@ def test_what_the_cluster_would_refuse_is_refused_before_a_job_exists(
     assert job_rows.list_all(db) == []
     jobs_dir = Path(os.environ["TRANSLATOR_HOME"]) / "jobs"
     assert not [p for p in jobs_dir.glob("*") if not p.name.startswith(".")]
+
+
+def test_a_two_process_cluster_job_gives_the_losses_of_one_process(
+    db, slurm_cluster, tiny_model_dir, single_process_run
+):
+    """torchrun with 2 CPU processes over gloo under srun, against one process: the same global
+    batch (2 processes x 2 examples = 1 process x 2 x accumulation 2) gives the same losses."""
+    parity = (
+        "--max-steps",
+        "4",
+        "--lr",
+        "1e-3",
+        "--lora-dropout",
+        "0",
+        "--skip-evaluation",
+        "--batch-size",
+        "2",
+    )
+    common = ("--base", str(tiny_model_dir), "--data", str(SAMPLE), "--packing", "on", *parity)
+    reference = single_process_run(*common, "--grad-accum", "2")
+    job = lifecycle.submit_form(
+        db,
+        {
+            **settings(tiny_model_dir, "two"),
+            "max_steps": 4,
+            "lora_dropout": 0.0,
+            "skip_evaluation": True,
+            "batch_size": 2,
+            "packing": "on",
+            "processes": 2,
+        },
+    )
+    assert "torch.distributed.run --nnodes 1" in (Path(job.job_dir) / "slurm.sh").read_text()
+    done = wait_for_status(db, job.id, lambda j: j.status not in job_rows.ACTIVE, what="the job", timeout=300)
+    assert done.status == "succeeded", done.error
+    one = [m["loss"] for m in job_rows.metrics_for(reference, adapter_rows.get(reference, "one").job_id)]
+    two = [m["loss"] for m in job_rows.metrics_for(db, done.id)]
+    assert len(one) == len(two) == 4
+    for single, parallel in zip(one, two, strict=True):
+        assert abs(parallel - single) <= 1e-4 * abs(single), (one, two)
+    assert "rank 1 of 2" in (Path(done.job_dir) / "rank1.log").read_text()
+
+
+def test_a_job_that_asked_for_requeue_resumes_by_itself_when_slurm_requeues_it(
+    db, slurm_cluster, tiny_model_dir
+):
+    """A preemption, as Slurm does it to a requeueable job (`scontrol requeue`): the trainer saves a
+    checkpoint, the job goes back into Slurm's queue, and its second run resumes and finishes."""
+    job = lifecycle.submit_form(
+        db, settings(tiny_model_dir, "requeued", epochs=3, save_steps=4, requeue=True)
+    )
+    assert "#SBATCH --requeue" in (Path(job.job_dir) / "slurm.sh").read_text()
+    wait_until(lambda: (job_rows.get(db, job.id).step or 0) >= 6, what="training", timeout=240)
+    subprocess.run(["scontrol", "requeue", str(job.slurm_job_id)], check=True)
+    # Slurm holds a requeued job back for a while (its begin time); the test lets it start now
+    wait_until(
+        lambda: (s := slurm.state(job.slurm_job_id)) and s.state == "PENDING", what="requeued", timeout=60
+    )
+    subprocess.run(["scontrol", "update", f"JobId={job.slurm_job_id}", "StartTime=now"], check=True)
+    done = wait_for_status(
+        db, job.id, lambda j: j.status not in job_rows.ACTIVE, what="the second run", timeout=300
+    )
+    assert done.status == "succeeded", done.error
+    assert (
+        "Restarts=1"
+        in subprocess.run(
+            ["scontrol", "show", "job", str(job.slurm_job_id)], capture_output=True, text=True
+        ).stdout
+    )
+    assert (
+        "resuming from " + str(Path(done.job_dir) / "checkpoints" / "checkpoint-")
+        in open(done.log_path).read()
+    )

@@ -261,12 +261,13 @@ def _end_stopped(db, job_id: int, config) -> int:
     left = slurm.minutes_left()
     why = "SLURM_TIME_LIMIT" if left is not None and left < 3 else "SLURM_STOPPED"
     if config.requeue:
-        job_rows.update(
-            db, job_id, status="queued", pid=None, waiting_for=Message("SLURM_REQUEUED", {"id": slurm_id})
-        )
-        if slurm.requeue_self():
-            log.info("Slurm job %s requeued: it resumes from the checkpoint when it runs again", slurm_id)
-            return EXIT_CANCELLED
+        # back in Slurm's queue, to resume in its next run: a preemption Slurm requeues itself, a time
+        # limit we requeue; should Slurm end the job instead, the reconciler says so
+        waiting = Message("SLURM_REQUEUED", {"id": slurm_id})
+        job_rows.update(db, job_id, status="queued", pid=None, waiting_for=waiting)
+        requeued = slurm.requeue_self()
+        log.info("Slurm job %s back in the queue (%s)", slurm_id, "requeued" if requeued else "by Slurm")
+        return EXIT_CANCELLED
     job_rows.finish(db, job_id, "interrupted", error=Message(why, {"id": slurm_id}))
     log.info("interrupted by Slurm (%s); resume from the checkpoint", why)
     return EXIT_FAILED
