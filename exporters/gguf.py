@@ -23,6 +23,7 @@ from engine.adapters import check_loadable
 from exporters import llama_cpp, merge, ollama
 from registry import connect
 from registry.adapters import Adapter
+from studio import accounts
 
 TYPES = ("f32", "f16", "bf16", "q8_0")
 
@@ -203,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-gguf", help="with --lora: the base model's GGUF, for the Modelfile's FROM")
     args = parser.parse_args(argv)
     try:
+        accounts.cli_adapter(connect(), args.adapter, change=True)
         if args.lora:
             out = export_lora(
                 connect(), args.adapter, args.out, outtype=args.type or "f32", base_gguf=args.base_gguf

@@ -26,6 +26,7 @@ from registry import adapters as adapter_rows
 from registry import connect
 from registry import evaluations as evaluation_rows
 from registry.adapters import Adapter
+from studio import accounts
 from studio.roles import get_role
 
 HUBS = ("huggingface", "modelscope")
@@ -184,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
+        accounts.cli_adapter(connect(), args.adapter, change=True)
         pushed = push(
             connect(), args.adapter, repo=args.repo, hub=args.hub, merged=args.merged, private=not args.public
         )

@@ -24,6 +24,7 @@ from registry import adapters as adapter_rows
 from registry import connect
 from registry import evaluations as evaluation_rows
 from registry.adapters import Adapter
+from studio import accounts
 from studio.roles import get_role
 
 DTYPES = ("fp32", "bf16", "fp16")
@@ -232,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="fp32", choices=DTYPES, help="weights' dtype (default fp32)")
     args = parser.parse_args(argv)
     try:
+        accounts.cli_adapter(connect(), args.adapter, change=True)
         out = merge(connect(), args.adapter, args.out, dtype=args.dtype)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -25,9 +25,9 @@ from core.errors import UserError
 from engine import catalogue, loading, models
 from engine.adapters import CONFIG_FILE
 from engine.catalogue import BUILTIN_MODELS
-from registry import adapters as adapter_rows
 from registry import connect
 from registry.adapters import Adapter
+from studio import accounts
 
 SUPPORTED_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vLLM's --max-lora-rank choices
 NOT_SERVED = {loading.YUAN_MODEL_TYPE: "Yuan2"}
@@ -161,9 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         db = connect()
         if args.adapter:
-            chosen = [adapter_rows.require(db, args.adapter)]
+            chosen = [accounts.cli_adapter(db, args.adapter)]
         else:
-            mine = [a for a in adapter_rows.list_all(db) if a.base_model == args.base]
+            seen = accounts.visible_adapters(db, accounts.cli_asker(db))
+            mine = [a for a in seen if a.base_model == args.base]
             for verdict in (verdict(a) for a in mine):
                 if not verdict.servable:
                     print(f"# {verdict.adapter}: {' '.join(verdict.problems)}", file=sys.stderr)

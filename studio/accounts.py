@@ -305,6 +305,13 @@ def cli_asker(db) -> Asker:
     return Asker(account, address="cli")
 
 
+def cli_adapter(db, name: str, *, change: bool = False):
+    """A command line's adapter, for the account of its key in team mode: one it may see (chat,
+    serve, build pairs from), or with `change` one it may change (merge, export, push, evaluate)."""
+    asker = cli_asker(db)
+    return (changeable_adapter if change else visible_adapter)(db, asker, name)
+
+
 def remember_mode(db, team: bool) -> None:
     """The app records the mode it started in, so command lines follow it."""
     if preferences.get(db, TEAM_PREFERENCE, "off") != ("on" if team else "off"):

@@ -18,8 +18,8 @@ from engine import catalogue  # noqa: E402
 from engine.adapters import check_loadable  # noqa: E402
 from engine.generation import ChatEngine  # noqa: E402
 from engine.roles import check_decoding  # noqa: E402
-from registry import adapters as adapter_rows  # noqa: E402
 from registry import connect  # noqa: E402
+from studio import accounts
 from studio.roles import get_role  # noqa: E402
 
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         db = connect()
-        adapter = adapter_rows.require(db, args.adapter) if args.adapter else None
+        adapter = accounts.cli_adapter(db, args.adapter) if args.adapter else None
         role = get_role(db, args.role or (adapter.role if adapter else "assistant"))
         base = args.base or (adapter.base_model if adapter else "builtin")
         decoding = role.decoding.with_changes(

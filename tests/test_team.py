@@ -344,3 +344,32 @@ def test_the_accounts_command_line_adds_accounts_and_issues_codes_that_set_passw
     assert refused.returncode == 2 and "is not allowed" in refused.stderr
     unknown = call_main("studio.accounts", "code", "nobody")
     assert unknown.returncode == 2 and "There is no account nobody" in unknown.stderr
+
+
+def test_the_export_and_chat_command_lines_refuse_another_accounts_private_adapter(
+    db, home, monkeypatch, tmp_path
+):
+    ana, bo = signed_up(db, "ana"), signed_up(db, "bo")
+    adapter = register_adapter(db, "ana-private", lora_folder(home / "adapters" / "ana-private"), "builtin")
+    with db.conn:
+        db["adapters"].update(adapter.id, {"owner_id": ana.id})
+    accounts.remember_mode(db, True)
+    monkeypatch.setenv(accounts.KEY_VARIABLE, accounts.create_key(db, bo))
+    for module, *args in (
+        ("exporters.merge", "--adapter", "ana-private", "--out", tmp_path / "out" / "merged"),
+        ("exporters.gguf", "--adapter", "ana-private", "--out", tmp_path / "out" / "model.gguf"),
+        ("exporters.hub", "--adapter", "ana-private", "--repo", "bo/stolen"),
+        (
+            "training.evaluation.evaluate",
+            "--adapter",
+            "ana-private",
+            "--data",
+            "data/translator_sample.jsonl",
+        ),
+        ("studio.chat", "hello", "--adapter", "ana-private"),
+    ):
+        refused = call_main(module, *args)
+        assert refused.returncode == 2, (module, refused.stdout, refused.stderr)
+        assert "There is no adapter ana-private you can use" in refused.stderr, module
+    assert not (tmp_path / "out").exists()
+    assert [row["action"] for row in account_rows.audit_trail(db, action="export")] == []

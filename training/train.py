@@ -99,9 +99,9 @@ def _main(argv: list[str] | None, cancellation: Cancellation, followers: job.Fol
         return EXIT_BAD_INPUT
     except JobCancelled:
         job_id = claimed[0].id if claimed else settings.get("job_id", 0)
-        if job_id:
-            job_rows.finish(db or connect(), job_id, "cancelled")
-        print("cancelled before training started", file=sys.stderr)
+        print("stopped before training started", file=sys.stderr)
+        if job_id:  # a cancel, or on a cluster Slurm's own signal (job.end_stopped tells them apart)
+            return job.end_stopped(db or connect(), job_id)
         return EXIT_CANCELLED
     return job.run_job(
         db, plan, claimed[0], cancellation, followers, launched_by_app=bool(settings.get("job_id"))

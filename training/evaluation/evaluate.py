@@ -31,7 +31,10 @@ from registry import connect  # noqa: E402
 from registry import evaluations as evaluation_rows  # noqa: E402
 from registry import tasks as task_rows  # noqa: E402
 from registry.evaluations import Evaluation  # noqa: E402
-from studio import supervisor  # noqa: E402
+from studio import (
+    accounts,
+    supervisor,  # noqa: E402
+)
 from studio.accounts import LOCAL, Asker, changeable_adapter
 from studio.roles import get_role  # noqa: E402
 from training.data.datasets import Dataset, load_dataset  # noqa: E402
@@ -311,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         from tqdm.auto import tqdm
 
         db = connect()
+        if args.adapter:
+            accounts.cli_adapter(db, args.adapter, change=True)
         dataset = load_dataset(args.data, limit=args.limit)
         bar = None
 

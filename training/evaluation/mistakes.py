@@ -20,7 +20,7 @@ from core.errors import UserError
 from engine.adapters import check_loadable, weights_fingerprint
 from registry import adapters as adapter_rows
 from registry import tasks as task_rows
-from studio import supervisor
+from studio import accounts, supervisor
 from studio.accounts import LOCAL, Asker, visible_adapter
 from studio.roles import get_role
 from training.data import pairs
@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     from registry import connect
 
     try:
+        accounts.cli_adapter(connect(), args.adapter)
         built, stats = build(connect(), args.adapter, args.data, limit=args.limit, batch_size=args.batch_size)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -216,7 +216,7 @@ def run_job(
             return EXIT_FAILED
         if outcome == "cancelled":
             log.info("stopped; a checkpoint was saved: resume with --resume --name %s", plan.config.name)
-            return _end_stopped(db, job.id, plan.config)
+            return end_stopped(db, job.id)
         with cancellation.deferred():
             job_rows.finish(db, job.id, "succeeded")
         log.info("job %s succeeded", job.id)
@@ -226,7 +226,7 @@ def run_job(
             job_rows.finish(db, job.id, "interrupted", error=Message("ERR_LAUNCHER_LOST"))
             return EXIT_FAILED
         log.info("stopped before training started")
-        return _end_stopped(db, job.id, plan.config)
+        return end_stopped(db, job.id)
     except BaseException as error:
         message = errors.message_of(error)
         if run.world.distributed and (
@@ -249,18 +249,19 @@ def run_job(
             _finish_mlflow(run)
 
 
-def _end_stopped(db, job_id: int, config) -> int:
+def end_stopped(db, job_id: int) -> int:
     """The end of a job a SIGTERM stopped. Here, and on a cluster when the studio's Stop asked for
     it, that is a cancel. On a cluster any other SIGTERM is Slurm's own (the time limit's warning, a
     preemption, an scancel outside the studio): the job is interrupted and resumable, or queued again
     when it asked to be requeued."""
     slurm_id = os.environ.get("SLURM_JOB_ID")
-    if not slurm_id or job_rows.get(db, job_id).stop_requested_at:
+    row = job_rows.get(db, job_id)
+    if not slurm_id or row.config.get("cluster") != "slurm" or row.stop_requested_at:
         job_rows.finish(db, job_id, "cancelled")
         return EXIT_CANCELLED
     left = slurm.minutes_left()
     why = "SLURM_TIME_LIMIT" if left is not None and left < 3 else "SLURM_STOPPED"
-    if config.requeue:
+    if row.config.get("requeue"):
         # back in Slurm's queue, to resume in its next run: a preemption Slurm requeues itself, a time
         # limit we requeue; should Slurm end the job instead, the reconciler says so
         waiting = Message("SLURM_REQUEUED", {"id": slurm_id})
