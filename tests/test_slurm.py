@@ -230,3 +230,16 @@ def test_a_job_that_asked_for_requeue_resumes_by_itself_when_slurm_requeues_it(
         "resuming from " + str(Path(done.job_dir) / "checkpoints" / "checkpoint-")
         in open(done.log_path).read()
     )
+
+
+def test_a_job_slurm_no_longer_knows_reads_and_is_written_interrupted(db, slurm_cluster):
+    """A Slurm job purged from the controller (or lost with its node) while our row says running."""
+    job = job_rows.create(
+        db, adapter_name="forgotten", config={"cluster": "slurm"}, status="running", slurm_job_id=987654
+    )
+    assert slurm.state(987654) is None
+    seen = lifecycle.get(db, job.id)
+    assert seen.status == "interrupted" and "Slurm no longer knows job 987654" in seen.error
+    assert job_rows.get(db, job.id).status == "running"  # reading wrote nothing
+    assert ("jobs", job.id) in supervisor.reconcile(db)
+    assert job_rows.get(db, job.id).status == "interrupted"

@@ -99,10 +99,12 @@ def _main(argv: list[str] | None, cancellation: Cancellation, followers: job.Fol
         return EXIT_BAD_INPUT
     except JobCancelled:
         job_id = claimed[0].id if claimed else settings.get("job_id", 0)
-        print("stopped before training started", file=sys.stderr)
+        code = EXIT_CANCELLED
         if job_id:  # a cancel, or on a cluster Slurm's own signal (job.end_stopped tells them apart)
-            return job.end_stopped(db or connect(), job_id)
-        return EXIT_CANCELLED
+            code = job.end_stopped(db or connect(), job_id)
+        said = "cancelled" if code == EXIT_CANCELLED else "stopped by Slurm"
+        print(f"{said} before training started", file=sys.stderr)
+        return code
     return job.run_job(
         db, plan, claimed[0], cancellation, followers, launched_by_app=bool(settings.get("job_id"))
     )

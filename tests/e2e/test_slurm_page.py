@@ -83,7 +83,11 @@ def test_a_job_sent_to_slurm_from_the_page_runs_there_chats_and_a_second_one_sto
     ).stdout.strip()
     page = open_page(browser, f"{cluster_server.url}/train")
     _start_on_the_cluster(page, "from-the-page", max_steps=12)
-    job = _poll(lambda: job_rows.active_for_name(db, "from-the-page"), 60, "the job row")
+    job = _poll(
+        lambda: (row := job_rows.active_for_name(db, "from-the-page")) and row.slurm_job_id and row,
+        60,
+        "the job row with its Slurm id",
+    )
     _poll(
         lambda: page.get_by_text(f"Slurm job {job.slurm_job_id}: pending").count(), 60, "pending on the panel"
     )

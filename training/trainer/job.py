@@ -215,8 +215,10 @@ def run_job(
             log.error("a training process lost its launcher; a checkpoint was saved: resume to continue")
             return EXIT_FAILED
         if outcome == "cancelled":
-            log.info("stopped; a checkpoint was saved: resume with --resume --name %s", plan.config.name)
-            return end_stopped(db, job.id)
+            code = end_stopped(db, job.id)
+            said = "cancelled" if code == EXIT_CANCELLED else "stopped by Slurm"
+            log.info("%s; a checkpoint was saved: resume with --resume --name %s", said, plan.config.name)
+            return code
         with cancellation.deferred():
             job_rows.finish(db, job.id, "succeeded")
         log.info("job %s succeeded", job.id)
@@ -225,8 +227,9 @@ def run_job(
         if cancellation.launcher_lost.is_set():
             job_rows.finish(db, job.id, "interrupted", error=Message("ERR_LAUNCHER_LOST"))
             return EXIT_FAILED
-        log.info("stopped before training started")
-        return end_stopped(db, job.id)
+        code = end_stopped(db, job.id)
+        log.info("%s before training started", "cancelled" if code == EXIT_CANCELLED else "stopped by Slurm")
+        return code
     except BaseException as error:
         message = errors.message_of(error)
         if run.world.distributed and (
