@@ -134,6 +134,22 @@ def prepare(home: Path):
     return done
 
 
+def start_app(log_path: Path, env: dict | None = None, script_args=()) -> tuple[subprocess.Popen, str]:
+    """`streamlit run 翻译机器人.py` on a free port, its output in `log_path`; (process, url)."""
+    port = free_port()
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "翻译机器人.py", "--server.port", str(port)]
+            + ["--server.headless", "true", "--browser.gatherUsageStats", "false"]
+            + (["--", *script_args] if script_args else []),
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return server, f"http://127.0.0.1:{port}"
+
+
 def main() -> int:
     from playwright.sync_api import sync_playwright
 
@@ -145,16 +161,7 @@ def main() -> int:
         os.environ["TRANSLATOR_HOME"] = scratch
         os.environ["TRANSLATOR_LANG"] = "zh"
         job = prepare(Path(scratch))
-        port = free_port()
-        log = open(Path(scratch) / "streamlit.log", "wb")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "翻译机器人.py", "--server.port", str(port)]
-            + ["--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=PROJECT_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
+        server, url = start_app(Path(scratch) / "streamlit.log")
         try:
             wait_for(lambda: _healthy(url), 90, "the server")
             with sync_playwright() as playwright:

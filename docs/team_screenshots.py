@@ -9,14 +9,13 @@ page, and one member's wrong passwords leave their marks in the audit trail. Abo
 
 import os
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
-from docs.screenshots import VIEWPORT, _chromium, _healthy, ensure_fonts, free_port, wait_for  # noqa: E402
+from docs.screenshots import VIEWPORT, _chromium, _healthy, ensure_fonts, start_app, wait_for  # noqa: E402
 
 DOCS = PROJECT_ROOT / "docs"
 PASSWORD = "correct horse battery"
@@ -31,18 +30,8 @@ def main() -> int:
     os.environ.setdefault("TRANSLATOR_MODELS_DIR", str(models_dir()))
     with tempfile.TemporaryDirectory() as scratch:
         env = {**os.environ, "TRANSLATOR_HOME": scratch, "TRANSLATOR_LANG": "zh", "PYTHONUNBUFFERED": "1"}
-        port = free_port()
         log_path = Path(scratch) / "streamlit.log"
-        with open(log_path, "wb") as log:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", "翻译机器人.py", "--server.port", str(port)]
-                + ["--server.headless", "true", "--browser.gatherUsageStats", "false", "--", "--team"],
-                cwd=PROJECT_ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        url = f"http://127.0.0.1:{port}"
+        server, url = start_app(log_path, env, script_args=["--team"])
         try:
             wait_for(lambda: _healthy(url), 90, "the server")
             with sync_playwright() as playwright:

@@ -121,16 +121,23 @@ def app_home(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("app-home")
 
 
+def app_env(home: Path, tiny_model_dir: Path, **more: str) -> dict:
+    """A test server's environment: its home, the tiny model as the default base (replies come
+    fast), the product's reconciler tick, and `more`."""
+    return {
+        **os.environ,
+        "TRANSLATOR_HOME": str(home),
+        "TRANSLATOR_BASE_MODEL": str(tiny_model_dir),
+        "PYTHONUNBUFFERED": "1",
+        "TRANSLATOR_RECONCILE_SECONDS": str(supervisor.TICK_SECONDS),
+        **more,
+    }
+
+
 @pytest.fixture(scope="module")
 def server(app_home, tiny_model_dir, request):
     """The app on a free loopback port, defaulting to the tiny model so replies come fast."""
-    env = {
-        **os.environ,
-        "TRANSLATOR_HOME": str(app_home),
-        "TRANSLATOR_BASE_MODEL": str(tiny_model_dir),
-        "PYTHONUNBUFFERED": "1",
-        "TRANSLATOR_RECONCILE_SECONDS": str(supervisor.TICK_SECONDS),  # the product's tick
-    }
+    env = app_env(app_home, tiny_model_dir)
     running = StreamlitServer(app_home, env, app_home / "streamlit.log").start()
     yield running
     running.stop()

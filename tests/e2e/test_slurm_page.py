@@ -12,8 +12,14 @@ import pytest
 from core import texts
 from registry import connect, conversations
 from registry import jobs as job_rows
-from studio import supervisor
-from tests.e2e.conftest import StreamlitServer, assert_no_traceback, open_page, stop_trainers, wait_idle
+from tests.e2e.conftest import (
+    StreamlitServer,
+    app_env,
+    assert_no_traceback,
+    open_page,
+    stop_trainers,
+    wait_idle,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -29,14 +35,7 @@ def cluster_home(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cluster_server(slurm_cluster, cluster_home, tiny_model_dir):
-    env = {
-        **os.environ,  # SLURM_CONF: the test cluster
-        "TRANSLATOR_HOME": str(cluster_home),
-        "TRANSLATOR_BASE_MODEL": str(tiny_model_dir),
-        "TRANSLATOR_LANG": "en",
-        "PYTHONUNBUFFERED": "1",
-        "TRANSLATOR_RECONCILE_SECONDS": str(supervisor.TICK_SECONDS),
-    }
+    env = app_env(cluster_home, tiny_model_dir, TRANSLATOR_LANG="en")  # SLURM_CONF: the test cluster
     running = StreamlitServer(cluster_home, env, cluster_home / "streamlit.log").start()
     yield running
     running.stop()

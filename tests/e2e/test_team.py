@@ -2,7 +2,6 @@
 members in their own browser contexts (their own cookies), each seeing only their own work."""
 
 import importlib.util
-import os
 import re
 import secrets as secrets_module
 import subprocess
@@ -15,7 +14,14 @@ import pytest
 from registry import accounts as account_rows
 from registry import connect, conversations, jobs
 from tests.conftest import make_adapter, register_adapter
-from tests.e2e.conftest import StreamlitServer, assert_no_traceback, free_port, stop_trainers, wait_idle
+from tests.e2e.conftest import (
+    StreamlitServer,
+    app_env,
+    assert_no_traceback,
+    free_port,
+    stop_trainers,
+    wait_idle,
+)
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery"
@@ -60,13 +66,7 @@ def _answers(url: str) -> bool:
 
 @pytest.fixture(scope="module")
 def team_server(team_home, tiny_model_dir, identity_provider):
-    env = {
-        **os.environ,
-        "TRANSLATOR_HOME": str(team_home),
-        "TRANSLATOR_BASE_MODEL": str(tiny_model_dir),
-        "TRANSLATOR_LANG": "en",
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = app_env(team_home, tiny_model_dir, TRANSLATOR_LANG="en")
     secrets = team_home / "secrets.toml"
     running = StreamlitServer(
         team_home, env, team_home / "streamlit.log", script_args=["--team"], secrets=secrets
@@ -129,7 +129,9 @@ def _new_account(page, name: str) -> str:
     page.get_by_label("Account name", exact=True).fill(name)
     page.get_by_role("button", name="Create the account").click()
     _until(lambda: page.get_by_text(f"Created {name}").count(), f"the account {name}")
-    code = page.locator("[data-testid='stCode'] code").last.inner_text().strip()
+    wait_idle(page)  # the code is drawn after the line above it: read it once the run has ended
+    form = page.get_by_test_id("stForm").filter(has_text=f"Created {name}")
+    code = form.locator("[data-testid='stCode'] code").inner_text().strip()
     assert re.fullmatch(r"[A-Z2-9]{4}(-[A-Z2-9]{4}){3}", code), code
     return code
 
