@@ -108,11 +108,10 @@ def task_progress(task_id: int, line: str, stop_key: str) -> None:
         st.rerun(scope="app")
     status = texts.STATUS.get(task.status, task.status)
     st.info(line.format(id=task.id, status=status, stage=task.stage or "…"))
-    if (
-        st.button(texts.EXPORT_STOP, key=f"{stop_key}-{task.id}")
-        and show_user_error(asker().may_change, task.owner_id, "task", f"#{task.id}") is None
-        and asker().owns(task.owner_id)
-    ):
+    if st.button(texts.EXPORT_STOP, key=f"{stop_key}-{task.id}"):
+        if not asker().owns(task.owner_id):  # what another account started: refused as missing
+            st.error(texts.ERR_NOT_FOUND_FOR_YOU.format(what=texts.OBJECT_KINDS["task"], name=f"#{task.id}"))
+            return
         supervisor.stop(db, task)
         st.rerun(scope="app")
 
