@@ -883,6 +883,37 @@ _TEXTS = dict(
         "{name}: example {number} has neither 'instruction' nor 'input' text: fill one in or remove the "
         "example.",
     ),
+    ERR_CHAT_NOT_LIST=(
+        "{name}：第 {number} 行的 'messages' 必须是非空的消息列表。",
+        "{name}: row {number}: 'messages' must be a non-empty list of messages.",
+    ),
+    ERR_CHAT_MESSAGE=(
+        '{name}：第 {number} 行的第 {index} 条消息不是 {{"role": "system"/"user"/"assistant", "content": "..."}}。',
+        '{name}: row {number}: message {index} is not {{"role": "system"/"user"/"assistant", '
+        '"content": "..."}}.',
+    ),
+    ERR_CHAT_CONTENT=(
+        "{name}：第 {number} 行的第 {index} 条消息的 content 应是文字，而不是 {kind}。",
+        "{name}: row {number}: message {index} has content of type {kind}; it must be text.",
+    ),
+    ERR_CHAT_WEIGHT=(
+        "{name}：第 {number} 行的第 {index} 条消息的 weight 只能是 0 或 1，而不是 {value!r}。",
+        "{name}: row {number}: message {index} has weight {value!r}; it must be 0 or 1.",
+    ),
+    ERR_CHAT_TURNS=(
+        "{name}：第 {number} 行的消息必须是（可选的一条 system 之后）用户与助手交替，并以助手结尾。",
+        "{name}: row {number}: after an optional system message, the messages must alternate user and "
+        "assistant and end with the assistant's.",
+    ),
+    ERR_CHAT_EMPTY=(
+        "{name}：第 {number} 行的第 {index} 条消息（助手）为空；请填写或删除这一行。",
+        "{name}: row {number}: message {index} (the assistant's) is empty; fill it in or remove the row.",
+    ),
+    ERR_CHAT_NOTHING_TRAINED=(
+        "{name}：第 {number} 行的每条助手消息的 weight 都是 0，没有可学的：删除这一行或把一个 weight 改为 1。",
+        "{name}: row {number}: every assistant message has weight 0, so there is nothing to learn: remove "
+        "the row or set a weight to 1.",
+    ),
     ERR_UPLOAD_SUFFIX=(
         "{name}：不支持的文件类型 {suffix!r}；请上传 .json、.jsonl 或 .csv。",
         "{name}: unsupported file type {suffix!r}; upload .json, .jsonl or .csv.",
@@ -916,10 +947,10 @@ _TEXTS = dict(
         "rejected; KTO's judged answers need prompt, completion and label; as texts or as chat messages.",
     ),
     ERR_PAIRS_SFT=(
-        "{name} 是指令数据（instruction/input/output），不是偏好数据：请在训练页用它做监督微调，"
-        "或在这里给出 prompt/chosen/rejected 成对数据。",
-        "{name} holds instruction data (instruction/input/output), not preferences: train on it on the "
-        "Train page, or give prompt/chosen/rejected pairs here.",
+        "{name} 是指令数据（instruction/input/output 或对话消息），不是偏好数据：请用它做监督微调，"
+        "或给出 prompt/chosen/rejected 成对数据。",
+        "{name} holds instruction data (instruction/input/output or chat messages), not preferences: "
+        "train on it with supervised fine-tuning, or give prompt/chosen/rejected pairs.",
     ),
     ERR_PAIRS_MISSING=(
         "{name}：第 {number} 行缺少 {field!r}：每行都需要它（没有 prompt，两个回答就不知道在回答什么）。",
@@ -950,6 +981,10 @@ _TEXTS = dict(
     PROBLEM_TURNS=(
         "中的前几轮必须是用户与助手交替",
         "must alternate user and assistant before the last message",
+    ),
+    PROBLEM_INPUT_MESSAGES=(
+        '必须是 {{"messages": [...]}}（OpenAI 的偏好格式）',
+        'must be {{"messages": [...]}} (OpenAI\'s preference format)',
     ),
     PROBLEM_ONE_ANSWER=("必须恰好是一条助手（assistant）消息", "must be exactly one assistant message"),
     ERR_PAIRS_LABEL=(
@@ -1784,7 +1819,20 @@ _TEXTS = dict(
         "job": ("训练任务", "job"),
         "task": ("任务", "task"),
         "key": ("API 密钥", "API key"),
+        "file": ("文件", "file"),
     },
+    ERR_FILE_PURPOSE=(
+        "这里的文件只用于训练：purpose 应为 'fine-tune'，而不是 {purpose!r}。",
+        "Files here are for training: purpose must be 'fine-tune', not {purpose!r}.",
+    ),
+    ERR_FILE_GONE=(
+        "文件 {file} 的内容已不在 {path}：请重新上传。",
+        "The bytes of file {file} are no longer at {path}: upload it again.",
+    ),
+    ERR_FILE_IN_USE=(
+        "训练任务 #{job} 正在用文件 {file} 训练：等它结束或取消它，再删除文件。",
+        "Job #{job} is training on file {file}: wait for it to end, or cancel it, before deleting the file.",
+    ),
     ERR_NOT_FOUND_FOR_YOU=(
         "没有你可以使用的{what} {name}：请检查名称或编号，或请它的主人与团队共享。",
         "There is no {what} {name} you can use: check the name or number, or ask its owner to share it.",

@@ -95,9 +95,13 @@ def target_ids(tokenizer, prompt_format: str, role: Role, text: str, output: str
 def training_example(
     tokenizer, prompt_format: str, role: Role, record: dict, max_length: int = MAX_LENGTH
 ) -> TrainingExample | None:
-    """Token ids and labels for one record; None when truncation leaves no target token."""
+    """Token ids and labels for one record; None when truncation leaves no target token. A record
+    from a chat (training.data.datasets.chat_records) brings its own system prompt and earlier turns."""
+    if record.get("system") is not None:
+        role = replace(role, system_prompt=record["system"])
+    history = [tuple(turn) for turn in record.get("history") or ()]
     text = user_text(role, record.get("instruction", ""), record.get("input", ""))
-    prompt = prompt_ids(tokenizer, prompt_format, role, text)
+    prompt = prompt_ids(tokenizer, prompt_format, role, text, history)
     target = target_ids(tokenizer, prompt_format, role, text, record["output"])
     input_ids = (prompt + target)[:max_length]
     if len(prompt) >= len(input_ids):

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -40,6 +41,8 @@ def test_bundled_samples_are_valid():
     persona = load_dataset(PROJECT_ROOT / "data" / "persona_sample.json")
     assert len(translator.records) >= 30 and len(persona.records) >= 30
     assert all(r["instruction"] for r in persona.records)
+    chat = load_dataset(PROJECT_ROOT / "data" / "chat_sample.jsonl")
+    assert len(chat.records) == 16 and all(r["system"] and r["history"] == [] for r in chat.records)
 
 
 BAD_FILES = [
@@ -123,3 +126,81 @@ def test_records_written_as_jsonl_are_what_reading_the_file_gives(tmp_path):
     written = write_jsonl(records, tmp_path / "heldout.jsonl")
     read = load_dataset(tmp_path / "heldout.jsonl")
     assert (written.fingerprint, written.records, written.name) == (read.fingerprint, read.records, read.name)
+
+
+def test_a_chat_row_trains_on_each_weighted_assistant_message_with_the_turns_before_it():
+    row = {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Fever?"},
+            {"role": "assistant", "content": "发热", "weight": 0},
+            {"role": "user", "content": "Cough?"},
+            {"role": "assistant", "content": "咳嗽"},
+            {"role": "user", "content": "Both?"},
+            {"role": "assistant", "content": "发热和咳嗽"},
+        ]
+    }
+    records = parse_dataset(json.dumps(row).encode(), ".jsonl", name="chat.jsonl").records
+    assert records == [
+        {
+            "instruction": "",
+            "input": "Cough?",
+            "output": "咳嗽",
+            "system": "Be brief.",
+            "history": [["Fever?", "发热"]],
+        },
+        {
+            "instruction": "",
+            "input": "Both?",
+            "output": "发热和咳嗽",
+            "system": "Be brief.",
+            "history": [["Fever?", "发热"], ["Cough?", "咳嗽"]],
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    ("messages", "message"),
+    [
+        ([], "row 1: 'messages' must be a non-empty list"),
+        ([{"role": "user", "content": "a"}], "must alternate user and assistant"),
+        ([{"role": "assistant", "content": "a"}, {"role": "user", "content": "b"}], "must alternate"),
+        ([{"role": "robot", "content": "a"}], "message 0 is not"),
+        ([{"role": "user", "content": [{"type": "text"}]}], "message 0 has content of type list"),
+        (
+            [{"role": "user", "content": "a"}, {"role": "assistant", "content": " "}],
+            "message 1 (the assistant's) is empty",
+        ),
+        (
+            [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "weight": 0}],
+            "nothing to learn",
+        ),
+        ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "weight": 2}], "weight 2"),
+    ],
+)
+def test_bad_chat_rows_are_refused_naming_the_row_and_the_message(messages, message, monkeypatch):
+    monkeypatch.setenv("TRANSLATOR_LANG", "en")
+    with pytest.raises(UserError, match=re.escape(message)):
+        parse_dataset(json.dumps({"messages": messages}).encode(), ".jsonl", name="chat.jsonl")
+
+
+def test_a_chat_record_is_trained_on_the_prompt_chat_sends_for_the_same_conversation(tiny_model_dir):
+    from dataclasses import replace
+
+    from engine import formats, loading
+    from engine.catalogue import parse_model_id
+    from engine.roles import ASSISTANT
+
+    tokenizer = loading.load_tokenizer(tiny_model_dir, parse_model_id(str(tiny_model_dir)), False)
+    row = {"messages": [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Fever?"},
+        {"role": "assistant", "content": "发热"}, {"role": "user", "content": "Cough?"},
+        {"role": "assistant", "content": "咳嗽"},
+    ]}  # fmt: skip
+    (first, second) = parse_dataset(json.dumps(row).encode(), ".jsonl", name="c.jsonl").records
+    for prompt_format in ("chat_template", "plain"):
+        example = formats.training_example(tokenizer, prompt_format, ASSISTANT, second)
+        role = replace(ASSISTANT, system_prompt="Be brief.")
+        sent = formats.prompt_ids(tokenizer, prompt_format, role, "Cough?", [("Fever?", "发热")])
+        assert example.input_ids[: example.prompt_length] == sent
+        assert tokenizer.decode(example.input_ids[example.prompt_length :]).startswith("咳嗽")

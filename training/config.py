@@ -142,6 +142,9 @@ class TrainConfig:
     holdout: float = _option(
         0.05, "fraction of examples kept out of training, to evaluate on", Rule(low=0, high=0.5)
     )
+    validation_data: str = _option(
+        "", "held-out examples from this file instead of a share of --data (--holdout is then 0)"
+    )
     skip_evaluation: bool = _option(False, "do not evaluate on the held-out examples after training")
     mlflow_uri: str = _option(
         "",
@@ -160,6 +163,11 @@ class TrainConfig:
         -1.0,
         "learning rate (-1: by model size, see training/defaults.py)",
         Rule(low=0, high=1, low_open=True, also=(-1,), also_means_by_size=True),
+    )
+    lr_scale: float = _option(
+        1.0,
+        "multiplies the learning rate chosen by model size (--lr -1), as OpenAI's learning_rate_multiplier",
+        Rule(low=0, high=100, low_open=True),
     )
     batch_size: int = _option(4, "examples per device per step", Rule(low=1, high=4096))
     grad_accum: int = _option(4, "gradient accumulation steps", Rule(low=1, high=4096))

@@ -124,7 +124,7 @@ def resolve(config, model_dir: Path):
     return (
         replace(
             config,
-            lr=chosen.lr if config.lr == BY_SIZE else config.lr,
+            lr=chosen.lr * config.lr_scale if config.lr == BY_SIZE else config.lr,
             epochs=chosen.epochs if config.epochs == BY_SIZE else config.epochs,
         ),
         chosen,

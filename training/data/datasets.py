@@ -1,4 +1,9 @@
-"""Training data: JSON, JSONL or CSV with `instruction`/`input`/`output` or `input`/`output`.
+"""Training data: JSON, JSONL or CSV with `instruction`/`input`/`output` or `input`/`output`, or
+OpenAI's chat format (`{"messages": [...]}`, JSON or JSONL).
+
+A chat row becomes one record per assistant message it trains on (all of them, or those whose
+`weight` is not 0, as OpenAI's fine-tuning does): the user's message before it as `input`, the turns
+before that as `history`, its system message (if any) as `system`.
 
 Everything is checked before a job exists, and every problem is one line that says what is wrong
 and what to do about it.
@@ -18,6 +23,7 @@ from core.texts import Message
 SUPPORTED_SUFFIXES = (".json", ".jsonl", ".csv")
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 TEXT_FIELDS = ("instruction", "input", "output")
+CHAT_ROLES = ("system", "developer", "user", "assistant")
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,7 @@ def read_rows(raw: bytes, suffix: str, name: str) -> list:
 def parse_dataset(raw: bytes, suffix: str, *, name: str, path: Path | None = None, limit=None) -> Dataset:
     """Validate bytes already in memory (an upload) exactly as a file on disk."""
     rows = read_rows(raw, suffix, name)
-    records = [_record(row, number, name) for number, row in enumerate(rows, start=1)]
+    records = [record for number, row in enumerate(rows, start=1) for record in _records(row, number, name)]
     if limit is not None and limit < 1:
         raise UserError("ERR_LIMIT", limit=limit)
     return Dataset(
@@ -155,6 +161,45 @@ def _csv_rows(text: str, name: str) -> list:
     except csv.Error as error:
         raise UserError("ERR_CSV", name=name, error=error) from None
     return rows
+
+
+def _records(row, number: int, name: str) -> list[dict]:
+    if isinstance(row, dict) and "messages" in row:
+        return chat_records(row["messages"], number, name)
+    return [_record(row, number, name)]
+
+
+def chat_records(messages, number: int, name: str) -> list[dict]:
+    """The records of one row in OpenAI's chat format: one per assistant message it trains on."""
+    where = {"name": name, "number": number}
+    if not isinstance(messages, list) or not messages:
+        raise UserError("ERR_CHAT_NOT_LIST", **where)
+    system = None
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in CHAT_ROLES:
+            raise UserError("ERR_CHAT_MESSAGE", **where, index=index)
+        if not isinstance(message.get("content"), str):
+            kind = type(message.get("content")).__name__
+            raise UserError("ERR_CHAT_CONTENT", **where, index=index, kind=kind)
+        if message.get("weight", 1) not in (0, 1):
+            raise UserError("ERR_CHAT_WEIGHT", **where, index=index, value=message.get("weight"))
+    if messages[0]["role"] in ("system", "developer"):
+        system, messages = messages[0]["content"], messages[1:]
+    records, history = [], []
+    for index in range(0, len(messages), 2):
+        turn = messages[index : index + 2]
+        if [m["role"] for m in turn] != ["user", "assistant"]:
+            raise UserError("ERR_CHAT_TURNS", **where)
+        question, answer = turn[0]["content"], turn[1]["content"]
+        if not answer.strip():
+            raise UserError("ERR_CHAT_EMPTY", **where, index=index + 1 + (system is not None))
+        if turn[1].get("weight", 1):
+            record = {"instruction": "", "input": question, "output": answer, "system": system}
+            records.append({**record, "history": [list(pair) for pair in history]})
+        history.append((question, answer))
+    if not records:
+        raise UserError("ERR_CHAT_NOTHING_TRAINED", **where)
+    return records
 
 
 def _record(row, number: int, name: str) -> dict:

@@ -2,7 +2,8 @@
 
 - a file in the formats TRL reads: `prompt`/`chosen`/`rejected` as texts or as chat messages (the
   prompt may be implicit: the messages chosen and rejected share), or KTO's unpaired
-  `prompt`/`completion`/`label`;
+  `prompt`/`completion`/`label`; or in OpenAI's (`input.messages`, `preferred_output`,
+  `non_preferred_output`);
 - the chat page's blind votes (`from_votes`): each decisive vote is a pair, its prompt rebuilt from
   the role the answers were given in;
 - a translator's own mistakes (training/evaluation/mistakes.py): the reference chosen over its greedy output.
@@ -85,6 +86,8 @@ def _record(row, number: int, name: str) -> dict:
     where = {"name": name, "number": number}
     if not isinstance(row, dict):
         raise UserError("ERR_PAIRS_NOT_OBJECT", **where)
+    if "preferred_output" in row or "non_preferred_output" in row:
+        row = _from_openai(row, where)
     if "chosen" in row or "rejected" in row:
         for needed in ("chosen", "rejected"):
             if needed not in row:
@@ -102,7 +105,7 @@ def _record(row, number: int, name: str) -> dict:
             "completion": _answer(row["completion"], "completion", where),
             "label": _label(row["label"], where),
         }
-    elif SFT_FIELDS <= set(map(str, row)) or {"input", "output"} <= set(map(str, row)):
+    elif SFT_FIELDS <= set(map(str, row)) or {"input", "output"} <= set(map(str, row)) or "messages" in row:
         raise UserError("ERR_PAIRS_SFT", name=name)
     else:
         present = ", ".join(sorted(map(str, row))) or Message("NOTHING")
@@ -111,6 +114,25 @@ def _record(row, number: int, name: str) -> dict:
         if row.get(key) not in (None, ""):
             record[key] = row[key]
     return record
+
+
+def _from_openai(row: dict, where: dict) -> dict:
+    """OpenAI's preference format (`input.messages`, `preferred_output`, `non_preferred_output`) as
+    TRL's conversational pair it is the same as."""
+    for needed in ("input", "preferred_output", "non_preferred_output"):
+        if needed not in row:
+            raise UserError("ERR_PAIRS_MISSING", **where, field=needed)
+    given = row["input"]
+    if not isinstance(given, dict) or "messages" not in given:
+        raise UserError(
+            "ERR_PAIRS_MESSAGES", **where, field="input", problem=Message("PROBLEM_INPUT_MESSAGES")
+        )
+    converted = {
+        "prompt": given["messages"],
+        "chosen": row["preferred_output"],
+        "rejected": row["non_preferred_output"],
+    }
+    return {**converted, **{key: row[key] for key in SOURCE_FIELDS if key in row}}
 
 
 def _explicit_or_implicit_prompt(row: dict, where: dict) -> tuple[dict, str, str]:

@@ -129,7 +129,11 @@ def make(
     spec = catalogue.parse_model_id(config.base)
     dataset = read_data(config, data_path)
     _refuse_changed(dataset.name, job_id, fingerprint, dataset.fingerprint)
-    trained, heldout = split_holdout(dataset, config.holdout, config.seed)
+    if config.validation_data:
+        config = replace(config, holdout=0.0)
+        trained, heldout = dataset, read_data(config, Path(config.validation_data)).records
+    else:
+        trained, heldout = split_holdout(dataset, config.holdout, config.seed)
     model_dir = models.resolve_model_dir(spec, progress)
     config, by_size = defaults.resolve(config, model_dir)
     model_type = loading.check_model_folder(model_dir, config.trust_remote_code)
