@@ -43,6 +43,11 @@ def preference_data_dir() -> Path:
     return _subdir("preference-data")
 
 
+def files_dir() -> Path:
+    """Files given through the API's /v1/files (training.jobs.files)."""
+    return _subdir("files")
+
+
 def _subdir(name: str) -> Path:
     path = home() / name
     path.mkdir(parents=True, exist_ok=True)

@@ -462,6 +462,31 @@ def m019_slurm_jobs(db: Database) -> None:
     db["jobs"].add_column("stop_requested_at", float)
 
 
+@migrations()
+def m020_files(db: Database) -> None:
+    # Data uploaded through the API's /v1/files, kept whole under the home's files/ folder.
+    db["files"].create(
+        {
+            "id": str,
+            "filename": str,
+            "purpose": str,
+            "bytes": int,
+            "kind": str,
+            "records": int,
+            "path": str,
+            "created_at": float,
+            "owner_id": int,
+        },
+        pk="id",
+        not_null={"filename", "purpose", "bytes", "kind", "path", "created_at"},
+    )
+    db["files"].create_index(["owner_id"])
+    db["files"].create_index(["path"])
+    # what a job started through /v1/fine_tuning/jobs was asked beyond its settings: its files' ids,
+    # suffix and metadata, answered back as OpenAI's job object does
+    db["jobs"].add_column("api_request", str)
+
+
 def connect(path: Path | None = None) -> Database:
     """Open the registry (creating or upgrading its schema) for use on the calling thread.
 

@@ -2,7 +2,7 @@
 trainer and `training.jobs.lifecycle` write them; pages only read them."""
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlite_utils import Database
 
@@ -49,11 +49,14 @@ class Job:
     owner_id: int | None = None  # the account that started it (team mode; None: the studio's owner)
     slurm_job_id: int | None = None  # the job's id in Slurm, when it runs on a cluster
     stop_requested_at: float | None = None  # when the studio asked a cluster job to stop
+    api_request: dict = field(default_factory=dict)  # a job from the API: its file ids, suffix, metadata
 
     kind = "train"  # the supervisor's kind of run
 
 
-ROWS = RunTable("jobs", Job, json_columns=("config", "remedy"), message_columns=("error", "waiting_for"))
+ROWS = RunTable(
+    "jobs", Job, json_columns=("config", "remedy", "api_request"), message_columns=("error", "waiting_for")
+)
 __all__ = ["ACTIVE", "RESUMABLE", "ROWS", "Job"]
 get, finish, mark_interrupted, active = ROWS.get, ROWS.finish, ROWS.mark_interrupted, ROWS.active
 

@@ -3,6 +3,8 @@
     GET  /v1/models             the base model and each adapter registered for it
     POST /v1/chat/completions   messages → reply; streaming (SSE) or not
     POST /v1/completions        raw prompt text → continuation; streaming or not
+    /v1/files, /v1/fine_tuning/jobs, DELETE /v1/models/{name}   OpenAI's Files and Fine-tuning APIs
+                                over the studio's own training jobs (serving.fine_tuning)
 
 `model` names the base model id or an adapter; each request answers with its own adapter, and
 requests in flight are batched together whatever their adapters (`serving.scheduler`). Decoding
@@ -25,7 +27,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from core.errors import UserError
@@ -35,12 +37,13 @@ from engine.roles import ASSISTANT, Decoding, Role
 from registry import adapters as adapter_rows
 from registry import connect
 from registry.adapters import Adapter
-from serving import openapi, protocol
+from serving import fine_tuning, openapi, protocol
 from serving.protocol import ChatRequest, CompletionRequest, Sampling
 from serving.scheduler import Generation, Scheduler
 from studio import accounts
 from studio.accounts import LOCAL, Asker, visible_adapters
 from studio.roles import get_role
+from training.data.datasets import MAX_UPLOAD_BYTES
 
 
 class ApiError(Exception):
@@ -178,16 +181,144 @@ def create_app(
             Route("/v1/models", models),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/completions", completions, methods=["POST"]),
+            *fine_tuning_routes(service),
         ],
         exception_handlers={
             ApiError: lambda request, error: error.response(),
             HTTPException: _http_error,
-            UserError: lambda request, error: ApiError(400, str(error)).response(),
+            UserError: lambda request, error: ApiError(400, _english(error)).response(),
+            fine_tuning.NotFound: lambda request, error: ApiError(
+                404, error.message, param=error.param, code="not_found"
+            ).response(),
+            fine_tuning.BadRequest: lambda request, error: ApiError(
+                400, error.message, param=error.param, code=error.code
+            ).response(),
         },
         lifespan=_closing(service),
     )
     app.state.service = service
     return app
+
+
+def fine_tuning_routes(service: Service) -> list[Route]:
+    """OpenAI's Files and Fine-tuning routes (serving.fine_tuning), each asking who is asking."""
+
+    def asking(work):
+        async def route(request: Request):
+            asker = await run_in_threadpool(_authorise, service, request)
+            return await work(request, asker, **request.path_params)
+
+        return route
+
+    async def upload(request, asker):
+        fields = await _form(request)
+        given = fields.get("file")
+        if given is None or isinstance(given, str):
+            raise ApiError(
+                400, "`file` is required: the training data, sent as a multipart file.", param="file"
+            )
+        purpose = fields.get("purpose")
+        if not isinstance(purpose, str):
+            raise ApiError(400, "`purpose` is required: fine-tune.", param="purpose")
+        data = await given.read()
+        made = await run_in_threadpool(fine_tuning.upload, given.filename or "", data, purpose, asker)
+        return JSONResponse(made.model_dump())
+
+    async def list_files(request, asker):
+        purpose = request.query_params.get("purpose")
+        page = await run_in_threadpool(
+            fine_tuning.list_files, asker, **_paging(request, default=10_000, most=10_000), purpose=purpose
+        )
+        return JSONResponse(page.model_dump())
+
+    async def file(request, asker, file_id):
+        if request.method == "DELETE":
+            return JSONResponse(
+                (await run_in_threadpool(fine_tuning.delete_file, file_id, asker)).model_dump()
+            )
+        return JSONResponse((await run_in_threadpool(fine_tuning.get_file, file_id, asker)).model_dump())
+
+    async def file_content(request, asker, file_id):
+        data = await run_in_threadpool(fine_tuning.file_content, file_id, asker)
+        return Response(data, media_type="application/octet-stream")
+
+    async def jobs(request, asker):
+        if request.method == "POST":
+            body = _read(protocol.FineTuningJobRequest, await _json_body(request))
+            made = await run_in_threadpool(fine_tuning.create_job, body, asker)
+            return JSONResponse(made.model_dump())
+        page = await run_in_threadpool(fine_tuning.list_jobs, asker, **_paging(request))
+        return JSONResponse(page.model_dump())
+
+    async def job(request, asker, job_id):
+        return JSONResponse((await run_in_threadpool(fine_tuning.get_job, job_id, asker)).model_dump())
+
+    async def cancel(request, asker, job_id):
+        return JSONResponse((await run_in_threadpool(fine_tuning.cancel_job, job_id, asker)).model_dump())
+
+    async def resume(request, asker, job_id):
+        return JSONResponse((await run_in_threadpool(fine_tuning.resume_job, job_id, asker)).model_dump())
+
+    async def events(request, asker, job_id):
+        page = await run_in_threadpool(fine_tuning.list_events, job_id, asker, **_paging(request))
+        return JSONResponse(page.model_dump())
+
+    async def checkpoints(request, asker, job_id):
+        page = await run_in_threadpool(
+            fine_tuning.list_checkpoints, job_id, asker, **_paging(request, default=10)
+        )
+        return JSONResponse(page.model_dump())
+
+    async def model(request, asker, model):
+        if request.method == "DELETE":
+            return JSONResponse(
+                (await run_in_threadpool(fine_tuning.delete_model, model, asker)).model_dump()
+            )
+        served = await run_in_threadpool(service.model_ids, asker)
+        return JSONResponse(
+            (await run_in_threadpool(fine_tuning.get_model, model, asker, served)).model_dump()
+        )
+
+    jobs_path = "/v1/fine_tuning/jobs/{job_id}"
+    return [
+        Route("/v1/files", asking(upload), methods=["POST"]),
+        Route("/v1/files", asking(list_files), methods=["GET"]),
+        Route("/v1/files/{file_id}", asking(file), methods=["GET", "DELETE"]),
+        Route("/v1/files/{file_id}/content", asking(file_content), methods=["GET"]),
+        Route("/v1/fine_tuning/jobs", asking(jobs), methods=["GET", "POST"]),
+        Route(jobs_path, asking(job), methods=["GET"]),
+        Route(f"{jobs_path}/cancel", asking(cancel), methods=["POST"]),
+        Route(f"{jobs_path}/resume", asking(resume), methods=["POST"]),
+        Route(f"{jobs_path}/events", asking(events), methods=["GET"]),
+        Route(f"{jobs_path}/checkpoints", asking(checkpoints), methods=["GET"]),
+        Route("/v1/models/{model:path}", asking(model), methods=["GET", "DELETE"]),
+    ]
+
+
+async def _form(request: Request) -> dict:
+    """A multipart body's fields (a file as an UploadFile), refused in OpenAI's shape when it is not one."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise ApiError(400, "Send the file as multipart/form-data with the fields `file` and `purpose`.")
+    try:
+        form = await request.form(max_files=1, max_fields=8, max_part_size=MAX_UPLOAD_BYTES)
+    except Exception as error:  # the multipart parser's own refusals (malformed body, too large)
+        raise ApiError(400, f"The multipart body cannot be read: {error}.", param="file") from None
+    return dict(form)
+
+
+def _paging(request: Request, *, default: int = 20, most: int = fine_tuning.MAX_LIMIT) -> dict:
+    """`after` and `limit` from the query, as OpenAI's list routes take them."""
+    text = request.query_params.get("limit")
+    limit = default
+    if text is not None:
+        if not text.isdigit() or not 1 <= int(text) <= most:
+            raise ApiError(400, f"`limit` must be an integer from 1 to {most}, not {text!r}.", param="limit")
+        limit = int(text)
+    return {"after": request.query_params.get("after") or None, "limit": limit}
+
+
+def _english(error: UserError) -> str:
+    return error.message.render("en") if error.message is not None else str(error)
 
 
 def _closing(service: Service):

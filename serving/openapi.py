@@ -13,7 +13,7 @@ from serving import protocol
 ERRORS = {
     "400": "The request is not one this server can answer; `error.message` says what to change.",
     "401": "The API key is missing or wrong (only when the server was started with a key).",
-    "404": "The model named in `model` is not served here; `error.message` lists those that are.",
+    "404": "What the request names (a model, a file, a job) does not exist here for this key.",
 }
 REF = "#/components/schemas/{model}"
 
@@ -25,8 +25,19 @@ def schema(model: type[BaseModel], components: dict, *, reply: bool = False) -> 
     return document
 
 
-def _operation(summary: str, request: dict | None, reply: dict, *, streams: bool, secured: bool) -> dict:
-    ok = {"application/json": {"schema": reply}}
+def _operation(
+    summary: str,
+    request: dict | None,
+    reply: dict,
+    *,
+    streams: bool,
+    secured: bool,
+    errors: tuple[str, ...] = ("400", "401", "404"),
+    parameters: tuple[dict, ...] = (),
+    form: bool = False,
+    reply_type: str = "application/json",
+) -> dict:
+    ok = {reply_type: {"schema": reply}}
     if streams:
         # each server-sent event: a JSON chunk as OpenAI's, or the closing `[DONE]`
         event = {"type": "object", "required": ["data"], "properties": {"data": {"type": "string"}}}
@@ -34,18 +45,127 @@ def _operation(summary: str, request: dict | None, reply: dict, *, streams: bool
     responses = {
         "200": {"description": "The answer, or its server-sent events when `stream` is true.", "content": ok}
     }
-    errors = {**ERRORS} if secured else {k: v for k, v in ERRORS.items() if k != "401"}
-    if request is None:
-        errors.pop("404")
-        errors.pop("400")
+    shown = {k: v for k, v in ERRORS.items() if k in errors and (secured or k != "401")}
+    if request is None and not parameters:
+        shown = {k: v for k, v in shown.items() if k == "401"}
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-    responses.update({status: {"description": text, "content": error} for status, text in errors.items()})
+    responses.update({status: {"description": text, "content": error} for status, text in shown.items()})
     operation = {"summary": summary, "responses": responses}
+    if parameters:
+        operation["parameters"] = list(parameters)
     if request is not None:
-        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": request}}}
+        kind = "multipart/form-data" if form else "application/json"
+        operation["requestBody"] = {"required": True, "content": {kind: {"schema": request}}}
     if secured:
         operation["security"] = [{"bearer": []}]
     return operation
+
+
+def _in_path(name: str, description: str) -> dict:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+PAGING = (
+    {"name": "after", "in": "query", "required": False, "description": "the last id of the page before",
+     "schema": {"type": "string"}},
+    {"name": "limit", "in": "query", "required": False, "description": "how many to list (1 to 100)",
+     "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+)  # fmt: skip
+UPLOAD = {
+    "type": "object",
+    "required": ["file", "purpose"],
+    "properties": {
+        "file": {"type": "string", "format": "binary", "description": "JSONL, JSON or CSV training data"},
+        "purpose": {"type": "string", "enum": ["fine-tune"]},
+    },
+}
+
+
+def _fine_tuning_paths(components: dict, secured: bool) -> dict:
+    """The routes of serving.fine_tuning: files and jobs as OpenAI's."""
+
+    def reply(model):
+        return schema(model, components, reply=True)
+
+    def op(summary, answer, *, request=None, parameters=(), errors=("400", "401", "404"), **kw):
+        return _operation(
+            summary,
+            request,
+            answer,
+            streams=False,
+            secured=secured,
+            errors=errors,
+            parameters=parameters,
+            **kw,
+        )
+
+    file_id = _in_path("file_id", "a file's id (file-...)")
+    job_id = _in_path("job_id", "a fine-tuning job's id (ftjob-...)")
+    model = _in_path("model", "the base model's id or an adapter's name")
+    job = reply(protocol.FineTuningJob)
+    page_of = {name: reply(model) for name, model in [
+        ("files", protocol.FileList), ("jobs", protocol.JobList), ("events", protocol.EventList),
+        ("checkpoints", protocol.CheckpointList),
+    ]}  # fmt: skip
+    deleted = reply(protocol.Deleted)
+    return {
+        "/v1/files": {
+            "post": op(
+                "Upload training data",
+                reply(protocol.FileObject),
+                request=UPLOAD,
+                form=True,
+                errors=("400", "401"),
+            ),
+            "get": op("The files uploaded", page_of["files"], parameters=PAGING[:1], errors=("400", "401")),
+        },
+        "/v1/files/{file_id}": {
+            "get": op("A file", reply(protocol.FileObject), parameters=(file_id,)),
+            "delete": op("Delete a file", deleted, parameters=(file_id,)),
+        },
+        "/v1/files/{file_id}/content": {
+            "get": op(
+                "A file's bytes",
+                {"type": "string", "format": "binary"},
+                parameters=(file_id,),
+                reply_type="application/octet-stream",
+            ),
+        },
+        "/v1/fine_tuning/jobs": {
+            "post": op(
+                "Start a fine-tuning job", job, request=schema(protocol.FineTuningJobRequest, components)
+            ),
+            "get": op(
+                "The fine-tuning jobs, newest first",
+                page_of["jobs"],
+                parameters=PAGING,
+                errors=("400", "401"),
+            ),
+        },
+        "/v1/fine_tuning/jobs/{job_id}": {"get": op("A fine-tuning job", job, parameters=(job_id,))},
+        "/v1/fine_tuning/jobs/{job_id}/cancel": {"post": op("Cancel a job", job, parameters=(job_id,))},
+        "/v1/fine_tuning/jobs/{job_id}/resume": {
+            "post": op(
+                "Resume a cancelled or interrupted job from its last checkpoint", job, parameters=(job_id,)
+            )
+        },
+        "/v1/fine_tuning/jobs/{job_id}/events": {
+            "get": op("What happened to a job, newest first", page_of["events"], parameters=(job_id, *PAGING))
+        },
+        "/v1/fine_tuning/jobs/{job_id}/checkpoints": {
+            "get": op("A job's scored checkpoints", page_of["checkpoints"], parameters=(job_id, *PAGING))
+        },
+        "/v1/models/{model}": {
+            "get": op("A model served here", reply(protocol.ModelCard), parameters=(model,)),
+            "delete": op("Delete an adapter", deleted, parameters=(model,)),
+        },
+    }
 
 
 def document(model_ids: list[str], *, secured: bool) -> dict:
@@ -93,6 +213,7 @@ def document(model_ids: list[str], *, secured: bool) -> dict:
             )
         },
     }
+    paths.update(_fine_tuning_paths(components, secured))
     components["Error"] = schema(protocol.ErrorReply, components, reply=True)
     document = {
         "openapi": "3.1.0",

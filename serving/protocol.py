@@ -10,6 +10,7 @@ no schema can say stay in serving/api.py: the last message comes from the user, 
 """
 
 import json
+import types
 import typing
 from typing import Annotated, Any, Literal
 
@@ -196,22 +197,43 @@ def parse(model: type[Request], body: dict) -> Request:
         raise refusal(model, body, error.errors()[0]) from None
 
 
-def refusal(model: type[BaseModel], body: dict, problem: dict) -> Refusal:
-    """The first problem Pydantic found, said with the field's own description."""
+def refusal(model: type[BaseModel], body: dict, problem: dict, prefix: str = "") -> Refusal:
+    """The first problem Pydantic found, said with the field's own description; a field of an
+    object inside the body is named by its path (`hyperparameters.n_epochs`)."""
     location = problem["loc"]
     name = location[0] if location else None
     if name is None or name not in model.model_fields:
-        return Refusal(f"The request is not one this server reads: {problem['msg']}.", None)
+        return Refusal(f"The request is not one this server reads: {problem['msg']}.", prefix[:-1] or None)
     field = model.model_fields[name]
+    param = f"{prefix}{name}"
     if field.is_required() and name not in body:
-        return Refusal(f"`{name}` is required: {field.description}.", name)
+        return Refusal(f"`{param}` is required: {field.description}.", param)
+    value = body.get(name)
+    inner = _object_model(field.annotation)
+    if (
+        inner is not None
+        and isinstance(value, dict)
+        and len(location) > 1
+        and location[1] in inner.model_fields
+    ):
+        return refusal(inner, value, {**problem, "loc": location[1:]}, f"{param}.")
     item = _item_model(field.annotation)
     if item is not None and len(location) > 1 and isinstance(location[1], int):
-        param = f"{name}[{location[1]}]"
+        param = f"{param}[{location[1]}]"
         return Refusal(f"{param} must be {item.__doc__.strip()}.", param)
-    value = body.get(name)
     given = "" if isinstance(value, dict | list) else f", not {_short(value)}"
-    return Refusal(f"`{name}` must be {field.description}{given}.", name)
+    return Refusal(f"`{param}` must be {field.description}{given}.", param)
+
+
+def _object_model(annotation: Any) -> type[BaseModel] | None:
+    """M for a field of type M or M | None (M a model), else None."""
+    candidates = (
+        typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        else (annotation,)
+    )
+    models = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+    return models[0] if len(models) == 1 else None
 
 
 def _item_model(annotation: Any) -> type[BaseModel] | None:
@@ -227,3 +249,186 @@ def _short(value: Any) -> str:
     """`value` as JSON writes it (null, true, 1.0), cut to a line's length."""
     text = json.dumps(value, ensure_ascii=False)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --- files and fine-tuning jobs (OpenAI's Files and Fine-tuning APIs) ------------------------------
+
+AUTO = Literal["auto"]
+EPOCHS, BATCH, LR_SCALE, BETA = (1, 50), (1, 256), (0.0, 10.0), (0.0, 2.0)
+
+
+class SupervisedHyperparameters(Request):
+    """an object with `n_epochs`, `batch_size` and `learning_rate_multiplier`, each a number or "auto\""""
+
+    n_epochs: AUTO | Annotated[int, Field(ge=EPOCHS[0], le=EPOCHS[1])] | None = Field(
+        None, description=f'"auto" or an integer from {EPOCHS[0]} to {EPOCHS[1]}'
+    )
+    batch_size: AUTO | Annotated[int, Field(ge=BATCH[0], le=BATCH[1])] | None = Field(
+        None, description=f'"auto" or an integer from {BATCH[0]} to {BATCH[1]} (examples per step)'
+    )
+    learning_rate_multiplier: AUTO | Annotated[float, Field(gt=LR_SCALE[0], le=LR_SCALE[1])] | None = Field(
+        None,
+        description=f'"auto" or a number above {LR_SCALE[0]:g} and at most {LR_SCALE[1]:g} '
+        "(it multiplies the learning rate chosen by the model's size)",
+    )
+
+
+class DpoHyperparameters(SupervisedHyperparameters):
+    """an object with `beta`, `n_epochs`, `batch_size` and `learning_rate_multiplier`, each a number
+    or "auto\""""
+
+    beta: AUTO | Annotated[float, Field(gt=BETA[0], le=BETA[1])] | None = Field(
+        None, description=f'"auto" or a number above {BETA[0]:g} and at most {BETA[1]:g}'
+    )
+
+
+class SupervisedMethod(Request):
+    hyperparameters: SupervisedHyperparameters | None = Field(
+        None, description=SupervisedHyperparameters.__doc__
+    )
+
+
+class DpoMethod(Request):
+    hyperparameters: DpoHyperparameters | None = Field(None, description=DpoHyperparameters.__doc__)
+
+
+class FineTuningMethod(Request):
+    """an object such as {"type": "supervised"} or {"type": "dpo", "dpo": {"hyperparameters": {...}}}"""
+
+    type: Literal["supervised", "dpo"] = Field(
+        description='"supervised" or "dpo" (reinforcement fine-tuning is not offered here)'
+    )
+    supervised: SupervisedMethod | None = Field(None, description='an object with "hyperparameters"')
+    dpo: DpoMethod | None = Field(None, description='an object with "hyperparameters"')
+
+
+class FineTuningJobRequest(Request):
+    """A job: `model` and `training_file` are needed; the rest has the studio's defaults."""
+
+    model: str = Field(
+        min_length=1, description="a base model id the studio knows, or an adapter to continue"
+    )
+    training_file: str = Field(min_length=1, description="the id of a file uploaded with purpose fine-tune")
+    validation_file: str | None = Field(
+        None, description="null or the id of a file uploaded with purpose fine-tune"
+    )
+    suffix: str | None = Field(
+        None, min_length=1, max_length=64, description="null or 1 to 64 characters for the model's name"
+    )
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="null or an integer from 0 to 4294967295")
+    hyperparameters: SupervisedHyperparameters | None = Field(
+        None, description=SupervisedHyperparameters.__doc__
+    )
+    method: FineTuningMethod | None = Field(None, description=FineTuningMethod.__doc__)
+    metadata: dict[str, Annotated[str, Field(max_length=512)]] | None = Field(
+        None, max_length=16, description="null or up to 16 string values"
+    )
+    role: str | None = Field(
+        None,
+        min_length=1,
+        description="null or the studio's role for the adapter (translator, persona, assistant or a "
+        "custom one); default: the adapter's it continues, else assistant",
+    )
+
+
+class FileObject(Reply):
+    id: str
+    object: Literal["file"] = "file"
+    bytes: int = Field(ge=0)
+    created_at: int
+    filename: str
+    purpose: Literal["fine-tune"] = "fine-tune"
+    status: Literal["processed"] = "processed"
+    status_details: None = None
+    expires_at: None = None
+
+
+class Page(Reply):
+    """A page of a list, newest first; `after` the last id of one page asks for the next."""
+
+    object: Literal["list"] = "list"
+    has_more: bool
+    first_id: str | None
+    last_id: str | None
+
+
+class FileList(Page):
+    data: list[FileObject]
+
+
+class Deleted(Reply):
+    id: str
+    object: str
+    deleted: bool
+
+
+class JobError(Reply):
+    code: str
+    message: str
+    param: str | None
+
+
+class JobHyperparameters(Reply):
+    n_epochs: float
+    batch_size: int
+    learning_rate_multiplier: float
+    beta: float | None
+
+
+class JobMethod(Reply):
+    type: Literal["supervised", "dpo", "orpo", "kto"]
+
+
+class FineTuningJob(Reply):
+    id: str
+    object: Literal["fine_tuning.job"] = "fine_tuning.job"
+    created_at: int
+    finished_at: int | None
+    model: str
+    fine_tuned_model: str | None
+    organization_id: str = "translator"
+    status: Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
+    error: JobError | None
+    hyperparameters: JobHyperparameters
+    method: JobMethod
+    training_file: str
+    validation_file: str | None
+    result_files: list[str]
+    seed: int
+    trained_tokens: int | None
+    estimated_finish: int | None
+    user_provided_suffix: str | None
+    metadata: dict[str, str] | None
+    integrations: list[dict] = Field(default_factory=list)
+
+
+class JobList(Page):
+    data: list[FineTuningJob]
+
+
+class JobEvent(Reply):
+    id: str
+    object: Literal["fine_tuning.job.event"] = "fine_tuning.job.event"
+    created_at: int
+    level: Literal["info", "warn", "error"]
+    message: str
+    data: dict | None
+    type: Literal["message", "metrics"]
+
+
+class EventList(Page):
+    data: list[JobEvent]
+
+
+class JobCheckpoint(Reply):
+    id: str
+    object: Literal["fine_tuning.job.checkpoint"] = "fine_tuning.job.checkpoint"
+    created_at: int
+    fine_tuned_model_checkpoint: str
+    fine_tuning_job_id: str
+    step_number: int
+    metrics: dict[str, float]
+
+
+class CheckpointList(Page):
+    data: list[JobCheckpoint]

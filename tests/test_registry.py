@@ -48,6 +48,7 @@ def test_schema_is_created_with_wal_foreign_keys_and_recorded_migrations(db, hom
         "m017_messages_as_codes",
         "m018_team_mode",
         "m019_slurm_jobs",
+        "m020_files",
     ]
     again = connect()  # reopening applies nothing twice
     assert [row["name"] for row in again["_sqlite_migrations"].rows] == applied

@@ -92,6 +92,8 @@ def check_request(
     if not config.data.strip():
         raise UserError("ERR_NO_DATA_CLI")
     config = replace(config, mlflow_uri=tracking.checked_uri(config.mlflow_uri, base_dir))
+    if config.validation_data.strip():
+        config = replace(config, validation_data=str(data_path(config.validation_data, base_dir)))
     if config.cluster == "slurm":
         cluster.test_submission(config)
     return plans.make(
@@ -208,11 +210,19 @@ def create_job(db, plan: plans.Plan, **fields) -> Job:
 
 
 def submit(
-    db, settings: dict | TrainConfig, *, progress=None, tokenizers=None, asker: Asker = LOCAL, base_dir=None
+    db,
+    settings: dict | TrainConfig,
+    *,
+    progress=None,
+    tokenizers=None,
+    asker: Asker = LOCAL,
+    base_dir=None,
+    api_request: dict | None = None,
 ) -> Job:
-    """The training page's Start: check, create the job, launch its detached trainer, which trains
-    the stored plan. A relative dataset path is taken from the project folder, wherever the server
-    was started. The job (and the adapter it makes) belongs to `asker`."""
+    """The training page's Start (and the API's job): check, create the job, launch its detached
+    trainer, which trains the stored plan. A relative dataset path is taken from the project folder,
+    wherever the server was started. The job (and the adapter it makes) belongs to `asker`;
+    `api_request` keeps what a job from the API was asked beyond its settings."""
     plan = check_request(
         db,
         settings,
@@ -221,7 +231,7 @@ def submit(
         tokenizers=tokenizers,
         asker=asker,
     )
-    job = create_job(db, plan, owner_id=asker.id)
+    job = create_job(db, plan, owner_id=asker.id, api_request=api_request or {})
     return supervisor.launch(db, job)
 
 
