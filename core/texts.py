@@ -1833,6 +1833,51 @@ _TEXTS = dict(
         "训练任务 #{job} 正在用文件 {file} 训练：等它结束或取消它，再删除文件。",
         "Job #{job} is training on file {file}: wait for it to end, or cancel it, before deleting the file.",
     ),
+    ERR_REWARD_NAME=(
+        "没有名为 {name!r} 的奖励：可用 {names}。",
+        "There is no reward named {name!r}: use {names}.",
+    ),
+    ERR_REWARD_WEIGHT=(
+        "奖励 {name} 的权重应是 0 到 100 的数，而不是 {weight!r}（写成 {name}=0.5）。",
+        "The weight of reward {name} must be a number from 0 to 100, not {weight!r} (write {name}=0.5).",
+    ),
+    ERR_REWARD_NONE=(
+        "至少给一个奖励正的权重，例如 chrf=1：可用 {names}。",
+        "Give at least one reward a positive weight, e.g. chrf=1: use {names}.",
+    ),
+    ERR_LENGTH_RANGE=(
+        "长度范围 {text!r} 应写成 最少:最多 个字符，例如 2:400。",
+        "The length range {text!r} must be from:to characters, e.g. 2:400.",
+    ),
+    ERR_JUDGE_NEEDS_URL=(
+        "judge 奖励需要评审端点：请填写 --judge-url 和 --judge-model。",
+        "The judge reward needs an endpoint: give --judge-url and --judge-model.",
+    ),
+    ERR_JUDGE_PROMPT=(
+        "评审提示缺少 {fields}：答案要放进提示里才能被评分。",
+        "The judging prompt lacks {fields}: the answer must be in the prompt to be rated.",
+    ),
+    ERR_JUDGE_PROMPT_FIELD=(
+        "评审提示只能用 {{question}}、{{answer}}、{{reference}} 这几个字段（{error}）；字面的花括号写成 {{{{ }}}}。",
+        "The judging prompt may use only {{question}}, {{answer}} and {{reference}} ({error}); write a "
+        "literal brace as {{{{ or }}}}.",
+    ),
+    ERR_JUDGE_UNREACHABLE=(
+        "评审端点 {url}（模型 {model}）没有回答：{error}。请检查地址、模型名和密钥（环境变量 "
+        "TRANSLATOR_JUDGE_KEY），或去掉 judge 奖励。",
+        "The judge at {url} (model {model}) did not answer: {error}. Check the address, the model's "
+        "name and the key (environment variable TRANSLATOR_JUDGE_KEY), or drop the judge reward.",
+    ),
+    ERR_GRPO_NEEDS_INSTRUCTIONS=(
+        "GRPO 从指令数据（input/output，output 作参考答案）学习，而 {name} 是偏好数据：请换成指令数据。",
+        "GRPO learns from instruction data (input/output, the output as the reference), but {name} "
+        "holds preferences: give instruction data.",
+    ),
+    ERR_GRPO_BATCH=(
+        "GRPO 每步的提示数（batch-size × grad-accum = {prompts}）必须能被进程数 {processes} 整除。",
+        "GRPO's prompts per step (batch-size × grad-accum = {prompts}) must divide evenly among the "
+        "{processes} processes.",
+    ),
     ERR_NOT_FOUND_FOR_YOU=(
         "没有你可以使用的{what} {name}：请检查名称或编号，或请它的主人与团队共享。",
         "There is no {what} {name} you can use: check the name or number, or ask its owner to share it.",

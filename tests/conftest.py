@@ -225,6 +225,44 @@ def tiny_model_dir(builtin_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def letters_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer random Llama over 36 tokens (lower-case letters, space, newline, some punctuation):
+    small enough that a few dozen GRPO steps visibly move what it samples. Its embeddings start
+    larger than the tiny model's (std 0.15, not 0.02), or its logits could barely leave uniform."""
+    import torch
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<s>", "</s>", "<unk>"]
+    vocab = {token: index for index, token in enumerate([*specials, *"abcdefghijklmnopqrstuvwxyz .,?!\n"])}
+    letters = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    letters.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    letters.decoder = decoders.Fuse()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=letters, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        initializer_range=0.15,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("letters-llama")
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def paramed_train() -> Path:
     path = SHARED_DATA / "paramed" / "train.jsonl"
     if not path.is_file():

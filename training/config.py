@@ -22,9 +22,10 @@ from engine.formats import FORMATS as PROMPT_FORMATS
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 SWITCHES = ("auto", "on", "off")
 QUANTIZE_CHOICES = ("none", "8bit", "4bit")  # QLoRA through bitsandbytes (engine.loading)
-# sft: instruction data (input -> output); the others learn from preferences (training/data/pairs.py)
-METHODS = ("sft", "dpo", "orpo", "kto")
-PREFERENCE_METHODS = METHODS[1:]
+# sft: instruction data (input -> output); dpo, orpo, kto learn from preferences (training/data/pairs.py);
+# grpo from rewards of its own sampled completions (training/evaluation/rewards.py)
+METHODS = ("sft", "dpo", "orpo", "kto", "grpo")
+PREFERENCE_METHODS = ("dpo", "orpo", "kto")
 # TRL's loss variants that train on one pair per micro-batch (those that sort a batch or need label
 # smoothing are left out); KTO's two losses
 DPO_LOSSES = (
@@ -32,7 +33,7 @@ DPO_LOSSES = (
     "apo_zero", "apo_down", "sigmoid_norm", "discopop",
 )  # fmt: skip
 KTO_LOSSES = ("kto", "apo_zero_unpaired")
-LOSSES = {"dpo": DPO_LOSSES, "kto": KTO_LOSSES, "orpo": (), "sft": ()}
+LOSSES = {"dpo": DPO_LOSSES, "kto": KTO_LOSSES, "orpo": (), "sft": (), "grpo": ()}
 SLURM_NAME = r"[A-Za-z0-9_.-]*"
 
 
@@ -103,7 +104,10 @@ class TrainConfig:
         "", "yuan, chat_template or plain (default: the base model's)", Rule(choices=("", *PROMPT_FORMATS))
     )
     method: str = _option(
-        "sft", "sft (instruction data), or preference tuning on pairs: dpo, orpo, kto", Rule(choices=METHODS)
+        "sft",
+        "sft (instruction data), preference tuning on pairs: dpo, orpo, kto, or grpo (rewards of its own "
+        "completions, instruction data's outputs as references)",
+        Rule(choices=METHODS),
     )
     parent: str = _option(
         "",
@@ -127,6 +131,36 @@ class TrainConfig:
         0,
         "preference records whose prompt is longer are left out (0: max_length alone)",
         Rule(low=0, high=131072),
+    )
+    # GRPO: rewards of sampled completions
+    rewards: str = _option(
+        "",
+        "GRPO: rewards and their weights, e.g. chrf=1,english=0.5 (chrf, bleu, english, length for a "
+        "translator; language, clean, length_range, ends for any role; judge) ('': a translator's "
+        "chrf=1,english=0.5, others' language=1,clean=1,ends=0.5)",
+    )
+    generations: int = _option(4, "GRPO: completions sampled for each prompt", Rule(low=2, high=64))
+    completion_length: int = _option(
+        0,
+        "GRPO: the longest completion, in tokens (0: 1.5 x the longest reference, within max-length)",
+        Rule(low=0, high=131072),
+    )
+    sampling_temperature: float = _option(
+        1.0, "GRPO: temperature of the sampled completions", Rule(low=0, high=2, low_open=True)
+    )
+    kl: float = _option(
+        0.04,
+        "GRPO: weight of the KL penalty keeping the model near where it started (0: none, and no "
+        "reference kept)",
+        Rule(low=0, high=10),
+    )
+    length_range: str = _option(
+        "2:400", "GRPO's length_range reward: characters from:to", Rule(pattern=r"\d+:\d+")
+    )
+    judge_url: str = _option("", "GRPO's judge reward: an OpenAI-compatible endpoint (http://host:port/v1)")
+    judge_model: str = _option("", "GRPO's judge reward: the model the endpoint rates with")
+    judge_prompt: str = _option(
+        "", "GRPO's judge reward: the judging prompt with {question}, {answer}, {reference} ('': ours)"
     )
     # how much
     epochs: float = _option(
@@ -249,6 +283,11 @@ class TrainConfig:
     def prefers(self) -> bool:
         """Trains on preference data rather than instruction data."""
         return self.method in PREFERENCE_METHODS
+
+    @property
+    def rewarded(self) -> bool:
+        """Learns from rewards of its own completions (GRPO) rather than from given answers."""
+        return self.method == "grpo"
 
     @property
     def loss(self) -> str:

@@ -31,6 +31,7 @@ from studio import supervisor
 from studio.accounts import LOCAL, Asker, audit, visible_adapter
 from studio.roles import get_role
 from training.config import DPO_LOSSES, LOSSES, TrainConfig, check_settings
+from training.evaluation import rewards
 from training.jobs import cluster, plans, sweep, tracking
 from training.parallel import launchers
 
@@ -91,6 +92,8 @@ def check_request(
     role = get_role(db, config.role)
     if not config.data.strip():
         raise UserError("ERR_NO_DATA_CLI")
+    if config.rewarded:
+        rewards.check_request(config, role)
     config = replace(config, mlflow_uri=tracking.checked_uri(config.mlflow_uri, base_dir))
     if config.validation_data.strip():
         config = replace(config, validation_data=str(data_path(config.validation_data, base_dir)))
@@ -123,7 +126,7 @@ def check_quantize(config: TrainConfig) -> None:
         return
     refused = [
         (config.strategy != "ddp", f"--strategy {config.strategy}", texts.QUANTIZE_NOT_SHARDED),
-        (config.prefers, config.method.upper(), texts.QUANTIZE_NOT_PREFERENCE),
+        (config.prefers or config.rewarded, config.method.upper(), texts.QUANTIZE_NOT_PREFERENCE),
         (config.device == "mps", "--device mps", texts.QUANTIZE_NOT_MPS),
     ]
     for applies, what, why in refused:

@@ -137,7 +137,11 @@ def make(
     model_dir = models.resolve_model_dir(spec, progress)
     config, by_size = defaults.resolve(config, model_dir)
     model_type = loading.check_model_folder(model_dir, config.trust_remote_code)
-    packing = choose_packing(config.packing, model_type, config.trust_remote_code) and not config.prefers
+    packing = (
+        choose_packing(config.packing, model_type, config.trust_remote_code)
+        and not config.prefers
+        and not config.rewarded
+    )
     given = tokenizers(spec.model_id) if tokenizers is not None and not config.trust_remote_code else None
     tokenizer = given or loading.load_tokenizer(model_dir, spec, config.trust_remote_code)
     prompt_format = (
@@ -166,6 +170,16 @@ def read_data(config: TrainConfig, path: Path):
     if data.kind == pairs.UNPAIRED and config.method != "kto":
         raise UserError("ERR_METHOD_NEEDS_PAIRS", method=config.method.upper(), name=data.name)
     return data
+
+
+def trained_records(plan: Plan) -> list[dict]:
+    """The records a job trains on, read again from its verified file and split as when it was
+    planned (GRPO samples from their prompts and scores against their outputs)."""
+    dataset = read_data(plan.config, plan.dataset.path)
+    if plan.config.validation_data:
+        return list(dataset.records)
+    trained, _ = split_holdout(dataset, plan.config.holdout, plan.config.seed)
+    return list(trained.records)
 
 
 def tokenize(config: TrainConfig, role: Role, trained, tokenizer, progress=None):

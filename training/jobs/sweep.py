@@ -56,7 +56,7 @@ def check_grid(config) -> None:
     if not config.lr_sweep:
         return
     rates(config.lr_sweep)
-    if config.prefers:
+    if config.prefers or config.rewarded:
         raise UserError("ERR_SWEEP_METHOD", method=config.method.upper())
     if config.processes > 1:
         raise UserError("ERR_SWEEP_PROCESSES")

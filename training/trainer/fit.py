@@ -49,7 +49,7 @@ def fit(run: Run, sweeping: bool = False):
     from transformers.trainer_callback import PrinterCallback
 
     from training.jobs import tracking
-    from training.trainer import preference
+    from training.trainer import grpo, preference
     from training.trainer.checkpoints import choose_and_restore
     from training.trainer.progress import (
         CheckpointScorer,
@@ -89,15 +89,17 @@ def fit(run: Run, sweeping: bool = False):
         }
         log.info("base quantised: %s (%s)", config.quantize, ", ".join(sorted(quantised)) or "no layer")
     checkpointing = fitted.checkpointing
-    if config.prefers:  # TRL's trainers pad their own batches
+    if config.prefers or config.rewarded:  # TRL's trainers pad their own batches
         recipe = batching.Recipe(packing=False, group_by_length=False, gradient_checkpointing=checkpointing)
     else:
         recipe = batching.choose_recipe(plan.packing, checkpointing)
     batching.prepare_model(model, recipe)
-    target_logits_only = not config.prefers and batching.keeps_target_logits_only(model)
+    target_logits_only = not (config.prefers or config.rewarded) and batching.keeps_target_logits_only(model)
     micro_batch, accumulation = fitted.micro_batch, fitted.accumulation
     if config.prefers:
         micro_batch, accumulation = preference.micro_batches(config, micro_batch, accumulation)
+    if config.rewarded:  # a micro-batch is one prompt's group of completions
+        micro_batch, accumulation = grpo.micro_batches(config, world.size)
     strategy = launchers.strategy_arguments(config.strategy, model)
     model = adapt(model, config, plan)
     trainable, total = model.get_nb_trainable_parameters()
@@ -112,6 +114,8 @@ def fit(run: Run, sweeping: bool = False):
         str(dtype).removeprefix("torch."),
         f"{config.method.upper()} ({config.loss or 'own loss'}, beta {config.beta:g}); {recipe.describe()}"
         if config.prefers
+        else f"GRPO, completions per micro-batch; {recipe.describe()}"
+        if config.rewarded
         else recipe.describe(),
         world.size,
         micro_batch,
@@ -158,6 +162,11 @@ def fit(run: Run, sweeping: bool = False):
         trainer = preference.make_trainer(
             model, {**arguments, "gradient_checkpointing": False}, plan, callbacks
         )
+    elif config.rewarded:
+        records = plans.trained_records(plan)
+        trainer = grpo.make_trainer(
+            model, {**arguments, "gradient_checkpointing": False}, plan, records, callbacks
+        )
     else:
         collator = batching.collator(plan.tokenizer, recipe)
         trainer = batching.make_trainer(
@@ -170,6 +179,8 @@ def fit(run: Run, sweeping: bool = False):
             sharded_on_the_cpu=config.strategy == "fsdp" and device == "cpu",
         )
     counter.collator, trainer.data_collator = trainer.data_collator, counter
+    if progress is not None:
+        progress.trainer = trainer
     trainer.remove_callback(PrinterCallback)  # our callback logs each step already
     if config.strategy == "fsdp" and not trainer.is_fsdp_enabled:
         raise UserError("ERR_FSDP_NEEDS_PROCESSES")

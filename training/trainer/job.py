@@ -50,6 +50,14 @@ HYPERPARAMETERS = (
     "method",
 )
 PREFERENCE_HYPERPARAMETERS = ("beta", "loss_type", "max_prompt_length")
+GRPO_HYPERPARAMETERS = (
+    "rewards",
+    "generations",
+    "completion_length",
+    "sampling_temperature",
+    "kl",
+    "length_range",
+)
 
 log = logging.getLogger("translator.train")
 
@@ -406,9 +414,14 @@ def _publish(run: Run, model, summary: dict) -> Adapter:
         raise UserError("ERR_PUBLISH_RACE", folder=final)
     tokenized = plan.tokenized
     named = HYPERPARAMETERS + (PREFERENCE_HYPERPARAMETERS if config.prefers else ())
+    named += GRPO_HYPERPARAMETERS if config.rewarded else ()
     hyperparameters = {key: getattr(config, key) for key in named}
     if config.prefers:
         hyperparameters["loss_type"] = config.loss
+    if config.rewarded:
+        from training.evaluation import rewards
+
+        hyperparameters["rewards"] = rewards.describe(rewards.weights_for(config, plan.role))
     if config.quantize != "none":  # trained on a quantised base; used with the full-precision one
         hyperparameters["quantize"] = config.quantize
     registration = {

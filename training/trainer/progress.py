@@ -16,7 +16,7 @@ from registry import checkpoints as checkpoint_rows
 from registry import connect
 from registry import jobs as job_rows
 from training.parallel import distributed, sharding
-from training.trainer import preference
+from training.trainer import grpo, preference
 from training.trainer.cancellation import Cancellation
 from training.trainer.checkpoints import keep_weights
 
@@ -43,6 +43,8 @@ def _tokens(feature: dict) -> int:
     """An example's tokens; a preference example is read once per answer, its prompt each time."""
     if "input_ids" in feature:
         return len(feature["input_ids"])
+    if "prompt_ids" not in feature:  # a GRPO prompt: its tokens are generated inside the step
+        return 0
     answers = [feature[key] for key in ("chosen_ids", "rejected_ids", "completion_ids") if key in feature]
     return sum(len(feature["prompt_ids"]) + len(answer) for answer in answers)
 
@@ -109,6 +111,7 @@ class RegistryProgress(TrainerCallback):
 
     def __init__(self, db, job_id: int, agreement: StepAgreement):
         self.db, self.job_id, self.counter = db, job_id, agreement
+        self.trainer = None  # set once made: a GRPO trainer keeps its latest completions
         self.last_loss = None
         self._rates: list[float] = []
         self._mark = (time.monotonic(), 0)
@@ -148,7 +151,7 @@ class RegistryProgress(TrainerCallback):
             self.job_id,
             state.global_step,
             grad_norm=_number(logs.get("grad_norm")),
-            extra=preference.logged(logs),
+            extra={**preference.logged(logs), **grpo.logged(logs), **self._samples()},
             **values,
         )
         job_rows.heartbeat(self.db, self.job_id, step=state.global_step, eta_seconds=eta, **values)
@@ -161,6 +164,11 @@ class RegistryProgress(TrainerCallback):
             tokens_per_second,
             f"{eta:.0f}s" if eta is not None else "?",
         )
+
+    def _samples(self) -> dict:
+        """A GRPO step's latest completions with their rewards (training.trainer.grpo)."""
+        samples = getattr(self.trainer, "latest_samples", None) if self.trainer is not None else None
+        return {"samples": samples} if samples else {}
 
     def mean_tokens_per_second(self) -> float | None:
         return sum(self._rates) / len(self._rates) if self._rates else None
