@@ -329,6 +329,13 @@ _TEXTS = dict(
         "micro_batch": ("每次前向的样本数（0：自动）", "Examples per forward pass (0: automatic)"),
         "quantize": ("底座量化（QLoRA）", "Quantise the base (QLoRA)"),
         "mlflow_uri": ("MLflow 地址（可留空）", "MLflow tracking URI (optional)"),
+        "generations": ("每个提示采样的回答数", "Answers sampled per prompt"),
+        "completion_length": (
+            "回答最长 token 数（0：参考的 1.5 倍）",
+            "Longest answer, tokens (0: 1.5x the references)",
+        ),
+        "kl": ("KL 权重（离起点多远）", "KL weight (how far from the start)"),
+        "sampling_temperature": ("采样温度", "Sampling temperature"),
     },
     TRACKING=("训练日志（TensorBoard、MLflow）", "Training logs (TensorBoard, MLflow)"),
     MLFLOW_URI_HELP=(
@@ -1039,6 +1046,73 @@ _TEXTS = dict(
         "{name} translated all {total} examples as their references (or not at all): no mistakes to "
         "learn from.",
     ),
+    # --- reward page (GRPO) ------------------------------------------------------------------------
+    PAGE_REWARDS=("奖励训练", "Reward tuning"),
+    GRPO_TITLE=("奖励训练：GRPO", "Reward tuning: GRPO"),
+    GRPO_INTRO=(
+        "模型对每个提示自己采样几个回答，用你看得懂的奖励给每个回答打分（翻译：与参考译文的 chrF/BLEU、"
+        "该译未译的英文词、长度；其他角色：语言、控制符、长度、是否说完；也可以请一个评审模型打分），"
+        "再让同组里得分高的回答更常出现。通常在一个监督微调过的适配器上继续，KL 项让它不要离开起点太远。",
+        "For each prompt the model samples a few answers of its own, each is scored by rewards you can "
+        "read (a translator: chrF/BLEU against the reference, English words it should have translated, "
+        "length; other roles: language, control tokens, length, whether it finished; or a judge model), "
+        "and the better answers of each group become more likely. It usually continues an SFT adapter; "
+        "a KL term keeps it near where it started.",
+    ),
+    GRPO_DATA=(
+        "提示与参考答案（指令数据：input/output）",
+        "Prompts and references (instruction data: input/output)",
+    ),
+    REWARDS_SECTION=("奖励及其权重", "Rewards and their weights"),
+    REWARDS_CAPTION=(
+        "每个奖励在 0 到 1 之间（英文词惩罚在 -1 到 0 之间）；权重 0 表示不用。",
+        "Each reward is between 0 and 1 (the English penalty between -1 and 0); weight 0 leaves it out.",
+    ),
+    REWARD_NAMES={
+        "chrf": ("chrF（与参考译文）", "chrF (against the reference)"),
+        "bleu": ("BLEU（与参考译文）", "BLEU (against the reference)"),
+        "english": ("该译未译的英文词（惩罚）", "English words left untranslated (penalty)"),
+        "length": ("长度接近参考", "Length close to the reference"),
+        "language": ("保持参考答案的语言", "Stays in the reference's language"),
+        "clean": ("没有控制符", "No control tokens"),
+        "length_range": ("长度在范围内", "Length within the range"),
+        "ends": ("完整结束（未被截断）", "Finished (not cut off)"),
+        "judge": ("评审模型打分", "A judge's rating"),
+    },
+    JUDGE_SECTION=("评审模型（任何 OpenAI 兼容端点）", "Judge (any OpenAI-compatible endpoint)"),
+    JUDGE_CAPTION=(
+        "例如你的 vLLM、托管 API 或本工作室的 API 服务器。开始前会先问它一次：不回答就不会创建任务。"
+        "密钥放在环境变量 TRANSLATOR_JUDGE_KEY 里，不会被保存。",
+        "Your vLLM, a hosted API, or this studio's own API server. It is asked once before the job "
+        "exists: no answer, no job. Its key goes in the environment variable TRANSLATOR_JUDGE_KEY and "
+        "is never stored.",
+    ),
+    JUDGE_URL=("端点地址", "Endpoint URL"),
+    JUDGE_MODEL=("模型名", "Model"),
+    JUDGE_PROMPT_LABEL=(
+        "评审提示（可用 {question}、{answer}、{reference}）",
+        "Judging prompt ({question}, {answer}, {reference})",
+    ),
+    GRPO_SETTINGS=("GRPO 设置", "GRPO settings"),
+    GRPO_DEFAULTS=(
+        "默认值（{size} 参数的模型）：每个提示采样 {generations} 个回答（在 {device} 上逐个词元采样，越多越慢）；"
+        "回答最长为最长参考答案的 1.5 倍；KL 权重 0.04（TRL 的经典值，越大越贴近起点）；温度 1.0"
+        "（回答各不相同，组内才有高下）；学习率 {lr:g}（偏好训练对这种大小模型的值）；{steps} 步，每步 {prompts} 个提示。",
+        "Defaults for a model of {size} parameters: {generations} answers sampled per prompt (token by "
+        "token on {device}: more are slower); answers up to 1.5x the longest reference; KL weight 0.04 "
+        "(TRL's classic value; higher stays closer to the start); temperature 1.0 (the answers must differ "
+        "for a group to have better and worse); learning rate {lr:g} (preference tuning's for a model "
+        "this size); {steps} steps of {prompts} prompts.",
+    ),
+    GRPO_START=("开始 GRPO", "Start GRPO"),
+    REWARD_TERMS_CHART=("每一步各个奖励的平均值", "Each reward's mean, per step"),
+    REWARD_TOTAL=("加权总奖励", "weighted total"),
+    SAMPLES_TITLE=("最新一步的回答及其奖励", "The latest step's answers and their rewards"),
+    SAMPLE_COLUMNS={
+        "prompt": ("提示（末尾）", "prompt (its end)"),
+        "completion": ("回答", "answer"),
+        "advantage": ("优势", "advantage"),
+    },
     # --- preference page ------------------------------------------------------------------------
     PREFERENCE_TITLE=("偏好训练：DPO、ORPO、KTO", "Preference tuning: DPO, ORPO, KTO"),
     PREFERENCE_INTRO=(
@@ -1141,6 +1215,7 @@ _TEXTS = dict(
         "dpo": ("DPO 偏好", "DPO"),
         "orpo": ("ORPO 偏好", "ORPO"),
         "kto": ("KTO 偏好", "KTO"),
+        "grpo": ("GRPO 奖励", "GRPO"),
     },
     DATA_FROM_VOTES=("投票至 #{up_to}（{records} 对）", "votes up to #{up_to} ({records} pairs)"),
     DATA_FROM_MISTAKES=("{adapter} 的错误（{records} 对）", "mistakes of {adapter} ({records} pairs)"),

@@ -252,3 +252,18 @@ def test_a_real_server_judges_each_completion(db, home, parent, builtin_dir):
     print("judge's ratings (0-1):", judged, "most requests answered together:", asked)
     assert judged and all(0 <= value <= 1 for value in judged)
     assert all("rewards/judge/mean" in step["extra"] for step in steps)
+
+
+def test_preference_data_and_uneven_prompts_are_refused_before_a_job_exists(db, home, parent, monkeypatch):
+    monkeypatch.setenv("TRANSLATOR_LANG", "en")
+    pairs_file = PROJECT_ROOT / "data" / "translator_pairs.jsonl"
+    with pytest.raises(UserError, match="GRPO learns from instruction data .* translator_pairs.jsonl holds"):
+        lifecycle.check_request(
+            db, {"method": "grpo", "parent": "med-zh", "data": str(pairs_file), "name": "g"}
+        )
+    settings = {"method": "grpo", "parent": "med-zh", "data": str(SAMPLE), "name": "g", "batch_size": 3}
+    with pytest.raises(UserError, match="prompts per step .* = 3\\) must divide evenly among the 2"):
+        lifecycle.check_request(db, {**settings, "grad_accum": 1, "processes": 2})
+    with pytest.raises(UserError, match="no reward named 'chrX'"):
+        lifecycle.check_request(db, {**settings, "rewards": "chrX=1"})
+    assert jobs.list_all(db) == []

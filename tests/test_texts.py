@@ -206,7 +206,15 @@ def _without_data(text: str) -> str:
 
 @pytest.mark.parametrize("language", texts.LANGUAGES)
 @pytest.mark.parametrize(
-    "page", ["pages/chat.py", "pages/train.py", "pages/adapters.py", "pages/roles.py", "pages/preferences.py"]
+    "page",
+    [
+        "pages/chat.py",
+        "pages/train.py",
+        "pages/adapters.py",
+        "pages/roles.py",
+        "pages/preferences.py",
+        "pages/rewards.py",
+    ],
 )
 def test_each_page_renders_whole_in_each_language(app_env, page, language):  # noqa: F811
     from streamlit.testing.v1 import AppTest
@@ -224,12 +232,14 @@ def test_each_page_renders_whole_in_each_language(app_env, page, language):  # n
             "pages/adapters.py": texts.ADAPTERS_TITLE,
             "pages/roles.py": texts.ROLES_TITLE,
             "pages/preferences.py": texts.PREFERENCE_TITLE,
+            "pages/rewards.py": texts.GRPO_TITLE,
         }[page]
         links = [
             texts.PAGE_CHAT,
             texts.PAGE_TRAIN,
             texts.PAGE_ADAPTERS,
             texts.PAGE_PREFERENCES,
+            texts.PAGE_REWARDS,
             texts.PAGE_ROLES,
         ]
     assert title in shown, f"{title!r} not on {page}"

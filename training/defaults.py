@@ -120,7 +120,7 @@ def resolve(config, model_dir: Path):
     if config.lr != BY_SIZE and config.epochs != BY_SIZE:
         return config, None
     parameters = parameter_count(model_dir) or known_parameters(config.base)
-    chosen = recommend(parameters, config.prefers)
+    chosen = recommend(parameters, config.prefers or config.rewarded)
     return (
         replace(
             config,

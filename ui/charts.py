@@ -36,6 +36,64 @@ def rewards(metrics: list[dict], height: int = 180) -> None:
     )
 
 
+def reward_terms(metrics: list[dict], height: int = 200) -> None:
+    """A GRPO job's rewards per logged step: each reward's mean (TRL's rewards/<name>/mean) and the
+    weighted total."""
+    names = reward_names(metrics)
+    if not names:
+        return
+    labels = {name: texts.REWARD_NAMES.get(name, name) for name in names}
+    points = []
+    for row in metrics:
+        extra = row.get("extra", {})
+        point = {
+            labels[name]: extra[f"rewards/{name}/mean"] for name in names if f"rewards/{name}/mean" in extra
+        }
+        if "reward" in extra:
+            point[texts.REWARD_TOTAL] = extra["reward"]
+        if point:
+            points.append({"step": row["step"], **point})
+    st.caption(texts.REWARD_TERMS_CHART)
+    shown = [*labels.values(), texts.REWARD_TOTAL]
+    st.line_chart(
+        points,
+        x="step",
+        y=[name for name in shown if any(name in point for point in points)],
+        x_label=texts.STEP_AXIS,
+        y_label=texts.REWARD_AXIS,
+        height=height,
+    )
+
+
+def reward_names(metrics: list[dict]) -> list[str]:
+    """The rewards a GRPO job logged, in the order it first logged them."""
+    found: dict[str, None] = {}
+    for row in metrics:
+        for key in row.get("extra", {}):
+            if key.startswith("rewards/") and key.endswith("/mean"):
+                found[key.removeprefix("rewards/").removesuffix("/mean")] = None
+    return list(found)
+
+
+def samples(metrics: list[dict]) -> None:
+    """The latest logged step's completions with each reward and the advantage, as TRL logs them."""
+    latest = next((row for row in reversed(metrics) if row.get("extra", {}).get("samples")), None)
+    if latest is None:
+        return
+    columns = texts.SAMPLE_COLUMNS
+    rows = [
+        {
+            columns["prompt"]: sample["prompt"][-80:],
+            columns["completion"]: sample["completion"],
+            **{texts.REWARD_NAMES.get(name, name): value for name, value in sample["rewards"].items()},
+            columns["advantage"]: sample.get("advantage"),
+        }
+        for sample in latest["extra"]["samples"]
+    ]
+    st.caption(f"{texts.SAMPLES_TITLE} · {texts.STEP_AXIS} {latest['step']}")
+    st.table(rows)  # a few rows of text, read whole
+
+
 def length_histogram(counts: dict[str, int], height: int = 160) -> None:
     st.caption(texts.LENGTHS)
     rows = [{"range": label, "count": count} for label, count in counts.items()]

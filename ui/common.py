@@ -30,6 +30,7 @@ PAGES = (
     ("pages/train.py", "PAGE_TRAIN", "🏋️", "train"),
     ("pages/adapters.py", "PAGE_ADAPTERS", "🗂️", "adapters"),
     ("pages/preferences.py", "PAGE_PREFERENCES", "🎯", "preferences"),
+    ("pages/rewards.py", "PAGE_REWARDS", "🏅", "rewards"),
     ("pages/roles.py", "PAGE_ROLES", "🎭", "roles"),
 )
 TEAM_PAGE = ("pages/team.py", "PAGE_TEAM", "👥", "team")

@@ -40,15 +40,16 @@ class ChosenPairs:
     path: str | None  # None: blind votes, written to a file at Start (as they are then)
 
 
-def starting_point(db, adapters: list[Adapter]) -> StartingPoint:
-    """An adapter to continue (a link's ?parent= chooses it), or the base model with a role."""
+def starting_point(db, adapters: list[Adapter], key: str = "pref") -> StartingPoint:
+    """An adapter to continue (a link's ?parent= chooses it), or the base model with a role.
+    `key` keeps the widgets of each page that asks apart (the reward page asks too)."""
     names = ["", *(a.name for a in adapters)]
     linked = st.query_params.get("parent", "")
-    if linked in names and st.session_state.get("pref-followed") != linked:
-        st.session_state["pref-parent"] = linked
-        st.session_state["pref-followed"] = linked
+    if linked in names and st.session_state.get(f"{key}-followed") != linked:
+        st.session_state[f"{key}-parent"] = linked
+        st.session_state[f"{key}-followed"] = linked
     chosen = st.selectbox(
-        texts.START_FROM, names, format_func=lambda name: name or texts.FROM_BASE, key="pref-parent"
+        texts.START_FROM, names, format_func=lambda name: name or texts.FROM_BASE, key=f"{key}-parent"
     )
     parent = next((a for a in adapters if a.name == chosen), None)
     if parent is not None:
@@ -69,13 +70,13 @@ def starting_point(db, adapters: list[Adapter]) -> StartingPoint:
         list(dict.fromkeys([common.default_base_model(), *catalogue.CATALOGUE])),
         accept_new_options=True,
         format_func=catalogue.model_label,
-        key="pref-base",
+        key=f"{key}-base",
     )
     role_name = right.selectbox(
         texts.ROLE,
         [r.name for r in roles],
         format_func=lambda n: next(r.label for r in roles if r.name == n),
-        key="pref-role",
+        key=f"{key}-role",
     )
     return StartingPoint(None, catalogue.parse_model_id(base).model_id, role_name, "")
 

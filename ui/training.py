@@ -102,6 +102,8 @@ def job_panel(job_id: int, started_as: str) -> None:
     metrics = job_rows.metrics_for(db, job_id)
     charts.loss_curve(metrics, height=180)
     charts.rewards(metrics, height=180)
+    charts.reward_terms(metrics, height=200)
+    charts.samples(metrics)
     charts.checkpoint_scores(checkpoint_rows.for_job(db, job_id), height=240)
     if job.config.get("lr_sweep"):
         _sweep_result(db, job)
@@ -183,15 +185,15 @@ def _sweep_result(db, job) -> None:
     )
 
 
-def data_choice(role_name: str) -> tuple[str | None, str | None, str]:
+def data_choice(role_name: str, key: str = "train") -> tuple[str | None, str | None, str]:
     """Where the data comes from (a sample, a path, an upload): its path, the title to show, and
-    what to say when there is none yet."""
+    what to say when there is none yet. `key` keeps each page's widgets apart."""
     source = st.radio(
         texts.DATA_SOURCE,
         list(texts.DATA_SOURCES),
         format_func=texts.DATA_SOURCES.get,
         horizontal=True,
-        key="train-source",
+        key=f"{key}-source",
     )
     data_path, data_title, data_problem = None, None, texts.CHOOSE_DATA
     if source == "sample":
@@ -200,14 +202,14 @@ def data_choice(role_name: str) -> tuple[str | None, str | None, str]:
             list(lifecycle.SAMPLES),
             index=list(lifecycle.SAMPLES).index(role_name) if role_name in lifecycle.SAMPLES else 0,
             format_func=lambda key: lifecycle.SAMPLES[key].name,
-            key="train-sample",
+            key=f"{key}-sample",
         )
         data_path = str(lifecycle.SAMPLES[sample])
     elif source == "path":
-        typed = st.text_input(texts.DATA_PATH_INPUT, help=texts.DATA_PATH_HELP, key="train-path").strip()
+        typed = st.text_input(texts.DATA_PATH_INPUT, help=texts.DATA_PATH_HELP, key=f"{key}-path").strip()
         data_path = str(lifecycle.data_path(typed, home.PROJECT_ROOT)) if typed else None
     else:
-        upload = st.file_uploader(texts.UPLOAD_INPUT, type=["json", "jsonl", "csv"], key="train-upload")
+        upload = st.file_uploader(texts.UPLOAD_INPUT, type=["json", "jsonl", "csv"], key=f"{key}-upload")
         if upload is not None:
             saved = common.show_user_error(
                 save_upload, upload.name, upload.getvalue(), home.home() / "uploads"

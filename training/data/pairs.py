@@ -31,6 +31,13 @@ from training.data.datasets import fingerprint, read_data_file, read_rows
 PAIRED, UNPAIRED = "paired", "unpaired"
 SOURCE_FIELDS = ("vote_id", "mistake_of")  # kept from a row: where the record came from
 SFT_FIELDS = {"instruction", "output"}
+# a row with any of these is preference data (TRL's pairs or judged answers, or OpenAI's pairs)
+PREFERENCE_KEYS = {"chosen", "rejected", "completion", "label", "preferred_output", "non_preferred_output"}
+
+
+def holds_preferences(rows: list) -> bool:
+    """Whether a file's rows are preference data rather than instruction data (its first row says)."""
+    return bool(rows) and isinstance(rows[0], dict) and bool(PREFERENCE_KEYS & set(map(str, rows[0])))
 
 
 @dataclass(frozen=True)

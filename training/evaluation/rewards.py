@@ -235,6 +235,9 @@ def check_request(config, role) -> None:
     and a judge that answers when the judge reward is weighed."""
     chosen = weights_for(config, role)
     parse_range(config.length_range)
+    prompts = config.batch_size * config.grad_accum
+    if prompts % max(config.processes, 1):
+        raise UserError("ERR_GRPO_BATCH", prompts=prompts, processes=config.processes)
     if chosen.get(JUDGE):
         found = judge_for(config)
         if found is None or not config.judge_model:

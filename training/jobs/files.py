@@ -25,8 +25,6 @@ from training.data.datasets import MAX_UPLOAD_BYTES, SUPPORTED_SUFFIXES, parse_d
 
 PURPOSE = "fine-tune"
 INSTRUCTIONS, PREFERENCES = "instructions", "preferences"
-# a row with any of these is preference data (TRL's pairs or judged answers, or OpenAI's pairs)
-PREFERENCE_KEYS = {"chosen", "rejected", "completion", "label", "preferred_output", "non_preferred_output"}
 
 
 def upload(db, filename: str, data: bytes, purpose: str, asker: Asker = LOCAL) -> File:
@@ -69,9 +67,7 @@ def upload(db, filename: str, data: bytes, purpose: str, asker: Asker = LOCAL) -
 
 def read(data: bytes, suffix: str, name: str) -> tuple[str, int]:
     """What the file holds (instructions or preferences) and how many records the trainer reads."""
-    rows = read_rows(data, suffix, name)
-    first = rows[0]
-    if isinstance(first, dict) and PREFERENCE_KEYS & set(map(str, first)):
+    if pairs.holds_preferences(read_rows(data, suffix, name)):
         return PREFERENCES, len(pairs.parse(data, suffix, name=name).records)
     return INSTRUCTIONS, len(parse_dataset(data, suffix, name=name).records)
 

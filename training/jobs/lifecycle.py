@@ -370,10 +370,13 @@ def list_recent(db, limit: int = 200, asker: Asker = LOCAL) -> list[Job]:
 
 def newest_preference_job(db, asker: Asker = LOCAL) -> Job | None:
     """The preference page's panel when no job is named: the newest DPO, ORPO or KTO job."""
-    return next(
-        (job for job in list_recent(db, limit=50, asker=asker) if job.config.get("method", "sft") != "sft"),
-        None,
-    )
+    return newest_of(db, ("dpo", "orpo", "kto"), asker)
+
+
+def newest_of(db, methods: tuple[str, ...], asker: Asker = LOCAL) -> Job | None:
+    """The newest job of one of these methods `asker` may see (a page's panel when none is named)."""
+    recent = list_recent(db, limit=50, asker=asker)
+    return next((job for job in recent if job.config.get("method", "sft") in methods), None)
 
 
 def rank_logs(job: Job) -> list[tuple[int, Path]]:
