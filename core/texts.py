@@ -160,6 +160,14 @@ _TEXTS = dict(
     REPETITION_PENALTY=("重复惩罚", "Repetition penalty"),
     MAX_NEW_TOKENS=("最多生成 token 数", "Max new tokens"),
     NUM_BEAMS=("束数（1：贪心）", "Beams (1: greedy)"),
+    MBR_SAMPLES=("MBR 候选数（0：不用）", "MBR candidates (0: off)"),
+    MBR_HELP=(
+        "最小贝叶斯风险解码：按上面的温度和 top_p 采样这么多个候选，保留与其余候选 chrF 一致度最高的那个。"
+        "比贪心慢（约为候选数倍的计算），回复整段给出。",
+        "Minimum-Bayes-risk decoding: sample this many candidates at the temperature and top_p above and "
+        "keep the one that agrees most with the others under chrF. Slower than greedy (about that many "
+        "times the compute); the reply comes whole.",
+    ),
     LENGTH_PENALTY=("长度惩罚（束搜索）", "Length penalty (beam search)"),
     CONVERSATIONS=("会话", "Conversations"),
     NEW_CONVERSATION=("➕ 新会话", "➕ New conversation"),
@@ -246,6 +254,10 @@ _TEXTS = dict(
         "assistant": ("通用助手", "Assistant"),
     },
     GREEDY=("贪心", "greedy"),
+    MBR_SEARCH=(
+        "MBR（{samples} 个候选，T={temperature}，top_p={top_p}，按 chrF 一致度选）",
+        "MBR ({samples} candidates at T={temperature} top_p={top_p}, chosen by chrF agreement)",
+    ),
     BEAM_SEARCH=(
         "束搜索 {beams} 束（长度惩罚 {penalty}）",
         "beam search, {beams} beams (length penalty {penalty})",
@@ -1730,6 +1742,7 @@ _TEXTS = dict(
             "重复惩罚应在 {low} 到 {high} 之间",
             "repetition penalty must be at least {low} and at most {high}",
         ),
+        "mbr_samples": ("MBR 候选数应在 {low} 到 {high} 之间", "MBR candidates must be from {low} to {high}"),
         "max_new_tokens": (
             "最多生成 token 数应在 {low} 到 {high} 之间",
             "max new tokens must be at least {low} and at most {high}",
@@ -1952,6 +1965,10 @@ _TEXTS = dict(
         "GRPO 每步的提示数（batch-size × grad-accum = {prompts}）必须能被进程数 {processes} 整除。",
         "GRPO's prompts per step (batch-size × grad-accum = {prompts}) must divide evenly among the "
         "{processes} processes.",
+    ),
+    ERR_DECODING_CHOICE=(
+        "解码方式 {text!r} 无法识别：写 greedy、beams=2 或 mbr=8（也可 mbr=8,0.7,0.95：温度与 top_p）。",
+        "Unknown decoding {text!r}: write greedy, beams=2 or mbr=8 (or mbr=8,0.7,0.95: temperature and top_p).",
     ),
     ERR_NOT_FOUND_FOR_YOU=(
         "没有你可以使用的{what} {name}：请检查名称或编号，或请它的主人与团队共享。",

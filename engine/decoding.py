@@ -2,6 +2,8 @@
 batch as soon as it is done; the token chooser (greedy or sampled with the role's settings); and
 the KV-cache helpers that batch separately prefilled rows."""
 
+from collections.abc import Sequence
+
 from transformers import (
     LogitsProcessor,
     LogitsProcessorList,
@@ -155,3 +157,19 @@ def _left_pad(states, pads):
     import torch.nn.functional as F
 
     return torch.cat([F.pad(state, (0, 0, pad, 0)) for state, pad in zip(states, pads, strict=True)])
+
+
+def mbr_choice(candidates: Sequence[str]) -> int:
+    """Minimum-Bayes-risk choice with chrF as the utility: the index of the candidate whose mean
+    chrF against every other candidate is highest (the first of equals). Each candidate stands in
+    for the reference the others are scored against, so the one most like the rest wins."""
+    from sacrebleu.metrics import CHRF
+
+    if len(candidates) < 2:
+        return 0
+    chrf = CHRF()
+    agreement = [
+        sum(chrf.sentence_score(candidate, [other]).score for j, other in enumerate(candidates) if j != i)
+        for i, candidate in enumerate(candidates)
+    ]
+    return max(range(len(candidates)), key=lambda i: (agreement[i], -i))

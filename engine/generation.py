@@ -200,8 +200,8 @@ class ChatEngine:
         pieces = TextPieces(self.tokenizer, self._tokenizer_lock)
         reply = ReplyText(formats.stop_texts(prompt_format, tuned=adapter is not None))
         prompt = self.prompt_ids(role, text, history, adapter)
-        if decoding.beams:  # the best beam is known only at the end: it comes as one piece
-            (tokens,) = self.beam_search([prompt], adapter=adapter, decoding=decoding, stop_ids=stops)
+        if decoding.whole:  # the best beam (or MBR's choice) is known only at the end: one piece
+            (tokens,) = self.search([prompt], adapter=adapter, decoding=decoding, stop_ids=stops)
             whole = "".join(pieces.add(token) for token in tokens) + pieces.finish()
             if piece := reply.finish(whole):
                 yield piece
@@ -326,8 +326,8 @@ class ChatEngine:
             pad = self.tokenizer.pad_token_id
             ids = [[pad] * (width - len(prompts[i])) + prompts[i] for i in rows]
             mask = [[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in rows]
-            if decoding.beams:
-                output = self.beam_search(
+            if decoding.whole:
+                output = self.search(
                     [prompts[i] for i in rows],
                     adapter=adapter,
                     decoding=decoding,
@@ -353,6 +353,83 @@ class ChatEngine:
             if progress is not None:
                 progress(done)
         return [reply.strip() for reply in replies]
+
+    def search(
+        self,
+        prompts: Sequence[list[int]],
+        *,
+        adapter: AdapterRecord | None,
+        decoding: Decoding,
+        stop_ids,
+        limits: Sequence[int] | None = None,
+        seed: int | None = 0,
+    ) -> list[list[int]]:
+        """Each prompt's reply by the decoding's search: beam search or MBR (`seed` makes MBR's
+        sampling repeatable; None: not seeded)."""
+        if decoding.mbr:
+            return self.mbr_search(
+                prompts, adapter=adapter, decoding=decoding, stop_ids=stop_ids, limits=limits, seed=seed
+            )
+        return self.beam_search(prompts, adapter=adapter, decoding=decoding, stop_ids=stop_ids, limits=limits)
+
+    def mbr_search(
+        self,
+        prompts: Sequence[list[int]],
+        *,
+        adapter: AdapterRecord | None,
+        decoding: Decoding,
+        stop_ids,
+        limits: Sequence[int] | None = None,
+        seed: int | None = 0,
+    ) -> list[list[int]]:
+        """Minimum-Bayes-risk decoding: `mbr_samples` candidates per prompt, sampled together in one
+        left-padded batch at the decoding's temperature and top_p, each cut at its first stop token
+        and its own limit; the candidate agreeing most with the others under chrF is the reply
+        (engine.decoding.mbr_choice)."""
+        import torch
+        from transformers import GenerationConfig
+
+        from engine.decoding import mbr_choice
+
+        if adapter is not None:
+            self.ensure_adapter(adapter)
+        samples = decoding.mbr_samples
+        limits = list(limits) if limits else [decoding.max_new_tokens] * len(prompts)
+        stops = sorted(set(stop_ids))
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else stops[0]
+        width = max(len(prompt) for prompt in prompts)
+        ids = [[pad] * (width - len(prompt)) + list(prompt) for prompt in prompts]
+        mask = [[0] * (width - len(prompt)) + [1] * len(prompt) for prompt in prompts]
+        config = GenerationConfig(
+            do_sample=True,
+            temperature=decoding.temperature,
+            top_p=decoding.top_p,
+            top_k=0,
+            repetition_penalty=decoding.repetition_penalty,
+            num_return_sequences=samples,
+            max_new_tokens=max(limits),
+            eos_token_id=stops,
+            pad_token_id=pad,
+        )
+        with torch.random.fork_rng(devices=[]), self._answering_as(adapter):
+            if seed is not None:
+                torch.manual_seed(seed)
+            output = self.model.generate(
+                input_ids=torch.tensor(ids, device=self.model.device),
+                attention_mask=torch.tensor(mask, device=self.model.device),
+                generation_config=config,
+            )
+        rows = output[:, width:].tolist()
+        replies = []
+        for index, limit in enumerate(limits):
+            candidates = []
+            for row in rows[index * samples : (index + 1) * samples]:
+                ends = [at for at, token in enumerate(row) if token in stops]
+                candidates.append(row[: min([*ends[:1], limit])])
+            with self._tokenizer_lock:
+                texts_ = self.tokenizer.batch_decode(candidates, skip_special_tokens=True)
+            replies.append(candidates[mbr_choice([text.strip() for text in texts_])])
+        return replies
 
     def beam_search(
         self,

@@ -21,24 +21,42 @@ class Decoding:
     # length (HF's exponent: a beam's log-probability divided by length ** penalty)
     num_beams: int = 1
     length_penalty: float = 1.0
+    # minimum-Bayes-risk decoding: this many candidates sampled (temperature, top_p) and the one that
+    # agrees most with the others under chrF kept (engine.decoding.mbr_choice); 0 or 1: off
+    mbr_samples: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     @property
+    def mbr(self) -> bool:
+        return self.mbr_samples > 1
+
+    @property
     def beams(self) -> bool:
-        return self.num_beams > 1 and not self.do_sample
+        return self.num_beams > 1 and not self.do_sample and not self.mbr
+
+    @property
+    def whole(self) -> bool:
+        """The reply is known only once the search ends (beams, MBR): it comes as one piece."""
+        return self.beams or self.mbr
 
     @property
     def key(self) -> str:
         """How deterministic predictions were decoded, as evaluations store it: scores are compared
         only between equal keys."""
+        if self.mbr:
+            return f"mbr={self.mbr_samples},temperature={self.temperature:g},top_p={self.top_p:g}"
         if not self.beams:
             return "greedy"
         return f"beams={self.num_beams},length_penalty={self.length_penalty:g}"
 
     def describe(self) -> str:
-        if self.do_sample:
+        if self.mbr:
+            how = texts.MBR_SEARCH.format(
+                samples=self.mbr_samples, temperature=f"{self.temperature:g}", top_p=f"{self.top_p:g}"
+            )
+        elif self.do_sample:
             how = f"T={self.temperature:g} top_p={self.top_p:g}"
         elif self.beams:
             how = texts.BEAM_SEARCH.format(beams=self.num_beams, penalty=f"{self.length_penalty:g}")
@@ -84,13 +102,14 @@ DECODING_LIMITS = {
     "max_new_tokens": Limit(1, 8192, 1),
     "num_beams": Limit(1, 8, 1),
     "length_penalty": Limit(0.0, 3.0, 0.1),
+    "mbr_samples": Limit(0, 32, 1),
 }
 
 
 def check_decoding(decoding: Decoding) -> None:
     for setting, limit in DECODING_LIMITS.items():
         value = getattr(decoding, setting)
-        if not limit.allows(value) or (setting == "num_beams" and value != int(value)):
+        if not limit.allows(value) or (setting in ("num_beams", "mbr_samples") and value != int(value)):
             raise UserError("ERR_ROLE_DECODING", problem=limit.problem(setting))
     if decoding.do_sample and decoding.num_beams > 1:
         raise UserError("ERR_BEAMS_WITH_SAMPLING", beams=decoding.num_beams)

@@ -60,7 +60,7 @@ with st.form(f"role-form-{chosen}"):
     )
     uses_history = right.checkbox(texts.ROLE_HISTORY, current.uses_history, key=f"role-history-{chosen}")
     preset = current.decoding
-    columns = st.columns(7)
+    columns = st.columns(8)
     labels = (
         texts.TEMPERATURE,
         texts.TOP_P,
@@ -68,15 +68,24 @@ with st.form(f"role-form-{chosen}"):
         texts.MAX_NEW_TOKENS,
         texts.NUM_BEAMS,
         texts.LENGTH_PENALTY,
+        texts.MBR_SAMPLES,
     )
-    settings = ("temperature", "top_p", "repetition_penalty", "max_new_tokens", "num_beams", "length_penalty")
+    settings = (
+        "temperature",
+        "top_p",
+        "repetition_penalty",
+        "max_new_tokens",
+        "num_beams",
+        "length_penalty",
+        "mbr_samples",
+    )
     decoding = Decoding(
         do_sample=columns[0].checkbox(texts.SAMPLING, preset.do_sample, key=f"role-sample-{chosen}"),
         **{
             setting: column.number_input(
                 label, *common.decoding_bounds(setting, preset), key=f"role-{short}-{chosen}"
             )
-            for column, label, setting, short in zip(columns[1:], labels, settings, "tprmbl", strict=True)
+            for column, label, setting, short in zip(columns[1:], labels, settings, "tprmblx", strict=True)
         },
     )
     if st.form_submit_button(texts.SAVE, type="primary"):

@@ -413,6 +413,23 @@ def _plan(
     decoding = role.decoding
     if body.temperature is not None:  # 0 asks for greedy, as in OpenAI's API
         decoding = decoding.with_changes(do_sample=body.temperature > 0, temperature=body.temperature or 1.0)
+        if body.mbr_samples is None:  # a temperature asks for one answer, sampled or greedy
+            decoding = decoding.with_changes(mbr_samples=0)
+    if body.mbr_samples is not None:
+        if role.metric != "translation":
+            raise ApiError(
+                400,
+                f"`mbr_samples` applies to translator adapters (their candidates are compared by chrF); "
+                f"`{body.model}` answers as {role.name}.",
+                param="mbr_samples",
+            )
+        if body.temperature == 0:
+            raise ApiError(
+                400,
+                "`mbr_samples` samples its candidates: a `temperature` of 0 would make them all the same.",
+                param="mbr_samples",
+            )
+        decoding = decoding.with_changes(mbr_samples=body.mbr_samples)
     if body.top_p is not None:
         decoding = decoding.with_changes(top_p=body.top_p)
     if body.repetition_penalty is not None:  # vLLM's extension, which we share

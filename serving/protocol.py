@@ -61,6 +61,14 @@ class Sampling(Request):
         le=_PENALTY.high,
         description=f"a number from {_PENALTY.low:g} to {_PENALTY.high:g} (as vLLM's)",
     )
+    mbr_samples: int | None = Field(
+        None,
+        ge=2,
+        le=32,
+        description="null or 2 to 32: minimum-Bayes-risk decoding, that many sampled candidates of "
+        "which the one agreeing most with the others under chrF is the reply (our extension; "
+        "translator adapters only)",
+    )
     max_tokens: int | None = Field(None, ge=1, description="a positive integer")
     max_completion_tokens: int | None = Field(
         None, ge=1, description="a positive integer (it takes the place of `max_tokens` when given)"

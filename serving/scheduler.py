@@ -121,9 +121,8 @@ class Scheduler:
             if arriving is None:
                 return
             try:
-                for generation in [g for g in arriving if g.decoding.beams]:
-                    self._beam_search(generation)
-                batched = [g for g in arriving if not g.decoding.beams]
+                self._search_together([g for g in arriving if g.decoding.whole])
+                batched = [g for g in arriving if not g.decoding.whole]
                 if batched:
                     self._admit(batched)
                 if self._rows:
@@ -193,24 +192,38 @@ class Scheduler:
         self._cache = cache
         self._rows += new_rows
 
-    def _beam_search(self, generation: Generation) -> None:
-        """A request with beams (a translator's preset): searched alone, between two steps of the
-        batch, and sent whole, since the best beam is known only at the end."""
-        (tokens,) = self.engine.beam_search(
-            [generation.prompt],
-            adapter=generation.adapter,
-            decoding=generation.decoding,
-            stop_ids=generation.stop_ids,
-            limits=[generation.max_tokens],
-        )
-        row = _Row(self.engine, generation)
-        for token in tokens:
-            row.add(token)
-            if row.finish is not None:
-                break
-        if row.finish is None:  # ended on a stop token, which the search leaves out
-            row._end("stop", row.pieces.finish())
-        generation.on_end(row.finish, row.tokens)
+    def _search_together(self, generations: list[Generation]) -> None:
+        """Requests whose reply is known only when a search ends (beams, MBR: a translator's preset),
+        between two steps of the batch: those with the same adapter and decoding are searched
+        together, as one batch (transformers' beam search and sampling each take a batch), and each
+        reply is sent whole. A seed holds for a request searched alone; a group's sampling is seeded
+        with 0, so a reply may depend on the requests it was searched with."""
+        groups: dict[tuple, list[Generation]] = {}
+        for generation in generations:
+            name = generation.adapter.name if generation.adapter is not None else None
+            key = (name, generation.decoding.with_changes(max_new_tokens=1), generation.stop_ids)
+            groups.setdefault(key, []).append(generation)
+        for group in groups.values():
+            first = group[0]
+            seed = first.seed if len(group) == 1 and first.seed is not None else 0
+            self.widest = max(self.widest, len(group))
+            replies = self.engine.search(
+                [generation.prompt for generation in group],
+                adapter=first.adapter,
+                decoding=first.decoding,
+                stop_ids=first.stop_ids,
+                limits=[generation.max_tokens for generation in group],
+                seed=seed,
+            )
+            for generation, tokens in zip(group, replies, strict=True):
+                row = _Row(self.engine, generation)
+                for token in tokens:
+                    row.add(token)
+                    if row.finish is not None:
+                        break
+                if row.finish is None:  # ended on a stop token, which the search leaves out
+                    row._end("stop", row.pieces.finish())
+                generation.on_end(row.finish, row.tokens)
 
     def _padded_prefill(self, new_rows: list[_Row]) -> None:
         import torch

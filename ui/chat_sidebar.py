@@ -121,12 +121,13 @@ def decoding_settings(preset: Decoding, key: str) -> Decoding:
     with st.expander(texts.DECODING, expanded=False):
         do_sample = st.toggle(texts.SAMPLING, value=preset.do_sample, key=f"sample-{key}")
         bounds = functools.partial(common.decoding_bounds, preset=preset)
+        mbr = st.session_state.get(f"mbr-{key}", preset.mbr_samples) > 1
         chosen = Decoding(
             do_sample=do_sample,
             temperature=st.slider(
-                texts.TEMPERATURE, *bounds("temperature"), key=f"t-{key}", disabled=not do_sample
+                texts.TEMPERATURE, *bounds("temperature"), key=f"t-{key}", disabled=not (do_sample or mbr)
             ),
-            top_p=st.slider(texts.TOP_P, *bounds("top_p"), key=f"p-{key}", disabled=not do_sample),
+            top_p=st.slider(texts.TOP_P, *bounds("top_p"), key=f"p-{key}", disabled=not (do_sample or mbr)),
             repetition_penalty=st.slider(
                 texts.REPETITION_PENALTY, *bounds("repetition_penalty"), key=f"r-{key}"
             ),
@@ -137,9 +138,18 @@ def decoding_settings(preset: Decoding, key: str) -> Decoding:
             length_penalty=st.slider(
                 texts.LENGTH_PENALTY, *bounds("length_penalty"), key=f"lp-{key}", disabled=do_sample
             ),
+            mbr_samples=st.number_input(
+                texts.MBR_SAMPLES,
+                *bounds("mbr_samples"),
+                key=f"mbr-{key}",
+                disabled=do_sample,
+                help=texts.MBR_HELP,
+            ),
         )
-    # sampling draws one answer: the greyed beams field keeps its value for when sampling is off again
-    return chosen.with_changes(num_beams=1) if do_sample else chosen
+    # sampling draws one answer: the greyed beams and MBR fields keep their values for when it is off
+    if do_sample:
+        return chosen.with_changes(num_beams=1, mbr_samples=0)
+    return chosen.with_changes(num_beams=1) if chosen.mbr else chosen
 
 
 def conversation_list(db, asker: Asker) -> int | None:

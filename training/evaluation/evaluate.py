@@ -17,7 +17,7 @@ import math
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -26,6 +26,7 @@ from core import home, texts  # noqa: E402
 from core.errors import UserError  # noqa: E402
 from engine import catalogue, formats  # noqa: E402
 from engine.adapters import check_loadable  # noqa: E402
+from engine.roles import Decoding  # noqa: E402
 from registry import adapters as adapter_rows  # noqa: E402
 from registry import connect  # noqa: E402
 from registry import evaluations as evaluation_rows  # noqa: E402
@@ -74,6 +75,24 @@ def untranslated_terms(predictions: list[str], references: list[str]) -> dict:
     }
 
 
+def parse_decoding(text: str, preset: Decoding) -> Decoding:
+    """`greedy`, `beams=N` or `mbr=N` (with the preset's temperature and top_p, or `mbr=N,T,top_p`)
+    as the decoding an evaluation uses instead of the role's preset."""
+    name, _, value = text.strip().partition("=")
+    try:
+        if name == "greedy" and not value:
+            return preset.with_changes(do_sample=False, num_beams=1, mbr_samples=0)
+        if name == "beams":
+            return preset.with_changes(do_sample=False, num_beams=int(value), mbr_samples=0)
+        if name == "mbr":
+            samples, *sampling = value.split(",")
+            changes = dict(zip(("temperature", "top_p"), map(float, sampling), strict=False))
+            return preset.with_changes(do_sample=False, num_beams=1, mbr_samples=int(samples), **changes)
+    except ValueError:
+        pass
+    raise UserError("ERR_DECODING_CHOICE", text=text)
+
+
 def length_caps(tokenizer, references: list[str], ceiling: int) -> list[int]:
     """A translation is about as long as its reference: stopping a rambling model at twice that
     saves most of the generation time without cutting real answers."""
@@ -97,14 +116,18 @@ def evaluate(
     engine=None,
     progress=None,
     dataset: Dataset | None = None,
+    decoding: str | None = None,
 ) -> tuple[Evaluation, bool]:
     """Return (evaluation row, whether it was already stored). Checks everything before computing.
-    `dataset`: `data` already loaded by the caller (read once per action)."""
+    `dataset`: `data` already loaded by the caller (read once per action); `decoding`: greedy,
+    beams=N or mbr=N instead of the role's preset (`parse_decoding`)."""
     adapter = adapter_rows.require(db, adapter_name) if adapter_name else None
     base_model = adapter.base_model if adapter else catalogue.parse_model_id(base or "builtin").model_id
     if adapter and base and catalogue.parse_model_id(base).model_id != base_model:
         raise UserError("ERR_TRAINED_ON_OTHER_BASE", name=adapter_name, trained=base_model, base=base)
     role = get_role(db, role_name or (adapter.role if adapter else "translator"))
+    if decoding:
+        role = replace(role, decoding=parse_decoding(decoding, role.decoding))
     if batch_size < 1:
         raise UserError("ERR_BATCH_SIZE")
     dataset = dataset or load_dataset(data, limit=limit)
@@ -133,7 +156,9 @@ def evaluate(
     scores, signature = scored.scores, scored.signature
     inputs, references, predictions = scored.inputs, scored.references, scored.predictions
     who = f"{adapter_name}-{adapter.id}" if adapter else f"base-{_short_hash(base_model, role.name)}"
-    if key["decoding"] != evaluation_rows.GREEDY:  # a greedy evaluation's file keeps its name
+    if role.decoding.mbr:
+        who += f"-mbr{role.decoding.mbr_samples}-t{role.decoding.temperature:g}-p{role.decoding.top_p:g}"
+    elif key["decoding"] != evaluation_rows.GREEDY:  # a greedy evaluation's file keeps its name
         who += f"-beams{role.decoding.num_beams}-lp{role.decoding.length_penalty:g}"
     path = _write_predictions(out, who, dataset, inputs, references, predictions)
     row = evaluation_rows.store(
@@ -309,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16, help="rows per generate batch")
     parser.add_argument("--out", help="where to write predictions.jsonl")
     parser.add_argument("--force", action="store_true", help="recompute even if stored")
+    parser.add_argument(
+        "--decoding", help="greedy, beams=N or mbr=N[,temperature,top_p] (default: the role's preset)"
+    )
     args = parser.parse_args(argv)
     try:
         from tqdm.auto import tqdm
@@ -336,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             force=args.force,
             progress=progress,
             dataset=dataset,
+            decoding=args.decoding,
         )
         if bar is not None:
             bar.close()
