@@ -363,14 +363,36 @@ class ChatEngine:
         stop_ids,
         limits: Sequence[int] | None = None,
         seed: int | None = 0,
+        adapters: Sequence[AdapterRecord | None] | None = None,
     ) -> list[list[int]]:
         """Each prompt's reply by the decoding's search: beam search or MBR (`seed` makes MBR's
-        sampling repeatable; None: not seeded)."""
-        if decoding.mbr:
-            return self.mbr_search(
-                prompts, adapter=adapter, decoding=decoding, stop_ids=stop_ids, limits=limits, seed=seed
-            )
-        return self.beam_search(prompts, adapter=adapter, decoding=decoding, stop_ids=stop_ids, limits=limits)
+        sampling repeatable; None: not seeded). `adapters`, when given, names each prompt's own
+        adapter (a mixed batch, as the API server's); otherwise `adapter` answers them all."""
+        search = self.mbr_search if decoding.mbr else self.beam_search
+        extra = {"seed": seed} if decoding.mbr else {}
+        return search(
+            prompts,
+            adapter=adapter,
+            decoding=decoding,
+            stop_ids=stop_ids,
+            limits=limits,
+            adapters=adapters,
+            **extra,
+        )
+
+    @contextlib.contextmanager
+    def _rows_answering(self, adapter, adapters, copies: int):
+        """Compute a search whose inputs are expanded `copies` times each (its beams or candidates,
+        next to one another, as transformers expands them): each copy with its prompt's adapter."""
+        if adapters is None or len({a.name if a else None for a in adapters}) == 1:
+            with self._answering_as(adapters[0] if adapters else adapter):
+                yield
+            return
+        for one in adapters:
+            if one is not None:
+                self.ensure_adapter(one)
+        with self.answering_rows([one for one in adapters for _ in range(copies)]):
+            yield
 
     def mbr_search(
         self,
@@ -381,6 +403,7 @@ class ChatEngine:
         stop_ids,
         limits: Sequence[int] | None = None,
         seed: int | None = 0,
+        adapters: Sequence[AdapterRecord | None] | None = None,
     ) -> list[list[int]]:
         """Minimum-Bayes-risk decoding: `mbr_samples` candidates per prompt, sampled together in one
         left-padded batch at the decoding's temperature and top_p, each cut at its first stop token
@@ -411,7 +434,7 @@ class ChatEngine:
             eos_token_id=stops,
             pad_token_id=pad,
         )
-        with torch.random.fork_rng(devices=[]), self._answering_as(adapter):
+        with torch.random.fork_rng(devices=[]), self._rows_answering(adapter, adapters, samples):
             if seed is not None:
                 torch.manual_seed(seed)
             output = self.model.generate(
@@ -439,6 +462,7 @@ class ChatEngine:
         decoding: Decoding,
         stop_ids,
         limits: Sequence[int] | None = None,
+        adapters: Sequence[AdapterRecord | None] | None = None,
     ) -> list[list[int]]:
         """Each prompt's best beam: its tokens after the prompt, up to its first stop token and
         within its own limit (`limits`, else the decoding's max_new_tokens). transformers' beam
@@ -465,7 +489,7 @@ class ChatEngine:
             eos_token_id=stops,
             pad_token_id=pad,
         )
-        with self._answering_as(adapter):
+        with self._rows_answering(adapter, adapters, decoding.num_beams):
             output = self.model.generate(
                 input_ids=torch.tensor(ids, device=self.model.device),
                 attention_mask=torch.tensor(mask, device=self.model.device),

@@ -194,14 +194,14 @@ class Scheduler:
 
     def _search_together(self, generations: list[Generation]) -> None:
         """Requests whose reply is known only when a search ends (beams, MBR: a translator's preset),
-        between two steps of the batch: those with the same adapter and decoding are searched
-        together, as one batch (transformers' beam search and sampling each take a batch), and each
-        reply is sent whole. A seed holds for a request searched alone; a group's sampling is seeded
+        between two steps of the batch: those with the same decoding are searched together, as one
+        batch whatever their adapters (transformers' beam search and sampling take a batch; each
+        beam or candidate row answers with its request's adapter), and each reply is sent whole.
+        A seed holds for a request searched alone; a group's sampling is seeded
         with 0, so a reply may depend on the requests it was searched with."""
         groups: dict[tuple, list[Generation]] = {}
         for generation in generations:
-            name = generation.adapter.name if generation.adapter is not None else None
-            key = (name, generation.decoding.with_changes(max_new_tokens=1), generation.stop_ids)
+            key = (generation.decoding.with_changes(max_new_tokens=1), generation.stop_ids)
             groups.setdefault(key, []).append(generation)
         for group in groups.values():
             first = group[0]
@@ -214,6 +214,7 @@ class Scheduler:
                 stop_ids=first.stop_ids,
                 limits=[generation.max_tokens for generation in group],
                 seed=seed,
+                adapters=[generation.adapter for generation in group],
             )
             for generation, tokens in zip(group, replies, strict=True):
                 row = _Row(self.engine, generation)

@@ -164,3 +164,50 @@ def test_an_evaluation_with_mbr_is_stored_apart_and_a_bad_choice_is_refused(
     for wrong in ("mbr", "beams=x", "sampled", "greedy=2"):
         with pytest.raises(UserError, match="Unknown decoding"):
             parse_decoding(wrong, TRANSLATOR.decoding)
+
+
+def test_beam_requests_of_different_adapters_are_searched_in_one_batch_each_with_its_own(
+    db, engine, tiny_model_dir, tmp_path
+):
+    adapters = [
+        register_adapter(
+            db,
+            f"t{seed}",
+            make_adapter(tiny_model_dir, tmp_path / f"t{seed}", seed=seed),
+            engine.base_model_id,
+            "translator",
+        )
+        for seed in (11, 12)
+    ]
+    for adapter in adapters:
+        engine.ensure_adapter(adapter)
+    stops = frozenset(formats.stop_token_ids(engine.tokenizer, engine.prompt_format, engine.model))
+    prompt = engine.prompt_ids(TRANSLATOR, TEXTS[1])
+    chosen = [*adapters, None]
+    ended = {}
+    generations = [
+        Generation(
+            prompt=prompt,
+            adapter=adapter,
+            decoding=BEAMS,
+            max_tokens=12,
+            stop_ids=stops,
+            on_text=lambda piece: None,
+            on_end=lambda reason, tokens, i=i: ended.setdefault(i, tokens),
+            on_error=lambda message: pytest.fail(message),
+        )
+        for i, adapter in enumerate(chosen)
+    ]
+    scheduler = Scheduler(engine)
+    try:
+        scheduler._search_together(generations)
+    finally:
+        scheduler.close()
+    alone = [
+        engine.search([prompt], adapter=a, decoding=BEAMS, stop_ids=stops, limits=[12])[0] for a in chosen
+    ]
+    assert scheduler.widest == 3 and [ended[i] for i in range(3)] == [len(tokens) for tokens in alone]
+    mixed = engine.search(
+        [prompt] * 3, adapter=None, decoding=BEAMS, stop_ids=stops, limits=[12] * 3, adapters=chosen
+    )
+    assert mixed == alone and len({tuple(tokens) for tokens in alone}) > 1  # the adapters answer differently
