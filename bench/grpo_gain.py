@@ -84,6 +84,12 @@ def main() -> int:
     parser.add_argument("--grpo", default="", help="more GRPO flags, e.g. '--kl 0.1 --generations 8'")
     parser.add_argument("--mbr", default="mbr=4,0.7,0.95", help="the MBR decoding compared with 2 beams")
     parser.add_argument("--dev-limit", type=int, default=0, help="dev sentences scored (0: all)")
+    parser.add_argument(
+        "--mbr-sentences",
+        type=int,
+        default=0,
+        help="MBR decodes only this many: half from each half (0: all)",
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="generation batch size")
     args = parser.parse_args()
     if not (PARAMED / "train.jsonl").is_file():
@@ -121,28 +127,46 @@ def main() -> int:
         for name, decoding in (
             (PARENT, "greedy"),
             (PARENT, "beams=2"),
-            (PARENT, args.mbr),
             (CHILD, "greedy"),
             (CHILD, "beams=2"),
         ):
             print(f"{name} with {decoding} on dev ...", flush=True)
             decoded[name, decoding] = predictions(name, decoding, dev)
+        n = len(decoded[PARENT, "greedy"][0])
+        mbr_dev, picked = dev, list(range(n))
+        if args.mbr_sentences and args.mbr_sentences < n:  # the first of each half, so both halves count
+            each = args.mbr_sentences // 2
+            picked = list(range(each)) + list(range(n // 2, n // 2 + each))
+            subset = Path(os.environ["TRANSLATOR_HOME"]) / "dev-for-mbr.jsonl"
+            records = [json.loads(line) for line in (PARAMED / "dev.jsonl").read_text().splitlines() if line]
+            subset.write_text("".join(json.dumps(records[i], ensure_ascii=False) + "\n" for i in picked))
+            mbr_dev = ["--data", subset, "--batch-size", args.batch_size]
+        print(f"{PARENT} with {args.mbr} on {len(picked)} dev sentences ...", flush=True)
+        decoded[PARENT, args.mbr] = predictions(PARENT, args.mbr, mbr_dev)
+        decoded[PARENT, "beams=2 (MBR's sentences)"] = (
+            [decoded[PARENT, "beams=2"][0][i] for i in picked],
+            decoded[PARENT, "beams=2"][1] * len(picked) / n,
+        )
         rewards = _reward_curve(child)
-    n = len(decoded[PARENT, "greedy"][0])
     first, second = slice(0, n // 2), slice(n // 2, n)
+    m = len(decoded[PARENT, args.mbr][0])
     rows = [
         ("GRPO child vs parent, 2 beams", (CHILD, "beams=2"), (PARENT, "beams=2")),
         ("GRPO child vs parent, greedy", (CHILD, "greedy"), (PARENT, "greedy")),
-        (f"MBR ({args.mbr}) vs 2 beams, parent", (PARENT, args.mbr), (PARENT, "beams=2")),
         ("greedy vs 2 beams, parent", (PARENT, "greedy"), (PARENT, "beams=2")),
     ]
-    print(f"\nParaMed dev, {n} sentences: the first {first.stop} choose, the last {n - first.stop} confirm.")
-    print(
-        f"Parent {PARENT} ({args.base}, SFT defaults): {step_figures(parent)} ({parent.metrics.get('steps')} steps of 16 pairs)."
+    mbr_row = (
+        f"MBR ({args.mbr}) vs 2 beams, parent",
+        (PARENT, args.mbr),
+        (PARENT, "beams=2 (MBR's sentences)"),
     )
+    print(f"\nParaMed dev, {n} sentences: the first {first.stop} choose, the last {n - first.stop} confirm.")
+    steps, generations = child.metrics.get("steps"), child.hyperparameters.get("generations")
+    parent_steps = parent.metrics.get("steps")
+    print(f"Parent {PARENT} ({args.base}, SFT): {step_figures(parent)}, {parent_steps} steps of 16 pairs.")
     print(
-        f"Child {CHILD}: GRPO, {child.metrics.get('steps')} steps of 2 prompts x {child.hyperparameters.get('generations')} "
-        f"completions, rewards {child.hyperparameters.get('rewards')}: {step_figures(child)}"
+        f"Child {CHILD}: GRPO, {steps} steps of 2 prompts x {generations} completions, rewards "
+        f"{child.hyperparameters.get('rewards')}: {step_figures(child)}"
         + (f"; {grpo_s / 60:.1f} min in all" if grpo_s else "")
     )
     print(f"Mean reward per step (first 3, last 3): {rewards}")
@@ -151,8 +175,10 @@ def main() -> int:
         "| English kept (system / baseline) |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    for label, system, baseline in rows:
-        for half_name, half in (("choose", first), ("confirm", second)):
+    halves = {label: (first, second) for label, _, _ in rows}
+    halves[mbr_row[0]] = (slice(0, m // 2), slice(m // 2, m))
+    for label, system, baseline in [*rows, mbr_row]:
+        for half_name, half in zip(("choose", "confirm"), halves[label], strict=True):
             tested = compare(decoded[system][0], decoded[baseline][0], half)
             bleu, chrf = tested["bleu"], tested["chrf"]
             cells = [label, f"{half_name} ({tested['n']})", f"{bleu.system:.2f}", f"{bleu.baseline:.2f}"]
@@ -164,8 +190,8 @@ def main() -> int:
     print("\n| decoding (parent) | dev seconds | per sentence |")
     print("|---|---|---|")
     for decoding in ("greedy", "beams=2", args.mbr):
-        seconds = decoded[PARENT, decoding][1]
-        print(f"| {decoding} | {seconds:.0f} | {seconds / n:.2f} s |")
+        outputs, seconds = decoded[PARENT, decoding]
+        print(f"| {decoding} | {seconds:.0f} ({len(outputs)} sentences) | {seconds / len(outputs):.2f} s |")
     print(f"\n2 cores; {(time.monotonic() - began) / 60:.1f} min in all")
     return 0
 
