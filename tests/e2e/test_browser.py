@@ -133,10 +133,14 @@ def our_navigation(page) -> list[str]:
 def assert_our_navigation(page, context: str = "") -> None:
     """Only our pages, never Streamlit's listing of every file in pages/."""
     links = our_navigation(page)
-    assert [link.split()[-1] for link in links] == ["Chat", "Train", "Adapters", "Preferences", "Roles"], (
-        links,
-        context,
-    )
+    ours = [
+        texts.PAGE_CHAT,
+        texts.PAGE_TRAIN,
+        texts.PAGE_ADAPTERS,
+        texts.PAGE_PREFERENCES,
+        texts.PAGE_REWARDS,
+    ]
+    assert [link.splitlines()[-1].strip() for link in links] == [*ours, texts.PAGE_ROLES], (links, context)
     assert page.get_by_test_id("stSidebarNav").count() == 0
 
 
@@ -167,7 +171,7 @@ def test_0_a_fresh_server_shows_only_our_pages_from_the_first_moment(browser, tm
             settled = f"{path}: sidebar {sidebar}; server log: {fresh.log_tail()}"
             assert page.get_by_role("heading", name=title).count() == 1, settled
             assert_our_navigation(page, settled)
-            raw = {"common", "texts", "chat", "train", "adapters", "roles", "preferences"}
+            raw = {"common", "texts", "chat", "train", "adapters", "roles", "preferences", "rewards"}
             assert not any(line.strip() in raw for text in seen for line in text.splitlines()), seen
             page.context.close()
     finally:
