@@ -394,6 +394,15 @@ class ChatEngine:
         with self.answering_rows([one for one in adapters for _ in range(copies)]):
             yield
 
+    def _left_padded(self, prompts: Sequence[list[int]], stop_ids):
+        """A search's inputs: the stop ids, the pad id, the width, the left-padded ids and their mask."""
+        stops = sorted(set(stop_ids))
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else stops[0]
+        width = max(len(prompt) for prompt in prompts)
+        ids = [[pad] * (width - len(prompt)) + list(prompt) for prompt in prompts]
+        mask = [[0] * (width - len(prompt)) + [1] * len(prompt) for prompt in prompts]
+        return stops, pad, width, ids, mask
+
     def mbr_search(
         self,
         prompts: Sequence[list[int]],
@@ -418,11 +427,7 @@ class ChatEngine:
             self.ensure_adapter(adapter)
         samples = decoding.mbr_samples
         limits = list(limits) if limits else [decoding.max_new_tokens] * len(prompts)
-        stops = sorted(set(stop_ids))
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else stops[0]
-        width = max(len(prompt) for prompt in prompts)
-        ids = [[pad] * (width - len(prompt)) + list(prompt) for prompt in prompts]
-        mask = [[0] * (width - len(prompt)) + [1] * len(prompt) for prompt in prompts]
+        stops, pad, width, ids, mask = self._left_padded(prompts, stop_ids)
         config = GenerationConfig(
             do_sample=True,
             temperature=decoding.temperature,
@@ -447,8 +452,7 @@ class ChatEngine:
         for index, limit in enumerate(limits):
             candidates = []
             for row in rows[index * samples : (index + 1) * samples]:
-                ends = [at for at, token in enumerate(row) if token in stops]
-                candidates.append(row[: min([*ends[:1], limit])])
+                candidates.append(_cut(row, stops, limit))
             with self._tokenizer_lock:
                 texts_ = self.tokenizer.batch_decode(candidates, skip_special_tokens=True)
             replies.append(candidates[mbr_choice([text.strip() for text in texts_])])
@@ -474,11 +478,7 @@ class ChatEngine:
         if adapter is not None:
             self.ensure_adapter(adapter)
         limits = list(limits) if limits else [decoding.max_new_tokens] * len(prompts)
-        stops = sorted(set(stop_ids))
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else stops[0]
-        width = max(len(prompt) for prompt in prompts)
-        ids = [[pad] * (width - len(prompt)) + list(prompt) for prompt in prompts]
-        mask = [[0] * (width - len(prompt)) + [1] * len(prompt) for prompt in prompts]
+        stops, pad, width, ids, mask = self._left_padded(prompts, stop_ids)
         config = GenerationConfig(
             do_sample=False,
             num_beams=decoding.num_beams,
@@ -497,8 +497,7 @@ class ChatEngine:
             )
         replies = []
         for row, limit in zip(output[:, width:].tolist(), limits, strict=True):
-            ends = [at for at, token in enumerate(row) if token in stops]
-            replies.append(row[: min([*ends[:1], limit])])
+            replies.append(_cut(row, stops, limit))
         return replies
 
     def _ends_in(self, stop_texts: Sequence[str]):
@@ -541,6 +540,12 @@ class ChatEngine:
 
     def reply(self, text: str, **kwargs) -> str:
         return "".join(self.stream(text, **kwargs))
+
+
+def _cut(row: list[int], stops, limit: int) -> list[int]:
+    """A searched row's reply: up to its first stop token, within its own limit."""
+    ends = [at for at, token in enumerate(row) if token in stops]
+    return row[: min([*ends[:1], limit])]
 
 
 def _weights_version(folder: Path) -> tuple | None:

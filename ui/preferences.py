@@ -271,7 +271,13 @@ def start_job(db, chosen: ChosenPairs, start: StartingPoint, form: dict, name: s
     if path is None:
         saved, _ = pairs.save_votes(db, start.base, start.role_name, home.preference_data_dir(), team.asker())
         path = str(saved.path)
-    settings = {**form, "data": path, "name": name}
+    return submit_from(db, start, {**form, "data": path, "name": name})
+
+
+def submit_from(db, start: StartingPoint, settings: dict):
+    """Check and launch a job that starts from `start`: the adapter it continues, or the base
+    with a role (the preference and reward pages)."""
+    settings = dict(settings)
     if start.parent is not None:
         settings["parent"] = start.parent.name
     else:

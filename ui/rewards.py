@@ -9,8 +9,7 @@ from engine import devices
 from training import defaults
 from training.config import TrainConfig
 from training.evaluation import rewards
-from training.jobs import lifecycle
-from ui import common, team
+from ui import preferences as preference_sections
 from ui import training as training_sections
 from ui.preferences import StartingPoint
 
@@ -100,15 +99,4 @@ def _size(parameters: float | None) -> str:
 
 
 def start_job(db, start: StartingPoint, data_path: str, form: dict, name: str):
-    settings = {**form, "data": data_path, "name": name}
-    if start.parent is not None:
-        settings["parent"] = start.parent.name
-    else:
-        settings.update(base=start.base, role=start.role_name)
-    return lifecycle.submit_form(
-        db,
-        settings,
-        progress=common.step_progress(),
-        tokenizers=training_sections.page_tokenizer,
-        asker=team.asker(),
-    )
+    return preference_sections.submit_from(db, start, {**form, "data": data_path, "name": name})
