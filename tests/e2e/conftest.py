@@ -175,3 +175,15 @@ def open_page(browser, url: str):
 
 def wait_idle(page, timeout: float = 120_000) -> None:
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout)
+
+
+def poll(condition, timeout: float, what: str, interval: float = 0.25):
+    """condition()'s first true value, asked every `interval` seconds; the test fails after `timeout`
+    naming `what` (a text, or a function that says what the page showed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what() if callable(what) else what}")

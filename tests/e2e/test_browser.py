@@ -10,7 +10,7 @@ from engine import catalogue
 from engine.roles import TRANSLATOR
 from registry import adapters, connect, conversations, jobs
 from tests.conftest import make_adapter, register_adapter
-from tests.e2e.conftest import assert_no_traceback, open_page, stop_trainers, wait_idle
+from tests.e2e.conftest import assert_no_traceback, open_page, poll, stop_trainers, wait_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -20,16 +20,6 @@ def registry_env(app_home):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TRANSLATOR_HOME", str(app_home))
         yield
-
-
-def _poll(condition, timeout: float, what: str, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what() if callable(what) else what}")
 
 
 def _assistant_texts(page) -> list[str]:
@@ -51,7 +41,7 @@ def _send_and_wait_for_reply(page, text: str, timeout: float) -> dict:
     """Send a message and wait for the reply the app stores, in whichever conversation it shows."""
     seen = {reply["id"] for reply in _all_assistant_replies()}
     _send(page, text)
-    new = _poll(
+    new = poll(
         lambda: [reply for reply in _all_assistant_replies() if reply["id"] not in seen],
         timeout,
         f"a reply to {text!r}",
@@ -73,7 +63,7 @@ def _start_job_from_the_form(page, adapter_name: str, max_steps: int) -> None:
 
 def _wait_for_job_panel(page, adapter_name: str, status: str, timeout: float) -> None:
     title = f"{adapter_name} · {texts.STATUS[status]}"
-    _poll(lambda: page.get_by_text(title).count() > 0, timeout, f"the job panel to show {title!r}", 0.5)
+    poll(lambda: page.get_by_text(title).count() > 0, timeout, f"the job panel to show {title!r}", 0.5)
 
 
 def _assistant_replies(conversation_id: int) -> list[dict]:
@@ -113,7 +103,7 @@ def test_a_chat_reply_streams_and_persists_across_a_reload(browser, server):
             seen.append(current[-1])
         return _all_assistant_replies()
 
-    stored = _poll(finished, 180, "the reply to be stored", interval=0.05)
+    stored = poll(finished, 180, "the reply to be stored", interval=0.05)
     final = stored[-1]["content"]
     partial = [text for text in seen if text != final and final.startswith(text.rstrip("…").strip())]
     assert partial, f"expected to see the reply grow while streaming; saw {seen!r}"
@@ -122,7 +112,7 @@ def test_a_chat_reply_streams_and_persists_across_a_reload(browser, server):
     page.reload()
     wait_idle(page)
     assert "c=" in page.url
-    _poll(lambda: final.split()[0] in " ".join(_assistant_texts(page)), 30, "the stored reply after reload")
+    poll(lambda: final.split()[0] in " ".join(_assistant_texts(page)), 30, "the stored reply after reload")
     page.context.close()
 
 
@@ -190,7 +180,7 @@ def test_b_a_job_started_from_the_page_completes_and_its_adapter_answers(browser
     wait_idle(page)
     assert_our_navigation(page)
     adapter_box = page.get_by_test_id("stSidebar").get_by_label(texts.ADAPTER)
-    _poll(
+    poll(
         lambda: (
             adapter_box.input_value()
             == texts.ADAPTER_CHOICE.format(group=texts.GROUPS["translator"], name="e2e-trained")
@@ -215,18 +205,18 @@ def test_c_reloading_or_restarting_mid_training_reattaches_to_the_live_progress(
     page.reload()
     wait_idle(page)
     _wait_for_job_panel(page, "e2e-long", "running", 30)
-    first = _poll(lambda: shown_step(page), 60, "a step to be shown")
-    _poll(lambda: shown_step(page) > first, 60, "the step to advance without any click")
+    first = poll(lambda: shown_step(page), 60, "a step to be shown")
+    poll(lambda: shown_step(page) > first, 60, "the step to advance without any click")
     page.context.close()
 
     server.stop()  # a Streamlit restart: the detached trainer keeps going
     server.start()
     fresh = open_page(browser, f"{server.url}/train")  # a closed tab and a new server find the job
     _wait_for_job_panel(fresh, "e2e-long", "running", 30)
-    first = _poll(lambda: shown_step(fresh), 60, "a step to be shown after the restart")
-    _poll(lambda: shown_step(fresh) > first, 60, "the step to advance after the restart")
+    first = poll(lambda: shown_step(fresh), 60, "a step to be shown after the restart")
+    poll(lambda: shown_step(fresh) > first, 60, "the step to advance after the restart")
     fresh.get_by_role("button", name=texts.CANCEL).click()
-    job = _poll(lambda: jobs.latest_resumable(connect(), "e2e-long"), 90, "the job to be cancelled")
+    job = poll(lambda: jobs.latest_resumable(connect(), "e2e-long"), 90, "the job to be cancelled")
     assert job.status == "cancelled"
     _wait_for_job_panel(fresh, "e2e-long", "cancelled", 30)
     fresh.context.close()
@@ -238,7 +228,7 @@ def test_c2_compare_runs_with_one_click_after_typing(browser, server):
     wait_idle(page)
     page.get_by_label(texts.COMPARE_PROMPT).fill("Hello")  # focus stays in the text area
     page.get_by_role("button", name=texts.COMPARE_RUN).click()
-    _poll(lambda: page.get_by_text(f"{texts.BASE_ONLY}").count() > 0, 60, "the comparison to start")
+    poll(lambda: page.get_by_text(f"{texts.BASE_ONLY}").count() > 0, 60, "the comparison to start")
     page.context.close()
 
 
@@ -279,7 +269,7 @@ def test_d_two_browsers_chatting_at_once_each_get_their_own_adapter(
     for page in pages.values():  # send both before either reply is done
         page.get_by_test_id("stChatInputTextArea").press("Enter")
     for name, conversation_id in conversation_ids.items():
-        reply = _poll(lambda cid=conversation_id: _assistant_replies(cid), 120, f"{name}'s reply")[-1]
+        reply = poll(lambda cid=conversation_id: _assistant_replies(cid), 120, f"{name}'s reply")[-1]
         assert reply["adapter"] == name
         assert reply["content"] == expected[name]
     for page in pages.values():
@@ -338,14 +328,14 @@ def test_f_the_language_switch_turns_every_page_into_the_other_language(browser,
                 ]
                 # while the rerun redraws the links under their new titles the sidebar can hold
                 # none for a moment (seen once, with two workers): that is not yet an answer
-                _poll(
+                poll(
                     lambda: (links := our_navigation(page)) and links[0].endswith(texts.PAGE_CHAT),
                     60,
                     f"the {language} links",
                 )
             for number, title in enumerate(titles):
                 sidebar.get_by_test_id("stPageLink-NavLink").nth(number).click()
-                _poll(lambda title=title: page.get_by_text(title).count(), 60, f"{title!r}")
+                poll(lambda title=title: page.get_by_text(title).count(), 60, f"{title!r}")
                 wait_idle(page)
                 other = _other_language_on(page, language)
                 assert not other, (title, other)
@@ -392,11 +382,11 @@ def test_g_votes_on_a_persona_train_a_child_that_keeps_its_lineage(browser, tmp_
             page.get_by_label(texts.COMPARE_PROMPT).fill(f"皇上今日可好？第{number + 1}问")
             page.get_by_role("button", name=texts.COMPARE_RUN).click()
             # the new round is on screen once its buttons show and the last round's reveal has gone
-            _poll(lambda: vote_buttons() and not revealed(), 60, f"round {number + 1}")
+            poll(lambda: vote_buttons() and not revealed(), 60, f"round {number + 1}")
             wait_idle(page)
             page.get_by_role("button", name=texts.VOTE_A if number % 2 else texts.VOTE_B).click()
-            _poll(lambda n=number: db["votes"].count == n + 1, 30, f"vote {number + 1} stored")
-            _poll(lambda: revealed() and not vote_buttons(), 30, f"the names after vote {number + 1}")
+            poll(lambda n=number: db["votes"].count == n + 1, 30, f"vote {number + 1} stored")
+            poll(lambda: revealed() and not vote_buttons(), 30, f"the names after vote {number + 1}")
             wait_idle(page)
         found = pairs.from_votes(db, base, "persona")
         assert len(found.records) + sum(found.skipped.values()) == 6 and found.records, found.skipped
@@ -409,9 +399,9 @@ def test_g_votes_on_a_persona_train_a_child_that_keeps_its_lineage(browser, tmp_
         wait_idle(page)
         assert_our_navigation(page)
         found_text = texts.VOTES_FOUND.format(pairs=len(found.records), base=base, role="persona", up_to=6)
-        _poll(lambda: page.get_by_text(found_text).count(), 30, "the pairs built from the votes")
+        poll(lambda: page.get_by_text(found_text).count(), 30, "the pairs built from the votes")
         # the preview comes after the count: it loads the base's tokenizer and tokenises every pair first
-        _poll(
+        poll(
             lambda: (
                 page.get_by_text(texts.PAIR_CHOSEN).count() and page.get_by_text(texts.PAIR_REJECTED).count()
             ),
@@ -439,13 +429,11 @@ def test_g_votes_on_a_persona_train_a_child_that_keeps_its_lineage(browser, tmp_
         chain = (
             f"{base} ({texts.TRAINING_KINDS['base']}) → huan ({texts.TRAINING_KINDS['sft']}) → huan-dpo (DPO)"
         )
-        _poll(lambda: page.get_by_text(chain).count(), 30, "the lineage chain on the card")
+        poll(lambda: page.get_by_text(chain).count(), 30, "the lineage chain on the card")
         page.get_by_role("link", name=texts.COMPARE_WITH_PARENT.format(parent="huan")).click()
         wait_idle(page)
         chosen = page.get_by_test_id("stMultiSelect").first
-        _poll(
-            lambda: "huan-dpo" in chosen.inner_text() and "huan\n" in chosen.inner_text() + "\n", 30, "both"
-        )
+        poll(lambda: "huan-dpo" in chosen.inner_text() and "huan\n" in chosen.inner_text() + "\n", 30, "both")
         assert page.get_by_role("button", name=texts.COMPARE_WITH_PARENT.format(parent="huan")).count() == 1
         page.context.close()
     finally:

@@ -2,8 +2,6 @@
 alone, its reward curve and latest answers watched on the panel, and the child found on the
 adapters page with its lineage and a one-click comparison with its parent."""
 
-import time
-
 import pytest
 
 from core import texts
@@ -14,20 +12,12 @@ from tests.e2e.conftest import (
     app_env,
     assert_no_traceback,
     open_page,
+    poll,
     stop_trainers,
     wait_idle,
 )
 
 pytestmark = pytest.mark.e2e
-
-
-def _poll(condition, timeout: float, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.25)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what() if callable(what) else what}")
 
 
 def _fill(page, label: str, value) -> None:
@@ -47,8 +37,8 @@ def test_a_grpo_child_of_a_translator_is_watched_and_compared_with_its_parent(
     fresh = StreamlitServer(tmp_path, app_env(tmp_path, tiny_model_dir), tmp_path / "streamlit.log").start()
     try:
         page = open_page(browser, f"{fresh.url}/rewards?parent=med")
-        _poll(lambda: page.get_by_role("heading", name=texts.GRPO_TITLE).count(), 30, "the reward page")
-        _poll(lambda: page.get_by_text(texts.REWARD_NAMES["chrf"]).count(), 30, "the translator's rewards")
+        poll(lambda: page.get_by_role("heading", name=texts.GRPO_TITLE).count(), 30, "the reward page")
+        poll(lambda: page.get_by_text(texts.REWARD_NAMES["chrf"]).count(), 30, "the translator's rewards")
         _fill(page, texts.REWARD_NAMES["english"], 0)  # chrF alone
         labels = texts.SETTING_LABELS
         for name, value in (
@@ -64,7 +54,7 @@ def test_a_grpo_child_of_a_translator_is_watched_and_compared_with_its_parent(
         page.get_by_role("button", name=texts.GRPO_START).click()
 
         finished = f"med-grpo · {texts.STATUS['succeeded']}"
-        _poll(
+        poll(
             lambda: page.get_by_text(finished).count(),
             300,
             lambda: (
@@ -78,10 +68,10 @@ def test_a_grpo_child_of_a_translator_is_watched_and_compared_with_its_parent(
         assert child.hyperparameters["rewards"] == "chrf=1"
         assert [m["step"] for m in jobs.metrics_for(db, child.job_id)] == [1, 2, 3]
         # the reward's curve and the latest answers with their chrF, on the panel
-        _poll(lambda: page.get_by_text(texts.REWARD_TERMS_CHART).count(), 30, "the reward curve")
+        poll(lambda: page.get_by_text(texts.REWARD_TERMS_CHART).count(), 30, "the reward curve")
         assert page.get_by_text(f"{texts.SAMPLES_TITLE} · {texts.STEP_AXIS} 3").count() == 1
         table = page.get_by_test_id("stTable").last
-        _poll(lambda: texts.REWARD_NAMES["chrf"] in table.inner_text(), 30, "the answers' chrF column")
+        poll(lambda: texts.REWARD_NAMES["chrf"] in table.inner_text(), 30, "the answers' chrF column")
         assert page.get_by_role("link", name=texts.COMPARE_WITH_PARENT.format(parent="med")).count() == 1
 
         page.goto(f"{fresh.url}/adapters")
@@ -90,11 +80,11 @@ def test_a_grpo_child_of_a_translator_is_watched_and_compared_with_its_parent(
         chain = (
             f"{base} ({texts.TRAINING_KINDS['base']}) → med ({texts.TRAINING_KINDS['sft']}) → med-grpo (GRPO)"
         )
-        _poll(lambda: page.get_by_text(chain).count(), 30, "the lineage chain on the card")
+        poll(lambda: page.get_by_text(chain).count(), 30, "the lineage chain on the card")
         page.get_by_role("link", name=texts.COMPARE_WITH_PARENT.format(parent="med")).click()
         wait_idle(page)
         chosen = page.get_by_test_id("stMultiSelect").first
-        _poll(lambda: "med-grpo" in chosen.inner_text() and "med\n" in chosen.inner_text() + "\n", 30, "both")
+        poll(lambda: "med-grpo" in chosen.inner_text() and "med\n" in chosen.inner_text() + "\n", 30, "both")
         page.context.close()
     finally:
         fresh.stop()

@@ -193,17 +193,19 @@ class Judge:
         if not reply.choices or reply.choices[0].message.content is None:
             raise UserError("ERR_JUDGE_UNREACHABLE", url=self.url, model=self.model, error="an empty reply")
 
-    def rate(self, question: str, answer: str, reference: str) -> float | None:
+    def rate(self, question: str, answer: str, reference: str, client=None) -> float | None:
         """The judge's 1–10 as [0, 1]; None when it answers no number (TRL leaves it out)."""
         text = self.prompt.format(question=question, answer=answer, reference=reference)
-        reply = self.client().chat.completions.create(
+        reply = (client or self.client()).chat.completions.create(
             model=self.model, messages=[{"role": "user", "content": text}], max_tokens=8, temperature=0
         )
         return parse_rating(reply.choices[0].message.content or "")
 
     def rate_all(self, questions, answers, references) -> list[float | None]:
+        """Each answer rated, several requests at once through one client (its connections shared)."""
+        client = self.client()
         with ThreadPoolExecutor(JUDGE_WORKERS) as pool:
-            return list(pool.map(self.rate, questions, answers, references))
+            return list(pool.map(lambda q, a, r: self.rate(q, a, r, client), questions, answers, references))
 
 
 def parse_rating(text: str) -> float | None:

@@ -33,7 +33,7 @@ from training import defaults
 from training.config import TrainConfig
 from training.data import pairs
 from training.data.batching import choose_packing
-from training.data.datasets import load_dataset, read_data_file, read_rows, split_holdout
+from training.data.datasets import load_dataset, parse_dataset, read_data_file, read_rows, split_holdout
 from training.data.examples import TokenizedDataset, TokenizedPairs, tokenize_dataset, tokenize_pairs
 
 PLAN_FILE = "plan.json"
@@ -164,10 +164,11 @@ def make(
 
 def read_data(config: TrainConfig, path: Path):
     """The job's data: instruction data, or preference data of the kind its method learns from."""
-    if config.rewarded:
+    if config.rewarded:  # the file read once: its rows say whether it holds preferences
         file, raw = read_data_file(path)
         if pairs.holds_preferences(read_rows(raw, file.suffix.lower(), file.name)):
             raise UserError("ERR_GRPO_NEEDS_INSTRUCTIONS", name=file.name)
+        return parse_dataset(raw, file.suffix.lower(), name=file.name, path=file, limit=config.limit or None)
     if not config.prefers:
         return load_dataset(path, limit=config.limit or None)
     data = pairs.load(path, limit=config.limit or None)
