@@ -12,8 +12,8 @@ import pytest
 from core import texts
 from registry import connect, conversations
 from tests.conftest import THREADS, ApiServer, free_port, register_adapter
-from tests.e2e.conftest import open_page, wait_idle
-from tests.e2e.test_browser import _assistant_texts, _poll
+from tests.e2e.conftest import open_page, poll, wait_idle
+from tests.e2e.test_browser import _assistant_texts
 
 pytest.importorskip(
     "llama_cpp.server", reason="llama.cpp's server is not installed: ./setup.sh --dev builds its bindings"
@@ -147,7 +147,7 @@ def test_the_chat_page_lists_streams_and_keeps_a_conversation_with_llama_cpp_s_s
     wait_idle(page)
     # the models llama.cpp lists: our adapter's name, given to it as the model's alias
     model_box = sidebar.get_by_label(texts.REMOTE_MODEL)
-    _poll(lambda: model_box.count() > 0, 30, "the model list from llama.cpp's server")
+    poll(lambda: model_box.count() > 0, 30, "the model list from llama.cpp's server")
     model_box.click()
     assert page.get_by_role("option").all_inner_texts() == [ADAPTER]
     page.get_by_role("option", name=ADAPTER, exact=True).click()
@@ -165,7 +165,7 @@ def test_the_chat_page_lists_streams_and_keeps_a_conversation_with_llama_cpp_s_s
             seen.append(current[-1])
         return _replies_from(remote_model)
 
-    stored = _poll(finished, 180, "the reply from llama.cpp to be stored", interval=0.05)
+    stored = poll(finished, 180, "the reply from llama.cpp to be stored", interval=0.05)
     final = stored[-1]["content"]
     assert final.strip(), "llama.cpp's reply is empty"
     partial = [text for text in seen if text != final and final.startswith(text.rstrip("…").strip())]
@@ -174,6 +174,6 @@ def test_the_chat_page_lists_streams_and_keeps_a_conversation_with_llama_cpp_s_s
     page.reload()
     wait_idle(page)
     assert "c=" in page.url
-    _poll(lambda: final.split()[0] in " ".join(_assistant_texts(page)), 30, "the stored reply after reload")
+    poll(lambda: final.split()[0] in " ".join(_assistant_texts(page)), 30, "the stored reply after reload")
     assert "Tell me a short story about a cat." in page.get_by_test_id("stChatMessage").all_inner_texts()[0]
     page.context.close()
