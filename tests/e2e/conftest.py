@@ -173,8 +173,19 @@ def open_page(browser, url: str):
     return page
 
 
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+
+
 def wait_idle(page, timeout: float = 120_000) -> None:
-    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout)
+    """Until the page's script has finished running. A run that calls st.rerun() ends with the
+    server saying "not running" and the next run's start arrives a moment later (Streamlit's
+    AppSession sends the two separately), so an idle state counts only once it holds a moment on."""
+    deadline = time.monotonic() + timeout / 1000
+    while True:
+        page.wait_for_selector(IDLE, timeout=max(1.0, deadline - time.monotonic()) * 1000)
+        page.wait_for_timeout(200)
+        if page.locator(IDLE).count() or time.monotonic() > deadline:
+            return
 
 
 def poll(condition, timeout: float, what: str, interval: float = 0.25):

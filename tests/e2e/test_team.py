@@ -175,7 +175,7 @@ def test_two_members_each_see_only_their_own_work_and_the_shared_adapter(
     # each sees their own conversations only, and their own adapters and the shared one
     ana_page.goto(f"{url}/?c={talk['id']}")
     wait_idle(ana_page)
-    assert ana_page.get_by_text("ana's secret talk").count() >= 1
+    ana_page.get_by_text("ana's secret talk").first.wait_for()
     bo_page.goto(f"{url}/?c={talk['id']}")
     wait_idle(bo_page)
     bo_page.get_by_text(f"There is no conversation #{talk['id']} you can use").wait_for()
@@ -187,10 +187,11 @@ def test_two_members_each_see_only_their_own_work_and_the_shared_adapter(
     bo_page.get_by_text("There is no adapter ana-private you can use").wait_for()
     bo_page.goto(f"{url}/adapters")
     wait_idle(bo_page)
-    assert bo_page.get_by_text("ana-shared").count() >= 1 and bo_page.get_by_text("ana-private").count() == 0
+    bo_page.get_by_text("ana-shared").first.wait_for()
+    assert bo_page.get_by_text("ana-private").count() == 0
     ana_page.goto(f"{url}/adapters")
     wait_idle(ana_page)
-    assert ana_page.get_by_text("ana-private").count() >= 1
+    ana_page.get_by_text("ana-private").first.wait_for()
 
     # the shared adapter answers both
     for page in (ana_page, bo_page):
