@@ -65,7 +65,7 @@ def _prefill(model, input_ids, attention_mask, positions):
 
     On a CPU, computing the padding of a left-padded batch is pure waste (compute-bound), so each
     prompt runs alone and the row caches are stacked, left-padded with masked zeros. A GPU runs the
-    padded batch at once. Caches we cannot stack (e.g. sliding-window layers) take the padded path."""
+    padded batch at once. Caches we cannot stack (see stack_left_padded) take the padded path."""
     import torch
 
     if input_ids.shape[0] > 1 and input_ids.device.type == "cpu":
@@ -89,20 +89,35 @@ def _prefill(model, input_ids, attention_mask, positions):
 
 
 def stack_left_padded(caches, pads):
-    """One batch cache from single-row caches (full-attention layers only), else None."""
+    """One batch cache from single-row (or batch) caches whose rows are `pads` shorter than the
+    widest, left-padded with masked zeros; None when a layer cannot be stacked.
+
+    A sliding-window layer keeps only its last `sliding_window - 1` positions: every row is aligned
+    on the batch's common length, so each keeps its own tail and is padded in front up to what the
+    widest keeps (the attention mask, as wide as the whole history, hides the padding)."""
     import torch
-    from transformers.cache_utils import DynamicLayer
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
     from engine.yuan import YuanCache, YuanCacheLayer
 
-    stackable = (DynamicLayer, YuanCacheLayer)
-    if any(type(layer) not in stackable for cache in caches for layer in cache.layers):
+    stackable = (DynamicLayer, DynamicSlidingWindowLayer, YuanCacheLayer)
+    if any(
+        type(layer) not in stackable or getattr(layer, "record_past", False)
+        for c in caches
+        for layer in c.layers
+    ):
         return None
     merged = caches[0]
     for index, layer in enumerate(merged.layers):
         rows = [cache.layers[index] for cache in caches]
-        layer.keys = _left_pad([row.keys for row in rows], pads)
-        layer.values = _left_pad([row.values for row in rows], pads)
+        layer_pads = pads
+        if isinstance(layer, DynamicSlidingWindowLayer):
+            widest = max(row.cumulative_length + pad for row, pad in zip(rows, pads, strict=True))
+            kept = min(widest, layer.sliding_window - 1)
+            layer_pads = [kept - row.keys.shape[-2] for row in rows]
+            layer.cumulative_length = widest
+        layer.keys = _left_pad([row.keys for row in rows], layer_pads)
+        layer.values = _left_pad([row.values for row in rows], layer_pads)
         if isinstance(layer, YuanCacheLayer):
             states = [row.lf_state for row in rows]
             layer.lf_state = tuple(torch.cat(parts) for parts in zip(*states, strict=True))
@@ -111,6 +126,29 @@ def stack_left_padded(caches, pads):
         eods = [cache.last_eod for cache in caches]
         merged.last_eod = torch.cat([eod + pad * (eod >= 0) for eod, pad in zip(eods, pads, strict=True)])
     return merged
+
+
+def select_rows(cache, order: list[int]) -> None:
+    """Keep the batch cache's rows `order` (a row may come twice: a beam that forks). When the batch
+    keeps its size, only the rows that change are copied: in a beam search most beams continue
+    their own row, and copying the whole cache each step would cost more than the step's attention."""
+    import torch
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    layers = cache.layers
+    plain = all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer) for layer in layers)
+    if not plain or len(order) != layers[0].keys.shape[0]:
+        cache.batch_select_indices(torch.tensor(order, device=layers[0].keys.device))
+        return
+    changed = [row for row, source in enumerate(order) if source != row]
+    if not changed:
+        return
+    into = torch.tensor(changed, device=layers[0].keys.device)
+    source = torch.tensor([order[row] for row in changed], device=into.device)
+    with torch.inference_mode():  # the cache's tensors were made under it, and change only under it
+        for layer in layers:
+            layer.keys[into] = layer.keys[source]  # the right side is gathered before it is written
+            layer.values[into] = layer.values[source]
 
 
 def token_chooser(model, decoding: Decoding, generator=None):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from core import errors
 from core.errors import UserError
-from engine import catalogue, devices, formats, loading, models
+from engine import catalogue, devices, formats, head_rows, loading, models
 from engine.adapters import WEIGHTS_FILE, AdapterRecord, ResidentAdapter, check_loadable
 from engine.decoding import shrinking_batch, token_chooser
 from engine.reply_text import ReplyText, TextPieces
@@ -47,6 +47,7 @@ class ChatEngine:
             dtype=self.dtype,
             trust_remote_code=trust_remote_code,
         ).eval()
+        head_rows.pad_output_rows(self.model)
         self.prompt_format = loading.default_prompt_format(self.spec, self.model_dir, self.tokenizer)
         self._setup_adapters()
 

@@ -1,13 +1,16 @@
 """Continuous batching for the API server: every request in flight advances by one token per model
-step, whatever adapter it asked for.
+step, whatever adapter it asked for and however it decodes.
 
 One worker thread owns the model's compute. A new request is prefilled alone (on a CPU a left-padded
 batch would compute its padding for nothing) and joins the running batch at the next step: its KV
-cache is stacked onto the batch's, left-padded to a common length. Each row answers with its own
-adapter through PEFT's mixed-batch LoRA (`ChatEngine.answering_rows`), chooses its token with its own
-decoding settings and seed, and leaves the batch as soon as it ends. Caches that cannot be stacked
-(sliding-window layers, as Gemma-3's) make new requests wait until the running batch is done, and
-then start together.
+cache is stacked onto the batch's, left-padded to a common length (sliding-window layers, as
+Gemma-3's, keep each row's own tail). A greedy or sampled request is one row; a beam request is one
+row per beam (`engine.beam_steps`: transformers' beam search stepped beside its peers, its settled
+tokens streamed as they settle). Each row answers with its request's adapter through PEFT's
+mixed-batch LoRA (`ChatEngine.answering_rows`), and a request's rows leave the batch as soon as it
+ends. MBR requests, whose reply is known only when all their candidates are sampled, are searched
+together between two steps. Caches that cannot be stacked make new requests wait until the running
+batch is done, and then start together.
 """
 
 import logging
@@ -16,7 +19,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from engine.decoding import stack_left_padded, token_chooser
+from engine.beam_steps import BeamSteps
+from engine.decoding import select_rows, stack_left_padded, token_chooser
 from engine.generation import ChatEngine
 from engine.reply_text import ReplyText, TextPieces
 from engine.roles import Decoding
@@ -46,7 +50,10 @@ class Generation:
 
 
 class _Row:
-    """A generation in the running batch: its tokens so far and its unsent text."""
+    """A greedy or sampled generation in the running batch (one row): its tokens so far and its
+    unsent text."""
+
+    rows = 1
 
     def __init__(self, engine: ChatEngine, generation: Generation):
         import torch
@@ -88,6 +95,61 @@ class _Row:
         if text:
             self.generation.on_text(text)
 
+    def advance(self, logits) -> tuple[list[int], list[int]] | None:
+        """This step's token from the last position's logits: (the row it continues, its token),
+        or None once the generation has ended."""
+        token = int(self.choose(self.sequence, logits)[0])
+        self.add(token)
+        return None if self.finish is not None else ([0], [token])
+
+
+class _Beams:
+    """A beam-search generation in the running batch: one row per beam. The reply's text goes out
+    as its tokens settle (shared by every beam and kept hypothesis), the rest when the search ends."""
+
+    def __init__(self, engine: ChatEngine, generation: Generation):
+        decoding = generation.decoding
+        self.generation = generation
+        self.rows = decoding.num_beams
+        self.search = BeamSteps(
+            generation.prompt,
+            num_beams=decoding.num_beams,
+            length_penalty=decoding.length_penalty,
+            repetition_penalty=decoding.repetition_penalty,
+            stop_ids=generation.stop_ids,
+            max_new_tokens=generation.max_tokens,
+            device=engine.model.device,
+        )
+        self.out = _Row(engine, generation)  # the text side: pieces, stop texts, finish reason
+
+    @property
+    def finish(self) -> str | None:
+        return self.out.finish
+
+    @finish.setter
+    def finish(self, reason: str) -> None:
+        self.out.finish = reason
+
+    @property
+    def tokens(self) -> int:
+        return self.out.tokens
+
+    def advance(self, logits) -> tuple[list[int], list[int]] | None:
+        going_on = self.search.advance(logits)
+        if going_on is None:
+            self._send_up_to(self.search.best())
+            if self.out.finish is None:  # ended on a stop token, which the search leaves out
+                self.out._end("stop", self.out.pieces.finish())
+            return None
+        self._send_up_to(self.search.settled())
+        return None if self.out.finish is not None else going_on
+
+    def _send_up_to(self, tokens: list[int]) -> None:
+        for token in tokens[self.out.tokens :]:
+            self.out.add(token)
+            if self.out.finish is not None:
+                return
+
 
 class Scheduler:
     """Runs generations submitted from any thread, batched together on one worker thread."""
@@ -96,7 +158,8 @@ class Scheduler:
         self.engine = engine
         self.max_batch = max_batch
         self._waiting: queue.Queue[Generation | None] = queue.Queue()
-        self._rows: list[_Row] = []
+        self._deferred: Generation | None = None  # taken from the queue, waiting for room in the batch
+        self._rows: list[_Row | _Beams] = []  # the running generations, each on `rows` batch rows
         self._cache = self._mask = self._positions = self._logits = None
         self._joinable: bool | None = None  # known after the first prefill
         self.widest = 0  # the most rows that ever ran in one step: whether batching happens
@@ -115,14 +178,17 @@ class Scheduler:
     def running(self) -> int:
         return len(self._rows)
 
+    def _width(self) -> int:
+        return sum(row.rows for row in self._rows)
+
     def _run(self) -> None:
         while True:
             arriving = self._admissible()
             if arriving is None:
                 return
             try:
-                self._search_together([g for g in arriving if g.decoding.whole])
-                batched = [g for g in arriving if not g.decoding.whole]
+                self._search_together([g for g in arriving if g.decoding.mbr])
+                batched = [g for g in arriving if not g.decoding.mbr]
                 if batched:
                     self._admit(batched)
                 if self._rows:
@@ -135,43 +201,56 @@ class Scheduler:
                 self._reset()
 
     def _admissible(self) -> list[Generation] | None:
-        """The requests that join at this step: wait for one when idle, else take what is there
-        (none while the running batch cannot take new rows). None: the scheduler is closing."""
+        """The requests that join at this step: wait for one when idle, else take what is there while
+        their rows fit in `max_batch` (a beam request takes one row per beam; one that does not fit
+        waits for the next step; none join while the running batch cannot take new rows).
+        None: the scheduler is closing."""
         arriving: list[Generation] = []
-        if not self._rows:
+        if not self._rows and self._deferred is None:
             first = self._waiting.get()
             if first is None:
                 return None
             arriving.append(first)
-        elif self._joinable is False:
+        elif self._rows and self._joinable is False:
             return arriving
-        while len(self._rows) + len(arriving) < self.max_batch:
-            try:
-                generation = self._waiting.get_nowait()
-            except queue.Empty:
-                break
-            if generation is None:
-                self._waiting.put(None)  # finish the running batch first, then close
+        room = self.max_batch - self._width() - sum(_rows_of(g) for g in arriving)
+        while room > 0:
+            if self._deferred is not None:
+                generation, self._deferred = self._deferred, None
+            else:
+                try:
+                    generation = self._waiting.get_nowait()
+                except queue.Empty:
+                    break
+                if generation is None:
+                    self._waiting.put(None)  # finish the running batch first, then close
+                    break
+            if _rows_of(generation) > room and (arriving or self._rows):
+                self._deferred = generation
                 break
             arriving.append(generation)
+            room -= _rows_of(generation)
         return [g for g in arriving if not g.cancelled.is_set()]
 
     def _admit(self, arriving: list[Generation]) -> None:
-        """Prefill each new request alone and stack its cache onto the batch's (left padding)."""
+        """Prefill each new request alone and stack its cache onto the batch's (left padding), once
+        per row it takes (a beam request's beams start as copies of its prompt)."""
         import torch
 
         model = self.engine.model
+        new_rows = [_member(self.engine, generation) for generation in arriving]
         caches, logits, lengths = [], [], []
-        for generation in arriving:
+        for row in new_rows:
+            generation = row.generation
             with self.engine.answering_rows([generation.adapter]):
                 output = model(
                     input_ids=torch.tensor([generation.prompt], device=model.device),
                     use_cache=True,
                     logits_to_keep=1,
                 )
-            caches.append(output.past_key_values)
-            logits.append(output.logits[:, -1].float())
-            lengths.append(len(generation.prompt))
+            caches += [output.past_key_values] * row.rows
+            logits += [output.logits[:, -1].float()] * row.rows
+            lengths += [len(generation.prompt)] * row.rows
         held = [self._cache] if self._rows else []
         widths = [self._mask.shape[1]] if self._rows else []
         widths += lengths
@@ -179,7 +258,6 @@ class Scheduler:
         cache = stack_left_padded([*held, *caches], [width - w for w in widths])
         self._joinable = cache is not None
         self._padded = self._padded or len(set(widths)) > 1
-        new_rows = [_Row(self.engine, generation) for generation in arriving]
         if cache is None:  # not stackable: the new requests start together, as one padded batch
             self._padded_prefill(new_rows)
             return
@@ -193,10 +271,9 @@ class Scheduler:
         self._rows += new_rows
 
     def _search_together(self, generations: list[Generation]) -> None:
-        """Requests whose reply is known only when a search ends (beams, MBR: a translator's preset),
-        between two steps of the batch: those with the same decoding are searched together, as one
-        batch whatever their adapters (transformers' beam search and sampling take a batch; each
-        beam or candidate row answers with its request's adapter), and each reply is sent whole.
+        """Requests whose reply is known only when their search ends (MBR), between two steps of the
+        batch: those with the same decoding are searched together, as one batch whatever their
+        adapters (each candidate row answers with its request's adapter), and each reply is sent whole.
         A seed holds for a request searched alone; a group's sampling is seeded
         with 0, so a reply may depend on the requests it was searched with."""
         groups: dict[tuple, list[Generation]] = {}
@@ -226,17 +303,17 @@ class Scheduler:
                     row._end("stop", row.pieces.finish())
                 generation.on_end(row.finish, row.tokens)
 
-    def _padded_prefill(self, new_rows: list[_Row]) -> None:
+    def _padded_prefill(self, new_rows: list) -> None:
         import torch
 
         model = self.engine.model
-        prompts = [row.generation.prompt for row in new_rows]
+        prompts = [row.generation.prompt for row in new_rows for _ in range(row.rows)]
         width = max(len(prompt) for prompt in prompts)
         pad = self.engine.tokenizer.pad_token_id or 0
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=model.device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=model.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        with self.engine.answering_rows([row.generation.adapter for row in new_rows]):
+        with self.engine.answering_rows(_row_adapters(new_rows)):
             output = model(
                 input_ids=ids,
                 attention_mask=mask,
@@ -250,39 +327,59 @@ class Scheduler:
         self._positions, self._logits = positions[:, -1:], output.logits[:, -1].float()
 
     def _step(self) -> None:
-        """Choose each row's next token, let the finished rows go, and run the model once."""
+        """Choose each generation's next tokens (a beam request: its beams' continuations), let the
+        finished ones go, reorder the batch's rows to the beams that go on, and run the model once."""
         import torch
 
-        for index, row in enumerate(self._rows):
+        order, tokens, going_on, start = [], [], [], 0
+        for row in self._rows:
             if row.generation.cancelled.is_set():
                 row.finish = "cancelled"
-                continue
-            row.add(int(row.choose(row.sequence, self._logits[index : index + 1])[0]))
-        keep = [index for index, row in enumerate(self._rows) if row.finish is None]
+            else:
+                continued = row.advance(self._logits[start : start + row.rows])
+                if continued is not None:
+                    parents, next_tokens = continued
+                    order += [start + parent for parent in parents]
+                    tokens += next_tokens
+                    going_on.append(row)
+            start += row.rows
         for row in self._rows:
             if row.finish not in (None, "cancelled"):
                 row.generation.on_end(row.finish, row.tokens)
-        if not keep:
+        if not going_on:
             self._reset()
             return
-        if len(keep) < len(self._rows):
-            selected = torch.tensor(keep, device=self._mask.device)
-            self._cache.batch_select_indices(selected)
-            self._rows = [self._rows[index] for index in keep]
+        if order != list(range(start)):
+            select_rows(self._cache, order)
+            selected = torch.tensor(order, device=self._mask.device)
             self._mask, self._positions = self._mask[selected], self._positions[selected]
-        self.widest = max(self.widest, len(self._rows))
-        tokens = torch.cat([row.sequence[:, -1:] for row in self._rows])
-        self._mask = torch.cat((self._mask, self._mask.new_ones(len(self._rows), 1)), dim=1)
+        self._rows = going_on
+        self.widest = max(self.widest, len(order))
+        ids = torch.tensor(tokens, device=self._mask.device)[:, None]
+        self._mask = torch.cat((self._mask, self._mask.new_ones(len(order), 1)), dim=1)
         self._positions = self._positions + 1
         # Without padding the model needs no mask and finds the positions itself: the same call as
         # the chat page's stream, so one request alone costs and answers exactly the same.
         where = {"attention_mask": self._mask, "position_ids": self._positions} if self._padded else {}
-        with self.engine.answering_rows([row.generation.adapter for row in self._rows]):
+        with self.engine.answering_rows(_row_adapters(self._rows)):
             output = self.engine.model(
-                input_ids=tokens, past_key_values=self._cache, use_cache=True, logits_to_keep=1, **where
+                input_ids=ids, past_key_values=self._cache, use_cache=True, logits_to_keep=1, **where
             )
         self._cache, self._logits = output.past_key_values, output.logits[:, -1].float()
 
     def _reset(self) -> None:
         self._rows, self._padded = [], False
         self._cache = self._mask = self._positions = self._logits = None
+
+
+def _member(engine: ChatEngine, generation: Generation) -> _Row | _Beams:
+    return _Beams(engine, generation) if generation.decoding.beams else _Row(engine, generation)
+
+
+def _rows_of(generation: Generation) -> int:
+    return generation.decoding.num_beams if generation.decoding.beams else 1
+
+
+def _row_adapters(rows) -> list:
+    """Each batch row's adapter: every beam of a request answers with the request's adapter."""
+    return [row.generation.adapter for row in rows for _ in range(row.rows)]

@@ -225,6 +225,36 @@ def tiny_model_dir(builtin_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def gemma_like_dir(tiny_model_dir, tmp_path_factory):
+    """A 2-layer random Gemma-3 text model with the tiny Llama's tokenizer; its sliding window of 16
+    is short, so a reply soon outgrows it."""
+    import torch
+    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        sliding_window=16,
+        layer_types=["sliding_attention", "full_attention"],
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("tiny-gemma")
+    Gemma3ForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def letters_model_dir(tmp_path_factory) -> Path:
     """A 2-layer random Llama over 36 tokens (lower-case letters, space, newline, some punctuation):
     small enough that a few dozen GRPO steps visibly move what it samples. Its embeddings start

@@ -170,3 +170,184 @@ def test_an_evaluation_with_beams_is_stored_apart_from_the_greedy_one(db, adapte
     assert translator.decoding == "beams=2,length_penalty=1", (
         "the translator's preset searches with two beams"
     )
+
+
+def _stepped(engine, prompt: list[int], decoding: Decoding, stops) -> tuple[list[int], list[list[int]]]:
+    """engine.beam_steps driven by hand on one prompt: the best hypothesis and what had settled
+    after each step."""
+    import torch
+
+    from engine.beam_steps import BeamSteps
+
+    search = BeamSteps(
+        prompt,
+        num_beams=decoding.num_beams,
+        length_penalty=decoding.length_penalty,
+        repetition_penalty=decoding.repetition_penalty,
+        stop_ids=stops,
+        max_new_tokens=decoding.max_new_tokens,
+    )
+    settled = []
+    with torch.inference_mode():
+        output = engine.model(input_ids=torch.tensor([prompt]), use_cache=True)
+        cache, logits = output.past_key_values, output.logits[:, -1].repeat(decoding.num_beams, 1)
+        cache.batch_repeat_interleave(decoding.num_beams)
+        while (going_on := search.advance(logits)) is not None:
+            parents, tokens = going_on
+            settled.append(search.settled())
+            cache.batch_select_indices(torch.tensor(parents))
+            output = engine.model(input_ids=torch.tensor(tokens)[:, None], past_key_values=cache)
+            cache, logits = output.past_key_values, output.logits[:, -1]
+    return search.best(), settled
+
+
+@pytest.mark.parametrize(
+    ("beams", "length_penalty", "repetition_penalty", "limit"),
+    [(2, 1.0, 1.0, 12), (3, 0.0, 1.1, 10), (4, 2.0, 1.0, 6), (4, 1.0, 1.3, 16)],
+)
+def test_beam_steps_give_transformers_beam_search_and_settle_only_what_it_keeps(
+    engine, beams, length_penalty, repetition_penalty, limit
+):
+    decoding = BEAMS.with_changes(
+        num_beams=beams,
+        length_penalty=length_penalty,
+        repetition_penalty=repetition_penalty,
+        max_new_tokens=limit,
+    )
+    stops = formats.stop_token_ids(engine.tokenizer, engine.prompt_format, engine.model)
+    for text in TEXTS:
+        prompt = engine.prompt_ids(TRANSLATOR, text)
+        expected = engine.beam_search([prompt], adapter=None, decoding=decoding, stop_ids=stops)[0]
+        best, settled = _stepped(engine, prompt, decoding, stops)
+        assert [t for t in best if t not in stops] == expected and len(expected) <= limit
+        for earlier, later in zip(settled, [*settled[1:], best], strict=True):
+            assert later[: len(earlier)] == earlier, "a settled token changed"
+
+
+def test_with_the_translator_s_two_beams_tokens_settle_before_the_search_ends(engine):
+    stops = formats.stop_token_ids(engine.tokenizer, engine.prompt_format, engine.model)
+    decoding = TRANSLATOR.decoding.with_changes(max_new_tokens=12)
+    assert decoding.num_beams == 2
+    for text in TEXTS:
+        best, settled = _stepped(engine, engine.prompt_ids(TRANSLATOR, text), decoding, stops)
+        assert len(settled) > 1 and settled[-2], f"nothing of {best} settled before the last step"
+
+
+def _beam_model(request, tiny_model_dir, gemma_like_dir, db, tmp_path):
+    """The engine and two translator adapters of the tiny Llama or the tiny Gemma-3 (sliding window)."""
+    folder = {"llama": tiny_model_dir, "gemma": gemma_like_dir}[request.param]
+    engine = ChatEngine(f"local:{folder}", device="cpu")
+    adapters = [
+        register_adapter(
+            db,
+            f"{request.param}-{seed}",
+            make_adapter(folder, tmp_path / f"{request.param}-{seed}", seed=seed),
+            engine.base_model_id,
+            role="translator",
+        )
+        for seed in (21, 22)
+    ]
+    for adapter in adapters:
+        engine.ensure_adapter(adapter)
+    return engine, adapters
+
+
+@pytest.fixture(params=["llama", "gemma"])
+def beam_model(request, tiny_model_dir, gemma_like_dir, db, tmp_path):
+    return _beam_model(request, tiny_model_dir, gemma_like_dir, db, tmp_path)
+
+
+def test_the_api_scheduler_steps_beams_beside_running_requests_and_streams_what_settles(beam_model):
+    """Beam requests of two adapters join a batch that is already answering a greedy request (on the
+    tiny Gemma-3, past its sliding window): each reply is its search alone, their beams ran as rows of
+    one batch, and the settled text went out before the search ended."""
+    import threading
+
+    from serving.scheduler import Generation, Scheduler
+
+    engine, adapters = beam_model
+    stops = frozenset(formats.stop_token_ids(engine.tokenizer, engine.prompt_format, engine.model))
+    greedy = BEAMS.with_changes(num_beams=1, max_new_tokens=40)
+    beams = BEAMS.with_changes(num_beams=3, max_new_tokens=24, repetition_penalty=1.1)
+    asks = [(None, greedy, TEXTS[0]), (adapters[0], beams, TEXTS[1]), (adapters[1], beams, TEXTS[2])]
+    asks.append((None, beams.with_changes(num_beams=2), TEXTS[1]))
+    pieces = {index: [] for index in range(len(asks))}
+    ended, all_ended, started = {}, threading.Event(), threading.Event()
+
+    def generation(index, adapter, decoding, text):
+        def on_text(piece):
+            pieces[index].append(piece)
+            started.set()
+
+        def on_end(reason, tokens):
+            ended[index] = (reason, tokens)
+            if len(ended) == len(asks):
+                all_ended.set()
+
+        return Generation(
+            prompt=engine.prompt_ids(TRANSLATOR, text, adapter=adapter),
+            adapter=adapter,
+            decoding=decoding,
+            max_tokens=decoding.max_new_tokens,
+            stop_ids=stops,
+            on_text=on_text,
+            on_end=on_end,
+            on_error=lambda message: pytest.fail(message),
+        )
+
+    scheduler = Scheduler(engine)
+    try:
+        scheduler.submit(generation(0, *asks[0]))
+        assert started.wait(60)
+        for index, ask in enumerate(asks[1:], 1):
+            scheduler.submit(generation(index, *ask))
+        assert all_ended.wait(120), ended
+    finally:
+        scheduler.close()
+    for index, (adapter, decoding, text) in enumerate(asks):
+        prompt = engine.prompt_ids(TRANSLATOR, text, adapter=adapter)
+        alone = engine.beam_search([prompt], adapter=adapter, decoding=decoding, stop_ids=stops)[0]
+        with engine.tokenizer_lock:
+            expected = engine.tokenizer.decode(alone, skip_special_tokens=True)
+        assert "".join(pieces[index]) == expected and ended[index][1] == len(alone), index
+    assert scheduler.widest >= 1 + 3 + 3 + 2, "the beams did not run as rows of one batch"
+    assert max(len(pieces[index]) for index in (1, 2, 3)) > 1, "every beam reply came whole"
+    assert len({"".join(pieces[1]), "".join(pieces[2])}) == 2, "the adapters answered alike"
+
+
+def test_beam_requests_take_a_row_per_beam_and_wait_for_room_in_the_batch(engine):
+    import threading
+
+    from serving.scheduler import Generation, Scheduler
+
+    stops = frozenset(formats.stop_token_ids(engine.tokenizer, engine.prompt_format, engine.model))
+    decoding = BEAMS.with_changes(num_beams=2, max_new_tokens=10)
+    ended, all_ended = {}, threading.Event()
+
+    def on_end(index, reason, tokens):
+        ended[index] = tokens
+        if len(ended) == len(TEXTS):
+            all_ended.set()
+
+    scheduler = Scheduler(engine, max_batch=4)
+    try:
+        for index, text in enumerate(TEXTS):  # 3 requests of 2 beams: the third waits for room
+            scheduler.submit(
+                Generation(
+                    prompt=engine.prompt_ids(TRANSLATOR, text),
+                    adapter=None,
+                    decoding=decoding,
+                    max_tokens=10,
+                    stop_ids=stops,
+                    on_text=lambda piece: None,
+                    on_end=lambda reason, tokens, i=index: on_end(i, reason, tokens),
+                    on_error=lambda message: pytest.fail(message),
+                )
+            )
+        assert all_ended.wait(120), ended
+    finally:
+        scheduler.close()
+    assert scheduler.widest == 4
+    prompts = [engine.prompt_ids(TRANSLATOR, text) for text in TEXTS]
+    alone = [engine.beam_search([p], adapter=None, decoding=decoding, stop_ids=stops)[0] for p in prompts]
+    assert [ended[i] for i in range(len(TEXTS))] == [len(tokens) for tokens in alone]

@@ -1,6 +1,6 @@
 """Minimum-Bayes-risk decoding: its choice held to the definition, the engine's candidates sampled as
-transformers samples them, whole-reply searches (beams, MBR) of the API batched with their peers,
-and the API's extension field refused where it does not apply."""
+transformers samples them, the API's MBR requests searched together, a mixed-adapter search, and the
+API's extension field refused where it does not apply."""
 
 import threading
 
@@ -74,8 +74,8 @@ def test_the_engine_keeps_the_mbr_choice_among_the_candidates_it_sampled(engine)
     )
 
 
-@pytest.mark.parametrize("decoding", [BEAMS, MBR], ids=["beams", "mbr"])
-def test_whole_reply_requests_of_one_adapter_are_searched_together_in_one_batch(engine, decoding):
+def test_mbr_requests_of_one_adapter_are_searched_together_in_one_batch(engine):
+    decoding = MBR
     stops = frozenset(formats.stop_token_ids(engine.tokenizer, engine.prompt_format, engine.model))
     prompts = [engine.prompt_ids(TRANSLATOR, text) for text in TEXTS]
     ended = {}
@@ -102,12 +102,6 @@ def test_whole_reply_requests_of_one_adapter_are_searched_together_in_one_batch(
         prompts, adapter=None, decoding=decoding, stop_ids=stops, limits=[12] * 4, seed=0
     )
     assert [ended[i][1] for i in range(4)] == [len(tokens) for tokens in together]
-    if decoding is BEAMS:  # beams do not sample: batched, each is its search alone
-        alone = [
-            engine.search([p], adapter=None, decoding=decoding, stop_ids=stops, limits=[12])[0]
-            for p in prompts
-        ]
-        assert together == alone
 
 
 def test_the_api_takes_mbr_samples_for_a_translator_and_refuses_it_elsewhere(
@@ -166,7 +160,7 @@ def test_an_evaluation_with_mbr_is_stored_apart_and_a_bad_choice_is_refused(
             parse_decoding(wrong, TRANSLATOR.decoding)
 
 
-def test_beam_requests_of_different_adapters_are_searched_in_one_batch_each_with_its_own(
+def test_a_search_of_prompts_with_different_adapters_answers_each_with_its_own(
     db, engine, tiny_model_dir, tmp_path
 ):
     adapters = [
@@ -184,29 +178,9 @@ def test_beam_requests_of_different_adapters_are_searched_in_one_batch_each_with
     stops = frozenset(formats.stop_token_ids(engine.tokenizer, engine.prompt_format, engine.model))
     prompt = engine.prompt_ids(TRANSLATOR, TEXTS[1])
     chosen = [*adapters, None]
-    ended = {}
-    generations = [
-        Generation(
-            prompt=prompt,
-            adapter=adapter,
-            decoding=BEAMS,
-            max_tokens=12,
-            stop_ids=stops,
-            on_text=lambda piece: None,
-            on_end=lambda reason, tokens, i=i: ended.setdefault(i, tokens),
-            on_error=lambda message: pytest.fail(message),
-        )
-        for i, adapter in enumerate(chosen)
-    ]
-    scheduler = Scheduler(engine)
-    try:
-        scheduler._search_together(generations)
-    finally:
-        scheduler.close()
     alone = [
         engine.search([prompt], adapter=a, decoding=BEAMS, stop_ids=stops, limits=[12])[0] for a in chosen
     ]
-    assert scheduler.widest == 3 and [ended[i] for i in range(3)] == [len(tokens) for tokens in alone]
     mixed = engine.search(
         [prompt] * 3, adapter=None, decoding=BEAMS, stop_ids=stops, limits=[12] * 3, adapters=chosen
     )

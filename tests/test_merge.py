@@ -28,33 +28,6 @@ PROMPTS = [f"The patient number {i} has a fever and a cough." for i in range(10)
 ]
 
 
-@pytest.fixture(scope="module")
-def gemma_like_dir(tiny_model_dir, tmp_path_factory):
-    """A 2-layer random Gemma-3 text model with the tiny Llama's tokenizer."""
-    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    config = Gemma3TextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        sliding_window=16,
-        max_position_embeddings=1024,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("tiny-gemma")
-    Gemma3ForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 @pytest.fixture(params=["builtin", "llama", "gemma", "yuan"])
 def family(request, builtin_dir, tiny_model_dir, gemma_like_dir):
     """(base model id, model folder, prompt format) of each family we train."""
