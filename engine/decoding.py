@@ -151,22 +151,25 @@ def select_rows(cache, order: list[int]) -> None:
             layer.values[into] = layer.values[source]
 
 
-def token_chooser(model, decoding: Decoding, generator=None):
+def token_chooser(model, decoding: Decoding, generator=None, top_k: int | None = None):
     """The next token as `generate()` picks it: repetition penalty, then (when sampling)
-    temperature, the model's top-k (50 unless its generation config says otherwise) and top-p.
-    A `generator` makes sampling reproducible for one request, whatever else runs beside it."""
+    temperature, top-k (`top_k`; None: the model's, 50 unless its generation config says
+    otherwise; 0: none) and top-p. A `generator` makes sampling reproducible for one request,
+    whatever else runs beside it."""
     import torch
 
     steps = LogitsProcessorList()
     if decoding.repetition_penalty != 1.0:
         steps.append(RepetitionPenaltyLogitsProcessor(decoding.repetition_penalty))
     if decoding.do_sample:
-        top_k = getattr(model.generation_config, "top_k", None) or 50
+        if top_k is None:
+            top_k = getattr(model.generation_config, "top_k", None) or 50
         if decoding.temperature != 1.0:
             steps.append(_HighestAtZero())
             # float32 holds no temperature below its smallest normal number (5e-324 becomes 0: NaN)
             steps.append(TemperatureLogitsWarper(max(decoding.temperature, torch.finfo(torch.float32).tiny)))
-        steps.append(TopKLogitsWarper(top_k))
+        if top_k:
+            steps.append(TopKLogitsWarper(top_k))
         if decoding.top_p < 1.0:
             steps.append(TopPLogitsWarper(decoding.top_p))
 

@@ -13,7 +13,7 @@ from core import errors
 from core.errors import UserError
 from engine import catalogue, devices, formats, head_rows, loading, models
 from engine.adapters import WEIGHTS_FILE, AdapterRecord, ResidentAdapter, check_loadable
-from engine.decoding import shrinking_batch, token_chooser
+from engine.decoding import select_rows, shrinking_batch, token_chooser
 from engine.reply_text import ReplyText, TextPieces
 from engine.roles import Decoding, Role
 from engine.routing import BASE, SharedExclusiveLock, hook_lora_layers, thread_choice
@@ -201,13 +201,14 @@ class ChatEngine:
         pieces = TextPieces(self.tokenizer, self._tokenizer_lock)
         reply = ReplyText(formats.stop_texts(prompt_format, tuned=adapter is not None))
         prompt = self.prompt_ids(role, text, history, adapter)
-        if decoding.whole:  # the best beam (or MBR's choice) is known only at the end: one piece
+        if decoding.mbr:  # MBR's choice is known only once every candidate has ended: one piece
             (tokens,) = self.search([prompt], adapter=adapter, decoding=decoding, stop_ids=stops)
             whole = "".join(pieces.add(token) for token in tokens) + pieces.finish()
             if piece := reply.finish(whole):
                 yield piece
             return
-        for token in self.token_ids(prompt, adapter=adapter, decoding=decoding, stops=stops):
+        steps = self.beam_token_ids if decoding.beams else self.token_ids
+        for token in steps(prompt, adapter=adapter, decoding=decoding, stops=stops):
             if piece := reply.add(pieces.add(token)):
                 yield piece
             if reply.stopped:
@@ -224,7 +225,7 @@ class ChatEngine:
         stops: set[int],
     ) -> Iterator[int]:
         """The reply's token ids one at a time, the stop token left out: what `stream` turns into
-        text (sampled or greedy; beams go through `beam_search`)."""
+        text (sampled or greedy; beams: `beam_token_ids`)."""
         import torch
 
         if adapter is not None:
@@ -244,6 +245,56 @@ class ChatEngine:
             step_input = torch.tensor([[token]], device=sequence.device)
             sequence = torch.cat((sequence, step_input), dim=1)
             yield token
+
+    def beam_token_ids(
+        self,
+        prompt: list[int],
+        *,
+        adapter: AdapterRecord | None = None,
+        decoding: Decoding,
+        stops: set[int],
+    ) -> Iterator[int]:
+        """The best beam's token ids, the stop token left out, each as soon as it is settled (every
+        live beam and kept hypothesis begins with it): transformers' beam search stepped
+        (engine.beam_steps), so a reply with beams streams instead of arriving whole."""
+        import torch
+
+        from engine.beam_steps import BeamSteps
+
+        if adapter is not None:
+            self.ensure_adapter(adapter)
+        search = BeamSteps(
+            prompt,
+            num_beams=decoding.num_beams,
+            length_penalty=decoding.length_penalty,
+            repetition_penalty=decoding.repetition_penalty,
+            stop_ids=stops,
+            max_new_tokens=decoding.max_new_tokens,
+            device=self.model.device,
+        )
+        step_input, cache, sent = torch.tensor([prompt], device=self.model.device), None, 0
+        while True:
+            prompt_pass = cache is None
+            with self._answering_as(adapter):
+                output = self.model(
+                    input_ids=step_input, past_key_values=cache, use_cache=True, logits_to_keep=1
+                )
+            cache, logits = output.past_key_values, output.logits[:, -1].float()
+            if prompt_pass:  # every beam starts from the prompt
+                cache.batch_repeat_interleave(decoding.num_beams)
+                logits = logits.repeat(decoding.num_beams, 1)
+            going_on = search.advance(logits)
+            ready = search.best() if going_on is None else search.settled()
+            for token in ready[sent:]:
+                if token in stops:
+                    return
+                yield token
+            sent = len(ready)
+            if going_on is None:
+                return
+            parents, tokens = going_on
+            select_rows(cache, parents)
+            step_input = torch.tensor(tokens, device=self.model.device)[:, None]
 
     @contextlib.contextmanager
     def _answering_as(self, adapter: AdapterRecord | None):
@@ -364,11 +415,9 @@ class ChatEngine:
         stop_ids,
         limits: Sequence[int] | None = None,
         seed: int | None = 0,
-        adapters: Sequence[AdapterRecord | None] | None = None,
     ) -> list[list[int]]:
         """Each prompt's reply by the decoding's search: beam search or MBR (`seed` makes MBR's
-        sampling repeatable; None: not seeded). `adapters`, when given, names each prompt's own
-        adapter (a mixed batch, as the API server's); otherwise `adapter` answers them all."""
+        sampling repeatable; None: not seeded)."""
         search = self.mbr_search if decoding.mbr else self.beam_search
         extra = {"seed": seed} if decoding.mbr else {}
         return search(
@@ -377,23 +426,8 @@ class ChatEngine:
             decoding=decoding,
             stop_ids=stop_ids,
             limits=limits,
-            adapters=adapters,
             **extra,
         )
-
-    @contextlib.contextmanager
-    def _rows_answering(self, adapter, adapters, copies: int):
-        """Compute a search whose inputs are expanded `copies` times each (its beams or candidates,
-        next to one another, as transformers expands them): each copy with its prompt's adapter."""
-        if adapters is None or len({a.name if a else None for a in adapters}) == 1:
-            with self._answering_as(adapters[0] if adapters else adapter):
-                yield
-            return
-        for one in adapters:
-            if one is not None:
-                self.ensure_adapter(one)
-        with self.answering_rows([one for one in adapters for _ in range(copies)]):
-            yield
 
     def _left_padded(self, prompts: Sequence[list[int]], stop_ids):
         """A search's inputs: the stop ids, the pad id, the width, the left-padded ids and their mask."""
@@ -413,7 +447,6 @@ class ChatEngine:
         stop_ids,
         limits: Sequence[int] | None = None,
         seed: int | None = 0,
-        adapters: Sequence[AdapterRecord | None] | None = None,
     ) -> list[list[int]]:
         """Minimum-Bayes-risk decoding: `mbr_samples` candidates per prompt, sampled together in one
         left-padded batch at the decoding's temperature and top_p, each cut at its first stop token
@@ -440,7 +473,7 @@ class ChatEngine:
             eos_token_id=stops,
             pad_token_id=pad,
         )
-        with torch.random.fork_rng(devices=[]), self._rows_answering(adapter, adapters, samples):
+        with torch.random.fork_rng(devices=[]), self._answering_as(adapter):
             if seed is not None:
                 torch.manual_seed(seed)
             output = self.model.generate(
@@ -467,7 +500,6 @@ class ChatEngine:
         decoding: Decoding,
         stop_ids,
         limits: Sequence[int] | None = None,
-        adapters: Sequence[AdapterRecord | None] | None = None,
     ) -> list[list[int]]:
         """Each prompt's best beam: its tokens after the prompt, up to its first stop token and
         within its own limit (`limits`, else the decoding's max_new_tokens). transformers' beam
@@ -490,7 +522,7 @@ class ChatEngine:
             eos_token_id=stops,
             pad_token_id=pad,
         )
-        with self._rows_answering(adapter, adapters, decoding.num_beams):
+        with self._answering_as(adapter):
             output = self.model.generate(
                 input_ids=torch.tensor(ids, device=self.model.device),
                 attention_mask=torch.tensor(mask, device=self.model.device),

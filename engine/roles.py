@@ -38,7 +38,8 @@ class Decoding:
 
     @property
     def whole(self) -> bool:
-        """The reply is known only once the search ends (beams, MBR): it comes as one piece."""
+        """The reply is a search's outcome (beams, MBR): batches are searched with `generate()`; a
+        stream sends what has settled (beams) or the whole reply at the end (MBR)."""
         return self.beams or self.mbr
 
     @property

@@ -8,9 +8,9 @@ Gemma-3's, keep each row's own tail). A greedy or sampled request is one row; a 
 row per beam (`engine.beam_steps`: transformers' beam search stepped beside its peers, its settled
 tokens streamed as they settle). Each row answers with its request's adapter through PEFT's
 mixed-batch LoRA (`ChatEngine.answering_rows`), and a request's rows leave the batch as soon as it
-ends. MBR requests, whose reply is known only when all their candidates are sampled, are searched
-together between two steps. Caches that cannot be stacked make new requests wait until the running
-batch is done, and then start together.
+ends. An MBR request is one row per candidate, sampled from its own generator; its reply, chosen
+once every candidate has ended, goes out whole. Caches that cannot be stacked make new requests
+wait until the running batch is done, and then start together.
 """
 
 import logging
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine.beam_steps import BeamSteps
-from engine.decoding import select_rows, stack_left_padded, token_chooser
+from engine.decoding import mbr_choice, select_rows, stack_left_padded, token_chooser
 from engine.generation import ChatEngine
 from engine.reply_text import ReplyText, TextPieces
 from engine.roles import Decoding
@@ -103,7 +103,35 @@ class _Row:
         return None if self.finish is not None else ([0], [token])
 
 
-class _Beams:
+class _Searched:
+    """A generation whose rows are searched (beams, candidates): its text goes out through a `_Row`
+    that is never stepped, which keeps the pieces, the stop texts and the finish reason."""
+
+    out: _Row
+
+    @property
+    def finish(self) -> str | None:
+        return self.out.finish
+
+    @finish.setter
+    def finish(self, reason: str) -> None:
+        self.out.finish = reason
+
+    @property
+    def tokens(self) -> int:
+        return self.out.tokens
+
+    def _send(self, tokens: list[int], ended: bool) -> None:
+        """Send the reply's tokens beyond those already sent; `ended`: they are the whole reply."""
+        for token in tokens[self.out.tokens :]:
+            self.out.add(token)
+            if self.out.finish is not None:
+                return
+        if ended:  # ended on a stop token, which the search leaves out
+            self.out._end("stop", self.out.pieces.finish())
+
+
+class _Beams(_Searched):
     """A beam-search generation in the running batch: one row per beam. The reply's text goes out
     as its tokens settle (shared by every beam and kept hypothesis), the rest when the search ends."""
 
@@ -120,35 +148,63 @@ class _Beams:
             max_new_tokens=generation.max_tokens,
             device=engine.model.device,
         )
-        self.out = _Row(engine, generation)  # the text side: pieces, stop texts, finish reason
-
-    @property
-    def finish(self) -> str | None:
-        return self.out.finish
-
-    @finish.setter
-    def finish(self, reason: str) -> None:
-        self.out.finish = reason
-
-    @property
-    def tokens(self) -> int:
-        return self.out.tokens
+        self.out = _Row(engine, generation)
 
     def advance(self, logits) -> tuple[list[int], list[int]] | None:
         going_on = self.search.advance(logits)
         if going_on is None:
-            self._send_up_to(self.search.best())
-            if self.out.finish is None:  # ended on a stop token, which the search leaves out
-                self.out._end("stop", self.out.pieces.finish())
+            self._send(self.search.best(), ended=True)
             return None
-        self._send_up_to(self.search.settled())
+        self._send(self.search.settled(), ended=False)
         return None if self.out.finish is not None else going_on
 
-    def _send_up_to(self, tokens: list[int]) -> None:
-        for token in tokens[self.out.tokens :]:
-            self.out.add(token)
-            if self.out.finish is not None:
-                return
+
+class _Candidates(_Searched):
+    """A minimum-Bayes-risk generation in the running batch: one row per candidate, sampled as
+    `ChatEngine.mbr_search` samples them (temperature, top_p, no top-k, the repetition penalty) from
+    the request's own generator (its seed, else 0: the same request gets the same reply whatever
+    runs beside it). A candidate's row leaves when it ends; when all have ended, the one agreeing
+    most with the others under chrF is the reply, sent whole."""
+
+    def __init__(self, engine: ChatEngine, generation: Generation):
+        import torch
+
+        decoding = generation.decoding
+        self.generation, self.engine = generation, engine
+        self.rows = decoding.mbr_samples
+        seed = generation.seed if generation.seed is not None else 0
+        generator = torch.Generator(device=engine.model.device).manual_seed(seed)
+        sampled = decoding.with_changes(do_sample=True, num_beams=1, mbr_samples=0)
+        self.choose = token_chooser(engine.model, sampled, generator, top_k=0)
+        self.sequences = torch.tensor([generation.prompt] * self.rows, device=engine.model.device)
+        self.drawn: list[list[int]] = [[] for _ in range(self.rows)]
+        self.going = list(range(self.rows))  # the candidates still drawing, in their batch rows' order
+        self.out = _Row(engine, generation)
+
+    def advance(self, logits) -> tuple[list[int], list[int]] | None:
+        import torch
+
+        drawn = self.choose(self.sequences, logits).tolist()
+        parents, tokens = [], []
+        for row, token in enumerate(drawn):
+            candidate = self.drawn[self.going[row]]
+            if token in self.generation.stop_ids:
+                continue
+            candidate.append(token)
+            if len(candidate) < self.generation.max_tokens:
+                parents.append(row)
+                tokens.append(token)
+        if parents:
+            self.going = [self.going[row] for row in parents]
+            kept = torch.tensor(parents, device=self.sequences.device)
+            drawn_now = torch.tensor(tokens, device=kept.device)[:, None]
+            self.sequences = torch.cat((self.sequences[kept], drawn_now), dim=1)
+            self.rows = len(parents)
+            return parents, tokens
+        with self.engine.tokenizer_lock:
+            texts = self.engine.tokenizer.batch_decode(self.drawn, skip_special_tokens=True)
+        self._send(self.drawn[mbr_choice([text.strip() for text in texts])], ended=True)
+        return None
 
 
 class Scheduler:
@@ -187,10 +243,8 @@ class Scheduler:
             if arriving is None:
                 return
             try:
-                self._search_together([g for g in arriving if g.decoding.mbr])
-                batched = [g for g in arriving if not g.decoding.mbr]
-                if batched:
-                    self._admit(batched)
+                if arriving:
+                    self._admit(arriving)
                 if self._rows:
                     self._step()
             except Exception as error:  # a failing model fails its requests, not the server
@@ -270,39 +324,6 @@ class Scheduler:
         self._cache = cache
         self._rows += new_rows
 
-    def _search_together(self, generations: list[Generation]) -> None:
-        """Requests whose reply is known only when their search ends (MBR), between two steps of the
-        batch: those with the same decoding are searched together, as one batch whatever their
-        adapters (each candidate row answers with its request's adapter), and each reply is sent whole.
-        A seed holds for a request searched alone; a group's sampling is seeded
-        with 0, so a reply may depend on the requests it was searched with."""
-        groups: dict[tuple, list[Generation]] = {}
-        for generation in generations:
-            key = (generation.decoding.with_changes(max_new_tokens=1), generation.stop_ids)
-            groups.setdefault(key, []).append(generation)
-        for group in groups.values():
-            first = group[0]
-            seed = first.seed if len(group) == 1 and first.seed is not None else 0
-            self.widest = max(self.widest, len(group))
-            replies = self.engine.search(
-                [generation.prompt for generation in group],
-                adapter=first.adapter,
-                decoding=first.decoding,
-                stop_ids=first.stop_ids,
-                limits=[generation.max_tokens for generation in group],
-                seed=seed,
-                adapters=[generation.adapter for generation in group],
-            )
-            for generation, tokens in zip(group, replies, strict=True):
-                row = _Row(self.engine, generation)
-                for token in tokens:
-                    row.add(token)
-                    if row.finish is not None:
-                        break
-                if row.finish is None:  # ended on a stop token, which the search leaves out
-                    row._end("stop", row.pieces.finish())
-                generation.on_end(row.finish, row.tokens)
-
     def _padded_prefill(self, new_rows: list) -> None:
         import torch
 
@@ -333,16 +354,17 @@ class Scheduler:
 
         order, tokens, going_on, start = [], [], [], 0
         for row in self._rows:
+            width = row.rows  # before it advances: candidates that end give up their rows
             if row.generation.cancelled.is_set():
                 row.finish = "cancelled"
             else:
-                continued = row.advance(self._logits[start : start + row.rows])
+                continued = row.advance(self._logits[start : start + width])
                 if continued is not None:
                     parents, next_tokens = continued
                     order += [start + parent for parent in parents]
                     tokens += next_tokens
                     going_on.append(row)
-            start += row.rows
+            start += width
         for row in self._rows:
             if row.finish not in (None, "cancelled"):
                 row.generation.on_end(row.finish, row.tokens)
@@ -372,12 +394,15 @@ class Scheduler:
         self._cache = self._mask = self._positions = self._logits = None
 
 
-def _member(engine: ChatEngine, generation: Generation) -> _Row | _Beams:
+def _member(engine: ChatEngine, generation: Generation) -> _Row | _Beams | _Candidates:
+    if generation.decoding.mbr:
+        return _Candidates(engine, generation)
     return _Beams(engine, generation) if generation.decoding.beams else _Row(engine, generation)
 
 
 def _rows_of(generation: Generation) -> int:
-    return generation.decoding.num_beams if generation.decoding.beams else 1
+    decoding = generation.decoding
+    return decoding.mbr_samples if decoding.mbr else decoding.num_beams if decoding.beams else 1
 
 
 def _row_adapters(rows) -> list:

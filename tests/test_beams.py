@@ -224,13 +224,15 @@ def test_beam_steps_give_transformers_beam_search_and_settle_only_what_it_keeps(
             assert later[: len(earlier)] == earlier, "a settled token changed"
 
 
-def test_with_the_translator_s_two_beams_tokens_settle_before_the_search_ends(engine):
+def test_with_the_translator_s_two_beams_tokens_settle_and_the_chat_stream_sends_them(engine):
     stops = formats.stop_token_ids(engine.tokenizer, engine.prompt_format, engine.model)
     decoding = TRANSLATOR.decoding.with_changes(max_new_tokens=12)
     assert decoding.num_beams == 2
     for text in TEXTS:
         best, settled = _stepped(engine, engine.prompt_ids(TRANSLATOR, text), decoding, stops)
         assert len(settled) > 1 and settled[-2], f"nothing of {best} settled before the last step"
+        pieces = list(engine.stream(text, role=TRANSLATOR, decoding=decoding))
+        assert len(pieces) > 1, f"the reply {pieces} came whole"
 
 
 def _beam_model(request, tiny_model_dir, gemma_like_dir, db, tmp_path):

@@ -1,6 +1,6 @@
 """Minimum-Bayes-risk decoding: its choice held to the definition, the engine's candidates sampled as
-transformers samples them, the API's MBR requests searched together, a mixed-adapter search, and the
-API's extension field refused where it does not apply."""
+transformers samples them, the API's MBR requests as rows of the running batch (each answering as
+alone for its seed), and the API's extension field refused where it does not apply."""
 
 import threading
 
@@ -74,34 +74,74 @@ def test_the_engine_keeps_the_mbr_choice_among_the_candidates_it_sampled(engine)
     )
 
 
-def test_mbr_requests_of_one_adapter_are_searched_together_in_one_batch(engine):
-    decoding = MBR
+def _run(engine, asks) -> tuple[dict, Scheduler]:
+    """Each ask (adapter, decoding, text, seed) submitted at once to a new scheduler: its pieces of
+    text, finish reason and token count."""
     stops = frozenset(formats.stop_token_ids(engine.tokenizer, engine.prompt_format, engine.model))
-    prompts = [engine.prompt_ids(TRANSLATOR, text) for text in TEXTS]
-    ended = {}
-    generations = [
-        Generation(
-            prompt=prompt,
-            adapter=None,
-            decoding=decoding,
-            max_tokens=12,
-            stop_ids=stops,
-            on_text=lambda piece: None,
-            on_end=lambda reason, tokens, i=i: ended.setdefault(i, (reason, tokens)),
-            on_error=lambda message: pytest.fail(message),
-        )
-        for i, prompt in enumerate(prompts)
-    ]
+    results, all_ended = {}, threading.Event()
+    pieces = {index: [] for index in range(len(asks))}
+
+    def on_end(index, reason, tokens):
+        results[index] = ("".join(pieces[index]), reason, tokens, len(pieces[index]))
+        if len(results) == len(asks):
+            all_ended.set()
+
     scheduler = Scheduler(engine)
     try:
-        scheduler._search_together(generations)
+        for index, (adapter, decoding, text, seed) in enumerate(asks):
+            scheduler.submit(
+                Generation(
+                    prompt=engine.prompt_ids(TRANSLATOR, text, adapter=adapter),
+                    adapter=adapter,
+                    decoding=decoding,
+                    max_tokens=decoding.max_new_tokens,
+                    stop_ids=stops,
+                    on_text=pieces[index].append,
+                    on_end=lambda reason, tokens, i=index: on_end(i, reason, tokens),
+                    on_error=lambda message: pytest.fail(message),
+                    seed=seed,
+                )
+            )
+        assert all_ended.wait(120), results
     finally:
         scheduler.close()
-    assert scheduler.widest == 4 and sorted(ended) == [0, 1, 2, 3]
-    together = engine.search(
-        prompts, adapter=None, decoding=decoding, stop_ids=stops, limits=[12] * 4, seed=0
-    )
-    assert [ended[i][1] for i in range(4)] == [len(tokens) for tokens in together]
+    return results, scheduler
+
+
+def test_mbr_requests_are_rows_of_the_running_batch_and_answer_as_alone_for_their_seed(
+    db, engine, tiny_model_dir, tmp_path
+):
+    adapters = [
+        register_adapter(
+            db,
+            f"m{seed}",
+            make_adapter(tiny_model_dir, tmp_path / f"m{seed}", seed=seed),
+            engine.base_model_id,
+            "translator",
+        )
+        for seed in (31, 32)
+    ]
+    for adapter in adapters:
+        engine.ensure_adapter(adapter)
+    greedy = Decoding(do_sample=False, max_new_tokens=12)
+    asks = [
+        (None, greedy, TEXTS[0], None),
+        (adapters[0], MBR, TEXTS[1], 5),
+        (adapters[1], MBR, TEXTS[1], 5),
+        (None, MBR, TEXTS[2], None),
+    ]
+    together, scheduler = _run(engine, asks)
+    assert scheduler.widest >= 1 + 3 * MBR.mbr_samples - 3, "the candidates did not run as rows of one batch"
+    for index, ask in enumerate(asks):
+        alone, _ = _run(engine, [ask])
+        text, reason, tokens, _ = together[index]
+        assert (text, reason, tokens) == alone[0][:3], index
+        assert reason in ("stop", "length") and tokens <= 12
+    assert together[1][0] != together[2][0], "the two adapters' candidates answered alike"
+    other_seed, _ = _run(engine, [(adapters[0], MBR, TEXTS[1], 6)])
+    same_seed, _ = _run(engine, [(adapters[0], MBR, TEXTS[1], 5)])
+    assert same_seed[0][:3] == together[1][:3]
+    assert other_seed[0][:3] != together[1][:3] or other_seed[0][2] <= 1, "the seed changed nothing"
 
 
 def test_the_api_takes_mbr_samples_for_a_translator_and_refuses_it_elsewhere(
@@ -158,30 +198,3 @@ def test_an_evaluation_with_mbr_is_stored_apart_and_a_bad_choice_is_refused(
     for wrong in ("mbr", "beams=x", "sampled", "greedy=2"):
         with pytest.raises(UserError, match="Unknown decoding"):
             parse_decoding(wrong, TRANSLATOR.decoding)
-
-
-def test_a_search_of_prompts_with_different_adapters_answers_each_with_its_own(
-    db, engine, tiny_model_dir, tmp_path
-):
-    adapters = [
-        register_adapter(
-            db,
-            f"t{seed}",
-            make_adapter(tiny_model_dir, tmp_path / f"t{seed}", seed=seed),
-            engine.base_model_id,
-            "translator",
-        )
-        for seed in (11, 12)
-    ]
-    for adapter in adapters:
-        engine.ensure_adapter(adapter)
-    stops = frozenset(formats.stop_token_ids(engine.tokenizer, engine.prompt_format, engine.model))
-    prompt = engine.prompt_ids(TRANSLATOR, TEXTS[1])
-    chosen = [*adapters, None]
-    alone = [
-        engine.search([prompt], adapter=a, decoding=BEAMS, stop_ids=stops, limits=[12])[0] for a in chosen
-    ]
-    mixed = engine.search(
-        [prompt] * 3, adapter=None, decoding=BEAMS, stop_ids=stops, limits=[12] * 3, adapters=chosen
-    )
-    assert mixed == alone and len({tuple(tokens) for tokens in alone}) > 1  # the adapters answer differently
