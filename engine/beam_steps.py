@@ -56,6 +56,20 @@ class BeamSteps:
         self.generated = 0
         self.done = False
 
+    @classmethod
+    def for_decoding(cls, prompt: list[int], decoding, stop_ids, max_new_tokens=None, device=None):
+        """The search a Decoding asks for (its beams, length and repetition penalties), within
+        `max_new_tokens` (else the decoding's own)."""
+        return cls(
+            prompt,
+            num_beams=decoding.num_beams,
+            length_penalty=decoding.length_penalty,
+            repetition_penalty=decoding.repetition_penalty,
+            stop_ids=stop_ids,
+            max_new_tokens=max_new_tokens or decoding.max_new_tokens,
+            device=device,
+        )
+
     def advance(self, logits) -> tuple[list[int], list[int]] | None:
         """Given the next-token logits of each live beam (num_beams × vocabulary), the beams that go on
         (indices of the rows they continue) and their new tokens; None once the search has ended."""

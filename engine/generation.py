@@ -263,15 +263,7 @@ class ChatEngine:
 
         if adapter is not None:
             self.ensure_adapter(adapter)
-        search = BeamSteps(
-            prompt,
-            num_beams=decoding.num_beams,
-            length_penalty=decoding.length_penalty,
-            repetition_penalty=decoding.repetition_penalty,
-            stop_ids=stops,
-            max_new_tokens=decoding.max_new_tokens,
-            device=self.model.device,
-        )
+        search = BeamSteps.for_decoding(prompt, decoding, stops, device=self.model.device)
         step_input, cache, sent = torch.tensor([prompt], device=self.model.device), None, 0
         while True:
             prompt_pass = cache is None

@@ -139,14 +139,8 @@ class _Beams(_Searched):
         decoding = generation.decoding
         self.generation = generation
         self.rows = decoding.num_beams
-        self.search = BeamSteps(
-            generation.prompt,
-            num_beams=decoding.num_beams,
-            length_penalty=decoding.length_penalty,
-            repetition_penalty=decoding.repetition_penalty,
-            stop_ids=generation.stop_ids,
-            max_new_tokens=generation.max_tokens,
-            device=engine.model.device,
+        self.search = BeamSteps.for_decoding(
+            generation.prompt, decoding, generation.stop_ids, generation.max_tokens, engine.model.device
         )
         self.out = _Row(engine, generation)
 

@@ -179,14 +179,7 @@ def _stepped(engine, prompt: list[int], decoding: Decoding, stops) -> tuple[list
 
     from engine.beam_steps import BeamSteps
 
-    search = BeamSteps(
-        prompt,
-        num_beams=decoding.num_beams,
-        length_penalty=decoding.length_penalty,
-        repetition_penalty=decoding.repetition_penalty,
-        stop_ids=stops,
-        max_new_tokens=decoding.max_new_tokens,
-    )
+    search = BeamSteps.for_decoding(prompt, decoding, stops)
     settled = []
     with torch.inference_mode():
         output = engine.model(input_ids=torch.tensor([prompt]), use_cache=True)
