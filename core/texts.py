@@ -245,6 +245,8 @@ _TEXTS = dict(
     ENGINE_CAPTION=("基座模型：`{model}` · {device} · {dtype}", "Base model: `{model}` · {device} · {dtype}"),
     PROVENANCE_BASE=("基座", "base model"),
     PROVENANCE_GREEDY=("贪心", "greedy"),
+    PROVENANCE_BEAMS=("{beams} 束搜索", "{beams} beams"),
+    PROVENANCE_MBR=("MBR {samples} 个候选", "MBR of {samples}"),
     PROVENANCE_MAX=("最多 {count} token", "max {count} tokens"),
     PROVENANCE_PARTIAL=("未完成", "partial"),
     # --- roles, as every page names them --------------------------------------------------------------

@@ -141,7 +141,13 @@ def provenance(message: dict) -> str:
             f"rep={settings.get('repetition_penalty')}"
         )
     elif settings:
-        parts.append(f"{texts.PROVENANCE_GREEDY} rep={settings.get('repetition_penalty')}")
+        beams, samples = settings.get("num_beams") or 1, settings.get("mbr_samples") or 0
+        how = texts.PROVENANCE_GREEDY
+        if samples > 1:
+            how = texts.PROVENANCE_MBR.format(samples=samples)
+        elif beams > 1:
+            how = texts.PROVENANCE_BEAMS.format(beams=beams)
+        parts.append(f"{how} rep={settings.get('repetition_penalty')}")
     if settings.get("max_new_tokens"):
         parts.append(texts.PROVENANCE_MAX.format(count=settings["max_new_tokens"]))
     if settings.get("partial"):

@@ -420,3 +420,20 @@ def test_switching_the_language_keeps_what_the_form_holds(app_env):  # noqa: F81
     assert app.text_input(key="train-path").value == "no/such.jsonl"
     assert app.radio(key="train-source").value == "path"
     assert "Dataset file not found" in app.error[0].value
+
+
+def test_a_reply_s_provenance_names_how_it_was_decoded():
+    from studio.conversation import provenance
+
+    def said(**settings):
+        settings = {"repetition_penalty": 1.0, **settings}
+        return provenance({"adapter": "med", "chat_role": "translator", "settings": settings})
+
+    with texts.in_language("en"):
+        assert said(num_beams=2, max_new_tokens=256) == "med · translator · 2 beams rep=1.0 · max 256 tokens"
+        assert said(num_beams=1) == "med · translator · greedy rep=1.0"
+        assert said(num_beams=1, mbr_samples=8).startswith("med · translator · MBR of 8 ")
+        sampled = said(do_sample=True, temperature=0.5, top_p=0.9)
+        assert sampled == "med · translator · T=0.5 top_p=0.9 rep=1.0"
+    with texts.in_language("zh"):
+        assert "2 束搜索" in said(num_beams=2)
