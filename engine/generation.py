@@ -234,12 +234,8 @@ class ChatEngine:
         sequence = torch.tensor([prompt], device=self.model.device)
         step_input, cache = sequence, None
         for _ in range(decoding.max_new_tokens):
-            with self._answering_as(adapter):
-                output = self.model(
-                    input_ids=step_input, past_key_values=cache, use_cache=True, logits_to_keep=1
-                )
-            cache = output.past_key_values
-            token = int(choose(sequence, output.logits[:, -1].float())[0])
+            cache, logits = self._step(step_input, cache, adapter)
+            token = int(choose(sequence, logits)[0])
             if token in stops:
                 return
             step_input = torch.tensor([[token]], device=sequence.device)
@@ -267,11 +263,7 @@ class ChatEngine:
         step_input, cache, sent = torch.tensor([prompt], device=self.model.device), None, 0
         while True:
             prompt_pass = cache is None
-            with self._answering_as(adapter):
-                output = self.model(
-                    input_ids=step_input, past_key_values=cache, use_cache=True, logits_to_keep=1
-                )
-            cache, logits = output.past_key_values, output.logits[:, -1].float()
+            cache, logits = self._step(step_input, cache, adapter)
             if prompt_pass:  # every beam starts from the prompt
                 cache.batch_repeat_interleave(decoding.num_beams)
                 logits = logits.repeat(decoding.num_beams, 1)
@@ -287,6 +279,12 @@ class ChatEngine:
             parents, tokens = going_on
             select_rows(cache, parents)
             step_input = torch.tensor(tokens, device=self.model.device)[:, None]
+
+    def _step(self, step_input, cache, adapter: AdapterRecord | None):
+        """One pass of a stream: the cache after `step_input` and the last position's logits."""
+        with self._answering_as(adapter):
+            output = self.model(input_ids=step_input, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return output.past_key_values, output.logits[:, -1].float()
 
     @contextlib.contextmanager
     def _answering_as(self, adapter: AdapterRecord | None):

@@ -49,51 +49,62 @@ class Generation:
     cancelled: threading.Event = field(default_factory=threading.Event)
 
 
-class _Row:
-    """A greedy or sampled generation in the running batch (one row): its tokens so far and its
-    unsent text."""
-
-    rows = 1
+class _Reply:
+    """A generation's text side: its tokens so far, its unsent text, and how it finished."""
 
     def __init__(self, engine: ChatEngine, generation: Generation):
-        import torch
-
         self.generation = generation
-        generator = None
-        if generation.decoding.do_sample and generation.seed is not None:
-            generator = torch.Generator(device=engine.model.device).manual_seed(generation.seed)
-        self.choose = token_chooser(engine.model, generation.decoding, generator)
-        self.sequence = torch.tensor([generation.prompt], device=engine.model.device)
         self.pieces = TextPieces(engine.tokenizer, engine.tokenizer_lock)
         self.tokens = 0
         self.reply = ReplyText(generation.stop_texts)
         self.finish: str | None = None
 
     def add(self, token: int) -> None:
-        """Take the next token, or end the row on a stop token, a stop text or the length limit."""
-        import torch
-
+        """Take the next token, or end on a stop token, a stop text or the length limit."""
         generation = self.generation
         if token in generation.stop_ids:
-            self._end("stop", self.pieces.finish())
+            self.end("stop", self.pieces.finish())
             return
         self.tokens += 1
-        self.sequence = torch.cat((self.sequence, self.sequence.new_tensor([[token]])), dim=1)
         piece = self.pieces.add(token)
         if self.tokens >= generation.max_tokens:
-            self._end("length", piece + self.pieces.finish())
+            self.end("length", piece + self.pieces.finish())
             return
         self._send(self.reply.add(piece))
         if self.reply.stopped:
             self.finish = "stop"
 
-    def _end(self, reason: str, piece: str) -> None:
+    def end(self, reason: str, piece: str) -> None:
         self._send(self.reply.finish(piece))
         self.finish = "stop" if self.reply.stopped else reason
 
     def _send(self, text: str) -> None:
         if text:
             self.generation.on_text(text)
+
+
+class _Row(_Reply):
+    """A greedy or sampled generation in the running batch: one row, its token chosen with its own
+    decoding settings and seed."""
+
+    rows = 1
+
+    def __init__(self, engine: ChatEngine, generation: Generation):
+        import torch
+
+        super().__init__(engine, generation)
+        generator = None
+        if generation.decoding.do_sample and generation.seed is not None:
+            generator = torch.Generator(device=engine.model.device).manual_seed(generation.seed)
+        self.choose = token_chooser(engine.model, generation.decoding, generator)
+        self.sequence = torch.tensor([generation.prompt], device=engine.model.device)
+
+    def add(self, token: int) -> None:
+        import torch
+
+        super().add(token)
+        if self.finish is None:  # the repetition penalty reads the tokens so far
+            self.sequence = torch.cat((self.sequence, self.sequence.new_tensor([[token]])), dim=1)
 
     def advance(self, logits) -> tuple[list[int], list[int]] | None:
         """This step's token from the last position's logits: (the row it continues, its token),
@@ -104,10 +115,10 @@ class _Row:
 
 
 class _Searched:
-    """A generation whose rows are searched (beams, candidates): its text goes out through a `_Row`
-    that is never stepped, which keeps the pieces, the stop texts and the finish reason."""
+    """A generation whose rows are searched (beams, candidates): its text goes out through its
+    `_Reply`, which keeps the pieces, the stop texts and the finish reason."""
 
-    out: _Row
+    out: _Reply
 
     @property
     def finish(self) -> str | None:
@@ -128,7 +139,7 @@ class _Searched:
             if self.out.finish is not None:
                 return
         if ended:  # ended on a stop token, which the search leaves out
-            self.out._end("stop", self.out.pieces.finish())
+            self.out.end("stop", self.out.pieces.finish())
 
 
 class _Beams(_Searched):
@@ -142,7 +153,7 @@ class _Beams(_Searched):
         self.search = BeamSteps.for_decoding(
             generation.prompt, decoding, generation.stop_ids, generation.max_tokens, engine.model.device
         )
-        self.out = _Row(engine, generation)
+        self.out = _Reply(engine, generation)
 
     def advance(self, logits) -> tuple[list[int], list[int]] | None:
         going_on = self.search.advance(logits)
@@ -173,7 +184,7 @@ class _Candidates(_Searched):
         self.sequences = torch.tensor([generation.prompt] * self.rows, device=engine.model.device)
         self.drawn: list[list[int]] = [[] for _ in range(self.rows)]
         self.going = list(range(self.rows))  # the candidates still drawing, in their batch rows' order
-        self.out = _Row(engine, generation)
+        self.out = _Reply(engine, generation)
 
     def advance(self, logits) -> tuple[list[int], list[int]] | None:
         import torch
@@ -209,7 +220,7 @@ class Scheduler:
         self.max_batch = max_batch
         self._waiting: queue.Queue[Generation | None] = queue.Queue()
         self._deferred: Generation | None = None  # taken from the queue, waiting for room in the batch
-        self._rows: list[_Row | _Beams] = []  # the running generations, each on `rows` batch rows
+        self._rows: list[_Row | _Beams | _Candidates] = []  # each on `rows` batch rows
         self._cache = self._mask = self._positions = self._logits = None
         self._joinable: bool | None = None  # known after the first prefill
         self.widest = 0  # the most rows that ever ran in one step: whether batching happens
